@@ -1,0 +1,137 @@
+"""Physical memory: a sparse store of 4 KiB pages.
+
+The same class is guest RAM (native mode) and machine memory (shadow and
+nested modes).  Pages exist only once touched, so a 1 GiB space costs what is
+used.  Reading an untouched page sees zeros; an address at or beyond ``size``
+is outside the memory and raises ``BusError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from struct import Struct
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PAGE_MASK = PAGE_SIZE - 1
+ZERO_PAGE = bytes(PAGE_SIZE)
+_U32 = Struct("<I")
+
+
+class BusError(Exception):
+    """An access to a physical address outside the memory."""
+
+    def __init__(self, addr: int, size: int, space: str = "pa"):
+        self.addr = addr
+        self.size = size
+        self.space = space
+        super().__init__(f"{space} {addr:#010x} is outside memory "
+                         f"({size >> 20} MiB)")
+
+
+class PhysMem:
+    """``size`` bytes of physical memory, allocated page by page."""
+
+    def __init__(self, size: int, space: str = "pa"):
+        if size <= 0 or size % PAGE_SIZE:
+            raise ValueError("memory size must be a positive multiple of 4 KiB")
+        self.size = size
+        self.npages = size >> PAGE_SHIFT
+        self.space = space          # "pa" (guest RAM) or "ma" (machine)
+        self.pages: dict[int, bytearray] = {}
+        # Listeners told when a page with translated code is written.
+        self.code_pages: set[int] = set()
+
+    # --- pages -----------------------------------------------------------
+    def page(self, pn: int) -> bytearray:
+        """The page ``pn``, allocated (zeroed) on first use."""
+        pg = self.pages.get(pn)
+        if pg is None:
+            if not 0 <= pn < self.npages:
+                raise BusError(pn << PAGE_SHIFT, self.size, self.space)
+            pg = self.pages[pn] = bytearray(PAGE_SIZE)
+        return pg
+
+    def peek_page(self, pn: int) -> bytes:
+        """The page's bytes without allocating it (zeros if untouched)."""
+        pg = self.pages.get(pn)
+        if pg is None:
+            if not 0 <= pn < self.npages:
+                raise BusError(pn << PAGE_SHIFT, self.size, self.space)
+            return ZERO_PAGE
+        return pg
+
+    def free_page(self, pn: int) -> None:
+        self.pages.pop(pn, None)
+
+    # --- words and bytes (slow path; the CPU's hot path uses pages) ------
+    def read32(self, addr: int) -> int:
+        off = addr & PAGE_MASK
+        if off <= PAGE_SIZE - 4:
+            return _U32.unpack_from(self.peek_page(addr >> PAGE_SHIFT), off)[0]
+        return int.from_bytes(self.read(addr, 4), "little")
+
+    def write32(self, addr: int, value: int) -> None:
+        off = addr & PAGE_MASK
+        if off <= PAGE_SIZE - 4:
+            _U32.pack_into(self.page(addr >> PAGE_SHIFT), off, value & 0xFFFFFFFF)
+        else:
+            self.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
+
+    def read8(self, addr: int) -> int:
+        return self.peek_page(addr >> PAGE_SHIFT)[addr & PAGE_MASK]
+
+    def write8(self, addr: int, value: int) -> None:
+        self.page(addr >> PAGE_SHIFT)[addr & PAGE_MASK] = value & 0xFF
+
+    def read(self, addr: int, n: int) -> bytes:
+        out = bytearray()
+        while n > 0:
+            off = addr & PAGE_MASK
+            chunk = min(n, PAGE_SIZE - off)
+            out += self.peek_page(addr >> PAGE_SHIFT)[off:off + chunk]
+            addr += chunk
+            n -= chunk
+        return bytes(out)
+
+    def write(self, addr: int, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            off = addr & PAGE_MASK
+            chunk = min(len(data) - pos, PAGE_SIZE - off)
+            self.page(addr >> PAGE_SHIFT)[off:off + chunk] = data[pos:pos + chunk]
+            addr += chunk
+            pos += chunk
+
+    # --- whole-memory views ----------------------------------------------
+    def sha256(self) -> str:
+        """SHA-256 of all of memory, untouched pages as zeros."""
+        h = hashlib.sha256()
+        zero_run = 0
+        for pn in range(self.npages):
+            pg = self.pages.get(pn)
+            if pg is None:
+                zero_run += 1
+                continue
+            if zero_run:
+                _hash_zeros(h, zero_run)
+                zero_run = 0
+            h.update(pg)
+        if zero_run:
+            _hash_zeros(h, zero_run)
+        return h.hexdigest()
+
+    def touched(self) -> int:
+        return len(self.pages)
+
+
+_ZERO_MIB = bytes(1 << 20)
+
+
+def _hash_zeros(h, npages: int) -> None:
+    nbytes = npages * PAGE_SIZE
+    while nbytes >= len(_ZERO_MIB):
+        h.update(_ZERO_MIB)
+        nbytes -= len(_ZERO_MIB)
+    if nbytes:
+        h.update(_ZERO_MIB[:nbytes])

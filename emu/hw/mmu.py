@@ -1,0 +1,353 @@
+"""The MMU: the one entry point of every memory access, fetches included.
+
+Translation is va -> physical page of the memory the CPU is wired to (guest
+RAM natively, machine memory under a VMM).  With CR0.PG=0 the va is the
+physical address.  With paging on, the TLB answers or the walker walks the
+tables at CR3 (the guest's natively, the shadow root under shadow paging).
+
+The hit path.  Translated code calls ``rd32/wr32/rd8/wr8`` closures that make
+ONE dict lookup: ``rfast``/``wfast`` map a vpn to the page's bytearray, holding
+only translations the TLB has *and* whose rights allow the access at the
+current CPL (a write also needs D already set).  Everything else goes to the
+slow path, which consults the TLB, walks on a miss, raises #PF, and fills the
+fast maps.  The fast maps are a view of the TLB: an entry leaving the TLB
+leaves them (``Tlb.on_drop``); a change of CPL, CR0.WP or paging clears them.
+``ifast`` maps a vpn to the dict of translated blocks of its physical page.
+
+Lookups are counted in bulk by the CPU (each translated block knows how many
+references it makes); the slow path counts only what it adds (the second
+page of a crossing access, accesses made by system instructions) and the
+misses.  A miss is counted once: if the walk faults and the same page is
+looked up again after the fault was handled, that is not a second miss.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+from . import paging
+from .exceptions import page_fault
+from .memory import PAGE_MASK, PAGE_SHIFT, PhysMem
+from .tlb import Tlb, TlbEntry
+
+_U32 = Struct("<I")
+_unpack32 = _U32.unpack_from
+_pack32 = _U32.pack_into
+
+
+class Mmu:
+    """Translation for one CPU: control state, TLBs, fast maps, walker."""
+
+    STATS = {
+        "walks": "page walks by the hardware walker",
+        "walk_refs": "page-table references made by hardware walks",
+        "page_faults": "#PF raised by translation",
+        "tlb_fills": "translations inserted into a TLB",
+    }
+
+    def __init__(self, mem: PhysMem, itlb: Tlb, dtlb: Tlb, costs):
+        self.mem = mem
+        self.itlb = itlb
+        self.dtlb = dtlb
+        self.costs = costs
+        # Control state (the hardware's own: under a VMM, its shadow values).
+        self.paging = False
+        self.cr3 = 0
+        self.wp = False
+        self.pse = False
+        self.pge = False
+        self.user = False          # CPL == 3
+        self.walker = paging.walk  # replaced by the nested walker in nested mode
+        # Fast maps (see module doc) and translated code per physical page.
+        self.rfast: dict[int, bytearray] = {}
+        self.wfast: dict[int, bytearray] = {}
+        self.ifast: dict[int, dict] = {}
+        self.code: dict[int, dict] = {}
+        # Statistics.
+        self.walks = 0
+        self.walk_refs = 0
+        self.page_faults = 0
+        self.tlb_fills = 0
+        self.stall = 0             # cycles spent in walks, collected by the CPU
+        self._missed: tuple[int, bool] | None = None   # (vpn, is_fetch) of the last faulting miss
+        self.last_walk = None      # the record of the most recent walk
+        self.trace_walk = None     # callable(walk) when somebody listens
+        itlb.on_drop = self._drop_i
+        if dtlb is not itlb:
+            dtlb.on_drop = self._drop_d
+        else:
+            itlb.on_drop = self._drop_both
+        # The globals of every translated block: the hit path lives here, so
+        # rebinding an entry changes it for all blocks at once.
+        self.env: dict = {}
+        self._paths = self._build_hit_paths()
+        self._bind_hit_path()
+
+    # --- state changes -----------------------------------------------------
+    def reset_fast(self) -> None:
+        """Forget the fast maps (CPL, WP or paging changed)."""
+        self.rfast.clear()
+        self.wfast.clear()
+        self.ifast.clear()
+
+    def set_user(self, user: bool) -> None:
+        if user != self.user:
+            self.user = user
+            self.reset_fast()
+
+    def set_control(self, paging: bool, wp: bool, pse: bool, pge: bool) -> None:
+        if (paging, wp, pse, pge) != (self.paging, self.wp, self.pse, self.pge):
+            if paging != self.paging:
+                self.paging = paging
+                self._bind_hit_path()
+            self.wp, self.pse, self.pge = wp, pse, pge
+            self.reset_fast()
+
+    def load_cr3(self, cr3: int) -> None:
+        """A CR3 load: new root; the TLBs drop all but global entries."""
+        self.cr3 = cr3 & 0xFFFFF000
+        keep = self.pge
+        self.itlb.flush(keep)
+        if self.dtlb is not self.itlb:
+            self.dtlb.flush(keep)
+        self._missed = None
+
+    def invlpg(self, va: int) -> None:
+        vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
+        self.itlb.invlpg(vpn)
+        if self.dtlb is not self.itlb:
+            self.dtlb.invlpg(vpn)
+        # Paging off: nothing cached in the TLB, but fast maps may hold it.
+        self.rfast.pop(vpn, None)
+        self.wfast.pop(vpn, None)
+        self.ifast.pop(vpn, None)
+
+    def flush_all(self) -> None:
+        """Drop every TLB entry, global ones too (CR4.PGE toggled)."""
+        for t in {id(self.itlb): self.itlb, id(self.dtlb): self.dtlb}.values():
+            t.flush(keep_global=False)
+        self.reset_fast()
+
+    def _drop_i(self, e: TlbEntry) -> None:
+        self.ifast.pop(e.vpn, None)
+
+    def _drop_d(self, e: TlbEntry) -> None:
+        self.rfast.pop(e.vpn, None)
+        self.wfast.pop(e.vpn, None)
+
+    def _drop_both(self, e: TlbEntry) -> None:
+        self._drop_i(e)
+        self._drop_d(e)
+
+    # --- translation (the slow path) --------------------------------------
+    def translate(self, va: int, write: bool = False, fetch: bool = False,
+                  counted: bool = True) -> tuple[bytearray, int]:
+        """The physical page holding ``va`` and its page number, for this
+        access at the current CPL; raises #PF.  ``counted`` is False when the
+        caller already counted the lookup (the hit path's misses)."""
+        vpn = va >> PAGE_SHIFT
+        if not self.paging:
+            page = self.mem.page(vpn)
+            self._fill_fast(vpn, vpn, page, True, True, True, fetch)
+            return page, vpn
+        tlb = self.itlb if fetch else self.dtlb
+        if counted:
+            tlb.lookups += 1
+        e = tlb.lookup(vpn)
+        user = self.user
+        if e is not None and (e.user or not user) and (
+                not write or (e.dirty and (e.writable or (not user and not self.wp)))):
+            self._fill_fast(vpn, e.pn, e.page, e.writable, e.user, e.dirty, fetch)
+            return e.page, e.pn
+        # A miss, or an entry that does not allow this access: walk (Intel
+        # cores re-walk to set D, and drop an entry that faults).
+        if e is None and self._missed != (vpn, fetch):
+            tlb.misses += 1
+        w = self.walker(self.mem, self.cr3, va, write=write, user=user,
+                        fetch=fetch, wp=self.wp, pse=self.pse)
+        self.walks += 1
+        self.walk_refs += w.refs
+        self.stall += w.refs * self.costs.walk_ref
+        self.last_walk = w
+        if self.trace_walk is not None:
+            self.trace_walk(w)
+        if w.fault:
+            if e is not None:
+                tlb.invlpg(vpn)
+                tlb.invlpgs -= 1   # an implicit drop, not an INVLPG
+            self.page_faults += 1
+            self._missed = (vpn, fetch)
+            raise page_fault(va, w.error_code)
+        self._missed = None
+        pn = w.frame >> PAGE_SHIFT
+        page = self.mem.page(pn)
+        entry = TlbEntry(vpn, pn, page, w.writable, w.user_ok, w.dirty,
+                         w.global_ and self.pge)
+        tlb.insert(entry)
+        self.tlb_fills += 1
+        self._fill_fast(vpn, pn, page, w.writable, w.user_ok, w.dirty, fetch)
+        return page, pn
+
+    def _fill_fast(self, vpn, pn, page, writable, user_ok, dirty, fetch) -> None:
+        user = self.user
+        if user and not user_ok:
+            return
+        if fetch:
+            blocks = self.code.get(pn)
+            if blocks is None:
+                blocks = self.code[pn] = {}
+            self.ifast[vpn] = blocks
+            return
+        self.rfast[vpn] = page
+        if dirty and (writable or (not user and not self.wp)) and not self.code.get(pn):
+            self.wfast[vpn] = page
+
+    def code_page_used(self, pn: int) -> None:
+        """Translated code now exists for page ``pn``: writes to it must take
+        the slow path, which invalidates the translations."""
+        for table in (self.dtlb, self.itlb):
+            for e in table.valid_entries():
+                if e.pn == pn:
+                    self.wfast.pop(e.vpn, None)
+        if not self.paging:
+            self.wfast.pop(pn, None)
+
+    def _wrote(self, pn: int) -> None:
+        blocks = self.code.get(pn)
+        if blocks:
+            blocks.clear()
+
+    # --- slow data accesses -----------------------------------------------
+    def read(self, va: int, size: int, counted: bool = True, fetch: bool = False) -> int:
+        """Read ``size`` (1, 2 or 4) bytes at ``va``; pages translated lowest first."""
+        va &= 0xFFFFFFFF
+        off = va & PAGE_MASK
+        page, _ = self.translate(va, False, fetch, counted)
+        if off + size <= 4096:
+            return int.from_bytes(page[off:off + size], "little")
+        first = 4096 - off
+        va2 = (va + first) & 0xFFFFFFFF
+        page2, _ = self.translate(va2, False, fetch)
+        return int.from_bytes(bytes(page[off:]) + bytes(page2[:size - first]), "little")
+
+    def write(self, va: int, size: int, value: int, counted: bool = True) -> None:
+        """Write ``size`` bytes at ``va``: all pages translated before any byte
+        is stored (all-or-nothing)."""
+        va &= 0xFFFFFFFF
+        off = va & PAGE_MASK
+        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        page, pn = self.translate(va, True, False, counted)
+        if off + size <= 4096:
+            page[off:off + size] = data
+            self._wrote(pn)
+            return
+        first = 4096 - off
+        page2, pn2 = self.translate((va + first) & 0xFFFFFFFF, True, False)
+        page[off:] = data[:first]
+        page2[:size - first] = data[first:]
+        self._wrote(pn)
+        self._wrote(pn2)
+
+    def fetch_byte(self, va: int) -> int:
+        """One instruction byte (the translator's decoder reads through this)."""
+        va &= 0xFFFFFFFF
+        page, _ = self.translate(va, False, True, counted=False)
+        return page[va & PAGE_MASK]
+
+    # --- the hit path -------------------------------------------------------
+    def _bind_hit_path(self) -> None:
+        """Paging off: nothing to tell the TLB.  Paging on: tell it of uses
+        when its policy is LRU."""
+        lru = self.dtlb.policy == "lru" and self.paging
+        self.env.update(self._paths[lru])
+        self.rd32, self.wr32 = self.env["rd32"], self.env["wr32"]
+        self.rd8, self.wr8 = self.env["rd8"], self.env["wr8"]
+
+    def _build_hit_paths(self) -> dict:
+        rfast = self.rfast
+        wfast = self.wfast
+        read = self.read
+        write = self.write
+        unpack32 = _unpack32
+        pack32 = _pack32
+        touch = self.dtlb.touch
+        paths = {}
+        if True:
+            def rd32(va):
+                page = rfast.get(va >> 12)
+                if page is not None:
+                    off = va & 0xFFF
+                    if off <= 0xFFC:
+                        touch(va >> 12)
+                        return unpack32(page, off)[0]
+                return read(va, 4, False)
+
+            def wr32(va, value):
+                page = wfast.get(va >> 12)
+                if page is not None:
+                    off = va & 0xFFF
+                    if off <= 0xFFC:
+                        touch(va >> 12)
+                        pack32(page, off, value)
+                        return
+                write(va, 4, value, False)
+
+            def rd8(va):
+                page = rfast.get(va >> 12)
+                if page is not None:
+                    touch(va >> 12)
+                    return page[va & 0xFFF]
+                return read(va, 1, False)
+
+            def wr8(va, value):
+                page = wfast.get(va >> 12)
+                if page is not None:
+                    touch(va >> 12)
+                    page[va & 0xFFF] = value
+                    return
+                write(va, 1, value, False)
+        paths[True] = dict(rd32=rd32, wr32=wr32, rd8=rd8, wr8=wr8)
+        if True:
+            def rd32(va):
+                page = rfast.get(va >> 12)
+                if page is not None:
+                    off = va & 0xFFF
+                    if off <= 0xFFC:
+                        return unpack32(page, off)[0]
+                return read(va, 4, False)
+
+            def wr32(va, value):
+                page = wfast.get(va >> 12)
+                if page is not None:
+                    off = va & 0xFFF
+                    if off <= 0xFFC:
+                        pack32(page, off, value)
+                        return
+                write(va, 4, value, False)
+
+            def rd8(va):
+                page = rfast.get(va >> 12)
+                if page is not None:
+                    return page[va & 0xFFF]
+                return read(va, 1, False)
+
+            def wr8(va, value):
+                page = wfast.get(va >> 12)
+                if page is not None:
+                    page[va & 0xFFF] = value
+                    return
+                write(va, 1, value, False)
+
+        paths[False] = dict(rd32=rd32, wr32=wr32, rd8=rd8, wr8=wr8)
+        return paths
+
+    # --- statistics -------------------------------------------------------
+    def stats(self) -> dict:
+        out = {"walks": self.walks, "walk_refs": self.walk_refs,
+               "page_faults": self.page_faults, "tlb_fills": self.tlb_fills}
+        if self.itlb is self.dtlb:
+            out["tlb"] = self.itlb.stats()
+        else:
+            out["itlb"] = self.itlb.stats()
+            out["dtlb"] = self.dtlb.stats()
+        return out

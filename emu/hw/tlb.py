@@ -1,0 +1,149 @@
+"""The TLB: a set-associative cache of va -> physical-page translations.
+
+Parameters (each a command-line option of ``emu run``):
+
+    entries   total entries                      --tlb-entries (default 64)
+    ways      associativity; ways == entries is fully associative
+                                                 --tlb-ways (default 4)
+    policy    replacement within a set: lru, fifo, random (seeded)
+                                                 --tlb-policy (default lru)
+
+The machine has a split TLB by default: an instruction TLB (ITLB) and a data
+TLB (DTLB) of the same geometry, as x86 cores have; ``--tlb-kind unified``
+makes one TLB serve both.  Each entry caches what the walk found: the frame,
+the combined R/W and U/S rights, the D bit of the mapping entry and whether
+the translation is global (G under CR4.PGE).
+
+Counting: ``lookups`` counts every translation the TLB was asked for;
+``misses`` counts each miss once (a lookup repeated after the fault it caused
+was handled is not a second miss, see ``Mmu``); ``hits = lookups - misses``.
+The MMU keeps both counts: its hit path does not call into this class, it
+counts lookups in bulk per translated block and tells the TLB about uses
+only where the policy needs them (LRU).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+
+POLICIES = ("lru", "fifo", "random")
+
+
+@dataclass(slots=True)
+class TlbEntry:
+    """One cached translation."""
+
+    vpn: int          # virtual page number (va >> 12)
+    pn: int           # physical page number it maps to (ppn, or mpn when virtualized)
+    page: bytearray   # the page's bytes (the hit path reads and writes them)
+    writable: bool    # R/W=1 at every level
+    user: bool        # U/S=1 at every level
+    dirty: bool       # D of the mapping entry (a write through a clean entry re-walks)
+    global_: bool     # G=1 in the mapping entry and CR4.PGE=1: survives CR3 loads
+
+
+class Tlb:
+    """A set-associative TLB with a replacement policy and statistics."""
+
+    STATS = {
+        "lookups": "translations asked for",
+        "hits": "lookups answered from the TLB",
+        "misses": "lookups that needed a page walk (each counted once)",
+        "evictions": "valid entries replaced to make room",
+        "flushes": "whole-TLB flushes (CR3 loads)",
+        "invlpg": "single-page invalidations",
+    }
+
+    def __init__(self, entries: int = 64, ways: int = 4, policy: str = "lru",
+                 seed: int = 0, name: str = "tlb"):
+        if entries < 1 or ways < 1 or entries % ways:
+            raise ValueError(f"{name}: entries ({entries}) must be a positive "
+                             f"multiple of ways ({ways})")
+        nsets = entries // ways
+        if nsets & (nsets - 1):
+            raise ValueError(f"{name}: entries/ways ({nsets}) must be a power of two")
+        if policy not in POLICIES:
+            raise ValueError(f"{name}: policy must be one of {', '.join(POLICIES)}")
+        self.name = name
+        self.entries = entries
+        self.ways = ways
+        self.policy = policy
+        self.nsets = nsets
+        self.set_mask = nsets - 1
+        self.sets: list[OrderedDict[int, TlbEntry]] = [OrderedDict() for _ in range(nsets)]
+        self.rng = random.Random(seed)
+        self.lookups = 0
+        self.misses = 0
+        self.evictions = 0
+        self.flushes = 0
+        self.invlpgs = 0
+        # Called with each entry that leaves the TLB (eviction, flush, invlpg).
+        self.on_drop = None
+
+    # --- the hardware operations ----------------------------------------
+    def lookup(self, vpn: int) -> TlbEntry | None:
+        """The entry for ``vpn``, or None (the MMU counts the lookup)."""
+        s = self.sets[vpn & self.set_mask]
+        e = s.get(vpn)
+        if e is not None and self.policy == "lru":
+            s.move_to_end(vpn)
+        return e
+
+    def probe(self, vpn: int) -> TlbEntry | None:
+        """The entry for ``vpn`` without counting or touching (for views)."""
+        return self.sets[vpn & self.set_mask].get(vpn)
+
+    def touch(self, vpn: int) -> None:
+        """Record a use of ``vpn`` made on the MMU's hit path."""
+        self.sets[vpn & self.set_mask].move_to_end(vpn)
+
+    def insert(self, entry: TlbEntry) -> TlbEntry | None:
+        """Cache ``entry``; returns the entry it evicted, if any."""
+        s = self.sets[entry.vpn & self.set_mask]
+        victim = None
+        old = s.pop(entry.vpn, None)
+        if old is not None:
+            self._dropped(old)
+        elif len(s) >= self.ways:
+            if self.policy == "random":
+                vpn = list(s)[self.rng.randrange(len(s))]
+                victim = s.pop(vpn)
+            else:   # lru and fifo both evict the front: least recent / oldest
+                _, victim = s.popitem(last=False)
+            self.evictions += 1
+            self._dropped(victim)
+        s[entry.vpn] = entry
+        return victim
+
+    def flush(self, keep_global: bool = True) -> None:
+        """Drop every entry (a CR3 load); global ones stay if ``keep_global``."""
+        self.flushes += 1
+        for s in self.sets:
+            for vpn, e in list(s.items()):
+                if not (keep_global and e.global_):
+                    del s[vpn]
+                    self._dropped(e)
+
+    def invlpg(self, vpn: int) -> None:
+        """Drop the entry for ``vpn`` (global or not)."""
+        self.invlpgs += 1
+        e = self.sets[vpn & self.set_mask].pop(vpn, None)
+        if e is not None:
+            self._dropped(e)
+
+    def _dropped(self, e: TlbEntry) -> None:
+        if self.on_drop is not None:
+            self.on_drop(e)
+
+    # --- views -----------------------------------------------------------
+    def valid_entries(self) -> list[TlbEntry]:
+        """Every valid entry, set by set, in replacement order."""
+        return [e for s in self.sets for e in s.values()]
+
+    def stats(self) -> dict[str, int]:
+        return {"entries": self.entries, "ways": self.ways,
+                "lookups": self.lookups, "hits": self.lookups - self.misses,
+                "misses": self.misses, "evictions": self.evictions,
+                "flushes": self.flushes, "invlpg": self.invlpgs}

@@ -1,0 +1,174 @@
+"""The block translator: guest code -> a Python function per basic block.
+
+A block is a run of instructions from one eip to the first branch (which
+ends it, included), system instruction (which ends it, excluded: the CPU
+executes those itself), page boundary, undecodable byte or ``MAX_BLOCK``
+instructions.  Its function loads the registers and flags it touches into
+locals, runs straight-line code generated from ``semantics.py``, stores what
+it wrote back and returns the next eip.  Flags nobody reads before they are
+overwritten are not computed (liveness within the block; at the end of a
+block and before every instruction that may fault, all flags are live, so a
+fault always sees exact flags).
+
+On a fault the function stores its state, records in ``cpu.partial`` how many
+of its instructions retired and re-raises; the CPU accounts for them.
+
+A translation is a ``Block`` tuple ``(fn, ninsns, cycles, drefs, meta)``: the
+dispatcher adds the counts after each call.  Blocks live in the dict of the
+physical page holding their code (``Mmu.code``), cleared when the page is
+written, so self-modifying code and reused pages stay correct.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .. import isa
+from .exceptions import GuestFault
+from .semantics import ALL_FLAGS, SEMANTICS, Gen
+
+MAX_BLOCK = 32
+SINGLE = 1 << 32   # key offset of one-instruction translations (exact stepping)
+
+
+class BlockMeta(NamedTuple):
+    eips: tuple[int, ...]          # address of each instruction
+    cycles_before: tuple[int, ...]  # cycles of the instructions before each one
+    drefs_before: tuple[int, ...]  # data references before each one
+    source: str                    # the generated Python (for the curious)
+
+
+class Block(NamedTuple):
+    fn: object          # () -> next eip; a loop block: (max_insns, max_cycles) -> next eip
+    ninsns: int
+    cycles: int
+    drefs: int
+    loop: bool          # a loop block runs its own back edge (see ``translate``)
+    meta: BlockMeta | None
+
+
+def decode_block(fetch, eip: int, single: bool):
+    """Decode instructions from ``eip``: a list of ``isa.Decoded`` that can
+    be translated together, and what stopped the block."""
+    out = []
+    page = eip >> 12
+    pos = eip
+    limit = 1 if single else MAX_BLOCK
+    while len(out) < limit:
+        try:
+            d = isa.decode(fetch, pos)
+        except (isa.DecodeError, GuestFault, LookupError):
+            break  # executed on its own: raises #UD / #PF at the right eip
+        if (pos + d.length - 1) >> 12 != page:
+            break  # crosses the page: executed on its own
+        if d.insn.kind in (isa.SYSTEM, isa.PRIV):
+            break
+        out.append(d)
+        pos += d.length
+        if d.insn.kind == isa.BRANCH:
+            break
+    return out
+
+
+def translate(cpu, decoded: list, eip: int, costs, loops: bool = True) -> Block:
+    """Generate, compile and return the block for ``decoded`` at ``eip``."""
+    n = len(decoded)
+    # Liveness of flags after each instruction.
+    live_after = [ALL_FLAGS] * n
+    live = ALL_FLAGS
+    sems = [SEMANTICS[d.insn.mnemonic] for d in decoded]
+    for i in range(n - 1, -1, -1):
+        live_after[i] = live
+        live = (live - sems[i].writes) | sems[i].reads
+        if sems[i].faults or any(k in isa.MEM_KINDS for k in decoded[i].insn.operands) \
+                or decoded[i].insn.mnemonic in _STACK_MNEMONICS:
+            live = ALL_FLAGS
+    body: list[str] = []
+    regs_read: set[int] = set()
+    regs_written: set[int] = set()
+    flags_used: set[str] = set()
+    flags_written: set[str] = set()
+    eips, cyc_before, drefs_before = [], [], []
+    cycles = drefs = 0
+    pos = eip
+    ends_with_return = False
+    for i, d in enumerate(decoded):
+        nxt = pos + d.length
+        g = Gen(d.insn, d.args, pos, nxt, live_after[i])
+        sems[i].gen(g)
+        may_fault = g.mem_refs > 0 or sems[i].faults
+        if may_fault:
+            body.append(f"k = {i}")
+        body.extend(g.lines)
+        regs_read |= g.regs_read
+        regs_written |= g.regs_written
+        flags_used |= sems[i].reads | sems[i].writes
+        flags_written |= sems[i].writes
+        eips.append(pos)
+        cyc_before.append(cycles)
+        drefs_before.append(drefs)
+        cycles += d.insn.cycles + g.mem_refs * costs.mem_ref
+        drefs += g.mem_refs
+        ends_with_return = bool(g.lines) and g.lines[-1].startswith("return")
+        if ends_with_return and i != n - 1:
+            raise AssertionError("only the last instruction of a block branches")
+        pos = nxt
+    last = decoded[-1]
+    loop = (loops and last.insn.kind == isa.BRANCH and last.insn.operands == ("rel",)
+            and (pos + last.args[0]) & 0xFFFFFFFF == eip)
+    regs = sorted(regs_read | regs_written)
+    flags = sorted(flags_used)
+    load = [f"{isa.REGS32[r]} = r[{r}]" for r in regs]
+    load += [f"{f} = cpu.{f}" for f in flags]
+    store = [f"r[{r}] = {isa.REGS32[r]}" for r in sorted(regs_written)]
+    store += [f"cpu.{f} = {f}" for f in sorted(flags_written)]
+    if ends_with_return:
+        body[-1] = "_next = " + body[-1][len("return "):]
+    else:
+        body.append(f"_next = {pos}")
+    may_fault = any(line.startswith("k = ") for line in body)
+    if loop:
+        # A loop block runs its back edge itself, as many iterations as the
+        # budgets allow; cpu.iters tells the dispatcher how many ran.
+        head = ["def block(max_insns, max_cycles):", *_indent(load, 1),
+                "    it = 0",
+                f"    limit = min(max_insns // {n}, -(-max_cycles // {max(cycles, 1)}))"]
+        inner = ["while True:", *_indent(body, 1), "    it += 1",
+                 f"    if _next != {eip} or it >= limit:", "        break"]
+        tail_store = store + ["cpu.iters = it"]
+        fault_store = store + ["cpu.iters = it"]
+    else:
+        head = ["def block():", *_indent(load, 1)]
+        inner = body
+        tail_store = store
+        fault_store = store
+    lines = list(head)
+    if may_fault:
+        lines += ["    try:", *_indent(inner, 2), "    except Exception:",
+                  *_indent(fault_store, 2), "        cpu.partial = k", "        raise"]
+    else:
+        lines += _indent(inner, 1)
+    lines += _indent(tail_store, 1)
+    lines.append("    return _next")
+    source = "\n".join(lines)
+    fn = _compile(source, cpu)
+    meta = BlockMeta(tuple(eips), tuple(cyc_before), tuple(drefs_before), source)
+    return Block(fn, n, cycles, drefs, loop, meta)
+
+
+def _indent(lines: list[str], level: int) -> list[str]:
+    pad = "    " * level
+    return [pad + line for line in lines]
+
+
+_STACK_MNEMONICS = frozenset({"push", "pop", "call", "ret", "pushfd", "pushad", "popad"})
+
+
+def _compile(source: str, cpu):
+    env = cpu.mmu.env           # shared by all blocks: the MMU rebinds rd32 ...
+    env.setdefault("cpu", cpu)
+    env.setdefault("r", cpu.r)
+    env.setdefault("GuestFault", GuestFault)
+    code = compile(source, "<block>", "exec")
+    exec(code, env)
+    return env.pop("block")
