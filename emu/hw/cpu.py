@@ -209,8 +209,9 @@ class Cpu:
         self.icount += icount
         # deliveries during the batch added to self.cycles directly
         self.cycles += cycles + stall
-        mmu.dtlb.lookups += drefs
-        mmu.itlb.lookups += ilookups
+        if mmu.paging:
+            mmu.dtlb.lookups += drefs
+            mmu.itlb.lookups += ilookups
         stop.insns = icount
         stop.cycles = self.cycles - cycles0
         return stop
@@ -494,6 +495,11 @@ class Cpu:
             raise _StopRun("exit", 0, **self._exit(
                 name, eip, cr=cr, value=value, next_eip=nxt).detail)
         self.write_cr(cr, value)
+        if cr == 0:
+            # Paging may have changed: end the batch so the counts of the
+            # TLB lookups made with paging off are not charged to the TLB.
+            self.eip = nxt
+            raise _StopRun("budget", 1)
         return nxt
 
     def write_cr(self, cr: int, value: int) -> None:

@@ -30,11 +30,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "CR0_PG", "CR0_WP", "CR4_PGE", "CR4_PSE", "FRAME_4K", "FRAME_4M", "Level",
+    "CR0_PG", "CR0_WP", "CR4_PGE", "CR4_PSE", "FRAME_4K", "FRAME_4M",
     "PDE_PAT_4M", "PDE_PS_RSVD", "PF_P", "PF_RSVD", "PF_U", "PF_W", "PTE_A",
     "PTE_D", "PTE_G", "PTE_P", "PTE_PAT", "PTE_PCD", "PTE_PS", "PTE_PWT",
-    "PTE_U", "PTE_W", "Walk", "access_allowed", "decode_flags", "page_off",
-    "pde_frame_4m", "pdx", "pte_frame", "ptx", "walk",
+    "PTE_U", "PTE_W", "Level", "Walk", "access_allowed", "decode_flags",
+    "page_off", "pde_frame_4m", "pdx", "pte_frame", "ptx", "walk",
 ]
 
 # --- entry bits (PDE and PTE share bits 0-6 and 8) -------------------------

@@ -1,0 +1,259 @@
+"""The command line: a thin layer over the Python API.
+
+    emu                      the default demo
+    emu run PROG.s [...]     run a guest; its console streams live, a summary ends it
+    emu asm PROG.s [-o F]    assemble: a listing, or the raw bytes to a file
+    emu disasm PROG.s|F.bin  disassemble
+
+Exit status: a guest that powers off gives its own status (0..255); a guest
+that crashes (triple fault, bus error, hlt forever) gives 3, one that
+exhausts its cycle budget 4; bad input (a missing file, an assembly error)
+gives 1 and bad usage 2, each with one clear line on standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+from . import programs
+from .asm import assemble_file, format_listing
+from .errors import AsmError, ConfigError, EmuError
+from .system import CLOCKS, MODES, TLB_KINDS, Config, System
+from .hw.tlb import POLICIES
+
+EXIT_CRASH, EXIT_BUDGET, EXIT_INPUT, EXIT_USAGE = 3, 4, 1, 2
+DEMO_PROGRAM = "paging"
+
+
+class UsageError(EmuError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be positive")
+    return value
+
+
+def add_machine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=MODES, default=Config.mode,
+                   help="how memory is virtualized (default: %(default)s)")
+    p.add_argument("--mem-mib", type=_positive, default=Config.mem_mib,
+                   help="guest RAM in MiB (default: %(default)s)")
+    p.add_argument("--max-cycles", type=_positive, default=Config.max_cycles,
+                   help="cycle budget; the run stops there (default: %(default)s)")
+    p.add_argument("--clock", choices=CLOCKS, default=Config.clock,
+                   help="what the timer counts (default: %(default)s)")
+    p.add_argument("--tlb-entries", type=_positive, default=Config.tlb_entries,
+                   help="entries per TLB (default: %(default)s)")
+    p.add_argument("--tlb-ways", type=_positive, default=Config.tlb_ways,
+                   help="TLB associativity (default: %(default)s)")
+    p.add_argument("--tlb-policy", choices=POLICIES, default=Config.tlb_policy,
+                   help="TLB replacement policy (default: %(default)s)")
+    p.add_argument("--tlb-kind", choices=TLB_KINDS, default=Config.tlb_kind,
+                   help="split ITLB/DTLB or one unified TLB (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=Config.seed,
+                   help="seed of the random TLB policy (default: %(default)s)")
+
+
+def config_from(args) -> Config:
+    return Config(mode=args.mode, mem_mib=args.mem_mib, max_cycles=args.max_cycles,
+                  clock=args.clock, tlb_entries=args.tlb_entries,
+                  tlb_ways=args.tlb_ways, tlb_policy=args.tlb_policy,
+                  tlb_kind=args.tlb_kind, seed=args.seed).validate()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="emu", description="A teaching emulator of memory virtualization.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    r = sub.add_parser("run", help="run a guest program")
+    r.add_argument("program", help="a .s file, or the name of a bundled guest program")
+    add_machine_options(r)
+    r.add_argument("--stats-json", metavar="FILE", help="write the result and counters as JSON")
+    r.add_argument("--quiet", action="store_true", help="no summary table")
+    a = sub.add_parser("asm", help="assemble a program")
+    a.add_argument("program")
+    a.add_argument("-o", "--output", metavar="FILE",
+                   help="write the bytes of the image (from its lowest address) to FILE")
+    d = sub.add_parser("disasm", help="disassemble a program")
+    d.add_argument("program", help="a .s file, or a raw binary with --org")
+    d.add_argument("--org", type=lambda t: int(t, 0), default=None,
+                   help="load address of a raw binary")
+    sub.add_parser("list", help="list the bundled guest programs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if not argv:
+            return _demo()
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            return _demo()
+        return {"run": cmd_run, "asm": cmd_asm, "disasm": cmd_disasm,
+                "list": cmd_list}[args.command](args)
+    except AsmError as e:
+        print(f"emu: {e}", file=sys.stderr)
+        if e.excerpt():
+            print(e.excerpt(), file=sys.stderr)
+        return EXIT_INPUT
+    except UsageError as e:
+        print(f"emu: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except EmuError as e:
+        print(f"emu: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("emu: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:   # a bug: still one line, unless asked for more
+        if os.environ.get("EMU_DEBUG"):
+            raise
+        print(f"emu: internal error: {type(e).__name__}: {e} "
+              "(set EMU_DEBUG=1 for details)", file=sys.stderr)
+        return 70
+
+
+def _demo() -> int:
+    return main(["run", DEMO_PROGRAM])
+
+
+def load(program: str):
+    return assemble_file(programs.resolve(program), include_dirs=[programs.include_dir()])
+
+
+class _Streamer:
+    """Writes the guest console to stdout as it comes, line-buffered."""
+
+    def __init__(self, out):
+        self.out = out
+        self.last = "\n"
+
+    def __call__(self, ch: str) -> None:
+        self.out.write(ch)
+        self.last = ch
+        if ch == "\n":
+            self.out.flush()
+
+
+def cmd_run(args) -> int:
+    config = config_from(args)
+    image = load(args.program)
+    out = _Streamer(sys.stdout)
+    system = System(image, config, console_sink=out)
+    result = system.run()
+    if out.last != "\n":
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    if args.stats_json:
+        write_json_atomic(args.stats_json, result.to_json())
+    if not args.quiet:
+        from rich.console import Console
+
+        from .ui.summary import summary
+        Console().print(summary(result))
+    elif result.outcome != "poweroff":
+        print(f"emu: {result.outcome}: {result.message}", file=sys.stderr)
+    if result.outcome == "poweroff":
+        return result.exit_status & 0xFF
+    return EXIT_CRASH if result.outcome == "crash" else EXIT_BUDGET
+
+
+def write_json_atomic(path: str, data) -> None:
+    """Write JSON so that a failure never leaves a half-written file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".emu-", suffix=".json")
+    except OSError as e:
+        raise EmuError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        raise EmuError(f"cannot write {path}: {e.strerror}") from None
+
+
+def cmd_asm(args) -> int:
+    image = load(args.program)
+    if args.output:
+        if not image.segments:
+            raise EmuError(f"{args.program}: nothing to write (empty program)")
+        lo = image.segments[0][0]
+        hi = max(a + len(b) for a, b in image.segments)
+        blob = bytearray(hi - lo)
+        for a, b in image.segments:
+            blob[a - lo:a - lo + len(b)] = b
+        try:
+            with open(args.output, "wb") as fh:
+                fh.write(blob)
+        except OSError as e:
+            raise EmuError(f"cannot write {args.output}: {e.strerror}") from None
+        print(f"{args.output}: {len(blob)} bytes at {lo:#x}, entry {image.entry:#x}")
+    else:
+        sys.stdout.write(format_listing(image))
+    return 0
+
+
+def cmd_disasm(args) -> int:
+    from .asm import disassemble, format_line
+    if args.org is None:
+        image = load(args.program)
+        sys.stdout.write(format_listing(image))
+        return 0
+    path = args.program
+    try:
+        with open(path, "rb") as fh:
+            blob = fh.read(1 << 24)
+    except OSError as e:
+        raise EmuError(f"cannot read {path}: {e.strerror}") from None
+    org = args.org
+
+    def read_byte(addr: int) -> int:
+        return blob[addr - org]
+    for line in disassemble(read_byte, org, org + len(blob)):
+        print(format_line(line))
+    return 0
+
+
+def cmd_list(args) -> int:
+    for name, title in programs.catalogue():
+        print(f"{name:20s} {title}")
+    return 0
+
+
+def entry() -> None:
+    """The console script."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = 0
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()
+
+
+__all__ = ["main", "ConfigError"]

@@ -1,0 +1,318 @@
+"""A run: the simpy Environment, the vCPU process, the timer, the devices.
+
+The vCPU is a simpy process that runs the CPU in batches: each batch ends at
+the next device deadline (the timer's next tick), the cycle budget, or a stop
+the CPU cannot handle alone (I/O, ``hlt``, a VM exit, a triple fault), and
+costs one ``env.timeout`` of the cycles it used.  Simulated time is in
+cycles of the cost model's clock.  The timer is a device; with the cycle
+clock it is also a simpy process that raises the interrupt line at its
+deadlines, with the instruction clock its deadlines are in the vCPU's own
+retired-instruction count and the vCPU checks them after each batch.
+
+``System(image, config).run()`` returns a ``Result``: what the guest did
+(outcome, exit status, console, registers, memory hash) and what it cost
+(instructions, cycles, host time, every component's counters).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import simpy
+
+from .asm import Image
+from .cost import DEFAULT_COSTS, CostModel
+from .errors import ConfigError, ImageError
+from .hw.cpu import Cpu, Stop
+from .hw.devices import Console, IoBus, PowerOff, Timer
+from .hw.memory import PhysMem
+from .hw.mmu import Mmu
+from .hw.tlb import POLICIES, Tlb
+from .trace import TraceBus
+
+MODES = ("native",)
+CLOCKS = ("instructions", "cycles")
+TLB_KINDS = ("split", "unified")
+BATCH_CYCLES = 1_000_000      # longest batch: keeps progress reports flowing
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that shapes a run (each field is a command-line option)."""
+
+    mode: str = "native"
+    mem_mib: int = 16               # guest RAM (guest-physical space)
+    max_cycles: int = 200_000_000   # the budget: a runaway guest stops here
+    clock: str = "instructions"     # what the timer counts
+    tlb_entries: int = 64
+    tlb_ways: int = 4
+    tlb_policy: str = "lru"
+    tlb_kind: str = "split"         # split ITLB/DTLB, or one unified TLB
+    seed: int = 0                   # for the random TLB policy
+    costs: CostModel = DEFAULT_COSTS
+
+    def validate(self) -> "Config":
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode '{self.mode}' (choose from {', '.join(MODES)})")
+        if not 1 <= self.mem_mib <= 1024:
+            raise ConfigError(f"--mem-mib must be between 1 and 1024, not {self.mem_mib}")
+        if self.max_cycles < 1:
+            raise ConfigError("--max-cycles must be positive")
+        if self.clock not in CLOCKS:
+            raise ConfigError(f"--clock must be one of {', '.join(CLOCKS)}")
+        if self.tlb_policy not in POLICIES:
+            raise ConfigError(f"--tlb-policy must be one of {', '.join(POLICIES)}")
+        if self.tlb_kind not in TLB_KINDS:
+            raise ConfigError(f"--tlb-kind must be one of {', '.join(TLB_KINDS)}")
+        if not 1 <= self.tlb_entries <= 1 << 16:
+            raise ConfigError("--tlb-entries must be between 1 and 65536")
+        if self.tlb_ways < 1 or self.tlb_entries % self.tlb_ways:
+            raise ConfigError("--tlb-ways must divide --tlb-entries")
+        sets = self.tlb_entries // self.tlb_ways
+        if sets & (sets - 1):
+            raise ConfigError("--tlb-entries / --tlb-ways must be a power of two")
+        return self
+
+    def with_(self, **changes) -> "Config":
+        return replace(self, **changes)
+
+
+@dataclass
+class Result:
+    """What a run did and what it cost."""
+
+    mode: str
+    outcome: str                    # poweroff | crash | budget
+    exit_status: int | None
+    message: str
+    console: str
+    instructions: int
+    cycles: int
+    host_seconds: float
+    registers: dict
+    guest_memory_sha256: str
+    stats: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def guest_visible(self) -> dict:
+        """The part of the result the guest can tell: equal in every mode."""
+        return {"outcome": self.outcome, "exit_status": self.exit_status,
+                "console": self.console, "registers": self.registers,
+                "guest_memory_sha256": self.guest_memory_sha256}
+
+
+class System:
+    """One machine running one guest image."""
+
+    def __init__(self, image: Image, config: Config = Config(),
+                 bus: TraceBus | None = None, console_sink=None):
+        self.config = config.validate()
+        self.image = image
+        self.bus = bus or TraceBus()
+        self.env = simpy.Environment()
+        self.bus.clock = lambda: int(self.env.now)
+        c = config
+        self.mem = PhysMem(c.mem_mib * MIB, "pa")
+        self.itlb = Tlb(c.tlb_entries, c.tlb_ways, c.tlb_policy, c.seed, "itlb")
+        self.dtlb = (self.itlb if c.tlb_kind == "unified" else
+                     Tlb(c.tlb_entries, c.tlb_ways, c.tlb_policy, c.seed + 1, "dtlb"))
+        self.mmu = Mmu(self.mem, self.itlb, self.dtlb, c.costs)
+        self.cpu = Cpu(self.mmu, c.costs)
+        self.console = Console(console_sink)
+        self.timer = Timer(c.clock)
+        self.io = IoBus(self.console, self.timer)
+        self.outcome: str | None = None
+        self.exit_status: int | None = None
+        self.message = ""
+        self.progress = None        # callable(system) every batch, for live views
+        self._wake: simpy.Event | None = None
+        self._timer_changed: simpy.Event | None = None
+        self.host_seconds = 0.0
+        self._load(image)
+
+    # --- set-up ------------------------------------------------------------
+    def _load(self, image: Image) -> None:
+        for addr, data in image.segments:
+            if addr + len(data) > self.mem.size:
+                raise ImageError(
+                    f"{image.source_name}: the image's bytes at {addr:#x}..."
+                    f"{addr + len(data):#x} do not fit in {self.config.mem_mib} MiB "
+                    "of guest RAM (try --mem-mib)")
+            self.guest_write(addr, data)
+        self.cpu.eip = image.entry
+
+    def guest_write(self, pa: int, data: bytes) -> None:
+        """Write guest-physical memory (loading, tests)."""
+        self.mem.write(pa, data)
+
+    def guest_read(self, pa: int, n: int) -> bytes:
+        return self.mem.read(pa, n)
+
+    def guest_memory_sha256(self) -> str:
+        return self.mem.sha256()
+
+    # --- the processes -----------------------------------------------------
+    def clock_now(self) -> int:
+        return self.cpu.icount if self.config.clock == "instructions" else int(self.env.now)
+
+    def _vcpu(self):
+        cpu, timer, env = self.cpu, self.timer, self.env
+        by_insns = self.config.clock == "instructions"
+        max_cycles = self.config.max_cycles
+        while True:
+            left = max_cycles - int(env.now)
+            if left <= 0:
+                self._end("budget", f"cycle budget of {max_cycles:,} cycles exhausted "
+                          "(a runaway guest? raise it with --max-cycles)")
+                return
+            max_c = min(left, BATCH_CYCLES)
+            max_i = 1 << 62
+            if timer.deadline is not None:
+                if by_insns:
+                    max_i = max(timer.deadline - cpu.icount, 0)
+                else:
+                    max_c = min(max_c, max(timer.deadline - int(env.now), 0))
+            if max_i == 0 or max_c == 0:
+                # A deadline is due: let the timer act first.
+                if by_insns:
+                    self._tick()
+                else:
+                    yield env.timeout(0)
+                continue
+            stop = cpu.run(max_i, max_c)
+            yield env.timeout(stop.cycles)
+            if by_insns and timer.due(cpu.icount):
+                self._tick()
+            if self.progress is not None:
+                self.progress(self)
+            if stop.reason == "budget":
+                continue
+            done = yield from self._handle(stop)
+            if done:
+                return
+
+    def _handle(self, stop: Stop):
+        """React to a stop; returns True when the run is over."""
+        d = stop.detail
+        if stop.reason == "io":
+            return self._io(d["port"], d["value"], d["reg"])
+        if stop.reason == "halt":
+            return (yield from self._halt())
+        if stop.reason == "shutdown":
+            self._end("crash", d.get("message", "triple fault"))
+            return True
+        if stop.reason == "crash":
+            self._end("crash", f"{d['message']} (eip {d.get('eip', self.cpu.eip):#010x})")
+            return True
+        return (yield from self.handle_exit(stop))
+
+    def handle_exit(self, stop: Stop):
+        """A VM exit: only a VMM expects one."""
+        self._end("crash", f"unexpected VM exit {stop.detail.get('exit')}")
+        return True
+        yield  # a generator, like the VMM's
+
+    def _io(self, port: int, value, reg) -> bool:
+        if value is None:
+            self.cpu.r[reg] = self.io.read(port)
+            return False
+        try:
+            self.io.write(port, value, self.clock_now())
+        except PowerOff as p:
+            self.exit_status = p.status
+            self._end("poweroff", f"powered off with status {p.status}")
+            return True
+        if port == 0x40 and self._timer_changed is not None:
+            ev, self._timer_changed = self._timer_changed, None
+            ev.succeed()
+        return False
+
+    def _halt(self):
+        cpu, timer = self.cpu, self.timer
+        if not cpu.iflag:
+            self._end("crash", f"hlt with interrupts disabled at eip {cpu.eip:#010x}: "
+                      "the machine can never wake")
+            return True
+        if timer.deadline is None and not cpu.irq_pending:
+            self._end("crash", f"hlt at eip {cpu.eip:#010x} with no timer programmed: "
+                      "the machine can never wake")
+            return True
+        if cpu.irq_pending:
+            return False
+        if self.config.clock == "instructions":
+            # Nothing retires while halted: the next tick comes at once.
+            self._tick()
+        else:
+            self._wake = self.env.event()
+            yield self._wake
+        return False
+
+    def _tick(self) -> None:
+        self.timer.fire()
+        self.cpu.raise_irq()
+        if self.bus.active:
+            self.bus.emit("timer_tick", ticks=self.timer.ticks)
+        if self._wake is not None:
+            ev, self._wake = self._wake, None
+            ev.succeed()
+
+    def _timer_process(self):
+        """The cycle-clock timer: raises the interrupt line at its deadlines."""
+        env, timer = self.env, self.timer
+        while self.outcome is None:
+            if timer.deadline is None:
+                self._timer_changed = env.event()
+                yield self._timer_changed
+                continue
+            self._timer_changed = env.event()
+            delay = max(timer.deadline - int(env.now), 0)
+            yield env.timeout(delay) | self._timer_changed
+            if timer.due(int(env.now)):
+                self._tick()
+
+    def _end(self, outcome: str, message: str) -> None:
+        self.outcome = outcome
+        self.message = message
+        if self.bus.active:
+            self.bus.emit("run_end", outcome=outcome, message=message)
+
+    # --- running -------------------------------------------------------------
+    def run(self) -> Result:
+        """Run the guest to its end; returns the ``Result``."""
+        t0 = time.perf_counter()
+        vcpu = self.env.process(self._vcpu())
+        if self.config.clock == "cycles":
+            self.env.process(self._timer_process())
+        self.env.run(until=vcpu)
+        self.host_seconds = time.perf_counter() - t0
+        return self.result()
+
+    def result(self) -> Result:
+        return Result(
+            mode=self.config.mode, outcome=self.outcome or "budget",
+            exit_status=self.exit_status, message=self.message,
+            console=self.console.text(), instructions=self.cpu.icount,
+            cycles=int(self.env.now), host_seconds=round(self.host_seconds, 6),
+            registers=self.cpu.registers(),
+            guest_memory_sha256=self.guest_memory_sha256(), stats=self.stats())
+
+    def stats(self) -> dict:
+        return {"cpu": self.cpu.stats(), "mmu": self.mmu.stats(),
+                "timer": self.timer.stats(), "console": self.console.stats(),
+                "io": self.io.stats(), "memory": {"pages_touched": self.mem.touched()},
+                "cycles_by_category": self.cycles_by_category(),
+                "trace_events": self.bus.count}
+
+    def cycles_by_category(self) -> dict:
+        walk = self.mmu.walk_refs * self.config.costs.walk_ref
+        return {"guest": self.cpu.cycles - walk, "walk": walk}
+
+
+def run(image: Image, config: Config = Config(), bus: TraceBus | None = None,
+        console_sink=None) -> Result:
+    """Build a system for ``config`` and run ``image`` on it."""
+    return System(image, config, bus, console_sink).run()

@@ -1,0 +1,1 @@
+"""Views: the run summary, narration, the stepper (rich renderables)."""
