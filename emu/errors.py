@@ -23,6 +23,8 @@ class AsmError(EmuError):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
+        if self.line <= 0:
+            return f"{self.file}: error: {self.message}"
         return f"{self.file}:{self.line}:{self.column}: error: {self.message}"
 
     def excerpt(self) -> str:

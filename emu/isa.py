@@ -343,7 +343,8 @@ def format_operand(kind: str, value, symbol_of=None, next_eip: int = 0) -> str:
         name = symbol_of(target) if symbol_of else None
         return name if name else f"{target:#x}"
     if kind in ("i", "i8"):
-        name = symbol_of(value) if symbol_of and kind == "i" else None
+        # Only addresses-looking immediates are named: 0 or 1 rarely mean a label.
+        name = symbol_of(value) if symbol_of and kind == "i" and value >= 0x100 else None
         return name if name else (f"{value:#x}" if value > 9 else str(value))
     m: Mem = value
     parts = []

@@ -1,0 +1,298 @@
+"""Expressions: parsing into a small tree, and evaluating it.
+
+Grammar (C precedence, loosest first; all binary operators associate left)::
+
+    expr    := or
+    or      := xor { "|" xor }
+    xor     := and { "^" and }
+    and     := shift { "&" shift }
+    shift   := sum { ("<<" | ">>") sum }
+    sum     := product { ("+" | "-") product }
+    product := unary { ("*" | "/" | "%") unary }
+    unary   := ("-" | "~" | "+") unary | primary
+    primary := number | 'c' | symbol | "$" | "$$" | register | "(" expr ")"
+
+``$`` is the address of the current statement, ``$$`` the start of the
+current segment.  ``/`` and ``%`` truncate toward zero, like C; dividing by
+zero is an error.  Values are Python ints, but every intermediate result must
+lie strictly between -2**64 and 2**64, which keeps hostile input cheap.
+Registers parse (memory operands need them) but evaluating one is an error.
+Nesting is limited (``MAX_NESTING`` parentheses/unary operators and
+``MAX_DEPTH`` levels of tree) so no input can exhaust the Python stack.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .. import isa
+from .lexer import Cursor, Loc, Token
+
+MAX_NESTING = 32        # parentheses and unary operators inside each other
+MAX_DEPTH = 256         # depth of the expression tree (long operator chains)
+LIMIT = 1 << 64         # |intermediate value| must stay below this
+
+_BINARY_PREC = {"|": 1, "^": 2, "&": 3, "<<": 4, ">>": 4, "+": 5, "-": 5,
+                "*": 6, "/": 6, "%": 6}
+REGISTERS: dict[str, tuple[str, int]] = {
+    **{name: ("r", n) for n, name in enumerate(isa.REGS32)},
+    **{name: ("b", n) for n, name in enumerate(isa.REGS8)},
+    **{name: ("c", n) for name, n in isa.CREGS.items()},
+    "dx": ("dx", isa.EDX),
+}
+UNSUPPORTED_REGS = frozenset(("ax", "bx", "cx", "sp", "bp", "si", "di", "cr1",
+                              "cs", "ds", "es", "fs", "gs", "ss"))
+
+
+class Env(Protocol):
+    """What evaluation needs from the assembler."""
+
+    loc: Loc
+    here: int          # value of $
+    seg_start: int     # value of $$
+
+    def lookup(self, name: str, col: int) -> int: ...
+
+
+class Node:
+    """An expression tree node.
+
+    ``col`` points at its token (the operator of a binary node); ``start``
+    at the first token of the text it was parsed from, parentheses included.
+    """
+
+    __slots__ = ("col", "start")
+    col: int
+    start: int
+
+    def ev(self, env: Env) -> int:
+        raise NotImplementedError
+
+    def children(self) -> tuple[Node, ...]:
+        return ()
+
+
+class Num(Node):
+    __slots__ = ("value",)
+
+    def __init__(self, value: int, col: int):
+        self.value, self.col = value, col
+        self.start = col
+
+    def ev(self, env: Env) -> int:
+        return self.value
+
+
+class Sym(Node):
+    __slots__ = ("name",)
+
+    def __init__(self, name: str, col: int):
+        self.name, self.col = name, col
+        self.start = col
+
+    def ev(self, env: Env) -> int:
+        return env.lookup(self.name, self.col)
+
+
+class Here(Node):
+    """``$``: the address of the current statement."""
+
+    __slots__ = ()
+
+    def __init__(self, col: int):
+        self.col = self.start = col
+
+    def ev(self, env: Env) -> int:
+        return env.here
+
+
+class SegStart(Node):
+    """``$$``: the address where the current segment starts."""
+
+    __slots__ = ()
+
+    def __init__(self, col: int):
+        self.col = self.start = col
+
+    def ev(self, env: Env) -> int:
+        return env.seg_start
+
+
+class Reg(Node):
+    """A register name; legal only as a term of a memory operand."""
+
+    __slots__ = ("kind", "name", "num")
+
+    def __init__(self, name: str, col: int):
+        self.name, self.col = name, col
+        self.start = col
+        self.kind, self.num = REGISTERS[name]
+
+    def ev(self, env: Env) -> int:
+        raise env.loc.error(f"register '{self.name}' cannot be used in an expression",
+                            self.col)
+
+
+class Unary(Node):
+    __slots__ = ("op", "operand")
+
+    def __init__(self, op: str, operand: Node, col: int):
+        self.op, self.operand, self.col = op, operand, col
+        self.start = col
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.operand,)
+
+    def ev(self, env: Env) -> int:
+        v = self.operand.ev(env)
+        if self.op == "-":
+            return _bounded(-v, env, self.col)
+        if self.op == "~":
+            return _bounded(~v, env, self.col)
+        return v
+
+
+class Binary(Node):
+    __slots__ = ("left", "op", "right")
+
+    def __init__(self, op: str, left: Node, right: Node, col: int):
+        self.op, self.left, self.right, self.col = op, left, right, col
+        self.start = left.start
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.left, self.right)
+
+    def ev(self, env: Env) -> int:
+        a = self.left.ev(env)
+        b = self.right.ev(env)
+        op = self.op
+        if op in ("/", "%"):
+            if b == 0:
+                raise env.loc.error("division by zero", self.col)
+            q = abs(a) // abs(b)
+            if (a < 0) != (b < 0):
+                q = -q
+            return q if op == "/" else a - q * b
+        if op in ("<<", ">>"):
+            if b < 0:
+                raise env.loc.error(f"negative shift count {b}", self.col)
+            if op == ">>":
+                return a >> min(b, 128)
+            if a == 0:
+                return 0
+            if b >= 128:
+                raise env.loc.error(_TOO_BIG, self.col)
+            return _bounded(a << b, env, self.col)
+        if op == "+":
+            return _bounded(a + b, env, self.col)
+        if op == "-":
+            return _bounded(a - b, env, self.col)
+        if op == "*":
+            return _bounded(a * b, env, self.col)
+        if op == "&":
+            return a & b
+        if op == "|":
+            return a | b
+        return a ^ b
+
+
+_TOO_BIG = "value too large (intermediate results must be within +-2**64)"
+
+
+def _bounded(v: int, env: Env, col: int) -> int:
+    if -LIMIT < v < LIMIT:
+        return v
+    raise env.loc.error(_TOO_BIG, col)
+
+
+def walk(node: Node):
+    """Every node of the tree, parents first."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(n.children())
+
+
+def uses_here(node: Node) -> bool:
+    """Whether the value depends on where the statement is ($ or $$)."""
+    return any(isinstance(n, (Here, SegStart)) for n in walk(node))
+
+
+def parse_expr(cur: Cursor) -> Node:
+    """Parse one expression at the cursor (it stops at ``,``, ``]`` etc.)."""
+    return _parse_binary(cur, 1, 0)[0]
+
+
+def _parse_binary(cur: Cursor, min_prec: int, nesting: int) -> tuple[Node, int]:
+    left, depth = _parse_unary(cur, nesting)
+    while True:
+        tok = cur.peek()
+        if tok is None or tok.kind != "op" or tok.text not in _BINARY_PREC:
+            return left, depth
+        prec = _BINARY_PREC[tok.text]
+        if prec < min_prec:
+            return left, depth
+        cur.pos += 1
+        right, rdepth = _parse_binary(cur, prec + 1, nesting)
+        depth = max(depth, rdepth) + 1
+        if depth > MAX_DEPTH:
+            raise cur.loc.error(f"expression too complex (limit {MAX_DEPTH} levels)",
+                                tok.col)
+        left = Binary(tok.text, left, right, tok.col)
+
+
+def _parse_unary(cur: Cursor, nesting: int) -> tuple[Node, int]:
+    tok = cur.peek()
+    if tok is not None and tok.kind == "op" and tok.text in ("-", "~", "+", "("):
+        if nesting >= MAX_NESTING:
+            raise cur.loc.error(
+                f"expression nested too deeply (limit {MAX_NESTING})", tok.col)
+        cur.pos += 1
+        if tok.text == "(":
+            inner, depth = _parse_binary(cur, 1, nesting + 1)
+            cur.expect_op(")", "to close '('")
+            inner.start = tok.col
+            return inner, depth
+        operand, depth = _parse_unary(cur, nesting + 1)
+        return Unary(tok.text, operand, tok.col), depth + 1
+    return _parse_primary(cur), 1
+
+
+def _parse_primary(cur: Cursor) -> Node:
+    tok = cur.peek()
+    if tok is None:
+        raise cur.error_here("expected an expression")
+    if tok.kind == "num":
+        cur.pos += 1
+        return Num(tok.value, tok.col)
+    if tok.kind == "str":
+        cur.pos += 1
+        return Num(char_value(tok, cur.loc), tok.col)
+    if tok.kind == "ident":
+        cur.pos += 1
+        low = tok.text.lower()
+        if low in REGISTERS:
+            return Reg(low, tok.col)
+        if low in UNSUPPORTED_REGS:
+            what = ("the control registers are cr0 cr2 cr3 cr4" if low.startswith("cr")
+                    else "32-bit and 8-bit registers only; dx for ports")
+            raise cur.loc.error(f"register '{tok.text}' is not supported ({what})",
+                                tok.col)
+        return Sym(cur.full_name(tok.text), tok.col)
+    if tok.is_op("$"):
+        cur.pos += 1
+        return Here(tok.col)
+    if tok.is_op("$$"):
+        cur.pos += 1
+        return SegStart(tok.col)
+    raise cur.error_here("expected an expression")
+
+
+def char_value(tok: Token, loc: Loc) -> int:
+    """Value of a character literal such as 'A' (exactly one byte)."""
+    data: bytes = tok.value  # type: ignore[assignment]
+    if len(data) != 1:
+        raise loc.error("a character literal must be exactly one byte "
+                        "(strings are only allowed in db)", tok.col)
+    return data[0]

@@ -1,0 +1,270 @@
+"""Instruction operands: parsing, choosing the ISA row, encoding.
+
+Operand syntax::
+
+    register     eax .. edi, al .. bh, cr0 cr2 cr3 cr4, dx (port number only)
+    immediate    any expression (also a branch target for jmp/jcc/call/loop);
+                 ``dword`` may precede it and changes nothing
+    memory       [ terms ] with an optional size: byte [..], dword [..],
+                 byte ptr [..], dword ptr [..]
+
+The terms of a memory operand are added or subtracted in any order: at most
+one base register, at most one index register times a scale (1, 2, 4 or 8,
+any expression), and any number of register-free expressions that sum to the
+displacement.  Two unscaled registers make base + index*1.
+
+Which row of ``isa.FORMS`` an instruction uses depends only on the operands'
+syntax, never on a value, so every instruction's length is known in pass 1.
+A memory operand is ``mb`` when written ``byte [..]`` or, unsized, when
+another operand is a byte register; otherwise it is ``m``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import isa
+from .expr import REGISTERS, Binary, Env, Node, Reg, Unary, parse_expr, walk
+from .lexer import Cursor
+
+I8_RANGE = (-128, 255)
+I32_RANGE = (-(1 << 31), (1 << 32) - 1)
+ADDR_RANGE = (0, (1 << 32) - 1)
+
+
+@dataclass(frozen=True)
+class RegOp:
+    kind: str        # "r", "b", "c" or "dx"
+    num: int
+    name: str
+    col: int
+
+
+@dataclass(frozen=True)
+class ImmOp:
+    expr: Node
+    col: int
+
+
+@dataclass(frozen=True)
+class MemOp:
+    size: str | None                  # "byte", "dword" or None (unsized)
+    base: int | None
+    index: int | None
+    scale: Node | None                # None means 1
+    disp: tuple[tuple[Node, int], ...]  # (term, +1 or -1)
+    col: int
+
+
+Operand = RegOp | ImmOp | MemOp
+
+
+def parse_operand(cur: Cursor) -> Operand:
+    """Parse one operand at the cursor."""
+    tok = cur.next()
+    size = None
+    if tok.kind == "ident" and tok.text.lower() in ("byte", "dword"):
+        size = tok.text.lower()
+        nxt = cur.peek()
+        if nxt is not None and nxt.is_word("ptr"):
+            cur.pos += 1
+        if not cur.at_op("["):
+            if size == "byte":
+                raise cur.error_here("expected a memory operand '[...]' after 'byte'")
+            return _immediate(cur)      # "push dword 5": the size says nothing
+        tok = cur.next()
+    elif tok.kind == "ident" and tok.text.lower() in ("word", "qword", "short",
+                                                       "near", "far"):
+        raise cur.loc.error(f"'{tok.text}' is not supported (sizes are byte and dword)",
+                            tok.col)
+    if tok.is_op("["):
+        return _memory(cur, size, tok.col)
+    low = tok.text.lower() if tok.kind == "ident" else ""
+    nxt = cur.peek()
+    if low in REGISTERS and (nxt is None or nxt.is_op(",")):
+        kind, num = REGISTERS[low]
+        return RegOp(kind, num, low, tok.col)
+    cur.pos -= 1
+    return _immediate(cur)
+
+
+def _immediate(cur: Cursor) -> ImmOp:
+    first = cur.peek()
+    col = first.col if first is not None else cur.end_col()
+    expr = parse_expr(cur)
+    for n in walk(expr):
+        if isinstance(n, Reg):
+            raise cur.loc.error(
+                f"register '{n.name}' cannot be used in an expression", n.col)
+    return ImmOp(expr, col)
+
+
+_BAD = "bad memory operand: "
+
+
+def _memory(cur: Cursor, size: str | None, col: int) -> MemOp:
+    expr = parse_expr(cur)
+    cur.expect_op("]", "to close the memory operand")
+    plain: list[Reg] = []
+    scaled: list[tuple[Reg, Node]] = []
+    disp: list[tuple[Node, int]] = []
+    for term, sign in _terms(expr):
+        reg, factor = _register_term(term)
+        if reg is None:
+            for n in walk(term):
+                if isinstance(n, Reg):
+                    raise cur.loc.error(_BAD + "registers can only be added, or "
+                                        "multiplied by a scale", n.col)
+            disp.append((term, sign))
+            continue
+        if reg.kind != "r":
+            raise cur.loc.error(_BAD + f"'{reg.name}' is not a 32-bit register",
+                                reg.col)
+        if sign < 0:
+            raise cur.loc.error(_BAD + "a register cannot be subtracted", reg.col)
+        if factor is None:
+            plain.append(reg)
+        else:
+            if scaled:
+                raise cur.loc.error(_BAD + "only one register can be scaled", reg.col)
+            scaled.append((reg, factor))
+        if len(plain) + len(scaled) > 2:
+            raise cur.loc.error(_BAD + "at most two registers", reg.col)
+    base = plain[0].num if plain else None
+    if scaled:
+        index, scale = scaled[0][0].num, scaled[0][1]
+    elif len(plain) == 2:
+        index, scale = plain[1].num, None
+    else:
+        index, scale = None, None
+    return MemOp(size, base, index, scale, tuple(disp), col)
+
+
+def _terms(expr: Node) -> list[tuple[Node, int]]:
+    """Flatten the top-level sum of ``expr`` into (term, sign) pairs."""
+    out: list[tuple[Node, int]] = []
+    stack = [(expr, 1)]
+    while stack:
+        node, sign = stack.pop()
+        if isinstance(node, Binary) and node.op in ("+", "-"):
+            stack.append((node.right, sign if node.op == "+" else -sign))
+            stack.append((node.left, sign))
+        elif isinstance(node, Unary) and node.op in ("+", "-"):
+            stack.append((node.operand, sign if node.op == "+" else -sign))
+        else:
+            out.append((node, sign))
+    return out
+
+
+def _register_term(term: Node) -> tuple[Reg | None, Node | None]:
+    """(register, scale) when ``term`` is reg, reg*scale or scale*reg."""
+    if isinstance(term, Reg):
+        return term, None
+    if isinstance(term, Binary) and term.op == "*":
+        if isinstance(term.left, Reg) and not _has_reg(term.right):
+            return term.left, term.right
+        if isinstance(term.right, Reg) and not _has_reg(term.left):
+            return term.right, term.left
+    return None, None
+
+
+def _has_reg(node: Node) -> bool:
+    return any(isinstance(n, Reg) for n in walk(node))
+
+
+# --- choosing the row ------------------------------------------------------
+
+def _kinds(op: Operand, ops: list[Operand]) -> tuple[str, ...]:
+    """The operand kinds of the ISA table that ``op`` can stand for."""
+    if isinstance(op, RegOp):
+        if op.kind == "b" and op.num == isa.ECX:
+            return ("b", "cl")
+        return (op.kind,)
+    if isinstance(op, ImmOp):
+        return ("i", "i8", "rel")
+    if op.size is not None:
+        return ("mb",) if op.size == "byte" else ("m",)
+    byte_reg = any(isinstance(o, RegOp) and o.kind == "b" for o in ops)
+    return ("mb",) if byte_reg else ("m",)
+
+
+def _fits(row: isa.Insn, kinds: list[tuple[str, ...]]) -> bool:
+    return len(row.operands) == len(kinds) and all(
+        k in ok for k, ok in zip(row.operands, kinds, strict=True))
+
+
+def select_form(mnemonic: str, ops: list[Operand], cur: Cursor, col: int) -> isa.Insn:
+    """The first row of ``isa.FORMS[mnemonic]`` whose kinds fit ``ops``."""
+    kinds = [_kinds(op, ops) for op in ops]
+    rows = isa.FORMS[mnemonic]
+    for row in rows:
+        if _fits(row, kinds):
+            return row
+    have = ", ".join("i" if isinstance(op, ImmOp) else ks[0]
+                     for op, ks in zip(ops, kinds, strict=True))
+    forms = " ".join(row.form or "(none)" for row in rows)
+    hint = ""
+    if any(isinstance(op, MemOp) and op.size is None for op in ops):
+        as_byte = [("mb",) if isinstance(op, MemOp) else ks
+                   for op, ks in zip(ops, kinds, strict=True)]
+        if any(_fits(row, as_byte) for row in rows):
+            hint = " (write 'byte [...]' for a byte of memory)"
+    raise cur.loc.error(f"no form of '{mnemonic}' takes ({have}); forms: {forms}{hint}",
+                        col)
+
+
+def insn_length(row: isa.Insn, ops: list[Operand]) -> int:
+    return isa.length_of(row, tuple(op.index is not None for op in ops
+                                    if isinstance(op, MemOp)))
+
+
+# --- encoding (pass 2) -----------------------------------------------------
+
+def check_range(value: int, lo_hi: tuple[int, int], what: str, env: Env, col: int) -> int:
+    """``value``, or an error naming the range it should be in."""
+    lo, hi = lo_hi
+    if not lo <= value <= hi:
+        shown = f"{lo:#x}..{hi:#x}" if lo_hi == ADDR_RANGE else f"{lo}..{hi}"
+        raise env.loc.error(f"value {_show(value)} out of range for {what} ({shown})",
+                            col)
+    return value
+
+
+def _show(v: int) -> str:
+    return str(v) if -10000 < v < 10000 else (f"-{-v:#x}" if v < 0 else f"{v:#x}")
+
+
+def encode_insn(row: isa.Insn, ops: list[Operand], env: Env, next_eip: int) -> bytes:
+    """Bytes of one instruction; ``env.here`` is its address."""
+    args: list = []
+    for kind, op in zip(row.operands, ops, strict=True):
+        if isinstance(op, RegOp):
+            args.append(op.num)
+        elif isinstance(op, MemOp):
+            args.append(_mem_value(op, kind == "mb", env))
+        elif kind == "i8":
+            v = check_range(op.expr.ev(env), I8_RANGE, "an 8-bit immediate", env, op.col)
+            args.append(v & 0xFF)
+        elif kind == "i":
+            v = check_range(op.expr.ev(env), I32_RANGE, "a 32-bit immediate", env,
+                            op.col)
+            args.append(v & 0xFFFFFFFF)
+        else:  # rel
+            v = check_range(op.expr.ev(env), ADDR_RANGE, "a branch target", env, op.col)
+            args.append((v - next_eip) & 0xFFFFFFFF)
+    return isa.encode(row, tuple(args))
+
+
+def _mem_value(op: MemOp, byte: bool, env: Env) -> isa.Mem:
+    disp = 0
+    for term, sign in op.disp:
+        disp += sign * term.ev(env)
+    disp = check_range(disp, I32_RANGE, "a displacement", env, op.col)
+    disp = (disp + (1 << 31)) % (1 << 32) - (1 << 31)   # as a signed 32-bit value
+    scale = 1
+    if op.scale is not None:
+        scale = op.scale.ev(env)
+        if scale not in (1, 2, 4, 8):
+            raise env.loc.error(f"scale must be 1, 2, 4 or 8, not {_show(scale)}",
+                                op.scale.start)
+    return isa.Mem(op.base, op.index, scale, disp, byte)
