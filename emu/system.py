@@ -24,14 +24,17 @@ import simpy
 from .asm import Image
 from .cost import DEFAULT_COSTS, CostModel
 from .errors import ConfigError, ImageError
-from .hw.cpu import Cpu, Stop
+from .hw.cpu import INTERCEPTS, Cpu, Stop
 from .hw.devices import Console, IoBus, PowerOff, Timer
 from .hw.memory import PhysMem
 from .hw.mmu import Mmu
 from .hw.tlb import POLICIES, Tlb
 from .trace import TraceBus
+from .vmm.monitor import ShadowMonitor
+from .vmm.pmap import GuestPhys, MachineMemory, PMap
+from .vmm.shadow import POLICIES as SHADOW_POLICIES
 
-MODES = ("native",)
+MODES = ("native", "shadow")
 CLOCKS = ("instructions", "cycles")
 TLB_KINDS = ("split", "unified")
 BATCH_CYCLES = 1_000_000      # longest batch: keeps progress reports flowing
@@ -42,8 +45,11 @@ MIB = 1 << 20
 class Config:
     """Everything that shapes a run (each field is a command-line option)."""
 
-    mode: str = "native"
+    mode: str = "shadow"
     mem_mib: int = 16               # guest RAM (guest-physical space)
+    machine_mib: int | None = None  # machine memory under a VMM (default: RAM + 25%, >= 4 MiB)
+    shadow_policy: str = "trace-cache"
+    check_invariants: bool = False  # run the resource-control check after every exit
     max_cycles: int = 200_000_000   # the budget: a runaway guest stops here
     clock: str = "instructions"     # what the timer counts
     tlb_entries: int = 64
@@ -58,6 +64,10 @@ class Config:
             raise ConfigError(f"unknown mode '{self.mode}' (choose from {', '.join(MODES)})")
         if not 1 <= self.mem_mib <= 1024:
             raise ConfigError(f"--mem-mib must be between 1 and 1024, not {self.mem_mib}")
+        if self.machine_mib is not None and not 1 <= self.machine_mib <= 4096:
+            raise ConfigError(f"--machine-mib must be between 1 and 4096, not {self.machine_mib}")
+        if self.shadow_policy not in SHADOW_POLICIES:
+            raise ConfigError(f"--shadow-policy must be one of {', '.join(SHADOW_POLICIES)}")
         if self.max_cycles < 1:
             raise ConfigError("--max-cycles must be positive")
         if self.clock not in CLOCKS:
@@ -77,6 +87,12 @@ class Config:
 
     def with_(self, **changes) -> "Config":
         return replace(self, **changes)
+
+    @property
+    def machine_bytes(self) -> int:
+        if self.machine_mib is not None:
+            return self.machine_mib * MIB
+        return self.mem_mib * MIB + max(4 * MIB, self.mem_mib * MIB // 4)
 
 
 @dataclass
@@ -116,12 +132,30 @@ class System:
         self.env = simpy.Environment()
         self.bus.clock = lambda: int(self.env.now)
         c = config
-        self.mem = PhysMem(c.mem_mib * MIB, "pa")
+        ram = c.mem_mib * MIB
+        self.vmm = None
+        if c.mode == "native":
+            self.mem = PhysMem(ram, "pa")      # the CPU's memory is guest RAM
+            self.guest = self.mem
+        else:
+            self.machine = MachineMemory(c.machine_bytes)
+            self.pmap = PMap("vm0", ram, self.machine)
+            self.guest = GuestPhys(self.pmap)
+            self.mem = self.machine.mem        # the CPU's memory is machine memory
         self.itlb = Tlb(c.tlb_entries, c.tlb_ways, c.tlb_policy, c.seed, "itlb")
         self.dtlb = (self.itlb if c.tlb_kind == "unified" else
                      Tlb(c.tlb_entries, c.tlb_ways, c.tlb_policy, c.seed + 1, "dtlb"))
         self.mmu = Mmu(self.mem, self.itlb, self.dtlb, c.costs)
         self.cpu = Cpu(self.mmu, c.costs)
+        self._wire_trace()
+        if c.mode == "shadow":
+            self.vmm = ShadowMonitor(self, self.machine, self.pmap, self.guest, c.shadow_policy)
+            self.cpu.intercepts = INTERCEPTS
+            self.guest.on_write = self.mmu.code_written
+            self.machine.on_free = self.mmu.forget_pn
+            if c.check_invariants:
+                from .vmm.invariants import check_shadow
+                self.vmm.check = lambda: check_shadow(self.vmm)
         self.console = Console(console_sink)
         self.timer = Timer(c.clock)
         self.io = IoBus(self.console, self.timer)
@@ -145,15 +179,31 @@ class System:
             self.guest_write(addr, data)
         self.cpu.eip = image.entry
 
+    def _wire_trace(self) -> None:
+        """Hardware events reach the bus only while somebody listens."""
+        bus, mmu = self.bus, self.mmu
+        walk_kind = "walk" if self.config.mode == "native" else "shadow_walk"
+
+        def on_walk(w):
+            if bus.active and w.fault is False:
+                bus.emit(walk_kind, va=w.va, refs=w.refs, frame=w.frame)
+
+        def on_fill(e, fetch):
+            if bus.active:
+                bus.emit("tlb_fill", va=e.vpn << 12, step=6, pn=e.pn, fetch=fetch,
+                         writable=e.writable, user=e.user)
+        mmu.trace_walk = on_walk
+        mmu.on_fill = on_fill
+
     def guest_write(self, pa: int, data: bytes) -> None:
         """Write guest-physical memory (loading, tests)."""
-        self.mem.write(pa, data)
+        self.guest.write(pa, data)
 
     def guest_read(self, pa: int, n: int) -> bytes:
-        return self.mem.read(pa, n)
+        return self.guest.read(pa, n)
 
     def guest_memory_sha256(self) -> str:
-        return self.mem.sha256()
+        return self.guest.sha256()
 
     # --- the processes -----------------------------------------------------
     def clock_now(self) -> int:
@@ -211,10 +261,26 @@ class System:
         return (yield from self.handle_exit(stop))
 
     def handle_exit(self, stop: Stop):
-        """A VM exit: only a VMM expects one."""
-        self._end("crash", f"unexpected VM exit {stop.detail.get('exit')}")
-        return True
-        yield  # a generator, like the VMM's
+        """A VM exit: hand it to the VMM's process and act on its answer."""
+        if self.vmm is None:
+            self._end("crash", f"unexpected VM exit {stop.detail.get('exit')}")
+            return True
+        reply = self.env.event()
+        self.vmm.inbox.put((stop, reply))
+        action = yield reply
+        if action.kind == "halt":
+            return (yield from self._halt())
+        if action.kind == "io":
+            d = action.detail
+            return self._io(d["port"], d["value"], d["reg"])
+        if action.kind == "shutdown":
+            self._end("crash", action.detail.get("message", "triple fault"))
+            return True
+        if action.kind == "crash":
+            d = action.detail
+            self._end("crash", f"{d['message']} (eip {d.get('eip', self.cpu.eip):#010x})")
+            return True
+        return False
 
     def _io(self, port: int, value, reg) -> bool:
         if value is None:
@@ -284,6 +350,8 @@ class System:
     def run(self) -> Result:
         """Run the guest to its end; returns the ``Result``."""
         t0 = time.perf_counter()
+        if self.vmm is not None:
+            self.vmm.start()
         vcpu = self.env.process(self._vcpu())
         if self.config.clock == "cycles":
             self.env.process(self._timer_process())
@@ -301,15 +369,22 @@ class System:
             guest_memory_sha256=self.guest_memory_sha256(), stats=self.stats())
 
     def stats(self) -> dict:
-        return {"cpu": self.cpu.stats(), "mmu": self.mmu.stats(),
-                "timer": self.timer.stats(), "console": self.console.stats(),
-                "io": self.io.stats(), "memory": {"pages_touched": self.mem.touched()},
-                "cycles_by_category": self.cycles_by_category(),
-                "trace_events": self.bus.count}
+        out = {"cpu": self.cpu.stats(), "mmu": self.mmu.stats(),
+               "timer": self.timer.stats(), "console": self.console.stats(),
+               "io": self.io.stats(), "memory": {"pages_touched": self.mem.touched()},
+               "cycles_by_category": self.cycles_by_category(),
+               "trace_events": self.bus.count}
+        if self.vmm is not None:
+            out["vmm"] = self.vmm.stats()
+        return out
 
     def cycles_by_category(self) -> dict:
         walk = self.mmu.walk_refs * self.config.costs.walk_ref
-        return {"guest": self.cpu.cycles - walk, "walk": walk}
+        out = {"guest": self.cpu.cycles - walk, "walk": walk}
+        if self.vmm is not None:
+            for cat, cyc in sorted(self.vmm.cycles.items()):
+                out["vmm_" + cat if not cat.startswith("vm_") else cat] = cyc
+        return out
 
 
 def run(image: Image, config: Config = Config(), bus: TraceBus | None = None,

@@ -125,7 +125,7 @@ class Cpu:
         self.mmu.set_user(cpl == 3)
 
     # --- the dispatcher ------------------------------------------------------
-    def run(self, max_insns: int, max_cycles: int) -> Stop:
+    def run(self, max_insns: int, max_cycles: int, irq: bool = True) -> Stop:
         """Run until ``max_insns`` retire, ``max_cycles`` pass, or a stop.
 
         The counts of the batch are added to ``icount`` and ``cycles`` and
@@ -143,7 +143,7 @@ class Cpu:
                 try:
                     if self.vectoring is not None:
                         self._redeliver()
-                    if self.irq_pending and self.iflag:
+                    if self.irq_pending and self.iflag and irq:
                         self._interrupt()
                     eip = self.eip
                     while icount < max_insns and cycles < max_cycles:

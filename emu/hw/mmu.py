@@ -71,7 +71,8 @@ class Mmu:
         self.stall = 0             # cycles spent in walks, collected by the CPU
         self._missed: tuple[int, bool] | None = None   # (vpn, is_fetch) of the last faulting miss
         self.last_walk = None      # the record of the most recent walk
-        self.trace_walk = None     # callable(walk) when somebody listens
+        self.trace_walk = None     # callable(walk): every hardware walk
+        self.on_fill = None        # callable(entry, fetch): every TLB fill
         itlb.on_drop = self._drop_i
         if dtlb is not itlb:
             dtlb.on_drop = self._drop_d
@@ -127,6 +128,41 @@ class Mmu:
         for t in {id(self.itlb): self.itlb, id(self.dtlb): self.dtlb}.values():
             t.flush(keep_global=False)
         self.reset_fast()
+
+    def _tlbs(self):
+        return (self.itlb,) if self.itlb is self.dtlb else (self.itlb, self.dtlb)
+
+    def downgrade(self, vpn: int) -> None:
+        """Make the cached translation of ``vpn`` read-only (the VMM took a
+        write permission back; the next write re-walks)."""
+        for t in self._tlbs():
+            e = t.probe(vpn)
+            if e is not None:
+                e.writable = False
+        self.wfast.pop(vpn, None)
+
+    def downgrade_pn(self, pn: int) -> None:
+        """Make every cached translation to page ``pn`` read-only."""
+        for t in self._tlbs():
+            for e in t.valid_entries():
+                if e.pn == pn:
+                    e.writable = False
+                    self.wfast.pop(e.vpn, None)
+
+    def forget_pn(self, pn: int) -> None:
+        """Page ``pn`` left its owner: no translation or code may use it."""
+        for t in self._tlbs():
+            for e in t.valid_entries():
+                if e.pn == pn:
+                    t.invlpg(e.vpn)
+                    t.invlpgs -= 1
+        blocks = self.code.get(pn)
+        if blocks:
+            blocks.clear()
+
+    def code_written(self, pn: int) -> None:
+        """Page ``pn`` was written behind the CPU's back (VMM, loader)."""
+        self._wrote(pn)
 
     def _drop_i(self, e: TlbEntry) -> None:
         self.ifast.pop(e.vpn, None)
@@ -185,6 +221,8 @@ class Mmu:
                          w.global_ and self.pge)
         tlb.insert(entry)
         self.tlb_fills += 1
+        if self.on_fill is not None:
+            self.on_fill(entry, fetch)
         self._fill_fast(vpn, pn, page, w.writable, w.user_ok, w.dirty, fetch)
         return page, pn
 

@@ -1,0 +1,370 @@
+"""The shadow-paging VMM: one simpy process per vCPU that answers VM exits.
+
+The vCPU hands each exit to the monitor's inbox and waits for the answer.
+The monitor takes the steps a real VMM takes, yielding the simulated time of
+each (cost model) and telling the trace bus, and answers with an ``Action``.
+
+The six steps of a virtualized translation (DESIGN.md), for a #PF exit:
+
+    1  TLB miss: the hardware walked the shadow and found nothing (or too
+       little): #PF, intercepted -> VM exit
+    2  the VMM walks the guest's table for the faulting va
+    3  the guest denies it: a TRUE fault, injected into the guest's handler;
+       the guest allows it: a HIDDEN fault, the PMap gives (or allocates)
+       the machine page
+    4  the VMM writes the spte (and the spde above it)
+    5  the VMM restarts the faulting instruction (VM entry)
+    6  the hardware walk succeeds and fills the TLB
+
+Fault kinds (``Fault``) are counted and traced by name.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from ..hw import paging
+from ..hw.exceptions import PF
+from ..hw.paging import PF_U, PF_W, PTE_U, PTE_W
+from ..hw.memory import BusError
+from .pmap import GuestPhys, MachineMemory, OutOfMachineMemory, PMap
+from .shadow import ShadowTables
+
+PAGE_MASK = 0xFFFFF000
+
+
+class Fault(enum.Enum):
+    """What a #PF exit turned out to be."""
+
+    TRUE = "true"            # the guest's tables deny the access: inject #PF
+    HIDDEN = "hidden"        # the guest allows it, the shadow lacked it: fill, restart
+    DIRTY = "dirty"          # a write to a clean page mapped read-only: set the guest's D
+    TRACING = "tracing"      # a write to a write-protected guest table: emulate, sync
+    UNSYNC = "unsync"        # oos: first write to a guest table: let it go out of sync
+    WP_EMULATE = "wp-emulate"  # CR0.WP=0 lets the kernel write a read-only page: emulate
+
+
+@dataclass
+class Action:
+    """The monitor's answer to an exit."""
+
+    kind: str                 # resume | inject | emulate | halt | io | crash | shutdown
+    detail: dict = field(default_factory=dict)
+
+
+class ShadowMonitor:
+    """The VMM's per-vCPU context for shadow paging."""
+
+    STATS = {
+        "exits": "VM exits, by reason",
+        "faults": "#PF exits, by kind (true, hidden, dirty, tracing, unsync, wp-emulate)",
+        "injected": "exceptions injected into the guest",
+        "emulated": "instructions the VMM emulated",
+        "cycles": "simulated cycles the VMM spent, by step",
+    }
+
+    def __init__(self, system, machine: MachineMemory, pmap: PMap, guest: GuestPhys,
+                 policy: str):
+        self.sys = system
+        self.env = system.env
+        self.cpu = system.cpu
+        self.mmu = system.mmu
+        self.costs = system.config.costs
+        self.bus = system.bus
+        self.machine = machine
+        self.pmap = pmap
+        self.guest = guest
+        self.shadow = ShadowTables(machine, pmap, policy)
+        self.shadow.on_protect = self.mmu.downgrade_pn
+        self.exits: dict[str, int] = {}
+        self.faults: dict[str, int] = {f.value: 0 for f in Fault}
+        self.injected = 0
+        self.emulated = 0
+        self.cycles: dict[str, int] = {}
+        self.check = None          # callable() run after every exit (--check-invariants)
+        self.phys_root, _ = self.shadow.ensure(("phys-pd", 0))
+        self.root = self.phys_root
+        self.mmu.set_control(True, True, False, False)   # the hardware: paging, WP=1
+        self.mmu.load_cr3(self.root.mpn << 12)
+        self.inbox = None
+
+    # --- plumbing ---------------------------------------------------------------
+    def start(self):
+        """The monitor's simpy process: answer exits forever."""
+        import simpy
+        self.inbox = simpy.Store(self.env)
+        return self.env.process(self._serve())
+
+    def _serve(self):
+        while True:
+            stop, reply = yield self.inbox.get()
+            try:
+                action = yield from self.handle(stop)
+            except (BusError, OutOfMachineMemory) as e:
+                action = Action("crash", {"message": str(e), "eip": self.cpu.eip})
+            if self.check is not None:
+                self.check()
+            reply.succeed(action)
+
+    def spend(self, category: str, cycles: int):
+        """Take ``cycles`` of simulated time for one step."""
+        self.cycles[category] = self.cycles.get(category, 0) + cycles
+        yield self.env.timeout(cycles)
+
+    def emit(self, kind: str, va=None, step=None, **data) -> None:
+        if self.bus.active:
+            self.bus.emit(kind, va=va, step=step, **data)
+
+    @property
+    def guest_paging(self) -> bool:
+        return bool(self.cpu.cr0 & paging.CR0_PG)
+
+    # --- exits ----------------------------------------------------------------------
+    def handle(self, stop):
+        """Answer one exit (a generator: it yields simulated time)."""
+        d = stop.detail
+        reason = d["exit"]
+        self.exits[reason] = self.exits.get(reason, 0) + 1
+        self.emit("vm_exit", va=d.get("va"), step=2 if reason == "pf" else None,
+                  reason=reason, eip=d["eip"], error_code=d.get("error_code"))
+        yield from self.spend("vm_exit", self.costs.vm_exit)
+        action = yield from getattr(self, "on_" + reason)(d)
+        if action.kind in ("resume", "inject", "emulate"):
+            yield from self.spend("vm_entry", self.costs.vm_entry)
+            self.emit("vm_entry", step=5 if reason == "pf" else None, action=action.kind)
+        return action
+
+    def advance(self, d) -> None:
+        """The intercepted instruction is done: retire it."""
+        self.cpu.eip = d["next_eip"]
+        self.cpu.icount += 1
+
+    # --- #PF: the six steps ------------------------------------------------------------
+    def on_pf(self, d):
+        va, ec = d["va"], d["error_code"]
+        write, user = bool(ec & PF_W), bool(ec & PF_U)
+        sw = self.mmu.last_walk
+        fetch = bool(sw is not None and sw.fetch and sw.va == va)
+        self.emit("shadow_walk", va=va, step=1, walk=_walk_json(sw), error_code=ec)
+        # Step 2: walk the guest's table.
+        if self.guest_paging:
+            gw = paging.walk(self.guest, self.cpu.cr3, va, write=write, user=user,
+                             fetch=fetch, wp=bool(self.cpu.cr0 & paging.CR0_WP),
+                             pse=bool(self.cpu.cr4 & paging.CR4_PSE))
+            yield from self.spend("vmm_walk", gw.refs * self.costs.vmm_walk_ref)
+            self.emit("guest_walk", va=va, step=2, walk=_walk_json(gw))
+            if gw.fault:
+                return (yield from self._true_fault(va, gw.error_code, d))
+            gppn = gw.frame >> 12
+        else:
+            gw = None
+            gppn = va >> 12
+            self.pmap.check(gppn)      # past guest RAM: a bus error, as natively
+        # Step 3: what kind of fault is it?
+        shadow = self.shadow
+        if write and gppn in shadow.tracked:
+            if shadow.tracing:
+                return (yield from self._emulate(Fault.TRACING, va, gw, gppn, d))
+            kind = Fault.UNSYNC
+            shadow.mark_unsync(gppn)
+            mpn = self.pmap.mpn_of.get(gppn)
+            if mpn is not None:
+                shadow.drop_mappings(mpn)   # they refill writable on demand
+        elif write and gw is not None and not gw.writable:
+            return (yield from self._emulate(Fault.WP_EMULATE, va, gw, gppn, d))
+        elif write and sw is not None and sw.fault and sw.error_code & 1:
+            kind = Fault.DIRTY     # the spte was there, read-only: D was clear
+        else:
+            kind = Fault.HIDDEN
+        self.faults[kind.value] += 1
+        self.emit(kind.value + "_fault", va=va, step=3, ppn=gppn, write=write, user=user)
+        mpn = yield from self._pmap(gppn, va)
+        # Step 4: fill the shadow.
+        _, _, spte = self._fill(va, gw, gppn, mpn)
+        yield from self.spend("fill_shadow", self.costs.vmm_fill_shadow)
+        self.emit("shadow_fill", va=va, step=4, mpn=mpn, spte=spte,
+                  root=self.root.mpn)
+        # Step 5: restart the instruction (the VM entry in ``handle``).
+        return Action("resume", {"fault": kind.value})
+
+    def _pmap(self, gppn: int, va: int):
+        """Step 3 of a hidden fault: the PMap's machine page for ``gppn``."""
+        mpn, allocated = self.pmap.back(gppn)
+        yield from self.spend("pmap", self.costs.vmm_pmap_lookup)
+        if allocated:
+            yield from self.spend("alloc", self.costs.vmm_alloc + self.costs.vmm_zero_page)
+        self.emit("pmap_lookup", va=va, step=3, ppn=gppn, mpn=mpn, allocated=allocated)
+        return mpn
+
+    def _fill(self, va: int, gw, gppn: int, mpn: int, force: bool = False):
+        """Write the spde and spte that map ``va`` -> ``mpn``; returns the
+        shadow table, the index and the spte."""
+        shadow = self.shadow
+        pdx, ptx = (va >> 22) & 0x3FF, (va >> 12) & 0x3FF
+        if gw is None:
+            child, _ = shadow.ensure(("phys-pt", pdx))
+            shadow.link(self.root, pdx, child, PTE_W | PTE_U)
+            return child, ptx, shadow.set_spte(child, ptx, mpn, PTE_U, gppn, True, force)
+        gpde = gw.levels[0].value_after
+        if gw.large:
+            child, _ = shadow.ensure(("4m", self.cpu.cr3 >> 12, pdx))
+            gpte = gpde
+        else:
+            child, _ = shadow.ensure(("pt", gpde >> 12))
+            gpte = gw.levels[1].value_after
+        shadow.link(self.root, pdx, child, gpde)
+        return child, ptx, shadow.set_spte(child, ptx, mpn, gpte, gppn,
+                                           bool(gpte & PTE_W) and gw.dirty, force)
+
+    def _true_fault(self, va: int, error_code: int, d):
+        self.faults[Fault.TRUE.value] += 1
+        self.emit("true_fault", va=va, step=3, error_code=error_code)
+        yield from self.spend("inject", self.costs.vmm_inject)
+        self.injected += 1
+        self.emit("inject", va=va, step=3, vector=PF, error_code=error_code)
+        stop = self.cpu.inject(PF, error_code, va)
+        return self._after_inject(stop)
+
+    def _after_inject(self, stop) -> Action:
+        if stop is None:
+            return Action("inject", {"vector": PF})
+        if stop.reason == "shutdown":
+            return Action("shutdown", stop.detail)
+        # A #PF while delivering: the event stays pending (cpu.vectoring) and
+        # the hardware raises the exit again when the guest resumes.
+        return Action("inject", {"vector": PF, "pending": True})
+
+    def _emulate(self, kind: Fault, va: int, gw, gppn: int, d):
+        """Let the faulting instruction through once, then re-protect and
+        bring the shadow in line with what it wrote."""
+        self.faults[kind.value] += 1
+        self.emit(kind.value + "_fault", va=va, step=3, ppn=gppn, write=True)
+        mpn = yield from self._pmap(gppn, va)
+        before = bytes(self.machine.mem.page(mpn))
+        sp, idx, _ = self._fill(va, gw, gppn, mpn, force=True)
+        cpu = self.cpu
+        while True:
+            stop = cpu.run(1, 1 << 40, irq=False)
+            yield from self.spend("emulate", self.costs.vmm_emulate + stop.cycles)
+            if stop.reason != "exit":
+                break
+            # The instruction touched another page the shadow lacks.
+            inner = yield from self.handle(stop)
+            if inner.kind != "resume":
+                break
+        self.emulated += 1
+        self.shadow.clear_write(sp, idx, mpn)   # the one-instruction permission ends
+        self.mmu.downgrade(va >> 12)
+        changed = _changed_dwords(before, self.machine.mem.page(mpn))
+        dropped = self.shadow.sync_entries(gppn, changed) if changed else 0
+        self.emit("emulate", va=va, step=4, ppn=gppn, changed=changed, dropped=dropped,
+                  kind=kind.value)
+        if stop.reason in ("shutdown", "crash"):
+            return Action(stop.reason, stop.detail)
+        return Action("emulate", {"fault": kind.value})
+
+    # --- control registers, INVLPG, HLT, I/O --------------------------------------------
+    def on_cr3_write(self, d):
+        cpu, shadow = self.cpu, self.shadow
+        cpu.cr3 = d["value"]
+        dropped = shadow.resync() if not shadow.tracing else 0
+        if not shadow.cache_roots:
+            shadow.drop_all()
+            self.phys_root, _ = shadow.ensure(("phys-pd", 0))
+        yield from self.spend("cr3", self.costs.vmm_flush + dropped * self.costs.vmm_fill_shadow)
+        self._set_root()
+        self.mmu.load_cr3(self.root.mpn << 12)
+        self.emit("cr3_load", guest_cr3=cpu.cr3, root=self.root.mpn, resynced=dropped)
+        self.advance(d)
+        return Action("emulate", {"cr3": cpu.cr3})
+
+    def _set_root(self) -> None:
+        if self.guest_paging:
+            self.root, _ = self.shadow.ensure(("pd", (self.cpu.cr3 & PAGE_MASK) >> 12))
+        else:
+            self.root = self.phys_root
+
+    def on_cr3_read(self, d):
+        self.cpu.r[d["reg"]] = self.cpu.cr3
+        yield from self.spend("emulate", self.costs.vmm_emulate)
+        self.advance(d)
+        return Action("emulate", {"cr3_read": self.cpu.cr3})
+
+    def on_cr0_write(self, d):
+        cpu = self.cpu
+        old, cpu.cr0 = cpu.cr0, d["value"]
+        yield from self.spend("emulate", self.costs.vmm_emulate)
+        if (old ^ cpu.cr0) & (paging.CR0_PG | paging.CR0_WP):
+            self.mmu.flush_all()
+        if (old ^ cpu.cr0) & paging.CR0_PG:
+            if self.shadow.unsync:
+                self.shadow.resync()
+            self._set_root()
+            self.mmu.load_cr3(self.root.mpn << 12)
+        self.advance(d)
+        return Action("emulate", {"cr0": cpu.cr0})
+
+    def on_cr4_write(self, d):
+        cpu = self.cpu
+        old, cpu.cr4 = cpu.cr4, d["value"]
+        yield from self.spend("emulate", self.costs.vmm_emulate)
+        if (old ^ cpu.cr4) & paging.CR4_PSE:
+            # The guest's tables mean something else now: start the shadows again.
+            self.shadow.drop_all()
+            self.phys_root, _ = self.shadow.ensure(("phys-pd", 0))
+            self._set_root()
+            self.mmu.load_cr3(self.root.mpn << 12)
+        if (old ^ cpu.cr4) & (paging.CR4_PSE | paging.CR4_PGE):
+            self.mmu.flush_all()
+        self.mmu.set_control(True, True, False, bool(cpu.cr4 & paging.CR4_PGE))
+        self.advance(d)
+        return Action("emulate", {"cr4": cpu.cr4})
+
+    def on_invlpg(self, d):
+        va = d["va"]
+        self.mmu.invlpg(va)
+        dropped = 0 if self.shadow.tracing else self.shadow.drop_va(self.root, va)
+        yield from self.spend("invlpg", self.costs.vmm_flush)
+        self.emit("invlpg", va=va, dropped=dropped)
+        self.advance(d)
+        return Action("emulate", {"invlpg": va})
+
+    def on_hlt(self, d):
+        yield from self.spend("emulate", self.costs.vmm_emulate)
+        self.advance(d)
+        return Action("halt")
+
+    def on_io(self, d):
+        yield from self.spend("io", self.costs.vmm_io)
+        self.advance(d)
+        return Action("io", {"port": d["port"], "value": d["value"], "reg": d["reg"]})
+
+    # --- statistics ------------------------------------------------------------------------
+    def stats(self) -> dict:
+        return {"exits": dict(sorted(self.exits.items())),
+                "exits_total": sum(self.exits.values()),
+                "faults": dict(self.faults), "injected": self.injected,
+                "emulated": self.emulated, "cycles": dict(sorted(self.cycles.items())),
+                "shadow": self.shadow.stats(), "pmap": self.pmap.stats(),
+                "machine": self.machine.stats(), "policy": self.shadow.policy}
+
+
+def _changed_dwords(before: bytes, after) -> list[int]:
+    if before == after:
+        return []
+    import numpy as np
+    a = np.frombuffer(before, dtype="<u4")
+    b = np.frombuffer(bytes(after), dtype="<u4")
+    return [int(i) for i in np.nonzero(a != b)[0]]
+
+
+def _walk_json(w) -> dict | None:
+    if w is None:
+        return None
+    out = {"va": w.va, "fault": w.fault, "error_code": w.error_code,
+           "levels": [{"name": lv.name, "entry_pa": lv.entry_pa, "value": lv.value,
+                       "value_after": lv.value_after} for lv in w.levels]}
+    if not w.fault:
+        out["frame"] = w.frame
+    return out

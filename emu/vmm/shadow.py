@@ -1,0 +1,312 @@
+"""Shadow page tables: the tables the hardware really walks under shadow paging.
+
+Shadow pages live in machine memory owned by the VMM and are keyed by
+``(guest table ppn, role)``:
+
+    ("pd", gppn)         shadows the guest page directory at gppn (a root)
+    ("pt", gppn)         shadows the guest page table at gppn; shared by every
+                         spde that points to that guest table
+    ("4m", gppn, pdx)    a 4 KiB-page shadow table standing for the 4 MiB
+                         guest page mapped by entry pdx of guest PD gppn
+    ("phys-pd", 0) and ("phys-pt", i)
+                         the identity "physical mode" shadow used while the
+                         guest runs with paging off (va = pa, through the PMap)
+
+An spde copies its gpde's R/W and U/S (the hardware combines them with the
+spte's, as it does the guest's); an spte maps the mpn the PMap gives for the
+gpte's ppn with the gpte's U/S and G, and with R/W only if the gpte allows
+writes AND its D bit is already set AND the target page is not a protected
+guest page-table page.  So the first write to a clean page exits (the VMM sets
+D) and every write to a shadowed guest table exits (a tracing fault).
+
+Coherence policies (``--shadow-policy``), two choices combined:
+
+    trace   every shadowed guest table page stays write-protected; a write to
+            it is emulated and the affected shadow entries dropped
+    oos     the first write to a shadowed table page unprotects it and marks it
+            out of sync; it is resynced (its shadow entries dropped) at the
+            next CR3 load, and the entry of one va at INVLPG
+    cache   on a guest CR3 load keep every shadow, switch roots
+    drop    on a guest CR3 load free every shadow and start again
+
+A reverse map (mpn -> sptes that map it) finds every spte mapping a machine
+page: to write-protect a page that becomes a shadowed table, and to drop
+every mapping of a page the VMM takes back.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+from ..hw.paging import PTE_G, PTE_P, PTE_U, PTE_W
+from .pmap import VMM_OWNER, MachineMemory, PMap
+
+_U32 = Struct("<I")
+POLICIES = ("trace-cache", "trace-drop", "oos-cache", "oos-drop")
+TABLE_ROLES = ("pd", "pt")         # roles that shadow a guest table page
+DIRECTORY_ROLES = ("pd", "phys-pd")  # roles whose entries point to shadow tables
+
+
+class ShadowPage:
+    """One shadow table: a machine page owned by the VMM."""
+
+    __slots__ = ("key", "mpn", "page", "parents", "present")
+
+    def __init__(self, key: tuple, mpn: int, page: bytearray):
+        self.key = key
+        self.mpn = mpn
+        self.page = page
+        self.parents: set[tuple[ShadowPage, int]] = set()   # spdes pointing here
+        self.present = 0                                      # entries present
+
+    @property
+    def role(self) -> str:
+        return self.key[0]
+
+    def entry(self, idx: int) -> int:
+        return _U32.unpack_from(self.page, idx * 4)[0]
+
+    def __repr__(self) -> str:
+        return f"ShadowPage({self.key}, mpn={self.mpn:#x})"
+
+
+class ShadowTables:
+    """Every shadow page of one VM, with its bookkeeping."""
+
+    STATS = {
+        "shadow_pages": "shadow pages in use",
+        "shadow_pages_peak": "most shadow pages in use at once",
+        "shadow_pages_created": "shadow pages ever created",
+        "sptes_filled": "shadow entries written by fills",
+        "sptes_dropped": "shadow entries dropped to stay coherent",
+        "write_protected": "guest table pages write-protected",
+        "unsynced": "table pages let out of sync (oos policy)",
+        "resyncs": "out-of-sync pages brought back in sync",
+        "drops_all": "times every shadow was dropped (drop policy, CR0/CR4 changes)",
+    }
+
+    def __init__(self, machine: MachineMemory, pmap: PMap, policy: str = "trace-cache"):
+        if policy not in POLICIES:
+            raise ValueError(f"shadow policy must be one of {', '.join(POLICIES)}")
+        self.machine = machine
+        self.pmap = pmap
+        self.policy = policy
+        self.tracing = policy.startswith("trace")
+        self.cache_roots = policy.endswith("cache")
+        self.pages: dict[tuple, ShadowPage] = {}
+        self.by_mpn: dict[int, ShadowPage] = {}
+        self.tracked: dict[int, set[tuple]] = {}        # guest table ppn -> keys
+        self.rmap: dict[int, set[tuple[ShadowPage, int]]] = {}
+        self.unsync: set[int] = set()
+        self.on_protect = None     # callable(mpn): the TLB must not keep it writable
+        self.created = 0
+        self.peak = 0
+        self.filled = 0
+        self.dropped = 0
+        self.protected_count = 0
+        self.unsynced = 0
+        self.resyncs = 0
+        self.drops_all = 0
+
+    # --- shadow pages ---------------------------------------------------------
+    def get(self, key: tuple) -> ShadowPage | None:
+        return self.pages.get(key)
+
+    def ensure(self, key: tuple) -> tuple[ShadowPage, bool]:
+        """The shadow page for ``key``, created (zeroed) if missing."""
+        sp = self.pages.get(key)
+        if sp is not None:
+            return sp, False
+        mpn = self.machine.alloc(VMM_OWNER)
+        sp = ShadowPage(key, mpn, self.machine.mem.page(mpn))
+        self.pages[key] = sp
+        self.by_mpn[mpn] = sp
+        self.created += 1
+        self.peak = max(self.peak, len(self.pages))
+        if key[0] in TABLE_ROLES:
+            gppn = key[1]
+            first = gppn not in self.tracked
+            self.tracked.setdefault(gppn, set()).add(key)
+            if first and gppn not in self.unsync:
+                self._protect(gppn)
+        return sp, True
+
+    def free(self, sp: ShadowPage) -> None:
+        """Free a shadow page: drop its entries and every spde pointing to it."""
+        if self.pages.get(sp.key) is not sp:
+            return
+        del self.pages[sp.key]
+        del self.by_mpn[sp.mpn]
+        self.zap(sp)
+        for parent, idx in list(sp.parents):
+            self._clear(parent, idx)
+        sp.parents.clear()
+        if sp.key[0] in TABLE_ROLES:
+            keys = self.tracked.get(sp.key[1])
+            if keys is not None:
+                keys.discard(sp.key)
+                if not keys:
+                    del self.tracked[sp.key[1]]
+                    self.unsync.discard(sp.key[1])
+        self.machine.free(sp.mpn)
+
+    def drop_all(self) -> int:
+        """Free every shadow page (a CR3 load under the drop policy)."""
+        n = len(self.pages)
+        for sp in list(self.pages.values()):
+            if sp.key in self.pages:
+                self.free(sp)
+        self.rmap.clear()
+        self.unsync.clear()
+        self.drops_all += 1
+        return n
+
+    # --- entries ----------------------------------------------------------------
+    def _write(self, sp: ShadowPage, idx: int, value: int) -> None:
+        old = _U32.unpack_from(sp.page, idx * 4)[0]
+        _U32.pack_into(sp.page, idx * 4, value)
+        sp.present += bool(value & PTE_P) - bool(old & PTE_P)
+
+    def _clear(self, sp: ShadowPage, idx: int) -> int:
+        """Make entry ``idx`` not present; returns the old value."""
+        old = sp.entry(idx)
+        if not old & PTE_P:
+            return old
+        self._write(sp, idx, 0)
+        self.dropped += 1
+        target = old >> 12
+        if sp.role in DIRECTORY_ROLES:
+            child = self.by_mpn.get(target)
+            if child is not None:
+                child.parents.discard((sp, idx))
+                if child.role == "4m":
+                    self.free(child)       # private to this spde
+        else:
+            refs = self.rmap.get(target)
+            if refs is not None:
+                refs.discard((sp, idx))
+                if not refs:
+                    del self.rmap[target]
+        return old
+
+    def zap(self, sp: ShadowPage) -> int:
+        """Drop every entry of ``sp``; returns how many were present."""
+        n = 0
+        if sp.present:
+            for idx in range(1024):
+                if sp.entry(idx) & PTE_P:
+                    self._clear(sp, idx)
+                    n += 1
+        return n
+
+    def link(self, sp_pd: ShadowPage, idx: int, child: ShadowPage, gpde: int) -> None:
+        """spde[idx] -> child, with the gpde's R/W and U/S."""
+        value = (child.mpn << 12) | PTE_P | (gpde & (PTE_W | PTE_U))
+        if sp_pd.entry(idx) != value:
+            self._clear(sp_pd, idx)
+            self._write(sp_pd, idx, value)
+            child.parents.add((sp_pd, idx))
+            self.filled += 1
+
+    def set_spte(self, sp: ShadowPage, idx: int, mpn: int, gpte: int,
+                 gppn: int, writable: bool, force: bool = False) -> int:
+        """spte[idx] -> mpn.  ``gpte`` gives U/S and G; writes are allowed only
+        if ``writable`` (the guest allows them and D is set) and the target is
+        not a protected guest table -- unless ``force`` (the VMM lets one
+        instruction through while it emulates)."""
+        value = (mpn << 12) | PTE_P | (gpte & (PTE_U | PTE_G))
+        if force or (writable and not self.is_protected(gppn)):
+            value |= PTE_W
+        self._clear(sp, idx)
+        self._write(sp, idx, value)
+        self.rmap.setdefault(mpn, set()).add((sp, idx))
+        self.filled += 1
+        return value
+
+    def clear_write(self, sp: ShadowPage, idx: int, mpn: int) -> None:
+        """Make entry ``idx`` read-only if it still maps ``mpn``."""
+        e = sp.entry(idx)
+        if e & PTE_P and e >> 12 == mpn and e & PTE_W:
+            _U32.pack_into(sp.page, idx * 4, e & ~PTE_W)
+
+    def drop_mappings(self, mpn: int) -> int:
+        """Drop every spte that maps machine page ``mpn`` (reverse map)."""
+        refs = self.sptes_mapping(mpn)
+        for sp, idx in refs:
+            self._clear(sp, idx)
+        return len(refs)
+
+    # --- write protection of guest table pages -----------------------------------
+    def is_protected(self, gppn: int) -> bool:
+        return gppn in self.tracked and gppn not in self.unsync
+
+    def _protect(self, gppn: int) -> None:
+        """Write-protect every spte that maps the guest table page ``gppn``."""
+        mpn = self.pmap.mpn_of.get(gppn)
+        self.protected_count += 1
+        if mpn is None:
+            return
+        for sp, idx in self.rmap.get(mpn, ()):
+            e = sp.entry(idx)
+            if e & PTE_W:
+                _U32.pack_into(sp.page, idx * 4, e & ~PTE_W)
+        if self.on_protect is not None:
+            self.on_protect(mpn)
+
+    def mark_unsync(self, gppn: int) -> None:
+        """oos policy: let ``gppn`` be written freely until the next resync."""
+        self.unsync.add(gppn)
+        self.unsynced += 1
+
+    def resync(self) -> int:
+        """Bring every out-of-sync table page back in sync: drop the entries
+        of its shadows (they refill from the guest's tables on demand) and
+        protect it again.  Returns the entries dropped."""
+        n = 0
+        for gppn in sorted(self.unsync):
+            for key in sorted(self.tracked.get(gppn, ())):
+                sp = self.pages.get(key)
+                if sp is not None:
+                    n += self.zap(sp)
+            self.resyncs += 1
+        pages = sorted(self.unsync)
+        self.unsync.clear()
+        for gppn in pages:
+            if gppn in self.tracked:
+                self._protect(gppn)
+        return n
+
+    def sync_entries(self, gppn: int, changed: list[int]) -> int:
+        """The guest changed entries ``changed`` of table page ``gppn``: drop
+        the shadow entries that were built from them."""
+        n = 0
+        for key in sorted(self.tracked.get(gppn, ())):
+            sp = self.pages.get(key)
+            if sp is None:
+                continue
+            for idx in changed:
+                if sp.entry(idx) & PTE_P:
+                    self._clear(sp, idx)
+                    n += 1
+        return n
+
+    def drop_va(self, root: ShadowPage, va: int) -> int:
+        """Drop the spte of ``va`` under ``root`` (INVLPG under oos)."""
+        spde = root.entry((va >> 22) & 0x3FF)
+        if not spde & PTE_P:
+            return 0
+        child = self.by_mpn.get(spde >> 12)
+        if child is None or not child.entry((va >> 12) & 0x3FF) & PTE_P:
+            return 0
+        self._clear(child, (va >> 12) & 0x3FF)
+        return 1
+
+    def sptes_mapping(self, mpn: int) -> list[tuple[ShadowPage, int]]:
+        return sorted(self.rmap.get(mpn, ()), key=lambda r: (r[0].mpn, r[1]))
+
+    def stats(self) -> dict:
+        return {"shadow_pages": len(self.pages), "shadow_pages_peak": self.peak,
+                "shadow_pages_created": self.created, "sptes_filled": self.filled,
+                "sptes_dropped": self.dropped, "write_protected": self.protected_count,
+                "unsynced": self.unsynced, "resyncs": self.resyncs,
+                "drops_all": self.drops_all}
