@@ -22,7 +22,7 @@ import tempfile
 from . import programs
 from .asm import assemble_file, format_listing
 from .errors import AsmError, ConfigError, EmuError
-from .system import CLOCKS, MODES, TLB_KINDS, Config, System
+from .system import CLOCKS, MODES, SHADOW_POLICIES, TLB_KINDS, Config, System
 from .hw.tlb import POLICIES
 
 EXIT_CRASH, EXIT_BUDGET, EXIT_INPUT, EXIT_USAGE = 3, 4, 1, 2
@@ -55,6 +55,13 @@ def add_machine_options(p: argparse.ArgumentParser) -> None:
                    help="how memory is virtualized (default: %(default)s)")
     p.add_argument("--mem-mib", type=_positive, default=Config.mem_mib,
                    help="guest RAM in MiB (default: %(default)s)")
+    p.add_argument("--machine-mib", type=_positive, default=None,
+                   help="machine memory under a VMM in MiB (default: RAM + 25%%)")
+    p.add_argument("--shadow-policy", choices=SHADOW_POLICIES, default=Config.shadow_policy,
+                   help="shadow coherence (trace|oos) and CR3 (cache|drop) policy "
+                        "(default: %(default)s)")
+    p.add_argument("--check-invariants", action="store_true",
+                   help="check resource control after every VM exit")
     p.add_argument("--max-cycles", type=_positive, default=Config.max_cycles,
                    help="cycle budget; the run stops there (default: %(default)s)")
     p.add_argument("--clock", choices=CLOCKS, default=Config.clock,
@@ -67,6 +74,8 @@ def add_machine_options(p: argparse.ArgumentParser) -> None:
                    help="TLB replacement policy (default: %(default)s)")
     p.add_argument("--tlb-kind", choices=TLB_KINDS, default=Config.tlb_kind,
                    help="split ITLB/DTLB or one unified TLB (default: %(default)s)")
+    p.add_argument("--tlb-large", type=_positive, default=Config.tlb_large,
+                   help="TLB entries for 4 MiB pages (default: %(default)s)")
     p.add_argument("--seed", type=int, default=Config.seed,
                    help="seed of the random TLB policy (default: %(default)s)")
 
@@ -75,7 +84,9 @@ def config_from(args) -> Config:
     return Config(mode=args.mode, mem_mib=args.mem_mib, max_cycles=args.max_cycles,
                   clock=args.clock, tlb_entries=args.tlb_entries,
                   tlb_ways=args.tlb_ways, tlb_policy=args.tlb_policy,
-                  tlb_kind=args.tlb_kind, seed=args.seed).validate()
+                  tlb_kind=args.tlb_kind, tlb_large=args.tlb_large, seed=args.seed,
+                  machine_mib=args.machine_mib, shadow_policy=args.shadow_policy,
+                  check_invariants=args.check_invariants).validate()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,6 +56,7 @@ class Config:
     tlb_ways: int = 4
     tlb_policy: str = "lru"
     tlb_kind: str = "split"         # split ITLB/DTLB, or one unified TLB
+    tlb_large: int = 8              # entries for 4 MiB pages (per TLB)
     seed: int = 0                   # for the random TLB policy
     costs: CostModel = DEFAULT_COSTS
 
@@ -78,6 +79,8 @@ class Config:
             raise ConfigError(f"--tlb-kind must be one of {', '.join(TLB_KINDS)}")
         if not 1 <= self.tlb_entries <= 1 << 16:
             raise ConfigError("--tlb-entries must be between 1 and 65536")
+        if not 1 <= self.tlb_large <= 1024:
+            raise ConfigError("--tlb-large must be between 1 and 1024")
         if self.tlb_ways < 1 or self.tlb_entries % self.tlb_ways:
             raise ConfigError("--tlb-ways must divide --tlb-entries")
         sets = self.tlb_entries // self.tlb_ways
@@ -142,9 +145,10 @@ class System:
             self.pmap = PMap("vm0", ram, self.machine)
             self.guest = GuestPhys(self.pmap)
             self.mem = self.machine.mem        # the CPU's memory is machine memory
-        self.itlb = Tlb(c.tlb_entries, c.tlb_ways, c.tlb_policy, c.seed, "itlb")
+        self.itlb = Tlb(c.tlb_entries, c.tlb_ways, c.tlb_policy, c.seed, "itlb", c.tlb_large)
         self.dtlb = (self.itlb if c.tlb_kind == "unified" else
-                     Tlb(c.tlb_entries, c.tlb_ways, c.tlb_policy, c.seed + 1, "dtlb"))
+                     Tlb(c.tlb_entries, c.tlb_ways, c.tlb_policy, c.seed + 1, "dtlb",
+                         c.tlb_large))
         self.mmu = Mmu(self.mem, self.itlb, self.dtlb, c.costs)
         self.cpu = Cpu(self.mmu, c.costs)
         self._wire_trace()

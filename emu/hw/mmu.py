@@ -145,15 +145,15 @@ class Mmu:
         """Make every cached translation to page ``pn`` read-only."""
         for t in self._tlbs():
             for e in t.valid_entries():
-                if e.pn == pn:
+                if _maps(e, pn):
                     e.writable = False
-                    self.wfast.pop(e.vpn, None)
+                    self.wfast.pop(e.vpn + (pn - e.pn), None)
 
     def forget_pn(self, pn: int) -> None:
         """Page ``pn`` left its owner: no translation or code may use it."""
         for t in self._tlbs():
             for e in t.valid_entries():
-                if e.pn == pn:
+                if _maps(e, pn):
                     t.invlpg(e.vpn)
                     t.invlpgs -= 1
         blocks = self.code.get(pn)
@@ -165,11 +165,20 @@ class Mmu:
         self._wrote(pn)
 
     def _drop_i(self, e: TlbEntry) -> None:
-        self.ifast.pop(e.vpn, None)
+        if e.large:
+            for vpn in range(e.vpn, e.vpn + 1024):
+                self.ifast.pop(vpn, None)
+        else:
+            self.ifast.pop(e.vpn, None)
 
     def _drop_d(self, e: TlbEntry) -> None:
-        self.rfast.pop(e.vpn, None)
-        self.wfast.pop(e.vpn, None)
+        if e.large:
+            for vpn in range(e.vpn, e.vpn + 1024):
+                self.rfast.pop(vpn, None)
+                self.wfast.pop(vpn, None)
+        else:
+            self.rfast.pop(e.vpn, None)
+            self.wfast.pop(e.vpn, None)
 
     def _drop_both(self, e: TlbEntry) -> None:
         self._drop_i(e)
@@ -193,8 +202,13 @@ class Mmu:
         user = self.user
         if e is not None and (e.user or not user) and (
                 not write or (e.dirty and (e.writable or (not user and not self.wp)))):
-            self._fill_fast(vpn, e.pn, e.page, e.writable, e.user, e.dirty, fetch)
-            return e.page, e.pn
+            if e.large:
+                pn = e.pn + (vpn & 0x3FF)
+                page = self.mem.page(pn)
+            else:
+                pn, page = e.pn, e.page
+            self._fill_fast(vpn, pn, page, e.writable, e.user, e.dirty, fetch)
+            return page, pn
         # A miss, or an entry that does not allow this access: walk (Intel
         # cores re-walk to set D, and drop an entry that faults).
         if e is None and self._missed != (vpn, fetch):
@@ -217,8 +231,12 @@ class Mmu:
         self._missed = None
         pn = w.frame >> PAGE_SHIFT
         page = self.mem.page(pn)
-        entry = TlbEntry(vpn, pn, page, w.writable, w.user_ok, w.dirty,
-                         w.global_ and self.pge)
+        if w.large:
+            entry = TlbEntry(vpn & ~0x3FF, pn & ~0x3FF, None, w.writable, w.user_ok,
+                             w.dirty, w.global_ and self.pge, True)
+        else:
+            entry = TlbEntry(vpn, pn, page, w.writable, w.user_ok, w.dirty,
+                             w.global_ and self.pge)
         tlb.insert(entry)
         self.tlb_fills += 1
         if self.on_fill is not None:
@@ -245,8 +263,8 @@ class Mmu:
         the slow path, which invalidates the translations."""
         for table in (self.dtlb, self.itlb):
             for e in table.valid_entries():
-                if e.pn == pn:
-                    self.wfast.pop(e.vpn, None)
+                if _maps(e, pn):
+                    self.wfast.pop(e.vpn + (pn - e.pn), None)
         if not self.paging:
             self.wfast.pop(pn, None)
 
@@ -389,3 +407,8 @@ class Mmu:
             out["itlb"] = self.itlb.stats()
             out["dtlb"] = self.dtlb.stats()
         return out
+
+
+def _maps(e: TlbEntry, pn: int) -> bool:
+    """Does TLB entry ``e`` translate to physical page ``pn``?"""
+    return e.pn <= pn < e.pn + 1024 if e.large else e.pn == pn

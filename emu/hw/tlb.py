@@ -2,11 +2,18 @@
 
 Parameters (each a command-line option of ``emu run``):
 
-    entries   total entries                      --tlb-entries (default 64)
+    entries   total entries for 4 KiB pages      --tlb-entries (default 64)
     ways      associativity; ways == entries is fully associative
                                                  --tlb-ways (default 4)
     policy    replacement within a set: lru, fifo, random (seeded)
                                                  --tlb-policy (default lru)
+    large     entries for 4 MiB pages, fully associative, same policy
+                                                 --tlb-large (default 8)
+
+A 4 MiB page takes ONE large entry, whatever part of it is used: that is
+the reach large pages buy.  (Under shadow paging the hardware walks 4 KiB
+shadow entries, so a guest's 4 MiB pages take 4 KiB entries: the reach is
+lost, as it is on real VMMs that back guest large pages with small ones.)
 
 The machine has a split TLB by default: an instruction TLB (ITLB) and a data
 TLB (DTLB) of the same geometry, as x86 cores have; ``--tlb-kind unified``
@@ -35,13 +42,14 @@ POLICIES = ("lru", "fifo", "random")
 class TlbEntry:
     """One cached translation."""
 
-    vpn: int          # virtual page number (va >> 12)
+    vpn: int          # virtual page number (va >> 12); a large entry: its first vpn
     pn: int           # physical page number it maps to (ppn, or mpn when virtualized)
-    page: bytearray   # the page's bytes (the hit path reads and writes them)
+    page: bytearray | None  # the page's bytes (None for a large entry: 1024 pages)
     writable: bool    # R/W=1 at every level
     user: bool        # U/S=1 at every level
     dirty: bool       # D of the mapping entry (a write through a clean entry re-walks)
     global_: bool     # G=1 in the mapping entry and CR4.PGE=1: survives CR3 loads
+    large: bool = False  # maps a whole 4 MiB page (vpn and pn 1024-aligned)
 
 
 class Tlb:
@@ -57,7 +65,7 @@ class Tlb:
     }
 
     def __init__(self, entries: int = 64, ways: int = 4, policy: str = "lru",
-                 seed: int = 0, name: str = "tlb"):
+                 seed: int = 0, name: str = "tlb", large: int = 8):
         if entries < 1 or ways < 1 or entries % ways:
             raise ValueError(f"{name}: entries ({entries}) must be a positive "
                              f"multiple of ways ({ways})")
@@ -73,6 +81,8 @@ class Tlb:
         self.nsets = nsets
         self.set_mask = nsets - 1
         self.sets: list[OrderedDict[int, TlbEntry]] = [OrderedDict() for _ in range(nsets)]
+        self.large_entries = large
+        self.large: OrderedDict[int, TlbEntry] = OrderedDict()   # keyed by vpn >> 10
         self.rng = random.Random(seed)
         self.lookups = 0
         self.misses = 0
@@ -87,26 +97,44 @@ class Tlb:
         """The entry for ``vpn``, or None (the MMU counts the lookup)."""
         s = self.sets[vpn & self.set_mask]
         e = s.get(vpn)
-        if e is not None and self.policy == "lru":
-            s.move_to_end(vpn)
+        if e is not None:
+            if self.policy == "lru":
+                s.move_to_end(vpn)
+            return e
+        if self.large:
+            e = self.large.get(vpn >> 10)
+            if e is not None and self.policy == "lru":
+                self.large.move_to_end(vpn >> 10)
         return e
 
     def probe(self, vpn: int) -> TlbEntry | None:
         """The entry for ``vpn`` without counting or touching (for views)."""
-        return self.sets[vpn & self.set_mask].get(vpn)
+        e = self.sets[vpn & self.set_mask].get(vpn)
+        if e is None and self.large:
+            e = self.large.get(vpn >> 10)
+        return e
 
     def touch(self, vpn: int) -> None:
         """Record a use of ``vpn`` made on the MMU's hit path."""
-        self.sets[vpn & self.set_mask].move_to_end(vpn)
+        s = self.sets[vpn & self.set_mask]
+        if vpn in s:
+            s.move_to_end(vpn)
+        else:
+            self.large.move_to_end(vpn >> 10)
 
     def insert(self, entry: TlbEntry) -> TlbEntry | None:
         """Cache ``entry``; returns the entry it evicted, if any."""
-        s = self.sets[entry.vpn & self.set_mask]
+        if entry.large:
+            return self._insert_in(self.large, entry.vpn >> 10, entry, self.large_entries)
+        return self._insert_in(self.sets[entry.vpn & self.set_mask], entry.vpn,
+                               entry, self.ways)
+
+    def _insert_in(self, s: OrderedDict, key: int, entry: TlbEntry, ways: int):
         victim = None
-        old = s.pop(entry.vpn, None)
+        old = s.pop(key, None)
         if old is not None:
             self._dropped(old)
-        elif len(s) >= self.ways:
+        elif len(s) >= ways:
             if self.policy == "random":
                 vpn = list(s)[self.rng.randrange(len(s))]
                 victim = s.pop(vpn)
@@ -114,13 +142,13 @@ class Tlb:
                 _, victim = s.popitem(last=False)
             self.evictions += 1
             self._dropped(victim)
-        s[entry.vpn] = entry
+        s[key] = entry
         return victim
 
     def flush(self, keep_global: bool = True) -> None:
         """Drop every entry (a CR3 load); global ones stay if ``keep_global``."""
         self.flushes += 1
-        for s in self.sets:
+        for s in (*self.sets, self.large):
             for vpn, e in list(s.items()):
                 if not (keep_global and e.global_):
                     del s[vpn]
@@ -132,6 +160,9 @@ class Tlb:
         e = self.sets[vpn & self.set_mask].pop(vpn, None)
         if e is not None:
             self._dropped(e)
+        e = self.large.pop(vpn >> 10, None)
+        if e is not None:
+            self._dropped(e)
 
     def _dropped(self, e: TlbEntry) -> None:
         if self.on_drop is not None:
@@ -140,10 +171,10 @@ class Tlb:
     # --- views -----------------------------------------------------------
     def valid_entries(self) -> list[TlbEntry]:
         """Every valid entry, set by set, in replacement order."""
-        return [e for s in self.sets for e in s.values()]
+        return [e for s in (*self.sets, self.large) for e in s.values()]
 
     def stats(self) -> dict[str, int]:
-        return {"entries": self.entries, "ways": self.ways,
+        return {"entries": self.entries, "ways": self.ways, "large_entries": self.large_entries,
                 "lookups": self.lookups, "hits": self.lookups - self.misses,
                 "misses": self.misses, "evictions": self.evictions,
                 "flushes": self.flushes, "invlpg": self.invlpgs}

@@ -152,7 +152,7 @@ class ShadowMonitor:
             gw = paging.walk(self.guest, self.cpu.cr3, va, write=write, user=user,
                              fetch=fetch, wp=bool(self.cpu.cr0 & paging.CR0_WP),
                              pse=bool(self.cpu.cr4 & paging.CR4_PSE))
-            yield from self.spend("vmm_walk", gw.refs * self.costs.vmm_walk_ref)
+            yield from self.spend("guest_walk", gw.refs * self.costs.vmm_walk_ref)
             self.emit("guest_walk", va=va, step=2, walk=_walk_json(gw))
             if gw.fault:
                 return (yield from self._true_fault(va, gw.error_code, d))
