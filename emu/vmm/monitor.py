@@ -259,7 +259,7 @@ class ShadowMonitor:
         changed = _changed_dwords(before, self.machine.mem.page(mpn))
         dropped = self.shadow.sync_entries(gppn, changed) if changed else 0
         self.emit("emulate", va=va, step=4, ppn=gppn, changed=changed, dropped=dropped,
-                  kind=kind.value)
+                  fault=kind.value)
         if stop.reason in ("shutdown", "crash"):
             return Action(stop.reason, stop.detail)
         return Action("emulate", {"fault": kind.value})
