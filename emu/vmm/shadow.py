@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from struct import Struct
 
-from ..hw.paging import PTE_G, PTE_P, PTE_U, PTE_W
+from ..hw.paging import PTE_A, PTE_D, PTE_G, PTE_P, PTE_U, PTE_W
 from .pmap import VMM_OWNER, MachineMemory, PMap
 
 _U32 = Struct("<I")
@@ -202,11 +202,16 @@ class ShadowTables:
     def link(self, sp_pd: ShadowPage, idx: int, child: ShadowPage, gpde: int) -> None:
         """spde[idx] -> child, with the gpde's R/W and U/S."""
         value = (child.mpn << 12) | PTE_P | (gpde & (PTE_W | PTE_U))
-        if sp_pd.entry(idx) != value:
+        old = sp_pd.entry(idx)
+        if old & ~(PTE_A | PTE_D) == value:
+            return          # (the hardware may have set A in it)
+        if old & PTE_P and old >> 12 == child.mpn:
+            self._write(sp_pd, idx, value)      # same table, new rights
+        else:
             self._clear(sp_pd, idx)
             self._write(sp_pd, idx, value)
             child.parents.add((sp_pd, idx))
-            self.filled += 1
+        self.filled += 1
 
     def set_spte(self, sp: ShadowPage, idx: int, mpn: int, gpte: int,
                  gppn: int, writable: bool, force: bool = False) -> int:
