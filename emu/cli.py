@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_machine_options(r)
     r.add_argument("--stats-json", metavar="FILE", help="write the result and counters as JSON")
     r.add_argument("--quiet", action="store_true", help="no summary table")
+    r.add_argument("--narrate", action="store_true",
+                   help="tell each fault as the six steps of a virtualized translation")
+    r.add_argument("--trace", metavar="FILE.jsonl", help="write every trace event as JSON lines")
     a = sub.add_parser("asm", help="assemble a program")
     a.add_argument("program")
     a.add_argument("-o", "--output", metavar="FILE",
@@ -170,7 +173,23 @@ def cmd_run(args) -> int:
     image = load(args.program)
     out = _Streamer(sys.stdout)
     system = System(image, config, console_sink=out)
-    result = system.run()
+    if args.narrate:
+        from .ui.narrate import Narrator
+
+        def write(text: str) -> None:
+            sys.stdout.write(text)
+            out.last = "\n"
+        system.bus.subscribe(Narrator(write, config.mode, lambda: out.last == "\n"))
+    trace_fh = None
+    if args.trace:
+        from .trace import JsonlWriter
+        trace_fh = _open_for_write(args.trace)
+        system.bus.subscribe(JsonlWriter(trace_fh))
+    try:
+        result = system.run()
+    finally:
+        if trace_fh is not None:
+            trace_fh.close()
     if out.last != "\n":
         sys.stdout.write("\n")
     sys.stdout.flush()
@@ -186,6 +205,13 @@ def cmd_run(args) -> int:
     if result.outcome == "poweroff":
         return result.exit_status & 0xFF
     return EXIT_CRASH if result.outcome == "crash" else EXIT_BUDGET
+
+
+def _open_for_write(path: str):
+    try:
+        return open(path, "w")
+    except OSError as e:
+        raise EmuError(f"cannot write {path}: {e.strerror}") from None
 
 
 def write_json_atomic(path: str, data) -> None:

@@ -196,8 +196,12 @@ class System:
             if bus.active:
                 bus.emit("tlb_fill", va=e.vpn << 12, step=6, pn=e.pn, fetch=fetch,
                          writable=e.writable, user=e.user)
+        def on_cpu_event(kind, **data):
+            if bus.active:
+                bus.emit(kind, va=data.get("cr2"), **data)
         mmu.trace_walk = on_walk
         mmu.on_fill = on_fill
+        self.cpu.on_event = on_cpu_event
 
     def guest_write(self, pa: int, data: bytes) -> None:
         """Write guest-physical memory (loading, tests)."""

@@ -362,7 +362,8 @@ class Cpu:
             self.exceptions[vector] = self.exceptions.get(vector, 0) + 1
         if self.on_event is not None:
             self.on_event("deliver", vector=vector, error_code=error_code,
-                          cr2=cr2, eip=return_eip, handler=handler)
+                          cr2=cr2, eip=return_eip, handler=handler,
+                          source="interrupt" if external else "int" if soft else "fault")
         return None
 
     def _delivery_fault(self, f: GuestFault) -> Stop | None:

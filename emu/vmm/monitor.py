@@ -126,6 +126,11 @@ class ShadowMonitor:
         d = stop.detail
         reason = d["exit"]
         self.exits[reason] = self.exits.get(reason, 0) + 1
+        if reason == "pf" and self.bus.active:
+            # Step 1 happened in hardware: the shadow walk that faulted.
+            sw = self.mmu.last_walk
+            self.emit("shadow_walk", va=d["va"], step=1, error_code=d["error_code"],
+                      walk=_walk_json(sw) if sw is not None and sw.va == d["va"] else None)
         self.emit("vm_exit", va=d.get("va"), step=2 if reason == "pf" else None,
                   reason=reason, eip=d["eip"], error_code=d.get("error_code"))
         yield from self.spend("vm_exit", self.costs.vm_exit)
@@ -146,7 +151,6 @@ class ShadowMonitor:
         write, user = bool(ec & PF_W), bool(ec & PF_U)
         sw = self.mmu.last_walk
         fetch = bool(sw is not None and sw.fetch and sw.va == va)
-        self.emit("shadow_walk", va=va, step=1, walk=_walk_json(sw), error_code=ec)
         # Step 2: walk the guest's table.
         if self.guest_paging:
             gw = paging.walk(self.guest, self.cpu.cr3, va, write=write, user=user,
@@ -275,7 +279,8 @@ class ShadowMonitor:
         yield from self.spend("cr3", self.costs.vmm_flush + dropped * self.costs.vmm_fill_shadow)
         self._set_root()
         self.mmu.load_cr3(self.root.mpn << 12)
-        self.emit("cr3_load", guest_cr3=cpu.cr3, root=self.root.mpn, resynced=dropped)
+        self.emit("cr3_load", guest_cr3=cpu.cr3, root=self.root.mpn, resynced=dropped,
+                  paging=self.guest_paging)
         self.advance(d)
         return Action("emulate", {"cr3": cpu.cr3})
 
@@ -362,7 +367,7 @@ def _changed_dwords(before: bytes, after) -> list[int]:
 def _walk_json(w) -> dict | None:
     if w is None:
         return None
-    out = {"va": w.va, "fault": w.fault, "error_code": w.error_code,
+    out = {"va": w.va, "fetch": w.fetch, "fault": w.fault, "error_code": w.error_code,
            "levels": [{"name": lv.name, "entry_pa": lv.entry_pa, "value": lv.value,
                        "value_after": lv.value_after} for lv in w.levels]}
     if not w.fault:
