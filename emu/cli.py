@@ -22,11 +22,11 @@ import tempfile
 from . import programs
 from .asm import assemble_file, format_listing
 from .errors import AsmError, ConfigError, EmuError
-from .system import CLOCKS, MODES, SHADOW_POLICIES, TLB_KINDS, Config, System
 from .hw.tlb import POLICIES
+from .system import CLOCKS, MODES, SHADOW_POLICIES, TLB_KINDS, Config, System
 
 EXIT_CRASH, EXIT_BUDGET, EXIT_INPUT, EXIT_USAGE = 3, 4, 1, 2
-DEMO_PROGRAM = "paging"
+DEMO_PROGRAM = "demand"
 
 
 class UsageError(EmuError):
@@ -97,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_machine_options(r)
     r.add_argument("--stats-json", metavar="FILE", help="write the result and counters as JSON")
     r.add_argument("--quiet", action="store_true", help="no summary table")
-    r.add_argument("--narrate", action="store_true",
-                   help="tell each fault as the six steps of a virtualized translation")
+    r.add_argument("--narrate", nargs="?", const="full", choices=("full", "brief"),
+                   help="tell each fault as the six steps of a virtualized translation "
+                        "(brief: the first of each kind in full, the rest in one line)")
     r.add_argument("--trace", metavar="FILE.jsonl", help="write every trace event as JSON lines")
     a = sub.add_parser("asm", help="assemble a program")
     a.add_argument("program")
@@ -147,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo() -> int:
-    return main(["run", DEMO_PROGRAM])
+    """The default demo: a guest kernel under shadow paging, narrated."""
+    print(f"emu demo: the '{DEMO_PROGRAM}' guest kernel under shadow paging, narrated\n"
+          f"(the first fault of each kind in full; 'emu run {DEMO_PROGRAM} --narrate' tells "
+          "them all)\n")
+    return main(["run", DEMO_PROGRAM, "--mode", "shadow", "--narrate", "brief"])
 
 
 def load(program: str):
@@ -179,7 +184,8 @@ def cmd_run(args) -> int:
         def write(text: str) -> None:
             sys.stdout.write(text)
             out.last = "\n"
-        system.bus.subscribe(Narrator(write, config.mode, lambda: out.last == "\n"))
+        system.bus.subscribe(Narrator(write, config.mode, lambda: out.last == "\n",
+                                      brief=args.narrate == "brief"))
     trace_fh = None
     if args.trace:
         from .trace import JsonlWriter

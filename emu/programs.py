@@ -18,7 +18,7 @@ _HERE = Path(__file__).resolve().parent
 def programs_dir() -> Path:
     """The folder of the bundled guest programs."""
     try:
-        import emu.guest_programs as gp   # installed (package-dir mapping)
+        import emu.guest_programs as gp  # installed (package-dir mapping)
         paths = list(getattr(gp, "__path__", []))
         if paths:
             return Path(paths[0])

@@ -60,7 +60,7 @@ class Config:
     seed: int = 0                   # for the random TLB policy
     costs: CostModel = DEFAULT_COSTS
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode '{self.mode}' (choose from {', '.join(MODES)})")
         if not 1 <= self.mem_mib <= 1024:
@@ -88,7 +88,7 @@ class Config:
             raise ConfigError("--tlb-entries / --tlb-ways must be a power of two")
         return self
 
-    def with_(self, **changes) -> "Config":
+    def with_(self, **changes) -> Config:
         return replace(self, **changes)
 
     @property

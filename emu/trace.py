@@ -11,8 +11,8 @@ a run with nobody listening pays one attribute test per would-be event.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass(frozen=True, slots=True)

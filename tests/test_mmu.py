@@ -18,6 +18,9 @@ out as::
                       test's setup writes their PTEs (PTE of VA + n*4K is at
                       PGTAB1 + n*4)
     0x200000  FRAME_A, FRAME_B 0x205000, FRAME_C 0x206000, FRAME_D 0x207000
+    0x210000  frames of the page-crossing tests (CROSS_SETUP)
+    0x220000  code reached through paging (FETCH_DATA)
+    0x400000  4 MiB page frames of the PSE tests (va 8 MiB, PDE slot 2)
 
 Every trap prints one line and resumes at [resume] (one shot: a second
 unexpected trap powers off with status 0xEE), unless [fixup] names a routine
@@ -207,13 +210,6 @@ def without_lookups(counts: dict) -> dict:
 
 
 modes = pytest.mark.parametrize("mode", MODES)
-
-
-def xfail_in(failing: str, reason: str):
-    """MODES as parameters, the one named ``failing`` an expected failure."""
-    return pytest.mark.parametrize("mode", [
-        pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=reason))
-        if m == failing else m for m in MODES])
 
 
 # --- translation, A and D ------------------------------------------------------------
@@ -758,7 +754,7 @@ SHADOW_INVLPG_4M = ("vmm/monitor.py ShadowMonitor.on_invlpg: the guest's 4 MiB p
                     "of the 4 MiB page keep the old translation")
 
 
-@xfail_in("shadow", SHADOW_INVLPG_4M)
+@modes
 def test_invlpg_anywhere_in_a_4mib_page_drops_all_of_it(mode):
     s, r, _ = run_kernel(mode, BIG_SETUP + """
         mov dword [0x400000], 0x1111
@@ -868,8 +864,9 @@ def test_every_tlb_policy_gives_the_same_guest_result(mode, policy, kind, seed):
 
 # --- exact TLB counters on tiny kernels (native) -----------------------------------------
 #
-# These kernels include nothing: the IDT is hand-made, so every instruction
-# and every memory reference after paging is on can be counted by hand.
+# These kernels include nothing: the IDT is hand-made (one gate, #PF, whose
+# handler maps VA -> FRAME), the code after paging is on is one page, so
+# every block and every memory reference after paging is on can be counted.
 # ``out 0x80`` (a port nobody decodes) ends the CPU's batch just before the
 # ``mov cr0`` that turns paging on, so the DTLB is charged nothing done with
 # paging off (see test_lookups_made_with_paging_off_are_not_counted).
@@ -905,7 +902,7 @@ map:
     out 0x80, eax
     mov cr0, eax
 """
-SPLIT_BATCH = "    out 0x80, eax\n"
+SPLIT_BATCH = "    out 0x80, eax\n"     # run_tiny(split_batch=False) leaves it out
 
 TINY_TAIL = """
 pf:
@@ -977,7 +974,7 @@ MISSED_CLEARED = ("mmu.py Mmu.translate: the memory of the faulting miss (_misse
                   "faulting page's miss a second time")
 
 
-@xfail_in("native", MISSED_CLEARED)
+@modes
 def test_a_miss_that_faults_is_counted_once_even_when_the_handler_misses(mode):
     s, r = run_tiny(mode, MISS_ONCE_BODY)
     assert (r.outcome, r.exit_status) == ("poweroff", 0x5A5A)
@@ -1058,10 +1055,7 @@ LOOP_BLOCK_NO_FETCH = ("cpu.py Cpu.__init__ (loop_blocks): under a unified TLB w
 def _unified_cases():
     for mode in MODES:
         for policy in POLICIES:
-            marks = ()
-            if mode == "native" and policy != "lru":
-                marks = pytest.mark.xfail(strict=True, reason=LOOP_BLOCK_NO_FETCH)
-            yield pytest.param(mode, policy, marks=marks)
+            yield pytest.param(mode, policy)
 
 
 @pytest.mark.parametrize("mode, policy", list(_unified_cases()))
@@ -1108,7 +1102,6 @@ PAGING_OFF_LOOKUPS = ("cpu.py Cpu.run: a batch adds its block and data lookups t
                       "those made with paging on before a mov cr0 that turns it off are lost")
 
 
-@pytest.mark.xfail(strict=True, reason=PAGING_OFF_LOOKUPS)
 def test_lookups_made_with_paging_off_are_not_counted():
     # Without out 0x80 the whole start-up (1024 iterations of the map loop,
     # paging off) is in the batch whose mov cr0 turns paging on.
@@ -1124,7 +1117,6 @@ def test_lookups_made_with_paging_off_are_not_counted():
                                            "evictions": 0, "flushes": 2, "invlpg": 0}
 
 
-@pytest.mark.xfail(strict=True, reason=PAGING_OFF_LOOKUPS)
 def test_lookups_made_before_paging_is_turned_off_are_counted():
     s, r = run_tiny("native", """
         mov eax, [FRAME + 4]
@@ -1205,7 +1197,6 @@ def test_mmu_retry_after_a_fault_is_not_a_second_miss():
     assert (mmu.walks, mmu.page_faults, mmu.tlb_fills) == (2, 1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason=MISSED_CLEARED)
 def test_mmu_retry_after_a_fault_is_not_a_second_miss_even_if_the_handler_walked():
     mmu = make_mmu()
     map_page(mmu, 5, FRAME_B)
@@ -1307,3 +1298,19 @@ def test_mmu_unified_tlb_serves_fetches_and_data():
     assert mmu.itlb is mmu.dtlb
     assert (mmu.itlb.misses, mmu.walks) == (1, 1)
     assert set(mmu.stats()) == {"walks", "walk_refs", "page_faults", "tlb_fills", "tlb"}
+
+
+def test_a_run_with_paging_off_counts_no_tlb_lookup():
+    image = assemble("""
+    org 0x1000
+        jmp 0x1FFC
+    org 0x1FFC
+        mov eax, 0x12345678             ; 6 bytes: 0x1FFC..0x2001
+        out 0xF4, eax
+    """)
+    s = System(image, Config(mode="native"))
+    r = s.run()
+    assert (r.outcome, r.exit_status) == ("poweroff", 0x12345678)
+    zero = {"lookups": 0, "hits": 0, "misses": 0, "evictions": 0, "flushes": 0, "invlpg": 0}
+    assert tlb_counts(r.stats, "itlb") == zero
+    assert tlb_counts(r.stats, "dtlb") == zero

@@ -23,6 +23,15 @@ def cached(tlb: Tlb) -> list[int]:
     return [e.vpn for e in tlb.valid_entries()]
 
 
+COUNTERS = ("entries", "ways", "lookups", "hits", "misses", "evictions", "flushes", "invlpg")
+
+
+def counters(tlb: Tlb) -> dict:
+    """``stats()`` restricted to the 4 KiB geometry and the counters."""
+    st = tlb.stats()
+    return {k: st[k] for k in COUNTERS}
+
+
 def fill(tlb: Tlb, vpns) -> list[int | None]:
     """Insert each vpn; the list of evicted vpns (None where nothing was)."""
     out = []
@@ -57,8 +66,8 @@ def test_unknown_policy_is_refused_naming_the_choices():
 def test_good_geometry_gives_entries_over_ways_sets(entries, ways, nsets):
     t = Tlb(entries, ways)
     assert (t.nsets, t.set_mask, len(t.sets)) == (nsets, nsets - 1, nsets)
-    assert t.stats() == {"entries": entries, "ways": ways, "lookups": 0, "hits": 0,
-                         "misses": 0, "evictions": 0, "flushes": 0, "invlpg": 0}
+    assert counters(t) == {"entries": entries, "ways": ways, "lookups": 0, "hits": 0,
+                           "misses": 0, "evictions": 0, "flushes": 0, "invlpg": 0}
 
 
 def test_defaults_are_64_entries_4_ways_lru():
@@ -163,9 +172,6 @@ def test_fifo_victim_sequence_in_a_two_way_set():
     assert cached(t) == [5, 9]
 
 
-@pytest.mark.xfail(strict=True, reason="Tlb.touch reorders the set whatever the policy "
-                   "(tlb.py touch: move_to_end unconditionally); lookup() only does so "
-                   "under lru.  Latent: the MMU calls touch only when the policy is lru")
 def test_fifo_touch_is_not_a_use():
     t = Tlb(2, 2, "fifo")
     fill(t, [1, 2])
@@ -334,8 +340,8 @@ def test_counters_after_a_mixed_sequence():
     t.flush()
     fill(t, [0, 2, 4])                      # set 0: 0 2, then 4 evicts 0
     t.lookups, t.misses = 10, 4             # the MMU's counts
-    assert t.stats() == {"entries": 4, "ways": 2, "lookups": 10, "hits": 6,
-                         "misses": 4, "evictions": 4, "flushes": 1, "invlpg": 2}
+    assert counters(t) == {"entries": 4, "ways": 2, "lookups": 10, "hits": 6,
+                           "misses": 4, "evictions": 4, "flushes": 1, "invlpg": 2}
 
 
 # --- fully associative ------------------------------------------------------------
@@ -355,3 +361,63 @@ def test_one_entry_tlb_evicts_on_every_new_vpn():
     t = Tlb(1, 1)
     assert fill(t, [1, 2, 1, 2]) == [None, 1, 2, 1]
     assert t.evictions == 3
+
+
+# --- 4 MiB pages: one large entry each --------------------------------------------------
+
+def large(vpn: int, pn: int, *, global_: bool = False) -> TlbEntry:
+    """A 4 MiB translation (vpn and pn 1024-aligned)."""
+    return TlbEntry(vpn, pn, None, True, False, False, global_, True)
+
+
+def test_a_large_entry_answers_for_every_page_of_its_4mib():
+    t = Tlb(8, 2)
+    e = large(0x800, 0x400)
+    t.insert(e)
+    assert all(t.lookup(v) is e for v in (0x800, 0x801, 0x9FF, 0xBFF))
+    assert t.lookup(0x7FF) is None and t.lookup(0xC00) is None
+    assert t.probe(0xA00) is e
+    assert cached(t) == [0x800]
+    assert t.stats()["large_entries"] == 8
+
+
+def test_large_entries_have_their_own_fully_associative_pool():
+    t = Tlb(2, 2, "lru", large=2)
+    dropped = []
+    t.on_drop = lambda x: dropped.append((x.vpn, x.large))
+    fill(t, [1, 2])
+    t.insert(large(0x400, 0x400))
+    t.insert(large(0x800, 0x800))
+    t.lookup(0x401)                          # a use of the first large entry
+    v = t.insert(large(0xC00, 0xC00))
+    assert v.vpn == 0x800 and v.large
+    assert dropped == [(0x800, True)]
+    assert sorted(cached(t)) == [1, 2, 0x400, 0xC00]     # the small ones stay
+    assert t.evictions == 1
+    fill(t, [3])                             # and small ones evict only small ones
+    assert sorted(cached(t)) == [2, 3, 0x400, 0xC00]
+
+
+def test_invlpg_of_any_page_of_a_large_entry_drops_it():
+    t = Tlb(8, 2)
+    t.insert(large(0x800, 0x400))
+    dropped = []
+    t.on_drop = dropped.append
+    t.invlpg(0xBFF)
+    assert [e.vpn for e in dropped] == [0x800]
+    assert t.lookup(0x800) is None and t.invlpgs == 1
+
+
+def test_flush_keeps_a_global_large_entry_only_when_asked():
+    t = Tlb(8, 2)
+    t.insert(large(0x800, 0x400, global_=True))
+    t.insert(large(0xC00, 0x800))
+    t.flush(keep_global=True)
+    assert cached(t) == [0x800]
+    t.flush(keep_global=False)
+    assert cached(t) == [] and t.flushes == 2
+
+
+def test_a_tlb_without_large_entries_is_refused():
+    with pytest.raises(ValueError, match="large"):
+        Tlb(8, 2, large=0)

@@ -90,9 +90,10 @@ class Cpu:
         self.exceptions: dict[int, int] = {}
         self.interrupts = 0
         self.blocks_translated = 0
-        # Loop blocks skip the dispatcher, so the ITLB is not told of each
-        # iteration's fetch; with a unified LRU TLB that order matters.
-        self.loop_blocks = mmu.itlb is not mmu.dtlb or mmu.itlb.policy != "lru"
+        # Loop blocks run their back edge without a fetch lookup: exact only
+        # when the loop's data accesses cannot evict the code's entry, i.e.
+        # with a split ITLB/DTLB (repeated lookups of one page change no order).
+        self.loop_blocks = mmu.itlb is not mmu.dtlb
         self.on_event = None      # callable(kind, **data) for the trace, or None
         self._system = {}
         for row in isa.TABLE:
@@ -135,6 +136,9 @@ class Cpu:
         itouch = mmu.itlb.touch if mmu.itlb.policy == "lru" else None
         icount = cycles = drefs = ilookups = 0
         cycles0 = self.cycles
+        # Paging changes only with a mov to CR0, which ends the batch: every
+        # lookup of this batch was made in the paging state it starts in.
+        paging = mmu.paging
         b = None
         stop = None
         eip = self.eip
@@ -209,7 +213,7 @@ class Cpu:
         self.icount += icount
         # deliveries during the batch added to self.cycles directly
         self.cycles += cycles + stall
-        if mmu.paging:
+        if paging:
             mmu.dtlb.lookups += drefs
             mmu.itlb.lookups += ilookups
         stop.insns = icount
@@ -261,7 +265,8 @@ class Cpu:
 
     def _lone_uncached(self, eip: int) -> Block:
         d = isa.decode(self.mmu.fetch_byte, eip)   # crossing: both pages, lowest first
-        self.mmu.itlb.lookups += 1
+        if self.mmu.paging:
+            self.mmu.itlb.lookups += 1
         if d.insn.kind in (isa.SYSTEM, isa.PRIV):
             return self._system_block(d, eip)
         return translate(self, [d], eip, self.costs, self.loop_blocks)

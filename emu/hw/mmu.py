@@ -69,7 +69,9 @@ class Mmu:
         self.page_faults = 0
         self.tlb_fills = 0
         self.stall = 0             # cycles spent in walks, collected by the CPU
-        self._missed: tuple[int, bool] | None = None   # (vpn, is_fetch) of the last faulting miss
+        # (vpn, is_fetch) of misses whose walk faulted: the retry after the
+        # fault is handled is not a second miss (bounded: cleared on CR3 loads).
+        self._missed: set[tuple[int, bool]] = set()
         self.last_walk = None      # the record of the most recent walk
         self.trace_walk = None     # callable(walk): every hardware walk
         self.on_fill = None        # callable(entry, fetch): every TLB fill
@@ -111,7 +113,20 @@ class Mmu:
         self.itlb.flush(keep)
         if self.dtlb is not self.itlb:
             self.dtlb.flush(keep)
-        self._missed = None
+        self._missed.clear()
+
+    def invlpg_range(self, vpn: int, count: int) -> None:
+        """Drop the translations of ``count`` pages from ``vpn`` (a guest
+        INVLPG of a 4 MiB page the shadow maps with 4 KiB entries)."""
+        for t in self._tlbs():
+            for e in t.valid_entries():
+                if vpn <= e.vpn < vpn + count:
+                    t.invlpg(e.vpn)
+                    t.invlpgs -= 1
+        for v in range(vpn, vpn + count):
+            self.rfast.pop(v, None)
+            self.wfast.pop(v, None)
+            self.ifast.pop(v, None)
 
     def invlpg(self, va: int) -> None:
         vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
@@ -211,7 +226,7 @@ class Mmu:
             return page, pn
         # A miss, or an entry that does not allow this access: walk (Intel
         # cores re-walk to set D, and drop an entry that faults).
-        if e is None and self._missed != (vpn, fetch):
+        if e is None and (vpn, fetch) not in self._missed:
             tlb.misses += 1
         w = self.walker(self.mem, self.cr3, va, write=write, user=user,
                         fetch=fetch, wp=self.wp, pse=self.pse)
@@ -226,9 +241,10 @@ class Mmu:
                 tlb.invlpg(vpn)
                 tlb.invlpgs -= 1   # an implicit drop, not an INVLPG
             self.page_faults += 1
-            self._missed = (vpn, fetch)
+            if len(self._missed) < 64:
+                self._missed.add((vpn, fetch))
             raise page_fault(va, w.error_code)
-        self._missed = None
+        self._missed.discard((vpn, fetch))
         pn = w.frame >> PAGE_SHIFT
         page = self.mem.page(pn)
         if w.large:

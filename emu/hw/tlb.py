@@ -72,6 +72,8 @@ class Tlb:
         nsets = entries // ways
         if nsets & (nsets - 1):
             raise ValueError(f"{name}: entries/ways ({nsets}) must be a power of two")
+        if large < 1:
+            raise ValueError(f"{name}: large entries ({large}) must be at least 1")
         if policy not in POLICIES:
             raise ValueError(f"{name}: policy must be one of {', '.join(POLICIES)}")
         self.name = name
@@ -115,7 +117,10 @@ class Tlb:
         return e
 
     def touch(self, vpn: int) -> None:
-        """Record a use of ``vpn`` made on the MMU's hit path."""
+        """Record a use of ``vpn`` made on the MMU's hit path (LRU only:
+        the other policies ignore uses)."""
+        if self.policy != "lru":
+            return
         s = self.sets[vpn & self.set_mask]
         if vpn in s:
             s.move_to_end(vpn)

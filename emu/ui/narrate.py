@@ -36,9 +36,13 @@ def _walk_lines(walk: dict | None, indent: str, prefix: str, space: str) -> list
 class Narrator:
     """Prints faults as stories; ``write(text)`` is where the lines go."""
 
-    def __init__(self, write, mode: str, at_line_start=lambda: True):
+    def __init__(self, write, mode: str, at_line_start=lambda: True, brief: bool = False):
+        """``brief``: tell the first fault of each kind in full, later ones
+        in one line."""
         self.write = write
         self.mode = mode
+        self.brief = brief
+        self.told: set[str] = set()
         self.at_line_start = at_line_start
         self.story: list | None = None
         self.pending_va: int | None = None
@@ -120,6 +124,9 @@ class Narrator:
         kind = next((ev.kind[:-len("_fault")] for ev in story if ev.kind.endswith("_fault")),
                     "unknown")
         self.faults += 1
+        if self.brief and kind in self.told:
+            return [self._one_fault_line_impl(kind, va, story, by)]
+        self.told.add(kind)
         ec = first.data.get("error_code") or 0
         sw = first.data.get("walk")
         fetch = bool(sw and sw.get("fetch"))
@@ -176,3 +183,18 @@ class Narrator:
             lines.append(f" 6 the hardware walk succeeds: TLB fill va {tlb.va:#010x} -> "
                          f"mpn {tlb.data['pn']:#x} ({rights})")
         return lines
+
+    def _one_fault_line_impl(self, kind, va, story, by) -> str:
+        ec = story[0].data.get("error_code") or 0
+        access = ("write" if ec & 2 else "read") + (", user" if ec & 4 else ", kernel")
+        line = f"· {kind} fault at va {va:#010x} ({access})"
+        pm, fill, emu = by.get("pmap_lookup"), by.get("shadow_fill"), by.get("emulate")
+        if kind == "true":
+            return line + ": injected into the guest"
+        if emu is not None:
+            return line + f": emulated, {emu.data['dropped']} shadow entries dropped"
+        if pm is not None and fill is not None:
+            alloc = " (new)" if pm.data["allocated"] else ""
+            return line + (f": ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc},"
+                           f" spte {fill.data['spte']:#010x}")
+        return line

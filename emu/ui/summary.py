@@ -1,60 +1,97 @@
-"""The run summary: a rich table built from a ``Result``."""
+"""The run summary: small rich tables built from a ``Result``.
+
+    run          outcome, mode, instructions, cycles, host time and rate
+    translation  per TLB: lookups, hits, misses, evictions, flushes; walks
+    VMM          exits by reason, faults by kind, shadow pages, PMap
+    cycles       where the simulated cycles went, by category, with a bar
+"""
 
 from __future__ import annotations
 
+from rich import box
+from rich.columns import Columns
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from ..system import Result
 
+_OUTCOME_STYLE = {"poweroff": "green", "crash": "bold red", "budget": "yellow"}
 
-def _fmt(n) -> str:
-    return f"{n:,}" if isinstance(n, int) else str(n)
+
+def _n(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _table(title: str, *columns: str) -> Table:
+    t = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+              pad_edge=False, show_edge=False)
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="left" if i == 0 else "right")
+    return t
+
+
+def run_table(r: Result) -> Table:
+    t = _table("run", "", "")
+    t.show_header = False
+    rate = int(r.instructions / r.host_seconds) if r.host_seconds > 0 else 0
+    for k, v in (("mode", r.mode), ("instructions", _n(r.instructions)),
+                 ("cycles", _n(r.cycles)), ("host seconds", f"{r.host_seconds:.3f}"),
+                 ("instructions / host s", _n(rate)),
+                 ("exit status", "-" if r.exit_status is None else str(r.exit_status)),
+                 ("interrupts", _n(r.stats["cpu"]["interrupts"])),
+                 ("exceptions (vector:n)", " ".join(
+                     f"{k}:{v}" for k, v in r.stats["cpu"]["exceptions"].items()) or "-")):
+        t.add_row(k, v)
+    return t
+
+
+def tlb_table(r: Result) -> Table:
+    mmu = r.stats["mmu"]
+    t = _table("translation", "", "lookups", "hits", "misses", "evict", "flush")
+    tlbs = [("tlb", mmu["tlb"])] if "tlb" in mmu else [("itlb", mmu["itlb"]),
+                                                        ("dtlb", mmu["dtlb"])]
+    for name, s in tlbs:
+        t.add_row(name, _n(s["lookups"]), _n(s["hits"]), _n(s["misses"]),
+                  _n(s["evictions"]), _n(s["flushes"]))
+    t.add_row("walks", _n(mmu["walks"]), "", "", "", "")
+    t.add_row("walk refs", _n(mmu["walk_refs"]), "", "", "", "")
+    return t
+
+
+def vmm_table(r: Result) -> Table | None:
+    v = r.stats.get("vmm")
+    if v is None:
+        return None
+    t = _table(f"VMM ({v.get('policy', '')})", "", "")
+    t.show_header = False
+    for reason, n in v["exits"].items():
+        t.add_row(f"exits: {reason}", _n(n))
+    for kind, n in v["faults"].items():
+        if n:
+            t.add_row(f"{kind} faults", _n(n))
+    if "shadow" in v:
+        t.add_row("shadow pages (peak)", _n(v["shadow"]["shadow_pages_peak"]))
+    t.add_row("PMap pages allocated", _n(v["pmap"]["allocated"]))
+    return t
+
+
+def cycles_table(r: Result) -> Table:
+    cats = r.stats.get("cycles_by_category", {})
+    total = sum(cats.values()) or 1
+    t = _table("cycles by category", "", "cycles", "%")
+    t.add_column("", justify="left")
+    for cat, cyc in sorted(cats.items(), key=lambda kv: -kv[1]):
+        share = cyc / total
+        t.add_row(cat, _n(cyc), f"{100 * share:.1f}", "█" * max(int(share * 20), 0))
+    return t
 
 
 def summary(result: Result) -> Group:
-    """A renderable: the outcome line and a table of the run's counters."""
-    style = {"poweroff": "green", "crash": "bold red", "budget": "yellow"}[result.outcome]
+    """A renderable: the outcome line and the tables."""
+    style = _OUTCOME_STYLE[result.outcome]
     head = Text.assemble(("run ", "bold"), (result.outcome, style),
                          f" — {result.message}" if result.message else "")
-    t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    t.add_column("counter")
-    t.add_column("value", justify="right")
-    t.add_column("counter")
-    t.add_column("value", justify="right")
-    rows = summary_rows(result)
-    half = (len(rows) + 1) // 2
-    left, right = rows[:half], rows[half:]
-    for i in range(half):
-        a = left[i]
-        b = right[i] if i < len(right) else ("", "")
-        t.add_row(a[0], a[1], b[0], b[1])
-    return Group(head, t)
-
-
-def summary_rows(result: Result) -> list[tuple[str, str]]:
-    s = result.stats
-    cpu, mmu = s["cpu"], s["mmu"]
-    rows = [("mode", result.mode),
-            ("instructions", _fmt(result.instructions)),
-            ("cycles", _fmt(result.cycles)),
-            ("host seconds", f"{result.host_seconds:.3f}"),
-            ("instr / host s", _fmt(int(result.instructions / result.host_seconds))
-             if result.host_seconds > 0 else "-"),
-            ("exit status", "-" if result.exit_status is None else str(result.exit_status)),
-            ("interrupts", _fmt(cpu["interrupts"])),
-            ("exceptions", ", ".join(f"{k}:{v}" for k, v in cpu["exceptions"].items()) or "0")]
-    tlbs = [("tlb", mmu["tlb"])] if "tlb" in mmu else [("itlb", mmu["itlb"]), ("dtlb", mmu["dtlb"])]
-    for name, t in tlbs:
-        rows.append((f"{name} hits / misses", f"{t['hits']:,} / {t['misses']:,}"))
-        rows.append((f"{name} evictions / flushes", f"{t['evictions']:,} / {t['flushes']:,}"))
-    rows += [("page walks", _fmt(mmu["walks"])),
-             ("walk references", _fmt(mmu["walk_refs"])),
-             ("#PF raised by walks", _fmt(mmu["page_faults"]))]
-    for key, title in (("vmm", "vm exits"),):
-        if key in s:
-            rows.append((title, _fmt(s[key].get("exits", 0))))
-    for cat, cyc in s.get("cycles_by_category", {}).items():
-        rows.append((f"cycles: {cat}", _fmt(cyc)))
-    return rows
+    tables = [t for t in (run_table(result), tlb_table(result), vmm_table(result),
+                          cycles_table(result)) if t is not None]
+    return Group(head, Columns(tables, padding=(0, 4)))

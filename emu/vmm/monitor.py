@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 from ..hw import paging
 from ..hw.exceptions import PF
-from ..hw.paging import PF_U, PF_W, PTE_U, PTE_W
 from ..hw.memory import BusError
+from ..hw.paging import PF_U, PF_W, PTE_U, PTE_W
 from .pmap import GuestPhys, MachineMemory, OutOfMachineMemory, PMap
 from .shadow import ShadowTables
 
@@ -83,6 +83,7 @@ class ShadowMonitor:
         self.emulated = 0
         self.cycles: dict[str, int] = {}
         self.check = None          # callable() run after every exit (--check-invariants)
+        self.large_regions: set[int] = set()   # pdx of guest 4 MiB pages shadowed
         self.phys_root, _ = self.shadow.ensure(("phys-pd", 0))
         self.root = self.phys_root
         self.mmu.set_control(True, True, False, False)   # the hardware: paging, WP=1
@@ -214,6 +215,7 @@ class ShadowMonitor:
         if gw.large:
             child, _ = shadow.ensure(("4m", self.cpu.cr3 >> 12, pdx))
             gpte = gpde
+            self.large_regions.add(pdx)
         else:
             child, _ = shadow.ensure(("pt", gpde >> 12))
             gpte = gw.levels[1].value_after
@@ -329,6 +331,12 @@ class ShadowMonitor:
     def on_invlpg(self, d):
         va = d["va"]
         self.mmu.invlpg(va)
+        pdx = (va >> 22) & 0x3FF
+        if pdx in self.large_regions:
+            # A guest 4 MiB page, shadowed (and cached in the TLB) as 4 KiB
+            # pages: the guest's one INVLPG covers all of them.
+            self.large_regions.discard(pdx)
+            self.mmu.invlpg_range(pdx << 10, 1024)
         dropped = 0 if self.shadow.tracing else self.shadow.drop_va(self.root, va)
         yield from self.spend("invlpg", self.costs.vmm_flush)
         self.emit("invlpg", va=va, dropped=dropped)

@@ -301,6 +301,10 @@ class ShadowTables:
         if not spde & PTE_P:
             return 0
         child = self.by_mpn.get(spde >> 12)
+        if child is not None and child.role == "4m":
+            n = child.present      # a guest 4 MiB page: INVLPG covers all of it
+            self.free(child)
+            return n
         if child is None or not child.entry((va >> 12) & 0x3FF) & PTE_P:
             return 0
         self._clear(child, (va >> 12) & 0x3FF)

@@ -1,0 +1,21 @@
+; loop: the compute-bound benchmark loop, paging off
+; 5 instructions per iteration: a load, a store, two ALU ops, a branch.
+%include "kernel.inc"
+ITERATIONS equ 1000000
+
+org 0x1000
+_start:
+    mov esp, 0x80000
+    mov ecx, ITERATIONS
+    mov esi, data
+    mov eax, 0
+.loop:
+    add eax, [esi]
+    mov [esi + 4], eax
+    xor eax, ecx
+    dec ecx
+    jne .loop
+    and eax, 0xFF
+    out POWER, eax
+align 16
+data: dd 3, 0
