@@ -167,6 +167,7 @@ class System:
         self.exit_status: int | None = None
         self.message = ""
         self.progress = None        # callable(system) every batch, for live views
+        self._carry = 0             # batch cycles the VMM takes with its own
         self._wake: simpy.Event | None = None
         self._timer_changed: simpy.Event | None = None
         self.host_seconds = 0.0
@@ -242,7 +243,11 @@ class System:
                     yield env.timeout(0)
                 continue
             stop = cpu.run(max_i, max_c)
-            yield env.timeout(stop.cycles)
+            if stop.reason == "exit" and not self.bus.active:
+                # Taken with the VMM's costs, in one timeout (see vmm.monitor).
+                self._carry = stop.cycles
+            else:
+                yield env.timeout(stop.cycles)
             if by_insns and timer.due(cpu.icount):
                 self._tick()
             if self.progress is not None:
@@ -273,9 +278,8 @@ class System:
         if self.vmm is None:
             self._end("crash", f"unexpected VM exit {stop.detail.get('exit')}")
             return True
-        reply = self.env.event()
-        self.vmm.inbox.put((stop, reply))
-        action = yield reply
+        carry, self._carry = self._carry, 0
+        action = yield from self.vmm.exit(stop, carry)
         if action.kind == "halt":
             return (yield from self._halt())
         if action.kind == "io":
@@ -358,8 +362,6 @@ class System:
     def run(self) -> Result:
         """Run the guest to its end; returns the ``Result``."""
         t0 = time.perf_counter()
-        if self.vmm is not None:
-            self.vmm.start()
         vcpu = self.env.process(self._vcpu())
         if self.config.clock == "cycles":
             self.env.process(self._timer_process())

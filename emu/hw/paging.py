@@ -27,7 +27,7 @@ blind: ``mem`` is guest RAM natively, machine memory when it walks a shadow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "CR0_PG", "CR0_WP", "CR4_PGE", "CR4_PSE", "FRAME_4K", "FRAME_4M",
@@ -109,8 +109,7 @@ def decode_flags(entry: int, *, pde: bool = False) -> str:
     return " ".join(out)
 
 
-@dataclass(frozen=True, slots=True)
-class Level:
+class Level(NamedTuple):
     """One entry the walk read."""
 
     name: str          # "pde" or "pte"
@@ -119,9 +118,9 @@ class Level:
     value_after: int   # the entry after the walk set A/D (== value if unchanged)
 
 
-@dataclass(frozen=True, slots=True)
-class Walk:
-    """What one hardware walk did and found.
+class Walk(NamedTuple):
+    """What one hardware walk did and found (an immutable record: a
+    NamedTuple, because one is made on every TLB miss).
 
     On success ``pa`` is va's physical address and ``frame`` the base of the
     4 KiB physical page holding va (inside a 4 MiB page too).  ``writable`` /
@@ -187,7 +186,8 @@ class Walk:
                          f" {rights})")
         return "\n".join(lines)
 
-    __str__ = describe
+    def __str__(self) -> str:
+        return self.describe()
 
 
 def walk(mem, cr3: int, va: int, *, write: bool = False, user: bool = False,

@@ -262,7 +262,7 @@ def _sub_like(g: Gen, borrow: bool, keep: bool) -> None:
     a, store = g.dest(0) if keep else (g.read(0), None)
     b = g.read(1)
     r = g.tmp()
-    sub = f"{b} + cf" if borrow else b
+    sub = f"({b} + cf)" if borrow else b   # parenthesized: a - (b + cf)
     g.emit(f"{r} = ({a} - {sub}) & 0xFFFFFFFF")
     flags = {"of": f"(({a} ^ {b}) & ({a} ^ {r})) >> 31", "cf": f"{a} < {sub}", **zs(r)}
     if store:
