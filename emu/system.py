@@ -189,13 +189,22 @@ class System:
         bus, mmu = self.bus, self.mmu
         walk_kind = "walk" if self.config.mode == "native" else "shadow_walk"
 
+        def step6(vpn: int) -> int | None:
+            # The walk and fill that restart the instruction of a #PF exit.
+            vmm = self.vmm
+            return 6 if vmm is not None and vmm.restart_vpn == vpn else None
+
         def on_walk(w):
             if bus.active and w.fault is False:
-                bus.emit(walk_kind, va=w.va, refs=w.refs, frame=w.frame)
+                bus.emit(walk_kind, va=w.va, step=step6(w.va >> 12), refs=w.refs,
+                         frame=w.frame)
 
         def on_fill(e, fetch):
             if bus.active:
-                bus.emit("tlb_fill", va=e.vpn << 12, step=6, pn=e.pn, fetch=fetch,
+                step = step6(e.vpn)
+                if step is not None:
+                    self.vmm.restart_vpn = None
+                bus.emit("tlb_fill", va=e.vpn << 12, step=step, pn=e.pn, fetch=fetch,
                          writable=e.writable, user=e.user)
         def on_cpu_event(kind, **data):
             if bus.active:

@@ -95,6 +95,7 @@ class ShadowMonitor:
         self.mmu.set_control(True, True, False, False)   # the hardware: paging, WP=1
         self.mmu.load_cr3(self.root.mpn << 12)
         self._owed = 0             # step costs not yet taken (see the module doc)
+        self.restart_vpn: int | None = None   # the page whose step 6 is due
 
     # --- plumbing ---------------------------------------------------------------
     def exit(self, stop, owed: int = 0):
@@ -207,7 +208,9 @@ class ShadowMonitor:
         yield from self.spend("fill_shadow", self.costs.vmm_fill_shadow)
         if self.bus.active:
             self.emit("shadow_fill", va=va, step=4, mpn=mpn, spte=spte, root=self.root.mpn)
-        # Step 5: restart the instruction (the VM entry in ``handle``).
+        # Step 5: restart the instruction (the VM entry in ``handle``); step 6
+        # is the hardware's walk and TLB fill for this page.
+        self.restart_vpn = va >> 12
         return Action("resume", {"fault": kind.value})
 
     def _pmap(self, gppn: int, va: int):
