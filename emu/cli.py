@@ -125,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                 "list": cmd_list}[args.command](args)
     except AsmError as e:
         print(f"emu: {e}", file=sys.stderr)
-        if e.excerpt():
-            print(e.excerpt(), file=sys.stderr)
+        if e.excerpt() and e.text.replace("\t", " ").isprintable():
+            print(e.excerpt(), file=sys.stderr)   # (not the "line" of a binary file)
         return EXIT_INPUT
-    except UsageError as e:
+    except (UsageError, ConfigError) as e:
         print(f"emu: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except EmuError as e:

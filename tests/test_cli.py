@@ -1,0 +1,171 @@
+"""The command line as a user meets it: exit codes, one-line errors, files."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from emu.cli import main
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXPECTED = ROOT / "tests" / "expected"
+
+
+def emu(*args, cwd=None):
+    """Run ``python -m emu ARGS`` as a user would; returns the process."""
+    return subprocess.run([sys.executable, "-m", "emu", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def one_line_error(done, code: int) -> str:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_run_prints_the_guest_console_and_a_summary():
+    done = emu("run", "hello")
+    assert done.returncode == 0
+    assert done.stdout.startswith("Hello from a guest kernel!\n")
+    assert "run poweroff" in done.stdout and "instructions" in done.stdout
+
+
+def test_quiet_prints_only_the_console():
+    done = emu("run", "hello", "--quiet", "--mode", "native")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, "Hello from a guest kernel!\n", "")
+
+
+def test_the_exit_status_is_the_guests():
+    assert emu("run", "exceptions", "--quiet").returncode == 10
+
+
+def test_a_missing_file():
+    line = one_line_error(emu("run", "no_such_program.s"), 1)
+    assert line == ("emu: error: no_such_program.s: no such file (and no bundled guest "
+                    "program of that name; 'emu list' shows them)")
+
+
+def test_a_directory(tmp_path):
+    line = one_line_error(emu("run", tmp_path), 1)
+    assert line == f"emu: error: {tmp_path} is a directory, not a program"
+
+
+def test_a_syntax_error_names_file_line_column_with_a_caret(tmp_path):
+    src = tmp_path / "bad.s"
+    src.write_text("org 0x1000\n_start:\n    mov eax, [ebx +]\n")
+    done = emu("run", src)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    first, text, caret = done.stderr.rstrip("\n").splitlines()
+    assert first.startswith(f"emu: {src}:3:")
+    assert text == "        mov eax, [ebx +]"
+    assert caret.strip() == "^"
+
+
+def test_garbage_bytes(tmp_path):
+    src = tmp_path / "garbage.s"
+    src.write_bytes(bytes(range(256)) * 4)
+    line = one_line_error(emu("run", src), 1)
+    assert line.startswith(f"emu: {src}")
+    assert "error" in line
+
+
+def test_an_unknown_option():
+    line = one_line_error(emu("run", "hello", "--frobnicate"), 2)
+    assert line == ("emu: error: unrecognized arguments: --frobnicate "
+                    "(see 'emu --help')")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--mode", "turbo"], "argument --mode: invalid choice: 'turbo'"),
+    (["--mem-mib", "0"], "argument --mem-mib: '0' must be positive"),
+    (["--mem-mib", "lots"], "argument --mem-mib: 'lots' is not a number"),
+    (["--mem-mib", "4096"], "--mem-mib must be between 1 and 1024, not 4096"),
+    (["--tlb-ways", "3"], "--tlb-ways must divide --tlb-entries"),
+    (["--tlb-entries", "48", "--tlb-ways", "4"],
+     "--tlb-entries / --tlb-ways must be a power of two"),
+    (["--shadow-policy", "magic"], "argument --shadow-policy: invalid choice: 'magic'"),
+])
+def test_bad_option_values(args, needle):
+    line = one_line_error(emu("run", "hello", *args), 2)
+    assert needle in line
+
+
+def test_no_command_arguments_is_the_demo():
+    done = emu()
+    assert done.returncode == 0
+    assert "shadow paging, narrated" in done.stdout
+    assert "── hidden fault" in done.stdout and "── true fault" in done.stdout
+    assert "demand: all processes done after 12 page-ins" in done.stdout
+
+
+def test_stats_json_has_the_promised_fields(tmp_path):
+    out = tmp_path / "stats.json"
+    assert emu("run", "syscalls", "--quiet", "--stats-json", out).returncode == 94
+    data = json.loads(out.read_text())
+    for key in ("mode", "outcome", "exit_status", "console", "instructions", "cycles",
+                "host_seconds", "registers", "guest_memory_sha256", "stats"):
+        assert key in data, key
+    assert (data["mode"], data["outcome"], data["exit_status"]) == ("shadow", "poweroff", 94)
+    assert set(data["registers"]) >= {"eax", "ecx", "edx", "ebx", "esp", "ebp", "esi",
+                                      "edi", "eip", "eflags", "cr0", "cr3"}
+    assert len(data["guest_memory_sha256"]) == 64
+    assert data["stats"]["timer"]["ticks"] == 12
+    assert {"cpu", "mmu", "vmm", "timer", "console"} <= set(data["stats"])
+
+
+def test_stats_json_that_cannot_be_written_loses_nothing(tmp_path):
+    target = tmp_path / "missing_dir" / "stats.json"
+    line = one_line_error(emu("run", "hello", "--quiet", "--stats-json", target), 1)
+    assert line.startswith(f"emu: error: cannot write {target}")
+    assert not target.exists()
+
+
+def test_a_previous_stats_file_survives_a_failed_run(tmp_path):
+    out = tmp_path / "stats.json"
+    out.write_text("previous\n")
+    one_line_error(emu("run", "no_such_program.s", "--stats-json", out), 1)
+    assert out.read_text() == "previous\n"
+
+
+def test_a_triple_fault_is_a_crash_report(tmp_path):
+    src = tmp_path / "triple.s"
+    src.write_text("org 0x1000\n_start:\n    mov eax, 0\n    div eax\n")   # no IDT at all
+    done = emu("run", src, "--quiet")
+    line = one_line_error(done, 3)
+    assert line.startswith("emu: crash: triple fault:")
+
+
+def test_a_runaway_loop_stops_at_the_budget(tmp_path):
+    src = tmp_path / "loop.s"
+    src.write_text("org 0x1000\n_start:\n    jmp _start\n")
+    line = one_line_error(emu("run", src, "--quiet", "--max-cycles", "100000"), 4)
+    assert line == ("emu: budget: cycle budget of 100,000 cycles exhausted "
+                    "(a runaway guest? raise it with --max-cycles)")
+
+
+def test_list_shows_the_bundled_programs():
+    done = emu("list")
+    assert done.returncode == 0
+    assert "demand" in done.stdout and "hello" in done.stdout
+
+
+def test_asm_listing_and_binary(tmp_path):
+    done = emu("asm", "hello")
+    assert done.returncode == 0 and "_start:" in done.stdout and "out 0xe9, eax" in done.stdout
+    out = tmp_path / "hello.bin"
+    done = emu("asm", "hello", "-o", out)
+    assert done.returncode == 0 and out.stat().st_size > 0
+    dis = emu("disasm", out, "--org", "0x1000")
+    assert dis.returncode == 0 and "mov esp, 0x80000" in dis.stdout
+
+
+def test_the_narrated_demand_run_is_recorded(capsys):
+    assert main(["run", "demand", "--narrate", "--quiet", "--mode", "shadow"]) == 0
+    assert capsys.readouterr().out == (EXPECTED / "demand.narrate.txt").read_text()
