@@ -121,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             return _demo()
+        if args.command == "run":
+            extra = programs.default_options(programs.resolve(args.program))
+            if extra:
+                args = build_parser().parse_args(["run", args.program, *extra, *argv[1:]])
         return {"run": cmd_run, "asm": cmd_asm, "disasm": cmd_disasm,
                 "list": cmd_list}[args.command](args)
     except AsmError as e:

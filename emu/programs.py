@@ -62,3 +62,32 @@ def catalogue() -> list[tuple[str, str]]:
 
 def expected_output(name: str) -> Path:
     return programs_dir() / "expected" / f"{name}.txt"
+
+
+OPTIONS_PREFIX = "; emu-options:"
+
+
+def default_options(path: str) -> list[str]:
+    """Options a program asks for in a ``; emu-options: ...`` comment line
+    (e.g. a small ``--max-cycles`` for a guest that loops forever).  The
+    command line's own options come after them, so they win."""
+    out: list[str] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for _, line in zip(range(40), fh):
+                if line.startswith(OPTIONS_PREFIX):
+                    out += line[len(OPTIONS_PREFIX):].split()
+    except OSError:
+        pass
+    return out
+
+
+def expected_outcome(name: str) -> tuple[str, int | None]:
+    """(outcome, exit status) a bundled program must end with: from
+    ``expected/NAME.outcome`` ("crash", "budget" or "poweroff STATUS"), or a
+    power-off with any status when there is no such file."""
+    path = programs_dir() / "expected" / f"{name}.outcome"
+    if not path.exists():
+        return "poweroff", None
+    words = path.read_text().split()
+    return words[0], int(words[1]) if len(words) > 1 else None

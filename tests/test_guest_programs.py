@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from emu import programs
-from emu.cli import load
+from emu.cli import build_parser, config_from, load
 from emu.system import Config, System
 from emu.vmm.shadow import POLICIES
 
@@ -16,8 +16,12 @@ CONFIGS = [("native", None)] + [("shadow", p) for p in POLICIES]
 
 
 def _run(name: str, mode: str, policy: str | None):
-    cfg = Config(mode=mode, shadow_policy=policy or Config.shadow_policy,
-                 check_invariants=mode != "native")
+    """Run a bundled program as ``emu run NAME --mode MODE`` would (with the
+    options the program asks for), checking invariants under a VMM."""
+    args = build_parser().parse_args(
+        ["run", name, *programs.default_options(programs.resolve(name))])
+    cfg = config_from(args).with_(mode=mode, shadow_policy=policy or Config.shadow_policy,
+                                  check_invariants=mode != "native")
     return System(load(name), cfg).run()
 
 
@@ -42,5 +46,8 @@ def test_program_output_and_equivalence(name, mode, policy):
     expected = programs.expected_output(name).read_text()
     r = native(name) if mode == "native" else _run(name, mode, policy)
     assert r.console == expected
-    assert r.outcome == "poweroff", r.message
+    outcome, status = programs.expected_outcome(name)
+    assert r.outcome == outcome, r.message
+    if status is not None:
+        assert r.exit_status == status
     assert r.guest_visible() == native(name).guest_visible()
