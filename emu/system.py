@@ -31,7 +31,7 @@ from .hw.mmu import Mmu
 from .hw.tlb import POLICIES, Tlb
 from .trace import TraceBus
 from .vmm.monitor import ShadowMonitor
-from .vmm.pmap import GuestPhys, MachineMemory, PMap
+from .vmm.pmap import GuestPhys, MachineMemory, OutOfMachineMemory, PMap
 from .vmm.shadow import POLICIES as SHADOW_POLICIES
 
 MODES = ("native", "shadow")
@@ -176,12 +176,17 @@ class System:
     # --- set-up ------------------------------------------------------------
     def _load(self, image: Image) -> None:
         for addr, data in image.segments:
-            if addr + len(data) > self.mem.size:
+            if addr + len(data) > self.guest.size:
                 raise ImageError(
                     f"{image.source_name}: the image's bytes at {addr:#x}..."
                     f"{addr + len(data):#x} do not fit in {self.config.mem_mib} MiB "
                     "of guest RAM (try --mem-mib)")
-            self.guest_write(addr, data)
+            try:
+                self.guest_write(addr, data)
+            except OutOfMachineMemory:
+                raise ImageError(
+                    f"{image.source_name}: {self.config.machine_bytes >> 20} MiB of machine "
+                    "memory cannot hold the image (try a larger --machine-mib)") from None
         self.cpu.eip = image.entry
 
     def _wire_trace(self) -> None:

@@ -28,7 +28,9 @@ from .expr import REGISTERS, Binary, Env, Node, Reg, Unary, parse_expr, walk
 from .lexer import Cursor
 
 I8_RANGE = (-128, 255)
-I32_RANGE = (-(1 << 31), (1 << 32) - 1)
+# As NASM: any value a 32-bit register can hold, signed or not, so that
+# ``and eax, ~CR0_PG`` (a negative number) assembles.
+I32_RANGE = (-(1 << 32) + 1, (1 << 32) - 1)
 ADDR_RANGE = (0, (1 << 32) - 1)
 
 

@@ -7,8 +7,8 @@
   table of this VM;
 * every present spte maps a machine page the VM's PMap owns -- never a
   shadow page, another VM's page or a free page;
-* under the tracing policy, no spte lets the guest write a shadowed guest
-  table page (a write to it must exit);
+* no spte lets the guest write a shadowed guest table page that is in sync
+  (a write to it must exit; under oos, an out-of-sync page may be written);
 * the reverse map counts exactly the present sptes of each machine page.
 
 A violation raises ``InvariantError`` naming the entry.  The check is
@@ -33,7 +33,7 @@ def check_shadow(monitor) -> int:
     owner = monitor.machine.owner
     guest_mpns = pmap.ppn_of                       # mpn -> ppn: what the PMap owns
     protected = {pmap.mpn_of[g] for g in shadow.tracked
-                 if g in pmap.mpn_of and shadow.is_protected(g)} if shadow.tracing else set()
+                 if g in pmap.mpn_of and shadow.is_protected(g)}
     seen: dict[int, int] = {}
     checked = 0
     for key, sp in shadow.pages.items():

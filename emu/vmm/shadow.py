@@ -296,19 +296,24 @@ class ShadowTables:
         return n
 
     def drop_va(self, root: ShadowPage, va: int) -> int:
-        """Drop the spte of ``va`` under ``root`` (INVLPG under oos)."""
-        spde = root.entry((va >> 22) & 0x3FF)
+        """INVLPG under oos: drop what the shadow caches for ``va`` -- its
+        spte and the spde above it (INVLPG invalidates the cached directory
+        entry too; the guest may have changed it).  Returns entries dropped."""
+        pdx = (va >> 22) & 0x3FF
+        spde = root.entry(pdx)
         if not spde & PTE_P:
             return 0
         child = self.by_mpn.get(spde >> 12)
         if child is not None and child.role == "4m":
             n = child.present      # a guest 4 MiB page: INVLPG covers all of it
             self.free(child)
-            return n
-        if child is None or not child.entry((va >> 12) & 0x3FF) & PTE_P:
-            return 0
-        self._clear(child, (va >> 12) & 0x3FF)
-        return 1
+            return n + 1
+        n = 0
+        if child is not None and child.entry((va >> 12) & 0x3FF) & PTE_P:
+            self._clear(child, (va >> 12) & 0x3FF)
+            n += 1
+        self._clear(root, pdx)
+        return n + 1
 
     def sptes_mapping(self, mpn: int) -> list[tuple[ShadowPage, int]]:
         return sorted(self.rmap.get(mpn, ()), key=lambda r: (r[0].mpn, r[1]))
