@@ -168,6 +168,10 @@ class System:
         self.message = ""
         self.progress = None        # callable(system) every batch, for live views
         self._carry = 0             # batch cycles the VMM takes with its own
+        self._vcpu_process = None
+        # At most this many instructions per batch (None: no limit); a driver
+        # that steps instruction by instruction sets it to 1.
+        self.max_batch_insns: int | None = None
         self._wake: simpy.Event | None = None
         self._timer_changed: simpy.Event | None = None
         self.host_seconds = 0.0
@@ -243,10 +247,10 @@ class System:
                           "(a runaway guest? raise it with --max-cycles)")
                 return
             max_c = min(left, BATCH_CYCLES)
-            max_i = 1 << 62
+            max_i = self.max_batch_insns or 1 << 62
             if timer.deadline is not None:
                 if by_insns:
-                    max_i = max(timer.deadline - cpu.icount, 0)
+                    max_i = min(max_i, max(timer.deadline - cpu.icount, 0))
                 else:
                     max_c = min(max_c, max(timer.deadline - int(env.now), 0))
             if max_i == 0 or max_c == 0:
@@ -373,15 +377,27 @@ class System:
             self.bus.emit("run_end", outcome=outcome, message=message)
 
     # --- running -------------------------------------------------------------
+    def start(self):
+        """Create the simpy processes (vCPU, and the timer under the cycle
+        clock) without running them: a driver such as the stepper then calls
+        ``env.step()``.  Returns the vCPU process (it ends with the run)."""
+        if self._vcpu_process is None:
+            self._vcpu_process = self.env.process(self._vcpu())
+            if self.config.clock == "cycles":
+                self.env.process(self._timer_process())
+        return self._vcpu_process
+
     def run(self) -> Result:
         """Run the guest to its end; returns the ``Result``."""
         t0 = time.perf_counter()
-        vcpu = self.env.process(self._vcpu())
-        if self.config.clock == "cycles":
-            self.env.process(self._timer_process())
+        vcpu = self.start()
         self.env.run(until=vcpu)
-        self.host_seconds = time.perf_counter() - t0
+        self.host_seconds += time.perf_counter() - t0
         return self.result()
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
 
     def result(self) -> Result:
         return Result(
