@@ -1,14 +1,6 @@
 """The shadow-paging VMM: the monitor that answers a vCPU's VM exits.
 
-A VM exit stops the vCPU's batch and hands the exit record to the monitor,
-whose handlers are simpy generators run in the vCPU's process (a VMM context
-per vCPU, as VMware's monitor ran one per virtual CPU): they take the steps
-a real VMM takes, yield the simulated time of each (cost model), tell the
-trace bus, and answer with an ``Action``.  Other vCPUs and devices keep
-running in simulated time meanwhile.  While somebody watches the trace, each
-step is its own simpy timeout (the stepper stops between them); otherwise
-the steps of one exit are charged in one timeout of the same total, which
-changes no simulated time and saves most of the event overhead.
+(The exit plumbing shared with nested paging is in ``base.py``.)
 
 The six steps of a virtualized translation (DESIGN.md), for a #PF exit:
 
@@ -28,13 +20,12 @@ Fault kinds (``Fault``) are counted and traced by name.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 
 from ..hw import paging
 from ..hw.exceptions import PF
-from ..hw.memory import BusError
 from ..hw.paging import PF_U, PF_W, PTE_U, PTE_W
-from .pmap import GuestPhys, MachineMemory, OutOfMachineMemory, PMap
+from .base import Action, Monitor, walk_json
+from .pmap import GuestPhys, MachineMemory, PMap
 from .shadow import ShadowTables
 
 PAGE_MASK = 0xFFFFF000
@@ -51,15 +42,7 @@ class Fault(enum.Enum):
     WP_EMULATE = "wp-emulate"  # CR0.WP=0 lets the kernel write a read-only page: emulate
 
 
-@dataclass
-class Action:
-    """The monitor's answer to an exit."""
-
-    kind: str                 # resume | inject | emulate | halt | io | crash | shutdown
-    detail: dict = field(default_factory=dict)
-
-
-class ShadowMonitor:
+class ShadowMonitor(Monitor):
     """The VMM's per-vCPU context for shadow paging."""
 
     STATS = {
@@ -72,95 +55,23 @@ class ShadowMonitor:
 
     def __init__(self, system, machine: MachineMemory, pmap: PMap, guest: GuestPhys,
                  policy: str):
-        self.sys = system
-        self.env = system.env
-        self.cpu = system.cpu
-        self.mmu = system.mmu
-        self.costs = system.config.costs
-        self.bus = system.bus
-        self.machine = machine
-        self.pmap = pmap
-        self.guest = guest
+        super().__init__(system, machine, pmap, guest)
         self.shadow = ShadowTables(machine, pmap, policy)
         self.shadow.on_protect = self.mmu.downgrade_pn
-        self.exits: dict[str, int] = {}
         self.faults: dict[str, int] = {f.value: 0 for f in Fault}
         self.injected = 0
         self.emulated = 0
-        self.cycles: dict[str, int] = {}
-        self.check = None          # callable() run after every exit (--check-invariants)
         self.large_regions: set[int] = set()   # pdx of guest 4 MiB pages shadowed
         self.phys_root, _ = self.shadow.ensure(("phys-pd", 0))
         self.root = self.phys_root
         self.mmu.set_control(True, True, False, False)   # the hardware: paging, WP=1
         self.mmu.load_cr3(self.root.mpn << 12)
-        self._owed = 0             # step costs not yet taken (see the module doc)
-        self.restart_vpn: int | None = None   # the page whose step 6 is due
 
-    # --- plumbing ---------------------------------------------------------------
-    def exit(self, stop, owed: int = 0):
-        """Answer one VM exit: a generator run in the vCPU's simpy process.
-        ``owed``: cycles the vCPU's batch used and has not yet taken."""
-        self._owed += owed
-        try:
-            action = yield from self.handle(stop)
-        except (BusError, OutOfMachineMemory) as e:
-            action = Action("crash", {"message": str(e), "eip": self.cpu.eip})
-        if self._owed:
-            owed, self._owed = self._owed, 0
-            yield self.env.timeout(owed)
-        if self.check is not None:
-            self.check()
-        return action
-
-    def spend(self, category: str, cycles: int):
-        """Take ``cycles`` of simulated time for one step: ``yield from`` it.
-        While nobody watches, the cost is owed and taken at the end of the
-        exit (an empty iterable costs nothing to ``yield from``)."""
-        self.cycles[category] = self.cycles.get(category, 0) + cycles
-        self._owed += cycles
-        if self.bus.active:
-            return self._pay()
-        return ()
-
-    def _pay(self):
-        owed, self._owed = self._owed, 0
-        yield self.env.timeout(owed)
-
-    def emit(self, kind: str, va=None, step=None, **data) -> None:
-        if self.bus.active:
-            self.bus.emit(kind, va=va, step=step, **data)
-
-    @property
-    def guest_paging(self) -> bool:
-        return bool(self.cpu.cr0 & paging.CR0_PG)
-
-    # --- exits ----------------------------------------------------------------------
-    def handle(self, stop):
-        """Answer one exit (a generator: it yields simulated time)."""
-        d = stop.detail
-        reason = d["exit"]
-        self.exits[reason] = self.exits.get(reason, 0) + 1
-        if reason == "pf" and self.bus.active:
-            # Step 1 happened in hardware: the shadow walk that faulted.
-            sw = self.mmu.last_walk
-            self.emit("shadow_walk", va=d["va"], step=1, error_code=d["error_code"],
-                      walk=_walk_json(sw) if sw is not None and sw.va == d["va"] else None)
-        if self.bus.active:
-            self.emit("vm_exit", va=d.get("va"), step=2 if reason == "pf" else None,
-                      reason=reason, eip=d["eip"], error_code=d.get("error_code"))
-        yield from self.spend("vm_exit", self.costs.vm_exit)
-        action = yield from getattr(self, "on_" + reason)(d)
-        if action.kind in ("resume", "inject", "emulate"):
-            yield from self.spend("vm_entry", self.costs.vm_entry)
-            if self.bus.active:
-                self.emit("vm_entry", step=5 if reason == "pf" else None, action=action.kind)
-        return action
-
-    def advance(self, d) -> None:
-        """The intercepted instruction is done: retire it."""
-        self.cpu.eip = d["next_eip"]
-        self.cpu.icount += 1
+    def step1(self, d) -> None:
+        # The shadow walk that faulted.
+        sw = self.mmu.last_walk
+        self.emit("shadow_walk", va=d["va"], step=1, error_code=d["error_code"],
+                  walk=walk_json(sw) if sw is not None and sw.va == d["va"] else None)
 
     # --- #PF: the six steps ------------------------------------------------------------
     def on_pf(self, d):
@@ -175,7 +86,7 @@ class ShadowMonitor:
                              pse=bool(self.cpu.cr4 & paging.CR4_PSE))
             yield from self.spend("guest_walk", gw.refs * self.costs.vmm_walk_ref)
             if self.bus.active:
-                self.emit("guest_walk", va=va, step=2, walk=_walk_json(gw))
+                self.emit("guest_walk", va=va, step=2, walk=walk_json(gw))
             if gw.fault:
                 return (yield from self._true_fault(va, gw.error_code, d))
             gppn = gw.frame >> 12
@@ -364,24 +275,12 @@ class ShadowMonitor:
         self.advance(d)
         return Action("emulate", {"invlpg": va})
 
-    def on_hlt(self, d):
-        yield from self.spend("emulate", self.costs.vmm_emulate)
-        self.advance(d)
-        return Action("halt")
-
-    def on_io(self, d):
-        yield from self.spend("io", self.costs.vmm_io)
-        self.advance(d)
-        return Action("io", {"port": d["port"], "value": d["value"], "reg": d["reg"]})
-
     # --- statistics ------------------------------------------------------------------------
     def stats(self) -> dict:
-        return {"exits": dict(sorted(self.exits.items())),
-                "exits_total": sum(self.exits.values()),
-                "faults": dict(self.faults), "injected": self.injected,
-                "emulated": self.emulated, "cycles": dict(sorted(self.cycles.items())),
-                "shadow": self.shadow.stats(), "pmap": self.pmap.stats(),
-                "machine": self.machine.stats(), "policy": self.shadow.policy}
+        out = super().stats()
+        out.update(faults=dict(self.faults), injected=self.injected, emulated=self.emulated,
+                   shadow=self.shadow.stats(), policy=self.shadow.policy)
+        return out
 
 
 def _changed_dwords(before: bytes, after) -> list[int]:
@@ -391,14 +290,3 @@ def _changed_dwords(before: bytes, after) -> list[int]:
     a = np.frombuffer(before, dtype="<u4")
     b = np.frombuffer(bytes(after), dtype="<u4")
     return [int(i) for i in np.nonzero(a != b)[0]]
-
-
-def _walk_json(w) -> dict | None:
-    if w is None:
-        return None
-    out = {"va": w.va, "fetch": w.fetch, "fault": w.fault, "error_code": w.error_code,
-           "levels": [{"name": lv.name, "entry_pa": lv.entry_pa, "value": lv.value,
-                       "value_after": lv.value_after} for lv in w.levels]}
-    if not w.fault:
-        out["frame"] = w.frame
-    return out
