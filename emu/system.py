@@ -170,8 +170,12 @@ class System:
         self._carry = 0             # batch cycles the VMM takes with its own
         self._vcpu_process = None
         # At most this many instructions per batch (None: no limit); a driver
-        # that steps instruction by instruction sets it to 1.
+        # that steps instruction by instruction sets it to 1.  0 holds the
+        # vCPU between batches: it takes zero-time pauses (``held`` is True)
+        # until the driver sets another value, so the driver (the stepper)
+        # can stop after a VM entry, before the guest runs again.
         self.max_batch_insns: int | None = None
+        self.held = False
         self._wake: simpy.Event | None = None
         self._timer_changed: simpy.Event | None = None
         self.host_seconds = 0.0
@@ -241,6 +245,11 @@ class System:
         by_insns = self.config.clock == "instructions"
         max_cycles = self.config.max_cycles
         while True:
+            if self.max_batch_insns == 0:
+                self.held = True            # see max_batch_insns
+                yield env.timeout(0)
+                continue
+            self.held = False
             left = max_cycles - int(env.now)
             if left <= 0:
                 self._end("budget", f"cycle budget of {max_cycles:,} cycles exhausted "
