@@ -30,11 +30,13 @@ from .hw.memory import PhysMem
 from .hw.mmu import Mmu
 from .hw.tlb import POLICIES, Tlb
 from .trace import TraceBus
+from .hw.nested import NestedWalker
 from .vmm.monitor import ShadowMonitor
+from .vmm.nested import NestedMonitor
 from .vmm.pmap import GuestPhys, MachineMemory, OutOfMachineMemory, PMap
 from .vmm.shadow import POLICIES as SHADOW_POLICIES
 
-MODES = ("native", "shadow")
+MODES = ("native", "shadow", "nested")
 CLOCKS = ("instructions", "cycles")
 TLB_KINDS = ("split", "unified")
 BATCH_CYCLES = 1_000_000      # longest batch: keeps progress reports flowing
@@ -57,6 +59,7 @@ class Config:
     tlb_policy: str = "lru"
     tlb_kind: str = "split"         # split ITLB/DTLB, or one unified TLB
     tlb_large: int = 8              # entries for 4 MiB pages (per TLB)
+    ntlb_entries: int = 16          # nested-translation cache (nested mode; 0: none)
     seed: int = 0                   # for the random TLB policy
     costs: CostModel = DEFAULT_COSTS
 
@@ -79,6 +82,8 @@ class Config:
             raise ConfigError(f"--tlb-kind must be one of {', '.join(TLB_KINDS)}")
         if not 1 <= self.tlb_entries <= 1 << 16:
             raise ConfigError("--tlb-entries must be between 1 and 65536")
+        if not 0 <= self.ntlb_entries <= 4096:
+            raise ConfigError("--ntlb-entries must be between 0 and 4096")
         if not 1 <= self.tlb_large <= 1024:
             raise ConfigError("--tlb-large must be between 1 and 1024")
         if self.tlb_ways < 1 or self.tlb_entries % self.tlb_ways:
@@ -155,11 +160,24 @@ class System:
         if c.mode == "shadow":
             self.vmm = ShadowMonitor(self, self.machine, self.pmap, self.guest, c.shadow_policy)
             self.cpu.intercepts = INTERCEPTS
-            self.guest.on_write = self.mmu.code_written
-            self.machine.on_free = self.mmu.forget_pn
             if c.check_invariants:
                 from .vmm.invariants import check_shadow
                 self.vmm.check = lambda: check_shadow(self.vmm)
+        elif c.mode == "nested":
+            walker = NestedWalker(self.mem, lambda: bool(self.cpu.cr0 & 0x80000000),
+                                  c.ntlb_entries)
+            self.mmu.walker = walker
+            self.mmu.large_pages = False
+            self.cpu.nested = True
+            self.mmu.set_control(True, False, False, False)
+            self.vmm = NestedMonitor(self, self.machine, self.pmap, self.guest, walker)
+            self.cpu.intercepts = frozenset({"hlt", "io"})
+            if c.check_invariants:
+                from .vmm.invariants import check_nested
+                self.vmm.check = lambda: check_nested(self.vmm)
+        if self.vmm is not None:
+            self.guest.on_write = self.mmu.code_written
+            self.machine.on_free = self.mmu.forget_pn
         self.console = Console(console_sink)
         self.timer = Timer(c.clock)
         self.io = IoBus(self.console, self.timer)
@@ -200,7 +218,8 @@ class System:
     def _wire_trace(self) -> None:
         """Hardware events reach the bus only while somebody listens."""
         bus, mmu = self.bus, self.mmu
-        walk_kind = "walk" if self.config.mode == "native" else "shadow_walk"
+        walk_kind = {"native": "walk", "shadow": "shadow_walk",
+                     "nested": "nested_walk"}[self.config.mode]
 
         def step6(vpn: int) -> int | None:
             # The walk and fill that restart the instruction of a #PF exit.
@@ -209,8 +228,11 @@ class System:
 
         def on_walk(w):
             if bus.active and w.fault is False:
+                extra = {}
+                if walk_kind == "nested_walk":
+                    extra["grid"] = [list(r) for r in mmu.walker.last_grid]
                 bus.emit(walk_kind, va=w.va, step=step6(w.va >> 12), refs=w.refs,
-                         frame=w.frame)
+                         frame=w.frame, **extra)
 
         def on_fill(e, fetch):
             if bus.active:

@@ -38,7 +38,8 @@ after_ud:
     mov dword [resume], after_ud2
     db 0xFF
 after_ud2:
-    ; #NP: int through a gate that is not present
+    ; #NP: int through an interrupt gate that is not present (P=0)
+    mov dword [idt + 0x31*8 + 4], 0x0E00
     mov dword [resume], after_np
     int 0x31
 after_np:
@@ -63,8 +64,8 @@ after_pf:
     mov dword [resume], after_pf2
     mov dword [rodata], 1
 after_pf2:
-    ; #DF: a #GP whose gate is not present faults again
-    mov dword [idt + T_GP*8 + 4], 0
+    ; #DF: a #GP whose gate is not present faults again (#NP): a double fault
+    mov dword [idt + T_GP*8 + 4], 0x0E00
     mov dword [resume], after_df
     mov esi, user_hlt
     call enter_user

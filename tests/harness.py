@@ -2,7 +2,6 @@
 
 ``run_snippet(body)`` assembles ``body`` into a tiny kernel and runs it::
 
-    %include "kernel.inc"
     org 0x1000
     _start:
         mov esp, STACK_TOP          ; 0x80000
@@ -30,16 +29,16 @@ from __future__ import annotations
 
 from emu import isa
 from emu.asm import assemble
-from emu.programs import include_dir
 from emu.system import Config, Result, System
 
 STACK_TOP = 0x80000       # ring-0 stack (and TSS esp0: KSTACK_TOP)
 KSTACK_TOP = STACK_TOP
 USTACK_TOP = 0x90000      # ring-3 stack of enter_user
-PGDIR = 0x100000          # paging_on's page directory
-PGTAB = 0x101000          # its one page table: va 0..4 MiB, identity
+PGDIR = 0xA0000           # paging_on's page directory
+PGTAB = 0xA1000           # its one page table: va 0..4 MiB, identity
 FLAG_BITS = {"CF": isa.CF, "ZF": isa.ZF, "SF": isa.SF, "IF": isa.IF, "OF": isa.OF}
 TRAP_VECTORS = tuple(range(33)) + (0x80,)
+MEM_MIB = 1               # guest RAM of a snippet run (all of the above fit)
 
 TRAP_SETUP = """
     lidt [idt_desc]
@@ -50,9 +49,10 @@ TRAP_SETUP = """
 
 def run_snippet(body: str, mode: str = "native", setup: str = "", data: str = "",
                 **config) -> tuple[System, Result]:
-    """Assemble ``body`` into the kernel above, run it; (system, result)."""
+    """Assemble ``body`` into the kernel above, run it; (system, result).
+    ``config`` are ``Config`` fields (``mem_mib`` defaults to ``MEM_MIB``:
+    every run hashes all of guest RAM, so small is fast)."""
     source = "\n".join([
-        '%include "kernel.inc"',
         "org 0x1000",
         "_start:",
         f"    mov esp, {STACK_TOP:#x}",
@@ -62,7 +62,8 @@ def run_snippet(body: str, mode: str = "native", setup: str = "", data: str = ""
         "align 16",
         data,
         ""])
-    image = assemble(source, "<snippet>", include_dirs=[str(include_dir())])
+    image = assemble(source, "<snippet>")
+    config.setdefault("mem_mib", MEM_MIB)
     s = System(image, Config(mode=mode, **config))
     return s, s.run()
 

@@ -7,12 +7,13 @@ import pytest
 
 from emu import programs
 from emu.cli import build_parser, config_from, load
-from emu.system import Config, System
+from emu.system import MODES, Config, System
 from emu.vmm.shadow import POLICIES
 
 NAMES = [name for name, _ in programs.catalogue()]
 # Every guest-visible behaviour, in every mode; shadow paging under each policy.
-CONFIGS = [("native", None)] + [("shadow", p) for p in POLICIES]
+assert {m for m, _ in [("native", None), ("shadow", None), ("nested", None)]} == set(MODES)
+CONFIGS = [("native", None)] + [("shadow", p) for p in POLICIES] + [("nested", None)]
 
 
 def _run(name: str, mode: str, policy: str | None):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import isa
-from .exceptions import DE, DF, GP, NP, PF, TIMER_VECTOR, UD, GuestFault
+from .exceptions import DE, DF, GP, NP, NPF, PF, TIMER_VECTOR, UD, GuestFault
 from .memory import BusError
 from .mmu import Mmu
 from .semantics import SEMANTICS
@@ -82,7 +82,10 @@ class Cpu:
         self.tss_base = 0
         self.irq_pending = False
         self.intercepts: frozenset = frozenset()
+        self.nested = False           # nested paging: the MMU walks in two dimensions
         self.vectoring: tuple | None = None   # event being delivered when an exit hit
+        self._delivering_eip = 0
+        self.delivery_faulted = False
         self.partial: int | None = None
         self.iters = 0                # iterations run by the last loop block
         self.icount = 0
@@ -195,7 +198,7 @@ class Cpu:
                     self.partial = None
                     b = None
                     self.eip = eip
-                    stop = self._exception(f.vector, f.error_code, f.cr2, eip)
+                    stop = self._exception(f, eip)
                 except _StopRun as s:
                     icount += s.retired
                     if b is not None:
@@ -283,12 +286,15 @@ class Cpu:
         return Block(system, 1, d.insn.cycles, 0, False, None)
 
     # --- exceptions and interrupts ----------------------------------------
-    def _exception(self, vector, error_code, cr2, eip) -> Stop | None:
+    def _exception(self, f: GuestFault, eip: int) -> Stop | None:
         """An exception raised by the instruction at ``eip``: a VM exit if
-        intercepted, else delivered through the IDT."""
-        if vector == PF and "pf" in self.intercepts:
-            return self._exit("pf", eip, va=cr2, error_code=error_code)
-        return self.deliver(vector, error_code, cr2, eip)
+        intercepted (an EPT violation always is), else delivered through
+        the IDT."""
+        if f.vector == NPF:
+            return self._exit("npf", eip, va=f.cr2, gpa=f.gpa, error_code=f.error_code)
+        if f.vector == PF and "pf" in self.intercepts:
+            return self._exit("pf", eip, va=f.cr2, error_code=f.error_code)
+        return self.deliver(f.vector, f.error_code, f.cr2, eip)
 
     def _exit(self, reason: str, eip: int, **detail) -> Stop:
         detail.update(eip=eip, vectoring=self.vectoring)
@@ -320,6 +326,9 @@ class Cpu:
         """
         if vector == PF:
             self.cr2 = cr2
+        # The instruction a fault during this delivery belongs to: the one at
+        # eip (the int itself for int n, the faulting one for a fault).
+        self._delivering_eip = self.eip
         self.vectoring = (vector, error_code, cr2, return_eip, soft, external)
         cpl = self.cpl
         user_before = self.mmu.user
@@ -329,13 +338,14 @@ class Cpu:
                 raise GuestFault(GP, vector * 8 + 2)
             handler = self.mmu.read(self.idt_base + vector * 8, 4)
             attr = self.mmu.read(self.idt_base + vector * 8 + 4, 4)
-            if not attr & 0x8000:
-                raise GuestFault(NP, vector * 8 + 2)
+            # The SDM's order: gate type, then (int n only) DPL, then present.
             gate_type = (attr >> 8) & 0xF
             if gate_type not in (0xE, 0xF):
                 raise GuestFault(GP, vector * 8 + 2)
             if soft and cpl > (attr >> 13) & 3:
                 raise GuestFault(GP, vector * 8 + 2)
+            if not attr & 0x8000:
+                raise GuestFault(NP, vector * 8 + 2)
             r = self.r
             if cpl == 3:
                 esp = self.mmu.read((self.tss_base + 4) & 0xFFFFFFFF, 4)
@@ -372,7 +382,12 @@ class Cpu:
         return None
 
     def _delivery_fault(self, f: GuestFault) -> Stop | None:
-        first, _, _, eip, soft, external = self.vectoring
+        first, _, _, _, soft, external = self.vectoring
+        eip = self._delivering_eip
+        self.eip = eip
+        self.delivery_faulted = True
+        if f.vector == NPF:
+            return self._exit("npf", eip, va=f.cr2, gpa=f.gpa, error_code=f.error_code)
         if f.vector == PF and "pf" in self.intercepts:
             # The VMM sees the #PF; ``vectoring`` keeps the first event, which
             # is delivered again when the guest resumes.
@@ -399,8 +414,9 @@ class Cpu:
         pending = self.vectoring
         if pending is not None:
             self.vectoring = None
-            first, _, _, ret, soft, external = pending
-            return self.combine(first, GuestFault(vector, error_code, cr2), ret,
+            first, _, _, _, soft, external = pending
+            # The fault belongs to the instruction at eip (the exit's).
+            return self.combine(first, GuestFault(vector, error_code, cr2), self.eip,
                                 external or soft)
         return self.deliver(vector, error_code, cr2, self.eip)
 
@@ -411,9 +427,13 @@ class Cpu:
     # --- system instructions (one method per row; names from _opname) -------
     def _op_int(self, d, eip, nxt):
         self.eip = eip
+        self.delivery_faulted = False
         stop = self.deliver(d.args[0], None, None, nxt, soft=True)
         if stop is not None:
             raise _StopRun(stop.reason, 0, **stop.detail)
+        if self.delivery_faulted:
+            # The int did not complete: a fault took its place (not retired).
+            raise _StopRun("budget", 0)
         return self.eip
 
     def _op_iret(self, d, eip, nxt):
@@ -423,11 +443,13 @@ class Cpu:
         cs = mmu.read((sp + 4) & 0xFFFFFFFF, 4)
         flags = mmu.read((sp + 8) & 0xFFFFFFFF, 4)
         rpl = cs & 3
-        if rpl not in (0, 3) or rpl < self.cpl:
+        if cs not in (KERNEL_CS, USER_CS) or rpl < self.cpl:
             raise GuestFault(GP, cs & 0xFFFC)
         if rpl == 3 and self.cpl == 0:
             new_esp = mmu.read((sp + 12) & 0xFFFFFFFF, 4)
-            mmu.read((sp + 16) & 0xFFFFFFFF, 4)   # ss (fixed)
+            ss = mmu.read((sp + 16) & 0xFFFFFFFF, 4)
+            if ss != USER_SS:
+                raise GuestFault(GP, ss & 0xFFFC)
         else:
             new_esp = (sp + 12) & 0xFFFFFFFF
         self.set_eflags(flags, allow_if=self.cpl == 0)
@@ -511,13 +533,14 @@ class Cpu:
     def write_cr(self, cr: int, value: int) -> None:
         """MOV to CRn natively: the hardware's paging state follows."""
         mmu = self.mmu
+        if cr == 2:
+            self.cr2 = value          # no effect on translation
+            return
         if cr == 0:
             old = self.cr0
             self.cr0 = value
             if (old ^ value) & (CR0_PG | CR0_WP):
                 mmu.flush_all()
-        elif cr == 2:
-            self.cr2 = value
         elif cr == 3:
             self.cr3 = value
             mmu.load_cr3(value)
@@ -526,7 +549,9 @@ class Cpu:
             self.cr4 = value
             if (old ^ value) & (CR4_PSE | CR4_PGE):
                 mmu.flush_all()
-        mmu.set_control(bool(self.cr0 & CR0_PG), bool(self.cr0 & CR0_WP),
+        # Under nested paging the hardware always translates (va -> ma):
+        # the 2D walker itself follows the guest's CR0.PG.
+        mmu.set_control(self.nested or bool(self.cr0 & CR0_PG), bool(self.cr0 & CR0_WP),
                         bool(self.cr4 & CR4_PSE), bool(self.cr4 & CR4_PGE))
         if cr == 3 or (cr == 0 and self.cr0 & CR0_PG):
             mmu.cr3 = self.cr3 & 0xFFFFF000

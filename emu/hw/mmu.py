@@ -26,7 +26,7 @@ from __future__ import annotations
 from struct import Struct
 
 from . import paging
-from .exceptions import page_fault
+from .exceptions import GuestFault, page_fault
 from .memory import PAGE_MASK, PAGE_SHIFT, PhysMem
 from .tlb import Tlb, TlbEntry
 
@@ -58,6 +58,11 @@ class Mmu:
         self.pge = False
         self.user = False          # CPL == 3
         self.walker = paging.walk  # replaced by the nested walker in nested mode
+        # A 4 MiB mapping may take one large TLB entry only if its 1024 pages
+        # are contiguous in the memory the TLB maps into: not under nested
+        # paging, whose nested table maps 4 KiB pages one by one (the TLB
+        # holds the smaller of the two page sizes, as on real hardware).
+        self.large_pages = True
         # Fast maps (see module doc) and translated code per physical page.
         self.rfast: dict[int, bytearray] = {}
         self.wfast: dict[int, bytearray] = {}
@@ -228,8 +233,16 @@ class Mmu:
         # cores re-walk to set D, and drop an entry that faults).
         if e is None and (vpn, fetch) not in self._missed:
             tlb.misses += 1
-        w = self.walker(self.mem, self.cr3, va, write=write, user=user,
-                        fetch=fetch, wp=self.wp, pse=self.pse)
+        try:
+            w = self.walker(self.mem, self.cr3, va, write=write, user=user,
+                            fetch=fetch, wp=self.wp, pse=self.pse)
+        except GuestFault as f:   # an EPT violation in the middle of a 2D walk
+            self.walks += 1
+            self.walk_refs += f.refs
+            self.stall += f.refs * self.costs.walk_ref
+            if len(self._missed) < 64:
+                self._missed.add((vpn, fetch))
+            raise
         self.walks += 1
         self.walk_refs += w.refs
         self.stall += w.refs * self.costs.walk_ref
@@ -247,7 +260,7 @@ class Mmu:
         self._missed.discard((vpn, fetch))
         pn = w.frame >> PAGE_SHIFT
         page = self.mem.page(pn)
-        if w.large:
+        if w.large and self.large_pages:
             entry = TlbEntry(vpn & ~0x3FF, pn & ~0x3FF, None, w.writable, w.user_ok,
                              w.dirty, w.global_ and self.pge, True)
         else:
@@ -417,6 +430,8 @@ class Mmu:
     def stats(self) -> dict:
         out = {"walks": self.walks, "walk_refs": self.walk_refs,
                "page_faults": self.page_faults, "tlb_fills": self.tlb_fills}
+        if hasattr(self.walker, "stats"):
+            out["nested"] = self.walker.stats()
         if self.itlb is self.dtlb:
             out["tlb"] = self.itlb.stats()
         else:

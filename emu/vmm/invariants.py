@@ -76,3 +76,24 @@ def check_shadow(monitor) -> int:
         raise InvariantError(f"check_shadow: reverse map of mpn {bad:#x} is stale")
     monitor.invariant_checks = getattr(monitor, "invariant_checks", 0) + 1
     return checked
+
+
+def check_nested(monitor) -> int:
+    """Resource control under nested paging: every nested table page is the
+    VMM's; every present npte maps exactly the machine page the PMap gives
+    its ppn (so a guest reaches only its own pages); returns nptes checked."""
+    nested, pmap = monitor.nested, monitor.pmap
+    owner = monitor.machine.owner
+    for mpn in (nested.root, *nested.tables.values()):
+        if owner.get(mpn) != "vmm":
+            raise InvariantError(f"check_nested: nested table page mpn {mpn:#x} "
+                                 "is not owned by the VMM")
+    n = 0
+    for ppn, npte in nested.entries():
+        n += 1
+        mpn = npte >> 12
+        if pmap.mpn_of.get(ppn) != mpn or owner.get(mpn) != pmap.name:
+            raise InvariantError(f"check_nested: npte for ppn {ppn:#x} = {npte:#010x} "
+                                 f"maps mpn {mpn:#x}, not the PMap's page of {pmap.name}")
+    monitor.invariant_checks = getattr(monitor, "invariant_checks", 0) + 1
+    return n

@@ -1,0 +1,177 @@
+"""Nested paging hardware: the two-dimensional walk (EPT/NPT style).
+
+Under nested paging the hardware translates va -> pa with the guest's own
+tables and pa -> ma with a nested table the VMM owns (same IA-32 format:
+npde, npte).  Every guest page-table reference is itself a guest-physical
+address, so it goes through the nested table first::
+
+                 nested walk          guest reference
+    gCR3 (pa)  -> npde, npte   ->     gpde
+    gpde (pa)  -> npde, npte   ->     gpte
+    gpte (pa)  -> npde, npte   ->     the data's ma
+
+For 2-level guest and nested tables a cold walk makes (2+1)(2+1)-1 = 8
+table references (Bhargava et al., ASPLOS 2008); with a 4 MiB guest page the
+middle row is skipped: 5.  The walker records every reference in ``grid``
+(row, column, address, value) so the trace and the stepper can draw it.
+
+A small nested-translation cache ("NTLB", as in AMD's nested TLB) keeps the
+last ``ntlb_entries`` pa-page -> ma-page translations (LRU), so a warm walk
+skips the nested walks of pages it saw recently; 0 turns it off.  The TLB
+itself caches the whole va -> ma translation.
+
+A missing nested entry raises ``NestedFault``: an EPT violation, which exits
+to the VMM with the guest-physical address.  Guest faults (the guest's own
+tables deny the access) are ordinary #PF that go to the guest's handler.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from . import paging
+from .exceptions import NPF, GuestFault
+from .paging import PTE_A, PTE_D, PTE_P
+
+
+class NestedFault(GuestFault):
+    """An EPT violation: no nested entry for guest-physical ``gpa``."""
+
+    __slots__ = ("gpa", "refs", "write")
+
+    def __init__(self, va: int, gpa: int, write: bool, refs: int):
+        super().__init__(NPF, 2 if write else 0, va)
+        self.gpa = gpa
+        self.write = write
+        self.refs = refs       # table references made before the fault
+
+
+class _GuestTables:
+    """Guest-physical memory as the 2D walker sees it: every word read or
+    written goes through the nested table first."""
+
+    __slots__ = ("walker", "row", "seen")
+
+    def __init__(self, walker):
+        self.walker = walker
+        self.row = 0
+        self.seen: dict[int, int] = {}   # pa -> ma of the entries read this walk
+
+    def read32(self, pa: int) -> int:
+        w = self.walker
+        ma = w.translate_pa(pa, False, _ROWS[self.row])
+        self.seen[pa] = ma
+        value = w.mem.read32(ma)
+        w.refs += 1
+        w.grid.append((_ROWS[self.row], ("gpde", "gpte")[min(self.row, 1)], ma, value))
+        self.row += 1
+        return value
+
+    def write32(self, pa: int, value: int) -> None:
+        # The A/D update of an entry the walk just read: no new translation.
+        self.walker.mem.write32(self.seen[pa], value)
+
+
+_ROWS = ("gcr3", "gpde", "gpte")
+
+
+class NestedWalker:
+    """The hardware's 2D walker; used as ``Mmu.walker`` in nested mode."""
+
+    STATS = {
+        "ntlb_hits": "nested translations found in the nested-translation cache",
+        "ntlb_misses": "nested translations that walked the nested table",
+        "nested_refs": "nested-table references (npde, npte)",
+        "guest_refs": "guest page-table references (gpde, gpte)",
+    }
+
+    def __init__(self, mem, guest_paging, ntlb_entries: int = 16):
+        self.mem = mem                  # machine memory
+        self.guest_paging = guest_paging  # callable: is the guest's CR0.PG set?
+        self.ncr3 = 0                   # ma of the nested page directory
+        self.ntlb: OrderedDict[int, int] = OrderedDict()
+        self.ntlb_entries = ntlb_entries
+        self.ntlb_hits = 0
+        self.ntlb_misses = 0
+        self.nested_refs = 0
+        self.guest_refs = 0
+        self.refs = 0
+        self.grid: list = []
+        self.last_grid: list = []
+        self._va = 0
+        self._view = _GuestTables(self)
+
+    def flush_ntlb(self) -> None:
+        self.ntlb.clear()
+
+    def translate_pa(self, pa: int, write: bool, row: str | None) -> int:
+        """pa -> ma through the nested table (or the NTLB); ``row`` names the
+        reference for the grid (None: an A/D update, already translated)."""
+        ppn = pa >> 12
+        mpn = self.ntlb.get(ppn)
+        if mpn is not None:
+            self.ntlb.move_to_end(ppn)
+            if row is not None:
+                self.ntlb_hits += 1
+                self.grid.append((row, "ntlb", mpn << 12, mpn))
+            return (mpn << 12) | (pa & 0xFFF)
+        mem = self.mem
+        npde_ma = self.ncr3 | ((pa >> 20) & 0xFFC)
+        npde = mem.read32(npde_ma)
+        self.refs += 1
+        self.nested_refs += 1
+        self.grid.append((row, "npde", npde_ma, npde))
+        if not npde & PTE_P:
+            raise NestedFault(self._va, pa, write, self.refs)
+        if not npde & PTE_A:
+            mem.write32(npde_ma, npde | PTE_A)
+        npte_ma = (npde & 0xFFFFF000) | ((pa >> 10) & 0xFFC)
+        npte = mem.read32(npte_ma)
+        self.refs += 1
+        self.nested_refs += 1
+        self.grid.append((row, "npte", npte_ma, npte))
+        if not npte & PTE_P:
+            raise NestedFault(self._va, pa, write, self.refs)
+        after = npte | (PTE_A | PTE_D if write else PTE_A)
+        if after != npte:
+            mem.write32(npte_ma, after)
+        mpn = npte >> 12
+        if row is not None:
+            self.ntlb_misses += 1
+        if self.ntlb_entries:
+            self.ntlb[ppn] = mpn
+            if len(self.ntlb) > self.ntlb_entries:
+                self.ntlb.popitem(last=False)
+        return (mpn << 12) | (pa & 0xFFF)
+
+    def __call__(self, mem, cr3: int, va: int, *, write: bool = False, user: bool = False,
+                 fetch: bool = False, wp: bool = False, pse: bool = False):
+        """The 2D walk of ``va``: a ``paging.Walk`` whose ``pa``/``frame`` are
+        machine addresses and ``refs`` counts every reference, nested ones
+        included.  Raises ``NestedFault`` on a missing nested entry."""
+        self.refs = 0
+        self.grid = []
+        self._va = va
+        try:
+            if not self.guest_paging():
+                # Guest paging off: va is the pa; only the nested dimension.
+                ma = self.translate_pa(va, write, "data")
+                frame = ma & 0xFFFFF000
+                return paging.Walk(va, write, user, fetch, (), False, None, ma, frame, False,
+                                   True, True, True, False, self.refs)
+            view = self._view
+            view.row = 0
+            view.seen.clear()
+            w = paging.walk(view, cr3, va, write=write, user=user, fetch=fetch, wp=wp, pse=pse)
+            self.guest_refs += w.refs
+            if w.fault:
+                return w._replace(refs=self.refs)
+            ma = self.translate_pa(w.pa, write, "data")
+            return w._replace(pa=ma, frame=ma & 0xFFFFF000, refs=self.refs)
+        finally:
+            self.last_grid = self.grid
+
+    def stats(self) -> dict:
+        return {"ntlb_entries": self.ntlb_entries, "ntlb_hits": self.ntlb_hits,
+                "ntlb_misses": self.ntlb_misses, "nested_refs": self.nested_refs,
+                "guest_refs": self.guest_refs}

@@ -1,0 +1,972 @@
+"""The exact effect of every instruction form of the ISA table (emu.isa.TABLE).
+
+Each test runs a snippet through ``tests/harness.py`` (a tiny ring-0 kernel
+that powers off after the snippet) in every mode of ``emu.system.MODES`` and
+checks registers, flags and memory with exact values.  Exceptions raised by
+instructions are in ``test_exceptions.py``.
+
+Semantics chosen where x86 leaves a flag undefined: mul/imul leave ZF and SF
+unchanged; div/idiv leave every flag unchanged; a shift count of 0 changes
+no flag; shl/shr/sar set OF for any count as if it were 1; rol/ror change
+only CF and OF; logic ops clear CF and OF; not changes no flag.
+"""
+
+from __future__ import annotations
+
+import pytest
+from harness import (
+    PGDIR,
+    PGTAB,
+    STACK_TOP,
+    TRAP_SETUP,
+    enter_user,
+    flags,
+    init,
+    paging_on,
+    read32,
+    regs,
+    run_snippet,
+    sym,
+    trap_data,
+    var,
+    words,
+)
+
+from emu.system import MODES
+
+ALL = "CF ZF SF OF"
+
+
+@pytest.fixture(params=MODES)
+def mode(request):
+    return request.param
+
+
+def run(mode, body, **kw):
+    """Run a snippet that must power off normally."""
+    s, r = run_snippet(body, mode, **kw)
+    assert r.outcome == "poweroff", r.message
+    return s, r
+
+
+def fl(names: str) -> set[str]:
+    return set(names.split())
+
+
+# --- two-operand arithmetic and logic --------------------------------------
+# (mnemonic, dst, src, flags before, result, flags after); cmp and test keep dst.
+ALU_CASES = [
+    ("add", 1, 2, "", 3, ""),
+    ("add", 0x7FFFFFFF, 1, "", 0x80000000, "SF OF"),
+    ("add", 0xFFFFFFFF, 1, "", 0, "CF ZF"),
+    ("add", 0x80000000, 0x80000000, "", 0, "CF ZF OF"),
+    ("add", 0xFFFFFFFF, 0xFFFFFFFF, "ZF OF", 0xFFFFFFFE, "CF SF"),
+    ("adc", 5, 5, "", 10, ""),
+    ("adc", 1, 2, "CF", 4, ""),
+    ("adc", 0xFFFFFFFF, 0, "CF", 0, "CF ZF"),
+    ("adc", 0x7FFFFFFF, 0, "CF", 0x80000000, "SF OF"),
+    ("adc", 0xFFFFFFFF, 0xFFFFFFFF, "CF", 0xFFFFFFFF, "CF SF"),
+    ("sub", 3, 1, ALL, 2, ""),
+    ("sub", 0, 1, "", 0xFFFFFFFF, "CF SF"),
+    ("sub", 0x80000000, 1, "", 0x7FFFFFFF, "OF"),
+    ("sub", 5, 5, "", 0, "ZF"),
+    ("sub", 0x7FFFFFFF, 0xFFFFFFFF, "", 0x80000000, "CF SF OF"),
+    ("sbb", 7, 2, "", 5, ""),
+    ("sbb", 5, 3, "CF", 1, ""),
+    ("sbb", 0, 0, "CF", 0xFFFFFFFF, "CF SF"),
+    ("sbb", 0x80000000, 0, "CF", 0x7FFFFFFF, "OF"),
+    ("sbb", 1, 0, "CF", 0, "ZF"),
+    ("sbb", 0, 0xFFFFFFFF, "CF", 0, "CF ZF"),
+    ("and", 0xFF00FF00, 0x0FF00FF0, "CF OF", 0x0F000F00, ""),
+    ("and", 0x80000000, 0xFFFFFFFF, "", 0x80000000, "SF"),
+    ("and", 0xF0, 0x0F, "CF OF", 0, "ZF"),
+    ("or", 0, 0, "CF OF", 0, "ZF"),
+    ("or", 0x80000000, 1, "CF", 0x80000001, "SF"),
+    ("xor", 0x12345678, 0x12345678, "CF SF OF", 0, "ZF"),
+    ("xor", 0xFFFFFFFF, 0x7FFFFFFF, "OF", 0x80000000, "SF"),
+    ("cmp", 0, 1, "", 0, "CF SF"),
+    ("cmp", 0x80000000, 1, "", 0x80000000, "OF"),
+    ("cmp", 5, 5, "", 5, "ZF"),
+    ("cmp", 0x7FFFFFFF, 0xFFFFFFFF, "", 0x7FFFFFFF, "CF SF OF"),
+    ("cmp", 9, 4, ALL, 9, ""),
+    ("test", 0xF0, 0x0F, "CF OF", 0xF0, "ZF"),
+    ("test", 0x80000001, 0x80000000, "CF OF", 0x80000001, "SF"),
+    ("test", 3, 1, ALL, 3, ""),
+]
+ALU_FORMS = ["r,r", "r,i", "r,m", "m,r", "m,i"]
+
+
+def _alu_id(case):
+    mn, a, b, fin, _, _ = case
+    return f"{mn}-{a:#x}-{b:#x}-{fin.replace(' ', '') or 'noflags'}"
+
+
+@pytest.mark.parametrize("form", ALU_FORMS)
+@pytest.mark.parametrize("case", ALU_CASES, ids=[_alu_id(c) for c in ALU_CASES])
+def test_alu_result_and_flags(mode, case, form):
+    mn, a, b, fin, result, fout = case
+    keep = mn in ("cmp", "test")
+    data = ""
+    if form == "r,r":
+        body = init(fin, eax=a, ebx=b) + f"    {mn} eax, ebx\n"
+    elif form == "r,i":
+        body = init(fin, eax=a) + f"    {mn} eax, {b:#x}\n"
+    elif form == "r,m":
+        body = init(fin, eax=a) + f"    {mn} eax, [val]\n"
+        data = f"val: dd {b:#x}"
+    elif form == "m,r":
+        body = init(fin, ebx=b) + f"    {mn} [val], ebx\n"
+        data = f"val: dd {a:#x}"
+    else:
+        body = init(fin) + f"    {mn} dword [val], {b:#x}\n"
+        data = f"val: dd {a:#x}"
+    s, r = run(mode, body, data=data)
+    expect = a if keep else result
+    if form.startswith("m"):
+        assert var(s, "val") == expect
+    else:
+        assert regs(r)["eax"] == expect
+        if form == "r,m":
+            assert var(s, "val") == b
+    if form.endswith(",r"):
+        assert regs(r)["ebx"] == b
+    assert flags(r) == fl(fout)
+
+
+def test_alu_same_register_both_operands(mode):
+    s, r = run(mode, init("", eax=0x80000000) + "    add eax, eax\n")
+    assert regs(r)["eax"] == 0
+    assert flags(r) == fl("CF ZF OF")
+
+
+def test_cmp_then_jcc_in_one_block_sees_the_flags(mode):
+    # cmp and jl are translated together: the flags stay in locals.
+    body = """
+    mov eax, 0xFFFFFFFF
+    mov ebx, 1
+    mov ecx, 0
+    cmp eax, ebx        ; -1 < 1 signed, above unsigned
+    jl .signed_less
+    mov ecx, 1
+.signed_less:
+    cmp eax, ebx
+    ja .above
+    mov edx, 7
+    jmp .end
+.above:
+    mov edx, 9
+.end:
+"""
+    s, r = run(mode, "x:\n" + body)
+    assert regs(r)["ecx"] == 0
+    assert regs(r)["edx"] == 9
+
+
+def test_flags_of_an_overwritten_result_are_still_exact(mode):
+    # add's flags are dead (sub writes them all): only sub's count.
+    s, r = run(mode, init(ALL, eax=0xFFFFFFFF) + "    add eax, 1\n    sub eax, 0\n")
+    assert regs(r)["eax"] == 0
+    assert flags(r) == {"ZF"}
+
+
+def test_adc_chain_adds_64_bit_numbers(mode):
+    # 0x00000001_FFFFFFFF + 0x00000002_00000001 = 0x00000004_00000000
+    body = init("", eax=0xFFFFFFFF, edx=1, ebx=1, ecx=2) + \
+        "    add eax, ebx\n    adc edx, ecx\n"
+    s, r = run(mode, body)
+    assert (regs(r)["edx"], regs(r)["eax"]) == (4, 0)
+    assert flags(r) == set()
+
+
+def test_sbb_chain_subtracts_64_bit_numbers(mode):
+    # 0x00000005_00000000 - 0x00000001_00000001 = 0x00000003_FFFFFFFF
+    body = init("", eax=0, edx=5, ebx=1, ecx=1) + \
+        "    sub eax, ebx\n    sbb edx, ecx\n"
+    s, r = run(mode, body)
+    assert (regs(r)["edx"], regs(r)["eax"]) == (3, 0xFFFFFFFF)
+    assert flags(r) == set()
+
+
+# --- one-operand arithmetic --------------------------------------------------
+UNARY_CASES = [
+    ("inc", 5, "CF ZF", 6, "CF"),
+    ("inc", 0x7FFFFFFF, "CF", 0x80000000, "CF SF OF"),
+    ("inc", 0xFFFFFFFF, "", 0, "ZF"),
+    ("dec", 0x80000000, "", 0x7FFFFFFF, "OF"),
+    ("dec", 1, "CF SF", 0, "CF ZF"),
+    ("dec", 0, "", 0xFFFFFFFF, "SF"),
+    ("neg", 0, ALL, 0, "ZF"),
+    ("neg", 1, "", 0xFFFFFFFF, "CF SF"),
+    ("neg", 0x80000000, "", 0x80000000, "CF SF OF"),
+    ("neg", 0xFFFFFFFF, "ZF", 1, "CF"),
+    ("not", 0x0F0F0F0F, "CF ZF OF", 0xF0F0F0F0, "CF ZF OF"),
+    ("not", 0, "", 0xFFFFFFFF, ""),
+    ("not", 0xFFFFFFFF, "SF", 0, "SF"),
+]
+
+
+@pytest.mark.parametrize("form", ["r", "m"])
+@pytest.mark.parametrize("case", UNARY_CASES,
+                         ids=[f"{c[0]}-{c[1]:#x}-{c[2].replace(' ', '') or 'noflags'}"
+                              for c in UNARY_CASES])
+def test_unary_result_and_flags(mode, case, form):
+    mn, a, fin, result, fout = case
+    if form == "r":
+        s, r = run(mode, init(fin, ecx=a) + f"    {mn} ecx\n    mov eax, ecx\n")
+        assert regs(r)["ecx"] == result
+    else:
+        s, r = run(mode, init(fin) + f"    {mn} dword [val]\n", data=f"val: dd {a:#x}")
+        assert var(s, "val") == result
+    assert flags(r) == fl(fout)
+
+
+# --- shifts and rotates ------------------------------------------------------
+# (mnemonic, value, count, flags before, result, flags after)
+SHIFT_CASES = [
+    ("shl", 0x80000001, 1, "", 2, "CF OF"),
+    ("shl", 0x40000000, 1, "", 0x80000000, "SF OF"),
+    ("shl", 0x80000000, 1, "", 0, "CF ZF OF"),
+    ("shl", 1, 31, "", 0x80000000, "SF OF"),
+    ("shl", 3, 31, "", 0x80000000, "CF SF"),
+    ("shl", 0xFFFFFFFF, 4, "ZF OF", 0xFFFFFFF0, "CF SF"),
+    ("shl", 0x12345678, 0, ALL, 0x12345678, ALL),
+    ("shl", 0x12345678, 32, "CF OF", 0x12345678, "CF OF"),
+    ("shl", 0x12345678, 33, "", 0x2468ACF0, ""),
+    ("shr", 0x80000001, 1, "", 0x40000000, "CF OF"),
+    ("shr", 0x80000000, 31, "", 1, "OF"),
+    ("shr", 0xFFFFFFFF, 31, "", 1, "CF OF"),
+    ("shr", 1, 1, "", 0, "CF ZF"),
+    ("shr", 0x10, 4, ALL, 1, ""),
+    ("shr", 0x12345678, 0, "ZF SF", 0x12345678, "ZF SF"),
+    ("shr", 0x12345678, 32, "CF", 0x12345678, "CF"),
+    ("sar", 0x80000000, 1, "", 0xC0000000, "SF"),
+    ("sar", 0x80000000, 31, "OF", 0xFFFFFFFF, "SF"),
+    ("sar", 0xFFFFFFFF, 31, "", 0xFFFFFFFF, "CF SF"),
+    ("sar", 0x7FFFFFFF, 31, "", 0, "CF ZF"),
+    ("sar", 5, 1, "OF SF", 2, "CF"),
+    ("sar", 0x80000000, 0, "ZF", 0x80000000, "ZF"),
+    ("sar", 0x80000000, 32, "", 0x80000000, ""),
+    ("rol", 0x80000001, 1, "ZF SF", 3, "CF OF ZF SF"),
+    ("rol", 0x12345678, 4, "", 0x23456781, "CF OF"),
+    ("rol", 0x40000000, 1, "CF", 0x80000000, "OF"),
+    ("rol", 1, 31, "", 0x80000000, "OF"),
+    ("rol", 0x12345678, 0, "CF OF", 0x12345678, "CF OF"),
+    ("rol", 0x12345678, 32, "SF", 0x12345678, "SF"),
+    ("ror", 1, 1, "", 0x80000000, "CF OF"),
+    ("ror", 0x12345678, 4, "", 0x81234567, "CF OF"),
+    ("ror", 2, 1, "CF OF ZF", 1, "ZF"),
+    ("ror", 0x80000000, 31, "CF OF SF", 1, "SF"),
+    ("ror", 0, 0, "CF", 0, "CF"),
+    ("ror", 0x12345678, 32, "", 0x12345678, ""),
+]
+
+
+@pytest.mark.parametrize("form", ["i8", "cl"])
+@pytest.mark.parametrize("case", SHIFT_CASES,
+                         ids=[f"{c[0]}-{c[1]:#x}-by{c[2]}-{c[3].replace(' ', '') or 'noflags'}"
+                              for c in SHIFT_CASES])
+def test_shift_result_and_flags(mode, case, form):
+    mn, a, count, fin, result, fout = case
+    if form == "i8":
+        body = init(fin, eax=a, ecx=0x1234) + f"    {mn} eax, {count}\n"
+    else:
+        # only cl's low 5 bits count: the rest of ecx is noise
+        body = init(fin, eax=a, ecx=0xABCD00 | count) + f"    {mn} eax, cl\n"
+    s, r = run(mode, body)
+    assert regs(r)["eax"] == result
+    assert regs(r)["ecx"] == (0x1234 if form == "i8" else 0xABCD00 | count)
+    assert flags(r) == fl(fout)
+
+
+def test_shift_of_ecx_by_cl_uses_the_old_count(mode):
+    s, r = run(mode, init("", ecx=4) + "    shl ecx, cl\n")
+    assert regs(r)["ecx"] == 0x40
+
+
+def test_shift_by_zero_in_a_block_keeps_earlier_flags(mode):
+    # add sets CF ZF; a shift by cl=0 after it must not disturb them.
+    body = init("", eax=0xFFFFFFFF, ebx=5, ecx=0) + \
+        "    add eax, 1\n    shl ebx, cl\n    rol ebx, 0\n"
+    s, r = run(mode, body)
+    assert regs(r)["ebx"] == 5
+    assert flags(r) == fl("CF ZF")
+
+
+# --- multiply, divide ----------------------------------------------------------
+@pytest.mark.parametrize("form", ["r", "m"])
+def test_mul_big_product_sets_edx_cf_of_keeps_zf_sf(mode, form):
+    src = "ebx" if form == "r" else "dword [val]"
+    body = init("ZF SF", eax=0x80000000, ebx=4, edx=0x55) + f"    mul {src}\n"
+    s, r = run(mode, body, data="val: dd 4")
+    assert (regs(r)["edx"], regs(r)["eax"]) == (2, 0)
+    assert flags(r) == fl("CF OF ZF SF")
+
+
+@pytest.mark.parametrize("form", ["r", "m"])
+def test_mul_small_product_clears_edx_cf_of(mode, form):
+    src = "ebx" if form == "r" else "dword [val]"
+    body = init("CF OF ZF", eax=3, ebx=5, edx=0x55) + f"    mul {src}\n"
+    s, r = run(mode, body, data="val: dd 5")
+    assert (regs(r)["edx"], regs(r)["eax"]) == (0, 15)
+    assert flags(r) == {"ZF"}
+
+
+def test_mul_eax_squares(mode):
+    s, r = run(mode, init("", eax=0x10000) + "    mul eax\n")
+    assert (regs(r)["edx"], regs(r)["eax"]) == (1, 0)
+    assert flags(r) == fl("CF OF")
+
+
+def test_mul_edx_uses_edx_before_overwriting_it(mode):
+    s, r = run(mode, init("", eax=0xFFFFFFFF, edx=0xFFFFFFFF) + "    mul edx\n")
+    assert (regs(r)["edx"], regs(r)["eax"]) == (0xFFFFFFFE, 1)
+
+
+IMUL_CASES = [
+    (0xFFFFFFFD, 5, "CF OF", 0xFFFFFFF1, ""),          # -3 * 5 = -15
+    (0x10000, 0x10000, "ZF", 0, "CF OF ZF"),           # 2^32 truncated
+    (0x40000000, 2, "", 0x80000000, "CF OF"),          # 2^31 overflows
+    (0x80000000, 0xFFFFFFFF, "SF", 0x80000000, "CF OF SF"),  # -2^31 * -1
+    (0xFFFFFFFF, 0xFFFFFFFF, "CF", 1, ""),              # -1 * -1
+    (0xC0000000, 2, "", 0x80000000, ""),                # -2^30 * 2 = -2^31 fits
+]
+
+
+@pytest.mark.parametrize("form", ["r,r", "r,i"])
+@pytest.mark.parametrize("case", IMUL_CASES, ids=[f"{c[0]:#x}x{c[1]:#x}" for c in IMUL_CASES])
+def test_imul_truncates_and_flags_signed_overflow(mode, case, form):
+    a, b, fin, result, fout = case
+    src = "ecx" if form == "r,r" else f"{b:#x}"
+    s, r = run(mode, init(fin, ebx=a, ecx=b, edx=0x77) + f"    imul ebx, {src}\n")
+    assert regs(r)["ebx"] == result
+    assert regs(r)["edx"] == 0x77       # the two-operand forms never touch edx
+    assert flags(r) == fl(fout)
+
+
+DIV_CASES = [
+    (0, 100, 7, 14, 2),
+    (1, 5, 0x10, 0x10000000, 5),
+    (0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFE),
+    (0, 0, 9, 0, 0),
+]
+
+
+@pytest.mark.parametrize("form", ["r", "m"])
+@pytest.mark.parametrize("case", DIV_CASES,
+                         ids=[f"{c[0]:#x}:{c[1]:#x}/{c[2]:#x}" for c in DIV_CASES])
+def test_div_quotient_remainder_flags_unchanged(mode, case, form):
+    hi, lo, d, q, rem = case
+    src = "ebx" if form == "r" else "dword [val]"
+    s, r = run(mode, init(ALL, edx=hi, eax=lo, ebx=d) + f"    div {src}\n",
+               data=f"val: dd {d:#x}")
+    assert (regs(r)["eax"], regs(r)["edx"]) == (q, rem)
+    assert flags(r) == fl(ALL)
+
+
+def test_div_eax_by_itself(mode):
+    s, r = run(mode, init("", edx=0, eax=10) + "    div eax\n")
+    assert (regs(r)["eax"], regs(r)["edx"]) == (1, 0)
+
+
+IDIV_CASES = [
+    (-7, 2, -3, -1),
+    (7, -2, -3, 1),
+    (-7, -2, 3, -1),
+    (7, 2, 3, 1),
+    (-100, 7, -14, -2),
+    (-(1 << 31), 1, -(1 << 31), 0),
+    (0x7FFFFFFF * 3, 3, 0x7FFFFFFF, 0),
+]
+
+
+@pytest.mark.parametrize("case", IDIV_CASES, ids=[f"{c[0]}/{c[1]}" for c in IDIV_CASES])
+def test_idiv_truncates_toward_zero(mode, case):
+    n, d, q, rem = case
+    n64 = n & 0xFFFFFFFFFFFFFFFF
+    body = init("CF SF", edx=n64 >> 32, eax=n64 & 0xFFFFFFFF, ecx=d) + "    idiv ecx\n"
+    s, r = run(mode, body)
+    assert regs(r)["eax"] == q & 0xFFFFFFFF
+    assert regs(r)["edx"] == rem & 0xFFFFFFFF
+    assert flags(r) == fl("CF SF")
+
+
+def test_idiv_edx_divisor_read_before_written(mode):
+    # edx:eax = -4, divided by edx = -1: quotient 4, remainder 0
+    s, r = run(mode, init("", edx=0xFFFFFFFF, eax=0xFFFFFFFC) + "    idiv edx\n")
+    assert (regs(r)["eax"], regs(r)["edx"]) == (4, 0)
+
+
+@pytest.mark.parametrize("eax,edx", [(0x80000000, 0xFFFFFFFF), (0x7FFFFFFF, 0), (0, 0),
+                                     (0xFFFFFFFF, 0xFFFFFFFF)])
+def test_cdq_sign_extends_eax(mode, eax, edx):
+    s, r = run(mode, init(ALL, eax=eax, edx=0x1234) + "    cdq\n")
+    assert (regs(r)["eax"], regs(r)["edx"]) == (eax, edx)
+    assert flags(r) == fl(ALL)
+
+
+# --- data movement ---------------------------------------------------------------
+REG_INIT = dict(eax=0x11223344, ebx=0x55667788, ecx=0x99AABBCC, edx=0xDDEEFF00)
+
+
+def test_mov_r_r(mode):
+    s, r = run(mode, init(ALL, **REG_INIT) + "    mov esi, ecx\n    mov eax, esi\n")
+    assert regs(r)["esi"] == 0x99AABBCC and regs(r)["eax"] == 0x99AABBCC
+    assert flags(r) == fl(ALL)
+
+
+def test_mov_r_i(mode):
+    s, r = run(mode, "    mov edi, 0xDEADBEEF\n    mov eax, -2\n")
+    assert regs(r)["edi"] == 0xDEADBEEF and regs(r)["eax"] == 0xFFFFFFFE
+
+
+def test_mov_r_m_absolute(mode):
+    s, r = run(mode, "    mov ebx, [val]\n    mov eax, [0x20000]\n", data="val: dd 0xCAFEF00D")
+    assert regs(r)["ebx"] == 0xCAFEF00D
+    assert regs(r)["eax"] == 0
+
+
+def test_mov_m_r_and_m_i(mode):
+    body = init(ebx=0x01020304) + "    mov [val], ebx\n    mov dword [val + 4], 0xA5A5A5A5\n"
+    s, r = run(mode, body, data="val: dd 0, 0, 0x77")
+    assert words(s, sym(s, "val"), 3) == [0x01020304, 0xA5A5A5A5, 0x77]
+
+
+ADDRESSING = [
+    ("[ebx]", 0),
+    ("[ebx + 8]", 8),
+    ("[ebx + 12 - 4]", 8),
+    ("[ebx + ecx]", 12),
+    ("[ebx + ecx*2]", 24),
+    ("[ebx + ecx*4 - 44]", 4),
+    ("[ebx + ecx*8 - 92]", 4),
+    ("[ecx*4 + tab - 36]", 12),
+    ("[tab + 16]", 16),
+    ("[esi - 4]", 28),
+]
+
+
+@pytest.mark.parametrize("operand,offset", ADDRESSING)
+def test_memory_operand_addressing(mode, operand, offset):
+    # ebx = tab, ecx = 12, esi = tab + 32; tab[i] = 0x100 + i (i a dword index)
+    body = "    mov ebx, tab\n    mov ecx, 12\n    lea esi, [ebx + 32]\n" \
+           f"    mov eax, {operand}\n    lea edx, {operand}\n"
+    data = "tab: dd " + ", ".join(f"{0x100 + i:#x}" for i in range(10))
+    s, r = run(mode, body, data=data)
+    assert regs(r)["eax"] == 0x100 + offset // 4
+    assert regs(r)["edx"] == sym(s, "tab") + offset
+
+
+def test_memory_operand_address_wraps_at_4_gib(mode):
+    s, r = run(mode, "    mov ebx, 0xFFFFFFFC\n    mov eax, [ebx + val + 4]\n",
+               data="val: dd 0x5A5A")
+    assert regs(r)["eax"] == 0x5A5A
+
+
+BYTE_MOVES = [
+    ("mov ah, bl", "eax", 0x11228844),
+    ("mov bh, al", "ebx", 0x55664488),
+    ("mov al, ah", "eax", 0x11223333),
+    ("mov ch, dh", "ecx", 0x99AAFFCC),
+    ("mov dl, ch", "edx", 0xDDEEFFBB),
+    ("mov bh, bh", "ebx", 0x55667788),
+    ("mov cl, dl", "ecx", 0x99AABB00),
+    ("mov ah, 0xAB", "eax", 0x1122AB44),
+    ("mov cl, 0xFF", "ecx", 0x99AABBFF),
+    ("mov dh, byte [val]", "edx", 0xDDEE5A00),
+    ("mov bl, byte [val + 1]", "ebx", 0x556677C3),
+]
+
+
+@pytest.mark.parametrize("insn,reg,value", BYTE_MOVES)
+def test_mov_byte_register_forms(mode, insn, reg, value):
+    s, r = run(mode, init(ALL, **REG_INIT) + f"    {insn}\n    mov esi, eax\n",
+               data="val: db 0x5A, 0xC3")
+    out = regs(r)
+    out["eax"] = out["esi"]
+    expect = dict(REG_INIT, **{reg: value})
+    assert {k: out[k] for k in REG_INIT} == expect
+    assert flags(r) == fl(ALL)
+
+
+@pytest.mark.parametrize("insn,word", [
+    ("mov byte [val + 1], ah", 0xAAAA33AA),
+    ("mov byte [val], bl", 0xAAAAAA88),
+    ("mov byte [val + 3], 0x7F", 0x7FAAAAAA),
+    ("mov byte [esi + 2], 0", 0xAA00AAAA),
+])
+def test_mov_byte_memory_destinations(mode, insn, word):
+    body = init(**REG_INIT) + f"    mov esi, val\n    {insn}\n"
+    s, r = run(mode, body, data="val: dd 0xAAAAAAAA, 0xBBBBBBBB")
+    assert words(s, sym(s, "val"), 2) == [word, 0xBBBBBBBB]
+
+
+@pytest.mark.parametrize("insn,value", [
+    ("movzx eax, bh", 0x77),
+    ("movzx eax, cl", 0xCC),
+    ("movzx eax, byte [val]", 0xF0),
+    ("movzx eax, byte [val + 1]", 0x01),
+])
+def test_movzx(mode, insn, value):
+    s, r = run(mode, init(ALL, **REG_INIT) + f"    {insn}\n", data="val: db 0xF0, 0x01")
+    assert regs(r)["eax"] == value
+    assert flags(r) == fl(ALL)
+
+
+def test_lea_computes_without_touching_memory_or_flags(mode):
+    body = init(ALL, ebx=0x1000, ecx=3) + "    lea eax, [ebx + ecx*4 + 8]\n" \
+           "    lea edx, [0xFFFFF000 + ebx*1 - 1]\n    lea esi, [ecx*8]\n"
+    s, r = run(mode, body)
+    assert regs(r)["eax"] == 0x1014
+    assert regs(r)["edx"] == 0xFFFFFFFF
+    assert regs(r)["esi"] == 24
+    assert flags(r) == fl(ALL)
+
+
+def test_xchg_r_r(mode):
+    s, r = run(mode, init(**REG_INIT) + "    xchg eax, edx\n")
+    assert (regs(r)["eax"], regs(r)["edx"]) == (0xDDEEFF00, 0x11223344)
+
+
+def test_xchg_r_m(mode):
+    s, r = run(mode, init(**REG_INIT) + "    xchg ecx, [val]\n    mov eax, ecx\n",
+               data="val: dd 0x600DF00D")
+    assert regs(r)["ecx"] == 0x600DF00D
+    assert var(s, "val") == 0x99AABBCC
+
+
+# --- stack ---------------------------------------------------------------------
+def test_push_r_i_m(mode):
+    body = init(ALL, ebx=0xB0B0) + "    push ebx\n    push -3\n    push dword [val]\n"
+    s, r = run(mode, body, data="val: dd 0x1234")
+    assert regs(r)["esp"] == STACK_TOP - 12
+    assert words(s, STACK_TOP - 12, 3) == [0x1234, 0xFFFFFFFD, 0xB0B0]
+    assert flags(r) == fl(ALL)
+
+
+def test_push_esp_pushes_its_old_value(mode):
+    s, r = run(mode, "    push esp\n")
+    assert read32(s, STACK_TOP - 4) == STACK_TOP
+
+
+def test_pop_r(mode):
+    s, r = run(mode, "    push 0x42\n    push 0x43\n    pop ebx\n    pop ecx\n")
+    assert (regs(r)["ebx"], regs(r)["ecx"], regs(r)["esp"]) == (0x43, 0x42, STACK_TOP)
+
+
+def test_pop_esp_loads_the_popped_value(mode):
+    s, r = run(mode, "    push 0x12340\n    pop esp\n")
+    assert regs(r)["esp"] == 0x12340
+
+
+def test_pushfd_pushes_flags_with_bit_1_and_if(mode):
+    s, r = run(mode, init("CF ZF SF OF IF") + "    pushfd\n    pop ebx\n"
+               "    cli\n    push 0\n    popfd\n    pushfd\n    pop ecx\n")
+    assert regs(r)["ebx"] == 0xAC3
+    assert regs(r)["ecx"] == 0x2
+
+
+def test_pushfd_after_arithmetic_in_one_block(mode):
+    s, r = run(mode, init("", eax=0x7FFFFFFF) + "    add eax, 1\n    pushfd\n    pop ebx\n")
+    assert regs(r)["ebx"] == 0x882
+
+
+def test_popfd_sets_flags_at_cpl0(mode):
+    s, r = run(mode, "    push 0xFFFFFFFF\n    popfd\n")
+    assert regs(r)["eflags"] == 0xAC3
+    assert regs(r)["esp"] == STACK_TOP
+
+
+def test_popfd_at_cpl3_keeps_if(mode):
+    # Ring 3 with IF=1 pops flags with IF=0 (and IF=1 at another time).
+    body = enter_user("user", eflags=0x202) + """
+user:
+    push 0x8C3
+    popfd
+    pushfd
+    pop ebx
+    push 0
+    popfd
+    pushfd
+    pop eax
+    int 0x80
+"""
+    s, r = run_snippet(body, mode, setup=TRAP_SETUP, data=trap_data({0x80: 0xEF00}))
+    assert r.exit_status == 0x80
+    assert regs(r)["ebx"] == 0xAC3
+    assert var(s, "trap_eax") == 0x202
+
+
+def test_popfd_at_cpl3_cannot_set_if(mode):
+    body = enter_user("user", eflags=0x2) + """
+user:
+    push 0x200
+    popfd
+    pushfd
+    pop eax
+    int 0x80
+"""
+    s, r = run_snippet(body, mode, setup=TRAP_SETUP, data=trap_data({0x80: 0xEF00}))
+    assert r.exit_status == 0x80
+    assert var(s, "trap_eax") == 0x2
+
+
+def test_pushad_layout(mode):
+    body = init(eax=1, ecx=2, edx=3, ebx=4, ebp=6, esi=7, edi=8) + "    pushad\n"
+    s, r = run(mode, body)
+    assert regs(r)["esp"] == STACK_TOP - 32
+    assert words(s, STACK_TOP - 32, 8) == [8, 7, 6, STACK_TOP, 4, 3, 2, 1]
+
+
+def test_popad_restores_all_but_esp(mode):
+    # pushed in pushad's order: eax ecx edx ebx esp(ignored) ebp esi edi
+    body = "    push 11\n    push 12\n    push 13\n    push 14\n    push 0xDEAD\n" \
+           "    push 16\n    push 17\n    push 18\n    popad\n"
+    s, r = run(mode, body)
+    out = regs(r)
+    assert [out[n] for n in ("eax", "ecx", "edx", "ebx", "ebp", "esi", "edi")] == \
+        [11, 12, 13, 14, 16, 17, 18]
+    assert out["esp"] == STACK_TOP
+
+
+# --- control flow --------------------------------------------------------------
+def test_jmp_rel(mode):
+    s, r = run(mode, "    mov ebx, 1\n    jmp there\n    mov ebx, 2\nthere:\n")
+    assert regs(r)["ebx"] == 1
+
+
+def test_jmp_r(mode):
+    s, r = run(mode, "    mov ebx, 1\n    mov ecx, there\n    jmp ecx\n    mov ebx, 2\nthere:\n")
+    assert regs(r)["ebx"] == 1
+
+
+def test_jmp_m(mode):
+    s, r = run(mode, "    mov ebx, 1\n    jmp [where]\n    mov ebx, 2\nthere:\n",
+               data="where: dd there")
+    assert regs(r)["ebx"] == 1
+
+
+JCC_CASES = [
+    ("jo", "OF", True), ("jo", "", False),
+    ("jno", "", True), ("jno", "OF", False),
+    ("jb", "CF", True), ("jb", "ZF SF OF", False),
+    ("jae", "", True), ("jae", "CF", False),
+    ("je", "ZF", True), ("je", "CF SF OF", False),
+    ("jne", "", True), ("jne", "ZF", False),
+    ("jbe", "CF", True), ("jbe", "ZF", True), ("jbe", "SF OF", False),
+    ("ja", "", True), ("ja", "CF", False), ("ja", "ZF", False),
+    ("js", "SF", True), ("js", "", False),
+    ("jns", "", True), ("jns", "SF", False),
+    ("jl", "SF", True), ("jl", "OF", True), ("jl", "", False), ("jl", "SF OF", False),
+    ("jge", "", True), ("jge", "SF OF", True), ("jge", "SF", False), ("jge", "OF", False),
+    ("jle", "ZF", True), ("jle", "SF", True), ("jle", "OF", True), ("jle", "", False),
+    ("jle", "SF OF", False),
+    ("jg", "", True), ("jg", "SF OF", True), ("jg", "ZF", False), ("jg", "SF", False),
+    ("jg", "ZF SF OF", False),
+    # aliases assemble to the same rows
+    ("jc", "CF", True), ("jz", "ZF", True), ("jnz", "ZF", False), ("jnle", "", True),
+]
+
+
+@pytest.mark.parametrize("jcc,fin,taken", JCC_CASES,
+                         ids=[f"{c[0]}-{c[1].replace(' ', '') or 'noflags'}-{c[2]}"
+                              for c in JCC_CASES])
+def test_conditional_jump(mode, jcc, fin, taken):
+    body = init(fin, ebx=0) + f"""
+    {jcc} target
+    mov ebx, 1
+    jmp done
+target:
+    mov ebx, 2
+done:
+"""
+    s, r = run(mode, body)
+    assert regs(r)["ebx"] == (2 if taken else 1)
+    assert flags(r) == fl(fin)
+
+
+def test_call_rel_pushes_return_address_and_ret_pops_it(mode):
+    body = """
+    mov ebx, 0
+    call sub
+after:
+    jmp done
+sub:
+    mov ebx, [esp]
+    mov ecx, esp
+    ret
+done:
+"""
+    s, r = run(mode, body)
+    assert regs(r)["ebx"] == sym(s, "after")
+    assert regs(r)["ecx"] == STACK_TOP - 4
+    assert regs(r)["esp"] == STACK_TOP
+
+
+def test_call_r(mode):
+    body = """
+    mov eax, sub
+    call eax
+after:
+    jmp done
+sub:
+    mov ebx, [esp]
+    ret
+done:
+"""
+    s, r = run(mode, body)
+    assert regs(r)["ebx"] == sym(s, "after")
+    assert regs(r)["esp"] == STACK_TOP
+
+
+def test_loop_counts_ecx_down_and_keeps_flags(mode):
+    body = init("ZF CF", ecx=5, ebx=0) + "again:\n    inc ebx\n    loop again\n"
+    s, r = run(mode, body)
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (5, 0)
+    assert flags(r) == {"CF"}        # inc cleared ZF (and kept CF); loop kept both
+
+
+def test_loop_with_ecx_1_falls_through(mode):
+    s, r = run(mode, init(ecx=1, ebx=0) + "    loop skip\n    mov ebx, 7\nskip:\n")
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (7, 0)
+
+
+def test_long_loop_runs_exactly(mode):
+    # a loop block runs its own back edge: check counts stay exact
+    body = init(ecx=1000, ebx=0, edx=0) + "l1:\n    add ebx, 3\n    add edx, ecx\n    loop l1\n"
+    s, r = run(mode, body)
+    assert regs(r)["ebx"] == 3000
+    assert regs(r)["edx"] == 500500
+    # mov esp + push/popfd + 3 movs + 3000 + out
+    assert r.instructions == 1 + 2 + 3 + 3000 + 1
+
+
+def test_nop_changes_nothing_but_eip(mode):
+    s, r = run(mode, init(ALL, **REG_INIT) + "nops:\n    nop\n    nop\nafter:\n")
+    assert {k: regs(r)[k] for k in REG_INIT} == REG_INIT
+    assert flags(r) == fl(ALL)
+    assert sym(s, "after") - sym(s, "nops") == 2
+
+
+# --- string instructions -----------------------------------------------------------
+SRC = "src: dd 0x11111111, 0x22222222, 0x33333333, 0x44444444\n" \
+      "dst: dd 0, 0, 0, 0, 0\n"
+
+
+def _string(mode, insn, ecx, eax=0xA1B2C3D4):
+    body = init(ALL, esi=0, edi=0, ecx=ecx, eax=eax) + \
+        f"    mov esi, src\n    mov edi, dst\n    {insn}\n"
+    s, r = run(mode, body, data=SRC)
+    return s, r, sym(s, "src"), sym(s, "dst")
+
+
+def test_movsd_moves_one_dword(mode):
+    s, r, src, dst = _string(mode, "movsd", 3)
+    assert words(s, dst, 2) == [0x11111111, 0]
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (src + 4, dst + 4, 3)
+    assert flags(r) == fl(ALL)
+
+
+def test_rep_movsd_moves_ecx_dwords(mode):
+    s, r, src, dst = _string(mode, "rep movsd", 3)
+    assert words(s, dst, 4) == [0x11111111, 0x22222222, 0x33333333, 0]
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (src + 12, dst + 12, 0)
+
+
+def test_rep_movsd_with_ecx_0_does_nothing(mode):
+    s, r, src, dst = _string(mode, "rep movsd", 0)
+    assert words(s, dst, 1) == [0]
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (src, dst, 0)
+
+
+def test_movsb_moves_one_byte(mode):
+    s, r, src, dst = _string(mode, "movsb", 9)
+    assert words(s, dst, 1) == [0x11]
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (src + 1, dst + 1, 9)
+
+
+def test_rep_movsb_moves_ecx_bytes(mode):
+    s, r, src, dst = _string(mode, "rep movsb", 6)
+    assert words(s, dst, 2) == [0x11111111, 0x2222]
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (src + 6, dst + 6, 0)
+
+
+def test_stosd_stores_eax(mode):
+    s, r, src, dst = _string(mode, "stosd", 2)
+    assert words(s, dst, 2) == [0xA1B2C3D4, 0]
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (src, dst + 4, 2)
+
+
+def test_rep_stosd_stores_ecx_dwords(mode):
+    s, r, src, dst = _string(mode, "rep stosd", 4)
+    assert words(s, dst, 5) == [0xA1B2C3D4] * 4 + [0]
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (src, dst + 16, 0)
+    assert flags(r) == fl(ALL)
+
+
+def test_stosb_stores_al(mode):
+    s, r, src, dst = _string(mode, "stosb", 2)
+    assert words(s, dst, 1) == [0xD4]
+    assert (regs(r)["edi"], regs(r)["ecx"]) == (dst + 1, 2)
+
+
+def test_rep_stosb_stores_ecx_bytes(mode):
+    s, r, src, dst = _string(mode, "rep stosb", 5)
+    assert words(s, dst, 2) == [0xD4D4D4D4, 0xD4]
+    assert (regs(r)["edi"], regs(r)["ecx"]) == (dst + 5, 0)
+
+
+# --- system instructions -----------------------------------------------------------
+def test_cli_sti(mode):
+    s, r = run(mode, init(ALL) + "    sti\n    pushfd\n    pop ebx\n    cli\n")
+    assert regs(r)["ebx"] == 0xAC3
+    assert flags(r) == fl(ALL)
+
+
+def test_lidt_loads_limit_and_base(mode):
+    # A second IDT whose vector 0x40 leads to my_handler.
+    body = "    lidt [desc2]\n    int 0x40\n"
+    data = trap_data() + """
+my_handler:
+    mov ebx, 0x4040
+    out 0xF4, ebx
+align 8
+desc2: dw 0x40*8 + 7
+       dd idt2
+idt2: times 0x40 dd 0, 0
+      dd my_handler, 0x8E00
+"""
+    s, r = run_snippet(body, mode, setup=TRAP_SETUP, data=data)
+    assert r.exit_status == 0x4040
+
+
+def test_ltr_sets_the_ring0_stack_of_traps_from_ring3(mode):
+    body = "    mov eax, tss2\n    ltr eax\n" + enter_user("user") + "user:\n    int 0x80\n"
+    data = trap_data({0x80: 0xEF00}) + "tss2: dd 0, 0x70000\n    times 24 dd 0\n"
+    s, r = run_snippet(body, mode, setup=TRAP_SETUP, data=data)
+    assert r.exit_status == 0x80
+    assert regs(r)["esp"] == 0x70000 - 20
+
+
+def test_out_console_both_forms(mode):
+    body = "    mov eax, 'h'\n    out 0xE9, eax\n    mov edx, 0xE9\n    mov eax, 0x169\n" \
+           "    out dx, eax\n    mov eax, 3\n"
+    s, r = run(mode, body)
+    assert r.console == "hi"
+    assert r.exit_status == 3
+
+
+def test_in_console_reads_0(mode):
+    s, r = run(mode, "    mov ebx, 5\n    in ebx, 0xE9\n    mov eax, 0\n")
+    assert regs(r)["ebx"] == 0
+
+
+def test_in_timer_ports(mode):
+    body = "    mov eax, 100000\n    out 0x40, eax\n    in ebx, 0x40\n" \
+           "    mov edx, 0x41\n    in ecx, dx\n    mov eax, 0\n"
+    s, r = run(mode, body)
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (100000, 0)
+
+
+@pytest.mark.parametrize("port", [0x80, 0x42, 0xE8])
+def test_in_unknown_port_reads_all_ones(mode, port):
+    s, r = run(mode, f"    mov edx, {port}\n    in ebx, dx\n    in ecx, {port}\n    mov eax, 0\n")
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (0xFFFFFFFF, 0xFFFFFFFF)
+
+
+def test_out_unknown_port_is_ignored(mode):
+    s, r = run(mode, "    mov eax, 0x41\n    out 0x80, eax\n    mov eax, 0\n")
+    assert r.console == "" and r.exit_status == 0
+
+
+def test_out_power_off_status(mode):
+    s, r = run(mode, "    mov ebx, 0xDEAD\n    out 0xF4, ebx\n    mov eax, 1\n")
+    assert r.exit_status == 0xDEAD
+
+
+
+
+@pytest.mark.parametrize("cr,value", [(0, 0x00010001), (2, 0x12345678), (3, 0x00200000),
+                                      (4, 0x90)])
+def test_mov_to_and_from_cr(mode, cr, value):
+    s, r = run(mode, f"    mov ebx, {value:#x}\n    mov cr{cr}, ebx\n    mov ecx, cr{cr}\n")
+    assert regs(r)["ecx"] == value
+    assert regs(r)[f"cr{cr}"] == value
+
+
+def test_mov_cr0_turns_paging_on_and_reads_back(mode):
+    s, r = run(mode, paging_on() + "    mov ecx, cr0\n    mov edx, cr3\n    mov eax, [val]\n",
+               data="val: dd 0x1234")
+    assert regs(r)["ecx"] == 0x80010000
+    assert regs(r)["cr0"] == 0x80010000
+    assert regs(r)["edx"] == PGDIR
+    assert regs(r)["eax"] == 0x1234
+
+
+def test_invlpg_makes_a_changed_pte_visible(mode):
+    # va 0xD0000 maps frame 0xD0000 (holding A); point its PTE at 0xD1000
+    # (holding B): after invlpg the read sees B.
+    pte = PGTAB + (0xD0000 >> 12) * 4
+    body = paging_on() + f"""
+    mov dword [0xD0000], 0xAAAA
+    mov dword [0xD1000], 0xBBBB
+    mov eax, [0xD0000]
+    mov dword [{pte:#x}], 0xD1007
+    invlpg [0xD0000]
+    mov ebx, [0xD0000]
+"""
+    s, r = run(mode, body)
+    assert regs(r)["eax"] == 0xAAAA
+    assert regs(r)["ebx"] == 0xBBBB
+
+
+def test_hlt_waits_for_the_timer_interrupt(mode):
+    body = """
+    mov eax, 50
+    out 0x40, eax
+    sti
+    hlt
+after_hlt:
+    mov eax, 0
+    out 0x40, eax
+    mov eax, [woken]
+"""
+    data = trap_data(handlers={32: "tick"}) + """
+tick:
+    inc dword [woken]
+    mov ebx, [esp]
+    mov ecx, [esp + 4]
+    iret
+woken: dd 0
+"""
+    s, r = run_snippet(body, mode, setup=TRAP_SETUP, data=data)
+    assert r.outcome == "poweroff"
+    assert r.exit_status == 1
+    assert regs(r)["ebx"] == sym(s, "after_hlt")
+    assert regs(r)["ecx"] == 0x08
+    assert "IF" in flags(r)
+
+
+def test_hlt_with_interrupts_disabled_crashes_with_a_message(mode):
+    s, r = run_snippet("    mov eax, 50\n    out 0x40, eax\n    cli\n    hlt\n", mode)
+    assert r.outcome == "crash"
+    assert "interrupts disabled" in r.message
+
+
+
+# --- the translator: page boundaries, code written at run time --------------------
+def test_instruction_crossing_a_page_boundary(mode):
+    # mov eax, imm32 (6 bytes) starts 3 bytes before a page boundary.
+    data = "align 4096\n    times 4093 db 0\ncrossing:\n    mov eax, 0x12345678\n" \
+           "    add eax, 1\n    jmp back\n"
+    s, r = run(mode, "    jmp crossing\nback:\n", data=data)
+    assert sym(s, "crossing") % 4096 == 4093
+    assert regs(r)["eax"] == 0x12345679
+
+
+def test_code_rewritten_after_it_ran_runs_the_new_bytes(mode):
+    # f is translated by the first call; the store into its immediate must
+    # drop that translation.
+    body = "    call f\n    mov esi, ebx\n    mov dword [f + 2], 7\n    call f\n"
+    data = "f:\n    mov ebx, 1\n    ret\n"
+    s, r = run(mode, body, data=data)
+    assert (regs(r)["esi"], regs(r)["ebx"]) == (1, 7)
