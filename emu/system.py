@@ -28,9 +28,9 @@ from .hw.cpu import INTERCEPTS, Cpu, Stop
 from .hw.devices import Console, IoBus, PowerOff, Timer
 from .hw.memory import PhysMem
 from .hw.mmu import Mmu
+from .hw.nested import NestedWalker
 from .hw.tlb import POLICIES, Tlb
 from .trace import TraceBus
-from .hw.nested import NestedWalker
 from .vmm.monitor import ShadowMonitor
 from .vmm.nested import NestedMonitor
 from .vmm.pmap import GuestPhys, MachineMemory, OutOfMachineMemory, PMap
