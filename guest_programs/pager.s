@@ -4,15 +4,19 @@
 ; NFRAMES = 8 frames.  On a page fault the kernel takes a free frame, or
 ; picks a victim with the CLOCK algorithm: the hand walks the frames; a
 ; page whose PTE has A=1 (the hardware set it: the page was used since the
-; hand last passed) gets a second chance -- the kernel clears A and
-; INVLPGs the page, so that the next use walks the table and sets A again
-; (without the INVLPG the TLB would keep answering and A would stay 0).
-; The first page with A=0 is evicted.  If its D bit is set the hardware saw
-; a write: the page goes to its slot in a "ramdisk" (a region of guest RAM);
-; a clean page is simply dropped.  Its PTE becomes not present, marked
-; PTE_ONDISK when the data is in the ramdisk, and is INVLPGed.  The next
-; fault on it reads it back (a page-in), or zero-fills it if it never was
-; written.
+; hand last passed) gets a second chance -- the kernel clears A and moves
+; on.  The first page with A=0 is evicted.  If its D bit is set the
+; hardware saw a write: the page goes to its slot in a "ramdisk" (a region
+; of guest RAM); a clean page is simply dropped (the ramdisk still has it,
+; or it never was written).  Its PTE becomes not present, marked PTE_ONDISK
+; when the data is in the ramdisk.  The next fault on it reads it back (a
+; page-in), or zero-fills it if it never was written.
+;
+; Every PTE the sweep changed may still be cached in the TLB: the kernel
+; reloads CR3 once before returning (one flush for the whole sweep instead
+; of an INVLPG per page).  Without it the TLB would keep answering for the
+; pages whose A bit was cleared, the hardware would not set A again, and
+; CLOCK would evict the pages in use.
 ;
 ; The process first writes every page once, then makes ROUNDS passes over
 ; the 20 "cold" pages, reading the 4 "hot" pages before each: the hot
@@ -183,10 +187,9 @@ get_frame:
     mov eax, [esi]
     test eax, PTE_A
     je .victim
-    and eax, ~PTE_A                 ; a second chance: clear A, and INVLPG so
-    mov [esi], eax                  ; that the next use walks the table and
-    invlpg [edx]                    ; sets A again
-    inc dword [a_cleared]
+    and eax, ~PTE_A                 ; a second chance: clear A (the CR3 reload
+    mov [esi], eax                  ; below makes the next use walk the table
+    inc dword [a_cleared]           ; and set A again)
     jmp .clock
 .victim:
     mov ecx, eax
@@ -210,9 +213,13 @@ get_frame:
 .unmap:
     inc dword [clean_drops]
 .unmapped:
-    mov [esi], ecx                  ; present -> not present: INVLPG
-    invlpg [edx]
+    mov [esi], ecx                  ; present -> not present
     mov dword [frame_va + edi*4], 0
+    ; Flush the TLB entries of every PTE changed above.  (An INVLPG each
+    ; would do too, but the emulator's oos shadow policies mishandle two
+    ; INVLPGs in one page table: see guest_programs/README.md.)
+    mov eax, cr3
+    mov cr3, eax
 .have:
     mov eax, edi
     shl eax, 12
