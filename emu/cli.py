@@ -76,6 +76,8 @@ def add_machine_options(p: argparse.ArgumentParser) -> None:
                    help="split ITLB/DTLB or one unified TLB (default: %(default)s)")
     p.add_argument("--tlb-large", type=_positive, default=Config.tlb_large,
                    help="TLB entries for 4 MiB pages (default: %(default)s)")
+    p.add_argument("--ntlb-entries", type=int, default=Config.ntlb_entries,
+                   help="nested-translation cache entries, nested mode (default: %(default)s)")
     p.add_argument("--seed", type=int, default=Config.seed,
                    help="seed of the random TLB policy (default: %(default)s)")
 
@@ -85,6 +87,7 @@ def config_from(args) -> Config:
                   clock=args.clock, tlb_entries=args.tlb_entries,
                   tlb_ways=args.tlb_ways, tlb_policy=args.tlb_policy,
                   tlb_kind=args.tlb_kind, tlb_large=args.tlb_large, seed=args.seed,
+                  ntlb_entries=args.ntlb_entries,
                   machine_mib=args.machine_mib, shadow_policy=args.shadow_policy,
                   check_invariants=args.check_invariants).validate()
 
@@ -109,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("program", help="a .s file, or a raw binary with --org")
     d.add_argument("--org", type=lambda t: int(t, 0), default=None,
                    help="load address of a raw binary")
+    c = sub.add_parser("compare", help="run a guest natively, under shadow paging (each "
+                       "policy) and nested paging, and compare")
+    c.add_argument("program")
+    add_machine_options(c)
+    c.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
+    c.add_argument("--svg", metavar="FILE", help="save the table and chart as SVG")
+    c.add_argument("--html", metavar="FILE", help="save the table and chart as HTML")
     sub.add_parser("list", help="list the bundled guest programs")
     return p
 
@@ -121,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             return _demo()
-        if args.command == "run":
+        if args.command in ("run", "compare"):
             extra = programs.default_options(programs.resolve(args.program))
             if extra:
-                args = build_parser().parse_args(["run", args.program, *extra, *argv[1:]])
-        return {"run": cmd_run, "asm": cmd_asm, "disasm": cmd_disasm,
+                args = build_parser().parse_args(
+                    [args.command, args.program, *extra, *argv[1:]])
+        return {"run": cmd_run, "asm": cmd_asm, "disasm": cmd_disasm, "compare": cmd_compare,
                 "list": cmd_list}[args.command](args)
     except AsmError as e:
         print(f"emu: {e}", file=sys.stderr)
@@ -281,6 +292,27 @@ def cmd_disasm(args) -> int:
     for line in disassemble(read_byte, org, org + len(blob)):
         print(format_line(line))
     return 0
+
+
+def cmd_compare(args) -> int:
+    from rich.console import Console
+
+    from .ui.compare import compare, render, to_json
+    image = load(args.program)
+    result = compare(image, config_from(args))
+    record = bool(args.svg or args.html)
+    console = Console(record=record)
+    console.print(render(result, args.program))
+    if args.json:
+        write_json_atomic(args.json, to_json(result))
+    try:
+        if args.svg:
+            console.save_svg(args.svg, title=f"emu compare {args.program}")
+        if args.html:
+            console.save_html(args.html)
+    except OSError as e:
+        raise EmuError(f"cannot write {e.filename}: {e.strerror}") from None
+    return 0 if not result.mismatches else 5
 
 
 def cmd_list(args) -> int:

@@ -149,7 +149,7 @@ class Cpu:
             while stop is None:
                 try:
                     if self.vectoring is not None:
-                        self._redeliver()
+                        icount += self._redeliver()
                     if self.irq_pending and self.iflag and irq:
                         self._interrupt()
                     eip = self.eip
@@ -307,12 +307,17 @@ class Cpu:
         if stop is not None:
             raise _StopRun(stop.reason, 0, **stop.detail)
 
-    def _redeliver(self) -> None:
+    def _redeliver(self) -> int:
+        """Deliver again the event a VM exit interrupted; returns the
+        instructions it retires (an ``int n`` retires when its delivery
+        completes, as it would have without the exit)."""
         vector, ec, cr2, ret, soft, external = self.vectoring
         self.vectoring = None
+        self.delivery_faulted = False
         stop = self.deliver(vector, ec, cr2, ret, soft=soft, external=external)
         if stop is not None:
             raise _StopRun(stop.reason, 0, **stop.detail)
+        return 1 if soft and not self.delivery_faulted else 0
 
     def deliver(self, vector: int, error_code, cr2, return_eip: int, *,
                 soft: bool = False, external: bool = False) -> Stop | None:
@@ -462,7 +467,11 @@ class Cpu:
         next instruction."""
         if self.irq_pending and self.iflag:
             self.eip = nxt
-            self._interrupt()
+            try:
+                self._interrupt()
+            except _StopRun as s:
+                s.retired += 1        # this instruction completed before the exit
+                raise
             return self.eip
         return nxt
 

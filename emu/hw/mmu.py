@@ -63,6 +63,9 @@ class Mmu:
         # paging, whose nested table maps 4 KiB pages one by one (the TLB
         # holds the smaller of the two page sizes, as on real hardware).
         self.large_pages = True
+        # 4 MiB regions cached as 4 KiB entries ("splintered"): an INVLPG
+        # anywhere in one drops them all, as hardware does.
+        self.split_regions: set[int] = set()
         # Fast maps (see module doc) and translated code per physical page.
         self.rfast: dict[int, bytearray] = {}
         self.wfast: dict[int, bytearray] = {}
@@ -115,6 +118,8 @@ class Mmu:
         """A CR3 load: new root; the TLBs drop all but global entries."""
         self.cr3 = cr3 & 0xFFFFF000
         keep = self.pge
+        if not keep:
+            self.split_regions.clear()
         self.itlb.flush(keep)
         if self.dtlb is not self.itlb:
             self.dtlb.flush(keep)
@@ -135,6 +140,9 @@ class Mmu:
 
     def invlpg(self, va: int) -> None:
         vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
+        if vpn >> 10 in self.split_regions:
+            self.split_regions.discard(vpn >> 10)
+            self.invlpg_range(vpn & ~0x3FF, 1024)
         self.itlb.invlpg(vpn)
         if self.dtlb is not self.itlb:
             self.dtlb.invlpg(vpn)
@@ -260,6 +268,8 @@ class Mmu:
         self._missed.discard((vpn, fetch))
         pn = w.frame >> PAGE_SHIFT
         page = self.mem.page(pn)
+        if w.large and not self.large_pages:
+            self.split_regions.add(vpn >> 10)
         if w.large and self.large_pages:
             entry = TlbEntry(vpn & ~0x3FF, pn & ~0x3FF, None, w.writable, w.user_ok,
                              w.dirty, w.global_ and self.pge, True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..hw.exceptions import describe_vector
 from ..hw.paging import decode_flags
+from .grid import grid_lines
 
 
 def _flags(entry: int, pde: bool = False) -> str:
@@ -60,7 +61,7 @@ class Narrator:
     # --- events -----------------------------------------------------------------
     def __call__(self, ev) -> None:
         kind = ev.kind
-        if kind == "shadow_walk" and ev.step == 1:
+        if kind in ("shadow_walk", "nested_walk") and ev.step == 1:
             self._flush()
             self.story = [ev]
             return
@@ -81,7 +82,8 @@ class Narrator:
             return
         if kind in ("cr3_load", "invlpg"):
             self._emit([self._one_line(ev)])
-        elif kind == "deliver" and self.mode == "native" and ev.data["source"] == "fault":
+        elif (kind == "deliver" and self.mode in ("native", "nested")
+              and ev.data["source"] == "fault"):
             self._emit([self._native_delivery(ev)])
         elif kind == "run_end":
             self._flush()
@@ -104,9 +106,10 @@ class Narrator:
     def _native_delivery(self, ev) -> str:
         d = ev.data
         what = describe_vector(d["vector"])
+        no_exit = " (no VM exit: the guest's own fault)" if self.mode == "nested" else ""
         if d["vector"] == 14:
             return (f"· #PF at va {d['cr2']:#010x} (error {d['error_code']:#x}) delivered "
-                    f"to the guest's handler at {d['handler']:#010x}")
+                    f"to the guest's handler at {d['handler']:#010x}{no_exit}")
         return f"· {what} delivered to the guest's handler at {d['handler']:#010x}"
 
     def _flush(self) -> None:
@@ -115,6 +118,8 @@ class Narrator:
             self._emit(self._tell(story))
 
     def _tell(self, story: list) -> list[str]:
+        if story[0].kind == "nested_walk":
+            return self._tell_nested(story)
         first = story[0]
         va = first.va
         by = {}
@@ -198,3 +203,42 @@ class Narrator:
             return line + (f": ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc},"
                            f" spte {fill.data['spte']:#010x}")
         return line
+
+    def _tell_nested(self, story: list) -> list[str]:
+        first = story[0]
+        by = {}
+        for ev in story:
+            by.setdefault(ev.kind, ev)
+        self.faults += 1
+        gpa = first.data["gpa"]
+        if self.brief and "nested" in self.told:
+            pm = by.get("pmap_lookup")
+            new = " (new)" if pm and pm.data["allocated"] else ""
+            mpn = f" -> mpn {pm.data['mpn']:#x}{new}" if pm else ""
+            return [f"· nested fault at va {first.va:#010x}, gpa {gpa:#010x}: "
+                    f"ppn {gpa >> 12:#x}{mpn}"]
+        self.told.add("nested")
+        lines = [f"── nested fault (EPT violation) at va {first.va:#010x}, gpa {gpa:#010x} "
+                 f"── cycle {first.cycle:,}",
+                 " 1 TLB miss; the hardware walks both dimensions (guest table, nested "
+                 "table) and finds no nested entry:"]
+        lines += grid_lines(first.data.get("grid") or [], fault=True)
+        exit_ev = by.get("vm_exit")
+        eip = exit_ev.data.get("eip") if exit_ev else 0
+        lines.append(f" 2 VM exit (EPT violation) at eip {eip:#010x}; the exit names the "
+                     "guest-physical address: no guest walk needed")
+        pm = by.get("pmap_lookup")
+        if pm is not None:
+            alloc = " (allocated now, zeroed)" if pm.data["allocated"] else ""
+            lines.append(f" 3 PMap: ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc}")
+        fill = by.get("nested_fill")
+        if fill is not None:
+            lines.append(f" 4 npte := {fill.data['npte']:#010x}  "
+                         f"{_flags(fill.data['npte'])}  (ppn {fill.data['ppn']:#x})")
+        lines.append(" 5 VM entry: restart the faulting instruction")
+        tlb = by.get("tlb_fill")
+        if tlb is not None:
+            rights = ("W" if tlb.data["writable"] else "r") + (" U" if tlb.data["user"] else " s")
+            lines.append(f" 6 the 2D walk succeeds: TLB fill va {tlb.va:#010x} -> "
+                         f"mpn {tlb.data['pn']:#x} ({rights})")
+        return lines
