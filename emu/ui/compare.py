@@ -44,8 +44,9 @@ def configurations(base: Config) -> list[tuple[str, Config]]:
     return out
 
 
-def compare(image, base: Config = Config()) -> Comparison:
+def compare(image, base: Config | None = None) -> Comparison:
     """Run ``image`` in every configuration; compare what the guest sees."""
+    base = base or Config()
     runs = [(label, System(image, cfg).run()) for label, cfg in configurations(base)]
     reference = runs[0][1].guest_visible()
     mismatches = []

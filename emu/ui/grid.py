@@ -30,8 +30,7 @@ def grid_lines(grid: list, indent: str = "      ", fault: bool = False) -> list[
             nested = f"{'ntlb hit':<24} {'':<24}"
         else:
             nested = " ".join(
-                f"{'ma %#010x %#010x' % cells[c] if c in cells else '':<24}"
-                for c in ("npde", "npte"))
+                f"{_cell(cells[c]) if c in cells else '':<24}" for c in ("npde", "npte"))
         guest = ""
         for c in ("gpde", "gpte"):
             if c in cells:
@@ -42,3 +41,8 @@ def grid_lines(grid: list, indent: str = "      ", fault: bool = False) -> list[
     refs = sum(1 for _, col, _, _ in grid if col != "ntlb")
     out.append(f"{indent}{refs} table references")
     return out
+
+
+def _cell(entry: tuple[int, int]) -> str:
+    ma, value = entry
+    return f"ma {ma:#010x} {value:#010x}"
