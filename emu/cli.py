@@ -4,6 +4,7 @@
     emu run PROG.s [...]     run a guest; its console streams live, a summary ends it
     emu asm PROG.s [-o F]    assemble: a listing, or the raw bytes to a file
     emu disasm PROG.s|F.bin  disassemble
+    emu step PROG.s [...]    step through a run: instructions, faults, the six steps
 
 Exit status: a guest that powers off gives its own status (0..255); a guest
 that crashes (triple fault, bus error, hlt forever) gives 3, one that
@@ -119,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
     c.add_argument("--svg", metavar="FILE", help="save the table and chart as SVG")
     c.add_argument("--html", metavar="FILE", help="save the table and chart as HTML")
+    st = sub.add_parser("step", help="step through a guest run, one fault step at a time")
+    st.add_argument("program")
+    add_machine_options(st)
+    st.add_argument("--script", metavar="FILE",
+                    help="run the commands in FILE (one a line) without a terminal, then exit")
+    st.add_argument("--width", type=_positive, default=None,
+                    help="console width when not on a terminal (default: 100)")
+    st.add_argument("--svg", metavar="FILE", help="save what the console showed as SVG")
+    st.add_argument("--html", metavar="FILE", help="save what the console showed as HTML")
     sub.add_parser("list", help="list the bundled guest programs")
     return p
 
@@ -131,13 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             return _demo()
-        if args.command in ("run", "compare"):
+        if args.command in ("run", "compare", "step"):
             extra = programs.default_options(programs.resolve(args.program))
             if extra:
                 args = build_parser().parse_args(
                     [args.command, args.program, *extra, *argv[1:]])
         return {"run": cmd_run, "asm": cmd_asm, "disasm": cmd_disasm, "compare": cmd_compare,
-                "list": cmd_list}[args.command](args)
+                "step": cmd_step, "list": cmd_list}[args.command](args)
     except AsmError as e:
         print(f"emu: {e}", file=sys.stderr)
         if e.excerpt() and e.text.replace("\t", " ").isprintable():
@@ -180,8 +190,11 @@ class _Streamer:
     def __init__(self, out):
         self.out = out
         self.last = "\n"
+        self.before = None      # callable() before any output (erases the progress line)
 
     def __call__(self, ch: str) -> None:
+        if self.before is not None:
+            self.before()
         self.out.write(ch)
         self.last = ch
         if ch == "\n":
@@ -197,6 +210,8 @@ def cmd_run(args) -> int:
         from .ui.narrate import Narrator
 
         def write(text: str) -> None:
+            if out.before is not None:
+                out.before()
             sys.stdout.write(text)
             out.last = "\n"
         system.bus.subscribe(Narrator(write, config.mode, lambda: out.last == "\n",
@@ -206,9 +221,16 @@ def cmd_run(args) -> int:
         from .trace import JsonlWriter
         trace_fh = _open_for_write(args.trace)
         system.bus.subscribe(JsonlWriter(trace_fh))
+    progress = None
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        from .ui.progress import ProgressLine
+        progress = system.progress = ProgressLine(sys.stderr)
+        out.before = progress.clear
     try:
         result = system.run()
     finally:
+        if progress is not None:
+            progress.clear()
         if trace_fh is not None:
             trace_fh.close()
     if out.last != "\n":
@@ -313,6 +335,14 @@ def cmd_compare(args) -> int:
     except OSError as e:
         raise EmuError(f"cannot write {e.filename}: {e.strerror}") from None
     return 0 if not result.mismatches else 5
+
+
+def cmd_step(args) -> int:
+    from .ui.stepper import read_script, run
+    if args.script is not None:
+        read_script(args.script)        # a missing script: one line, before any work
+    return run(load(args.program), config_from(args), script=args.script, svg=args.svg,
+               html=args.html, width=args.width)
 
 
 def cmd_list(args) -> int:

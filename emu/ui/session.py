@@ -1,0 +1,425 @@
+"""A run you can stop anywhere and take back: the engine under the stepper.
+
+A ``Session`` drives a ``System`` one simpy event at a time (``env.step()``)
+while it listens to the trace bus.  While somebody listens, every VMM step
+is its own simpy timeout (``vmm/base.py``), so the session can stop between
+the steps of a fault; ``System.max_batch_insns`` bounds each CPU batch (1:
+one instruction) and 0 holds the vCPU between batches, so a stop after a VM
+entry comes before the guest runs again.
+
+Positions.  A run is a function of the program, the configuration and the
+sequence of batch limits given to its simpy events, which the session logs
+(run-length encoded).  A position is a prefix of that log plus how many of
+the trace events emitted so far have been *shown* (one simpy event can emit
+several: ``micro`` shows them one at a time).  Going back replays the log
+from the start in a fresh ``System``: the same program and configuration
+give the same run, so the replayed machine is the one that was there.  The
+instruction count recorded with each position checks it.
+
+Stops.  A motion (``step``, ``next``, ``micro``, ``continue``) runs until
+its condition holds.  Conditions on trace events (a fault begins, a fault of
+a kind, an exit of a reason) stop at that event, inside the VMM's handling
+if that is where it happened.  Conditions on the instruction stream (an
+address breakpoint, a write to a watched va, an instruction count) are
+checked between batches, so while they are armed batches are one
+instruction long.  An event raised in the middle of a batch (an exception
+the hardware delivers natively) is found by running batches, then replaying
+up to the batch that raised it and running that one instruction at a time.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from dataclasses import dataclass
+
+from simpy.core import EmptySchedule
+
+from ..errors import EmuError
+from ..hw.exceptions import NAMES as VECTOR_NAMES
+from ..system import Config, System
+from .story import describe
+
+KEEP_EVENTS = 4096    # trace events kept for the views (the oldest are dropped)
+SEEK_FINE = 4096      # a seek runs this many instructions one at a time ...
+SEEK_BATCH = 256      # ... then batches of this many (replaying the one that hits)
+
+# Exception names a fault breakpoint takes (the hardware delivers them).
+EXCEPTIONS = {name.split()[0][1:].lower(): vector for vector, name in VECTOR_NAMES.items()
+              if name.startswith("#")}
+
+
+@dataclass(frozen=True)
+class Pos:
+    """A place in the run (see the module doc)."""
+
+    nsteps: int        # simpy events processed
+    shown: int         # trace events shown
+    icount: int        # instructions retired there (checks a replay)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A position with the screen it had: what ``back`` returns to."""
+
+    pos: Pos
+    shown_before: int
+    regs_before: dict
+    message: str
+    command: str       # the motion that started here
+
+
+@dataclass
+class Breakpoint:
+    """Where ``continue`` (and ``step``, ``next``) stop."""
+
+    number: int
+    kind: str          # addr | fault | exit | write
+    value: object      # an address (addr, write), a fault kind or an exit reason
+    text: str          # as the user gave it
+    hits: int = 0
+
+    def describe(self) -> str:
+        what = {"addr": "at", "fault": "on fault", "exit": "on VM exit",
+                "write": "on a write to va"}[self.kind]
+        if self.kind in ("addr", "write"):
+            shown = f"{self.value:#010x}"
+            if self.text != shown and not self.text.startswith("0x"):
+                shown += f" ({self.text})"
+            return f"{what} {shown}"
+        return f"{what} {self.value}"
+
+
+class Session:
+    """One guest run, driven event by event, with breakpoints and undo."""
+
+    def __init__(self, image, config: Config | None = None):
+        self.image = image
+        self.config = (config or Config()).validate()
+        self.log: list[list] = []          # [batch limit, simpy events] runs
+        self.history: list[Mark] = []      # where each motion started (for back)
+        self.breakpoints: list[Breakpoint] = []
+        self._bp_number = 0
+        self.interrupted = False           # set by a SIGINT handler: stop soon
+        self._boot()
+        self._step(0)                      # to the first batch: the start
+        self.shown_before = 0              # ``shown`` when the last motion began
+        self.regs_before = self.registers()
+        self.message = "at the start of the run"
+
+    # --- the machine ----------------------------------------------------------
+    def _boot(self) -> None:
+        self.system = System(self.image, self.config)
+        self.events: deque = deque(maxlen=KEEP_EVENTS)
+        self.nevents = 0                   # trace events emitted so far
+        self.shown = 0
+        self.nsteps = 0
+        self.system.bus.subscribe(self._on_event)
+        self.system.start()
+
+    def _on_event(self, ev) -> None:
+        extra = None
+        if ev.kind == "deliver" and self.system.vmm is None:
+            extra = self.system.mmu.last_walk      # natively: the walk that faulted
+        self.events.append((ev, extra))
+        self.nevents += 1
+
+    def event(self, i: int):
+        """(event, extra) of trace event number ``i``, or None if dropped."""
+        j = i - (self.nevents - len(self.events))
+        return self.events[j] if 0 <= j < len(self.events) else None
+
+    def shown_events(self, first: int):
+        """(number, event, extra) of the shown events from number ``first``."""
+        first = max(first, self.nevents - len(self.events))
+        for i in range(first, self.shown):
+            ev, extra = self.event(i)
+            yield i, ev, extra
+
+    @property
+    def finished(self) -> bool:
+        return self.system.finished
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    def registers(self) -> dict:
+        return self.system.cpu.registers()
+
+    def position(self) -> Pos:
+        return Pos(self.nsteps, self.shown, self.system.cpu.icount)
+
+    def _step(self, limit) -> bool:
+        """Process one simpy event with batches of at most ``limit``
+        instructions (None: no limit, 0: hold); False at the end."""
+        s = self.system
+        s.max_batch_insns = limit
+        try:
+            s.env.step()
+        except EmptySchedule:
+            return False
+        self.nsteps += 1
+        if self.log and self.log[-1][0] == limit:
+            self.log[-1][1] += 1
+        else:
+            self.log.append([limit, 1])
+        return True
+
+    def _settle(self) -> None:
+        """Let the VMM finish what it is doing; hold before the next batch."""
+        while not self.system.held and not self.finished:
+            if not self._step(0):
+                break
+
+    def _goto(self, pos: Pos) -> None:
+        """Put the machine at ``pos`` (at or before the present)."""
+        if pos.nsteps != self.nsteps:
+            log = self.log
+            self.log = []
+            self._boot()
+            left = pos.nsteps
+            for limit, count in log:
+                for _ in range(min(count, left)):
+                    self._step(limit)
+                left -= min(count, left)
+                if not left:
+                    break
+        self.shown = min(pos.shown, self.nevents)
+        if self.system.cpu.icount != pos.icount:
+            raise EmuError(f"replay diverged: {self.system.cpu.icount:,} instructions "
+                           f"where the run had {pos.icount:,} (a nondeterministic run?)")
+
+    # --- motions ------------------------------------------------------------------
+    def _begin(self, command: str) -> Mark:
+        mark = Mark(self.position(), self.shown_before, self.regs_before, self.message,
+                    command)
+        self.interrupted = False
+        self.regs_before = self.registers()
+        self.shown_before = self.shown
+        return mark
+
+    def _end(self, start: Mark, message: str) -> str:
+        if self.position() != start.pos:
+            self.history.append(start)
+        if self.finished and self.shown == self.nevents:
+            s = self.system
+            message += f" -- the run is over: {s.outcome}, {s.message}"
+        self.message = message
+        return message
+
+    def step(self, n: int = 1) -> str:
+        """Run ``n`` instructions (the VMM's work on the way included)."""
+        start = self._begin(f"step {n}" if n != 1 else "step")
+        self.shown = self.nevents
+        target = self.system.cpu.icount + n
+        why = self._advance(target=target)
+        done = self.system.cpu.icount - start.pos.icount
+        msg = why or f"stepped {done:,} instruction{'s' if done != 1 else ''}"
+        return self._end(start, msg)
+
+    def next(self) -> str:
+        """Run to the next fault or VM exit (port I/O exits are passed)."""
+        start = self._begin("next")
+        self.shown = self.nevents
+        native = self.system.vmm is None
+
+        def stop(ev):
+            if native:
+                if ev.kind == "deliver" and ev.data.get("source") == "fault":
+                    return "next: the hardware delivers an exception"
+                return None
+            if ev.step == 1:
+                return "next: a fault begins (step 1 of 6)"
+            if ev.kind == "vm_exit" and ev.step is None and ev.data.get("reason") != "io":
+                return f"next: VM exit ({ev.data.get('reason')})"
+            return None
+        why = self._advance(stop=stop, seek=native)
+        return self._end(start, why or "the run is over")
+
+    def cont(self) -> str:
+        """Run to a breakpoint or the end."""
+        start = self._begin("continue")
+        self.shown = self.nevents
+        why = self._advance()
+        return self._end(start, why or "continued to the end")
+
+    def micro(self) -> str:
+        """Show the next trace event: inside a fault, the next VMM step."""
+        start = self._begin("micro")
+        if self.shown < self.nevents:
+            self.shown += 1                 # already happened in this simpy event
+        else:
+            self._advance(stop=lambda ev: "micro", seek=True, hold=True, breaks=False)
+            self.shown = min(self.shown, start.pos.shown + 1)
+        if self.shown > start.pos.shown:
+            ev = self.event(self.shown - 1)[0]
+            step = f" (step {ev.step})" if ev.step else ""
+            return self._end(start, f"micro{step}: {describe(ev)}")
+        return self._end(start, "micro: no more events")
+
+    def back(self, n: int = 1) -> str:
+        """Undo the last ``n`` motions (replaying the run up to there)."""
+        if not self.history:
+            return "back: already at the start of the run"
+        n = max(1, min(n, len(self.history)))
+        mark = self.history[-n]
+        undone = [m.command for m in self.history[-n:]]
+        del self.history[-n:]
+        self._goto(mark.pos)
+        self.shown_before, self.regs_before = mark.shown_before, mark.regs_before
+        self.message = mark.message
+        what = ", ".join(undone) if n <= 4 else f"{n} motions"
+        if not self.history:
+            return f"back: undid {what}; at the start of the run"
+        return f"back: undid {what}; at {mark.pos.icount:,} instructions ({mark.message})"
+
+    # --- the stop loop ------------------------------------------------------------
+    def _advance(self, *, target: int | None = None, stop=None, seek: bool = False,
+                 hold: bool = False, breaks: bool = True) -> str | None:
+        """Process simpy events until a stop (see the module doc); returns
+        why, or None when ``target`` instructions are reached or the run
+        ends.  ``stop(event)`` names an event to stop at; ``seek``: it may
+        be raised mid-batch; ``hold``: stop after a VM entry, not after the
+        batch that follows it."""
+        s, cpu = self.system, self.system.cpu
+        addrs = {bp.value: bp for bp in self.breakpoints if bp.kind == "addr"} if breaks else {}
+        writes = [bp for bp in self.breakpoints if bp.kind == "write"] if breaks else []
+        event_bps = [bp for bp in self.breakpoints
+                     if bp.kind in ("fault", "exit")] if breaks else []
+        if any(bp.kind == "fault" and bp.value in EXCEPTIONS for bp in event_bps) or addrs:
+            seek = True                     # delivered mid-batch
+        fine = bool(addrs or writes)
+        watched = {bp.number: self._watch(bp.value) for bp in writes}
+        here = (cpu.icount, cpu.eip)
+        seek_from = cpu.icount
+        refine = False
+        while not self.finished:
+            if self.interrupted:
+                self._settle()
+                self.shown = self.nevents
+                return "interrupted"
+            if target is not None and cpu.icount >= target:
+                self._settle()
+                self.shown = self.nevents
+                return None
+            if hold and not s.held:
+                limit = 0
+            elif fine or refine:
+                limit = 1
+            elif seek:
+                limit = 1 if cpu.icount - seek_from < SEEK_FINE else SEEK_BATCH
+            else:
+                limit = None
+            if target is not None and limit != 0:
+                limit = min(limit or target, target - cpu.icount)
+            before = self.position()
+            n0, i0 = self.nevents, cpu.icount
+            if not self._step(limit):
+                break
+            hit = None
+            for i in range(max(n0, self.nevents - len(self.events)), self.nevents):
+                ev = self.event(i)[0]
+                why = stop(ev) if stop is not None else None
+                bp = None
+                if why is None:
+                    why, bp = self._event_break(ev, event_bps, addrs)
+                if why is not None:
+                    hit = (i, why, bp)
+                    break
+            if hit is not None:
+                if cpu.icount - i0 > 1:
+                    # Raised inside a batch: run that batch again, one
+                    # instruction at a time.
+                    self._goto(before)
+                    refine = True
+                    continue
+                if hit[2] is not None:
+                    hit[2].hits += 1
+                self.shown = hit[0] + 1
+                return hit[1]
+            now = (cpu.icount, cpu.eip)
+            if fine and now != here:
+                here = now
+                bp = addrs.get(cpu.eip)
+                if bp is not None:
+                    bp.hits += 1
+                    self._settle()
+                    self.shown = self.nevents
+                    return f"breakpoint {bp.number} {bp.describe()}"
+                for bp in writes:
+                    old, new = watched[bp.number], self._watch(bp.value)
+                    watched[bp.number] = new
+                    if old[0] is not None and old[0] == new[0] and old[1] != new[1]:
+                        bp.hits += 1
+                        self._settle()
+                        self.shown = self.nevents
+                        return (f"breakpoint {bp.number} {bp.describe()}: "
+                                f"{old[1]:#010x} -> {new[1]:#010x}")
+        self.shown = self.nevents
+        return None
+
+    def _event_break(self, ev, event_bps, addrs):
+        """(why, breakpoint) if ``ev`` hits an event breakpoint, else (None, None)."""
+        kind, data = ev.kind, ev.data
+        for bp in event_bps:
+            if bp.kind == "exit":
+                hit = kind == "vm_exit" and data.get("reason") == bp.value
+            elif bp.value in EXCEPTIONS:
+                hit = (kind == "deliver" and data.get("source") == "fault"
+                       and data.get("vector") == EXCEPTIONS[bp.value])
+            else:
+                hit = kind == f"{bp.value}_fault"
+            if hit:
+                return f"breakpoint {bp.number} {bp.describe()}", bp
+        if kind == "deliver" and data.get("handler") in addrs:
+            bp = addrs[data["handler"]]
+            return (f"breakpoint {bp.number} {bp.describe()} (entered by an event "
+                    "delivery; the CPU ran the handler's first instruction with it)"), bp
+        return None, None
+
+    def _watch(self, va: int):
+        """(pa, dword) at ``va`` as the guest maps it now, or (None, None)."""
+        from .probe import Probe
+        p = Probe(self.system)
+        pa = p.va_to_pa(va)
+        if pa is None:
+            return None, None
+        data = p.read_pa(pa, 4)
+        return (pa, struct.unpack("<I", data)[0]) if data is not None else (None, None)
+
+    # --- breakpoints ----------------------------------------------------------------
+    def fault_kinds(self) -> list[str]:
+        vmm = self.system.vmm
+        kinds = list(getattr(vmm, "faults", {})) if vmm is not None else []
+        return kinds + sorted(EXCEPTIONS)
+
+    def exit_reasons(self) -> list[str]:
+        vmm = self.system.vmm
+        if vmm is None:
+            return []
+        return sorted(set(self.system.cpu.intercepts) | {vmm.FAULT_EXIT})
+
+    def add_breakpoint(self, kind: str, value, text: str) -> Breakpoint:
+        if kind == "fault" and value not in self.fault_kinds():
+            raise EmuError(f"no fault kind '{value}' in {self.mode} mode "
+                           f"(one of: {', '.join(self.fault_kinds())})")
+        if kind == "exit":
+            if self.system.vmm is None:
+                raise EmuError("there are no VM exits natively: no VMM runs")
+            if value not in self.exit_reasons():
+                raise EmuError(f"no exit reason '{value}' in {self.mode} mode "
+                               f"(one of: {', '.join(self.exit_reasons())})")
+        self._bp_number += 1
+        bp = Breakpoint(self._bp_number, kind, value, text)
+        self.breakpoints.append(bp)
+        return bp
+
+    def delete_breakpoint(self, number: int | None) -> int:
+        before = len(self.breakpoints)
+        self.breakpoints = [bp for bp in self.breakpoints
+                            if number is not None and bp.number != number]
+        gone = before - len(self.breakpoints)
+        if not gone:
+            raise EmuError(f"no breakpoint {number}")
+        return gone

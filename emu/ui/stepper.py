@@ -1,0 +1,382 @@
+"""The stepper: an interactive console that steps through a guest run, down
+to one of the six steps of a fault at a time.
+
+    emu step PROG.s [--mode ...] [--script FILE] [--svg F] [--html F]
+
+A ``cmd.Cmd`` loop (``do_X``/``help_X`` pairs, short aliases) over a
+``Session`` (``session.py``: the run, its breakpoints and its undo).  After
+every motion the screen (``screen.py``) is redrawn at the size of the
+terminal; the views (``views.py``) print below it.  With ``--script FILE``,
+or commands on a standard input that is not a terminal, the same commands
+run without a terminal: each is echoed after the prompt, the output has a
+fixed width and no colour, so lecture notes and tests can replay a session.
+An error in a command prints one line and the session goes on.
+"""
+
+from __future__ import annotations
+
+import cmd
+import re
+import signal
+import sys
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import EmuError
+from . import views
+from .screen import screen
+from .session import Session
+
+WIDTH, HEIGHT = 100, 40        # the console when it is not a terminal
+PROMPT = "(emu) "
+
+ALIASES = {"s": "step", "si": "step", "n": "next", "m": "micro", "c": "continue",
+           "cont": "continue", "u": "back", "b": "break", "d": "delete",
+           "x": "mem", "t": "trace", "h": "help", "?": "help", "q": "quit",
+           "exit": "quit", "l": "show", "where": "show", "info": "break"}
+
+HELP = {   # command: (usage, summary, more)
+    "step": ("step [N]", "run N instructions (default 1)",
+             "The VMM's work on the way (faults, exits) is done too, and listed."),
+    "next": ("next", "run to the next fault or VM exit",
+             "Stops at the fault's first step; port I/O exits (one per console byte) are "
+             "passed. Natively: the next exception the hardware delivers."),
+    "micro": ("micro", "the next VMM step (the next trace event)",
+              "Inside a fault, the next of its six steps; outside, the next TLB fill, "
+              "walk, exit ..."),
+    "continue": ("continue", "run to a breakpoint or the end", ""),
+    "back": ("back [N]", "undo the last N motions (default 1)",
+             "Back to the start of the run if need be: the run is replayed up to there "
+             "(the same program and configuration give the same run)."),
+    "break": ("break [WHAT]", "set a breakpoint; alone: list them",
+              "break ADDR         at an address or symbol (page_fault, trap+4, 0x1000)\n"
+              "break fault KIND   at a fault of a kind: hidden, true, tracing, dirty ... "
+              "or an exception the hardware delivers: pf, gp, ud ...\n"
+              "break exit REASON  at a VM exit: pf, cr3_write, invlpg, io, hlt ...\n"
+              "break write VA     after an instruction changes the dword at VA"),
+    "delete": ("delete N|all", "delete a breakpoint, or all", ""),
+    "show": ("show", "draw the screen again", ""),
+    "tlb": ("tlb", "the TLBs: sets, ways, valid entries, hits, misses", ""),
+    "pt": ("pt [VA]", "the guest's page table (or its walk of VA)",
+           "Present ranges folded, flags decoded."),
+    "spt": ("spt [VA]", "the shadow table beside the guest's (or both entries of VA)",
+            "Differences marked. Nested mode: the nested table."),
+    "pmap": ("pmap", "the PMap: guest-physical -> machine pages", ""),
+    "mem": ("mem va|pa|ma ADDR [N]", "N bytes of memory (default 64)",
+            "ADDR may be a number, a symbol or a register, with + and -."),
+    "stats": ("stats", "the counters so far", ""),
+    "trace": ("trace [N]", "the last N trace events (default 20)", ""),
+    "help": ("help [COMMAND]", "the commands, or one in full", ""),
+    "quit": ("quit", "leave the stepper", ""),
+}
+
+MOTIONS = ("step", "next", "micro", "continue", "back")
+
+
+class Stepper(cmd.Cmd):
+    """The console over one ``Session``; ``console`` is a rich Console."""
+
+    prompt = PROMPT
+
+    def __init__(self, session: Session, console: Console, *, interactive: bool = False,
+                 height: int | None = None):
+        super().__init__(stdout=console.file)
+        self.session = session
+        self.console = console
+        self.interactive = interactive
+        self.fixed_height = height
+        self.message = "at the start of the run ('help' lists the commands)"
+
+    # --- output -------------------------------------------------------------------
+    @property
+    def height(self) -> int:
+        return self.fixed_height or self.console.size.height
+
+    def draw(self) -> None:
+        if self.interactive:
+            self.console.clear()
+        self.console.print(screen(self.session, self.console.width, self.height,
+                                  self.message))
+
+    def error(self, text: str) -> None:
+        self.console.print(Text(f"error: {text}", style="bold red"))
+
+    # --- the loop -------------------------------------------------------------------
+    def parseline(self, line):
+        command, arg, line = super().parseline(line)
+        if command in ALIASES:
+            command = ALIASES[command]
+            line = f"{command} {arg}".strip()
+        return command, arg, line
+
+    def onecmd(self, line: str) -> bool:
+        try:
+            return super().onecmd(line)
+        except EmuError as e:
+            self.error(str(e))
+        except ValueError as e:
+            self.error(str(e))
+        return False
+
+    def default(self, line: str) -> bool:
+        self.error(f"unknown command '{line.split()[0]}' ('help' lists the commands)")
+        return False
+
+    def emptyline(self) -> bool:
+        if self.interactive and self.lastcmd:
+            return self.onecmd(self.lastcmd)
+        return False
+
+    def run_lines(self, lines) -> None:
+        """Run commands non-interactively, each echoed after the prompt."""
+        self.draw()
+        for raw in lines:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            self.console.print(Text(PROMPT + line, style="bold"))
+            if self.onecmd(line):
+                break
+
+    def interact(self) -> None:
+        self.draw()
+        while True:
+            try:
+                self.cmdloop(intro="")
+                return
+            except KeyboardInterrupt:
+                self.console.print("^C (leave with 'quit')")
+
+    def _motion(self, fn) -> bool:
+        previous = signal.getsignal(signal.SIGINT) if self.interactive else None
+        if self.interactive:
+            def interrupt(signum, frame):
+                self.session.interrupted = True
+            signal.signal(signal.SIGINT, interrupt)
+        try:
+            self.message = fn()
+        finally:
+            if self.interactive:
+                signal.signal(signal.SIGINT, previous)
+        self.draw()
+        return False
+
+    # --- arguments ------------------------------------------------------------------
+    def count(self, arg: str, default: int = 1) -> int:
+        arg = arg.strip()
+        if not arg:
+            return default
+        try:
+            n = int(arg, 0)
+        except ValueError:
+            raise EmuError(f"'{arg}' is not a number") from None
+        if n < 1:
+            raise EmuError(f"'{arg}' must be at least 1")
+        return n
+
+    def address(self, text: str) -> int:
+        """A number, symbol or register, with + and - terms."""
+        text = text.strip()
+        if not text:
+            raise EmuError("an address is missing")
+        regs = self.session.registers()
+        symbols = self.session.image.symbols
+        total, sign = 0, 1
+        for tok in re.findall(r"[+-]|[^+\-\s]+", text):
+            if tok in "+-":
+                sign = -1 if tok == "-" else 1
+                continue
+            if tok in symbols:
+                value = symbols[tok]
+            elif tok.lower() in regs:
+                value = regs[tok.lower()]
+            else:
+                try:
+                    value = int(tok, 0)
+                except ValueError:
+                    raise EmuError(f"bad address '{text}': '{tok}' is not a number, "
+                                   "register or symbol") from None
+            total += sign * value
+            sign = 1
+        return total & 0xFFFFFFFF
+
+    # --- motions --------------------------------------------------------------------
+    def do_step(self, arg):
+        n = self.count(arg)
+        return self._motion(lambda: self.session.step(n))
+
+    def do_next(self, arg):
+        return self._motion(self.session.next)
+
+    def do_micro(self, arg):
+        return self._motion(self.session.micro)
+
+    def do_continue(self, arg):
+        return self._motion(self.session.cont)
+
+    def do_back(self, arg):
+        n = self.count(arg)
+        return self._motion(lambda: self.session.back(n))
+
+    def do_show(self, arg):
+        self.draw()
+
+    # --- breakpoints ----------------------------------------------------------------
+    def do_break(self, arg):
+        words = arg.split()
+        s = self.session
+        if not words:
+            return self._list_breakpoints()
+        what = words[0].lower()
+        if what in ("fault", "exit"):
+            if len(words) != 2:
+                raise EmuError(f"break {what} takes one {'kind' if what == 'fault' else 'reason'}")
+            bp = s.add_breakpoint(what, words[1].lower(), words[1])
+        elif what == "write":
+            if len(words) < 2:
+                raise EmuError("break write takes a va")
+            text = " ".join(words[1:])
+            bp = s.add_breakpoint("write", self.address(text), text)
+        else:
+            bp = s.add_breakpoint("addr", self.address(arg), arg.strip())
+        self.console.print(f"breakpoint {bp.number} {bp.describe()}")
+
+    def _list_breakpoints(self):
+        bps = self.session.breakpoints
+        if not bps:
+            self.console.print("no breakpoints")
+            return
+        t = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+        for c in ("#", "breakpoint", "hits"):
+            t.add_column(c)
+        for bp in bps:
+            t.add_row(str(bp.number), bp.describe(), str(bp.hits))
+        self.console.print(t)
+
+    def do_delete(self, arg):
+        arg = arg.strip()
+        if not arg:
+            raise EmuError("delete takes a breakpoint number, or 'all'")
+        n = self.session.delete_breakpoint(None if arg == "all" else self.count(arg))
+        self.console.print(f"deleted {n} breakpoint{'s' if n != 1 else ''}")
+
+    # --- views ----------------------------------------------------------------------
+    def do_tlb(self, arg):
+        self.console.print(views.tlb_view(self.session))
+
+    def do_pt(self, arg):
+        va = self.address(arg) if arg.strip() else None
+        self.console.print(views.pt_view(self.session, va))
+
+    def do_spt(self, arg):
+        va = self.address(arg) if arg.strip() else None
+        self.console.print(views.spt_view(self.session, va))
+
+    def do_pmap(self, arg):
+        self.console.print(views.pmap_view(self.session))
+
+    def do_mem(self, arg):
+        words = arg.split()
+        if len(words) < 2 or words[0] not in ("va", "pa", "ma"):
+            raise EmuError("usage: mem va|pa|ma ADDR [N]")
+        n = 64
+        rest = words[1:]
+        if len(rest) > 1 and re.fullmatch(r"\d+|0x[0-9a-fA-F]+", rest[-1]) and \
+                not re.search(r"[+-]$", rest[-2]):
+            n = self.count(rest.pop())
+        self.console.print(views.mem_view(self.session, words[0], self.address(" ".join(rest)),
+                                          n))
+
+    def do_stats(self, arg):
+        self.console.print(views.stats_view(self.session))
+
+    def do_trace(self, arg):
+        self.console.print(views.trace_view(self.session, self.count(arg, 20)))
+
+    # --- the rest -------------------------------------------------------------------
+    def do_help(self, arg):
+        name = ALIASES.get(arg.strip(), arg.strip())
+        if name:
+            if name not in HELP:
+                raise EmuError(f"no command '{arg.strip()}'")
+            return getattr(self, f"help_{name}")()
+        t = Table(box=None, pad_edge=False, show_header=False)
+        t.add_column(style="bold", no_wrap=True)
+        t.add_column(no_wrap=True)
+        t.add_column()
+        for command, (usage, summary, _) in HELP.items():
+            short = ", ".join(sorted(a for a, c in ALIASES.items()
+                                     if c == command and len(a) <= 2))
+            t.add_row(usage, short, summary)
+        self.console.print(t)
+        self.console.print(Text("An empty line repeats the last command. 'help COMMAND' "
+                                "tells more.", style="italic"))
+
+    def do_quit(self, arg):
+        return True
+
+    def do_EOF(self, arg):
+        if self.interactive:
+            self.console.print()
+        return True
+
+
+def _helper(command: str):
+    def help_command(self):
+        usage, summary, more = HELP[command]
+        self.console.print(Text(usage, style="bold"))
+        self.console.print(summary[0].upper() + summary[1:] + ".")
+        if more:
+            self.console.print(more)
+    help_command.__name__ = f"help_{command}"
+    return help_command
+
+
+for _command in HELP:
+    setattr(Stepper, f"help_{_command}", _helper(_command))
+
+
+def read_script(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().splitlines()
+    except OSError as e:
+        raise EmuError(f"cannot read script {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise EmuError(f"cannot read script {path}: not UTF-8 text") from None
+
+
+def run(image, config, *, script: str | None = None, svg: str | None = None,
+        html: str | None = None, width: int | None = None, stdin=None, stdout=None) -> int:
+    """``emu step``: the stepper over ``image``; returns the exit status."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    lines = read_script(script) if script is not None else None
+    interactive = lines is None and stdin.isatty() and stdout.isatty()
+    if lines is None and not interactive:
+        lines = stdin.read().splitlines()
+    record = bool(svg or html)
+    if interactive:
+        console = Console(file=stdout, record=record, highlight=False)
+    else:
+        console = Console(file=stdout, width=width or WIDTH, height=HEIGHT, color_system=None,
+                          force_terminal=False, force_interactive=False, record=record,
+                          highlight=False, emoji=False)
+    session = Session(image, config)
+    stepper = Stepper(session, console, interactive=interactive,
+                      height=None if interactive else HEIGHT)
+    if interactive:
+        stepper.interact()
+    else:
+        stepper.run_lines(lines)
+    try:
+        if svg:
+            console.save_svg(svg, title=f"emu step {image.source_name.rsplit('/', 1)[-1]}",
+                             clear=False)
+        if html:
+            console.save_html(html)
+    except OSError as e:
+        raise EmuError(f"cannot write {e.filename}: {e.strerror}") from None
+    return 0

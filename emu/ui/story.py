@@ -1,0 +1,247 @@
+"""Faults as stories of six steps, and one-line descriptions of trace events.
+
+``find_story`` reads the shown trace events and returns the fault being
+handled (or the last one): its events by step, the step reached, whether it
+is over.  A #PF exit under shadow paging emits, in order (DESIGN.md):
+
+    1 shadow_walk        the hardware's walk of the shadow that missed
+    2 vm_exit            the exit: reason, eip, error code
+      guest_walk         the VMM's walk of the guest's table (gpde, gpte)
+    3 <kind>_fault       the classification: true, hidden, dirty, tracing ...
+      pmap_lookup        the PMap's machine page (allocated or found)
+      inject             (a true fault) #PF injected into the guest
+    4 shadow_fill        the spte written  (emulate: the write emulated)
+    5 vm_entry           back to the guest: restart, or the guest's handler
+    6 shadow_walk, tlb_fill   the restart's walk succeeds and fills the TLB
+
+Nested paging tells the same story with ``nested_walk``/``nested_fault``/
+``nested_fill``.  Natively there is no VMM: a fault is one hardware event,
+the exception delivered to the guest's handler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..hw.exceptions import describe_vector
+from ..hw.paging import decode_flags
+
+WINDOW = 1500          # shown events scanned back for the current story
+
+STEP_TITLES = {
+    "shadow": {
+        1: "TLB miss: the hardware walks the shadow table",
+        2: "VM exit: the VMM walks the guest's table",
+        3: "the VMM classifies the fault",
+        4: "the VMM writes the shadow entry",
+        5: "VM entry: the guest resumes",
+        6: "the hardware walk succeeds: TLB fill",
+    },
+    "nested": {
+        1: "TLB miss: the 2D walk finds no nested entry",
+        2: "VM exit (EPT violation): it names the guest-physical address",
+        3: "the PMap gives the machine page",
+        4: "the VMM writes the nested entry (npte)",
+        5: "VM entry: the instruction restarts",
+        6: "the 2D walk succeeds: TLB fill",
+    },
+}
+
+KIND_TEXT = {
+    "hidden": "hidden fault: the guest maps it, the shadow does not (yet)",
+    "true": "true fault: the guest's own table denies it",
+    "dirty": "hidden fault on a clean page: the VMM sets the guest's D bit",
+    "tracing": "tracing fault: a write to a write-protected guest page table",
+    "unsync": "the first write to a guest page table: let it go out of sync",
+    "wp-emulate": "CR0.WP=0 lets the kernel write a read-only page: emulate",
+    "nested": "nested fault: guest-physical page without a nested entry",
+}
+
+
+@dataclass
+class Story:
+    """One fault, as far as it has been shown."""
+
+    start: int                  # number of its first event
+    first: object               # that event
+    native: bool = False
+    kind: str | None = None     # hidden, true, tracing ... (after step 3)
+    steps: dict = field(default_factory=dict)    # step -> [(event, extra)]
+    step: int = 1               # the step reached
+    last: int = 0               # number of its last event
+    entered: str | None = None  # the VM entry's action, once it happened
+    done: bool = False
+    extra: object = None        # natively: the walk that faulted
+
+    @property
+    def va(self) -> int:
+        return self.first.va or 0
+
+    def add(self, i: int, ev, extra, step: int | None = None) -> None:
+        step = step or ev.step or self.step
+        self.steps.setdefault(step, []).append((ev, extra))
+        self.step = max(self.step, step)
+        self.last = i
+        if ev.kind.endswith("_fault") and ev.step == 3:
+            self.kind = ev.kind[:-len("_fault")]
+
+    def events(self, step: int) -> list:
+        return [ev for ev, _ in self.steps.get(step, [])]
+
+    def find(self, kind: str, step: int | None = None):
+        for s in (step,) if step else sorted(self.steps):
+            for ev in self.events(s):
+                if ev.kind == kind:
+                    return ev
+        return None
+
+
+def _starts(ev, native: bool) -> bool:
+    if native:
+        return ev.kind == "deliver" and ev.data.get("source") == "fault"
+    return ev.step == 1
+
+
+def find_story(session) -> Story | None:
+    """The last fault among the shown events (None if none is in sight)."""
+    native = session.system.vmm is None
+    stack: list[Story] = []
+    last: Story | None = None
+    awaiting: Story | None = None
+    for i, ev, extra in session.shown_events(session.shown - WINDOW):
+        if _starts(ev, native):
+            st = Story(i, ev, native=native, last=i)
+            if native:
+                st.add(i, ev, extra, step=1)
+                st.extra, st.done, st.kind = extra, True, "native"
+            else:
+                if awaiting is not None:
+                    awaiting.done = True   # its restart went another way
+                    awaiting = None
+                st.add(i, ev, extra)
+                stack.append(st)
+            last = st
+            continue
+        if native:
+            continue
+        if stack:
+            top = stack[-1]
+            top.add(i, ev, extra)
+            last = top
+            if ev.kind == "vm_entry" and ev.step == 5:
+                stack.pop()
+                top.entered = ev.data.get("action")
+                if top.entered == "resume":
+                    awaiting = top
+                else:
+                    top.done = True
+            continue
+        if awaiting is not None and ev.step == 6 and ev.va is not None \
+                and ev.va >> 12 == awaiting.va >> 12:
+            awaiting.add(i, ev, extra)
+            if ev.kind == "tlb_fill":
+                awaiting.done = True
+                awaiting = None
+    return last
+
+
+def story_visible(session, story: Story | None) -> bool:
+    """Show the panel while a fault is handled, and after the motion that
+    finished it."""
+    return story is not None and (not story.done or story.last >= session.shown_before)
+
+
+# --- one line per event -------------------------------------------------------------
+def _hex(v) -> str:
+    return f"{v:#010x}" if isinstance(v, int) else "-"
+
+
+def access_text(error_code: int | None, fetch: bool = False) -> str:
+    ec = error_code or 0
+    what = "write" if ec & 2 else "fetch" if fetch else "read"
+    return f"{what}, {'user' if ec & 4 else 'kernel'}"
+
+
+def error_text(error_code: int | None) -> str:
+    ec = error_code or 0
+    bits = " ".join(n for b, n in ((1, "P"), (2, "W"), (4, "U"), (8, "RSVD")) if ec & b)
+    why = "protection" if ec & 1 else "not present"
+    return f"error code {ec:#x} [{bits or '-'}]: {why}"
+
+
+def walk_lines(walk: dict | None, prefix: str, space: str) -> list[str]:
+    """``prefix`` s (shadow) or g (guest); ``space`` of the entries: ma or pa."""
+    if not walk:
+        return []
+    out = []
+    for lv in walk["levels"]:
+        name = lv["name"]
+        idx = (walk["va"] >> (22 if name == "pde" else 12)) & 0x3FF
+        value = lv["value_after"]
+        out.append(f"{prefix}{name}[{idx:#05x}] at {space} {lv['entry_pa']:#010x} = "
+                   f"{value:#010x}  {decode_flags(value, pde=name == 'pde')}")
+    return out
+
+
+def native_walk_lines(w) -> list[str]:
+    """A ``paging.Walk`` (natively, of the guest's own table)."""
+    if w is None:
+        return []
+    out = []
+    for lv in w.levels:
+        idx = (w.va >> (22 if lv.name == "pde" else 12)) & 0x3FF
+        out.append(f"{lv.name}[{idx:#05x}] at pa {lv.entry_pa:#010x} = {lv.value_after:#010x}"
+                   f"  {decode_flags(lv.value_after, pde=lv.name == 'pde')}")
+    return out
+
+
+def describe(ev) -> str:
+    """One line for any trace event."""
+    d, k = ev.data, ev.kind
+    va = f" va {ev.va:#010x}" if ev.va is not None else ""
+    if k == "vm_exit":
+        ec = f", {error_text(d['error_code'])}" if d.get("error_code") is not None else ""
+        gpa = f", gpa {d['gpa']:#010x}" if "gpa" in d else ""
+        return f"VM exit ({d.get('reason')}) at eip {_hex(d.get('eip'))}{va}{ec}{gpa}"
+    if k == "vm_entry":
+        return f"VM entry ({d.get('action')})"
+    if k.endswith("_fault"):
+        extra = f" ppn {d['ppn']:#x}" if "ppn" in d else ""
+        return f"{k.replace('_', ' ')}{va}{extra}"
+    if k == "pmap_lookup":
+        alloc = " (allocated now, zeroed)" if d.get("allocated") else ""
+        return f"PMap: ppn {d['ppn']:#x} -> mpn {d['mpn']:#x}{alloc}"
+    if k == "shadow_fill":
+        return (f"spte for{va} := {d['spte']:#010x}  {decode_flags(d['spte'])}"
+                f"  (mpn {d['mpn']:#x})")
+    if k == "nested_fill":
+        return f"npte for ppn {d['ppn']:#x} := {d['npte']:#010x}  {decode_flags(d['npte'])}"
+    if k == "tlb_fill":
+        which = "itlb" if d.get("fetch") else "dtlb"
+        rights = ("W" if d.get("writable") else "r") + ("U" if d.get("user") else "s")
+        return f"TLB fill ({which}){va} -> pn {d['pn']:#x} ({rights})"
+    if k in ("walk", "shadow_walk", "nested_walk", "guest_walk"):
+        w = d.get("walk")
+        if w is not None:
+            result = "fault" if w.get("fault") else f"frame {_hex(w.get('frame'))}"
+            return f"{k.replace('_', ' ')}{va}: {result}"
+        frame = f" -> frame {_hex(d['frame'])}" if d.get("frame") is not None else ""
+        return f"{k.replace('_', ' ')}{va}{frame}"
+    if k == "deliver":
+        what = describe_vector(d["vector"])
+        return f"{what} delivered ({d.get('source')}) to the handler at {_hex(d.get('handler'))}"
+    if k == "inject":
+        return f"inject {describe_vector(d['vector'])}{va}, error code {d.get('error_code'):#x}"
+    if k == "emulate":
+        return (f"emulated the write{va}: entries {d.get('changed')} changed, "
+                f"{d.get('dropped')} shadow entries dropped")
+    if k == "cr3_load":
+        return f"guest CR3 := {_hex(d.get('guest_cr3'))} (shadow root mpn {d.get('root'):#x})"
+    if k == "invlpg":
+        return f"INVLPG{va} ({d.get('dropped')} shadow entries dropped)"
+    if k == "timer_tick":
+        return f"timer tick {d.get('ticks')}"
+    if k == "run_end":
+        return f"run end: {d.get('outcome')}, {d.get('message')}"
+    rest = " ".join(f"{key}={value}" for key, value in sorted(d.items()))
+    return f"{k}{va} {rest}".rstrip()
