@@ -320,6 +320,7 @@ page_fault:
     test eax, PTE_COW
     je segv
 cow_fault:
+    and edx, ~0xFFF                 ; edx = the page
     and eax, ~0xFFF                 ; eax = the shared frame
     push ecx
     call frame_refs

@@ -339,6 +339,7 @@ page_fault:
     test eax, PTE_COW
     je segv
 cow_fault:
+    and edx, ~0xFFF                 ; edx = the page
     and eax, ~0xFFF                 ; eax = the shared frame
     push ecx
     call frame_refs
@@ -378,7 +379,6 @@ cow_fault:
     mov esi, msg_cow
     call puts
     mov eax, edx
-    and eax, ~0xFFF
     call print_hex
     mov esi, edi
     call puts
