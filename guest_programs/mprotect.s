@@ -237,19 +237,18 @@ sys_munmap:
     call user_pte
     jc .fail
     mov dword [esi], 0              ; present -> not present
+    mov esi, msg_noflush
+    test dword [ebx + TF_EDX], MUNMAP_NOFLUSH
+    jne .report
+    invlpg [edx]                    ; the TLB may still cache it
+    mov esi, msg_invlpg
+.report:
+    push esi
     mov esi, msg_munmap
     call puts
     mov eax, edx
     call print_hex
-    test dword [ebx + TF_EDX], MUNMAP_NOFLUSH
-    jne .noflush
-    invlpg [edx]                    ; the TLB may still cache it
-    mov esi, msg_invlpg
-    call puts
-    mov dword [ebx + TF_EAX], 0
-    ret
-.noflush:
-    mov esi, msg_noflush
+    pop esi
     call puts
     mov dword [ebx + TF_EAX], 0
     ret
