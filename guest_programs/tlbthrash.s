@@ -48,9 +48,9 @@ _start:
     call puts
     call print_hex
     call newline
+    mov eax, [PGTABS + (DATA >> 12) * 4]    ; the hardware set A and D in the PTE
     mov esi, msg_pte
     call puts
-    mov eax, [PGTABS + (DATA >> 12) * 4]    ; the hardware set A and D in the PTE
     call print_hex
     call newline
     mov eax, 0
