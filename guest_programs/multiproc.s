@@ -317,7 +317,10 @@ kernel_panic:
 
 timer:                              ; only ever from ring 3: preempt
     inc dword [ticks]
-    jmp schedule
+    mov dword [preempting], 1
+    call schedule
+    mov dword [preempting], 0
+    ret
 
 page_fault:
     mov edx, cr2
@@ -695,6 +698,8 @@ schedule:
     cmp eax, [current]
     je .same
     inc dword [switches]
+    mov edx, [preempting]
+    add [preemptions], edx
     mov [current], eax
     mov edx, [eax + P_PD]
     mov cr3, edx                    ; switch address spaces
@@ -734,6 +739,10 @@ all_done:
     call print_dec
     mov esi, msg_sum7
     call puts
+    mov eax, [preemptions]
+    call print_dec
+    mov esi, msg_sum8
+    call puts
     mov eax, [frames_used]
     call print_dec
     call newline
@@ -769,8 +778,9 @@ msg_sum2:       db " forks, ", 0
 msg_sum3:       db " COW copies, ", 0
 msg_sum4:       db " COW reuses, ", 0
 msg_sum5:       db " zero-fill pages", 10, "  ", 0
-msg_sum6:       db " timer ticks, ", 0
-msg_sum7:       db " context switches, frames still in use: ", 0
+msg_sum6:       db " timer ticks; ", 0
+msg_sum7:       db " context switches (", 0
+msg_sum8:       db " by the timer)", 10, "  frames still in use: ", 0
 %include "lib.inc"
 
 ; the kernel's variables, in a page of their own: a write to a page of code
@@ -786,6 +796,8 @@ cow_reuses:     dd 0
 zero_fills:     dd 0
 switches:       dd 0
 ticks:          dd 0
+preemptions:    dd 0            ; switches the timer caused
+preempting:     dd 0            ; 1 while the timer calls schedule
 align 16
 procs:          times NPROC * PROC_SIZE db 0
 
