@@ -21,7 +21,9 @@ from rich.text import Text
 
 from ..asm import disassemble
 from ..hw.exceptions import describe_vector
+from ..hw.paging import decode_flags
 from ..isa import REGS32
+from .grid import grid_lines
 from .probe import Probe
 from .story import (
     KIND_TEXT,
@@ -144,9 +146,8 @@ def _step_lines(session, story) -> dict[int, list[str]]:
     first = story.first
     if first.kind in ("shadow_walk", "nested_walk", "walk"):
         lines = walk_lines(first.data.get("walk"), "s", "ma")
-        for row in first.data.get("grid") or []:
-            lines.append("  ".join(f"{x:#010x}" if isinstance(x, int) else str(x)
-                                   for x in row))
+        if first.data.get("grid"):
+            lines += grid_lines(first.data["grid"], indent="", fault=True)
         if "gpa" in first.data:
             lines.append(f"no nested entry maps gpa {first.data['gpa']:#010x}")
         else:
@@ -185,8 +186,12 @@ def _step_lines(session, story) -> dict[int, list[str]]:
     for ev in story.events(4):
         d = ev.data
         if ev.kind == "shadow_fill":
+            spde, _ = Probe(session.system).shadow_entry(ev.va >> 12)
+            if spde and session.system.vmm.root.mpn == d["root"]:
+                lines.append(f"spde[{ev.va >> 22:#05x}] = {spde:#010x}  "
+                             f"{_flags(spde, pde=True)}  (-> shadow table mpn {spde >> 12:#x})")
             lines.append(f"spte[{(ev.va >> 12) & 0x3FF:#05x}] := {d['spte']:#010x}  "
-                         f"{_flags(d['spte'])}  (mpn {d['mpn']:#x}; shadow root mpn "
+                         f"{_flags(d['spte'])}  (-> mpn {d['mpn']:#x}; shadow root mpn "
                          f"{d['root']:#x})")
         elif ev.kind == "nested_fill":
             lines.append(f"npte[ppn {d['ppn']:#x}] := {d['npte']:#010x}  {_flags(d['npte'])}")
@@ -240,9 +245,8 @@ def _step_lines(session, story) -> dict[int, list[str]]:
     return out
 
 
-def _flags(entry: int) -> str:
-    from ..hw.paging import decode_flags
-    return decode_flags(entry)
+def _flags(entry: int, pde: bool = False) -> str:
+    return decode_flags(entry, pde=pde)
 
 
 def fault_panel(session, story) -> Panel:
@@ -266,7 +270,9 @@ def fault_panel(session, story) -> Panel:
             text.append(f"\n      {line}")
     first = story.first
     fetch = bool((first.data.get("walk") or {}).get("fetch"))
-    kind = f"{story.kind} fault" if story.kind else "#PF exit"
+    exit_name = {"npf": "EPT violation"}.get(getattr(session.system.vmm, "FAULT_EXIT", ""),
+                                             "#PF exit")
+    kind = f"{story.kind} fault" if story.kind else exit_name
     state = "done" if story.done else f"step {current} of 6"
     title = (f"{kind} · va {story.va:#010x} "
              f"({access_text(first.data.get('error_code'), fetch)}) · {state}")
@@ -350,7 +356,7 @@ def screen(session, width: int, height: int, message: str = "") -> Group:
     used = 1 + 2 + sum(1 + len(n) // width for n in notes) + (1 if message else 0) + 1
     if panel is not None:
         used += 2 + len(panel.renderable.plain.split("\n"))
-    count = max(5, min(17, height - used - 2))
+    count = max(8, min(17, height - used - 2))   # 8: as tall as the registers
     top = Table.grid(expand=True)
     top.add_column(ratio=1)
     top.add_column(width=REGS_WIDTH)

@@ -332,6 +332,7 @@ class Session:
                     # Raised inside a batch: run that batch again, one
                     # instruction at a time.
                     self._goto(before)
+                    s, cpu = self.system, self.system.cpu     # a new System
                     refine = True
                     continue
                 if hit[2] is not None:

@@ -16,6 +16,7 @@ An error in a command prints one line and the session goes on.
 from __future__ import annotations
 
 import cmd
+import os
 import re
 import signal
 import sys
@@ -114,10 +115,12 @@ class Stepper(cmd.Cmd):
     def onecmd(self, line: str) -> bool:
         try:
             return super().onecmd(line)
-        except EmuError as e:
+        except (EmuError, ValueError) as e:
             self.error(str(e))
-        except ValueError as e:
-            self.error(str(e))
+        except Exception as e:          # a bug: one line, and the session goes on
+            if os.environ.get("EMU_DEBUG"):
+                raise
+            self.error(f"internal error: {type(e).__name__}: {e} (EMU_DEBUG=1 for details)")
         return False
 
     def default(self, line: str) -> bool:

@@ -146,9 +146,13 @@ def find_story(session) -> Story | None:
 
 
 def story_visible(session, story: Story | None) -> bool:
-    """Show the panel while a fault is handled, and after the motion that
-    finished it."""
-    return story is not None and (not story.done or story.last >= session.shown_before)
+    """Show the panel while a fault is handled, and when the last motion
+    stopped right after its last step."""
+    if story is None:
+        return False
+    if not story.done:
+        return True
+    return story.last == session.shown - 1 and story.last >= session.shown_before
 
 
 # --- one line per event -------------------------------------------------------------
@@ -218,7 +222,7 @@ def describe(ev) -> str:
         return f"npte for ppn {d['ppn']:#x} := {d['npte']:#010x}  {decode_flags(d['npte'])}"
     if k == "tlb_fill":
         which = "itlb" if d.get("fetch") else "dtlb"
-        rights = ("W" if d.get("writable") else "r") + ("U" if d.get("user") else "s")
+        rights = ("W" if d.get("writable") else "r") + (" U" if d.get("user") else " s")
         return f"TLB fill ({which}){va} -> pn {d['pn']:#x} ({rights})"
     if k in ("walk", "shadow_walk", "nested_walk", "guest_walk"):
         w = d.get("walk")

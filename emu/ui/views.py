@@ -304,8 +304,11 @@ def mem_view(session, space: str, addr: int, n: int = 64) -> Group:
             raise EmuError(f"va {addr:#010x} is not mapped by the guest's table")
         path.append(f"va {addr:#010x} -> pa {pa:#010x}")
         data = p.read_va(addr, n)
-        if data is None:
+        if data is None:        # the mapping ends before n bytes: up to its end
             data = p.read_pa(pa, min(n, 4096 - (addr & 0xFFF)))
+        if data is None:
+            raise EmuError(f"va {addr:#010x} maps pa {pa:#010x}, outside guest RAM "
+                           f"({p.gmem.size >> 20} MiB)")
     elif space == "pa":
         data = p.read_pa(addr, n)
         if data is None:

@@ -1,0 +1,348 @@
+"""The stepper (``emu step``) driven by scripts, compared with recorded screens.
+
+Each scripted session runs the demand-paging guest (guest_programs/demand.s)
+and its whole output -- the screens, 100 columns, no colour -- is compared
+with tests/expected/stepper_<name>.txt.  ``EMU_REGEN=1 pytest
+tests/test_stepper.py`` records them again (read the diff before committing).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+
+from emu.cli import load
+from emu.system import MODES, Config
+from emu.ui.progress import ProgressLine
+from emu.ui.session import Session
+from emu.ui.stepper import HEIGHT, WIDTH, Stepper
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXPECTED = ROOT / "tests" / "expected"
+REGEN = bool(os.environ.get("EMU_REGEN"))
+
+SCRIPTS = {
+    # A hidden fault (guest paging on), every step with micro.
+    "hidden": ("shadow", """
+        break exit cr0_write
+        continue
+        delete 1
+        next
+        micro
+        micro
+        micro
+        micro
+        micro
+        micro
+        micro
+        micro
+    """),
+    # A true fault: the first push of a user process; then its handler.
+    "true": ("shadow", """
+        break user_main+0x10
+        continue
+        next
+        micro
+        micro
+        micro
+        micro
+        micro
+        micro
+        step
+    """),
+    # A tracing fault: the guest's #PF handler writes the PTE.
+    "tracing": ("shadow", """
+        break page_fault.page_in+0x43
+        continue
+        next
+        micro
+        micro
+        micro
+        micro
+        micro
+        micro
+        micro
+        micro
+        step
+    """),
+    # Back across a fault: a step over a hidden fault undone, redone;
+    # back from the middle of a fault to before it; back to the start.
+    "back": ("shadow", """
+        break exit cr0_write
+        continue
+        step 3
+        back
+        step 3
+        next
+        micro
+        micro
+        back 3
+        back 10
+    """),
+    # Every view, in the middle of a fault in a user process.
+    "views": ("shadow", """
+        break user_main+0x10
+        continue
+        step
+        next
+        micro
+        micro
+        micro
+        micro
+        tlb
+        pt
+        pt 0x7ffffc
+        spt
+        spt 0x400000
+        pmap
+        mem va esp 32
+        mem pa 0x102000 16
+        mem ma 0x4000 16
+        mem va user_main
+        stats
+        trace 12
+    """),
+    # Breakpoints of each kind, listed, hit, deleted; bad ones refused.
+    "breaks": ("shadow", """
+        break fault hidden
+        break exit cr3_write
+        break write 0x480000
+        break print_pid
+        break
+        continue
+        delete 1
+        continue
+        continue
+        delete 4
+        continue
+        break
+        continue
+        delete all
+        break fault nosuch
+        break exit nosuch
+        break nosuch+4
+        break fault tracing
+        continue
+        micro
+    """),
+    # Natively: no VMM, no shadow, no PMap.
+    "native": ("native", """
+        next
+        micro
+        micro
+        spt
+        pmap
+        break exit pf
+        break fault hidden
+        break fault pf
+        break write 0x480000
+        continue
+        continue
+        back 2
+        stats
+    """),
+    # Help, and errors that do not end the session.
+    "errors": ("shadow", """
+        help
+        help break
+        frobnicate
+        step many
+        step 0
+        mem va
+        mem xa 0x1000
+        mem va 0xdead0000
+        mem pa 0x7fffffff
+        delete 9
+        back
+        quit
+        step
+    """),
+}
+
+
+def script_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.strip().splitlines()]
+
+
+def run_script(mode: str, text: str) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=WIDTH, height=HEIGHT, color_system=None,
+                      force_terminal=False, highlight=False, emoji=False)
+    session = Session(load("demand"), Config(mode=mode))
+    Stepper(session, console, height=HEIGHT).run_lines(script_lines(text))
+    return out.getvalue()
+
+
+def check(name: str, text: str) -> None:
+    path = EXPECTED / f"stepper_{name}.txt"
+    if REGEN:
+        path.write_text(text)
+    assert text == path.read_text(), f"{path.name} differs (EMU_REGEN=1 records it)"
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_scripted_session(name):
+    mode, text = SCRIPTS[name]
+    check(name, run_script(mode, text))
+
+
+def test_each_fault_story_reaches_its_last_step():
+    """The recorded hidden, true and tracing faults are each told whole."""
+    hidden = (EXPECTED / "stepper_hidden.txt").read_text()
+    assert "hidden fault · va" in hidden and "· done" in hidden
+    assert "gpte[" in hidden and "spte[" in hidden and "TLB fill (itlb)" in hidden
+    true = (EXPECTED / "stepper_true.txt").read_text()
+    assert "true fault · va 0x007ffffc" in true and "VM entry at the guest's handler" in true
+    tracing = (EXPECTED / "stepper_tracing.txt").read_text()
+    assert "tracing fault · va" in tracing and "the write went through once" in tracing
+
+
+def test_back_restores_the_screen_exactly():
+    out = io.StringIO()
+    console = Console(file=out, width=WIDTH, height=HEIGHT, color_system=None)
+    session = Session(load("demand"), Config(mode="shadow"))
+    stepper = Stepper(session, console, height=HEIGHT)
+    stepper.onecmd("break exit cr0_write")
+    stepper.onecmd("continue")
+    stepper.onecmd("next")
+    stepper.onecmd("micro")
+    before = (session.registers(), session.system.env.now, session.shown, session.nevents)
+    out.seek(0)
+    out.truncate(0)
+    stepper.onecmd("show")
+    screen_before = out.getvalue()
+    stepper.onecmd("micro")
+    stepper.onecmd("micro")
+    stepper.onecmd("step 50")
+    stepper.onecmd("back 3")
+    assert (session.registers(), session.system.env.now, session.shown,
+            session.nevents) == before
+    out.seek(0)
+    out.truncate(0)
+    stepper.onecmd("show")
+    after = out.getvalue()
+    # The same screen; only the last line says what the last command did.
+    assert after.split("\n> ")[0] == screen_before.split("\n> ")[0]
+    assert "> back: undid micro, micro, step 50" in after
+
+
+def test_step_counts_instructions_exactly_through_faults():
+    session = Session(load("demand"), Config(mode="shadow"))
+    for n in (1, 7, 100, 1000):
+        before = session.system.cpu.icount
+        session.step(n)
+        assert session.system.cpu.icount == before + n
+        assert session.system.held
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_steps_and_shows_every_view(mode):
+    """Whatever the mode (nested included), the commands work and say
+    clearly what does not exist there."""
+    out = run_script(mode, """
+        next
+        micro
+        micro
+        micro
+        micro
+        micro
+        micro
+        micro
+        step 500
+        tlb
+        pt
+        spt
+        pmap
+        stats
+        trace
+        back 3
+        continue
+    """)
+    assert "error:" not in out
+    assert "Traceback" not in out
+    assert "the run is over: poweroff" in out
+    if mode == "native":
+        assert "no shadow table" in out and "no PMap" in out
+
+
+def test_replay_is_deterministic():
+    a = Session(load("demand"), Config(mode="shadow"))
+    a.step(5000)
+    a.micro()
+    b = Session(load("demand"), Config(mode="shadow"))
+    b.step(5000)
+    b.micro()
+    assert a.registers() == b.registers() and a.nevents == b.nevents
+    assert a.system.stats() == b.system.stats()
+    a.back(1)
+    a.micro()
+    assert a.registers() == b.registers() and a.system.stats() == b.system.stats()
+
+
+# --- the command line ---------------------------------------------------------------
+def emu(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "emu", *map(str, args)], input=stdin,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_cli_script_prints_the_same_as_the_recorded_session(tmp_path):
+    script = tmp_path / "hidden.txt"
+    script.write_text("\n".join(script_lines(SCRIPTS["hidden"][1])) + "\n")
+    done = emu("step", "demand", "--mode", "shadow", "--script", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (EXPECTED / "stepper_hidden.txt").read_text()
+
+
+def test_cli_reads_commands_from_a_pipe():
+    done = emu("step", "demand", stdin="next\nmicro\nquit\n")
+    assert done.returncode == 0 and done.stderr == ""
+    assert "(emu) micro" in done.stdout and "VM exit" in done.stdout
+    assert "\x1b[" not in done.stdout          # no colour, no cursor movement
+
+
+def test_cli_missing_script_is_one_line_and_exit_1():
+    done = emu("step", "demand", "--script", "no_such_script.txt")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "emu: error: cannot read script no_such_script.txt: No such file or directory"]
+    assert done.stdout == ""
+
+
+def test_cli_exports_svg_and_html(tmp_path):
+    script = tmp_path / "s.txt"
+    script.write_text("next\nmicro\n")
+    svg, html = tmp_path / "out.svg", tmp_path / "out.html"
+    done = emu("step", "demand", "--script", script, "--svg", svg, "--html", html)
+    assert done.returncode == 0, done.stderr
+    assert svg.read_text().startswith("<svg") and "VM exit" in html.read_text()
+    assert "TLB miss" in svg.read_text().replace("&#160;", " ")
+
+
+def test_run_shows_no_progress_line_when_not_a_terminal():
+    done = emu("run", "demand", "--quiet")
+    assert "\r" not in done.stdout + done.stderr
+
+
+def test_progress_line_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    now = [0.0]
+    stream = Tty()
+    line = ProgressLine(stream, clock=lambda: now[0])
+    session = Session(load("demand"), Config(mode="shadow"))
+    session.step(2000)
+    line(session.system)
+    assert stream.getvalue() == ""                 # a short run: nothing
+    now[0] = 1.0
+    line(session.system)
+    text = stream.getvalue()
+    assert text.startswith("\r\x1b[K") and "2,000 instructions" in text and "faults" in text
+    line.clear()
+    assert stream.getvalue().endswith("\r\x1b[K") and not line.shown
