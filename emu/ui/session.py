@@ -200,11 +200,13 @@ class Session:
         return mark
 
     def _end(self, start: Mark, message: str) -> str:
+        s = self.system
         if self.position() != start.pos:
             self.history.append(start)
-        if self.finished and self.shown == self.nevents:
-            s = self.system
-            message += f" -- the run is over: {s.outcome}, {s.message}"
+            if self.finished and self.shown == self.nevents:
+                message += f" -- the run is over: {s.outcome}, {s.message}"
+        elif self.finished:
+            message = f"the run is over ({s.outcome}, {s.message}): 'back' goes back"
         self.message = message
         return message
 
@@ -235,7 +237,7 @@ class Session:
                 return f"next: VM exit ({ev.data.get('reason')})"
             return None
         why = self._advance(stop=stop, seek=native)
-        return self._end(start, why or "the run is over")
+        return self._end(start, why or "no more faults or exits")
 
     def cont(self) -> str:
         """Run to a breakpoint or the end."""
