@@ -249,7 +249,9 @@ def _flags(entry: int, pde: bool = False) -> str:
     return decode_flags(entry, pde=pde)
 
 
-def fault_panel(session, story) -> Panel:
+def fault_panel(session, story, compact: bool = False) -> Panel:
+    """The six steps; ``compact``: the data of the current step only (a
+    short terminal)."""
     if story.native:
         return _native_panel(session, story)
     titles = STEP_TITLES.get(session.mode, STEP_TITLES["shadow"])
@@ -266,6 +268,8 @@ def fault_panel(session, story) -> Panel:
             text.append(f"  {n} {titles[n]}", style="bold")
         else:
             text.append(f"· {n} {titles[n]}", style="dim")
+        if compact and n != current:
+            continue
         for line in data.get(n, []):
             text.append(f"\n      {line}")
     first = story.first
@@ -351,10 +355,13 @@ def console_tail(session, n: int = 2) -> list[str]:
 def screen(session, width: int, height: int, message: str = "") -> Group:
     """The whole screen for a console ``width`` x ``height``."""
     story = find_story(session)
-    panel = fault_panel(session, story) if story_visible(session, story) else None
     notes = activity(session) + console_tail(session)
     used = 1 + 2 + sum(1 + len(n) // width for n in notes) + (1 if message else 0) + 1
-    if panel is not None:
+    panel = None
+    if story_visible(session, story):
+        panel = fault_panel(session, story)
+        if used + 2 + len(panel.renderable.plain.split("\n")) + 10 > height:
+            panel = fault_panel(session, story, compact=True)
         used += 2 + len(panel.renderable.plain.split("\n"))
     count = max(8, min(17, height - used - 2))   # 8: as tall as the registers
     top = Table.grid(expand=True)
