@@ -32,6 +32,7 @@ from .story import (
     error_text,
     find_story,
     native_walk_lines,
+    pmap_how,
     story_visible,
     walk_lines,
 )
@@ -175,8 +176,7 @@ def _step_lines(session, story) -> dict[int, list[str]]:
             if ev.kind == "true_fault":
                 lines.append(f"the guest's walk: {error_text(d.get('error_code'))}")
         elif ev.kind == "pmap_lookup":
-            how = "allocated now, zeroed" if d.get("allocated") else "resident"
-            lines.append(f"PMap: ppn {d['ppn']:#x} -> mpn {d['mpn']:#x} ({how})")
+            lines.append(f"PMap: ppn {d['ppn']:#x} -> mpn {d['mpn']:#x} ({pmap_how(d)})")
         elif ev.kind == "inject":
             lines.append(f"inject {describe_vector(d['vector'])}, error code "
                          f"{d.get('error_code'):#x}, into the guest")

@@ -55,7 +55,18 @@ KIND_TEXT = {
     "unsync": "the first write to a guest page table: let it go out of sync",
     "wp-emulate": "CR0.WP=0 lets the kernel write a read-only page: emulate",
     "nested": "nested fault: guest-physical page without a nested entry",
+    "cow": "a write to a page the VMM shares: copy it, break the sharing",
 }
+
+# How the PMap found the machine page (``pmap_lookup``'s ``how``).
+PMAP_HOW = {"resident": "resident", "allocated": "allocated now, zeroed",
+            "swapped-in": "read back from the swap disk", "cow-broken":
+            "a private copy: the sharing is broken"}
+
+
+def pmap_how(data: dict) -> str:
+    how = data.get("how") or ("allocated" if data.get("allocated") else "resident")
+    return PMAP_HOW.get(how, how)
 
 
 @dataclass
@@ -213,8 +224,7 @@ def describe(ev) -> str:
         extra = f" ppn {d['ppn']:#x}" if "ppn" in d else ""
         return f"{k.replace('_', ' ')}{va}{extra}"
     if k == "pmap_lookup":
-        alloc = " (allocated now, zeroed)" if d.get("allocated") else ""
-        return f"PMap: ppn {d['ppn']:#x} -> mpn {d['mpn']:#x}{alloc}"
+        return f"PMap: ppn {d['ppn']:#x} -> mpn {d['mpn']:#x} ({pmap_how(d)})"
     if k == "shadow_fill":
         return (f"spte for{va} := {d['spte']:#010x}  {decode_flags(d['spte'])}"
                 f"  (mpn {d['mpn']:#x})")

@@ -263,10 +263,14 @@ def pmap_view(session) -> Group:
         return Group(_note("native mode: there is no PMap; guest-physical memory is the "
                            "machine's own memory (pa = ma)"))
     pmap, machine = s.vmm.pmap, s.vmm.machine
-    ranges = fold((ppn, mpn, "resident") for ppn, mpn in pmap.items())
-    vmm_pages = sum(1 for o in machine.owner.values() if o != pmap.name)
+    rows = [(ppn, mpn, pmap.state(ppn)) for ppn, mpn in pmap.items()]
+    rows += [(ppn, None, pmap.state(ppn)) for ppn in getattr(pmap, "swapped", ())]
+    ranges = fold(sorted(rows, key=lambda r: r[0]))
+    owners: dict[str, int] = {}
+    for owner in machine.owner.values():
+        owners[owner] = owners.get(owner, 0) + 1
     head = _head(f"the PMap of {pmap.name} · {len(pmap.mpn_of):,} of {pmap.npages:,} guest "
-                 "pages resident (the rest unbacked: they read as zeros)")
+                 "pages backed (the rest unbacked: they read as zeros)")
     t = _table("ppn", "", "mpn", "pages", "state")
     shown, more = _more(ranges, MAX_ROWS, "ranges")
     for r in shown:
@@ -276,9 +280,10 @@ def pmap_view(session) -> Group:
     for _, ev, _ in session.shown_events(session.nevents - len(session.events)):
         if ev.kind == "pmap_lookup" and ev.data.get("allocated"):
             last = ev
+    what = {"vmm": "by the VMM (shadow or nested tables)", "shared": "shared by guest pages"}
+    users = ", ".join(f"{n:,} {what.get(o, 'by ' + o)}" for o, n in sorted(owners.items()))
     notes = [_note(f"machine memory: {len(machine.owner):,} of {machine.npages:,} pages in "
-                   f"use: {len(pmap.mpn_of):,} by the guest, {vmm_pages:,} by the VMM "
-                   "(shadow or nested tables)")]
+                   f"use: {users or 'none'}")]
     if last is not None:
         notes.append(_note(f"last allocation: ppn {last.data['ppn']:#x} -> mpn "
                            f"{last.data['mpn']:#x} (zeroed), at cycle {last.cycle:,}"))
