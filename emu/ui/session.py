@@ -36,18 +36,13 @@ from dataclasses import dataclass
 from simpy.core import EmptySchedule
 
 from ..errors import EmuError
-from ..hw.exceptions import NAMES as VECTOR_NAMES
 from ..system import Config, System
+from .breakpoints import Breakpoint, Breakpoints, event_hit, exit_reasons, fault_kinds
 from .story import describe
 
 KEEP_EVENTS = 4096    # trace events kept for the views (the oldest are dropped)
 SEEK_FINE = 4096      # a seek runs this many instructions one at a time ...
 SEEK_BATCH = 256      # ... then batches of this many (replaying the one that hits)
-
-# Exception names a fault breakpoint takes (the hardware delivers them).
-EXCEPTIONS = {name.split()[0][1:].lower(): vector for vector, name in VECTOR_NAMES.items()
-              if name.startswith("#")}
-
 
 @dataclass(frozen=True)
 class Pos:
@@ -69,27 +64,6 @@ class Mark:
     command: str       # the motion that started here
 
 
-@dataclass
-class Breakpoint:
-    """Where ``continue`` (and ``step``, ``next``) stop."""
-
-    number: int
-    kind: str          # addr | fault | exit | write
-    value: object      # an address (addr, write), a fault kind or an exit reason
-    text: str          # as the user gave it
-    hits: int = 0
-
-    def describe(self) -> str:
-        what = {"addr": "at", "fault": "on fault", "exit": "on VM exit",
-                "write": "on a write to va"}[self.kind]
-        if self.kind in ("addr", "write"):
-            shown = f"{self.value:#010x}"
-            if self.text != shown and not self.text.startswith("0x"):
-                shown += f" ({self.text})"
-            return f"{what} {shown}"
-        return f"{what} {self.value}"
-
-
 class Session:
     """One guest run, driven event by event, with breakpoints and undo."""
 
@@ -98,8 +72,7 @@ class Session:
         self.config = (config or Config()).validate()
         self.log: list[list] = []          # [batch limit, simpy events] runs
         self.history: list[Mark] = []      # where each motion started (for back)
-        self.breakpoints: list[Breakpoint] = []
-        self._bp_number = 0
+        self.breaks = Breakpoints()
         self.interrupted = False           # set by a SIGINT handler: stop soon
         self._boot()
         self._step(0)                      # to the first batch: the start
@@ -289,7 +262,7 @@ class Session:
         writes = [bp for bp in self.breakpoints if bp.kind == "write"] if breaks else []
         event_bps = [bp for bp in self.breakpoints
                      if bp.kind in ("fault", "exit")] if breaks else []
-        if any(bp.kind == "fault" and bp.value in EXCEPTIONS for bp in event_bps) or addrs:
+        if any(bp.mid_batch for bp in event_bps) or addrs:
             seek = True                     # delivered mid-batch
         fine = bool(addrs or writes)
         watched = {bp.number: self._watch(bp.value) for bp in writes}
@@ -325,7 +298,7 @@ class Session:
                 why = stop(ev) if stop is not None else None
                 bp = None
                 if why is None:
-                    why, bp = self._event_break(ev, event_bps, addrs)
+                    why, bp = event_hit(ev, event_bps, addrs)
                 if why is not None:
                     hit = (i, why, bp)
                     break
@@ -362,25 +335,6 @@ class Session:
         self.shown = self.nevents
         return None
 
-    def _event_break(self, ev, event_bps, addrs):
-        """(why, breakpoint) if ``ev`` hits an event breakpoint, else (None, None)."""
-        kind, data = ev.kind, ev.data
-        for bp in event_bps:
-            if bp.kind == "exit":
-                hit = kind == "vm_exit" and data.get("reason") == bp.value
-            elif bp.value in EXCEPTIONS:
-                hit = (kind == "deliver" and data.get("source") == "fault"
-                       and data.get("vector") == EXCEPTIONS[bp.value])
-            else:
-                hit = kind == f"{bp.value}_fault"
-            if hit:
-                return f"breakpoint {bp.number} {bp.describe()}", bp
-        if kind == "deliver" and data.get("handler") in addrs:
-            bp = addrs[data["handler"]]
-            return (f"breakpoint {bp.number} {bp.describe()} (entered by an event "
-                    "delivery; the CPU ran the handler's first instruction with it)"), bp
-        return None, None
-
     def _watch(self, va: int):
         """(pa, dword) at ``va`` as the guest maps it now, or (None, None)."""
         from .probe import Probe
@@ -393,36 +347,17 @@ class Session:
 
     # --- breakpoints ----------------------------------------------------------------
     def fault_kinds(self) -> list[str]:
-        vmm = self.system.vmm
-        kinds = list(getattr(vmm, "faults", {})) if vmm is not None else []
-        return kinds + sorted(EXCEPTIONS)
+        return fault_kinds(self.system)
 
     def exit_reasons(self) -> list[str]:
-        vmm = self.system.vmm
-        if vmm is None:
-            return []
-        return sorted(set(self.system.cpu.intercepts) | {vmm.FAULT_EXIT})
+        return exit_reasons(self.system)
 
     def add_breakpoint(self, kind: str, value, text: str) -> Breakpoint:
-        if kind == "fault" and value not in self.fault_kinds():
-            raise EmuError(f"no fault kind '{value}' in {self.mode} mode "
-                           f"(one of: {', '.join(self.fault_kinds())})")
-        if kind == "exit":
-            if self.system.vmm is None:
-                raise EmuError("there are no VM exits natively: no VMM runs")
-            if value not in self.exit_reasons():
-                raise EmuError(f"no exit reason '{value}' in {self.mode} mode "
-                               f"(one of: {', '.join(self.exit_reasons())})")
-        self._bp_number += 1
-        bp = Breakpoint(self._bp_number, kind, value, text)
-        self.breakpoints.append(bp)
-        return bp
+        return self.breaks.add(self.system, kind, value, text)
 
     def delete_breakpoint(self, number: int | None) -> int:
-        before = len(self.breakpoints)
-        self.breakpoints = [bp for bp in self.breakpoints
-                            if number is not None and bp.number != number]
-        gone = before - len(self.breakpoints)
-        if not gone:
-            raise EmuError(f"no breakpoint {number}")
-        return gone
+        return self.breaks.delete(number)
+
+    @property
+    def breakpoints(self) -> list[Breakpoint]:
+        return self.breaks.items

@@ -162,7 +162,7 @@ class Stepper(cmd.Cmd):
             self.message = fn()
         finally:
             if self.interactive:
-                signal.signal(signal.SIGINT, previous)
+                signal.signal(signal.SIGINT, previous or signal.default_int_handler)
         self.draw()
         return False
 
