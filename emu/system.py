@@ -31,9 +31,10 @@ from .hw.mmu import Mmu
 from .hw.nested import NestedWalker
 from .hw.tlb import POLICIES, Tlb
 from .trace import TraceBus
+from .vmm.host import Host
 from .vmm.monitor import ShadowMonitor
 from .vmm.nested import NestedMonitor
-from .vmm.pmap import GuestPhys, MachineMemory, OutOfMachineMemory, PMap
+from .vmm.pmap import GuestPhys, OutOfMachineMemory, PMap
 from .vmm.shadow import POLICIES as SHADOW_POLICIES
 
 MODES = ("native", "shadow", "nested")
@@ -60,6 +61,10 @@ class Config:
     tlb_kind: str = "split"         # split ITLB/DTLB, or one unified TLB
     tlb_large: int = 8              # entries for 4 MiB pages (per TLB)
     ntlb_entries: int = 16          # nested-translation cache (nested mode; 0: none)
+    swap_latency: int = 20_000      # cycles per swap-disk transfer, before the data
+    swap_bandwidth: int = 4         # bytes per cycle of the swap disk
+    share_interval: int = 0         # cycles between sharing scans (0: no sharing)
+    reserve_pages: int = 16         # free machine pages kept for the VMM's own tables
     seed: int = 0                   # for the random TLB policy
     costs: CostModel = DEFAULT_COSTS
 
@@ -135,11 +140,16 @@ class System:
     """One machine running one guest image."""
 
     def __init__(self, image: Image, config: Config = Config(),
-                 bus: TraceBus | None = None, console_sink=None):
+                 bus: TraceBus | None = None, console_sink=None, *,
+                 host: Host | None = None, name: str = "vm0"):
+        """``host``: the machine this VM shares with others (``multi.py``);
+        by default a VM has a host of its own."""
         self.config = config.validate()
         self.image = image
+        self.name = name
+        self._own_host = host is None
         self.bus = bus or TraceBus()
-        self.env = simpy.Environment()
+        self.env = host.env if host is not None else simpy.Environment()
         self.bus.clock = lambda: int(self.env.now)
         c = config
         ram = c.mem_mib * MIB
@@ -148,8 +158,12 @@ class System:
             self.mem = PhysMem(ram, "pa")      # the CPU's memory is guest RAM
             self.guest = self.mem
         else:
-            self.machine = MachineMemory(c.machine_bytes)
-            self.pmap = PMap("vm0", ram, self.machine)
+            self.host = host or Host(self.env, c.machine_bytes, reserve=c.reserve_pages,
+                                     swap_latency=c.swap_latency,
+                                     swap_bandwidth=c.swap_bandwidth,
+                                     share_interval=c.share_interval)
+            self.machine = self.host.machine
+            self.pmap = PMap(name, ram, self.machine)
             self.guest = GuestPhys(self.pmap)
             self.mem = self.machine.mem        # the CPU's memory is machine memory
         self.itlb = Tlb(c.tlb_entries, c.tlb_ways, c.tlb_policy, c.seed, "itlb", c.tlb_large)
@@ -179,7 +193,7 @@ class System:
                 self.vmm.check = lambda: check_nested(self.vmm)
         if self.vmm is not None:
             self.guest.on_write = self.mmu.code_written
-            self.machine.on_free = self.mmu.forget_pn
+            self.host.attach(self)
         self.console = Console(console_sink)
         self.timer = Timer(c.clock)
         self.io = IoBus(self.console, self.timer)
@@ -415,6 +429,8 @@ class System:
         clock) without running them: a driver such as the stepper then calls
         ``env.step()``.  Returns the vCPU process (it ends with the run)."""
         if self._vcpu_process is None:
+            if self.vmm is not None and self._own_host:
+                self.host.start()
             self._vcpu_process = self.env.process(self._vcpu())
             if self.config.clock == "cycles":
                 self.env.process(self._timer_process())
@@ -449,6 +465,7 @@ class System:
                "trace_events": self.bus.count}
         if self.vmm is not None:
             out["vmm"] = self.vmm.stats()
+            out["host"] = self.host.stats()
         return out
 
     def cycles_by_category(self) -> dict:

@@ -71,9 +71,9 @@ def test_machine_memory_page_is_zeroed_and_reused_after_free():
     a, b = m.alloc("vm0"), m.alloc("vm0")
     m.mem.page(b)[100] = 0xAB
     freed = []
-    m.on_free = freed.append
+    m.on_free = lambda mpn, owner: freed.append((mpn, owner))
     m.free(b)
-    assert freed == [b] and b not in m.owner and b not in m.mem.pages
+    assert freed == [(b, "vm0")] and b not in m.owner and b not in m.mem.pages
     assert m.alloc("vmm") == b
     assert m.mem.page(b) == bytes(PAGE)
     assert m.owner == {a: "vm0", b: "vmm"}
@@ -98,7 +98,8 @@ def test_pmap_backs_a_page_once():
     assert pm.state(3) == RESIDENT and pm.lookup(3) == 1
     assert pm.items() == [(3, 1)] and pm.ppn_of == {1: 3}
     assert m.owner == {1: "vm0"}
-    assert pm.stats() == {"resident": 1, "allocated": 1, "lookups": 4}
+    assert pm.stats() == {"resident": 1, "shared": 0, "swapped": 0, "allocated": 1,
+                          "lookups": 4}
 
 
 def test_pmap_lookup_past_guest_ram_is_a_bus_error():

@@ -31,7 +31,7 @@ from collections import OrderedDict
 
 from . import paging
 from .exceptions import NPF, GuestFault
-from .paging import PTE_A, PTE_D, PTE_P
+from .paging import PTE_A, PTE_D, PTE_P, PTE_W
 
 
 class NestedFault(GuestFault):
@@ -60,7 +60,7 @@ class _GuestTables:
     def read32(self, pa: int) -> int:
         w = self.walker
         ma = w.translate_pa(pa, False, _ROWS[self.row])
-        self.seen[pa] = ma
+        self.seen[pa] = (ma, w.last_writable)
         value = w.mem.read32(ma)
         w.refs += 1
         w.grid.append((_ROWS[self.row], ("gpde", "gpte")[min(self.row, 1)], ma, value))
@@ -68,8 +68,13 @@ class _GuestTables:
         return value
 
     def write32(self, pa: int, value: int) -> None:
-        # The A/D update of an entry the walk just read: no new translation.
-        self.walker.mem.write32(self.seen[pa], value)
+        # The A/D update of an entry the walk just read: no new translation,
+        # but it is a write: a read-only npte (a shared page) stops it.
+        ma, writable = self.seen[pa]
+        w = self.walker
+        if not writable:
+            raise NestedFault(w._va, pa, True, w.refs)
+        w.mem.write32(ma, value)
 
 
 _ROWS = ("gcr3", "gpde", "gpte")
@@ -96,6 +101,7 @@ class NestedWalker:
         self.nested_refs = 0
         self.guest_refs = 0
         self.refs = 0
+        self.last_writable = True
         self.grid: list = []
         self.last_grid: list = []
         self._va = 0
@@ -104,12 +110,17 @@ class NestedWalker:
     def flush_ntlb(self) -> None:
         self.ntlb.clear()
 
+    def forget(self, ppn: int) -> None:
+        """The nested entry of ``ppn`` changed: drop its cached translation."""
+        self.ntlb.pop(ppn, None)
+
     def translate_pa(self, pa: int, write: bool, row: str | None) -> int:
         """pa -> ma through the nested table (or the NTLB); ``row`` names the
         reference for the grid (None: an A/D update, already translated)."""
         ppn = pa >> 12
-        mpn = self.ntlb.get(ppn)
-        if mpn is not None:
+        cached = self.ntlb.get(ppn)
+        if cached is not None and (cached[1] or not write):
+            mpn, self.last_writable = cached
             self.ntlb.move_to_end(ppn)
             if row is not None:
                 self.ntlb_hits += 1
@@ -130,16 +141,17 @@ class NestedWalker:
         self.refs += 1
         self.nested_refs += 1
         self.grid.append((row, "npte", npte_ma, npte))
-        if not npte & PTE_P:
+        if not npte & PTE_P or (write and not npte & PTE_W):
             raise NestedFault(self._va, pa, write, self.refs)
         after = npte | (PTE_A | PTE_D if write else PTE_A)
         if after != npte:
             mem.write32(npte_ma, after)
         mpn = npte >> 12
+        self.last_writable = bool(npte & PTE_W)
         if row is not None:
             self.ntlb_misses += 1
         if self.ntlb_entries:
-            self.ntlb[ppn] = mpn
+            self.ntlb[ppn] = (mpn, self.last_writable)
             if len(self.ntlb) > self.ntlb_entries:
                 self.ntlb.popitem(last=False)
         return (mpn << 12) | (pa & 0xFFF)

@@ -62,9 +62,22 @@ class Monitor:
         if self._owed:
             owed, self._owed = self._owed, 0
             yield self.env.timeout(owed)
+        self.sys.host.unpin()
         if self.check is not None:
             self.check()
         return action
+
+    def obtain(self, ppn: int, va: int, write: bool):
+        """Step 3: the PMap's machine page for ``ppn`` (allocated and zeroed if
+        unbacked, read back if swapped, copied if shared and written)."""
+        mpn, how = yield from self.sys.host.obtain(self.sys, ppn, write)
+        yield from self.spend("pmap", self.costs.vmm_pmap_lookup)
+        if how in ("allocated", "cow-broken"):
+            yield from self.spend("alloc", self.costs.vmm_alloc + self.costs.vmm_zero_page)
+        if self.bus.active:
+            self.emit("pmap_lookup", va=va, step=3, ppn=ppn, mpn=mpn,
+                      allocated=how == "allocated", how=how)
+        return mpn
 
     def spend(self, category: str, cycles: int):
         """Take ``cycles`` of simulated time for one step: ``yield from`` it.

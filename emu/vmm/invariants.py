@@ -31,7 +31,7 @@ def check_shadow(monitor) -> int:
     """Check every shadow entry of ``monitor``'s VM; returns entries checked."""
     shadow, pmap = monitor.shadow, monitor.pmap
     owner = monitor.machine.owner
-    guest_mpns = pmap.ppn_of                       # mpn -> ppn: what the PMap owns
+
     protected = {pmap.mpn_of[g] for g in shadow.tracked
                  if g in pmap.mpn_of and shadow.is_protected(g)}
     seen: dict[int, int] = {}
@@ -55,7 +55,7 @@ def check_shadow(monitor) -> int:
                         "does not point to a shadow page table")
             continue
         for idx, t in zip(present.tolist(), targets):
-            if t not in guest_mpns or owner.get(t) != pmap.name:
+            if not pmap.owns(t):
                 what = ("a shadow page" if t in shadow.by_mpn else
                         f"a page owned by {owner.get(t, 'nobody')}")
                 raise InvariantError(
@@ -69,7 +69,11 @@ def check_shadow(monitor) -> int:
                 if t in protected:
                     raise InvariantError(
                         f"check_shadow: spte {key}[{idx}] lets the guest write its page "
-                        f"table at ppn {guest_mpns[t]:#x}")
+                        f"table at ppn {pmap.ppn_of.get(t, -1):#x}")
+                if t in pmap.shared_mpns:
+                    raise InvariantError(
+                        f"check_shadow: spte {key}[{idx}] lets the guest write the shared "
+                        f"page mpn {t:#x}")
     rmap = {mpn: len(refs) for mpn, refs in shadow.rmap.items() if refs}
     if rmap != seen:
         bad = sorted(set(rmap.items()) ^ set(seen.items()))[0][0]
@@ -92,8 +96,11 @@ def check_nested(monitor) -> int:
     for ppn, npte in nested.entries():
         n += 1
         mpn = npte >> 12
-        if pmap.mpn_of.get(ppn) != mpn or owner.get(mpn) != pmap.name:
+        if pmap.mpn_of.get(ppn) != mpn or not pmap.owns(mpn):
             raise InvariantError(f"check_nested: npte for ppn {ppn:#x} = {npte:#010x} "
                                  f"maps mpn {mpn:#x}, not the PMap's page of {pmap.name}")
+        if ppn in pmap.shared and npte & PTE_W:
+            raise InvariantError(f"check_nested: npte for ppn {ppn:#x} lets the guest "
+                                 f"write the shared page mpn {mpn:#x}")
     monitor.invariant_checks = getattr(monitor, "invariant_checks", 0) + 1
     return n

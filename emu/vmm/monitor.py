@@ -23,7 +23,7 @@ import enum
 
 from ..hw import paging
 from ..hw.exceptions import PF
-from ..hw.paging import PF_U, PF_W, PTE_U, PTE_W
+from ..hw.paging import PF_U, PF_W, PTE_A, PTE_U, PTE_W
 from .base import Action, Monitor, walk_json
 from .pmap import GuestPhys, MachineMemory, PMap
 from .shadow import ShadowTables
@@ -40,6 +40,7 @@ class Fault(enum.Enum):
     TRACING = "tracing"      # a write to a write-protected guest table: emulate, sync
     UNSYNC = "unsync"        # oos: first write to a guest table: let it go out of sync
     WP_EMULATE = "wp-emulate"  # CR0.WP=0 lets the kernel write a read-only page: emulate
+    COW = "cow"              # a write to a page the VMM shares: break the sharing
 
 
 class ShadowMonitor(Monitor):
@@ -106,6 +107,8 @@ class ShadowMonitor(Monitor):
                 shadow.drop_mappings(mpn)   # they refill writable on demand
         elif write and gw is not None and not gw.writable:
             return (yield from self._emulate(Fault.WP_EMULATE, va, gw, gppn, d))
+        elif write and gppn in self.pmap.shared:
+            kind = Fault.COW       # the guest may write; the VMM shares the page
         elif write and sw is not None and sw.fault and sw.error_code & 1:
             kind = Fault.DIRTY     # the spte was there, read-only: D was clear
         else:
@@ -113,7 +116,7 @@ class ShadowMonitor(Monitor):
         self.faults[kind.value] += 1
         if self.bus.active:
             self.emit(kind.value + "_fault", va=va, step=3, ppn=gppn, write=write, user=user)
-        mpn = yield from self._pmap(gppn, va)
+        mpn = yield from self._pmap(gppn, va, write)
         # Step 4: fill the shadow.
         _, _, spte = self._fill(va, gw, gppn, mpn)
         yield from self.spend("fill_shadow", self.costs.vmm_fill_shadow)
@@ -124,14 +127,9 @@ class ShadowMonitor(Monitor):
         self.restart_vpn = va >> 12
         return Action("resume", {"fault": kind.value})
 
-    def _pmap(self, gppn: int, va: int):
+    def _pmap(self, gppn: int, va: int, write: bool):
         """Step 3 of a hidden fault: the PMap's machine page for ``gppn``."""
-        mpn, allocated = self.pmap.back(gppn)
-        yield from self.spend("pmap", self.costs.vmm_pmap_lookup)
-        if allocated:
-            yield from self.spend("alloc", self.costs.vmm_alloc + self.costs.vmm_zero_page)
-        if self.bus.active:
-            self.emit("pmap_lookup", va=va, step=3, ppn=gppn, mpn=mpn, allocated=allocated)
+        mpn = yield from self.obtain(gppn, va, write)
         return mpn
 
     def _fill(self, va: int, gw, gppn: int, mpn: int, force: bool = False):
@@ -142,7 +140,8 @@ class ShadowMonitor(Monitor):
         if gw is None:
             child, _ = shadow.ensure(("phys-pt", pdx))
             shadow.link(self.root, pdx, child, PTE_W | PTE_U)
-            return child, ptx, shadow.set_spte(child, ptx, mpn, PTE_U, gppn, True, force)
+            return child, ptx, shadow.set_spte(child, ptx, mpn, PTE_U, gppn,
+                                               gppn not in self.pmap.shared, force)
         gpde = gw.levels[0].value_after
         if gw.large:
             child, _ = shadow.ensure(("4m", self.cpu.cr3 >> 12, pdx))
@@ -152,8 +151,8 @@ class ShadowMonitor(Monitor):
             child, _ = shadow.ensure(("pt", gpde >> 12))
             gpte = gw.levels[1].value_after
         shadow.link(self.root, pdx, child, gpde)
-        return child, ptx, shadow.set_spte(child, ptx, mpn, gpte, gppn,
-                                           bool(gpte & PTE_W) and gw.dirty, force)
+        writable = bool(gpte & PTE_W) and gw.dirty and gppn not in self.pmap.shared
+        return child, ptx, shadow.set_spte(child, ptx, mpn, gpte, gppn, writable, force)
 
     def _true_fault(self, va: int, error_code: int, d):
         self.faults[Fault.TRUE.value] += 1
@@ -178,7 +177,7 @@ class ShadowMonitor(Monitor):
         bring the shadow in line with what it wrote."""
         self.faults[kind.value] += 1
         self.emit(kind.value + "_fault", va=va, step=3, ppn=gppn, write=True)
-        mpn = yield from self._pmap(gppn, va)
+        mpn = yield from self._pmap(gppn, va, True)
         before = bytes(self.machine.mem.page(mpn))
         sp, idx, _ = self._fill(va, gw, gppn, mpn, force=True)
         cpu = self.cpu
@@ -201,6 +200,30 @@ class ShadowMonitor(Monitor):
         if stop.reason in ("shutdown", "crash"):
             return Action(stop.reason, stop.detail)
         return Action("emulate", {"fault": kind.value})
+
+    # --- the host's hooks: reclaim and sharing -----------------------------------------
+    def evictable(self, ppn: int, mpn: int) -> bool:
+        """A guest page the host may take back: not a shadowed guest table
+        (the VMM reads those when it walks)."""
+        return ppn not in self.shadow.tracked
+
+    def referenced(self, ppn: int, mpn: int) -> bool:
+        """Did the guest use the page since the clock hand last passed?
+        Reads and clears the A bits the hardware set in its sptes."""
+        used = False
+        for sp, idx in self.shadow.sptes_mapping(mpn):
+            e = sp.entry(idx)
+            if e & PTE_A:
+                used = True
+                sp.page[idx * 4] = e & ~PTE_A & 0xFF
+        if used:
+            self.mmu.forget_pn(mpn)   # so that the next use sets A again
+        return used
+
+    def unmap_page(self, ppn: int, mpn: int) -> None:
+        """Drop every spte mapping ``mpn`` (reverse map) and its TLB entries."""
+        self.shadow.drop_mappings(mpn)
+        self.mmu.forget_pn(mpn)
 
     # --- control registers, INVLPG, HLT, I/O --------------------------------------------
     def on_cr3_write(self, d):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from struct import Struct
 
-from ..hw.paging import PTE_P, PTE_U, PTE_W
+from ..hw.paging import PTE_A, PTE_P, PTE_U, PTE_W
 from .base import Action, Monitor
 from .pmap import VMM_OWNER, GuestPhys, MachineMemory, PMap
 
@@ -56,15 +56,17 @@ class NestedTables:
         npte = _U32.unpack_from(self._page(pt), (ppn & 0x3FF) * 4)[0]
         return npte >> 12 if npte & PTE_P else None
 
-    def map(self, ppn: int, mpn: int) -> int:
+    def map(self, ppn: int, mpn: int, writable: bool = True) -> int:
         """npte(ppn) := mpn (creating the nested page table if needed);
-        returns the npte written."""
+        read-only unless ``writable``; returns the npte written."""
         pdx = ppn >> 10
         pt = self.tables.get(pdx)
         if pt is None:
             pt = self.tables[pdx] = self.machine.alloc(VMM_OWNER)
             _U32.pack_into(self._page(self.root), pdx * 4, (pt << 12) | NESTED_RIGHTS)
         npte = (mpn << 12) | NESTED_RIGHTS
+        if not writable:
+            npte &= ~PTE_W
         _U32.pack_into(self._page(pt), (ppn & 0x3FF) * 4, npte)
         self.nptes += 1
         return npte
@@ -73,6 +75,18 @@ class NestedTables:
         pt = self.tables.get(ppn >> 10)
         if pt is not None:
             _U32.pack_into(self._page(pt), (ppn & 0x3FF) * 4, 0)
+
+    def test_and_clear_accessed(self, ppn: int) -> bool:
+        """The npte's A bit (set by the hardware's walks), cleared."""
+        pt = self.tables.get(ppn >> 10)
+        if pt is None:
+            return False
+        page = self._page(pt)
+        npte = _U32.unpack_from(page, (ppn & 0x3FF) * 4)[0]
+        if npte & PTE_A:
+            _U32.pack_into(page, (ppn & 0x3FF) * 4, npte & ~PTE_A)
+            return True
+        return False
 
     def entries(self):
         """(ppn, npte) of every present nested entry."""
@@ -117,18 +131,30 @@ class NestedMonitor(Monitor):
         self.faults["nested"] += 1
         if self.bus.active:
             self.emit("nested_fault", va=va, step=3, gpa=gpa, ppn=ppn)
-        mpn, allocated = self.pmap.back(ppn)
-        yield from self.spend("pmap", self.costs.vmm_pmap_lookup)
-        if allocated:
-            yield from self.spend("alloc", self.costs.vmm_alloc + self.costs.vmm_zero_page)
-        if self.bus.active:
-            self.emit("pmap_lookup", va=va, step=3, ppn=ppn, mpn=mpn, allocated=allocated)
-        npte = self.nested.map(ppn, mpn)
+        mpn = yield from self.obtain(ppn, va, bool(d["error_code"] & 2))
+        npte = self.nested.map(ppn, mpn, writable=ppn not in self.pmap.shared)
+        self.walker.forget(ppn)
         yield from self.spend("fill_nested", self.costs.vmm_fill_shadow)
         if self.bus.active:
             self.emit("nested_fill", va=va, step=4, ppn=ppn, mpn=mpn, npte=npte)
         self.restart_vpn = va >> 12
         return Action("resume", {"fault": "nested"})
+
+    # --- the host's hooks: reclaim and sharing -----------------------------------------
+    def evictable(self, ppn: int, mpn: int) -> bool:
+        return True        # the hardware walks guest tables: any page may go
+
+    def referenced(self, ppn: int, mpn: int) -> bool:
+        if self.nested.test_and_clear_accessed(ppn):
+            self.walker.forget(ppn)
+            self.mmu.forget_pn(mpn)    # so that the next use walks and sets A again
+            return True
+        return False
+
+    def unmap_page(self, ppn: int, mpn: int) -> None:
+        self.nested.unmap(ppn)
+        self.walker.forget(ppn)
+        self.mmu.forget_pn(mpn)
 
     def stats(self) -> dict:
         out = super().stats()
