@@ -232,9 +232,13 @@ def test_back_restores_the_screen_exactly():
     assert "> back: undid micro, micro, step 50" in after
 
 
-def test_step_counts_instructions_exactly_through_faults():
-    session = Session(load("demand"), Config(mode="shadow"))
-    for n in (1, 7, 100, 1000):
+@pytest.mark.parametrize("mode", MODES)
+def test_step_counts_instructions_exactly_through_faults_and_exits(mode):
+    session = Session(load("demand"), Config(mode=mode))
+    session.next()
+    session.micro()
+    session.micro()                      # from the middle of a fault, if any
+    for n in (1, 7, 100, 1000, 5000):
         before = session.system.cpu.icount
         session.step(n)
         assert session.system.cpu.icount == before + n

@@ -157,7 +157,8 @@ def _step_lines(session, story) -> dict[int, list[str]]:
         out[1] = lines
     if exit_ev is not None:
         d = exit_ev.data
-        lines = [f"exit reason {d.get('reason')} at eip {d.get('eip'):#010x} "
+        ec = f", {error_text(d['error_code'])}" if d.get("error_code") is not None else ""
+        lines = [f"exit reason {d.get('reason')}{ec}, at eip {d.get('eip'):#010x} "
                  f"{symbolize(image, d.get('eip'))}".rstrip()]
         if "gpa" in d:
             lines.append(f"gpa {d['gpa']:#010x} (the VMM needs no guest walk)")

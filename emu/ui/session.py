@@ -188,7 +188,9 @@ class Session:
         start = self._begin(f"step {n}" if n != 1 else "step")
         self.shown = self.nevents
         target = self.system.cpu.icount + n
-        why = self._advance(target=target)
+        # hold: each batch starts from a held vCPU, after any instruction the
+        # VMM retired itself (port I/O, CR writes), so it runs exactly the rest.
+        why = self._advance(target=target, hold=True)
         done = self.system.cpu.icount - start.pos.icount
         msg = why or f"stepped {done:,} instruction{'s' if done != 1 else ''}"
         return self._end(start, msg)
