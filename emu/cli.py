@@ -79,6 +79,11 @@ def add_machine_options(p: argparse.ArgumentParser) -> None:
                    help="TLB entries for 4 MiB pages (default: %(default)s)")
     p.add_argument("--ntlb-entries", type=int, default=Config.ntlb_entries,
                    help="nested-translation cache entries, nested mode (default: %(default)s)")
+    p.add_argument("--share-interval", type=int, default=None,
+                   help="cycles between page-sharing scans, 0 for none (default: none "
+                        "for one VM, 200000 for several)")
+    p.add_argument("--swap-latency", type=int, default=Config.swap_latency,
+                   help="cycles per swap-disk transfer (default: %(default)s)")
     p.add_argument("--seed", type=int, default=Config.seed,
                    help="seed of the random TLB policy (default: %(default)s)")
 
@@ -89,6 +94,7 @@ def config_from(args) -> Config:
                   tlb_ways=args.tlb_ways, tlb_policy=args.tlb_policy,
                   tlb_kind=args.tlb_kind, tlb_large=args.tlb_large, seed=args.seed,
                   ntlb_entries=args.ntlb_entries,
+                  share_interval=args.share_interval or 0, swap_latency=args.swap_latency,
                   machine_mib=args.machine_mib, shadow_policy=args.shadow_policy,
                   check_invariants=args.check_invariants).validate()
 
@@ -98,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     r = sub.add_parser("run", help="run a guest program")
     r.add_argument("program", help="a .s file, or the name of a bundled guest program")
+    r.add_argument("more", nargs="*", metavar="PROGRAM",
+                   help="more programs: run them all together, one VM each, on one "
+                        "machine (--machine-mib sets its memory)")
     add_machine_options(r)
     r.add_argument("--stats-json", metavar="FILE", help="write the result and counters as JSON")
     r.add_argument("--quiet", action="store_true", help="no summary table")
@@ -202,6 +211,8 @@ class _Streamer:
 
 
 def cmd_run(args) -> int:
+    if args.more:
+        return cmd_run_many(args)
     config = config_from(args)
     image = load(args.program)
     out = _Streamer(sys.stdout)
@@ -255,6 +266,41 @@ def _open_for_write(path: str):
         return open(path, "w")
     except OSError as e:
         raise EmuError(f"cannot write {path}: {e.strerror}") from None
+
+
+def cmd_run_many(args) -> int:
+    """Several programs, one VM each, on one machine."""
+    from .multi import DEFAULT_SHARE_INTERVAL, run_many, vm_names
+    programs_ = [args.program, *args.more]
+    config = config_from(args)
+    changes = {}
+    if args.share_interval is None:
+        changes["share_interval"] = DEFAULT_SHARE_INTERVAL
+    if args.machine_mib is None:
+        changes["machine_mib"] = len(programs_) * (config.machine_bytes >> 20)
+    config = config.with_(**changes).validate()
+    images = [load(p) for p in programs_]
+    names = vm_names(programs_)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    multi = run_many(images, names, config, write)
+    if args.stats_json:
+        write_json_atomic(args.stats_json, multi.to_json())
+    if not args.quiet:
+        from rich.console import Console
+
+        from .ui.summary import multi_summary
+        Console().print(multi_summary(multi, config))
+    code = 0
+    for name, r in multi.results:
+        if r.outcome != "poweroff":
+            print(f"emu: {name}: {r.outcome}: {r.message}", file=sys.stderr)
+            code = code or (EXIT_CRASH if r.outcome == "crash" else EXIT_BUDGET)
+        elif r.exit_status and not code:
+            code = r.exit_status & 0xFF
+    return code
 
 
 def write_json_atomic(path: str, data) -> None:

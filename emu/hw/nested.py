@@ -165,12 +165,15 @@ class NestedWalker:
         self.grid = []
         self._va = va
         try:
+            # A read-only npte (a page the VMM shares) must stop later writes
+            # through the TLB entry this walk makes: the entry is marked clean
+            # (dirty=False), so a write re-walks and meets the nested check.
             if not self.guest_paging():
                 # Guest paging off: va is the pa; only the nested dimension.
                 ma = self.translate_pa(va, write, "data")
                 frame = ma & 0xFFFFF000
                 return paging.Walk(va, write, user, fetch, (), False, None, ma, frame, False,
-                                   True, True, True, False, self.refs)
+                                   True, True, self.last_writable, False, self.refs)
             view = self._view
             view.row = 0
             view.seen.clear()
@@ -179,7 +182,8 @@ class NestedWalker:
             if w.fault:
                 return w._replace(refs=self.refs)
             ma = self.translate_pa(w.pa, write, "data")
-            return w._replace(pa=ma, frame=ma & 0xFFFFF000, refs=self.refs)
+            return w._replace(pa=ma, frame=ma & 0xFFFFF000, refs=self.refs,
+                              dirty=w.dirty and self.last_writable)
         finally:
             self.last_grid = self.grid
 

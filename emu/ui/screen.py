@@ -289,8 +289,12 @@ def _native_panel(session, story) -> Panel:
     text = Text(no_wrap=True, overflow="ellipsis")
     what = describe_vector(d["vector"])
     h = d.get("handler")
-    text.append("native mode: no VMM, no shadow table, no PMap; the hardware walks the "
-                "guest's own table")
+    if session.system.vmm is None:
+        text.append("native mode: no VMM, no shadow table, no PMap; the hardware walks the "
+                    "guest's own table")
+    else:
+        text.append(f"{session.mode} paging: the guest's own fault; the hardware delivers it "
+                    "to the guest, no VM exit (the VMM never sees it)")
     if d["vector"] == 14:
         text.append("\nthe walk that faulted:")
         for line in native_walk_lines(story.extra):
@@ -304,7 +308,8 @@ def _native_panel(session, story) -> Panel:
     text.append("\n(the CPU also ran the handler's first instruction: natively it does not "
                 "stop between a delivery and the next instruction)", style="dim")
     va = d.get("cr2") if d["vector"] == 14 else d.get("eip")
-    return Panel(text, title=f"{what} · va {va or 0:#010x} · native", title_align="left",
+    where = "native" if session.system.vmm is None else "delivered by the hardware"
+    return Panel(text, title=f"{what} · va {va or 0:#010x} · {where}", title_align="left",
                  box=box.ROUNDED)
 
 

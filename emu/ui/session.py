@@ -92,8 +92,8 @@ class Session:
 
     def _on_event(self, ev) -> None:
         extra = None
-        if ev.kind == "deliver" and self.system.vmm is None:
-            extra = self.system.mmu.last_walk      # natively: the walk that faulted
+        if ev.kind == "deliver" and "pf" not in self.system.cpu.intercepts:
+            extra = self.system.mmu.last_walk      # the walk that faulted, if it did
         self.events.append((ev, extra))
         self.nevents += 1
 
@@ -196,22 +196,26 @@ class Session:
         return self._end(start, msg)
 
     def next(self) -> str:
-        """Run to the next fault or VM exit (port I/O exits are passed)."""
+        """Run to the next fault or VM exit (port I/O exits are passed).
+        Where the hardware delivers #PF to the guest itself (natively, and
+        under nested paging) a fault is that delivery; under shadow paging
+        every #PF is an exit."""
         start = self._begin("next")
         self.shown = self.nevents
-        native = self.system.vmm is None
+        vmm = self.system.vmm
+        delivered = "pf" not in self.system.cpu.intercepts
 
         def stop(ev):
-            if native:
-                if ev.kind == "deliver" and ev.data.get("source") == "fault":
-                    return "next: the hardware delivers an exception"
+            if delivered and ev.kind == "deliver" and ev.data.get("source") == "fault":
+                return "next: the hardware delivers an exception to the guest"
+            if vmm is None:
                 return None
             if ev.step == 1:
                 return "next: a fault begins (step 1 of 6)"
             if ev.kind == "vm_exit" and ev.step is None and ev.data.get("reason") != "io":
                 return f"next: VM exit ({ev.data.get('reason')})"
             return None
-        why = self._advance(stop=stop, seek=native)
+        why = self._advance(stop=stop, seek=delivered)
         return self._end(start, why or "no more faults or exits")
 
     def cont(self) -> str:

@@ -43,7 +43,8 @@ HELP = {   # command: (usage, summary, more)
              "The VMM's work on the way (faults, exits) is done too, and listed."),
     "next": ("next", "run to the next fault or VM exit",
              "Stops at the fault's first step; port I/O exits (one per console byte) are "
-             "passed. Natively: the next exception the hardware delivers."),
+             "passed. Natively and under nested paging the guest's own faults count too: "
+             "the next exception the hardware delivers."),
     "micro": ("micro", "the next VMM step (the next trace event)",
               "Inside a fault, the next of its six steps; outside, the next TLB fill, "
               "walk, exit ..."),

@@ -107,33 +107,37 @@ class Story:
         return None
 
 
-def _starts(ev, native: bool) -> bool:
-    if native:
-        return ev.kind == "deliver" and ev.data.get("source") == "fault"
-    return ev.step == 1
+def _delivered(ev) -> bool:
+    """An exception the hardware delivers to the guest itself (no VM exit)."""
+    return ev.kind == "deliver" and ev.data.get("source") == "fault"
 
 
 def find_story(session) -> Story | None:
-    """The last fault among the shown events (None if none is in sight)."""
+    """The last fault among the shown events (None if none is in sight).
+    Where #PF is not intercepted (natively, nested paging) the exceptions
+    the hardware delivers are stories of their own, told in one piece."""
+    hw = "pf" not in session.system.cpu.intercepts
     native = session.system.vmm is None
     stack: list[Story] = []
     last: Story | None = None
     awaiting: Story | None = None
     for i, ev, extra in session.shown_events(session.shown - WINDOW):
-        if _starts(ev, native):
-            st = Story(i, ev, native=native, last=i)
-            if native:
-                st.add(i, ev, extra, step=1)
-                st.extra, st.done, st.kind = extra, True, "native"
-            else:
-                if awaiting is not None:
-                    awaiting.done = True   # its restart went another way
-                    awaiting = None
-                st.add(i, ev, extra)
-                stack.append(st)
+        if hw and _delivered(ev):
+            st = Story(i, ev, native=True, last=i)
+            st.add(i, ev, extra, step=1)
+            st.extra, st.done, st.kind = extra, True, "native"
             last = st
             continue
         if native:
+            continue
+        if ev.step == 1:
+            st = Story(i, ev, last=i)
+            if awaiting is not None:
+                awaiting.done = True   # its restart went another way
+                awaiting = None
+            st.add(i, ev, extra)
+            stack.append(st)
+            last = st
             continue
         if stack:
             top = stack[-1]

@@ -95,3 +95,30 @@ def summary(result: Result) -> Group:
     tables = [t for t in (run_table(result), tlb_table(result), vmm_table(result),
                           cycles_table(result)) if t is not None]
     return Group(head, Columns(tables, padding=(0, 4)))
+
+
+def multi_summary(multi, config) -> Group:
+    """Several VMs on one machine: a line per VM, the host's counters."""
+    t = _table(f"{len(multi.results)} VMs on {config.machine_bytes >> 20} MiB of machine "
+               f"memory ({config.mode})", "vm", "outcome", "status", "instructions",
+               "VM exits", "faults")
+    for name, r in multi.results:
+        vmm = r.stats.get("vmm", {})
+        faults = " ".join(f"{k}:{v:,}" for k, v in vmm.get("faults", {}).items() if v)
+        t.add_row(name, r.outcome, "-" if r.exit_status is None else str(r.exit_status),
+                  _n(r.instructions), _n(vmm.get("exits_total", 0)), faults or "-")
+    h = multi.host
+    ht = _table("host", "", "")
+    ht.show_header = False
+    for k, v in (("simulated cycles", multi.cycles),
+                 ("machine pages (peak in use)",
+                  f"{h['machine']['machine_pages']:,} ({h['machine']['peak_allocated']:,})"),
+                 ("reclaimed", h["reclaimed"]), ("swapped out / in",
+                                                 f"{h['swap_outs']:,} / {h['swap_ins']:,}"),
+                 ("zero pages dropped", h["zero_dropped"]),
+                 ("swap disk busy cycles", h["disk"]["busy_cycles"]),
+                 ("shared pages (saving)", f"{h['shared_pages']:,} ({h['sharing_saved']:,})"),
+                 ("zero pages shared", h["zero_shared"]), ("COW breaks", h["cow_breaks"]),
+                 ("sharing scans", h["scans"])):
+        ht.add_row(k, _n(v))
+    return Group(t, ht)

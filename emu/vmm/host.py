@@ -267,7 +267,9 @@ class Host:
             if vm.finished:
                 continue
             pmap = vm.pmap
-            for ppn, mpn in sorted(pmap.ppn_of.items(), key=lambda kv: kv[1]):
+            for mpn, ppn in sorted(pmap.ppn_of.items()):
+                if pmap.ppn_of.get(mpn) != ppn:
+                    continue               # made shared earlier in this scan
                 if mpn in self.pinned or not vm.vmm.evictable(ppn, mpn):
                     continue
                 page = mem.page(mpn)
