@@ -293,8 +293,8 @@ def _native_panel(session, story) -> Panel:
         text.append("native mode: no VMM, no shadow table, no PMap; the hardware walks the "
                     "guest's own table")
     else:
-        text.append(f"{session.mode} paging: the guest's own fault; the hardware delivers it "
-                    "to the guest, no VM exit (the VMM never sees it)")
+        text.append(f"{session.mode} paging: the guest's own fault, delivered by the "
+                    "hardware without a VM exit")
     if d["vector"] == 14:
         text.append("\nthe walk that faulted:")
         for line in native_walk_lines(story.extra):
@@ -305,8 +305,8 @@ def _native_panel(session, story) -> Panel:
         text.append(f"\n-> {what} at eip {d.get('eip'):#010x}")
     text.append(f"\ndelivered through the IDT to the guest's handler {h:#010x} "
                 f"{symbolize(session.image, h)}".rstrip())
-    text.append("\n(the CPU also ran the handler's first instruction: natively it does not "
-                "stop between a delivery and the next instruction)", style="dim")
+    text.append("\n(the CPU ran the handler's first instruction with the delivery: it does "
+                "not stop between them)", style="dim")
     va = d.get("cr2") if d["vector"] == 14 else d.get("eip")
     where = "native" if session.system.vmm is None else "delivered by the hardware"
     return Panel(text, title=f"{what} · va {va or 0:#010x} · {where}", title_align="left",
