@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("run", "compare", "step"):
             extra = programs.default_options(programs.resolve(args.program))
             if extra:
-                args = build_parser().parse_args(
-                    [args.command, args.program, *extra, *argv[1:]])
+                # The program's options first: the command line's own win.
+                args = build_parser().parse_args([argv[0], *extra, *argv[1:]])
         return {"run": cmd_run, "asm": cmd_asm, "disasm": cmd_disasm, "compare": cmd_compare,
                 "step": cmd_step, "list": cmd_list}[args.command](args)
     except AsmError as e:

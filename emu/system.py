@@ -260,8 +260,12 @@ class System:
         def on_cpu_event(kind, **data):
             if bus.active:
                 bus.emit(kind, va=data.get("cr2"), **data)
+        def on_miss(va, fetch):
+            if bus.active:
+                bus.emit("tlb_miss", va=va, fetch=fetch)   # step 1 only if a fault follows
         mmu.trace_walk = on_walk
         mmu.on_fill = on_fill
+        mmu.on_miss = on_miss
         self.cpu.on_event = on_cpu_event
 
     def guest_write(self, pa: int, data: bytes) -> None:
@@ -390,8 +394,11 @@ class System:
             # Nothing retires while halted: the next tick comes at once.
             self._tick()
         else:
+            # Sleep until the next tick, but not past the cycle budget.
             self._wake = self.env.event()
-            yield self._wake
+            left = max(self.config.max_cycles - int(self.env.now), 0)
+            yield self._wake | self.env.timeout(left)
+            self._wake = None
         return False
 
     def _tick(self) -> None:

@@ -456,3 +456,21 @@ def test_machine_memory_too_small_for_the_image_is_reported_cleanly():
     else:
         r = s.run()
         assert r.outcome == "crash" and "machine memory exhausted" in r.message
+
+
+def test_oos_invlpg_of_two_ptes_in_one_table_drops_both_stale_sptes():
+    # Regression: INVLPG under oos returned early when the spde had already
+    # been dropped by the previous INVLPG, leaving the va's spte in the cached
+    # shadow table: 0xb0 0xa1 instead of 0xb0 0xb1.
+    import pathlib
+
+    from emu.asm import assemble_file
+    from emu.programs import include_dir
+    path = pathlib.Path(__file__).parent / "programs" / "oos_invlpg.s"
+    image = assemble_file(path, include_dirs=[include_dir()])
+    native = System(image, Config(mode="native")).run()
+    assert native.console.split()[-2:] == ["0x000000b0", "0x000000b1"]
+    for policy in POLICIES:
+        r = System(image, Config(mode="shadow", shadow_policy=policy,
+                                 check_invariants=True)).run()
+        assert r.guest_visible() == native.guest_visible(), policy

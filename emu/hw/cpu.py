@@ -155,6 +155,7 @@ class Cpu:
                     eip = self.eip
                     while icount < max_insns and cycles < max_cycles:
                         b = None
+                        ilookups += 1          # this block's fetch (counted even if it faults)
                         blocks = ifast.get(eip >> 12)
                         if blocks is None:
                             mmu.translate(eip, False, True, False)
@@ -174,18 +175,16 @@ class Cpu:
                             icount += n * it
                             cycles += c * it
                             drefs += d * it
-                            ilookups += it
+                            ilookups += it - 1     # one fetch per iteration
                         else:
                             eip = fn()
                             icount += n
                             cycles += c
                             drefs += d
-                            ilookups += 1
                     self.eip = eip
                     stop = Stop("budget")
                 except GuestFault as f:
                     if b is not None:
-                        ilookups += 1
                         k = self.partial
                         if k is not None:
                             meta = b.meta
@@ -203,7 +202,6 @@ class Cpu:
                     icount += s.retired
                     if b is not None:
                         cycles += b.cycles
-                        ilookups += 1
                     stop = Stop(s.reason, detail=s.detail)
         except BusError as e:
             if b is not None and self.partial is not None:

@@ -83,6 +83,7 @@ class Mmu:
         self.last_walk = None      # the record of the most recent walk
         self.trace_walk = None     # callable(walk): every hardware walk
         self.on_fill = None        # callable(entry, fetch): every TLB fill
+        self.on_miss = None        # callable(va, fetch): every TLB miss (counted once)
         itlb.on_drop = self._drop_i
         if dtlb is not itlb:
             dtlb.on_drop = self._drop_d
@@ -241,6 +242,8 @@ class Mmu:
         # cores re-walk to set D, and drop an entry that faults).
         if e is None and (vpn, fetch) not in self._missed:
             tlb.misses += 1
+            if self.on_miss is not None:
+                self.on_miss(va, fetch)
         try:
             w = self.walker(self.mem, self.cr3, va, write=write, user=user,
                             fetch=fetch, wp=self.wp, pse=self.pse)

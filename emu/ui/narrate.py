@@ -61,6 +61,9 @@ class Narrator:
     # --- events -----------------------------------------------------------------
     def __call__(self, ev) -> None:
         kind = ev.kind
+        if kind == "run_end":
+            self._flush()             # a run may end in the middle of a fault
+            return
         if kind in ("shadow_walk", "nested_walk") and ev.step == 1:
             self._flush()
             self.story = [ev]
@@ -85,8 +88,6 @@ class Narrator:
         elif (kind == "deliver" and self.mode in ("native", "nested")
               and ev.data["source"] == "fault"):
             self._emit([self._native_delivery(ev)])
-        elif kind == "run_end":
-            self._flush()
 
     def _entered(self) -> bool:
         return any(e.kind == "vm_entry" for e in self.story)

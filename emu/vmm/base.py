@@ -107,6 +107,7 @@ class Monitor:
         d = stop.detail
         reason = d["exit"]
         self.exits[reason] = self.exits.get(reason, 0) + 1
+        self.restart_vpn = None       # a step 6 that never came is not due any more
         fault = reason == self.FAULT_EXIT
         if fault and self.bus.active:
             self.step1(d)

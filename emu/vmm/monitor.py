@@ -292,7 +292,16 @@ class ShadowMonitor(Monitor):
             # pages: the guest's one INVLPG covers all of them.
             self.large_regions.discard(pdx)
             self.mmu.invlpg_range(pdx << 10, 1024)
-        dropped = 0 if self.shadow.tracing else self.shadow.drop_va(self.root, va)
+        dropped = 0
+        if not self.shadow.tracing:
+            # The guest's current PDE names the page table whose shadow may
+            # hold the va's entry even when no spde links it right now.
+            gpt = None
+            if self.guest_paging:
+                gpde = self.guest.read32((self.cpu.cr3 & PAGE_MASK) | (pdx << 2))
+                if gpde & 1 and not (gpde & 0x80 and self.cpu.cr4 & paging.CR4_PSE):
+                    gpt = gpde >> 12
+            dropped = self.shadow.drop_va(self.root, va, gpt)
         yield from self.spend("invlpg", self.costs.vmm_flush)
         self.emit("invlpg", va=va, dropped=dropped)
         self.advance(d)

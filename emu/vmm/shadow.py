@@ -295,22 +295,29 @@ class ShadowTables:
                     n += 1
         return n
 
-    def drop_va(self, root: ShadowPage, va: int) -> int:
+    def drop_va(self, root: ShadowPage, va: int, guest_pt: int | None = None) -> int:
         """INVLPG under oos: drop what the shadow caches for ``va`` -- its
         spte and the spde above it (INVLPG invalidates the cached directory
-        entry too; the guest may have changed it).  Returns entries dropped."""
-        pdx = (va >> 22) & 0x3FF
+        entry too; the guest may have changed it).  ``guest_pt``: the ppn of
+        the guest page table now mapping va, whose shadow may hold an spte for
+        it even while no spde links it.  Returns entries dropped."""
+        pdx, ptx = (va >> 22) & 0x3FF, (va >> 12) & 0x3FF
+        n = 0
+        if guest_pt is not None:
+            sp = self.pages.get(("pt", guest_pt))
+            if sp is not None and sp.entry(ptx) & PTE_P:
+                self._clear(sp, ptx)
+                n += 1
         spde = root.entry(pdx)
         if not spde & PTE_P:
-            return 0
+            return n
         child = self.by_mpn.get(spde >> 12)
         if child is not None and child.role == "4m":
-            n = child.present      # a guest 4 MiB page: INVLPG covers all of it
+            n += child.present     # a guest 4 MiB page: INVLPG covers all of it
             self.free(child)
             return n + 1
-        n = 0
-        if child is not None and child.entry((va >> 12) & 0x3FF) & PTE_P:
-            self._clear(child, (va >> 12) & 0x3FF)
+        if child is not None and child.entry(ptx) & PTE_P:
+            self._clear(child, ptx)
             n += 1
         self._clear(root, pdx)
         return n + 1
