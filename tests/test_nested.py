@@ -164,3 +164,29 @@ def test_compare_runs_every_configuration_and_finds_them_identical(tmp_path):
     assert native["slowdown"] == 1.0 and native["vm_exits"] == {}
     assert set(nested["vm_exits"]) <= {"npf", "io", "hlt"}
     assert len({run["instructions"] for run in data["runs"]}) == 1
+
+
+def test_compare_forkwait_shadow_pays_for_table_writes_and_cr3_switches():
+    from emu.cli import load
+    from emu.ui.compare import compare, to_json
+    data = to_json(compare(load("forkwait")))
+    runs = {run["config"]: run for run in data["runs"]}
+    assert data["identical"]
+    nested = runs["nested"]
+    for policy in ("trace-cache", "trace-drop", "oos-cache", "oos-drop"):
+        shadow = runs[f"shadow {policy}"]
+        assert shadow["cycles"] > 2 * nested["cycles"]
+        assert shadow["vm_exits"]["cr3_write"] == 121 and shadow["vm_exits"]["invlpg"] == 120
+    assert runs["shadow trace-cache"]["faults"]["tracing"] > 500
+    assert set(nested["vm_exits"]) <= {"npf", "io", "hlt"}
+
+
+def test_compare_tlbthrash_nested_pays_for_long_walks():
+    from emu.cli import load
+    from emu.ui.compare import compare, to_json
+    data = to_json(compare(load("tlbthrash")))
+    runs = {run["config"]: run for run in data["runs"]}
+    shadow, nested = runs["shadow trace-cache"], runs["nested"]
+    assert shadow["refs_per_walk"] == 2.0 and nested["refs_per_walk"] >= 3.9
+    assert nested["chart"]["walk"] > 1.9 * shadow["chart"]["walk"]
+    assert nested["tlb_misses"] == shadow["tlb_misses"]
