@@ -1,0 +1,159 @@
+"""Exceptions and interrupts: delivery through the IDT, double and triple
+faults, events pending across a VM exit, injection by a VMM.
+
+A mixin of ``Cpu``: it works on the CPU's registers, MMU and IDT state.
+"""
+
+from __future__ import annotations
+
+from .exceptions import DF, GP, NP, NPF, PF, TIMER_VECTOR, GuestFault
+from .stops import CONTRIBUTORY, KERNEL_CS, USER_CS, USER_SS, Stop
+from .stops import StopRun as _StopRun
+
+
+class EventDelivery:
+    """How the CPU delivers exceptions and interrupts."""
+
+    # --- exceptions and interrupts ----------------------------------------
+    def _exception(self, f: GuestFault, eip: int) -> Stop | None:
+        """An exception raised by the instruction at ``eip``: a VM exit if
+        intercepted (an EPT violation always is), else delivered through
+        the IDT."""
+        if f.vector == NPF:
+            return self._exit("npf", eip, va=f.cr2, gpa=f.gpa, error_code=f.error_code)
+        if f.vector == PF and "pf" in self.intercepts:
+            return self._exit("pf", eip, va=f.cr2, error_code=f.error_code)
+        return self.deliver(f.vector, f.error_code, f.cr2, eip)
+
+    def _exit(self, reason: str, eip: int, **detail) -> Stop:
+        detail.update(eip=eip, vectoring=self.vectoring)
+        return Stop("exit", detail={"exit": reason, **detail})
+
+    def _interrupt(self) -> None:
+        self.irq_pending = False
+        self.interrupts += 1
+        stop = self.deliver(TIMER_VECTOR, None, None, self.eip, external=True)
+        if stop is not None:
+            raise _StopRun(stop.reason, 0, **stop.detail)
+
+    def _redeliver(self) -> int:
+        """Deliver again the event a VM exit interrupted; returns the
+        instructions it retires (an ``int n`` retires when its delivery
+        completes, as it would have without the exit)."""
+        vector, ec, cr2, ret, soft, external = self.vectoring
+        self.vectoring = None
+        self.delivery_faulted = False
+        stop = self.deliver(vector, ec, cr2, ret, soft=soft, external=external)
+        if stop is not None:
+            raise _StopRun(stop.reason, 0, **stop.detail)
+        return 1 if soft and not self.delivery_faulted else 0
+
+    def deliver(self, vector: int, error_code, cr2, return_eip: int, *,
+                soft: bool = False, external: bool = False) -> Stop | None:
+        """Deliver an event through the IDT: push the frame, enter the handler.
+
+        A fault while delivering makes a double fault (or is delivered
+        serially after a benign event); a fault while delivering a double
+        fault shuts the machine down (triple fault).  Under a VMM, a #PF
+        the VMM intercepts during delivery exits with the event kept in
+        ``vectoring``: it is delivered again when the guest resumes.
+        """
+        if vector == PF:
+            self.cr2 = cr2
+        # The instruction a fault during this delivery belongs to: the one at
+        # eip (the int itself for int n, the faulting one for a fault).
+        self._delivering_eip = self.eip
+        self.vectoring = (vector, error_code, cr2, return_eip, soft, external)
+        cpl = self.cpl
+        user_before = self.mmu.user
+        try:
+            self.mmu.set_user(False)       # implicit supervisor accesses
+            if vector * 8 + 7 > self.idt_limit:
+                raise GuestFault(GP, vector * 8 + 2)
+            handler = self.mmu.read(self.idt_base + vector * 8, 4)
+            attr = self.mmu.read(self.idt_base + vector * 8 + 4, 4)
+            # The SDM's order: gate type, then (int n only) DPL, then present.
+            gate_type = (attr >> 8) & 0xF
+            if gate_type not in (0xE, 0xF):
+                raise GuestFault(GP, vector * 8 + 2)
+            if soft and cpl > (attr >> 13) & 3:
+                raise GuestFault(GP, vector * 8 + 2)
+            if not attr & 0x8000:
+                raise GuestFault(NP, vector * 8 + 2)
+            r = self.r
+            if cpl == 3:
+                esp = self.mmu.read((self.tss_base + 4) & 0xFFFFFFFF, 4)
+                frame = [USER_SS, r[4], self.eflags, USER_CS, return_eip]
+            else:
+                esp = r[4]
+                frame = [self.eflags, KERNEL_CS, return_eip]
+            if error_code is not None:
+                frame.append(error_code)
+            new_esp = (esp - 4 * len(frame)) & 0xFFFFFFFF
+            # Translate every page of the frame before writing any of it.
+            top = (esp - 1) & 0xFFFFFFFF
+            self.mmu.translate(new_esp, True)
+            if top >> 12 != new_esp >> 12:
+                self.mmu.translate(top, True)
+            for i, value in enumerate(reversed(frame)):
+                self.mmu.write((new_esp + 4 * i) & 0xFFFFFFFF, 4, value)
+        except GuestFault as f:
+            self.mmu.set_user(user_before)
+            return self._delivery_fault(f)
+        self.vectoring = None
+        r[4] = new_esp
+        self.set_cpl(0)
+        if gate_type == 0xE:
+            self.iflag = 0
+        self.eip = handler
+        self.cycles += self.costs.interrupt
+        if not external:
+            self.exceptions[vector] = self.exceptions.get(vector, 0) + 1
+        if self.on_event is not None:
+            self.on_event("deliver", vector=vector, error_code=error_code,
+                          cr2=cr2, eip=return_eip, handler=handler,
+                          source="interrupt" if external else "int" if soft else "fault")
+        return None
+
+    def _delivery_fault(self, f: GuestFault) -> Stop | None:
+        first, _, _, _, soft, external = self.vectoring
+        eip = self._delivering_eip
+        self.eip = eip
+        self.delivery_faulted = True
+        if f.vector == NPF:
+            return self._exit("npf", eip, va=f.cr2, gpa=f.gpa, error_code=f.error_code)
+        if f.vector == PF and "pf" in self.intercepts:
+            # The VMM sees the #PF; ``vectoring`` keeps the first event, which
+            # is delivered again when the guest resumes.
+            return self._exit("pf", eip, va=f.cr2, error_code=f.error_code)
+        self.vectoring = None
+        return self.combine(first, f, eip, external or soft)
+
+    def combine(self, first: int, f: GuestFault, eip: int, benign: bool) -> Stop | None:
+        """x86's double-fault rules for a fault ``f`` while delivering ``first``."""
+        if first == DF:
+            return Stop("shutdown", detail={
+                "message": f"triple fault: {f} while delivering a double fault",
+                "eip": eip})
+        first_class = "benign" if benign or first not in CONTRIBUTORY | {PF} else (
+            "pf" if first == PF else "contributory")
+        second_bad = f.vector in CONTRIBUTORY or f.vector == PF
+        if first_class != "benign" and second_bad and not (
+                first_class == "contributory" and f.vector == PF):
+            return self.deliver(DF, 0, None, eip)
+        return self.deliver(f.vector, f.error_code, f.cr2, eip)
+
+    def inject(self, vector: int, error_code=None, cr2=None) -> Stop | None:
+        """Deliver an event chosen by the VMM (VM entry with injection)."""
+        pending = self.vectoring
+        if pending is not None:
+            self.vectoring = None
+            first, _, _, _, soft, external = pending
+            # The fault belongs to the instruction at eip (the exit's).
+            return self.combine(first, GuestFault(vector, error_code, cr2), self.eip,
+                                external or soft)
+        return self.deliver(vector, error_code, cr2, self.eip)
+
+    def raise_irq(self) -> None:
+        """The timer's interrupt line (vector 32), delivered when IF=1."""
+        self.irq_pending = True

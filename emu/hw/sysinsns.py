@@ -1,0 +1,227 @@
+"""System instructions: the rows of the ISA table the CPU executes itself
+(``isa.SYSTEM`` and ``isa.PRIV``), one ``_op_<name>`` method each.
+
+A mixin of ``Cpu``.  Each method gets the decoded instruction, its eip and
+the next eip, and returns the eip to continue at; ending the batch (``hlt``,
+I/O, a VM exit) raises ``StopRun``.
+"""
+
+from __future__ import annotations
+
+from .. import isa
+from .exceptions import GP, UD, GuestFault
+from .stops import CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, KERNEL_CS, USER_CS, USER_SS
+from .stops import StopRun as _StopRun
+
+
+class SystemInstructions:
+    """The CPU's system instructions."""
+
+    # --- system instructions (one method per row; names from _opname) -------
+    def _op_int(self, d, eip, nxt):
+        self.eip = eip
+        self.delivery_faulted = False
+        stop = self.deliver(d.args[0], None, None, nxt, soft=True)
+        if stop is not None:
+            raise _StopRun(stop.reason, 0, **stop.detail)
+        if self.delivery_faulted:
+            # The int did not complete: a fault took its place (not retired).
+            raise _StopRun("budget", 0)
+        return self.eip
+
+    def _op_iret(self, d, eip, nxt):
+        mmu, r = self.mmu, self.r
+        sp = r[4]
+        new_eip = mmu.read(sp, 4)
+        cs = mmu.read((sp + 4) & 0xFFFFFFFF, 4)
+        flags = mmu.read((sp + 8) & 0xFFFFFFFF, 4)
+        rpl = cs & 3
+        if cs not in (KERNEL_CS, USER_CS) or rpl < self.cpl:
+            raise GuestFault(GP, cs & 0xFFFC)
+        if rpl == 3 and self.cpl == 0:
+            new_esp = mmu.read((sp + 12) & 0xFFFFFFFF, 4)
+            ss = mmu.read((sp + 16) & 0xFFFFFFFF, 4)
+            if ss != USER_SS:
+                raise GuestFault(GP, ss & 0xFFFC)
+        else:
+            new_esp = (sp + 12) & 0xFFFFFFFF
+        self.set_eflags(flags, allow_if=self.cpl == 0)
+        r[4] = new_esp
+        self.set_cpl(rpl)
+        return self._after_if_change(new_eip)
+
+    def _after_if_change(self, nxt: int) -> int:
+        """IF may have become 1: a pending interrupt is taken before the
+        next instruction."""
+        if self.irq_pending and self.iflag:
+            self.eip = nxt
+            try:
+                self._interrupt()
+            except _StopRun as s:
+                s.retired += 1        # this instruction completed before the exit
+                raise
+            return self.eip
+        return nxt
+
+    def _op_hlt(self, d, eip, nxt):
+        if "hlt" in self.intercepts:
+            self.eip = eip
+            raise _StopRun("exit", 0, **self._exit("hlt", eip, next_eip=nxt).detail)
+        self.eip = nxt
+        raise _StopRun("halt", 1)
+
+    def _op_cli(self, d, eip, nxt):
+        self.iflag = 0
+        return nxt
+
+    def _op_sti(self, d, eip, nxt):
+        self.iflag = 1
+        return self._after_if_change(nxt)
+
+    def _op_popfd(self, d, eip, nxt):
+        value = self.mmu.read(self.r[4], 4)
+        self.r[4] = (self.r[4] + 4) & 0xFFFFFFFF
+        self.set_eflags(value, allow_if=self.cpl == 0)
+        return self._after_if_change(nxt)
+
+    def _op_lidt(self, d, eip, nxt):
+        va = self.ea(d.args[0])
+        limit = self.mmu.read(va, 2)
+        base = self.mmu.read((va + 2) & 0xFFFFFFFF, 4)
+        self.idt_limit, self.idt_base = limit, base
+        return nxt
+
+    def _op_ltr(self, d, eip, nxt):
+        self.tss_base = self.r[d.args[0]]
+        return nxt
+
+    def _op_invlpg(self, d, eip, nxt):
+        va = self.ea(d.args[0])
+        if "invlpg" in self.intercepts:
+            self.eip = eip
+            raise _StopRun("exit", 0, **self._exit("invlpg", eip, va=va, next_eip=nxt).detail)
+        self.mmu.invlpg(va)
+        return nxt
+
+    def _op_mov(self, d, eip, nxt):
+        if d.insn.operands == ("r", "c"):
+            reg, cr = d.args
+            if cr == 3 and "cr3_read" in self.intercepts:
+                self.eip = eip
+                raise _StopRun("exit", 0, **self._exit(
+                    "cr3_read", eip, reg=reg, next_eip=nxt).detail)
+            self.r[reg] = {0: self.cr0, 2: self.cr2, 3: self.cr3, 4: self.cr4}[cr]
+            return nxt
+        cr, reg = d.args
+        value = self.r[reg]
+        name = {0: "cr0_write", 3: "cr3_write", 4: "cr4_write"}.get(cr)
+        if name in self.intercepts:
+            self.eip = eip
+            raise _StopRun("exit", 0, **self._exit(
+                name, eip, cr=cr, value=value, next_eip=nxt).detail)
+        self.write_cr(cr, value)
+        if cr == 0:
+            # Paging may have changed: end the batch so the counts of the
+            # TLB lookups made with paging off are not charged to the TLB.
+            self.eip = nxt
+            raise _StopRun("budget", 1)
+        return nxt
+
+    def write_cr(self, cr: int, value: int) -> None:
+        """MOV to CRn natively: the hardware's paging state follows."""
+        mmu = self.mmu
+        if cr == 2:
+            self.cr2 = value          # no effect on translation
+            return
+        if cr == 0:
+            old = self.cr0
+            self.cr0 = value
+            if (old ^ value) & (CR0_PG | CR0_WP):
+                mmu.flush_all()
+        elif cr == 3:
+            self.cr3 = value
+            mmu.load_cr3(value)
+        elif cr == 4:
+            old = self.cr4
+            self.cr4 = value
+            if (old ^ value) & (CR4_PSE | CR4_PGE):
+                mmu.flush_all()
+        # Under nested paging the hardware always translates (va -> ma):
+        # the 2D walker itself follows the guest's CR0.PG.
+        mmu.set_control(self.nested or bool(self.cr0 & CR0_PG), bool(self.cr0 & CR0_WP),
+                        bool(self.cr4 & CR4_PSE), bool(self.cr4 & CR4_PGE))
+        if cr == 3 or (cr == 0 and self.cr0 & CR0_PG):
+            mmu.cr3 = self.cr3 & 0xFFFFF000
+
+    def _op_in(self, d, eip, nxt):
+        reg, port = d.args
+        if d.insn.operands[1] == "dx":
+            port = self.r[2] & 0xFFFF
+        return self._io(eip, nxt, port, None, reg)
+
+    def _op_out(self, d, eip, nxt):
+        port, reg = d.args
+        if d.insn.operands[0] == "dx":
+            port = self.r[2] & 0xFFFF
+        return self._io(eip, nxt, port, self.r[reg], None)
+
+    def _io(self, eip, nxt, port, value, reg):
+        if "io" in self.intercepts:
+            self.eip = eip
+            raise _StopRun("exit", 0, **self._exit(
+                "io", eip, port=port, value=value, reg=reg, next_eip=nxt).detail)
+        self.eip = nxt
+        raise _StopRun("io", 1, port=port, value=value, reg=reg, eip=eip)
+
+    def _op_ud2(self, d, eip, nxt):
+        raise GuestFault(UD)
+
+    def _string(self, d, eip, nxt, size: int, move: bool, rep: bool):
+        """movs/stos, with ``rep``: interruptible, restartable at any count."""
+        mmu, r = self.mmu, self.r
+        count = r[1] if rep else 1
+        done = 0
+        try:
+            while done < count:
+                if move:
+                    value = mmu.read(r[6], size)
+                else:
+                    value = r[0] & (0xFF if size == 1 else 0xFFFFFFFF)
+                mmu.write(r[7], size, value)
+                if move:
+                    r[6] = (r[6] + size) & 0xFFFFFFFF
+                r[7] = (r[7] + size) & 0xFFFFFFFF
+                done += 1
+                if rep:
+                    r[1] = (r[1] - 1) & 0xFFFFFFFF
+        finally:
+            self.cycles += done * (1 + (2 if move else 1) * self.costs.mem_ref)
+        return nxt
+
+    def ea(self, m: isa.Mem) -> int:
+        """The effective (linear) address of a memory operand."""
+        a = m.disp
+        if m.base is not None:
+            a += self.r[m.base]
+        if m.index is not None:
+            a += self.r[m.index] * m.scale
+        return a & 0xFFFFFFFF
+
+
+
+def _opname(row: isa.Insn) -> str:
+    name = row.mnemonic.replace("rep ", "rep_")
+    return name
+
+
+def _string_op(size: int, move: bool, rep: bool):
+    def op(self, d, eip, nxt):
+        return self._string(d, eip, nxt, size, move, rep)
+    return op
+
+
+for _mn, _size, _move in (("movsd", 4, True), ("stosd", 4, False),
+                          ("movsb", 1, True), ("stosb", 1, False)):
+    setattr(SystemInstructions, "_op_" + _mn, _string_op(_size, _move, False))
+    setattr(SystemInstructions, "_op_rep_" + _mn, _string_op(_size, _move, True))
+
