@@ -142,7 +142,8 @@ def render(cmp: Comparison, program: str) -> Group:
     else:
         native = cmp.native
         head.append("guest-visible results identical in every configuration", style="green")
-        head.append(f" ({native.outcome}, status {native.exit_status})")
+        status = "" if native.exit_status is None else f", status {native.exit_status}"
+        head.append(f" ({native.outcome}{status})")
     parts = [head, table(cmp), chart(cmp)]
     for m in cmp.mismatches:
         parts.append(Text(m, style="red"))
