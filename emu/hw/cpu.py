@@ -185,7 +185,11 @@ class Cpu(EventDelivery, SystemInstructions):
                     stop = Stop(s.reason, detail=s.detail)
         except BusError as e:
             if b is not None and self.partial is not None:
-                eip = b.meta.eips[self.partial]
+                k = self.partial
+                it = self.iters if b.loop else 0
+                icount += k + it * b.ninsns       # what the block retired before it
+                cycles += b.meta.cycles_before[k] + it * b.cycles
+                eip = b.meta.eips[k]
             self.partial = None
             self.eip = eip
             stop = Stop("crash", detail={"message": str(e), "eip": eip})

@@ -150,7 +150,8 @@ class ShadowMonitor(Monitor):
         else:
             child, _ = shadow.ensure(("pt", gpde >> 12))
             gpte = gw.levels[1].value_after
-        shadow.link(self.root, pdx, child, gpde)
+        # Forcing (emulation): the spde must let the write through too.
+        shadow.link(self.root, pdx, child, gpde | (PTE_W if force else 0))
         writable = bool(gpte & PTE_W) and gw.dirty and gppn not in self.pmap.shared
         return child, ptx, shadow.set_spte(child, ptx, mpn, gpte, gppn, writable, force)
 
@@ -181,7 +182,7 @@ class ShadowMonitor(Monitor):
         before = bytes(self.machine.mem.page(mpn))
         sp, idx, _ = self._fill(va, gw, gppn, mpn, force=True)
         cpu = self.cpu
-        while True:
+        for _ in range(16):
             stop = cpu.run(1, 1 << 40, irq=False)
             yield from self.spend("emulate", self.costs.vmm_emulate + stop.cycles)
             if stop.reason != "exit":
@@ -190,8 +191,13 @@ class ShadowMonitor(Monitor):
             inner = yield from self.handle(stop)
             if inner.kind != "resume":
                 break
+        else:
+            return Action("crash", {"message": f"the VMM could not emulate the write to va "
+                                               f"{va:#010x}", "eip": cpu.eip})
         self.emulated += 1
         self.shadow.clear_write(sp, idx, mpn)   # the one-instruction permission ends
+        if gw is not None:
+            self.shadow.link(self.root, (va >> 22) & 0x3FF, sp, gw.levels[0].value_after)
         self.mmu.downgrade(va >> 12)
         changed = _changed_dwords(before, self.machine.mem.page(mpn))
         dropped = self.shadow.sync_entries(gppn, changed) if changed else 0
