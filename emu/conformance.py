@@ -286,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", metavar="FILE.jsonl")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also print the walks of each failing vector")
+    def one_line_error(message: str):
+        print(f"python -m emu.conformance: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+    parser.error = one_line_error
     args = parser.parse_args(argv)
     vectors = []
     for path in args.files:

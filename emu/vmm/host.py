@@ -160,6 +160,8 @@ class Host:
                 self.machine.mem.page(mpn)[:] = data
                 self.swap_ins += 1
                 how = "swapped-in"
+                if vm.bus.active:
+                    vm.bus.emit("swap_in", ppn=ppn, mpn=mpn, waited=self.disk.cost)
             else:
                 mpn = self.machine.alloc(pmap.name)
                 pmap.bind(ppn, mpn)
@@ -236,6 +238,8 @@ class Host:
         self.machine.mem.page(mpn)[:] = self.machine.mem.page(shared)
         pmap.bind(ppn, mpn)
         self.cow_breaks += 1
+        if vm.bus.active:
+            vm.bus.emit("cow_break", ppn=ppn, shared=shared, mpn=mpn)
         refs = self.sharers[shared]
         refs.discard((pmap.name, ppn))
         if not refs:
@@ -295,6 +299,8 @@ class Host:
                 self.sharers[shared].add((name, ppn))
                 if zero:
                     self.zero_shared += 1
+                if vm.bus.active:
+                    vm.bus.emit("page_shared", ppn=ppn, mpn=shared, freed=mpn, zero=zero)
         self.by_content = {d: m for d, m in self.by_content.items() if m >= 0}
         return hashed
 
