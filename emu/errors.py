@@ -10,6 +10,15 @@ class EmuError(Exception):
     """Base of every error the emulator reports to its user."""
 
 
+EXCERPT_WIDTH = 100     # characters of a source line an error message shows
+
+
+def printable(text: str) -> str:
+    """``text`` on one screen line: tabs become a space, control and other
+    unprintable characters '?' (one character each, so columns still match)."""
+    return "".join(" " if c == "\t" else c if c.isprintable() else "?" for c in text)
+
+
 class AsmError(EmuError):
     """A source file that does not assemble; names file:line:column."""
 
@@ -23,15 +32,26 @@ class AsmError(EmuError):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
+        message = printable(self.message)
         if self.line <= 0:
-            return f"{self.file}: error: {self.message}"
-        return f"{self.file}:{self.line}:{self.column}: error: {self.message}"
+            return f"{self.file}: error: {message}"
+        return f"{self.file}:{self.line}:{self.column}: error: {message}"
 
     def excerpt(self) -> str:
         """The offending line with a caret under the column."""
         if not self.text:
             return ""
-        return f"    {self.text}\n    {' ' * max(self.column - 1, 0)}^"
+        # One screen line whatever the source holds: control and other
+        # unprintable characters show as '?', tabs as a space (one column
+        # each, so the caret stays under its character), and a long line is
+        # cut to a window around the column.
+        text = printable(self.text)
+        col = max(self.column - 1, 0)
+        if len(text) > EXCERPT_WIDTH:
+            start = max(0, min(col - EXCERPT_WIDTH // 2, len(text) - EXCERPT_WIDTH))
+            text = text[start:start + EXCERPT_WIDTH]
+            col -= start
+        return f"    {text}\n    {' ' * col}^"
 
 
 class ConfigError(EmuError):

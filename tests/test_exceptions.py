@@ -743,3 +743,66 @@ fix_pf:
 def _len(text: str) -> int:
     from emu.asm import assemble
     return len(assemble(text).segments[0][1])
+
+
+# --- a long rep string instruction is interruptible ----------------------------------
+REP_TICK = """
+tick:
+    inc dword [ticks]
+    cmp dword [ticks], 1
+    jne .later
+    mov ebx, [esp]
+    mov [tick_eip], ebx
+    mov [tick_ecx], ecx
+.later:
+    iret
+ticks: dd 0
+tick_eip: dd 0
+tick_ecx: dd 0
+align 4096
+buffer: times 40001 dd 0
+"""
+
+
+def test_timer_interrupts_a_long_rep_stosd_and_it_goes_on(mode):
+    # Counting cycles, the first tick falls due inside a 40,000-dword rep
+    # stosd: it lands between iterations with eip at the rep and ecx part way
+    # down (later ticks land further down), and after the last iret the
+    # instruction finishes: every dword stored.
+    body = init("IF", ebx=0) + """
+    mov eax, 20000
+    out 0x40, eax
+    mov edi, buffer
+    mov ecx, 40000
+    mov eax, 0x5A5A5A5A
+the_rep:
+    rep stosd
+    cli
+    mov eax, 0
+    out 0x40, eax
+    mov eax, [ticks]
+"""
+    s, r = trap(mode, body, handlers={TIMER: "tick"}, data=REP_TICK, clock="cycles")
+    assert r.exit_status >= 2
+    assert var(s, "tick_eip") == sym(s, "the_rep")
+    assert 0 < var(s, "tick_ecx") < 40000
+    if mode == "native":      # chunks of 4,096 iterations; the third passes the tick
+        assert var(s, "tick_ecx") == 40000 - 3 * 4096
+    buf = sym(s, "buffer")
+    assert words(s, buf, 40001) == [0x5A5A5A5A] * 40000 + [0]
+    assert regs(r)["ecx"] == 0 and regs(r)["edi"] == buf + 160000
+
+
+def test_the_cycle_budget_stops_a_runaway_rep_stosd(mode):
+    # ecx = 2**30 dwords would run for minutes: the budget ends it part way,
+    # eip still at the rep, which has not retired.
+    body = "    mov edi, 0x10000\n    mov ecx, 0x40000000\nthe_rep:\n    rep stosd\n"
+    s, r = run_snippet(body, mode, max_cycles=200_000)
+    assert r.outcome == "budget"
+    assert r.registers["eip"] == sym(s, "the_rep")
+    assert r.instructions == 3           # mov esp, mov edi, mov ecx
+    stored = 0x40000000 - r.registers["ecx"]
+    assert 4096 <= stored < 200_000
+    if mode == "native":                 # whole chunks of 4,096 iterations
+        assert stored % 4096 == 0
+    assert r.registers["edi"] == 0x10000 + 4 * stored

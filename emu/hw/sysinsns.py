@@ -13,6 +13,8 @@ from .exceptions import GP, UD, GuestFault
 from .stops import CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, KERNEL_CS, USER_CS, USER_SS
 from .stops import StopRun as _StopRun
 
+REP_CHUNK = 4096    # iterations of a rep string instruction between interruption points
+
 
 class SystemInstructions:
     """The CPU's system instructions."""
@@ -177,12 +179,20 @@ class SystemInstructions:
         raise GuestFault(UD)
 
     def _string(self, d, eip, nxt, size: int, move: bool, rep: bool):
-        """movs/stos, with ``rep``: interruptible, restartable at any count."""
+        """movs/stos, with ``rep``: interruptible, restartable at any count.
+
+        As on x86, a long ``rep`` is interruptible between iterations: after
+        ``REP_CHUNK`` of them the batch ends with eip still at the instruction
+        and ecx/esi/edi advanced, so the timer, the cycle budget and the
+        stepper get their turn; the instruction retires (counts once) when
+        ecx reaches 0.  A fault on an iteration leaves the same restartable
+        state."""
         mmu, r = self.mmu, self.r
         count = r[1] if rep else 1
+        chunk = min(count, REP_CHUNK)
         done = 0
         try:
-            while done < count:
+            while done < chunk:
                 if move:
                     value = mmu.read(r[6], size)
                 else:
@@ -196,6 +206,9 @@ class SystemInstructions:
                     r[1] = (r[1] - 1) & 0xFFFFFFFF
         finally:
             self.cycles += done * (1 + (2 if move else 1) * self.costs.mem_ref)
+        if done < count:
+            self.eip = eip                  # not retired: it goes on next batch
+            raise _StopRun("budget", 0)
         return nxt
 
     def ea(self, m: isa.Mem) -> int:
