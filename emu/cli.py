@@ -173,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:     # a file that fails part way (a full disk ...)
+        what = f" {e.filename}" if e.filename else ""
+        print(f"emu: error: cannot read or write{what}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_INPUT
     except Exception as e:   # a bug: still one line, unless asked for more
         if os.environ.get("EMU_DEBUG"):
             raise
@@ -243,7 +247,10 @@ def cmd_run(args) -> int:
         if progress is not None:
             progress.clear()
         if trace_fh is not None:
-            trace_fh.close()
+            try:
+                trace_fh.close()
+            except OSError as e:
+                raise EmuError(f"cannot write {args.trace}: {e.strerror}") from None
     if out.last != "\n":
         sys.stdout.write("\n")
     sys.stdout.flush()
@@ -304,7 +311,19 @@ def cmd_run_many(args) -> int:
 
 
 def write_json_atomic(path: str, data) -> None:
-    """Write JSON so that a failure never leaves a half-written file."""
+    """Write JSON so that a failure never leaves a half-written file (a
+    temporary file renamed over ``path``; a device or FIFO is written to
+    directly, never replaced)."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise EmuError(f"cannot write {path}: Is a directory")
+        try:
+            with open(path, "w") as fh:
+                json.dump(data, fh, indent=1, sort_keys=True)
+                fh.write("\n")
+        except OSError as e:
+            raise EmuError(f"cannot write {path}: {e.strerror}") from None
+        return
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".emu-", suffix=".json")

@@ -72,9 +72,12 @@ def default_options(path: str) -> list[str]:
     (e.g. a small ``--max-cycles`` for a guest that loops forever).  The
     command line's own options come after them, so they win."""
     out: list[str] = []
+    if not os.path.isfile(path):        # a device or a FIFO may never end
+        return out
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            for _, line in zip(range(40), fh):
+            for _ in range(40):
+                line = fh.readline(4096)
                 if line.startswith(OPTIONS_PREFIX):
                     out += line[len(OPTIONS_PREFIX):].split()
     except OSError:

@@ -42,6 +42,7 @@ CLOCKS = ("instructions", "cycles")
 TLB_KINDS = ("split", "unified")
 BATCH_CYCLES = 1_000_000      # longest batch: keeps progress reports flowing
 MIB = 1 << 20
+MAX_CYCLES = 1 << 62           # largest cycle budget or interval an option takes
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,16 @@ class Config:
             raise ConfigError(f"--machine-mib must be between 1 and 4096, not {self.machine_mib}")
         if self.shadow_policy not in SHADOW_POLICIES:
             raise ConfigError(f"--shadow-policy must be one of {', '.join(SHADOW_POLICIES)}")
-        if self.max_cycles < 1:
-            raise ConfigError("--max-cycles must be positive")
+        if not 1 <= self.max_cycles <= MAX_CYCLES:
+            raise ConfigError(f"--max-cycles must be between 1 and 2**62, not {self.max_cycles}")
+        if not 0 <= self.seed < 1 << 64:
+            raise ConfigError(f"--seed must be between 0 and 2**64 - 1, not {self.seed}")
+        if not 0 <= self.share_interval <= MAX_CYCLES:
+            raise ConfigError(f"--share-interval must be between 0 and 2**62 cycles, "
+                              f"not {self.share_interval}")
+        if not 0 <= self.swap_latency <= 1 << 32:
+            raise ConfigError(f"--swap-latency must be between 0 and 2**32 cycles, "
+                              f"not {self.swap_latency}")
         if self.clock not in CLOCKS:
             raise ConfigError(f"--clock must be one of {', '.join(CLOCKS)}")
         if self.tlb_policy not in POLICIES:

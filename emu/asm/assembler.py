@@ -11,8 +11,11 @@ or constant, defined before or after it; ``$`` in its expression is the
 address of the equ line).  Pass 2 evaluates everything else and encodes.
 
 Limits: the image holds at most ``MAX_IMAGE`` bytes, nothing may lie beyond
-address 0xffffffff, segments must not overlap, and a ``times`` count is at
-most ``MAX_TIMES``.
+address 0xffffffff, segments must not overlap, a ``times`` count is at
+most ``MAX_TIMES`` and all of them together emit at most ``MAX_ITEMS``
+statements.  With the source limits (``source.MAX_SOURCE`` per file,
+``parser.MAX_TOTAL_SOURCE`` per assembly) they bound the memory one assembly
+takes to a few hundred MB, whatever its input.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .source import read_source
 
 MAX_IMAGE = 16 << 20        # bytes in all segments together
 MAX_TIMES = 1 << 20         # largest times count
+MAX_ITEMS = 2 << 20         # statements emitted, times repetitions included (memory)
 ADDRESS_END = 1 << 32       # first address past the 32-bit space
 
 
@@ -122,6 +126,7 @@ class Assembler:
         addr = seg_start = 0
         seg = _Segment(0, 0, None)
         total = 0
+        items = 0
         for stmt in stmts:
             extra = 0
             size = 0
@@ -148,6 +153,10 @@ class Assembler:
                 size = extra = -addr % n
             elif isinstance(stmt, Times):
                 extra = self._times_count(stmt, addr, seg_start)
+                items += extra
+                if items > MAX_ITEMS:
+                    raise stmt.loc.error(f"more than {MAX_ITEMS:,} statements emitted "
+                                         "(times repetitions counted)", stmt.col)
                 size = extra * stmt.inner.size
             else:
                 size = stmt.size  # type: ignore[attr-defined]

@@ -36,6 +36,7 @@ from .operands import (
 from .source import find_include, read_source
 
 MAX_INCLUDE_DEPTH = 16
+MAX_TOTAL_SOURCE = 4 << 20  # bytes of source in one assembly, includes counted each time
 DATA_WIDTH = {"db": 1, "dw": 2, "dd": 4}
 DIRECTIVES = frozenset(("org", "align", "db", "dw", "dd", "times", "equ", "include"))
 STRING_INSNS = ("movsd", "stosd", "movsb", "stosb")
@@ -119,11 +120,13 @@ class Parser:
     include_dirs: tuple[str, ...] = ()
     stmts: list[Stmt] = field(default_factory=list)
     scope: str = ""
+    source_bytes: int = 0
 
     def parse_file_text(self, text: str, display: str, chain: Chain) -> None:
         """Parse ``text``, the file named ``display``; ``chain`` lists
         (real path, name) of it and of the files that include it, outermost
         first."""
+        self.source_bytes += len(text)
         for n, line in enumerate(text.split("\n"), 1):
             line = line.removesuffix("\r")
             self.parse_line(Loc(display, n, line), chain)
@@ -280,6 +283,9 @@ class Parser:
             raise loc.error(f"includes nested too deeply (limit {MAX_INCLUDE_DEPTH})",
                             name_tok.col)
         text = read_source(path, path, loc, name_tok.col)
+        if self.source_bytes + len(text) > MAX_TOTAL_SOURCE:
+            raise loc.error(f"more than {MAX_TOTAL_SOURCE >> 20} MiB of source with this "
+                            "include (every inclusion counts)", name_tok.col)
         self.parse_file_text(text, path, (*chain, (real, path)))
 
 

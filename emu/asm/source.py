@@ -14,7 +14,7 @@ import os
 from ..errors import AsmError
 from .lexer import Loc
 
-MAX_SOURCE = 64 << 20       # bytes in one source file
+MAX_SOURCE = 1 << 20        # bytes in one source file (the largest kernel is ~27 KB)
 
 
 def read_source(path: str, display: str, named_at: Loc | None = None,
@@ -44,7 +44,7 @@ def read_source(path: str, display: str, named_at: Loc | None = None,
         raise whole(f"cannot read '{display}': {e.strerror or e}") from None
     if len(data) > MAX_SOURCE:
         raise whole(f"'{display}' is too large for a source file "
-                    f"(limit {MAX_SOURCE >> 20} MiB)")
+                    f"(more than {MAX_SOURCE >> 20} MiB)")
     return decode_source(data, display)
 
 

@@ -342,14 +342,28 @@ for _command in HELP:
     setattr(Stepper, f"help_{_command}", _helper(_command))
 
 
+MAX_SCRIPT = 1 << 20        # characters of commands read from a script or stdin
+
+
 def read_script(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as fh:
-            return fh.read().splitlines()
+            return script_lines(fh, path)
     except OSError as e:
         raise EmuError(f"cannot read script {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise EmuError(f"cannot read script {path}: not UTF-8 text") from None
+
+
+def script_lines(fh, name: str) -> list[str]:
+    """The command lines of ``fh``, read up to ``MAX_SCRIPT`` characters (a
+    script from /dev/zero or ``yes |`` must not fill memory)."""
+    text = fh.read(MAX_SCRIPT + 1)
+    if len(text) > MAX_SCRIPT:
+        raise EmuError(f"script {name} holds more than {MAX_SCRIPT >> 20} MiB of commands")
+    if "\0" in text:
+        raise EmuError(f"cannot read script {name}: it holds NUL bytes (a binary file?)")
+    return text.splitlines()
 
 
 def run(image, config, *, script: str | None = None, svg: str | None = None,
@@ -360,7 +374,10 @@ def run(image, config, *, script: str | None = None, svg: str | None = None,
     lines = read_script(script) if script is not None else None
     interactive = lines is None and stdin.isatty() and stdout.isatty()
     if lines is None and not interactive:
-        lines = stdin.read().splitlines()
+        try:
+            lines = script_lines(stdin, "<stdin>")
+        except UnicodeDecodeError:
+            raise EmuError("cannot read commands from standard input: not UTF-8 text") from None
     record = bool(svg or html)
     if interactive:
         console = Console(file=stdout, record=record, highlight=False)
@@ -375,12 +392,14 @@ def run(image, config, *, script: str | None = None, svg: str | None = None,
         stepper.interact()
     else:
         stepper.run_lines(lines)
+    target = svg
     try:
         if svg:
             console.save_svg(svg, title=f"emu step {image.source_name.rsplit('/', 1)[-1]}",
                              clear=False)
         if html:
+            target = html
             console.save_html(html)
     except OSError as e:
-        raise EmuError(f"cannot write {e.filename}: {e.strerror}") from None
+        raise EmuError(f"cannot write {e.filename or target}: {e.strerror}") from None
     return 0

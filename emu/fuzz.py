@@ -1,0 +1,410 @@
+"""Fuzzing the front door: the assembler, the command line, garbage guests.
+
+    python -m emu.fuzz --seconds 60 [--seed N] [--save DIR]
+
+Round after round, until the time is up, it tries:
+
+* the assembler (``assemble_file``) on random token soup, on the bundled
+  guest programs mutated (lines deleted, duplicated, swapped; characters
+  flipped; garbage, NUL bytes, invalid UTF-8 and unicode inserted), on
+  binary garbage;
+* the command line (``emu.cli.main``, in this process) on mutated programs
+  run with a small cycle budget in a random mode, and on absurd options:
+  negative numbers, 10**30, NaN-like and unicode strings, empty strings,
+  missing and unwritable files;
+* guests that run garbage: random bytes as code after a small kernel (an
+  IDT whose handler skips a byte; with paging on or off), natively, under a
+  shadow policy and under nested paging, with the resource-control
+  invariant checked after every exit.
+
+What must hold: the assembler returns an image or raises ``AsmError`` with
+a one-line message (its excerpt: the line and a caret); the command line
+returns an exit status, never the internal-error status 70, with at most a
+one-line message on standard error (plus the line and caret of an assembly
+error) and no traceback; a garbage guest ends with a report (poweroff,
+crash or budget) and the same guest-visible result in every mode; nothing
+runs longer than its deadline.  Failing inputs are saved to ``--save`` and
+the figures are printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+
+from . import programs
+from .asm import assemble, assemble_file
+from .cli import main as cli_main
+from .errors import AsmError, EmuError
+from .system import Config, System
+from .vmm.shadow import POLICIES
+
+EXIT_INTERNAL = 70
+DEADLINE = 60.0                 # seconds any one case may take
+GUEST_BUDGET = 2_000_000        # cycles of a garbage guest
+
+
+class Hang(BaseException):
+    """A case ran past its deadline (BaseException: nothing may swallow it)."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Raise ``Hang`` in the body after ``seconds`` (main thread, POSIX)."""
+    if not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise Hang(f"no answer after {seconds:g} s")
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@dataclass
+class Failure:
+    target: str         # asm | cli | guest
+    what: str           # one line: what went wrong
+    data: bytes | list  # the source, the argv or the guest's code
+
+
+# --- inputs ----------------------------------------------------------------------------
+TOKENS = ("mov", "add", "jmp", "call", "ret", "int", "iret", "push", "pop", "lea", "rep",
+          "movsd", "eax", "esp", "cr3", "al", "[", "]", "+", "*", "-", ",", ":", "$", "$$",
+          "dword", "byte", "org", "align", "times", "db", "dd", "equ", "%include", '"',
+          "'", "0x", "0x1000", "4096", "-1", "1 << 40", "(", ")", "~", ".", ".x", "label",
+          "; c", "\t", "\\", "é", "\u202e", "\U0001F600", "9" * 40)
+GARBAGE = ("\0", "\x00\xff", "\ufffd", "\u200b", "\x1b[2J", "%include", "times 99999999",
+           "org -1", "org 0xffffffff", "dd 1 /", "db '", "[[[[", "]" * 9, "\r", "\x7f")
+
+
+def random_source(rng: random.Random) -> str:
+    lines = []
+    for _ in range(rng.randint(1, 30)):
+        lines.append(" ".join(rng.choice(TOKENS) for _ in range(rng.randint(0, 8))))
+    return "\n".join(lines) + rng.choice(("\n", ""))
+
+
+def mutate(text: str, rng: random.Random) -> bytes:
+    """A few random edits of ``text``; the result may not be UTF-8."""
+    lines = text.splitlines(keepends=True) or ["\n"]
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(7)
+        i = rng.randrange(len(lines))
+        if op == 0 and len(lines) > 1:
+            del lines[i]
+        elif op == 1:
+            lines.insert(i, lines[i])
+        elif op == 2:
+            j = rng.randrange(len(lines))
+            lines[i], lines[j] = lines[j], lines[i]
+        elif op == 3 and lines[i]:
+            k = rng.randrange(len(lines[i]))
+            lines[i] = lines[i][:k] + chr(rng.randrange(32, 0x3000)) + lines[i][k + 1:]
+        elif op == 4:
+            lines.insert(i, rng.choice(GARBAGE) + "\n")
+        elif op == 5:
+            del lines[i:]
+            lines.append("")
+        else:
+            lines.insert(i, random_source(rng) + "\n")
+    data = "".join(lines).encode("utf-8", "surrogatepass")
+    if rng.random() < 0.1:
+        k = rng.randrange(len(data) + 1)
+        data = data[:k] + bytes([rng.randrange(0x80, 0x100)]) + data[k:]
+    return data
+
+
+BAD_NUMBERS = ("-1", "0", "-0", "10" + "0" * 29, "1e9", "nan", "NaN", "inf", "-inf", "",
+               " ", "0x", "0b2", "1_000", "٣", "１２", "9" * 5000, "\u202e1", "--", "None")
+NUMERIC_OPTIONS = ("--mem-mib", "--machine-mib", "--max-cycles", "--tlb-entries",
+                   "--tlb-ways", "--tlb-large", "--ntlb-entries", "--seed")
+CHOICE_OPTIONS = ("--mode", "--shadow-policy", "--clock", "--tlb-policy", "--tlb-kind")
+# Files that cannot take an output, or are not a program: never replaced,
+# never read forever.
+BAD_FILES = tuple(f for f in ("/dev/full", "/dev/zero", "/", "/proc/version",
+                              "/nonexistent/dir/out.json") if os.name == "posix")
+BAD_WORDS = ("", "NATIVE", "shadow ", "Shadow", "ñ", "\U0001F600", "-", "--", "x" * 3000)
+
+
+def absurd_argv(rng: random.Random, program: str) -> list[str]:
+    """``emu`` arguments with one or two absurd options."""
+    argv = [rng.choice(("run", "compare", "asm", "disasm", "step", "run")), program]
+    for _ in range(rng.randint(1, 2)):
+        if rng.random() < 0.6:
+            argv += [rng.choice(NUMERIC_OPTIONS), rng.choice(BAD_NUMBERS)]
+        else:
+            argv += [rng.choice(CHOICE_OPTIONS), rng.choice(BAD_WORDS)]
+    if argv[0] == "run":
+        argv.append("--quiet")
+        if rng.random() < 0.2:
+            argv += [rng.choice(("--stats-json", "--trace")), rng.choice(BAD_FILES)]
+    if argv[0] == "step":
+        argv += ["--script", rng.choice((os.devnull, os.devnull, "/dev/zero", "/"))]
+    return argv
+
+
+# --- the checks ------------------------------------------------------------------------
+def check_message(err: str, code: int) -> str | None:
+    """What is wrong with a command's standard error and status, or None."""
+    if code == EXIT_INTERNAL:
+        return "internal error: " + err.strip().splitlines()[0][:200] if err.strip() \
+            else "internal error"
+    if "Traceback" in err:
+        return "a traceback on standard error"
+    lines = err.rstrip("\n").splitlines()
+    if lines and not lines[0].startswith("emu"):
+        return f"standard error does not start with 'emu': {lines[0][:100]!r}"
+    if len(lines) > 3 or (len(lines) > 1 and "error" not in lines[0]):
+        return f"{len(lines)} lines on standard error: {lines[0][:100]!r}"
+    return None
+
+
+class Fuzzer:
+    """One campaign: inputs from ``seed``, files in ``workdir``."""
+
+    def __init__(self, seed: int = 0, workdir: str | None = None):
+        self.rng = random.Random(seed)
+        self.workdir = workdir or tempfile.mkdtemp(prefix="emu-fuzz-")
+        self.figures: Counter = Counter()
+        self.failures: list[Failure] = []
+        self.corpus = {p.stem: p.read_text(encoding="utf-8")
+                       for p in sorted(programs.programs_dir().glob("*.s"))}
+        self.include = str(programs.include_dir())
+
+    def fail(self, target: str, what: str, data) -> None:
+        self.figures["failures"] += 1
+        self.failures.append(Failure(target, what, data))
+
+    def _file(self, data: bytes, name: str = "case.s") -> str:
+        path = os.path.join(self.workdir, name)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return path
+
+    # --- the assembler ---------------------------------------------------------------
+    def check_asm(self, data: bytes) -> None:
+        self.figures["asm"] += 1
+        path = self._file(data)
+        try:
+            with deadline(DEADLINE):
+                assemble_file(path, include_dirs=[self.include])
+            self.figures["asm_accepted"] += 1
+        except AsmError as e:
+            self.figures["asm_rejected"] += 1
+            if "\n" in str(e) or len(e.excerpt().splitlines()) > 2 or not e.message:
+                self.fail("asm", f"a message of more than one line: {str(e)[:100]!r}", data)
+        except EmuError:
+            self.figures["asm_rejected"] += 1
+        except Hang as e:
+            self.fail("asm", f"hang: {e}", data)
+        except Exception as e:
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            self.fail("asm", f"{type(e).__name__}: {str(e)[:100]} ({where.filename}:"
+                      f"{where.lineno})", data)
+
+    # --- the command line ------------------------------------------------------------
+    def check_cli(self, argv: list[str], expect_error: bool | None = None) -> int | None:
+        self.figures["cli"] += 1
+        out, err = io.StringIO(), io.StringIO()
+        code = None
+        try:
+            with deadline(DEADLINE), contextlib.redirect_stdout(out), \
+                    contextlib.redirect_stderr(err):
+                code = cli_main(list(argv))
+        except Hang as e:
+            self.fail("cli", f"hang: {e}", argv)
+            return None
+        except BaseException as e:          # SystemExit included: main returns
+            self.fail("cli", f"{type(e).__name__} escaped main: {str(e)[:100]}", argv)
+            return None
+        if not isinstance(code, int) or not 0 <= code <= 255:
+            self.fail("cli", f"exit status {code!r}", argv)
+            return code
+        problem = check_message(err.getvalue(), code)
+        if problem is None and expect_error and code == 0:
+            problem = "bad input accepted (exit status 0)"
+        if problem is not None:
+            self.fail("cli", problem, argv)
+        key = f"cli_status_{code}" if code in (0, 1, 2, 3, 4) else "cli_status_other"
+        self.figures[key] += 1
+        return code
+
+    # --- garbage guests ----------------------------------------------------------------
+    def check_guest(self, code: bytes, paging: bool, policy: str = "trace-cache") -> None:
+        self.figures["guests"] += 1
+        image = assemble(garbage_kernel(code, paging), "<garbage>",
+                         include_dirs=[self.include])
+        results = []
+        try:
+            with deadline(DEADLINE):
+                for mode in ("native", "shadow", "nested"):
+                    cfg = Config(mode=mode, shadow_policy=policy, mem_mib=8,
+                                 max_cycles=GUEST_BUDGET, check_invariants=mode != "native")
+                    system = System(image, cfg)
+                    r = system.run()
+                    if r.outcome == "budget" and results and results[0].outcome != "budget":
+                        r = System(image, cfg.with_(max_cycles=1 << 50)).run()
+                    self.figures["invariant_checks"] += getattr(system.vmm,
+                                                                "invariant_checks", 0)
+                    results.append(r)
+        except Hang as e:
+            self.fail("guest", f"hang: {e}", code)
+            return
+        except Exception as e:
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            self.fail("guest", f"{type(e).__name__} out of System.run: {str(e)[:100]} "
+                      f"({where.filename}:{where.lineno})", code)
+            return
+        native = results[0]
+        self.figures["guest_" + native.outcome] += 1
+        for r in results[1:]:
+            if r.outcome not in ("poweroff", "crash", "budget") or not r.message:
+                self.fail("guest", f"{r.mode}: no report ({r.outcome!r})", code)
+            elif native.outcome == r.outcome == "budget":
+                continue
+            elif r.guest_visible() != native.guest_visible():
+                diff = [k for k, v in native.guest_visible().items()
+                        if r.guest_visible()[k] != v]
+                self.fail("guest", f"{r.mode}/{policy if r.mode == 'shadow' else ''} differs "
+                          f"from native in {', '.join(diff)} (paging {'on' if paging else 'off'})",
+                          code)
+
+    # --- a campaign --------------------------------------------------------------------
+    def one_round(self) -> None:
+        rng = self.rng
+        name = rng.choice(sorted(self.corpus))
+        self.check_asm(mutate(self.corpus[name], rng))
+        self.check_asm(random_source(rng).encode())
+        if rng.random() < 0.2:
+            self.check_asm(bytes(rng.randrange(256) for _ in range(rng.randint(0, 2000))))
+        path = self._file(mutate(self.corpus[name], rng), "mutant.s")
+        self.check_cli(["run", path, "--quiet", "--max-cycles", "300000",
+                        "--mode", rng.choice(("native", "shadow", "nested"))])
+        self.check_cli(absurd_argv(rng, rng.choice(("hello", path, "", "/", "nope.s",
+                                                     "/dev/zero"))),
+                       expect_error=True)
+        self.check_guest(bytes(rng.randrange(256) for _ in range(rng.randint(1, 300))),
+                         paging=rng.random() < 0.5, policy=rng.choice(POLICIES))
+
+    def run(self, seconds: float) -> None:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            self.one_round()
+            self.figures["rounds"] += 1
+        self.figures["seconds"] = round(time.perf_counter() - t0)
+
+    def report(self) -> str:
+        f = self.figures
+        statuses = ", ".join(f"{k[11:]}: {v:,}" for k, v in sorted(f.items())
+                             if k.startswith("cli_status_"))
+        lines = [
+            f"emu fuzz: {f['rounds']:,} rounds in {f['seconds']} s",
+            f"  assembler: {f['asm']:,} sources ({f['asm_accepted']:,} assembled, "
+            f"{f['asm_rejected']:,} rejected with a message)",
+            f"  command line: {f['cli']:,} invocations (exit status {statuses})",
+            f"  garbage guests: {f['guests']:,} x 3 modes ({f['guest_poweroff']:,} powered "
+            f"off, {f['guest_crash']:,} crashed, {f['guest_budget']:,} ran out of budget "
+            f"natively); {f['invariant_checks']:,} invariant checks",
+            f"  failures: {f['failures']:,}",
+        ]
+        for fl in self.failures[:20]:
+            lines.append(f"    {fl.target}: {fl.what}")
+        return "\n".join(lines)
+
+    def save(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        for i, fl in enumerate(self.failures):
+            base = os.path.join(directory, f"{i:03d}-{fl.target}")
+            if isinstance(fl.data, list):
+                with open(base + ".argv", "w", encoding="utf-8", errors="replace") as fh:
+                    fh.write("\n".join(fl.data) + "\n")
+            else:
+                with open(base + (".bin" if fl.target == "guest" else ".s"), "wb") as fh:
+                    fh.write(fl.data)
+            with open(base + ".txt", "w", encoding="utf-8", errors="replace") as fh:
+                fh.write(fl.what + "\n")
+
+
+def garbage_kernel(code: bytes, paging: bool) -> str:
+    """A kernel that jumps into ``code``: every exception or interrupt skips
+    one byte; the 64th powers off with status 64."""
+    setup = ""
+    if paging:
+        setup = """
+    mov dword [0x100000], 0x000087      ; va 0..4 MiB: identity, 4 MiB, P W U
+    mov dword [0x100004], 0x400083      ; va 4..8 MiB: identity, 4 MiB, P W s
+    mov eax, cr4
+    or eax, CR4_PSE
+    mov cr4, eax
+    mov eax, 0x100000
+    mov cr3, eax
+    mov eax, cr0
+    or eax, CR0_PG | CR0_WP
+    mov cr0, eax
+"""
+    data = "\n".join("    db " + ", ".join(f"{b:#04x}" for b in code[i:i + 16])
+                     for i in range(0, len(code), 16))
+    return f"""%include "kernel.inc"
+KSTACK_TOP equ 0x80000
+org 0x1000
+_start:
+    mov esp, 0x80000
+    call idt_init
+{setup}
+    jmp garbage
+trap:
+    inc dword [traps]
+    cmp dword [traps], 64
+    jae .off
+    inc dword [eax + TF_EIP]
+    ret
+.off:
+    mov eax, 64
+    out POWER, eax
+traps: dd 0
+%include "lib.inc"
+align 16
+garbage:
+{data}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m emu.fuzz", description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0, help="how long (default: 60)")
+    ap.add_argument("--seed", type=int, default=None, help="seed (default: random)")
+    ap.add_argument("--save", default="fuzz-failures", metavar="DIR",
+                    help="where failing inputs go (default: %(default)s)")
+    args = ap.parse_args(argv)
+    if not 0 < args.seconds < 1e7:
+        ap.error("--seconds must be positive")
+    seed = args.seed if args.seed is not None else random.randrange(1 << 32)
+    with tempfile.TemporaryDirectory(prefix="emu-fuzz-") as work:
+        fuzzer = Fuzzer(seed, work)
+        print(f"emu fuzz: seed {seed}, {args.seconds:g} s", flush=True)
+        fuzzer.run(args.seconds)
+        print(fuzzer.report())
+        if fuzzer.failures:
+            fuzzer.save(args.save)
+            print(f"failing inputs saved to {args.save}/")
+    return 1 if fuzzer.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
