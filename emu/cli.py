@@ -22,6 +22,7 @@ import tempfile
 
 from . import programs
 from .asm import assemble_file, format_listing
+from .asm.lexer import clip
 from .errors import AsmError, ConfigError, EmuError
 from .hw.tlb import POLICIES
 from .system import CLOCKS, MODES, SHADOW_POLICIES, TLB_KINDS, Config, System
@@ -41,13 +42,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{clip(text)}' is not a number") from None
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text, 0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        raise argparse.ArgumentTypeError(f"'{clip(text)}' is not a number") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must be positive")
+        raise argparse.ArgumentTypeError(f"'{clip(text)}' must be positive")
     return value
 
 
@@ -77,14 +85,14 @@ def add_machine_options(p: argparse.ArgumentParser) -> None:
                    help="split ITLB/DTLB or one unified TLB (default: %(default)s)")
     p.add_argument("--tlb-large", type=_positive, default=Config.tlb_large,
                    help="TLB entries for 4 MiB pages (default: %(default)s)")
-    p.add_argument("--ntlb-entries", type=int, default=Config.ntlb_entries,
+    p.add_argument("--ntlb-entries", type=_integer, default=Config.ntlb_entries,
                    help="nested-translation cache entries, nested mode (default: %(default)s)")
-    p.add_argument("--share-interval", type=int, default=None,
+    p.add_argument("--share-interval", type=_integer, default=None,
                    help="cycles between page-sharing scans, 0 for none (default: none "
                         "for one VM, 200000 for several)")
-    p.add_argument("--swap-latency", type=int, default=Config.swap_latency,
+    p.add_argument("--swap-latency", type=_integer, default=Config.swap_latency,
                    help="cycles per swap-disk transfer (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=Config.seed,
+    p.add_argument("--seed", type=_integer, default=Config.seed,
                    help="seed of the random TLB policy (default: %(default)s)")
 
 

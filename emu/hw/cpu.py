@@ -68,6 +68,7 @@ class Cpu(EventDelivery, SystemInstructions):
         self.delivery_faulted = False
         self.partial: int | None = None
         self.iters = 0                # iterations run by the last loop block
+        self.rep_overwrote_itself = False   # a rep stored over its own bytes (see _string)
         self.icount = 0
         self.cycles = 0
         self.exceptions: dict[int, int] = {}

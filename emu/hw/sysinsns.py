@@ -191,6 +191,7 @@ class SystemInstructions:
         count = r[1] if rep else 1
         chunk = min(count, REP_CHUNK)
         done = 0
+        start = r[7]
         try:
             while done < chunk:
                 if move:
@@ -206,6 +207,10 @@ class SystemInstructions:
                     r[1] = (r[1] - 1) & 0xFFFFFFFF
         finally:
             self.cycles += done * (1 + (2 if move else 1) * self.costs.mem_ref)
+            if rep and start < nxt and eip < start + done * size:
+                # It stored over its own bytes: where it is interrupted (a
+                # timer, a VM exit) decides what runs next, as on hardware.
+                self.rep_overwrote_itself = True
         if done < count:
             self.eip = eip                  # not retired: it goes on next batch
             raise _StopRun("budget", 0)
