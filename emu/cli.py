@@ -300,7 +300,15 @@ def cmd_run_many(args) -> int:
     def write(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
-    multi = run_many(images, names, config, write)
+    trace_fh = _open_for_write(args.trace) if args.trace else None
+    try:
+        multi = run_many(images, names, config, write, trace_fh)
+    finally:
+        if trace_fh is not None:
+            try:
+                trace_fh.close()
+            except OSError as e:
+                raise EmuError(f"cannot write {args.trace}: {e.strerror}") from None
     if args.stats_json:
         write_json_atomic(args.stats_json, multi.to_json())
     if not args.quiet:

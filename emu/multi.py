@@ -87,9 +87,15 @@ def build(images: list, names: list[str], config: Config, write=None):
     return host, systems
 
 
-def run_many(images: list, names: list[str], config: Config, write=None) -> MultiResult:
-    """Run every image on one machine until all of them end."""
+def run_many(images: list, names: list[str], config: Config, write=None,
+             trace=None) -> MultiResult:
+    """Run every image on one machine until all of them end; ``trace``: a
+    file every VM's trace events go to as JSON lines, each naming its VM."""
     host, systems = build(images, names, config, write)
+    if trace is not None:
+        from .trace import JsonlWriter
+        for s in systems:
+            s.bus.subscribe(JsonlWriter(trace, s.name))
     t0 = time.perf_counter()
     host.start()
     processes = [s.start() for s in systems]

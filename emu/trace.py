@@ -70,8 +70,12 @@ class TraceBus:
 class JsonlWriter:
     """A subscriber writing one JSON object per event to a file."""
 
-    def __init__(self, fh):
+    def __init__(self, fh, vm: str | None = None):
         self.fh = fh
+        self.vm = vm            # several VMs writing one file: each event names its VM
 
     def __call__(self, ev: Event) -> None:
-        self.fh.write(json.dumps(ev.to_json(), sort_keys=True) + "\n")
+        data = ev.to_json()
+        if self.vm is not None:
+            data["vm"] = self.vm
+        self.fh.write(json.dumps(data, sort_keys=True) + "\n")
