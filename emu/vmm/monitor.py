@@ -23,12 +23,13 @@ import enum
 
 from ..hw import paging
 from ..hw.exceptions import PF
-from ..hw.paging import PF_U, PF_W, PTE_A, PTE_U, PTE_W
+from ..hw.paging import PF_U, PF_W, PTE_A, PTE_P, PTE_U, PTE_W
 from .base import Action, Monitor, walk_json
 from .pmap import GuestPhys, MachineMemory, PMap
 from .shadow import ShadowTables
 
 PAGE_MASK = 0xFFFFF000
+EMULATE_EXITS = 16      # exits one emulated instruction may take (pages it touches)
 
 
 class Fault(enum.Enum):
@@ -181,31 +182,58 @@ class ShadowMonitor(Monitor):
         mpn = yield from self._pmap(gppn, va, True)
         before = bytes(self.machine.mem.page(mpn))
         sp, idx, _ = self._fill(va, gw, gppn, mpn, force=True)
-        cpu = self.cpu
-        for _ in range(16):
-            stop = cpu.run(1, 1 << 40, irq=False)
-            yield from self.spend("emulate", self.costs.vmm_emulate + stop.cycles)
-            if stop.reason != "exit":
-                break
-            # The instruction touched another page the shadow lacks.
-            inner = yield from self.handle(stop)
-            if inner.kind != "resume":
-                break
-        else:
-            return Action("crash", {"message": f"the VMM could not emulate the write to va "
-                                               f"{va:#010x}", "eip": cpu.eip})
+        spde = gw.levels[0].value_after if gw is not None else None
+        try:
+            stop, inner = yield from self._run_emulated()
+        finally:
+            # The one-instruction permission ends, however the instruction did.
+            self._end_permission(va, sp, idx, mpn, spde)
         self.emulated += 1
-        self.shadow.clear_write(sp, idx, mpn)   # the one-instruction permission ends
-        if gw is not None:
-            self.shadow.link(self.root, (va >> 22) & 0x3FF, sp, gw.levels[0].value_after)
-        self.mmu.downgrade(va >> 12)
         changed = _changed_dwords(before, self.machine.mem.page(mpn))
         dropped = self.shadow.sync_entries(gppn, changed) if changed else 0
         self.emit("emulate", va=va, step=4, ppn=gppn, changed=changed, dropped=dropped,
                   fault=kind.value)
-        if stop.reason in ("shutdown", "crash"):
+        if inner is not None and inner.kind != "inject":
+            # The answer to an exit it took (a nested emulation that ended it,
+            # a crash, a triple fault), or "resume": it stopped part-way.
+            return inner
+        if stop.reason in ("shutdown", "crash", "halt", "io"):
             return Action(stop.reason, stop.detail)
         return Action("emulate", {"fault": kind.value})
+
+    def _run_emulated(self):
+        """Run the instruction at eip once, handling the exits it takes on
+        the way (pages the shadow lacks).  Returns its last stop and the
+        action that ended it early (None if it ended by itself)."""
+        cpu = self.cpu
+        start = (cpu.eip, cpu.r[1], cpu.r[6], cpu.r[7])
+        for _ in range(EMULATE_EXITS):
+            stop = cpu.run(1, 1 << 40, irq=False)
+            yield from self.spend("emulate", self.costs.vmm_emulate + stop.cycles)
+            if stop.reason != "exit":
+                return stop, None
+            if (cpu.eip, cpu.r[1], cpu.r[6], cpu.r[7]) != start:
+                # A rep movs/stos stopped between iterations, past the write
+                # that faulted: restartable, it goes on when the guest resumes
+                # (and takes this exit again then, as a guest exit).
+                return stop, Action("resume", {"retired": False})
+            inner = yield from self.handle(stop)
+            if inner.kind != "resume":
+                return stop, inner
+        return stop, Action("crash", {"message": f"the VMM could not emulate the instruction "
+                                                 f"at eip {cpu.eip:#010x}", "eip": cpu.eip})
+
+    def _end_permission(self, va: int, sp, idx: int, mpn: int, spde: int | None) -> None:
+        """Take back the write ``_emulate`` allowed: the spte read-only, the
+        spde with the guest's rights, the TLB entry read-only.  Inner exits
+        may have replaced either."""
+        shadow, pdx = self.shadow, (va >> 22) & 0x3FF
+        if shadow.pages.get(sp.key) is sp:
+            shadow.clear_write(sp, idx, mpn)
+            if spde is not None and self.root.entry(pdx) & PTE_P \
+                    and self.root.entry(pdx) >> 12 == sp.mpn:
+                shadow.link(self.root, pdx, sp, spde)
+        self.mmu.downgrade(va >> 12)
 
     # --- the host's hooks: reclaim and sharing -----------------------------------------
     def evictable(self, ppn: int, mpn: int) -> bool:
