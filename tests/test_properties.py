@@ -214,11 +214,6 @@ AD_CLEARED_WITHOUT_INVLPG = paging_on() + f"""
 
 
 @pytest.mark.parametrize("policy", ["trace-cache", "trace-drop"])
-@pytest.mark.xfail(strict=True,
-                   reason="vmm/monitor.py on_pf: a write to a traced guest table through a "
-                          "TLB entry that natively hits (D already set) is a tracing fault; "
-                          "its guest walk sets A and D in a gpte the guest had rewritten "
-                          "with A/D clear without INVLPG, which the native TLB hit does not")
 def test_stale_tlb_write_to_a_traced_table_keeps_a_and_d_clear(policy):
     _, native = run_snippet(AD_CLEARED_WITHOUT_INVLPG, "native")
     assert native.exit_status == PGTAB | 7

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import run_snippet  # noqa: E402
+from harness import PGTAB, paging_on, read32, run_snippet  # noqa: E402
 
 from emu.vmm.shadow import POLICIES  # noqa: E402
 
@@ -75,3 +75,68 @@ def test_the_rep_movsd_into_a_traced_directory_is_emulated_in_parts():
     assert r.stats["vmm"]["faults"]["tracing"] >= 1
     assert r.stats["vmm"]["faults"]["hidden"] >= 32      # 16 source + 16 target pages
     assert s.vmm.invariant_checks == r.stats["vmm"]["exits_total"]
+
+
+# --- a write through a stale TLB entry to a traced page table -------------------------
+# The page table maps itself (va PGTAB -> pa PGTAB).  The guest writes
+# through that mapping, rewrites the PTE that maps it WITHOUT INVLPG, and
+# writes through it again: natively the TLB still holds the old translation,
+# so the second write walks nothing (no A/D set) and goes to the old page.
+# Under trace the spte built from the old PTE is gone; the VMM keeps a stale
+# record of the translation the TLB still holds and emulates the write
+# through it.  (tests/test_properties.py: the same with A/D cleared.)
+SELF_PTE = PGTAB + (PGTAB >> 12) * 4        # the PTE that maps the page table itself
+
+
+def stale_write(rewrite: str, flush: str = "") -> str:
+    return paging_on() + f"""
+    mov dword [{PGTAB + 0x10:#x}], 1          ; through the table's own mapping: A, D set
+    mov dword [{SELF_PTE:#x}], {rewrite}      ; rewrite that PTE
+{flush}
+    mov dword [{PGTAB + 0x10:#x}], 2          ; the same mapping again
+    mov ebx, [{SELF_PTE:#x}]
+    mov ecx, [{PGTAB + 0x10:#x}]
+    mov edx, [0xB0010]
+    mov eax, ebx
+"""
+
+
+RETARGET = stale_write("0xB0007")                    # to page 0xB0000, no INVLPG
+
+
+@pytest.mark.parametrize("mode,policy", CONFIGS, ids=IDS)
+def test_a_write_through_a_stale_translation_goes_to_the_old_page(mode, policy):
+    # Was (trace policies): the VMM walked the rewritten PTE and wrote page 0xB0000.
+    _, native = same_as_native(RETARGET, mode, policy)
+    assert native.exit_status == 0xB0007                # the PTE as the guest wrote it
+    assert native.registers["ecx"] == 2                 # read through the stale entry
+    assert native.registers["edx"] == 0                 # page 0xB0000 untouched
+
+
+@pytest.mark.parametrize("flush", ["    invlpg [0xA1000]",
+                                   "    mov eax, cr3\n    mov cr3, eax"], ids=["invlpg", "cr3"])
+@pytest.mark.parametrize("mode,policy", CONFIGS, ids=IDS)
+def test_after_a_flush_the_write_walks_the_new_pte(mode, policy, flush):
+    # INVLPG or a CR3 load ends the stale translation: the write walks the
+    # rewritten PTE, sets its A and D, and goes to the new page.
+    _, native = same_as_native(stale_write(f"{PGTAB | 7:#x}", flush), mode, policy)
+    assert native.exit_status == PGTAB | 0x67           # A and D set again by the walk
+    s, native = same_as_native(stale_write("0xB0007", flush), mode, policy)
+    assert read32(s, SELF_PTE) == 0xB0067               # (va PGTAB maps page 0xB0000 now)
+    assert native.registers["edx"] == 2                 # the write went to the new page
+
+
+def test_a_stale_write_is_a_tracing_fault_without_a_guest_walk():
+    from emu.trace import TraceBus
+    bus, events = TraceBus(), []
+    bus.subscribe(events.append, {"tracing_fault", "guest_walk"})
+    from emu.asm import assemble
+    from emu.system import Config, System
+    source = "\n".join(["org 0x1000", "_start:", "    mov esp, 0x80000",
+                        stale_write(f"{PGTAB | 7:#x}"), "    out 0xF4, eax", ""])
+    s = System(assemble(source, "<snippet>"),
+               Config(mode="shadow", mem_mib=1, check_invariants=True), bus)
+    r = s.run()
+    assert r.exit_status == PGTAB | 7                  # A and D stayed clear
+    last = [e for e in events if e.va == PGTAB + 0x10][-1]
+    assert last.kind == "tracing_fault" and last.data.get("stale") is True

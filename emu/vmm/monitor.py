@@ -20,16 +20,18 @@ Fault kinds (``Fault``) are counted and traced by name.
 from __future__ import annotations
 
 import enum
+from struct import Struct
 
 from ..hw import paging
 from ..hw.exceptions import PF
-from ..hw.paging import PF_U, PF_W, PTE_A, PTE_P, PTE_U, PTE_W
+from ..hw.paging import PF_U, PF_W, PTE_A, PTE_D, PTE_G, PTE_P, PTE_U, PTE_W
 from .base import Action, Monitor, walk_json
 from .pmap import GuestPhys, MachineMemory, PMap
-from .shadow import ShadowTables
+from .shadow import SPTE_STALE, ShadowTables
 
 PAGE_MASK = 0xFFFFF000
 EMULATE_EXITS = 16      # exits one emulated instruction may take (pages it touches)
+_U32 = Struct("<I")
 
 
 class Fault(enum.Enum):
@@ -81,6 +83,12 @@ class ShadowMonitor(Monitor):
         write, user = bool(ec & PF_W), bool(ec & PF_U)
         sw = self.mmu.last_walk
         fetch = bool(sw is not None and sw.fetch and sw.va == va)
+        if self.shadow.stale:
+            stale = self._stale_hit(va, write, user)
+            if stale is not None:
+                # Natively a TLB hit: no walk, no A/D; the write goes to the old page.
+                return (yield from self._emulate(Fault.TRACING, va, None, stale[2] >> 12, d,
+                                                 stale))
         # Step 2: walk the guest's table.
         if self.guest_paging:
             gw = paging.walk(self.guest, self.cpu.cr3, va, write=write, user=user,
@@ -174,23 +182,33 @@ class ShadowMonitor(Monitor):
         # the hardware raises the exit again when the guest resumes.
         return Action("inject", {"vector": PF, "pending": True})
 
-    def _emulate(self, kind: Fault, va: int, gw, gppn: int, d):
+    def _emulate(self, kind: Fault, va: int, gw, gppn: int, d, stale=None):
         """Let the faulting instruction through once, then re-protect and
-        bring the shadow in line with what it wrote."""
+        bring the shadow in line with what it wrote.  ``stale``: (shadow
+        table, index, stale record, its vpns) when the write goes through a
+        stale translation (``_stale_hit``) instead of the guest walk ``gw``."""
         self.faults[kind.value] += 1
-        self.emit(kind.value + "_fault", va=va, step=3, ppn=gppn, write=True)
+        self.emit(kind.value + "_fault", va=va, step=3, ppn=gppn, write=True,
+                  **({"stale": True} if stale else {}))
         mpn = yield from self._pmap(gppn, va, True)
         before = bytes(self.machine.mem.page(mpn))
-        sp, idx, _ = self._fill(va, gw, gppn, mpn, force=True)
-        spde = gw.levels[0].value_after if gw is not None else None
+        pdx = (va >> 22) & 0x3FF
+        if stale is None:
+            sp, idx, _ = self._fill(va, gw, gppn, mpn, force=True)
+            spde = gw.levels[0].value_after if gw is not None else None
+        else:
+            sp, idx, record, _ = stale
+            spde = self.root.entry(pdx)
+            self.shadow.set_spte(sp, idx, mpn, record, gppn, False, force=True)
+            self.shadow.link(self.root, pdx, sp, spde | PTE_W)
         try:
             stop, inner = yield from self._run_emulated()
         finally:
             # The one-instruction permission ends, however the instruction did.
-            self._end_permission(va, sp, idx, mpn, spde)
+            self._end_permission(va, sp, idx, mpn, spde, stale)
         self.emulated += 1
         changed = _changed_dwords(before, self.machine.mem.page(mpn))
-        dropped = self.shadow.sync_entries(gppn, changed) if changed else 0
+        dropped = self._sync(gppn, changed, before) if changed else 0
         self.emit("emulate", va=va, step=4, ppn=gppn, changed=changed, dropped=dropped,
                   fault=kind.value)
         if inner is not None and inner.kind != "inject":
@@ -223,17 +241,78 @@ class ShadowMonitor(Monitor):
         return stop, Action("crash", {"message": f"the VMM could not emulate the instruction "
                                                  f"at eip {cpu.eip:#010x}", "eip": cpu.eip})
 
-    def _end_permission(self, va: int, sp, idx: int, mpn: int, spde: int | None) -> None:
-        """Take back the write ``_emulate`` allowed: the spte read-only, the
-        spde with the guest's rights, the TLB entry read-only.  Inner exits
-        may have replaced either."""
+    def _end_permission(self, va: int, sp, idx: int, mpn: int, spde: int | None,
+                        stale) -> None:
+        """Take back the write ``_emulate`` allowed: the spte read-only (or
+        the stale record back in place), the spde with the guest's rights,
+        the TLB entry read-only.  Inner exits may have replaced either."""
         shadow, pdx = self.shadow, (va >> 22) & 0x3FF
         if shadow.pages.get(sp.key) is sp:
-            shadow.clear_write(sp, idx, mpn)
+            e = sp.entry(idx)
+            if stale is None:
+                shadow.clear_write(sp, idx, mpn)
+            elif e & PTE_P and e >> 12 == mpn:
+                shadow.drop_entry(sp, idx)      # the TLB keeps the stale translation
+                shadow.keep_stale(sp, idx, stale[2], stale[3])
             if spde is not None and self.root.entry(pdx) & PTE_P \
                     and self.root.entry(pdx) >> 12 == sp.mpn:
                 shadow.link(self.root, pdx, sp, spde)
         self.mmu.downgrade(va >> 12)
+
+    # --- stale translations (see shadow.py) ------------------------------------------
+    def _sync(self, gppn: int, changed: list[int], before: bytes) -> int:
+        """The guest changed entries ``changed`` of its table page ``gppn``:
+        drop the sptes built from them, leaving a stale record where the
+        TLB still caches the old translation.  Returns the entries dropped."""
+        shadow, records = self.shadow, []
+        for key in shadow.tracked.get(gppn, ()):
+            sp = shadow.pages.get(key)
+            if key[0] == "pt" and sp is not None and self.guest_paging:
+                records += [(sp, idx, *r) for idx in changed
+                            if (r := self._stale_record(sp, idx, before))]
+        dropped = shadow.sync_entries(gppn, changed)
+        for sp, idx, record, vpns in records:
+            if shadow.pages.get(sp.key) is sp and not sp.entry(idx) & PTE_P:
+                shadow.keep_stale(sp, idx, record, vpns)
+        return dropped
+
+    def _stale_record(self, sp, idx: int, before: bytes):
+        """(record, vpns) for spte ``idx`` of ``sp`` if the data TLB caches its
+        translation for va(s) of the current root, or None."""
+        spte = sp.entry(idx)
+        gpte = _U32.unpack_from(before, idx * 4)[0]
+        if not spte & PTE_P or not gpte & PTE_P or \
+                self.pmap.mpn_of.get(gpte >> 12) != spte >> 12:
+            return None
+        rights, vpns = PTE_W | PTE_U, []
+        for parent, pdx in sp.parents:
+            vpn = (pdx << 10) | idx
+            e = self.mmu.dtlb.probe(vpn)
+            if parent is self.root and e is not None and not e.large and e.pn == spte >> 12:
+                vpns.append(vpn)
+                rights &= parent.entry(pdx)
+        if not vpns:
+            return None
+        return (gpte & PAGE_MASK) | SPTE_STALE | (gpte & rights) | (gpte & (PTE_D | PTE_G)), vpns
+
+    def _stale_hit(self, va: int, write: bool, user: bool):
+        """A #PF at a stale record of ``va``: (shadow table, index, record,
+        vpns) if the TLB entry it stands for serves this access natively (a write
+        its rights allow, to a traced table page).  Otherwise the hardware
+        TLB no longer holds it (a hit never exits) or it would not serve
+        the access (natively a walk): the record goes, None."""
+        pdx, idx = (va >> 22) & 0x3FF, (va >> 12) & 0x3FF
+        spde = self.root.entry(pdx)
+        sp = self.shadow.by_mpn.get(spde >> 12) if spde & PTE_P else None
+        record = self.shadow.stale_record(sp, idx, va >> 12) if sp is not None else None
+        if record is None:
+            return None
+        if write and record >> 12 in self.shadow.tracked and paging.access_allowed(
+                bool(record & PTE_W), bool(record & PTE_U), bool(record & PTE_D), write=True,
+                user=user, wp=bool(self.cpu.cr0 & paging.CR0_WP)):
+            return sp, idx, record, self.shadow.stale[(sp, idx)]
+        self.shadow.drop_entry(sp, idx)
+        return None
 
     # --- the host's hooks: reclaim and sharing -----------------------------------------
     def evictable(self, ppn: int, mpn: int) -> bool:
@@ -267,6 +346,9 @@ class ShadowMonitor(Monitor):
         if not shadow.cache_roots:
             shadow.drop_all()
             self.phys_root, _ = shadow.ensure(("phys-pd", 0))
+        elif shadow.stale:
+            # The TLB keeps only global translations across a CR3 load.
+            shadow.forget_stale(keep_global=bool(cpu.cr4 & paging.CR4_PGE))
         yield from self.spend("cr3", self.costs.vmm_flush + dropped * self.costs.vmm_fill_shadow)
         self._set_root()
         self.mmu.load_cr3(self.root.mpn << 12)
@@ -293,6 +375,7 @@ class ShadowMonitor(Monitor):
         yield from self.spend("emulate", self.costs.vmm_emulate)
         if (old ^ cpu.cr0) & (paging.CR0_PG | paging.CR0_WP):
             self.mmu.flush_all()
+            self.shadow.forget_stale()
         if (old ^ cpu.cr0) & paging.CR0_PG:
             if self.shadow.unsync:
                 self.shadow.resync()
@@ -313,6 +396,7 @@ class ShadowMonitor(Monitor):
             self.mmu.load_cr3(self.root.mpn << 12)
         if (old ^ cpu.cr4) & (paging.CR4_PSE | paging.CR4_PGE):
             self.mmu.flush_all()
+            self.shadow.forget_stale()
         self.mmu.set_control(True, True, False, bool(cpu.cr4 & paging.CR4_PGE))
         self.advance(d)
         return Action("emulate", {"cr4": cpu.cr4})
@@ -326,6 +410,8 @@ class ShadowMonitor(Monitor):
             # pages: the guest's one INVLPG covers all of them.
             self.large_regions.discard(pdx)
             self.mmu.invlpg_range(pdx << 10, 1024)
+        if self.shadow.stale:
+            self.shadow.forget_stale(va >> 12)      # the guest's TLB lets it go
         dropped = 0
         if not self.shadow.tracing:
             # The guest's current PDE names the page table whose shadow may

@@ -32,6 +32,29 @@ Coherence policies (``--shadow-policy``), two choices combined:
 A reverse map (mpn -> sptes that map it) finds every spte mapping a machine
 page: to write-protect a page that becomes a shadowed table, and to drop
 every mapping of a page the VMM takes back.
+
+Stale translations (trace policies).  The guest may rewrite a gpte without
+INVLPG and keep using the old translation from its TLB.  The VMM drops the
+spte built from the old gpte, but the hardware TLB keeps the translation, so
+reads go on hitting it as they do natively; a write through it to a traced
+table page exits, though, and must then go to the old page without a walk
+(a TLB hit sets no A/D bit).  So when the spte of a translation the TLB
+still caches is dropped, its index keeps a *stale record*: a not-present
+entry (the hardware ignores every other bit of it) holding what the TLB
+entry holds, in the guest's terms::
+
+    31            12  11  10   9   8   7   6   5   4   3   2   1   0
+    +---------------+---+---+---+---+---+---+---+---+---+---+---+---+
+    | ppn           |       |STL| G |   | D |           | U | W | 0 |
+    +---------------+---+---+---+---+---+---+---+---+---+---+---+---+
+
+W and U the rights combined over both guest levels, D and G those of the
+gpte.  The record goes when the guest's TLB would lose the translation
+(INVLPG of one of its vas, a CR3 load unless G, a TLB flush) or when an
+exit at it shows that the hardware TLB no longer holds it (a read, or a
+write its rights refuse).  A write it allows is taken for a hit: the VMM
+cannot tell it from the first access after the hardware TLB evicted the
+entry.  (A rewritten gpde is not covered: its spde is dropped.)
 """
 
 from __future__ import annotations
@@ -43,6 +66,7 @@ from .pmap import VMM_OWNER, MachineMemory, PMap
 
 _U32 = Struct("<I")
 POLICIES = ("trace-cache", "trace-drop", "oos-cache", "oos-drop")
+SPTE_STALE = 0x200                 # (bit 9, ignored by hardware) a stale record, P=0
 TABLE_ROLES = ("pd", "pt")         # roles that shadow a guest table page
 DIRECTORY_ROLES = ("pd", "phys-pd")  # roles whose entries point to shadow tables
 
@@ -98,6 +122,8 @@ class ShadowTables:
         self.tracked: dict[int, set[tuple]] = {}        # guest table ppn -> keys
         self.rmap: dict[int, set[tuple[ShadowPage, int]]] = {}
         self.unsync: set[int] = set()
+        # stale records: (shadow page, index) -> the vpns whose TLB entry they stand for
+        self.stale: dict[tuple[ShadowPage, int], frozenset[int]] = {}
         self.on_protect = None     # callable(mpn): the TLB must not keep it writable
         self.created = 0
         self.peak = 0
@@ -141,6 +167,9 @@ class ShadowTables:
         for parent, idx in list(sp.parents):
             self._clear(parent, idx)
         sp.parents.clear()
+        if self.stale:
+            for ref in [ref for ref in self.stale if ref[0] is sp]:
+                del self.stale[ref]
         if sp.key[0] in TABLE_ROLES:
             keys = self.tracked.get(sp.key[1])
             if keys is not None:
@@ -158,6 +187,7 @@ class ShadowTables:
                 self.free(sp)
         self.rmap.clear()
         self.unsync.clear()
+        self.stale.clear()
         self.drops_all += 1
         return n
 
@@ -223,6 +253,8 @@ class ShadowTables:
         if force or (writable and not self.is_protected(gppn)):
             value |= PTE_W
         self._clear(sp, idx)
+        if self.stale:
+            self.stale.pop((sp, idx), None)     # the fill replaces a stale record
         self._write(sp, idx, value)
         self.rmap.setdefault(mpn, set()).add((sp, idx))
         self.filled += 1
@@ -233,6 +265,16 @@ class ShadowTables:
         e = sp.entry(idx)
         if e & PTE_P and e >> 12 == mpn and e & PTE_W:
             _U32.pack_into(sp.page, idx * 4, e & ~PTE_W)
+
+    def drop_entry(self, sp: ShadowPage, idx: int) -> int:
+        """Make entry ``idx`` not present (a stale record goes too); returns
+        the old value."""
+        if self.stale:
+            self.stale.pop((sp, idx), None)
+        old = self._clear(sp, idx)
+        if not old & PTE_P and old:
+            self._write(sp, idx, 0)
+        return old
 
     def drop_mappings(self, mpn: int) -> int:
         """Drop every spte that maps machine page ``mpn`` (reverse map)."""
@@ -321,6 +363,33 @@ class ShadowTables:
             n += 1
         self._clear(root, pdx)
         return n + 1
+
+    # --- stale records (see the module doc) --------------------------------------
+    def keep_stale(self, sp: ShadowPage, idx: int, record: int, vpns) -> None:
+        """Leave the stale ``record`` (P=0, SPTE_STALE) at not-present entry
+        ``idx``: the TLB entries of ``vpns`` still hold its translation."""
+        assert not record & PTE_P and record & SPTE_STALE and not sp.entry(idx) & PTE_P
+        _U32.pack_into(sp.page, idx * 4, record)
+        self.stale[(sp, idx)] = frozenset(vpns)
+
+    def stale_record(self, sp: ShadowPage, idx: int, vpn: int) -> int | None:
+        """The stale record at ``idx`` if it stands for ``vpn``'s TLB entry."""
+        vpns = self.stale.get((sp, idx))
+        if vpns is None or vpn not in vpns:
+            return None
+        return sp.entry(idx)
+
+    def forget_stale(self, vpn: int | None = None, keep_global: bool = False) -> int:
+        """The guest's TLB lost the translations: of ``vpn`` (INVLPG), or
+        all (a flush; a CR3 load with ``keep_global`` keeps records with
+        G).  Their records go; returns how many."""
+        gone = [ref for ref, vpns in self.stale.items()
+                if (vpn is None or vpn in vpns)
+                and not (keep_global and ref[0].entry(ref[1]) & PTE_G)]
+        for sp, idx in gone:
+            del self.stale[(sp, idx)]
+            _U32.pack_into(sp.page, idx * 4, 0)
+        return len(gone)
 
     def sptes_mapping(self, mpn: int) -> list[tuple[ShadowPage, int]]:
         return sorted(self.rmap.get(mpn, ()), key=lambda r: (r[0].mpn, r[1]))
