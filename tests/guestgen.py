@@ -234,7 +234,13 @@ class Compiler:
             user = USER_TEXT >> 12 <= i < (USER_TEXT >> 12) + USER_PAGES or \
                 i == (USTACK_TOP >> 12) - 1
             put(KPT + 4 * i, (i << 12) | kflags | (U if user else 0))
-        for pd, kernel_pde in zip(PDS, self.plan.get("kernel_pdes", (KPT | P | W | U,) * N_PD)):
+        # With CR4.PGE the kernel's TLB entries are global and may outlive a
+        # CR3 switch: whether a walk through another directory's kernel PDE
+        # happens (and sets its A bit) depends on the TLB's size, which the
+        # architecture leaves open (and a VMM that splinters 4 MiB pages
+        # changes).  So that PDE starts accessed.
+        sane = KPT | P | W | U | (A if self.pge else 0)
+        for pd, kernel_pde in zip(PDS, self.plan.get("kernel_pdes", (sane,) * N_PD)):
             put(pd, kernel_pde)
         for k, entries in enumerate(self.plan["pdes"]):
             for d, value in zip(PDX_SET, entries):
