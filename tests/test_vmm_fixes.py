@@ -140,3 +140,37 @@ def test_a_stale_write_is_a_tracing_fault_without_a_guest_walk():
     assert r.exit_status == PGTAB | 7                  # A and D stayed clear
     last = [e for e in events if e.va == PGTAB + 0x10][-1]
     assert last.kind == "tracing_fault" and last.data.get("stale") is True
+
+
+# --- a CR0.WP=0 write to a page table through a read-only alias, under oos ---------
+# The page table maps itself read-only (va PGTAB -> pa PGTAB, R/W=0).  With
+# CR0.WP=0 the kernel may write through that mapping anyway.  Was (oos
+# policies): the write was an unsync fault, whose spte was filled read-only
+# again (the gpte forbids writes), so the guest faulted on it forever.  Now
+# it is emulated, as under the trace policies.
+WP0_WRITE_THROUGH_A_READ_ONLY_TABLE_ALIAS = paging_on(readonly=PGTAB) + f"""
+    mov dword [0xC0000], 0x5EED       ; the page va 0xB0000 will map
+    mov eax, [0xB0000]                ; va 0xB0000 -> 0xB0000 (a shadowed translation)
+    mov eax, cr0
+    and eax, ~0x10000                 ; CR0.WP := 0
+    mov cr0, eax
+    mov dword [{PGTAB + 0xB0 * 4:#x}], 0xC0007   ; through the read-only alias: pte[0xB0]
+    invlpg [0xB0000]
+    mov eax, [0xB0000]                ; now page 0xC0000
+"""
+
+
+@pytest.mark.parametrize("mode,policy", CONFIGS, ids=IDS)
+def test_a_wp0_write_through_a_read_only_alias_of_a_table(mode, policy):
+    s, native = same_as_native(WP0_WRITE_THROUGH_A_READ_ONLY_TABLE_ALIAS, mode, policy)
+    assert native.outcome == "poweroff" and native.exit_status == 0x5EED
+    assert read32(s, PGTAB + 0xB0 * 4) == 0xC0027        # A set by the last read
+
+
+@pytest.mark.parametrize("policy", ["oos-cache", "oos-drop"])
+def test_under_oos_the_wp0_write_to_a_table_is_emulated_not_unsynced(policy):
+    _, r = run_snippet(WP0_WRITE_THROUGH_A_READ_ONLY_TABLE_ALIAS, "shadow",
+                       shadow_policy=policy, check_invariants=True)
+    assert r.exit_status == 0x5EED
+    assert r.stats["vmm"]["faults"]["wp-emulate"] == 1
+    assert r.stats["vmm"]["faults"]["unsync"] == 0

@@ -109,6 +109,10 @@ class ShadowMonitor(Monitor):
         if write and gppn in shadow.tracked:
             if shadow.tracing:
                 return (yield from self._emulate(Fault.TRACING, va, gw, gppn, d))
+            if gw is not None and not gw.writable:
+                # CR0.WP=0 through a read-only gpte: no spte may let it
+                # write, so going out of sync would fault again forever.
+                return (yield from self._emulate(Fault.WP_EMULATE, va, gw, gppn, d))
             kind = Fault.UNSYNC
             shadow.mark_unsync(gppn)
             mpn = self.pmap.mpn_of.get(gppn)
