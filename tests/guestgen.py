@@ -60,6 +60,7 @@ TABLES = 0x100000               # every paging structure lives at 1..2 MiB
 PD_BASE = 0x100000              # page directories: pd0, pd1, pd2
 PT_BASE = 0x110000              # page tables: pt0 .. pt5
 KPT = 0x1F0000                  # the kernel's page table: va 0..4 MiB identity
+KERNEL_MAP = 0x400000           # what kpt maps: the kernel reaches pa below this only
 DATA_BASE = 0x200000            # 4 KiB data frames: frame0 .. frame7
 SCRATCH = 0x300000              # empty pages that data patterns point to
 LARGE = (0x400000, 0x800000)    # 4 MiB frames
@@ -458,9 +459,14 @@ class Compiler:
 
     @staticmethod
     def _fix_ok(fixes) -> bool:
+        # The handler writes the entry at its physical address through the
+        # kernel's identity map, which covers 0..4 MiB only: an entry in a
+        # table a remap placed higher (a 4 MiB frame used as a page table)
+        # is out of its reach.
         for e_pa, _, _ in fixes:
             page = e_pa & 0xFFFFF000
-            if page == KPT or e_pa < TABLES or (page in PDS and e_pa & 0xFFF == 0):
+            if page == KPT or e_pa < TABLES or e_pa >= KERNEL_MAP or \
+                    (page in PDS and e_pa & 0xFFF == 0):
                 return False
         return bool(fixes)
 

@@ -162,6 +162,30 @@ def test_there_is_a_regression_to_replay():
     assert _regression_params(), "tests/regressions/ holds no program"
 
 
+# --- the generator's own rules (bugs in the generator, not in the emulator) ----------
+def test_the_handler_is_never_asked_to_fix_an_entry_it_cannot_reach():
+    # The guest's #PF handler writes the entry through the kernel's identity
+    # map (0..4 MiB).  A remap can make a 4 MiB frame (0x400000) a page table;
+    # a fix there would land in kpt instead, and the retry fault again.
+    assert guestgen.Compiler._fix_ok(((0x110004, ~0, 1),))
+    assert not guestgen.Compiler._fix_ok(((0x400004, ~0, 1),))
+    assert not guestgen.Compiler._fix_ok(((0x110004, ~0, 1), (0x800000, ~0, 4)))
+
+
+def test_with_pge_every_kernel_pde_starts_accessed():
+    # Whether a walk through another directory's kernel PDE happens depends
+    # on the TLB's size while kernel entries are global.
+    plan = {"pge": True, "wp": True, "timer": 0, "tlb": (64, 4, "split", 8),
+            "max_cycles": 3_000_000, "pdes": [[0] * len(guestgen.PDX_SET)] * guestgen.N_PD,
+            "ptes": [[0] * len(guestgen.PTX_SET)] * guestgen.N_PT, "ops": []}
+    prog = guestgen.compile_plan(plan)
+    for pd in guestgen.PDS:
+        assert f"org {pd:#x}" in prog.source
+    assert prog.source.count("dd 0x001f0027") == guestgen.N_PD
+    without = guestgen.compile_plan({**plan, "pge": False}).source
+    assert without.count("dd 0x001f0007") == guestgen.N_PD      # set by the first walk
+
+
 # --- bugs found by the properties above ---------------------------------------------
 # Fixed ones stay as regression tests; open ones are strict xfails (they fail
 # until fixed, then XPASS fails the suite: remove the mark).
