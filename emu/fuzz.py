@@ -435,8 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save", default="fuzz-failures", metavar="DIR",
                     help="where failing inputs go (default: %(default)s)")
     args = ap.parse_args(argv)
-    if not 0 < args.seconds < 1e7:
-        ap.error("--seconds must be positive")
+    if not 0 < args.seconds <= 1e7:
+        ap.error("--seconds must be more than 0 and at most 10,000,000")
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     with tempfile.TemporaryDirectory(prefix="emu-fuzz-") as work:
         fuzzer = Fuzzer(seed, work)
@@ -444,8 +444,14 @@ def main(argv: list[str] | None = None) -> int:
         fuzzer.run(args.seconds)
         print(fuzzer.report())
         if fuzzer.failures:
-            fuzzer.save(args.save)
-            print(f"failing inputs saved to {args.save}/")
+            try:
+                fuzzer.save(args.save)
+                print(f"failing inputs saved to {args.save}/")
+            except OSError as e:
+                print(f"emu fuzz: cannot save the failing inputs to {args.save}: "
+                      f"{e.strerror or e}; they were:", file=sys.stderr)
+                for fl in fuzzer.failures:
+                    print(f"  {fl.target}: {fl.what}", file=sys.stderr)
     return 1 if fuzzer.failures else 0
 
 

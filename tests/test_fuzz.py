@@ -65,10 +65,23 @@ def test_the_fuzz_command_prints_its_figures(tmp_path):
     assert lines[-1] == "  failures: 0"
 
 
-def test_the_fuzz_command_rejects_a_bad_duration():
-    p = subprocess.run([sys.executable, "-m", "emu.fuzz", "--seconds", "-3"],
+@pytest.mark.parametrize("seconds", ["-3", "0", "nan", "inf", "1e8"])
+def test_the_fuzz_command_rejects_a_bad_duration(seconds):
+    p = subprocess.run([sys.executable, "-m", "emu.fuzz", "--seconds", seconds],
                        capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and "--seconds must be positive" in p.stderr
+    assert p.returncode == 2
+    assert p.stderr.splitlines()[-1] == ("python -m emu.fuzz: error: --seconds must be "
+                                         "more than 0 and at most 10,000,000")
+
+
+def test_failures_that_cannot_be_saved_are_printed(monkeypatch, capsys):
+    def run(self, seconds):
+        self.fail("asm", "a made-up failure", b"mov eax,")
+    monkeypatch.setattr(fuzz.Fuzzer, "run", run)
+    assert fuzz.main(["--seconds", "1", "--seed", "3", "--save", "/dev/null/fails"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["emu fuzz: cannot save the failing inputs to /dev/null/fails: "
+                   "Not a directory; they were:", "  asm: a made-up failure"]
 
 
 # --- named bad inputs: exact messages, in this process ----------------------------------

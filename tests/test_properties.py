@@ -258,11 +258,14 @@ def test_stale_tlb_write_to_a_table_under_oos_and_nested_keeps_a_and_d_clear():
 def main(argv=None) -> int:
     import argparse
     import time
-    ap = argparse.ArgumentParser(description="Run the differential properties for longer "
+    ap = argparse.ArgumentParser(prog="python test_properties.py",
+                                 description="Run the differential properties for longer "
                                              "and print the figures.")
     ap.add_argument("--examples", type=int, default=500, help="examples per property")
     ap.add_argument("--only", choices=("generated", "garbage"), default=None)
     args = ap.parse_args(argv)
+    if not 1 <= args.examples <= 10**7:
+        ap.error("--examples must be 1 to 10,000,000")
     os.environ["EMU_HYPOTHESIS"] = "long"
     os.environ["EMU_EXAMPLES"] = str(args.examples)
     # a fresh copy of this module, decorated with the long profile
@@ -286,6 +289,15 @@ def main(argv=None) -> int:
     for line in failed:
         print("FAILED", line)
     return 1 if failed else 0
+
+
+
+def test_the_long_run_refuses_a_bad_number_of_examples(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--examples", "0"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "python test_properties.py: error: --examples must be 1 to 10,000,000")
 
 
 if __name__ == "__main__":
