@@ -28,6 +28,7 @@ from .hw.tlb import POLICIES
 from .system import CLOCKS, MODES, SHADOW_POLICIES, TLB_KINDS, Config, System
 
 EXIT_CRASH, EXIT_BUDGET, EXIT_INPUT, EXIT_USAGE = 3, 4, 1, 2
+EXIT_INTERNAL = 70          # a bug in emu (EX_SOFTWARE)
 DEMO_PROGRAM = "demand"
 
 
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"emu: internal error: {type(e).__name__}: {e} "
               "(set EMU_DEBUG=1 for details)", file=sys.stderr)
-        return 70
+        return EXIT_INTERNAL
 
 
 def _demo() -> int:
@@ -255,10 +256,7 @@ def cmd_run(args) -> int:
         if progress is not None:
             progress.clear()
         if trace_fh is not None:
-            try:
-                trace_fh.close()
-            except OSError as e:
-                raise EmuError(f"cannot write {args.trace}: {e.strerror}") from None
+            _close_output(trace_fh, args.trace)
     if out.last != "\n":
         sys.stdout.write("\n")
     sys.stdout.flush()
@@ -279,6 +277,14 @@ def cmd_run(args) -> int:
 def _open_for_write(path: str):
     try:
         return open(path, "w")
+    except OSError as e:
+        raise EmuError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _close_output(fh, path: str) -> None:
+    """Close an output file; the last buffered write may fail here (a full disk)."""
+    try:
+        fh.close()
     except OSError as e:
         raise EmuError(f"cannot write {path}: {e.strerror}") from None
 
@@ -305,10 +311,7 @@ def cmd_run_many(args) -> int:
         multi = run_many(images, names, config, write, trace_fh)
     finally:
         if trace_fh is not None:
-            try:
-                trace_fh.close()
-            except OSError as e:
-                raise EmuError(f"cannot write {args.trace}: {e.strerror}") from None
+            _close_output(trace_fh, args.trace)
     if args.stats_json:
         write_json_atomic(args.stats_json, multi.to_json())
     if not args.quiet:
@@ -330,13 +333,13 @@ def write_json_atomic(path: str, data) -> None:
     """Write JSON so that a failure never leaves a half-written file (a
     temporary file renamed over ``path``; a device or FIFO is written to
     directly, never replaced)."""
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     if os.path.exists(path) and not os.path.isfile(path):
         if os.path.isdir(path):
             raise EmuError(f"cannot write {path}: Is a directory")
         try:
             with open(path, "w") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
-                fh.write("\n")
+                fh.write(text)
         except OSError as e:
             raise EmuError(f"cannot write {path}: {e.strerror}") from None
         return
@@ -347,8 +350,7 @@ def write_json_atomic(path: str, data) -> None:
         raise EmuError(f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
+            fh.write(text)
         os.replace(tmp, path)
     except OSError as e:
         os.unlink(tmp)

@@ -48,12 +48,12 @@ from dataclasses import dataclass
 
 from . import programs
 from .asm import assemble, assemble_file
+from .cli import EXIT_INTERNAL
 from .cli import main as cli_main
 from .errors import AsmError, EmuError
 from .system import Config, System
 from .vmm.shadow import POLICIES
 
-EXIT_INTERNAL = 70
 DEADLINE = 60.0                 # seconds any one case may take
 GUEST_BUDGET = 2_000_000        # cycles of a garbage guest
 
@@ -183,6 +183,12 @@ def check_message(err: str, code: int) -> str | None:
     return None
 
 
+def escaped(e: BaseException) -> str:
+    """One line for an exception that escaped: its type, message and where."""
+    where = traceback.extract_tb(e.__traceback__)[-1]
+    return f"{type(e).__name__}: {str(e)[:100]} ({where.filename}:{where.lineno})"
+
+
 class Fuzzer:
     """One campaign: inputs from ``seed``, files in ``workdir``."""
 
@@ -222,9 +228,7 @@ class Fuzzer:
         except Hang as e:
             self.fail("asm", f"hang: {e}", data)
         except Exception as e:
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            self.fail("asm", f"{type(e).__name__}: {str(e)[:100]} ({where.filename}:"
-                      f"{where.lineno})", data)
+            self.fail("asm", escaped(e), data)
 
     # --- the command line ------------------------------------------------------------
     def check_cli(self, argv: list[str], expect_error: bool | None = None) -> int | None:
@@ -277,9 +281,7 @@ class Fuzzer:
             self.fail("guest", f"hang: {e}", code)
             return
         except Exception as e:
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            self.fail("guest", f"{type(e).__name__} out of System.run: {str(e)[:100]} "
-                      f"({where.filename}:{where.lineno})", code)
+            self.fail("guest", "out of System.run: " + escaped(e), code)
             return
         native = results[0]
         self.figures["guest_" + native.outcome] += 1

@@ -106,20 +106,19 @@ class ShadowMonitor(Monitor):
             self.pmap.check(gppn)      # past guest RAM: a bus error, as natively
         # Step 3: what kind of fault is it?
         shadow = self.shadow
+        if write and gppn in shadow.tracked and shadow.tracing:
+            return (yield from self._emulate(Fault.TRACING, va, gw, gppn, d))
+        if write and gw is not None and not gw.writable:
+            # CR0.WP=0 through a read-only gpte: no spte may let it write (a
+            # guest table written so stays in sync: unsyncing it would fault
+            # again forever).
+            return (yield from self._emulate(Fault.WP_EMULATE, va, gw, gppn, d))
         if write and gppn in shadow.tracked:
-            if shadow.tracing:
-                return (yield from self._emulate(Fault.TRACING, va, gw, gppn, d))
-            if gw is not None and not gw.writable:
-                # CR0.WP=0 through a read-only gpte: no spte may let it
-                # write, so going out of sync would fault again forever.
-                return (yield from self._emulate(Fault.WP_EMULATE, va, gw, gppn, d))
             kind = Fault.UNSYNC
             shadow.mark_unsync(gppn)
             mpn = self.pmap.mpn_of.get(gppn)
             if mpn is not None:
                 shadow.drop_mappings(mpn)   # they refill writable on demand
-        elif write and gw is not None and not gw.writable:
-            return (yield from self._emulate(Fault.WP_EMULATE, va, gw, gppn, d))
         elif write and gppn in self.pmap.shared:
             kind = Fault.COW       # the guest may write; the VMM shares the page
         elif write and sw is not None and sw.fault and sw.error_code & 1:
