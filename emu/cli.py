@@ -148,7 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--svg", metavar="FILE", help="save what the console showed as SVG")
     st.add_argument("--html", metavar="FILE", help="save what the console showed as HTML")
     sub.add_parser("list", help="list the bundled guest programs")
+    for name, module in PLUGINS.items():
+        _plugin(module).add_parser(sub, name)
     return p
+
+
+# Subcommands that live in their own modules: each has
+# ``add_parser(subparsers, name)`` and ``main(args) -> int``.  Imported only
+# when the command line is parsed, so ``emu run`` pays nothing for them.
+PLUGINS: dict[str, str] = {}
+
+
+def _plugin(module: str):
+    import importlib
+    return importlib.import_module(module)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             if extra:
                 # The program's options first: the command line's own win.
                 args = build_parser().parse_args([argv[0], *extra, *argv[1:]])
+        if args.command in PLUGINS:
+            return _plugin(PLUGINS[args.command]).main(args)
         return {"run": cmd_run, "asm": cmd_asm, "disasm": cmd_disasm, "compare": cmd_compare,
                 "step": cmd_step, "list": cmd_list}[args.command](args)
     except AsmError as e:
