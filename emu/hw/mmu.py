@@ -139,6 +139,22 @@ class Mmu:
             self.wfast.pop(v, None)
             self.ifast.pop(v, None)
 
+    def drop_page(self, va: int) -> None:
+        """What a #PF at ``va`` invalidates (Intel SDM vol. 3A, 4.10.4.1): every
+        TLB entry for its page, in both TLBs, and every 4 KiB entry
+        splintered from a 4 MiB page holding it; counted as no INVLPG."""
+        vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
+        if vpn >> 10 in self.split_regions:
+            self.split_regions.discard(vpn >> 10)
+            self.invlpg_range(vpn & ~0x3FF, 1024)
+        for t in self._tlbs():
+            if t.probe(vpn) is not None:
+                t.invlpg(vpn)
+                t.invlpgs -= 1
+        self.rfast.pop(vpn, None)
+        self.wfast.pop(vpn, None)
+        self.ifast.pop(vpn, None)
+
     def invlpg(self, va: int) -> None:
         vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
         if vpn >> 10 in self.split_regions:
@@ -261,9 +277,7 @@ class Mmu:
         if self.trace_walk is not None:
             self.trace_walk(w)
         if w.fault:
-            if e is not None:
-                tlb.invlpg(vpn)
-                tlb.invlpgs -= 1   # an implicit drop, not an INVLPG
+            self.drop_page(va)
             self.page_faults += 1
             if len(self._missed) < 64:
                 self._missed.add((vpn, fetch))

@@ -27,7 +27,7 @@ from ..hw.exceptions import PF
 from ..hw.paging import PF_U, PF_W, PTE_A, PTE_D, PTE_G, PTE_P, PTE_U, PTE_W
 from .base import Action, Monitor, walk_json
 from .pmap import GuestPhys, MachineMemory, PMap
-from .shadow import SPTE_STALE, ShadowTables
+from .shadow import SPTE_STALE, SRC_4M, ShadowTables
 
 PAGE_MASK = 0xFFFFF000
 EMULATE_EXITS = 16      # exits one emulated instruction may take (pages it touches)
@@ -156,7 +156,12 @@ class ShadowMonitor(Monitor):
                                                gppn not in self.pmap.shared, force)
         gpde = gw.levels[0].value_after
         if gw.large:
-            child, _ = shadow.ensure(("4m", self.cpu.cr3 >> 12, pdx))
+            key = ("4m", self.cpu.cr3 >> 12, pdx)
+            child = shadow.get(key)
+            if child is not None and child.src != gpde & SRC_4M:
+                shadow.free(child)      # built from another gpde: start again
+            child, _ = shadow.ensure(key)
+            child.src = gpde & SRC_4M
             gpte = gpde
             self.large_regions.add(pdx)
         else:
@@ -170,6 +175,10 @@ class ShadowMonitor(Monitor):
     def _true_fault(self, va: int, error_code: int, d):
         self.faults[Fault.TRUE.value] += 1
         self.emit("true_fault", va=va, step=3, error_code=error_code)
+        # The guest's #PF invalidates its TLB entries and cached directory
+        # entry for va (SDM 4.10.4.1): the shadow forgets what they held.
+        self.mmu.drop_page(va)
+        self._invalidate_page(va, pde_caches=False)
         yield from self.spend("inject", self.costs.vmm_inject)
         self.injected += 1
         self.emit("inject", va=va, step=3, vector=PF, error_code=error_code)
@@ -377,11 +386,12 @@ class ShadowMonitor(Monitor):
         old, cpu.cr0 = cpu.cr0, d["value"]
         yield from self.spend("emulate", self.costs.vmm_emulate)
         if (old ^ cpu.cr0) & (paging.CR0_PG | paging.CR0_WP):
+            # Every TLB entry goes (SDM 4.10.4.1; WP too, see docs/design.md).
             self.mmu.flush_all()
             self.shadow.forget_stale()
-        if (old ^ cpu.cr0) & paging.CR0_PG:
             if self.shadow.unsync:
                 self.shadow.resync()
+        if (old ^ cpu.cr0) & paging.CR0_PG:
             self._set_root()
             self.mmu.load_cr3(self.root.mpn << 12)
         self.advance(d)
@@ -398,8 +408,11 @@ class ShadowMonitor(Monitor):
             self._set_root()
             self.mmu.load_cr3(self.root.mpn << 12)
         if (old ^ cpu.cr4) & (paging.CR4_PSE | paging.CR4_PGE):
+            # Every TLB entry goes, global ones too (SDM 4.10.4.1).
             self.mmu.flush_all()
             self.shadow.forget_stale()
+            if self.shadow.unsync:
+                self.shadow.resync()
         self.mmu.set_control(True, True, False, bool(cpu.cr4 & paging.CR4_PGE))
         self.advance(d)
         return Action("emulate", {"cr4": cpu.cr4})
@@ -407,28 +420,41 @@ class ShadowMonitor(Monitor):
     def on_invlpg(self, d):
         va = d["va"]
         self.mmu.invlpg(va)
-        pdx = (va >> 22) & 0x3FF
-        if pdx in self.large_regions:
-            # A guest 4 MiB page, shadowed (and cached in the TLB) as 4 KiB
-            # pages: the guest's one INVLPG covers all of them.
-            self.large_regions.discard(pdx)
-            self.mmu.invlpg_range(pdx << 10, 1024)
-        if self.shadow.stale:
-            self.shadow.forget_stale(va >> 12)      # the guest's TLB lets it go
-        dropped = 0
-        if not self.shadow.tracing:
-            # The guest's current PDE names the page table whose shadow may
-            # hold the va's entry even when no spde links it right now.
-            gpt = None
-            if self.guest_paging:
-                gpde = self.guest.read32((self.cpu.cr3 & PAGE_MASK) | (pdx << 2))
-                if gpde & 1 and not (gpde & 0x80 and self.cpu.cr4 & paging.CR4_PSE):
-                    gpt = gpde >> 12
-            dropped = self.shadow.drop_va(self.root, va, gpt)
+        dropped = self._invalidate_page(va, pde_caches=True)
         yield from self.spend("invlpg", self.costs.vmm_flush)
         self.emit("invlpg", va=va, dropped=dropped)
         self.advance(d)
         return Action("emulate", {"invlpg": va})
+
+    def _invalidate_page(self, va: int, pde_caches: bool) -> int:
+        """The guest's TLB lets go of va's page (an INVLPG, a #PF): the
+        shadow drops what stands for it -- the 4 KiB entries of a guest
+        4 MiB page holding it, a stale record, and under oos the spte and
+        spde built from the guest's possibly rewritten entries; with
+        ``pde_caches`` (INVLPG) every out-of-sync spde too.  Returns the
+        shadow entries dropped."""
+        pdx = (va >> 22) & 0x3FF
+        if pdx in self.large_regions:
+            # A guest 4 MiB page, shadowed (and cached in the TLB) as 4 KiB
+            # pages: the guest's one invalidation covers all of them.
+            self.large_regions.discard(pdx)
+            self.mmu.invlpg_range(pdx << 10, 1024)
+        if self.shadow.stale:
+            self.shadow.forget_stale(va >> 12)      # the guest's TLB lets it go
+        if self.shadow.tracing:
+            return 0
+        # The guest's current PDE names the page table whose shadow may
+        # hold the va's entry even when no spde links it right now.
+        gpt = None
+        pse = bool(self.cpu.cr4 & paging.CR4_PSE)
+        if self.guest_paging:
+            gpde = self.guest.read32((self.cpu.cr3 & PAGE_MASK) | (pdx << 2))
+            if gpde & 1 and not (gpde & 0x80 and pse):
+                gpt = gpde >> 12
+        dropped = self.shadow.drop_va(self.root, va, gpt)
+        if pde_caches and self.shadow.unsync:
+            dropped += self.shadow.sync_directories(self.guest.read32, pse)
+        return dropped
 
     # --- statistics ------------------------------------------------------------------------
     def stats(self) -> dict:

@@ -61,20 +61,21 @@ from __future__ import annotations
 
 from struct import Struct
 
-from ..hw.paging import PTE_A, PTE_D, PTE_G, PTE_P, PTE_U, PTE_W
+from ..hw.paging import FRAME_4M, PTE_A, PTE_D, PTE_G, PTE_P, PTE_PS, PTE_U, PTE_W
 from .pmap import VMM_OWNER, MachineMemory, PMap
 
 _U32 = Struct("<I")
 POLICIES = ("trace-cache", "trace-drop", "oos-cache", "oos-drop")
 SPTE_STALE = 0x200                 # (bit 9, ignored by hardware) a stale record, P=0
 TABLE_ROLES = ("pd", "pt")         # roles that shadow a guest table page
+SRC_4M = FRAME_4M | PTE_PS | PTE_G | PTE_U | PTE_W | PTE_P   # what a "4m" table copies
 DIRECTORY_ROLES = ("pd", "phys-pd")  # roles whose entries point to shadow tables
 
 
 class ShadowPage:
     """One shadow table: a machine page owned by the VMM."""
 
-    __slots__ = ("key", "mpn", "page", "parents", "present")
+    __slots__ = ("key", "mpn", "page", "parents", "present", "src")
 
     def __init__(self, key: tuple, mpn: int, page: bytearray):
         self.key = key
@@ -82,6 +83,7 @@ class ShadowPage:
         self.page = page
         self.parents: set[tuple[ShadowPage, int]] = set()   # spdes pointing here
         self.present = 0                                      # entries present
+        self.src = 0        # a "4m" table: the gpde (SRC_4M bits) it was built from
 
     @property
     def role(self) -> str:
@@ -363,6 +365,33 @@ class ShadowTables:
             n += 1
         self._clear(root, pdx)
         return n + 1
+
+    def sync_directories(self, read32, pse: bool) -> int:
+        """INVLPG invalidates every paging-structure cache, whatever its
+        address (Intel SDM vol. 3A, 4.10.4.1): drop each spde of an
+        out-of-sync guest directory that no longer says what its gpde says
+        (``read32(pa)`` reads guest memory).  Returns entries dropped."""
+        n = 0
+        for gppn in sorted(self.unsync):
+            sp = self.pages.get(("pd", gppn))
+            if sp is None or not sp.present:
+                continue
+            for idx in range(1024):
+                spde = sp.entry(idx)
+                if not spde & PTE_P:
+                    continue
+                gpde = read32((gppn << 12) | (idx << 2))
+                child = self.by_mpn.get(spde >> 12)
+                if pse and gpde & PTE_PS:
+                    same = (child is not None and child.key == ("4m", gppn, idx)
+                            and child.src == gpde & SRC_4M)
+                else:
+                    same = child is not None and child.key == ("pt", gpde >> 12)
+                if not (gpde & PTE_P and same
+                        and spde & (PTE_W | PTE_U) == gpde & (PTE_W | PTE_U)):
+                    self._clear(sp, idx)
+                    n += 1
+        return n
 
     # --- stale records (see the module doc) --------------------------------------
     def keep_stale(self, sp: ShadowPage, idx: int, record: int, vpns) -> None:
