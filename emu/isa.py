@@ -21,6 +21,7 @@ Operand kinds:
     r    32-bit register          eax ecx edx ebx esp ebp esi edi
     b    8-bit register           al cl dl bl ah ch dh bh
     c    control register         cr0 cr2 cr3 cr4
+    w    16-bit register          ax cx dx bx sp bp si di (low half; ltr only)
     i    32-bit immediate
     i8   8-bit immediate (unsigned)
     m    dword memory operand     [base + index*scale + disp], [abs]
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 
 REGS32 = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 REGS8 = ("al", "cl", "dl", "bl", "ah", "ch", "dh", "bh")
+REGS16 = ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di")
 CREGS = {"cr0": 0, "cr2": 2, "cr3": 3, "cr4": 4}
 CREG_NAMES = {v: k for k, v in CREGS.items()}
 EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI = range(8)
@@ -152,7 +154,8 @@ _row("hlt", (), PRIV, 1, "wait for an interrupt")
 _row("cli", (), PRIV, 1, "clear IF")
 _row("sti", (), PRIV, 1, "set IF")
 _row("lidt", ("m",), PRIV, 4, "load the IDT register from 6 bytes")
-_row("ltr", ("r",), PRIV, 4, "load the TSS base (linear address)")
+_row("lgdt", ("m",), PRIV, 4, "load the GDT register from 6 bytes")
+_row("ltr", ("w",), PRIV, 4, "load the task register: the GDT selector of a TSS")
 _row("invlpg", ("m",), PRIV, 4, "drop the TLB entry of a page")
 _row("in", ("r", "i8"), PRIV, 10, "read an I/O port")
 _row("in", ("r", "dx"), PRIV, 10, "read the I/O port in dx")
@@ -175,7 +178,7 @@ for _r in TABLE:
     FORMS.setdefault(_r.mnemonic, []).append(_r)
 
 MEM_KINDS = ("m", "mb")
-REG_KINDS = ("r", "b", "c")
+REG_KINDS = ("r", "b", "c", "w")
 
 
 def operand_size(kind: str) -> int:
@@ -334,6 +337,8 @@ def format_operand(kind: str, value, symbol_of=None, next_eip: int = 0) -> str:
         return REGS32[value]
     if kind == "b":
         return REGS8[value]
+    if kind == "w":
+        return REGS16[value]
     if kind == "c":
         return CREG_NAMES[value]
     if kind in ("cl", "dx"):

@@ -20,7 +20,8 @@ stubs ``trap_<vector>`` that save eax in ``trap_eax`` and power off with the
 vector as the status, so ``r.exit_status`` is the vector, ``r.registers``
 (but eax) are the registers at the handler's entry and the frame the CPU
 pushed is at ``esp``: ``frame(s, r, n)``.  ``TRAP_SETUP`` loads that IDT and
-a TSS whose esp0 is ``KSTACK_TOP``; ``enter_user(label)`` irets to ring 3.
+(through its GDT, ``load_tr``) a TSS whose esp0 is ``KSTACK_TOP``;
+``enter_user(label)`` irets to ring 3.
 Memory is identity-mapped (``paging_on()`` keeps it so), so a va read by the
 test through ``s.guest_read`` is its pa.
 """
@@ -40,11 +41,20 @@ FLAG_BITS = {"CF": isa.CF, "ZF": isa.ZF, "SF": isa.SF, "IF": isa.IF, "OF": isa.O
 TRAP_VECTORS = tuple(range(33)) + (0x80,)
 MEM_MIB = 1               # guest RAM of a snippet run (all of the above fit)
 
-TRAP_SETUP = """
-    lidt [idt_desc]
-    mov eax, tss
-    ltr eax
-"""
+
+
+def load_tr(tss: str, selector: int = 0x28) -> str:
+    """Assembly: point the GDT descriptor ``selector`` of ``trap_data`` (0x28
+    or 0x30) at the TSS labelled ``tss``, load the GDT and ltr it.  Changes
+    eax (not the flags)."""
+    return "".join([f"    pushfd\n    mov eax, {tss}\n",
+                    *(f"    mov [gdt + {selector + off:#x}], {reg}\n{shift}"
+                      for off, reg, shift in ((2, "al", ""), (3, "ah", "    shr eax, 16\n"),
+                                              (4, "al", ""), (7, "ah", ""))),
+                    f"    lgdt [gdt_desc]\n    mov eax, {selector:#x}\n    ltr ax\n    popfd\n"])
+
+
+TRAP_SETUP = "    lidt [idt_desc]\n" + load_tr("tss")
 
 
 def run_snippet(body: str, mode: str = "native", setup: str = "", data: str = "",
@@ -142,7 +152,11 @@ def trap_data(gates: dict[int, int] | None = None, limit: int | None = None,
         else:
             lines.append("    dd 0, 0")
     lines += ["tss:", "    dd 0", f"    dd {KSTACK_TOP:#x}", "    times 24 dd 0",
-              "trap_eax: dd 0"]
+              "trap_eax: dd 0",
+              # null, four flat segments (not read), two TSS descriptors (0x28, 0x30)
+              "align 8", "gdt:", "    times 10 dd 0",
+              "    dw 103, 0, 0x8900, 0", "    dw 103, 0, 0x8900, 0",
+              "gdt_desc:", "    dw 0x37", "    dd gdt"]
     return "\n".join(lines) + "\n"
 
 

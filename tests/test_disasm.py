@@ -17,6 +17,7 @@ _SAMPLES = {
     "r": (isa.EBX, isa.ESI),
     "b": (isa.EDX, isa.EBX + 4),        # dl, bh
     "c": (3, 0),                        # cr3, cr0
+    "w": (isa.ECX, isa.EDI),            # cx, di
     "i": (0x12345678, 0xFFFFFFF0),
     "i8": (0xAB, 0x7F),
     "m": (isa.Mem(isa.EBX, isa.ESI, 4, -8),) * 2,

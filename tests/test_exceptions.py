@@ -45,7 +45,7 @@ SUPER = 0xC2000         # paging_on(supervisor=SUPER)
 # pages (7 per entry), 3 moves around the loops, 1 to punch the hole, 5 to
 # load CR3 and CR0.
 PAGING_ON_INSNS = 1 + 4 * 1024 + 2 + 7 * 1024 + 1 + 5
-SETUP_INSNS = 1 + 3       # mov esp + TRAP_SETUP
+SETUP_INSNS = 1 + TRAP_SETUP.count("\n")     # mov esp + TRAP_SETUP (an instruction a line)
 STUB_INSNS = 3            # a trap stub: save eax, mov eax, out
 
 @pytest.fixture(params=MODES)
@@ -141,7 +141,8 @@ PRIV_INSNS = [
     ("cli", ("cli", ())),
     ("sti", ("sti", ())),
     ("lidt [idt_desc]", ("lidt", ("m",))),
-    ("ltr eax", ("ltr", ("r",))),
+    ("lgdt [idt_desc]", ("lgdt", ("m",))),
+    ("ltr ax", ("ltr", ("w",))),
     ("invlpg [0x1000]", ("invlpg", ("m",))),
     ("in eax, 0x40", ("in", ("r", "i8"))),
     ("in eax, dx", ("in", ("r", "dx"))),

@@ -22,6 +22,7 @@ from harness import (
     enter_user,
     flags,
     init,
+    load_tr,
     paging_on,
     read32,
     regs,
@@ -840,7 +841,7 @@ idt2: times 0x40 dd 0, 0
 
 
 def test_ltr_sets_the_ring0_stack_of_traps_from_ring3(mode):
-    body = "    mov eax, tss2\n    ltr eax\n" + enter_user("user") + "user:\n    int 0x80\n"
+    body = load_tr("tss2", 0x30) + enter_user("user") + "user:\n    int 0x80\n"
     data = trap_data({0x80: 0xEF00}) + "tss2: dd 0, 0x70000\n    times 24 dd 0\n"
     s, r = run_snippet(body, mode, setup=TRAP_SETUP, data=data)
     assert r.exit_status == 0x80

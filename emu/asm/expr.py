@@ -38,10 +38,10 @@ REGISTERS: dict[str, tuple[str, int]] = {
     **{name: ("r", n) for n, name in enumerate(isa.REGS32)},
     **{name: ("b", n) for n, name in enumerate(isa.REGS8)},
     **{name: ("c", n) for name, n in isa.CREGS.items()},
-    "dx": ("dx", isa.EDX),
+    **{name: ("w", n) for n, name in enumerate(isa.REGS16)},
+    "dx": ("dx", isa.EDX),     # also the 16-bit register (operands.py)
 }
-UNSUPPORTED_REGS = frozenset(("ax", "bx", "cx", "sp", "bp", "si", "di", "cr1",
-                              "cs", "ds", "es", "fs", "gs", "ss"))
+UNSUPPORTED_REGS = frozenset(("cr1", "cs", "ds", "es", "fs", "gs", "ss"))
 
 
 class Env(Protocol):
@@ -276,7 +276,7 @@ def _parse_primary(cur: Cursor) -> Node:
             return Reg(low, tok.col)
         if low in UNSUPPORTED_REGS:
             what = ("the control registers are cr0 cr2 cr3 cr4" if low.startswith("cr")
-                    else "32-bit and 8-bit registers only; dx for ports")
+                    else "segment registers are fixed")
             raise cur.loc.error(f"register '{tok.text}' is not supported ({what})",
                                 tok.col)
         return Sym(cur.full_name(tok.text), tok.col)

@@ -181,6 +181,8 @@ def _kinds(op: Operand, ops: list[Operand]) -> tuple[str, ...]:
     if isinstance(op, RegOp):
         if op.kind == "b" and op.num == isa.ECX:
             return ("b", "cl")
+        if op.kind == "dx":
+            return ("dx", "w")
         return (op.kind,)
     if isinstance(op, ImmOp):
         return ("i", "i8", "rel")

@@ -11,9 +11,10 @@ layer talks to devices at exact instruction boundaries), a VM exit (an
 intercepted event, see ``intercepts``), a triple fault or a bus error.
 
 Ring switches: CPL 3 -> 0 on an interrupt or exception loads esp from the
-TSS's esp0 field (the dword at ``tss_base + 4``; ``ltr r32`` sets
-``tss_base``, a linear address) and pushes ss, esp, eflags, cs, eip and the
-error code, as x86 does; ``iret`` pops them.  Selectors are fixed: kernel
+TSS's esp0 field (the dword at ``tss_base + 4``; ``ltr r16`` loads
+``tss_base`` from the TSS descriptor its selector names in the GDT, which
+``lgdt`` locates; no other descriptor is read) and pushes ss, esp, eflags,
+cs, eip and the error code, as x86 does; ``iret`` pops them.  Selectors are fixed: kernel
 cs 0x08, user cs 0x1B, user ss 0x23 (their low two bits are the CPL).
 
 IDT entries are 8 bytes: ``dd handler, attr`` where attr bit 15 is P,
@@ -60,6 +61,8 @@ class Cpu(EventDelivery, SystemInstructions):
         self.idt_base = 0
         self.idt_limit = 0
         self.tss_base = 0
+        self.gdt_base = 0
+        self.gdt_limit = 0
         self.irq_pending = False
         self.intercepts: frozenset = frozenset()
         self.nested = False           # nested paging: the MMU walks in two dimensions

@@ -9,7 +9,7 @@ I/O, a VM exit) raises ``StopRun``.
 from __future__ import annotations
 
 from .. import isa
-from .exceptions import GP, UD, GuestFault
+from .exceptions import GP, NP, UD, GuestFault
 from .stops import CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, KERNEL_CS, USER_CS, USER_SS
 from .stops import StopRun as _StopRun
 
@@ -93,8 +93,31 @@ class SystemInstructions:
         self.idt_limit, self.idt_base = limit, base
         return nxt
 
+    def _op_lgdt(self, d, eip, nxt):
+        va = self.ea(d.args[0])
+        limit = self.mmu.read(va, 2)
+        base = self.mmu.read((va + 2) & 0xFFFFFFFF, 4)
+        self.gdt_limit, self.gdt_base = limit, base
+        return nxt
+
     def _op_ltr(self, d, eip, nxt):
-        self.tss_base = self.r[d.args[0]]
+        # SDM LTR: the selector names an available 32-bit TSS descriptor
+        # (S=0, type 9) in the GDT; its base becomes the TSS base and the
+        # descriptor is marked busy (type 0xB), so a second ltr of it faults.
+        sel = self.r[d.args[0]] & 0xFFFF
+        if sel & 0xFFFC == 0:
+            raise GuestFault(GP, 0)
+        if sel & 4 or (sel | 7) > self.gdt_limit:
+            raise GuestFault(GP, sel & 0xFFFC)
+        va = (self.gdt_base + (sel & 0xFFF8)) & 0xFFFFFFFF
+        low = self.mmu.read(va, 4)
+        high = self.mmu.read((va + 4) & 0xFFFFFFFF, 4)
+        if (high >> 8) & 0x1F != 0x09:
+            raise GuestFault(GP, sel & 0xFFFC)
+        if not high & 0x8000:
+            raise GuestFault(NP, sel & 0xFFFC)
+        self.mmu.write((va + 4) & 0xFFFFFFFF, 4, high | 0x200)
+        self.tss_base = (low >> 16) | (high & 0xFF) << 16 | (high & 0xFF000000)
         return nxt
 
     def _op_invlpg(self, d, eip, nxt):
