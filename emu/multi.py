@@ -80,6 +80,9 @@ def build(images: list, names: list[str], config: Config, write=None):
     host = Host(env, config.machine_bytes, reserve=config.reserve_pages,
                 swap_latency=config.swap_latency, swap_bandwidth=config.swap_bandwidth,
                 share_interval=share)
+    if config.check_invariants:
+        from .vmm.invariants import check_host
+        host.check = check_host
     systems = []
     for image, name in zip(images, names):
         sink = LinePrefixer(name, write) if write is not None else None

@@ -186,8 +186,8 @@ class System:
             self.vmm = ShadowMonitor(self, self.machine, self.pmap, self.guest, c.shadow_policy)
             self.cpu.intercepts = INTERCEPTS
             if c.check_invariants:
-                from .vmm.invariants import check_shadow
-                self.vmm.check = lambda: check_shadow(self.vmm)
+                from .vmm.invariants import check_host, check_shadow
+                self.vmm.check = lambda: (check_shadow(self.vmm), check_host(self.host))
         elif c.mode == "nested":
             walker = NestedWalker(self.mem, lambda: bool(self.cpu.cr0 & 0x80000000),
                                   c.ntlb_entries)
@@ -198,11 +198,14 @@ class System:
             self.vmm = NestedMonitor(self, self.machine, self.pmap, self.guest, walker)
             self.cpu.intercepts = frozenset({"hlt", "io"})
             if c.check_invariants:
-                from .vmm.invariants import check_nested
-                self.vmm.check = lambda: check_nested(self.vmm)
+                from .vmm.invariants import check_host, check_nested
+                self.vmm.check = lambda: (check_nested(self.vmm), check_host(self.host))
         if self.vmm is not None:
             self.guest.on_write = self.mmu.code_written
-            self.host.attach(self)
+            self.host.attach(name, self.pmap, self.vmm, self.bus, lambda: self.finished)
+            if c.check_invariants and self._own_host:
+                from .vmm.invariants import check_host
+                self.host.check = check_host
         self.console = Console(console_sink)
         self.timer = Timer(c.clock)
         self.io = IoBus(self.console, self.timer)
@@ -321,6 +324,8 @@ class System:
                     yield env.timeout(0)
                 continue
             stop = cpu.run(max_i, max_c)
+            if stop.insns and self.vmm is not None:
+                self.host.release(self.name)    # progress: its exits' pages may go
             if stop.reason == "exit" and not self.bus.active:
                 # Taken with the VMM's costs, in one timeout (see vmm.monitor).
                 self._carry = stop.cycles
@@ -374,7 +379,7 @@ class System:
 
     def _io(self, port: int, value, reg) -> bool:
         if value is None:
-            self.cpu.r[reg] = self.io.read(port)
+            self.cpu.port_in(reg, self.io.read(port))
             return False
         try:
             self.io.write(port, value, self.clock_now())

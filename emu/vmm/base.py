@@ -62,7 +62,6 @@ class Monitor:
         if self._owed:
             owed, self._owed = self._owed, 0
             yield self.env.timeout(owed)
-        self.sys.host.unpin()
         if self.check is not None:
             self.check()
         return action
@@ -70,7 +69,7 @@ class Monitor:
     def obtain(self, ppn: int, va: int, write: bool):
         """Step 3: the PMap's machine page for ``ppn`` (allocated and zeroed if
         unbacked, read back if swapped, copied if shared and written)."""
-        mpn, how = yield from self.sys.host.obtain(self.sys, ppn, write)
+        mpn, how = yield from self.sys.host.obtain(self.pmap.name, ppn, write)
         yield from self.spend("pmap", self.costs.vmm_pmap_lookup)
         if how in ("allocated", "cow-broken"):
             yield from self.spend("alloc", self.costs.vmm_alloc + self.costs.vmm_zero_page)
@@ -140,6 +139,21 @@ class Monitor:
         yield from self.spend("io", self.costs.vmm_io)
         self.advance(d)
         return Action("io", {"port": d["port"], "value": d["value"], "reg": d["reg"]})
+
+    def translations(self):
+        """(what, mpn, page bytes, writable) of every translation the
+        hardware holds for this VM: TLB entries and the CPU's fast maps (a
+        page's bytes that belong to no machine page any more: mpn None)."""
+        mmu = self.mmu
+        for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values():
+            for e in t.valid_entries():
+                yield (f"{t.name} entry for va {e.vpn << 12:#010x}", e.pn, e.page,
+                       e.writable and e.dirty)
+        by_id = {id(page): pn for pn, page in self.machine.mem.pages.items()}
+        for kind, fast in (("read", mmu.rfast), ("write", mmu.wfast)):
+            for vpn, page in fast.items():
+                yield (f"{kind} fast map of va {vpn << 12:#010x}", by_id.get(id(page)), page,
+                       kind == "write")
 
     def stats(self) -> dict:
         return {"exits": dict(sorted(self.exits.items())),

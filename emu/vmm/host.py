@@ -2,40 +2,67 @@
 when it runs short (Waldspurger, "Memory Resource Management in VMware ESX
 Server", OSDI 2002).
 
+Every machine page and guest page is in one state (``pmap.py`` draws the
+machine); the host makes the transitions, in this order:
+
 * **Allocation with reclaim.**  A hidden fault (or EPT violation) on a page
-  with no machine page asks the host for one.  When fewer than ``reserve``
-  pages are free, the host reclaims first.  A CLOCK hand sweeps machine
-  pages and looks at the accessed bits the hardware set in the sptes/nptes
-  that map each one: set, it clears them (and drops the TLB entries, so a
-  later use sets them again) and moves on; clear, the page is the victim.
-  Every shadow or nested entry mapping the victim is dropped (reverse map),
-  its contents go to the swap disk, and the machine page is freed.  A page
-  that is all zeros is not written: it simply becomes unbacked again.
+  with no machine page asks the host for one (``obtain``).  While more than
+  ``reserve`` pages are free it gets one at once.  Otherwise a CLOCK hand
+  sweeps machine pages and reads the accessed bits the hardware set in the
+  sptes/nptes that map each one: set, it clears them (and drops the TLB
+  entries, so a later use sets them again) and moves on; clear, the page is
+  the victim.  Every shadow, nested and TLB mapping of the victim is zapped
+  first (``unmap_page``), then its contents go to the swap disk
+  (mapped -> writing-out -> free) and the freed page goes straight to the
+  VM that asked: nobody can take it in between, so each allocation makes
+  progress.  A page that is all zeros is not written: its guest page is
+  simply unbacked again.
 * **The swap disk** is a simpy resource with a latency and a bandwidth: the
-  faulting vCPU waits for its I/O while the other vCPUs run.  The next
-  touch of a swapped page reads it back.
+  faulting vCPU waits for its I/O while the other vCPUs run.  A touch of a
+  guest page on the disk reads it back (free -> reading-in -> mapped).  A
+  page with I/O in flight is pinned by its state: reclaim and sharing pass
+  it by, and a fault on a guest page whose write-out is in flight waits for
+  the write and takes the page back (it still holds the contents).
 * **Content-based sharing.**  A periodic scan hashes guest pages (zero pages
-  found with numpy, the others hashed) and maps identical ones to one
-  read-only machine page; a write to it exits and gets a private copy (a
-  copy-on-write break).  Zero pages are the common case.
+  found with numpy, the others by content) and maps identical ones to one
+  read-only machine page (mapped -> shared); a write to it exits and gets a
+  private copy (a copy-on-write break).  Zero pages are the common case.
+* **Pins.**  The pages an exit hands to a VM stay pinned -- out of reclaim
+  and sharing -- until that VM's vCPU retires an instruction, so an
+  instruction that needs several pages gets them all: under any pressure
+  every VM makes progress (docs/design.md says what is guaranteed).
 * Ballooning is not modelled: it needs a cooperating driver in the guest.
 
-The VMM pins the pages a fault handler is about to map, so neither reclaim
-nor sharing takes them in the middle of a fault.  The VMM's own tables
-(shadow and nested) come from the reserve and are never reclaimed.
+A VM is attached with its PMap and its VMM's three reclaim hooks
+(``evictable``, ``referenced``, ``unmap_page``); the host reaches nothing
+else of it.  The VMM's own tables (shadow and nested) come from the
+reserve and are never reclaimed.  ``check`` (``--check-invariants``) runs
+after every host event: each reclaim, I/O completion and sharing scan.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import simpy
 
 from ..hw.memory import PAGE_SIZE
-from .pmap import SHARED_OWNER, VMM_OWNER, MachineMemory, OutOfMachineMemory, PMap
+from .pmap import (
+    FREE,
+    MAPPED,
+    READING_IN,
+    SHARED_OWNER,
+    SHARED_PAGE,
+    WRITING_OUT,
+    MachineMemory,
+    OutOfMachineMemory,
+    PMap,
+)
 
 
 class SwapDisk:
-    """A simulated disk for swapped pages: one request at a time."""
+    """A simulated disk for swapped pages: one transfer at a time."""
 
     STATS = {"writes": "pages written (swap-outs)", "reads": "pages read (swap-ins)",
              "busy_cycles": "cycles the disk spent transferring",
@@ -45,40 +72,47 @@ class SwapDisk:
         self.env = env
         self.resource = simpy.Resource(env, capacity=1)
         self.cost = latency + PAGE_SIZE // max(bandwidth, 1)
-        self.store: dict[tuple, bytes] = {}
+        self.store: dict[tuple, bytes] = {}      # swap slot -> its page
         self.writes = self.reads = self.sync_reads = 0
         self.busy_cycles = 0
 
-    def _transfer(self):
+    def transfer(self):
+        """One page's transfer (a generator: the caller waits for the disk)."""
         with self.resource.request() as req:
             yield req
             yield self.env.timeout(self.cost)
         self.busy_cycles += self.cost
 
-    def write(self, key: tuple, data: bytes):
-        """Write a page (a generator: the caller waits for the disk)."""
-        self.store[key] = data           # the bytes are safe as of now
-        self.writes += 1
-        yield from self._transfer()
-
-    def read(self, key: tuple):
-        """Read a page back (a generator returning its bytes)."""
-        data = self.store.pop(key)
-        self.reads += 1
-        yield from self._transfer()
-        return data
-
-    def take_now(self, key: tuple) -> bytes:
-        self.sync_reads += 1
-        return self.store.pop(key)
-
-    def peek(self, key: tuple) -> bytes:
-        return self.store[key]
-
     def stats(self) -> dict:
         return {"writes": self.writes, "reads": self.reads, "sync_reads": self.sync_reads,
                 "busy_cycles": self.busy_cycles, "cycles_per_page": self.cost,
                 "pages_on_disk": len(self.store)}
+
+
+@dataclass(eq=False)
+class SwapIo:
+    """A guest page's swap transfer in flight (``PMap.in_flight``)."""
+
+    kind: str              # writing-out | reading-in (the page's state)
+    ppn: int
+    mpn: int
+    key: tuple             # its swap slot
+    done: simpy.Event      # succeeds when the transfer is over
+    data: bytes = b""      # a write-out: what goes to the disk
+    rescue: bool = False   # a write-out: a fault wants the page back
+    settled: bool = False  # the VMM brought the page back synchronously
+
+
+@dataclass(eq=False)
+class Guest:
+    """What the host knows of one VM: its PMap, its VMM's reclaim hooks, its
+    trace bus, and whether its run is over."""
+
+    name: str
+    pmap: PMap
+    hooks: object          # evictable(ppn, mpn), referenced(ppn, mpn), unmap_page(ppn, mpn)
+    bus: object
+    finished: object       # callable() -> bool
 
 
 class Host:
@@ -88,6 +122,7 @@ class Host:
         "reclaimed": "guest pages taken back (to the swap disk, or dropped if zero)",
         "swap_outs": "pages written to the swap disk",
         "swap_ins": "pages read back on a fault",
+        "rescued": "pages a fault took back while their write-out was in flight",
         "zero_dropped": "reclaimed pages that were all zeros (no I/O)",
         "clock_scanned": "machine pages the clock hand looked at",
         "shared_pages": "machine pages currently shared",
@@ -102,146 +137,269 @@ class Host:
                  share_interval: int = 0, hash_cost: int = 40):
         self.env = env
         self.machine = MachineMemory(machine_bytes)
-        self.machine.on_free = self._freed
         self.reserve = reserve
         self.disk = SwapDisk(env, swap_latency, swap_bandwidth)
         self.share_interval = share_interval
         self.hash_cost = hash_cost
-        self.vms: dict = {}                      # name -> System
-        self.pinned: set[int] = set()
+        self.vms: dict[str, Guest] = {}
+        self.pinned: dict[int, str] = {}         # mpn -> the VM whose exit pinned it
+        self._pins: dict[str, list[int]] = {}    # VM -> the pages it pinned
         self.hand = 1
         self.sharers: dict[int, set[tuple[str, int]]] = {}   # shared mpn -> (vm, ppn)
         self.by_content: dict[bytes, int] = {}              # digest -> shared mpn
+        self.next_scan: int | None = None        # when the sharing scan runs next
+        self.check = None                        # callable(host) after every host event
         self.reclaimed = self.swap_outs = self.swap_ins = self.zero_dropped = 0
         self.clock_scanned = self.zero_shared = self.cow_breaks = self.scans = 0
+        self.rescued = 0
         self.shared_ever = 0
 
     # --- VMs --------------------------------------------------------------------
-    def attach(self, system) -> None:
-        self.vms[system.pmap.name] = system
-        system.pmap.host = self
+    def attach(self, name: str, pmap: PMap, hooks, bus, finished) -> None:
+        self.vms[name] = Guest(name, pmap, hooks, bus, finished)
+        pmap.host = self
 
     def start(self) -> None:
         if self.share_interval:
             self.env.process(self._sharing())
 
-    def _freed(self, mpn: int, owner: str) -> None:
-        if owner == VMM_OWNER:
-            return
-        for vm in self.vms.values():
-            if owner in (vm.pmap.name, SHARED_OWNER):
-                vm.mmu.forget_pn(mpn)
+    def _checked(self) -> None:
+        if self.check is not None:
+            self.check(self)
 
-    # --- allocation ---------------------------------------------------------------
-    def obtain(self, vm, ppn: int, write: bool):
-        """The machine page for ``vm``'s ``ppn``, for a fault about to map it
-        (a generator: it may wait for the swap disk).  Returns (mpn, how):
-        how is resident, allocated, swapped-in or cow-broken."""
+    # --- pins -----------------------------------------------------------------------
+    def _pin(self, name: str, mpn: int) -> None:
+        if mpn not in self.pinned:
+            self.pinned[mpn] = name
+            self._pins.setdefault(name, []).append(mpn)
+
+    def release(self, name: str) -> None:
+        """VM ``name`` retired an instruction: the pages its exits pinned may
+        go again."""
+        pins = self._pins.pop(name, None)
+        if pins:
+            for mpn in pins:
+                if self.pinned.get(mpn) == name:
+                    del self.pinned[mpn]
+
+    # --- the fault path -----------------------------------------------------------
+    def obtain(self, name: str, ppn: int, write: bool):
+        """The machine page for VM ``name``'s ``ppn``, for a fault about to
+        map it (a generator: it may wait for the swap disk).  Returns (mpn,
+        how): how is resident, allocated, swapped-in, rescued or
+        cow-broken.  The page stays pinned until the VM makes progress."""
+        vm = self.vms[name]
         pmap = vm.pmap
         pmap.check(ppn)
-        if ppn in pmap.shared:
-            if write:
-                yield from self._make_room(vm)
-                mpn, how = self.unshare_now(pmap, ppn), "cow-broken"
-            else:
-                mpn, how = pmap.mpn_of[ppn], "resident"
-        elif ppn in pmap.mpn_of:
-            mpn, how = pmap.mpn_of[ppn], "resident"
-        else:
-            yield from self._make_room(vm)
-            if ppn in pmap.mpn_of:          # the disk wait let somebody else back it
-                mpn, how = pmap.mpn_of[ppn], "resident"
-            elif ppn in pmap.swapped:
-                key = pmap.swapped.pop(ppn)
-                mpn = self.machine.alloc(pmap.name)
-                pmap.bind(ppn, mpn)
-                self.pinned.add(mpn)
-                data = yield from self.disk.read(key)
-                self.machine.mem.page(mpn)[:] = data
-                self.swap_ins += 1
+        how = "resident"
+        while True:
+            mpn = pmap.mpn_of.get(ppn)
+            if mpn is not None and (not write or ppn not in pmap.shared):
+                break
+            if mpn is not None:                       # a write to a shared page
+                new = yield from self._allocate(vm, MAPPED)
+                if pmap.mpn_of.get(ppn) == mpn and ppn in pmap.shared:
+                    mpn, how = self._cow(vm, ppn, new), "cow-broken"
+                    break
+                self._release_page(new)               # the sharing changed meanwhile
+                continue
+            io = pmap.in_flight.get(ppn)
+            if io is not None:
+                # Its I/O is in flight: wait for it, never race it.  A write-out
+                # gives the page back when it ends (it still holds the bytes).
+                if io.kind == WRITING_OUT:
+                    io.rescue = True
+                    how = "rescued"
+                yield io.done
+                continue
+            if ppn in pmap.swapped:
+                mpn = yield from self._swap_in(vm, ppn)
+                if mpn is None:
+                    continue
                 how = "swapped-in"
-                if vm.bus.active:
-                    vm.bus.emit("swap_in", ppn=ppn, mpn=mpn, waited=self.disk.cost)
-            else:
-                mpn = self.machine.alloc(pmap.name)
-                pmap.bind(ppn, mpn)
-                pmap.allocated += 1
-                how = "allocated"
-        self.pinned.add(mpn)
+                break
+            new = yield from self._allocate(vm, MAPPED)
+            if pmap.state(ppn) != "unbacked":
+                self._release_page(new)
+                continue
+            pmap.bind(ppn, new)
+            pmap.allocated += 1
+            mpn, how = new, "allocated"
+            break
+        self._pin(name, mpn)
         return mpn, how
 
-    def unpin(self) -> None:
-        self.pinned.clear()
-
-    def _make_room(self, vm):
-        while self.machine.free_pages() <= self.reserve:
+    def _allocate(self, vm: Guest, state: str):
+        """A zeroed machine page for ``vm`` in ``state`` (a generator).  With
+        the reserve reached it reclaims a victim and takes the victim's page
+        itself, so no other VM can take it first.  Returns the mpn (not yet
+        bound: the caller binds it before it yields again)."""
+        machine = self.machine
+        while machine.free_pages() <= self.reserve:
             victim = self._pick()
             if victim is None:
-                return                     # nothing reclaimable: alloc may fail
-            yield from self._evict(*victim)
+                break                      # nothing reclaimable: the reserve pays
+            mpn = yield from self._evict(*victim)
+            if mpn is not None:
+                return self._take(mpn, vm.name, state)
+        return machine.alloc(vm.name, state)
+
+    def _take(self, freed: int, name: str, state: str) -> int:
+        """The page just freed, for ``name`` (last freed, first handed out)."""
+        mpn = self.machine.alloc(name, state)
+        assert mpn == freed, (mpn, freed)
+        return mpn
+
+    def _release_page(self, mpn: int) -> None:
+        """A page allocated and then not needed (never bound, never mapped)."""
+        self.machine.free(mpn)
 
     def _pick(self):
-        """The CLOCK hand: the first machine page whose mappings were not
-        accessed since it last passed (clearing the accessed bits it sees)."""
+        """The CLOCK hand: the first private guest page, not pinned, whose
+        mappings were not accessed since it last passed (clearing the
+        accessed bits it sees); (guest, ppn, mpn) or None."""
         machine = self.machine
         n = machine.npages
         for _ in range(2 * n):
             mpn = self.hand
             self.hand = self.hand + 1 if self.hand + 1 < n else 1
             self.clock_scanned += 1
-            owner = machine.owner.get(mpn)
-            vm = self.vms.get(owner)
-            if vm is None or mpn in self.pinned or vm.finished:
+            if machine.state.get(mpn) != MAPPED or mpn in self.pinned:
                 continue
-            ppn = vm.pmap.ppn_of[mpn]
-            if not vm.vmm.evictable(ppn, mpn):
+            vm = self.vms.get(machine.owner[mpn])
+            if vm is None or vm.finished():
                 continue
-            if vm.vmm.referenced(ppn, mpn):
+            ppn = vm.pmap.ppn_of.get(mpn)
+            if ppn is None or not vm.hooks.evictable(ppn, mpn):
+                continue
+            if vm.hooks.referenced(ppn, mpn):
                 continue
             return vm, ppn, mpn
         return None
 
-    def _evict(self, vm, ppn: int, mpn: int):
-        vm.vmm.unmap_page(ppn, mpn)
+    def _evict(self, vm: Guest, ppn: int, mpn: int):
+        """Take ``vm``'s page back: zap its mappings, then drop it (all zeros)
+        or write it out.  Returns the freed mpn, or None when a fault took
+        the page back during its write (a generator)."""
+        vm.hooks.unmap_page(ppn, mpn)           # every mapping goes first
         page = self.machine.mem.page(mpn)
         zero = not np.frombuffer(page, dtype=np.uint64).any()
-        data = bytes(page)
-        vm.pmap.unbind(ppn)
-        self.machine.free(mpn)
+        pmap = vm.pmap
+        pmap.unbind(ppn)
         self.reclaimed += 1
         if vm.bus.active:
             vm.bus.emit("reclaim", va=None, ppn=ppn, mpn=mpn, zero=zero)
         if zero:
-            self.zero_dropped += 1         # unbacked again: the next touch is zero-filled
-            return
-        key = (vm.pmap.name, ppn)
-        vm.pmap.swapped[ppn] = key
+            self.zero_dropped += 1          # unbacked again: the next touch is zero-filled
+            self.machine.free(mpn)
+            self._checked()
+            return mpn
+        key = (vm.name, ppn)
+        io = SwapIo(WRITING_OUT, ppn, mpn, key, self.env.event(), data=bytes(page))
+        pmap.in_flight[ppn] = io
+        self.machine.set_state(mpn, WRITING_OUT)
         self.swap_outs += 1
-        yield from self.disk.write(key, data)
+        self.disk.writes += 1
+        yield from self.disk.transfer()
+        del pmap.in_flight[ppn]
+        freed = None
+        if io.settled:
+            pass                            # the VMM took it back already (back_now)
+        elif io.rescue:
+            self.machine.set_state(mpn, MAPPED)
+            pmap.bind(ppn, mpn)
+            self.rescued += 1
+        else:
+            self.disk.store[key] = io.data
+            pmap.swapped[ppn] = key
+            self.machine.free(mpn)
+            freed = mpn
+        io.done.succeed()
+        self._checked()
+        return freed
+
+    def _swap_in(self, vm: Guest, ppn: int):
+        """Read ``vm``'s ``ppn`` back from the disk (a generator); returns
+        its mpn, or None if its state changed while a page was found."""
+        pmap = vm.pmap
+        mpn = yield from self._allocate(vm, READING_IN)
+        if ppn not in pmap.swapped:
+            self.machine.set_state(mpn, MAPPED)
+            self._release_page(mpn)
+            return None
+        key = pmap.swapped.pop(ppn)
+        io = SwapIo(READING_IN, ppn, mpn, key, self.env.event())
+        pmap.in_flight[ppn] = io
+        self.disk.reads += 1
+        yield from self.disk.transfer()
+        del pmap.in_flight[ppn]
+        if not io.settled:
+            self.machine.mem.page(mpn)[:] = self.disk.store.pop(key)
+            self.machine.set_state(mpn, MAPPED)
+            pmap.bind(ppn, mpn)
+        self.swap_ins += 1
+        if vm.bus.active:
+            vm.bus.emit("swap_in", ppn=ppn, mpn=mpn, waited=self.disk.cost)
+        io.done.succeed()
+        self._checked()
+        return pmap.mpn_of[ppn]
 
     # --- synchronous paths (the VMM reading guest tables, loading images) ------------
-    def swap_in_now(self, pmap: PMap, ppn: int) -> int:
+    def peek(self, pmap: PMap, ppn: int) -> bytes:
+        """The contents of a guest page on the disk or with I/O in flight."""
+        io = pmap.in_flight.get(ppn)
+        if io is None:
+            return self.disk.store[pmap.swapped[ppn]]
+        if io.kind == WRITING_OUT:
+            return io.data
+        return self.disk.store[io.key]
+
+    def back_now(self, pmap: PMap, ppn: int) -> int:
+        """Bring ``ppn`` back at once for the VMM to write (no disk time):
+        from the disk, or from its I/O in flight, which then settles."""
+        io = pmap.in_flight.get(ppn)
+        machine = self.machine
+        if io is not None and io.kind == WRITING_OUT:
+            del pmap.in_flight[ppn]
+            io.settled = True
+            machine.set_state(io.mpn, MAPPED)
+            pmap.bind(ppn, io.mpn)
+            self.rescued += 1
+            return io.mpn
+        if io is not None:                          # reading-in: finish it now
+            del pmap.in_flight[ppn]
+            io.settled = True
+            machine.mem.page(io.mpn)[:] = self.disk.store.pop(io.key)
+            machine.set_state(io.mpn, MAPPED)
+            pmap.bind(ppn, io.mpn)
+            self.disk.sync_reads += 1
+            return io.mpn
         key = pmap.swapped.pop(ppn)
-        mpn = self.machine.alloc(pmap.name)
+        mpn = machine.alloc(pmap.name)
         pmap.bind(ppn, mpn)
-        self.machine.mem.page(mpn)[:] = self.disk.take_now(key)
+        machine.mem.page(mpn)[:] = self.disk.store.pop(key)
+        self.disk.sync_reads += 1
         self.swap_ins += 1
         return mpn
 
     def unshare_now(self, pmap: PMap, ppn: int) -> int:
         """Give ``ppn`` a private copy of its shared page (a COW break)."""
-        shared = pmap.mpn_of[ppn]
         vm = self.vms[pmap.name]
-        vm.vmm.unmap_page(ppn, shared)
-        pmap.unbind(ppn)
-        mpn = self.machine.alloc(pmap.name)
+        return self._cow(vm, ppn, self.machine.alloc(pmap.name))
+
+    def _cow(self, vm: Guest, ppn: int, mpn: int) -> int:
+        """Break ``vm``'s ``ppn`` away from its shared page into ``mpn``."""
+        pmap = vm.pmap
+        shared = pmap.mpn_of[ppn]
+        vm.hooks.unmap_page(ppn, shared)         # this VM's mappings of it go first
         self.machine.mem.page(mpn)[:] = self.machine.mem.page(shared)
+        pmap.unbind(ppn)
         pmap.bind(ppn, mpn)
         self.cow_breaks += 1
         if vm.bus.active:
             vm.bus.emit("cow_break", ppn=ppn, shared=shared, mpn=mpn)
         refs = self.sharers[shared]
-        refs.discard((pmap.name, ppn))
+        refs.discard((vm.name, ppn))
         if not refs:
             self._drop_shared(shared)
         return mpn
@@ -255,26 +413,29 @@ class Host:
 
     # --- content-based sharing ------------------------------------------------------
     def _sharing(self):
-        while any(not vm.finished for vm in self.vms.values()):
+        while any(not vm.finished() for vm in self.vms.values()):
+            self.next_scan = int(self.env.now) + self.share_interval
             yield self.env.timeout(self.share_interval)
             hashed = self.scan()
             if hashed:
                 yield self.env.timeout(hashed * self.hash_cost)
+        self.next_scan = None
 
     def scan(self) -> int:
         """Share every guest page whose contents equal another's; returns
         the pages hashed."""
         self.scans += 1
         mem = self.machine.mem
+        state = self.machine.state
         hashed = 0
         for name, vm in sorted(self.vms.items()):
-            if vm.finished:
+            if vm.finished():
                 continue
             pmap = vm.pmap
             for mpn, ppn in sorted(pmap.ppn_of.items()):
-                if pmap.ppn_of.get(mpn) != ppn:
+                if pmap.ppn_of.get(mpn) != ppn or state.get(mpn) != MAPPED:
                     continue               # made shared earlier in this scan
-                if mpn in self.pinned or not vm.vmm.evictable(ppn, mpn):
+                if mpn in self.pinned or not vm.hooks.evictable(ppn, mpn):
                     continue
                 page = mem.page(mpn)
                 hashed += 1
@@ -292,7 +453,7 @@ class Host:
                     self.by_content[digest] = shared
                 if mem.page(shared) != page:
                     continue
-                vm.vmm.unmap_page(ppn, mpn)
+                vm.hooks.unmap_page(ppn, mpn)     # remapped read-only on the next touch
                 pmap.unbind(ppn)
                 self.machine.free(mpn)
                 pmap.bind_shared(ppn, shared)
@@ -302,31 +463,35 @@ class Host:
                 if vm.bus.active:
                     vm.bus.emit("page_shared", ppn=ppn, mpn=shared, freed=mpn, zero=zero)
         self.by_content = {d: m for d, m in self.by_content.items() if m >= 0}
+        self._checked()
         return hashed
 
     def _make_shared(self, mpn: int) -> int | None:
         """Turn the private page ``mpn`` into a shared, read-only one."""
-        owner = self.machine.owner.get(mpn)
-        vm = self.vms.get(owner)
-        if vm is None or mpn not in vm.pmap.ppn_of or mpn in self.pinned:
+        machine = self.machine
+        vm = self.vms.get(machine.owner.get(mpn))
+        if vm is None or machine.state.get(mpn) != MAPPED or mpn in self.pinned:
             return None
-        ppn = vm.pmap.ppn_of[mpn]
-        vm.vmm.unmap_page(ppn, mpn)            # remapped read-only on the next touch
+        ppn = vm.pmap.ppn_of.get(mpn)
+        if ppn is None:
+            return None
+        vm.hooks.unmap_page(ppn, mpn)            # remapped read-only on the next touch
         vm.pmap.unbind(ppn)
+        machine.set_state(mpn, SHARED_PAGE, owner=SHARED_OWNER)
         vm.pmap.bind_shared(ppn, mpn)
-        self.machine.owner[mpn] = SHARED_OWNER
-        self.sharers[mpn] = {(owner, ppn)}
+        self.sharers[mpn] = {(vm.name, ppn)}
         self.shared_ever += 1
         return mpn
 
     def stats(self) -> dict:
         saved = sum(len(r) - 1 for r in self.sharers.values())
         return {"reclaimed": self.reclaimed, "swap_outs": self.swap_outs,
-                "swap_ins": self.swap_ins, "zero_dropped": self.zero_dropped,
+                "swap_ins": self.swap_ins, "rescued": self.rescued,
+                "zero_dropped": self.zero_dropped,
                 "clock_scanned": self.clock_scanned, "shared_pages": len(self.sharers),
                 "sharing_saved": saved, "zero_shared": self.zero_shared,
                 "cow_breaks": self.cow_breaks, "scans": self.scans,
                 "disk": self.disk.stats(), "machine": self.machine.stats()}
 
 
-__all__ = ["Host", "OutOfMachineMemory", "SwapDisk"]
+__all__ = ["FREE", "Guest", "Host", "OutOfMachineMemory", "SwapDisk", "SwapIo"]

@@ -11,8 +11,16 @@
   (a write to it must exit; under oos, an out-of-sync page may be written);
 * the reverse map counts exactly the present sptes of each machine page.
 
-A violation raises ``InvariantError`` naming the entry.  The check is
-vectorized (numpy) because tests run it after every VM exit.
+``check_host(host)`` verifies the whole machine: every machine page and
+guest page in one consistent state (pmap.py), reference counts exact, swap
+slots accounted for, and for every VM that every translation it holds --
+TLB entries and the CPU's fast maps included -- reaches only a page it may:
+never a free page, a page with swap I/O in flight, another VM's page or a
+freed page's old bytes; a shared page never writable.
+
+A violation raises ``InvariantError`` naming the entry.  The checks are
+vectorized (numpy) because tests run them after every VM exit and every
+host event (reclaim, swap I/O, sharing scan).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..hw.paging import PTE_P, PTE_W
+from .pmap import MAPPED, READING_IN, SHARED_OWNER, SHARED_PAGE, VMM, VMM_OWNER, WRITING_OUT
 from .shadow import DIRECTORY_ROLES
 
 
@@ -104,3 +113,103 @@ def check_nested(monitor) -> int:
                                  f"write the shared page mpn {mpn:#x}")
     monitor.invariant_checks = getattr(monitor, "invariant_checks", 0) + 1
     return n
+
+
+def check_host(host) -> int:
+    """Check the host's page states and every VM's reach; returns the
+    machine pages checked."""
+    machine = host.machine
+    owner, state = machine.owner, machine.state
+    if owner.keys() != state.keys():
+        raise InvariantError("check_host: machine pages with an owner but no state, "
+                             "or the other way round")
+    if len(owner) + machine.free_pages() != machine.npages - 1:
+        raise InvariantError(f"check_host: {len(owner)} pages in use and "
+                             f"{machine.free_pages()} free do not add up to "
+                             f"{machine.npages - 1}")
+    free = set(machine._free)
+    if free & owner.keys():
+        raise InvariantError(f"check_host: mpn {min(free & owner.keys()):#x} is free and "
+                             "in use")
+    refs: dict[int, set] = {}
+    in_flight: dict[int, tuple] = {}
+    slots = set()
+    for name, vm in host.vms.items():
+        pmap = vm.pmap
+        for ppn, mpn in pmap.mpn_of.items():
+            if ppn in pmap.shared:
+                if state.get(mpn) != SHARED_PAGE:
+                    raise InvariantError(f"check_host: {name} ppn {ppn:#x} is shared, but "
+                                         f"mpn {mpn:#x} is {state.get(mpn, 'free')}")
+                refs.setdefault(mpn, set()).add((name, ppn))
+            elif (state.get(mpn), owner.get(mpn), pmap.ppn_of.get(mpn)) != (MAPPED, name, ppn):
+                raise InvariantError(
+                    f"check_host: {name} ppn {ppn:#x} -> mpn {mpn:#x}, which is "
+                    f"{state.get(mpn, 'free')} and owned by {owner.get(mpn, 'nobody')}")
+        if len(pmap.ppn_of) + len(pmap.shared) != len(pmap.mpn_of):
+            raise InvariantError(f"check_host: {name}'s reverse PMap is not exact")
+        counts: dict[int, int] = {}
+        for ppn in pmap.shared:
+            counts[pmap.mpn_of[ppn]] = counts.get(pmap.mpn_of[ppn], 0) + 1
+        if counts != pmap.shared_mpns:
+            raise InvariantError(f"check_host: {name}'s shared-page counts are stale")
+        for ppn, io in pmap.in_flight.items():
+            if ppn in pmap.mpn_of or ppn in pmap.swapped or state.get(io.mpn) != io.kind \
+                    or owner.get(io.mpn) != name:
+                raise InvariantError(f"check_host: {name} ppn {ppn:#x} is {io.kind} at "
+                                     f"mpn {io.mpn:#x}, which is "
+                                     f"{state.get(io.mpn, 'free')}")
+            in_flight[io.mpn] = (name, ppn)
+            if io.kind == READING_IN:
+                slots.add(io.key)
+        for ppn, key in pmap.swapped.items():
+            if ppn in pmap.mpn_of:
+                raise InvariantError(f"check_host: {name} ppn {ppn:#x} is on the disk and "
+                                     "mapped")
+            slots.add(key)
+    if slots != host.disk.store.keys():
+        raise InvariantError(f"check_host: {len(host.disk.store)} swap slots in use, "
+                             f"{len(slots)} guest pages on the disk")
+    for mpn, st in state.items():
+        if st == SHARED_PAGE:
+            if owner[mpn] != SHARED_OWNER or refs.get(mpn, set()) != host.sharers.get(mpn) \
+                    or not refs.get(mpn):
+                raise InvariantError(f"check_host: shared mpn {mpn:#x} has references "
+                                     f"{sorted(refs.get(mpn, ()))}, the host counts "
+                                     f"{sorted(host.sharers.get(mpn, ()))}")
+        elif st in (WRITING_OUT, READING_IN):
+            if mpn not in in_flight:
+                raise InvariantError(f"check_host: mpn {mpn:#x} is {st} for no guest page")
+        elif st == VMM and owner[mpn] != VMM_OWNER:
+            raise InvariantError(f"check_host: VMM page mpn {mpn:#x} owned by {owner[mpn]}")
+        elif st == MAPPED and owner[mpn] not in host.vms:
+            raise InvariantError(f"check_host: mpn {mpn:#x} mapped for unknown {owner[mpn]}")
+    if host.sharers.keys() - refs.keys():
+        raise InvariantError("check_host: the host shares a page no guest page is bound to")
+    for name, vm in host.vms.items():
+        reach = getattr(vm.hooks, "translations", None)
+        if reach is not None:
+            _check_translations(name, vm.pmap, machine, reach())
+    return len(state)
+
+
+def _check_translations(name, pmap, machine, held) -> None:
+    """``held``: (what, pn, page, writable) of every translation the VM's
+    hardware holds: each must reach a page the VM may reach, through the
+    page's current bytes (a freed page's old bytes are lost writes), and
+    never write a shared page."""
+    pages = machine.mem.pages
+    for what, pn, page, writable in held:
+        if pn is None:
+            raise InvariantError(f"check_host: {name}'s {what} holds the bytes of a "
+                                 "machine page that was freed (its writes are lost)")
+        if not pmap.owns(pn):
+            st = machine.state.get(pn, "free")
+            raise InvariantError(f"check_host: {name}'s {what} reaches mpn {pn:#x}, which "
+                                 f"is {st} (owner {machine.owner.get(pn, 'nobody')})")
+        if page is not None and pages.get(pn) is not page:
+            raise InvariantError(f"check_host: {name}'s {what} holds stale bytes of mpn "
+                                 f"{pn:#x} (the page was freed since)")
+        if writable and machine.state.get(pn) == SHARED_PAGE:
+            raise InvariantError(f"check_host: {name}'s {what} lets the guest write the "
+                                 f"shared page mpn {pn:#x}")

@@ -1,27 +1,56 @@
-"""Machine memory and the PMap.
+"""Machine memory and the PMap: every machine page and every guest page in
+exactly one state.
 
-``MachineMemory`` is the emulated host's RAM (the ``ma`` space): a finite
-number of 4 KiB machine pages, handed out lazily and zeroed, each with an
-owner -- a VM's PMap (guest memory) or the VMM itself (shadow tables,
-nested tables).  The resource-control invariant is stated in owners: a guest
-can reach a machine page only if its PMap owns it.
+``MachineMemory`` is the emulated host's RAM (the ``ma`` space): 4 KiB
+machine pages handed out lazily and zeroed.  Each machine page (mpn) is in
+one state, with an owner::
 
-``PMap`` is one VM's map ppn -> mpn with a state per ppn:
+    free          on no list but the free one; nobody may map it
+    vmm           the VMM's own (shadow or nested tables); never reclaimed
+    mapped        private to one VM (owner: the VM's name), which may map it
+    shared        read-only, shared by several guest pages (owner "shared")
+    writing-out   its contents are on their way to the swap disk; pinned
+    reading-in    its contents are on their way back from the disk; pinned
 
-    unbacked   no machine page yet (reads see zeros; the first touch allocates)
-    resident   backed by a machine page the PMap owns
-    shared     backed by a machine page several guest pages share, read-only
-               (content-based sharing); a write gets a private copy
-    swapped    its contents are on the swap disk; the next touch reads them back
+    free -> vmm -> free
+    free -> mapped <-> shared                      (content-based sharing)
+    mapped -> writing-out -> free | mapped         (swap-out; a touch rescues it)
+    free -> reading-in -> mapped                   (swap-in)
+    mapped -> free ; shared -> free                (zero page dropped, last sharer gone)
 
-Reclaim, swapping and sharing are the ``Host``'s (``host.py``): it owns the
-machine memory of all VMs.
+``set_state`` is the one place a page changes state; it refuses any other
+transition.  Every mapping of a page (spte, npte, TLB entry) is zapped
+*before* it leaves ``mapped`` or ``shared`` (the host's job, see host.py).
+
+``PMap`` is one VM's map ppn -> mpn.  A guest page (ppn) is in one state::
+
+    unbacked      no machine page yet: reads see zeros, the first touch allocates
+    resident      backed by a private mapped page
+    shared        backed by a shared page; a write gets a private copy (COW)
+    writing-out   evicted, its write to the swap disk in flight
+    swapped       on the disk: its contents are in a swap slot
+    reading-in    coming back from the swap disk
+
+Only ``resident`` and ``shared`` guest pages have an mpn a VM may map
+(``mpn_of``); ``owns(mpn)`` is the resource-control test.
 """
 
 from __future__ import annotations
 
 from ..hw.memory import PAGE_SHIFT, BusError, PhysMem
 
+# Machine page states.
+FREE, VMM, MAPPED, SHARED_PAGE, WRITING_OUT, READING_IN = (
+    "free", "vmm", "mapped", "shared", "writing-out", "reading-in")
+TRANSITIONS = {
+    FREE: {VMM, MAPPED, READING_IN},
+    VMM: {FREE},
+    MAPPED: {SHARED_PAGE, WRITING_OUT, FREE},
+    SHARED_PAGE: {FREE},
+    WRITING_OUT: {FREE, MAPPED},
+    READING_IN: {MAPPED},
+}
+# Guest page states.
 UNBACKED, RESIDENT, SHARED, SWAPPED = "unbacked", "resident", "shared", "swapped"
 VMM_OWNER = "vmm"
 SHARED_OWNER = "shared"        # a machine page shared by several guest pages
@@ -31,8 +60,12 @@ class OutOfMachineMemory(Exception):
     """No free machine page is left."""
 
 
+class PageStateError(AssertionError):
+    """A page was asked to make a transition the state machine forbids."""
+
+
 class MachineMemory:
-    """Machine pages with owners; allocation is lazy and zeroes the page."""
+    """Machine pages with owners and states; allocation is lazy and zeroes."""
 
     STATS = {
         "machine_pages": "machine pages in the machine",
@@ -45,7 +78,8 @@ class MachineMemory:
     def __init__(self, size: int):
         self.mem = PhysMem(size, "ma")
         self.npages = self.mem.npages
-        self.owner: dict[int, str] = {}
+        self.owner: dict[int, str] = {}      # every page not free: its owner
+        self.state: dict[int, str] = {}      # every page not free: its state
         self._free: list[int] = []
         self._next = 1          # mpn 0 is never handed out: a zero spte stays invalid
         self.allocations = 0
@@ -53,8 +87,10 @@ class MachineMemory:
         self.peak = 0
         self.on_free = None     # callable(mpn, owner): translations of it must go
 
-    def alloc(self, owner: str) -> int:
-        """A zeroed machine page for ``owner``; raises OutOfMachineMemory."""
+    def alloc(self, owner: str, state: str | None = None) -> int:
+        """A zeroed machine page for ``owner`` (state ``vmm`` for the VMM,
+        ``mapped`` for a VM unless ``state`` says otherwise); raises
+        OutOfMachineMemory."""
         if self._free:
             mpn = self._free.pop()
         elif self._next < self.npages:
@@ -66,18 +102,35 @@ class MachineMemory:
                 f"{len(self.owner)} pages in use)")
         self.mem.page(mpn)      # allocated zeroed
         self.owner[mpn] = owner
+        self.state[mpn] = state or (VMM if owner == VMM_OWNER else MAPPED)
         self.allocations += 1
         if len(self.owner) > self.peak:
             self.peak = len(self.owner)
         return mpn
 
     def free(self, mpn: int) -> None:
+        self.set_state(mpn, FREE)
         owner = self.owner.pop(mpn)
+        del self.state[mpn]
         self.mem.free_page(mpn)
         self._free.append(mpn)
         self.frees += 1
         if self.on_free is not None:
             self.on_free(mpn, owner)
+
+    def state_of(self, mpn: int) -> str:
+        return self.state.get(mpn, FREE)
+
+    def set_state(self, mpn: int, new: str, owner: str | None = None) -> None:
+        """Move page ``mpn`` to state ``new`` (and ``owner``): the one place
+        a page changes state; any transition not in TRANSITIONS raises."""
+        old = self.state.get(mpn, FREE)
+        if new not in TRANSITIONS[old]:
+            raise PageStateError(f"machine page {mpn:#x}: no transition {old} -> {new}")
+        if new != FREE:
+            self.state[mpn] = new
+            if owner is not None:
+                self.owner[mpn] = owner
 
     def free_pages(self) -> int:
         """Machine pages not in use (never handed out, or given back)."""
@@ -90,10 +143,12 @@ class MachineMemory:
 
 
 class PMap:
-    """One VM's guest-physical -> machine map."""
+    """One VM's guest-physical -> machine map, with a state per guest page."""
 
     STATS = {
-        "resident": "guest pages backed by machine pages",
+        "resident": "guest pages backed by private machine pages",
+        "shared": "guest pages backed by shared machine pages",
+        "swapped": "guest pages on the swap disk (or on their way to or from it)",
         "allocated": "machine pages allocated for this VM (lazily, zeroed)",
         "lookups": "PMap lookups by the VMM",
     }
@@ -103,11 +158,12 @@ class PMap:
         self.ram_bytes = ram_bytes
         self.npages = ram_bytes >> PAGE_SHIFT
         self.machine = machine
-        self.mpn_of: dict[int, int] = {}     # every backed ppn (private or shared)
+        self.mpn_of: dict[int, int] = {}     # every mappable ppn (resident or shared)
         self.ppn_of: dict[int, int] = {}     # private mpn -> its ppn
         self.shared: set[int] = set()        # ppns backed by a shared page
         self.shared_mpns: dict[int, int] = {}  # shared mpn -> how many of our ppns map it
-        self.swapped: dict[int, tuple] = {}  # ppn -> its key on the swap disk
+        self.swapped: dict[int, tuple] = {}  # on-disk ppn -> its swap slot
+        self.in_flight: dict[int, object] = {}  # ppn -> its swap I/O (host.SwapIo)
         self.host = None                     # the Host, for synchronous swap-in/unshare
         self.lookups = 0
         self.allocated = 0
@@ -117,6 +173,9 @@ class PMap:
             return SHARED
         if ppn in self.mpn_of:
             return RESIDENT
+        io = self.in_flight.get(ppn)
+        if io is not None:
+            return io.kind
         return SWAPPED if ppn in self.swapped else UNBACKED
 
     def check(self, ppn: int) -> None:
@@ -124,26 +183,28 @@ class PMap:
             raise BusError(ppn << PAGE_SHIFT, self.ram_bytes, "pa")
 
     def lookup(self, ppn: int) -> int | None:
-        """The mpn backing ``ppn``, or None (unbacked); BusError past RAM."""
+        """The mpn backing ``ppn``, or None (not mappable now); BusError past RAM."""
         self.lookups += 1
         self.check(ppn)
         return self.mpn_of.get(ppn)
 
     def back(self, ppn: int) -> tuple[int, bool]:
-        """The mpn backing ``ppn``, allocating one if unbacked; returns
-        (mpn, allocated_now)."""
+        """The mpn backing ``ppn`` for the VMM to write (synchronously:
+        read back from the disk, rescued from a write-out); returns (mpn,
+        allocated_now)."""
         mpn = self.lookup(ppn)
         if mpn is not None:
             return mpn, False
-        if ppn in self.swapped and self.host is not None:
-            return self.host.swap_in_now(self, ppn), False
+        if self.host is not None and (ppn in self.swapped or ppn in self.in_flight):
+            return self.host.back_now(self, ppn), False
         mpn = self.machine.alloc(self.name)
         self.bind(ppn, mpn)
         self.allocated += 1
         return mpn, True
 
     def bind(self, ppn: int, mpn: int) -> None:
-        """ppn is now backed by the private machine page mpn."""
+        """ppn is now resident in the private machine page mpn."""
+        assert ppn not in self.mpn_of and mpn not in self.ppn_of, (ppn, mpn)
         self.mpn_of[ppn] = mpn
         self.ppn_of[mpn] = ppn
 
@@ -162,22 +223,26 @@ class PMap:
         return mpn
 
     def bind_shared(self, ppn: int, mpn: int) -> None:
+        assert ppn not in self.mpn_of, ppn
         self.mpn_of[ppn] = mpn
         self.shared.add(ppn)
         self.shared_mpns[mpn] = self.shared_mpns.get(mpn, 0) + 1
 
     def owns(self, mpn: int) -> bool:
-        """May this VM's guest reach machine page ``mpn``?"""
-        owner = self.machine.owner.get(mpn)
-        return owner == self.name or (owner == SHARED_OWNER and mpn in self.shared_mpns)
+        """May this VM's guest reach machine page ``mpn``?  Only a page it
+        holds mapped, or a shared page one of its guest pages is bound to."""
+        state = self.machine.state.get(mpn)
+        if state == MAPPED:
+            return self.machine.owner[mpn] == self.name and mpn in self.ppn_of
+        return state == SHARED_PAGE and mpn in self.shared_mpns
 
     def items(self):
         return sorted(self.mpn_of.items())
 
     def stats(self) -> dict:
         return {"resident": len(self.mpn_of) - len(self.shared), "shared": len(self.shared),
-                "swapped": len(self.swapped), "allocated": self.allocated,
-                "lookups": self.lookups}
+                "swapped": len(self.swapped) + len(self.in_flight),
+                "allocated": self.allocated, "lookups": self.lookups}
 
 
 class GuestPhys:
@@ -185,7 +250,10 @@ class GuestPhys:
     guest's tables, emulating, loading the image) reads and writes.
 
     Reading an unbacked page sees zeros and allocates nothing; writing backs
-    it.  An address past guest RAM is a BusError, as natively.
+    it.  A page on the disk or with swap I/O in flight is read where its
+    bytes are (no disk time: the VMM's own accesses are synchronous, see
+    docs/DECISIONS.md) and brought back for a write.  An address past guest
+    RAM is a BusError, as natively.
     """
 
     def __init__(self, pmap: PMap):
@@ -199,9 +267,11 @@ class GuestPhys:
         pmap = self.pmap
         pmap.check(ppn)
         mpn = pmap.mpn_of.get(ppn)
-        if mpn is None and ppn in pmap.swapped and pmap.host is not None:
-            mpn = pmap.host.swap_in_now(pmap, ppn)
-        return None if mpn is None else self.machine.page(mpn)
+        if mpn is not None:
+            return self.machine.page(mpn)
+        if pmap.host is not None and (ppn in pmap.swapped or ppn in pmap.in_flight):
+            return pmap.host.peek(pmap, ppn)
+        return None
 
     def _mpn_for_write(self, ppn: int) -> int:
         pmap = self.pmap
@@ -253,24 +323,20 @@ class GuestPhys:
         from ..hw.memory import _hash_zeros
         h = hashlib.sha256()
         zero_run = 0
-        mpn_of = self.pmap.mpn_of
-        swapped = self.pmap.swapped
-        disk = self.pmap.host.disk if self.pmap.host is not None else None
-        for ppn in range(self.pmap.npages):
-            mpn = mpn_of.get(ppn)
-            if mpn is None:
-                if ppn in swapped and disk is not None:
-                    if zero_run:
-                        _hash_zeros(h, zero_run)
-                        zero_run = 0
-                    h.update(disk.peek(swapped[ppn]))
-                    continue
+        pmap = self.pmap
+        for ppn in range(pmap.npages):
+            mpn = pmap.mpn_of.get(ppn)
+            if mpn is not None:
+                data = self.machine.peek_page(mpn)
+            elif pmap.host is not None and (ppn in pmap.swapped or ppn in pmap.in_flight):
+                data = pmap.host.peek(pmap, ppn)
+            else:
                 zero_run += 1
                 continue
             if zero_run:
                 _hash_zeros(h, zero_run)
                 zero_run = 0
-            h.update(self.machine.peek_page(mpn))
+            h.update(data)
         if zero_run:
             _hash_zeros(h, zero_run)
         return h.hexdigest()
