@@ -61,7 +61,8 @@ KIND_TEXT = {
 # How the PMap found the machine page (``pmap_lookup``'s ``how``).
 PMAP_HOW = {"resident": "resident", "allocated": "allocated now, zeroed",
             "swapped-in": "read back from the swap disk", "cow-broken":
-            "a private copy: the sharing is broken"}
+            "a private copy: the sharing is broken",
+            "rescued": "taken back when its write to the swap disk ended"}
 
 
 def pmap_how(data: dict) -> str:
