@@ -1,20 +1,15 @@
 """The instruction set, defined once.
 
 The assembler, the disassembler and the CPU all read ``TABLE``.  Every row is
-one (mnemonic, operand form) pair; its opcode is its position in the table
-(opcode 0x00 is never assigned, so executing zeroed memory raises #UD).
+one (mnemonic, operand form) pair; its opcode is its position in the table.
+The encoding and decoding are in ``isacode`` (re-exported here).
 
-Encoding (little-endian, variable length)::
-
-    opcode                         1 byte: the row's index
-    register byte                  when the form has registers / control regs:
-                                   first operand's number << 4 | second's
-    memory operand                 when the form has one:
-        M   1 byte  bit 7 has base, bits 6-4 base, bit 3 has index, 2-0 index
-        S   1 byte  log2(scale), only when M has an index
-        disp32      4 bytes, signed
-    immediate                      imm32: 4 bytes, imm8: 1 byte
-    rel32                          4 bytes, signed, relative to the next insn
+Opcodes come in two pages.  Page 1 is one byte: rows 0x01-0x8c, the
+instruction set as it first shipped, never renumbered (recorded outputs,
+traces and memory hashes depend on those bytes).  Page 2 is the escape byte
+``0xFE`` followed by the row's number in that page (0x01-0xff).  Opcode bytes
+0x00 and 0xFF are never assigned in either page, so executing zeroed memory
+or all-ones raises #UD.
 
 Operand kinds:
 
@@ -23,12 +18,20 @@ Operand kinds:
     c    control register         cr0 cr2 cr3 cr4
     w    16-bit register          ax cx dx bx sp bp si di (low half; ltr only)
     i    32-bit immediate
+    i16  16-bit immediate         (enter's frame size)
     i8   8-bit immediate (unsigned)
     m    dword memory operand     [base + index*scale + disp], [abs]
     mb   byte memory operand      byte [...]
     rel  branch target            label or address
     cl   the register cl          (shift counts)
     dx   the register dx          (port numbers)
+    al   the register al          (byte I/O)
+
+Each row also says which flags it sets, which the Intel SDM leaves
+undefined, and -- for the few system instructions whose effect is the
+project's own by design -- why a real x86 would not do the same
+(``differs``); ``emu isa`` prints it all.  There are no 16-bit operand forms
+(but ``ltr``'s selector): the machine is a 32-bit one (docs/DECISIONS.md).
 """
 
 from __future__ import annotations
@@ -44,12 +47,17 @@ EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI = range(8)
 
 # EFLAGS bits (x86 positions)
 CF = 1 << 0   # carry
+PF = 1 << 2   # parity of the low byte of the result (1: even)
+AF = 1 << 4   # carry out of bit 3 (BCD arithmetic)
 ZF = 1 << 6   # zero
 SF = 1 << 7   # sign
 IF = 1 << 9   # interrupt enable
+DF = 1 << 10  # direction: string instructions count down
 OF = 1 << 11  # overflow
 EFLAGS_FIXED = 1 << 1  # bit 1 always reads as 1
-ARITH_FLAGS = CF | ZF | SF | OF
+ARITH_FLAGS = CF | PF | AF | ZF | SF | OF
+FLAG_BITS = {"CF": CF, "PF": PF, "AF": AF, "ZF": ZF, "SF": SF, "DF": DF, "IF": IF, "OF": OF}
+FLAG_ORDER = ("CF", "PF", "AF", "ZF", "SF", "OF", "DF", "IF")
 
 # Classes of instruction, for the CPU's translator.
 PLAIN = "plain"        # runs inside a translated block
@@ -57,25 +65,85 @@ BRANCH = "branch"      # ends a block; sets the next eip
 SYSTEM = "system"      # ends a block; executed by the CPU's system path
 PRIV = "priv"          # like SYSTEM, but #GP(0) at CPL 3
 
+ESCAPE = 0xFE          # first byte of a page-2 opcode
+PAGE1_ROWS = 0x8C      # rows of page 1 (frozen)
+
 ALU2 = ("add", "adc", "sub", "sbb", "and", "or", "xor", "cmp", "test")
 ALU2_FORMS = (("r", "r"), ("r", "i"), ("r", "m"), ("m", "r"), ("m", "i"))
-JCC = ("jo", "jno", "jb", "jae", "je", "jne", "jbe", "ja",
-       "js", "jns", "jl", "jge", "jle", "jg")
-JCC_ALIASES = {"jc": "jb", "jnae": "jb", "jnb": "jae", "jnc": "jae",
-               "jz": "je", "jnz": "jne", "jna": "jbe", "jnbe": "ja",
-               "jnge": "jl", "jnl": "jge", "jng": "jle", "jnle": "jg"}
+ALU2_BYTE_FORMS = (("b", "b"), ("b", "i8"), ("b", "mb"), ("mb", "b"), ("mb", "i8"))
+SHIFTS = ("shl", "shr", "sar", "rol", "ror")
+# The x86 condition codes, in encoding order (o no b ae e ne be a s ns p np l ge le g).
+CONDITIONS = ("o", "no", "b", "ae", "e", "ne", "be", "a",
+              "s", "ns", "p", "np", "l", "ge", "le", "g")
+CONDITION_ALIASES = {"c": "b", "nae": "b", "nb": "ae", "nc": "ae", "z": "e", "nz": "ne",
+                     "na": "be", "nbe": "a", "pe": "p", "po": "np", "nge": "l", "nl": "ge",
+                     "ng": "le", "nle": "g"}
+JCC = tuple("j" + c for c in CONDITIONS if c not in ("p", "np"))   # page 1's fourteen
+JCC_ALIASES = {"j" + a: "j" + c for a, c in CONDITION_ALIASES.items()}
+# Other spellings NASM accepts for a row: condition aliases of setcc/cmovcc/jcc,
+# and the 32-bit code's names of the 32-bit forms.
+ALIASES = {**JCC_ALIASES,
+           **{"set" + a: "set" + c for a, c in CONDITION_ALIASES.items()},
+           **{"cmov" + a: "cmov" + c for a, c in CONDITION_ALIASES.items()},
+           "sal": "shl", "pusha": "pushad", "popa": "popad",
+           "pushf": "pushfd", "popf": "popfd"}
+
+# --- flags: what each mnemonic does to them (Intel SDM vol. 2) ----------------
+_ARITH = "CF PF AF ZF SF OF"
+# mnemonic -> (flags it sets to a defined value, flags x86 leaves undefined)
+_FLAGS = {
+    **{mn: (_ARITH, "") for mn in ("add", "adc", "sub", "sbb", "cmp", "neg", "xadd",
+                                    "cmpxchg")},
+    **{mn: ("CF PF ZF SF OF", "AF") for mn in ("and", "or", "xor", "test")},
+    **{mn: ("PF AF ZF SF OF", "") for mn in ("inc", "dec")},
+    **{mn: ("CF PF ZF SF OF", "AF") for mn in ("shl", "shr", "sar")},
+    **{mn: ("CF OF", "") for mn in ("rol", "ror")},
+    **{mn: ("CF OF", "PF AF ZF SF") for mn in ("mul", "imul")},
+    **{mn: ("", _ARITH) for mn in ("div", "idiv")},
+    **{mn: ("CF", "PF AF SF OF") for mn in ("bt", "bts", "btr", "btc")},
+    "popfd": ("CF PF AF ZF SF OF DF IF", ""), "iret": ("CF PF AF ZF SF OF DF IF", ""),
+    "sahf": ("CF PF AF ZF SF", ""), "clc": ("CF", ""), "stc": ("CF", ""),
+    "cmc": ("CF", ""), "cld": ("DF", ""), "std": ("DF", ""), "cli": ("IF", ""),
+    "sti": ("IF", ""), "int": ("IF", ""),
+}
+# Flags undefined only for some operand values: (flag, condition), the
+# condition one of COUNT_NOT_1 or COUNT_GE_WIDTH (of the masked count).
+COUNT_NOT_1 = "count != 1"
+COUNT_GE_WIDTH = "count >= width"
+_FLAGS_WHEN = {
+    **{mn: (("OF", COUNT_NOT_1),) for mn in ("sar", "rol", "ror")},
+    **{mn: (("OF", COUNT_NOT_1), ("CF", COUNT_GE_WIDTH)) for mn in ("shl", "shr")},
+}
+# Rows whose effect differs from a real x86's by design (see cpu.py's doc and
+# docs/DECISIONS.md): not comparable with an x86 model; tested on their own.
+_DIFFERS = {
+    "int": "delivers through the project's IDT gates (dd handler, attr), fixed selectors",
+    "iret": "pops the project's frames (fixed selectors, no segment checks)",
+    "hlt": "waits for the project's timer device",
+    "lidt": "loads an IDT of the project's gate format (dd handler, attr)",
+    "lgdt": "only the TSS descriptor of the GDT is ever read (segments are not modelled)",
+    "ltr": "sets the TSS base for ring switches; no segment state",
+    "invlpg": "acts on the project's TLB (checked against the paging model instead)",
+    "in": "reads the project's devices (console, timer, power-off), not a PC's",
+    "out": "writes the project's devices (console, timer, power-off), not a PC's",
+    "mov cr": "paging state; checked against the paging conformance vectors instead",
+}
 
 
 @dataclass(frozen=True)
 class Insn:
     """One row of the ISA table."""
 
-    opcode: int
+    opcode: int        # page 1: the byte; page 2: ESCAPE << 8 | the second byte
     mnemonic: str
     operands: tuple[str, ...]
     kind: str          # PLAIN, BRANCH, SYSTEM or PRIV
     cycles: int        # base cost in the cost model (memory refs extra)
     doc: str
+    sets: tuple[str, ...] = ()        # flags given a defined value
+    undefined: tuple[str, ...] = ()   # flags the SDM leaves undefined
+    undefined_when: tuple[tuple[str, str], ...] = ()  # (flag, condition)
+    differs: str | None = None        # why an x86 would not do the same, if so
 
     @property
     def form(self) -> str:
@@ -84,6 +152,11 @@ class Insn:
     @property
     def key(self) -> tuple[str, tuple[str, ...]]:
         return (self.mnemonic, self.operands)
+
+    @property
+    def code(self) -> bytes:
+        """The opcode bytes."""
+        return bytes([self.opcode]) if self.opcode < 0x100 else self.opcode.to_bytes(2, "big")
 
 
 _ROWS: list[tuple[str, tuple[str, ...], str, int, str]] = []
@@ -94,6 +167,7 @@ def _row(mn: str, ops: tuple[str, ...], kind: str = PLAIN, cycles: int = 1,
     _ROWS.append((mn, ops, kind, cycles, doc))
 
 
+# ============================ page 1 (frozen) ==================================
 # --- data movement -------------------------------------------------------
 for _f in (("r", "r"), ("r", "i"), ("r", "m"), ("m", "r"), ("m", "i"),
            ("b", "b"), ("b", "i8"), ("b", "mb"), ("mb", "b"), ("mb", "i8")):
@@ -109,11 +183,12 @@ _row("xchg", ("r", "m"), doc="swap a register with memory")
 # --- arithmetic and logic ------------------------------------------------
 for _mn in ALU2:
     for _f in ALU2_FORMS:
-        _row(_mn, _f, doc=f"{_mn} (flags: CF ZF SF OF)")
+        _row(_mn, _f, doc=_mn)
 for _mn in ("inc", "dec", "neg", "not"):
     for _f in (("r",), ("m",)):
-        _row(_mn, _f, doc=f"{_mn} (inc/dec keep CF; not changes no flag)")
-for _mn in ("shl", "shr", "sar", "rol", "ror"):
+        _row(_mn, _f, doc={"inc": "add 1 (CF kept)", "dec": "subtract 1 (CF kept)",
+                           "neg": "two's complement", "not": "one's complement"}[_mn])
+for _mn in SHIFTS:
     for _f in (("r", "i8"), ("r", "cl")):
         _row(_mn, _f, doc=f"{_mn} by a count masked to 5 bits")
 _row("mul", ("r",), cycles=3, doc="edx:eax = eax * src (unsigned)")
@@ -162,215 +237,168 @@ _row("in", ("r", "dx"), PRIV, 10, "read the I/O port in dx")
 _row("out", ("i8", "r"), PRIV, 10, "write an I/O port")
 _row("out", ("dx", "r"), PRIV, 10, "write the I/O port in dx")
 for _mn in ("movsd", "stosd", "movsb", "stosb"):
-    _row(_mn, (), SYSTEM, 1, "string move/store (forward)")
+    _row(_mn, (), SYSTEM, 1, "string move/store (DF: forward or backward)")
     _row("rep " + _mn, (), SYSTEM, 1, "repeat ecx times (interruptible)")
 _row("ud2", (), SYSTEM, 1, "raise #UD")
+assert len(_ROWS) == PAGE1_ROWS, "page 1 is frozen"
 
-TABLE: tuple[Insn, ...] = tuple(
-    Insn(i + 1, mn, ops, kind, cyc, doc)
-    for i, (mn, ops, kind, cyc, doc) in enumerate(_ROWS))
-assert len(TABLE) < 256, "opcodes are one byte"
+# ============================ page 2 ==========================================
+for _mn in ALU2:
+    for _f in ALU2_BYTE_FORMS:
+        _row(_mn, _f, doc=_mn + " (bytes)")
+for _mn in ("inc", "dec", "neg", "not"):
+    for _f in (("b",), ("mb",)):
+        _row(_mn, _f, doc=_mn + " (bytes)")
+for _mn in SHIFTS:
+    for _f in (("m", "i8"), ("m", "cl"), ("b", "i8"), ("b", "cl"), ("mb", "i8"),
+               ("mb", "cl")):
+        _row(_mn, _f, doc=f"{_mn} by a count masked to 5 bits")
+_row("movsx", ("r", "b"), doc="sign-extend a byte register")
+_row("movsx", ("r", "mb"), doc="sign-extend a byte of memory")
+_row("imul", ("r", "m"), cycles=3, doc="dst = dst * src (signed, truncated)")
+_row("imul", ("r", "r", "i"), cycles=3, doc="dst = src * imm (signed, truncated)")
+_row("imul", ("r", "m", "i"), cycles=3, doc="dst = src * imm (signed, truncated)")
+_row("imul", ("r",), cycles=3, doc="edx:eax = eax * src (signed)")
+_row("imul", ("m",), cycles=3, doc="edx:eax = eax * src (signed)")
+_row("idiv", ("m",), cycles=20, doc="signed division of edx:eax; #DE on 0")
+_row("xchg", ("m", "r"), doc="swap memory with a register")
+for _mn, _doc in (("xadd", "dst, src = dst + src, dst"),
+                  ("cmpxchg", "if eax == dst: dst = src, else eax = dst")):
+    _row(_mn, ("r", "r"), doc=_doc)
+    _row(_mn, ("m", "r"), cycles=2, doc=_doc + " (always writes dst)")
+for _mn, _doc in (("bt", "CF = the bit"), ("bts", "CF = the bit; set it"),
+                  ("btr", "CF = the bit; clear it"), ("btc", "CF = the bit; flip it")):
+    for _f in (("r", "r"), ("m", "r"), ("r", "i8"), ("m", "i8")):
+        _row(_mn, _f, doc=_doc + (" (a bit string: any offset)" if _f == ("m", "r") else ""))
+_row("bswap", ("r",), doc="reverse the byte order")
+for _c in CONDITIONS:
+    _row("set" + _c, ("b",), doc="1 if the condition holds, else 0")
+    _row("set" + _c, ("mb",), doc="1 if the condition holds, else 0")
+for _c in CONDITIONS:
+    _row("cmov" + _c, ("r", "r"), doc="move if the condition holds")
+    _row("cmov" + _c, ("r", "m"), doc="move if the condition holds (memory read always)")
+_row("jp", ("rel",), BRANCH, doc="jump if the condition holds")
+_row("jnp", ("rel",), BRANCH, doc="jump if the condition holds")
+_row("jecxz", ("rel",), BRANCH, doc="jump if ecx == 0")
+_row("call", ("m",), BRANCH, 2, "call the address in memory")
+_row("leave", (), doc="esp = ebp; pop ebp")
+_row("enter", ("i16", "i8"), cycles=3, doc="push ebp, copy nesting level frame pointers, "
+     "ebp = frame, esp -= size")
+for _mn, _doc in (("clc", "CF = 0"), ("stc", "CF = 1"), ("cmc", "CF = !CF"),
+                  ("cld", "DF = 0: strings go forward"), ("std", "DF = 1: strings go backward"),
+                  ("sahf", "SF ZF AF PF CF = ah"), ("lahf", "ah = SF ZF 0 AF 0 PF 1 CF")):
+    _row(_mn, (), doc=_doc)
+_row("in", ("al", "i8"), PRIV, 10, "read a byte from an I/O port")
+_row("in", ("al", "dx"), PRIV, 10, "read a byte from the I/O port in dx")
+_row("out", ("i8", "al"), PRIV, 10, "write a byte to an I/O port")
+_row("out", ("dx", "al"), PRIV, 10, "write a byte to the I/O port in dx")
+
+
+def _opcode(position: int) -> int:
+    if position <= PAGE1_ROWS:
+        return position
+    n = position - PAGE1_ROWS
+    assert n <= 0xFF, "page 2 is full"
+    return ESCAPE << 8 | n
+
+
+def _insn(position: int, mn: str, ops: tuple[str, ...], kind: str, cyc: int, doc: str) -> Insn:
+    sets, undefined = _FLAGS.get(mn, ("", ""))
+    differs = _DIFFERS.get("mov cr" if mn == "mov" and "c" in ops else mn)
+    return Insn(_opcode(position), mn, ops, kind, cyc, doc, tuple(sets.split()),
+                tuple(undefined.split()), _FLAGS_WHEN.get(mn, ()), differs)
+
+
+TABLE: tuple[Insn, ...] = tuple(_insn(i + 1, *row) for i, row in enumerate(_ROWS))
 BY_OPCODE: dict[int, Insn] = {row.opcode: row for row in TABLE}
 BY_KEY: dict[tuple[str, tuple[str, ...]], Insn] = {row.key: row for row in TABLE}
 MNEMONICS: frozenset[str] = frozenset(row.mnemonic for row in TABLE)
 FORMS: dict[str, list[Insn]] = {}
 for _r in TABLE:
     FORMS.setdefault(_r.mnemonic, []).append(_r)
+assert not {ESCAPE, 0xFF} & set(BY_OPCODE) and 0xFE00 not in BY_OPCODE
 
 MEM_KINDS = ("m", "mb")
 REG_KINDS = ("r", "b", "c", "w")
+IMPLICIT_KINDS = ("cl", "dx", "al")   # named by the form, nothing encoded
+
+# --- NASM notation (emu isa, the assembler's messages) --------------------
+NOTATION = {"r": "r32", "b": "r8", "w": "r16", "c": "cr", "i": "imm32", "i16": "imm16",
+            "i8": "imm8", "m": "m32", "mb": "m8", "rel": "rel32", "cl": "cl", "dx": "dx",
+            "al": "al"}
+UNSIZED_MEMORY = frozenset({"lea", "lidt", "lgdt", "invlpg"})   # "m": an address only
 
 
-def operand_size(kind: str) -> int:
-    """Encoded size of an operand kind, memory operands excluded."""
-    return {"i": 4, "i8": 1, "rel": 4}.get(kind, 0)
+def notation(row: Insn, i: int) -> str:
+    """NASM's name of operand ``i``'s kind (``r/m`` merging aside)."""
+    kind = row.operands[i]
+    if kind == "m" and row.mnemonic in UNSIZED_MEMORY:
+        return "m"
+    return NOTATION[kind]
 
 
-@dataclass(frozen=True)
-class Mem:
-    """A decoded memory operand: base + index*scale + disp."""
-
-    base: int | None
-    index: int | None
-    scale: int
-    disp: int
-    byte: bool = False
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """One decoded instruction: its row, its operand values and its length."""
-
-    insn: Insn
-    args: tuple  # per operand: int (register number / immediate) or Mem
-    length: int
-
-
-class DecodeError(Exception):
-    """The bytes are not an instruction (the CPU raises #UD)."""
-
-
-def encode(insn: Insn, args: tuple) -> bytes:
-    """Encode ``insn`` with operand values ``args`` (see the module doc).
-
-    ``rel`` operands are given already relative to the next instruction.
-    """
-    out = bytearray([insn.opcode])
-    regs = [a for k, a in zip(insn.operands, args) if k in REG_KINDS]
-    if regs:
-        hi = regs[0]
-        lo = regs[1] if len(regs) > 1 else 0
-        out.append((hi << 4) | lo)
-    for k, a in zip(insn.operands, args):
-        if k in MEM_KINDS:
-            out += encode_mem(a)
-    for k, a in zip(insn.operands, args):
-        if k == "i" or k == "rel":
-            out += (a & 0xFFFFFFFF).to_bytes(4, "little")
-        elif k == "i8":
-            out.append(a & 0xFF)
-    return bytes(out)
+def nasm_forms(rows: list[Insn]) -> list[str]:
+    """The forms of ``rows`` (one mnemonic's) as NASM writes them, a register
+    and a memory form of the same position merged into ``r/m32``/``r/m8``:
+    ``add r/m32, r32``.  In table order, without repeats."""
+    index = {row.operands: row for row in rows}
+    out: list[str] = []
+    covered: set[tuple[str, ...]] = set()
+    for row in rows:
+        texts = [notation(row, i) for i in range(len(row.operands))]
+        for i, kind in enumerate(row.operands):
+            reg = {"m": "r", "mb": "b"}.get(kind)
+            twin = row.operands[:i] + (reg,) + row.operands[i + 1:] if reg else None
+            if twin in index and row.mnemonic not in UNSIZED_MEMORY:
+                merged = list(texts)
+                merged[i] = "r/m32" if kind == "m" else "r/m8"
+                covered |= {row.operands, twin}
+                text = ", ".join(merged)
+                if text not in out:
+                    out.append(text)
+    for row in rows:
+        if row.operands not in covered:
+            out.append(", ".join(notation(row, i) for i in range(len(row.operands))))
+    return out
 
 
-def encode_mem(m: Mem) -> bytes:
-    b = 0
-    if m.base is not None:
-        b |= 0x80 | (m.base << 4)
-    out = bytearray()
-    if m.index is not None:
-        b |= 0x08 | m.index
-        out.append(b)
-        out.append({1: 0, 2: 1, 4: 2, 8: 3}[m.scale])
-    else:
-        out.append(b)
-    out += (m.disp & 0xFFFFFFFF).to_bytes(4, "little")
-    return bytes(out)
+def _sized(rows: list[Insn]) -> frozenset[tuple[str, tuple[str, ...]]]:
+    """Keys of the rows whose dword memory operand must be written ``dword``:
+    written unsized, forms of both sizes would fit (``mov dword [eax], 5``)."""
+    loose = {"r": ("r",), "b": ("b",), "cl": ("b", "cl"), "al": ("b", "al"),
+             "dx": ("dx", "w"), "w": ("w",), "c": ("c",),
+             **{k: ("i", "i8", "i16", "rel") for k in ("i", "i8", "i16", "rel")}}
+    out = set()
+    for row in rows:
+        for i, k in enumerate(row.operands):
+            if k != "m" or row.mnemonic in UNSIZED_MEMORY:
+                continue
+            kinds = [("m", "mb") if j == i else loose.get(kk, (kk,))
+                     for j, kk in enumerate(row.operands)]
+            sizes = {r.operands[i] for r in FORMS[row.mnemonic]
+                     if len(r.operands) == len(kinds)
+                     and all(a in ok for a, ok in zip(r.operands, kinds))}
+            if len(sizes) > 1:
+                out.add(row.key)
+    return frozenset(out)
 
 
-def length_of(insn: Insn, index_flags: tuple[bool, ...] = ()) -> int:
-    """Length of an encoding of ``insn``; ``index_flags`` says, per memory
-    operand, whether it has an index register."""
-    n = 1
-    if any(k in REG_KINDS for k in insn.operands):
-        n += 1
-    mi = 0
-    for k in insn.operands:
-        if k in MEM_KINDS:
-            has_index = index_flags[mi] if mi < len(index_flags) else False
-            n += 6 if has_index else 5
-            mi += 1
-        n += operand_size(k)
-    return n
+SIZE_SHOWN = _sized(list(TABLE))
 
+# Encoding, decoding and formatting (they read the table above).
+from .isacode import (  # noqa: E402
+    Decoded,
+    DecodeError,
+    Mem,
+    decode,
+    encode,
+    encode_mem,
+    format_insn,
+    format_operand,
+    length_of,
+    operand_size,
+)
 
-def decode(fetch, eip: int) -> Decoded:
-    """Decode the instruction at ``eip``; ``fetch(addr)`` returns one byte."""
-    opcode = fetch(eip)
-    insn = BY_OPCODE.get(opcode)
-    if insn is None:
-        raise DecodeError(f"invalid opcode {opcode:#04x}")
-    pos = eip + 1
-    reg_vals: list[int] = []
-    if any(k in REG_KINDS for k in insn.operands):
-        rb = fetch(pos)
-        pos += 1
-        reg_vals = [rb >> 4, rb & 0xF]
-    args: list = []
-    ri = 0
-    for k in insn.operands:
-        if k in REG_KINDS:
-            v = reg_vals[ri]
-            ri += 1
-            if (k == "c" and v not in CREG_NAMES) or (k != "c" and v > 7):
-                raise DecodeError(f"bad register number {v}")
-            args.append(v)
-        elif k in MEM_KINDS:
-            mb = fetch(pos)
-            pos += 1
-            if mb & 0x80 == 0 and mb & 0x70:
-                raise DecodeError("bad memory operand")
-            base = (mb >> 4) & 7 if mb & 0x80 else None
-            index = None
-            scale = 1
-            if mb & 0x08:
-                index = mb & 7
-                sb = fetch(pos)
-                pos += 1
-                if sb > 3:
-                    raise DecodeError("bad scale")
-                scale = 1 << sb
-            elif mb & 0x07:
-                raise DecodeError("bad memory operand")
-            disp = _imm32(fetch, pos)
-            pos += 4
-            if disp & 0x80000000:
-                disp -= 1 << 32
-            args.append(Mem(base, index, scale, disp, k == "mb"))
-        else:
-            args.append(None)  # filled below, in encoding order
-    for i, k in enumerate(insn.operands):
-        if k == "i":
-            args[i] = _imm32(fetch, pos)
-            pos += 4
-        elif k == "rel":
-            rel = _imm32(fetch, pos)
-            pos += 4
-            args[i] = rel - (1 << 32) if rel & 0x80000000 else rel
-        elif k == "i8":
-            args[i] = fetch(pos)
-            pos += 1
-        elif k == "cl":
-            args[i] = ECX
-        elif k == "dx":
-            args[i] = EDX
-    return Decoded(insn, tuple(args), pos - eip)
-
-
-def _imm32(fetch, pos: int) -> int:
-    return (fetch(pos) | fetch(pos + 1) << 8 | fetch(pos + 2) << 16
-            | fetch(pos + 3) << 24)
-
-
-def format_operand(kind: str, value, symbol_of=None, next_eip: int = 0) -> str:
-    """Intel-syntax text of one operand; ``symbol_of(addr)`` names addresses."""
-    if kind == "r":
-        return REGS32[value]
-    if kind == "b":
-        return REGS8[value]
-    if kind == "w":
-        return REGS16[value]
-    if kind == "c":
-        return CREG_NAMES[value]
-    if kind in ("cl", "dx"):
-        return kind
-    if kind == "rel":
-        target = (next_eip + value) & 0xFFFFFFFF
-        name = symbol_of(target) if symbol_of else None
-        return name if name else f"{target:#x}"
-    if kind in ("i", "i8"):
-        # Only addresses-looking immediates are named: 0 or 1 rarely mean a label.
-        name = symbol_of(value) if symbol_of and kind == "i" and value >= 0x100 else None
-        return name if name else (f"{value:#x}" if value > 9 else str(value))
-    m: Mem = value
-    parts = []
-    if m.base is not None:
-        parts.append(REGS32[m.base])
-    if m.index is not None:
-        parts.append(REGS32[m.index] + (f"*{m.scale}" if m.scale != 1 else ""))
-    if m.disp or not parts:
-        if parts:
-            parts.append(f"- {-m.disp:#x}" if m.disp < 0 else f"+ {m.disp:#x}")
-            text = " ".join([" + ".join(parts[:-1]), parts[-1]])
-        else:
-            d = m.disp & 0xFFFFFFFF
-            name = symbol_of(d) if symbol_of else None
-            text = name if name else f"{d:#x}"
-    else:
-        text = " + ".join(parts)
-    return ("byte " if m.byte else "") + f"[{text}]"
-
-
-def format_insn(d: Decoded, eip: int, symbol_of=None) -> str:
-    ops = ", ".join(format_operand(k, a, symbol_of, eip + d.length)
-                    for k, a in zip(d.insn.operands, d.args))
-    return f"{d.insn.mnemonic} {ops}".rstrip()
+__all__ = ["TABLE", "BY_OPCODE", "BY_KEY", "FORMS", "MNEMONICS", "Insn", "Mem",
+           "Decoded", "DecodeError", "decode", "encode", "encode_mem", "format_insn",
+           "format_operand", "length_of", "operand_size", "nasm_forms", "notation"]

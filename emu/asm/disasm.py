@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from .. import isa
 from .image import Image
 
-MAX_INSN_BYTES = max(isa.length_of(row, (True, True)) for row in isa.TABLE)
+# The bytes column fits every page-1 encoding (11 bytes); the longest page-2
+# ones (imul r32, m32, imm32 with an index: 13 bytes) push their text right
+# rather than widen every listing.
+MAX_INSN_BYTES = max(isa.length_of(row, (True, True)) for row in isa.TABLE
+                     if row.opcode < 0x100)
 BYTES_WIDTH = 3 * MAX_INSN_BYTES - 1
 
 

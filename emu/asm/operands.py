@@ -15,8 +15,10 @@ displacement.  Two unscaled registers make base + index*1.
 
 Which row of ``isa.FORMS`` an instruction uses depends only on the operands'
 syntax, never on a value, so every instruction's length is known in pass 1.
-A memory operand is ``mb`` when written ``byte [..]`` or, unsized, when
-another operand is a byte register; otherwise it is ``m``.
+A memory operand is ``mb`` when written ``byte [..]``, ``m`` when written
+``dword [..]``.  An unsized one takes the size of the forms that fit (a byte
+register beside it fits only byte forms), and must be sized when forms of
+both sizes fit (``mov [eax], 5``, ``shl [eax], cl``), as in NASM.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .expr import REGISTERS, Binary, Env, Node, Reg, Unary, parse_expr, walk
 from .lexer import Cursor
 
 I8_RANGE = (-128, 255)
+I16_RANGE = (-32768, 65535)
 # As NASM: any value a 32-bit register can hold, signed or not, so that
 # ``and eax, ~CR0_PG`` (a negative number) assembles.
 I32_RANGE = (-(1 << 32) + 1, (1 << 32) - 1)
@@ -56,6 +59,7 @@ class MemOp:
     scale: Node | None                # None means 1
     disp: tuple[tuple[Node, int], ...]  # (term, +1 or -1)
     col: int
+    text: str = ""                    # the source text, "[" to "]"
 
 
 Operand = RegOp | ImmOp | MemOp
@@ -106,7 +110,8 @@ _BAD = "bad memory operand: "
 
 def _memory(cur: Cursor, size: str | None, col: int) -> MemOp:
     expr = parse_expr(cur)
-    cur.expect_op("]", "to close the memory operand")
+    close = cur.expect_op("]", "to close the memory operand")
+    text = cur.loc.text[col - 1:close.col]
     plain: list[Reg] = []
     scaled: list[tuple[Reg, Node]] = []
     disp: list[tuple[Node, int]] = []
@@ -139,7 +144,7 @@ def _memory(cur: Cursor, size: str | None, col: int) -> MemOp:
         index, scale = plain[1].num, None
     else:
         index, scale = None, None
-    return MemOp(size, base, index, scale, tuple(disp), col)
+    return MemOp(size, base, index, scale, tuple(disp), col, text)
 
 
 def _terms(expr: Node) -> list[tuple[Node, int]]:
@@ -176,20 +181,21 @@ def _has_reg(node: Node) -> bool:
 
 # --- choosing the row ------------------------------------------------------
 
-def _kinds(op: Operand, ops: list[Operand]) -> tuple[str, ...]:
+def _kinds(op: Operand) -> tuple[str, ...]:
     """The operand kinds of the ISA table that ``op`` can stand for."""
     if isinstance(op, RegOp):
         if op.kind == "b" and op.num == isa.ECX:
             return ("b", "cl")
+        if op.kind == "b" and op.num == isa.EAX:
+            return ("b", "al")
         if op.kind == "dx":
             return ("dx", "w")
         return (op.kind,)
     if isinstance(op, ImmOp):
-        return ("i", "i8", "rel")
+        return ("i", "i8", "i16", "rel")
     if op.size is not None:
         return ("mb",) if op.size == "byte" else ("m",)
-    byte_reg = any(isinstance(o, RegOp) and o.kind == "b" for o in ops)
-    return ("mb",) if byte_reg else ("m",)
+    return ("m", "mb")      # unsized: the forms that fit decide (select_form)
 
 
 def _fits(row: isa.Insn, kinds: list[tuple[str, ...]]) -> bool:
@@ -198,23 +204,35 @@ def _fits(row: isa.Insn, kinds: list[tuple[str, ...]]) -> bool:
 
 
 def select_form(mnemonic: str, ops: list[Operand], cur: Cursor, col: int) -> isa.Insn:
-    """The first row of ``isa.FORMS[mnemonic]`` whose kinds fit ``ops``."""
-    kinds = [_kinds(op, ops) for op in ops]
-    rows = isa.FORMS[mnemonic]
-    for row in rows:
-        if _fits(row, kinds):
-            return row
-    have = ", ".join("i" if isinstance(op, ImmOp) else ks[0]
-                     for op, ks in zip(ops, kinds, strict=True))
-    forms = " ".join(row.form or "(none)" for row in rows)
-    hint = ""
-    if any(isinstance(op, MemOp) and op.size is None for op in ops):
-        as_byte = [("mb",) if isinstance(op, MemOp) else ks
-                   for op, ks in zip(ops, kinds, strict=True)]
-        if any(_fits(row, as_byte) for row in rows):
-            hint = " (write 'byte [...]' for a byte of memory)"
-    raise cur.loc.error(f"no form of '{mnemonic}' takes ({have}); forms: {forms}{hint}",
-                        col)
+    """The first row of ``isa.FORMS[mnemonic]`` whose kinds fit ``ops``.
+
+    An unsized memory operand (``[eax]``) takes the size of the only form
+    that fits it; when forms of both sizes fit, the size must be written,
+    as NASM requires: ``operation size not specified; write `dword [eax]```.
+    A mismatch lists the forms in NASM's notation (``add r/m32, imm32``)."""
+    kinds = [_kinds(op) for op in ops]
+    rows = [row for row in isa.FORMS[mnemonic] if _fits(row, kinds)]
+    for i, op in enumerate(ops):
+        if isinstance(op, MemOp) and op.size is None:
+            sizes = {row.operands[i] for row in rows}
+            if len(sizes) > 1:
+                raise cur.loc.error("operation size not specified; write "
+                                    f"`dword {op.text}`", op.col)
+    if rows:
+        return rows[0]
+    have = ", ".join(_describe(op) for op in ops)
+    forms = " | ".join(f"{mnemonic} {f}".rstrip()
+                       for f in isa.nasm_forms(isa.FORMS[mnemonic]))
+    raise cur.loc.error(f"no form of '{mnemonic}' takes ({have}); forms: {forms}", col)
+
+
+def _describe(op: Operand) -> str:
+    """What an operand is, in NASM's notation."""
+    if isinstance(op, RegOp):
+        return {"r": "r32", "b": "r8", "c": "cr", "w": "r16", "dx": "dx"}[op.kind]
+    if isinstance(op, ImmOp):
+        return "imm"
+    return {"byte": "m8", "dword": "m32", None: "m"}[op.size]
 
 
 def insn_length(row: isa.Insn, ops: list[Operand]) -> int:
@@ -249,6 +267,9 @@ def encode_insn(row: isa.Insn, ops: list[Operand], env: Env, next_eip: int) -> b
         elif kind == "i8":
             v = check_range(op.expr.ev(env), I8_RANGE, "an 8-bit immediate", env, op.col)
             args.append(v & 0xFF)
+        elif kind == "i16":
+            v = check_range(op.expr.ev(env), I16_RANGE, "a 16-bit immediate", env, op.col)
+            args.append(v & 0xFFFF)
         elif kind == "i":
             v = check_range(op.expr.ev(env), I32_RANGE, "a 32-bit immediate", env,
                             op.col)

@@ -29,7 +29,7 @@ from .events import EventDelivery
 from .exceptions import GP, UD, GuestFault
 from .memory import BusError
 from .mmu import Mmu
-from .semantics import SEMANTICS
+from .semantics import PFB, SEMANTICS
 from .stops import INTERCEPTS, Stop  # noqa: F401  (the CPU's public surface)
 from .stops import StopRun as _StopRun
 from .sysinsns import SystemInstructions, _opname
@@ -53,6 +53,11 @@ class Cpu(EventDelivery, SystemInstructions):
         self.r = [0] * 8              # eax ecx edx ebx esp ebp esi edi
         self.eip = 0
         self.cf = self.zf = self.sf = self.of = 0
+        # PF and AF are kept lazily (see semantics.py): PF is the parity of
+        # pf's low byte, AF bit 4 of af ^ pf.  EFLAGS = 0x2 at reset.
+        self.pf = 1
+        self.af = 1
+        self.df = 0
         self.iflag = 0
         self.cpl = 0
         # Guest-visible control registers (under a VMM the hardware's own
@@ -72,6 +77,7 @@ class Cpu(EventDelivery, SystemInstructions):
         self.partial: int | None = None
         self.iters = 0                # iterations run by the last loop block
         self.rep_overwrote_itself = False   # a rep stored over its own bytes (see _string)
+        self.string_done = 0          # elements done by the running string instruction
         self.icount = 0
         self.cycles = 0
         self.exceptions: dict[int, int] = {}
@@ -90,14 +96,21 @@ class Cpu(EventDelivery, SystemInstructions):
     # --- flags -----------------------------------------------------------
     @property
     def eflags(self) -> int:
-        return (isa.EFLAGS_FIXED | (self.cf and isa.CF) | (self.zf and isa.ZF)
-                | (self.sf and isa.SF) | (self.iflag and isa.IF) | (self.of and isa.OF))
+        return (isa.EFLAGS_FIXED | (self.cf and isa.CF) | PFB[self.pf & 0xFF]
+                | ((self.af ^ self.pf) & isa.AF) | (self.zf and isa.ZF)
+                | (self.sf and isa.SF) | (self.iflag and isa.IF) | (self.df and isa.DF)
+                | (self.of and isa.OF))
 
     def set_eflags(self, value: int, allow_if: bool = True) -> None:
+        """Load the flags the machine models (CF PF AF ZF SF DF OF, and IF
+        when ``allow_if``); the others read as 0."""
         self.cf = int(bool(value & isa.CF))
         self.zf = int(bool(value & isa.ZF))
         self.sf = int(bool(value & isa.SF))
         self.of = int(bool(value & isa.OF))
+        self.pf = 0 if value & isa.PF else 1
+        self.af = self.pf ^ (value & isa.AF)
+        self.df = int(bool(value & isa.DF))
         if allow_if:
             self.iflag = int(bool(value & isa.IF))
 

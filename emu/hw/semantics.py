@@ -3,15 +3,28 @@
 One generator per mnemonic, registered with ``@sem(...)``, declaring the
 flags it reads and writes.  A generator receives a ``Gen`` (operand access
 and code emission for one instruction) and emits straight-line Python that
-works on locals: registers are ``eax`` .. ``edi``, flags ``cf zf sf of``
-(0/1 or bool).  Memory goes through ``rd32/wr32/rd8/wr8``, which may raise a
-``GuestFault``; every generator does its memory accesses before it changes
+works on locals: registers are ``eax`` .. ``edi``, flags ``cf zf sf of pf
+af`` (see below).  Memory goes through ``rd32/wr32/rd8/wr8``, which may raise
+a ``GuestFault``; every generator does its memory accesses before it changes
 any register or flag, so a faulting instruction changes nothing and can be
 restarted.  A generator whose row is a branch ends with a ``return`` of the
-next eip.
+next eip.  The generators live by family in ``semantics_alu`` (arithmetic,
+logic, shifts, bits), ``semantics_move`` (data movement, stack, flags) and
+``semantics_flow`` (branches), imported at the bottom of this module.
+
+Flags in generated code: ``cf zf sf of`` are 0/1 (or bool).  PF and AF are
+lazy, so that the common case pays one assignment each: ``pf`` holds the
+result whose low byte's parity is PF, and ``af`` a value such that AF is bit
+4 of ``af ^ pf`` (for an addition ``a + b`` that is ``a ^ b``: the carry into
+bit 4 is bit 4 of ``a ^ b ^ result``).  Every instruction that writes one of
+them writes both.  ``PFB[pf & 0xFF]`` is PF's EFLAGS bit (4 or 0).  DF and IF
+are not block locals: ``cpu.df`` and ``cpu.iflag``.
+
+Operand widths: kinds ``b``, ``mb`` and ``al`` are 8 bits, the others 32;
+``Gen.width(i)`` says which, and the arithmetic helpers take it.
 
 System instructions (``isa.SYSTEM`` / ``isa.PRIV`` rows) are not here: the
-CPU executes them itself (``cpu.py``).  An import-time check in ``cpu.py``
+CPU executes them itself (``sysinsns.py``).  An import-time check in ``cpu.py``
 makes sure every row of the ISA table has semantics in one place or the other.
 """
 
@@ -20,7 +33,10 @@ from __future__ import annotations
 from ..isa import REGS32, Mem
 
 M = 0xFFFFFFFF
-ALL_FLAGS = frozenset({"cf", "zf", "sf", "of"})
+ALL_FLAGS = frozenset({"cf", "zf", "sf", "of", "pf", "af"})
+# PFB[byte]: EFLAGS.PF (bit 2) for a result whose low byte is ``byte``.
+PFB = tuple(0 if bin(b).count("1") & 1 else 4 for b in range(256))
+BYTE_KINDS = ("b", "mb", "al")
 
 
 class Sem:
@@ -38,7 +54,7 @@ SEMANTICS: dict[str, Sem] = {}
 
 def sem(*mnemonics: str, reads=(), writes=(), faults: bool = False):
     """Register a generator for ``mnemonics``; ``faults`` marks generators
-    that can raise other than through a memory operand (div)."""
+    that can raise other than through a memory operand (div, the stack)."""
     def deco(fn):
         for mn in mnemonics:
             SEMANTICS[mn] = Sem(fn, reads, writes, faults)
@@ -69,6 +85,14 @@ class Gen:
     def tmp(self) -> str:
         self._tmp += 1
         return f"t{self._tmp}"
+
+    def let(self, expr: str) -> str:
+        """``expr`` in a fresh local (or itself when it is one already)."""
+        if expr.isidentifier() or expr.isdigit():
+            return expr
+        t = self.tmp()
+        self.emit(f"{t} = {expr}")
+        return t
 
     def flag(self, name: str, expr: str) -> None:
         """Set a flag, only if somebody will read it."""
@@ -117,12 +141,7 @@ class Gen:
         return f"(({' + '.join(terms)}) & 0xFFFFFFFF)"
 
     def addr_tmp(self, m: Mem) -> str:
-        a = self.addr(m)
-        if a.isidentifier() or a.isdigit():
-            return a
-        t = self.tmp()
-        self.emit(f"{t} = {a}")
-        return t
+        return self.let(self.addr(m))
 
     def load(self, a: str, byte: bool = False) -> str:
         self.mem_refs += 1
@@ -136,15 +155,19 @@ class Gen:
     def kind(self, i: int) -> str:
         return self.insn.operands[i]
 
+    def width(self, i: int = 0) -> int:
+        """Bits of operand ``i``: 8 or 32."""
+        return 8 if self.insn.operands[i] in BYTE_KINDS else 32
+
     def read(self, i: int) -> str:
         """Emit what is needed and return an expression (a local or a
         literal) holding the value of operand ``i``."""
         k, a = self.insn.operands[i], self.args[i]
         if k == "r":
             return self.reg(a)
-        if k == "b":
+        if k in ("b", "al"):
             return self.reg8(a)
-        if k in ("i", "i8"):
+        if k in ("i", "i8", "i16"):
             return str(a & M)
         if k in ("m", "mb"):
             t = self.tmp()
@@ -176,11 +199,8 @@ class Gen:
 
         def commit_reg(result, flags=None):
             self.set_flags(flags)
-            if k == "r":
-                self.set_reg(a, result)
-            else:
-                self.set_reg8(a, result)
-        return (self.reg(a) if k == "r" else self.reg8(a)), commit_reg
+            self.store_only(i, result)
+        return (self.reg(a) if k == "r" else self.let(self.reg8(a))), commit_reg
 
     def set_flags(self, flags) -> None:
         for name, expr in (flags or {}).items():
@@ -191,391 +211,39 @@ class Gen:
         k, a = self.insn.operands[i], self.args[i]
         if k == "r":
             self.set_reg(a, expr)
-        elif k == "b":
+        elif k in ("b", "al"):
             self.set_reg8(a, expr)
         else:
             self.store(self.addr(a), expr, k == "mb")
 
-    def result_flags(self, res: str) -> None:
-        self.flag("zf", f"{res} == 0")
-        self.flag("sf", f"{res} >> 31")
 
+def result_flags(r: str, width: int = 32) -> dict:
+    """ZF, SF and PF of a result; AF 0 (where x86 leaves it undefined)."""
+    return {"zf": f"{r} == 0", "sf": f"{r} >> {width - 1}", "pf": r, "af": r}
 
-def zs(res: str) -> dict:
-    """ZF and SF of a 32-bit result."""
-    return {"zf": f"{res} == 0", "sf": f"{res} >> 31"}
 
+def af_of(a: str, b: str) -> str:
+    """The lazy AF of ``a + b`` or ``a - b`` (see the module doc)."""
+    if b.isdigit():
+        return a if not int(b) & 0x10 else f"{a} ^ 16"
+    return f"{a} ^ {b}"
 
-# --- data movement --------------------------------------------------------
-@sem("mov")
-def _mov(g: Gen) -> None:
-    g.store_only(0, g.read(1))
 
+def arith_flags(a: str, b: str, r: str, width: int, cf: str, of: str) -> dict:
+    """Every arithmetic flag of ``r = a op b`` (add and subtract alike)."""
+    return {"cf": cf, "of": of, "zf": f"{r} == 0", "sf": f"{r} >> {width - 1}",
+            "pf": r, "af": af_of(a, b)}
 
-@sem("movzx")
-def _movzx(g: Gen) -> None:
-    g.store_only(0, g.read(1))
 
-
-@sem("lea")
-def _lea(g: Gen) -> None:
-    g.set_reg(g.args[0], g.addr(g.args[1]))
-
-
-@sem("xchg")
-def _xchg(g: Gen) -> None:
-    dst = g.reg(g.args[0])
-    if g.kind(1) == "r":
-        t = g.tmp()
-        g.emit(f"{t} = {dst}")
-        g.set_reg(g.args[0], g.reg(g.args[1]))
-        g.set_reg(g.args[1], t)
-    else:
-        at = g.addr_tmp(g.args[1])
-        t = g.tmp()
-        g.emit(f"{t} = {g.load(at)}")
-        g.store(at, dst)
-        g.set_reg(g.args[0], t)
-
-
-# --- arithmetic and logic ---------------------------------------------------
-def _add_like(g: Gen, carry: bool) -> None:
-    a, store = g.dest(0)
-    b = g.read(1)
-    t, r = g.tmp(), g.tmp()
-    g.emit(f"{t} = {a} + {b}" + (" + cf" if carry else ""))
-    g.emit(f"{r} = {t} & 0xFFFFFFFF")
-    store(r, {"of": f"(({a} ^ {r}) & ({b} ^ {r})) >> 31", "cf": f"{t} >> 32", **zs(r)})
-
-
-@sem("add", writes=ALL_FLAGS)
-def _add(g: Gen) -> None:
-    _add_like(g, False)
-
-
-@sem("adc", reads={"cf"}, writes=ALL_FLAGS)
-def _adc(g: Gen) -> None:
-    _add_like(g, True)
-
-
-def _sub_like(g: Gen, borrow: bool, keep: bool) -> None:
-    a, store = g.dest(0) if keep else (g.read(0), None)
-    b = g.read(1)
-    r = g.tmp()
-    sub = f"({b} + cf)" if borrow else b   # parenthesized: a - (b + cf)
-    g.emit(f"{r} = ({a} - {sub}) & 0xFFFFFFFF")
-    flags = {"of": f"(({a} ^ {b}) & ({a} ^ {r})) >> 31", "cf": f"{a} < {sub}", **zs(r)}
-    if store:
-        store(r, flags)
-    else:
-        g.set_flags(flags)
-
-
-@sem("sub", writes=ALL_FLAGS)
-def _sub(g: Gen) -> None:
-    _sub_like(g, False, True)
-
-
-@sem("sbb", reads={"cf"}, writes=ALL_FLAGS)
-def _sbb(g: Gen) -> None:
-    _sub_like(g, True, True)
-
-
-@sem("cmp", writes=ALL_FLAGS)
-def _cmp(g: Gen) -> None:
-    _sub_like(g, False, False)
-
-
-def _logic(g: Gen, op: str, keep: bool) -> None:
-    a, store = g.dest(0) if keep else (g.read(0), None)
-    b = g.read(1)
-    r = g.tmp()
-    g.emit(f"{r} = {a} {op} {b}")
-    flags = {"cf": "0", "of": "0", **zs(r)}
-    if store:
-        store(r, flags)
-    else:
-        g.set_flags(flags)
-
-
-@sem("and", writes=ALL_FLAGS)
-def _and(g: Gen) -> None:
-    _logic(g, "&", True)
-
-
-@sem("or", writes=ALL_FLAGS)
-def _or(g: Gen) -> None:
-    _logic(g, "|", True)
-
-
-@sem("xor", writes=ALL_FLAGS)
-def _xor(g: Gen) -> None:
-    _logic(g, "^", True)
-
-
-@sem("test", writes=ALL_FLAGS)
-def _test(g: Gen) -> None:
-    _logic(g, "&", False)
-
-
-@sem("inc", writes={"zf", "sf", "of"})
-def _inc(g: Gen) -> None:
-    a, store = g.dest(0)
-    r = g.tmp()
-    g.emit(f"{r} = ({a} + 1) & 0xFFFFFFFF")
-    store(r, {"of": f"{r} == 0x80000000", **zs(r)})
-
-
-@sem("dec", writes={"zf", "sf", "of"})
-def _dec(g: Gen) -> None:
-    a, store = g.dest(0)
-    r = g.tmp()
-    g.emit(f"{r} = ({a} - 1) & 0xFFFFFFFF")
-    store(r, {"of": f"{r} == 0x7FFFFFFF", **zs(r)})
-
-
-@sem("neg", writes=ALL_FLAGS)
-def _neg(g: Gen) -> None:
-    a, store = g.dest(0)
-    r = g.tmp()
-    g.emit(f"{r} = (-{a}) & 0xFFFFFFFF")
-    store(r, {"cf": f"{a} != 0", "of": f"{r} == 0x80000000", **zs(r)})
-
-
-@sem("not")
-def _not(g: Gen) -> None:
-    a, store = g.dest(0)
-    store(f"{a} ^ 0xFFFFFFFF")
-
-
-# Shifts and rotates: a count of 0 changes no flag.  With an immediate count
-# that is known here; with cl the generated code tests it, so cl forms read
-# and write every flag they may leave alone (see _shift).
-def _shift(g: Gen, body) -> None:
-    a, store = g.dest(0)
-    if g.kind(1) == "i8":
-        count = g.args[1] & 31
-        if count:
-            body(g, a, store, str(count))
-        return
-    c = g.tmp()
-    g.emit(f"{c} = {g.reg(1)} & 31")
-    g.emit(f"if {c}:")
-    live, g.live = g.live, ALL_FLAGS
-    g.indent += 1
-    body(g, a, store, c)
-    g.indent -= 1
-    g.live = live
-
-
-_SHIFT_RW = dict(reads=ALL_FLAGS, writes=ALL_FLAGS)
-
-
-def _shl_body(g, a, store, c):
-    r = g.tmp()
-    g.emit(f"{r} = ({a} << {c}) & 0xFFFFFFFF")
-    cf = f"({a} >> (32 - {c})) & 1"
-    _finish_shift(g, store, r, cf, f"({r} >> 31) ^ (({a} >> (32 - {c})) & 1)", True)
-
-
-def _shr_body(g, a, store, c):
-    r = g.tmp()
-    g.emit(f"{r} = {a} >> {c}")
-    _finish_shift(g, store, r, f"({a} >> ({c} - 1)) & 1", f"{a} >> 31", True)
-
-
-def _sar_body(g, a, store, c):
-    r, s = g.tmp(), g.tmp()
-    g.emit(f"{s} = {a} - 0x100000000 if {a} & 0x80000000 else {a}")
-    g.emit(f"{r} = ({s} >> {c}) & 0xFFFFFFFF")
-    _finish_shift(g, store, r, f"({s} >> ({c} - 1)) & 1", "0", True)
-
-
-def _rol_body(g, a, store, c):
-    r = g.tmp()
-    g.emit(f"{r} = (({a} << {c}) | ({a} >> (32 - {c}))) & 0xFFFFFFFF")
-    _finish_shift(g, store, r, f"{r} & 1", f"({r} >> 31) ^ ({r} & 1)", False)
-
-
-def _ror_body(g, a, store, c):
-    r = g.tmp()
-    g.emit(f"{r} = (({a} >> {c}) | ({a} << (32 - {c}))) & 0xFFFFFFFF")
-    _finish_shift(g, store, r, f"{r} >> 31", f"(({r} >> 31) ^ ({r} >> 30)) & 1", False)
-
-
-def _finish_shift(g, store, r, cf, of, result_flags):
-    store(r, {"cf": cf, "of": of, **(zs(r) if result_flags else {})})
-
-
-for _mn, _body in (("shl", _shl_body), ("shr", _shr_body), ("sar", _sar_body),
-                   ("rol", _rol_body), ("ror", _ror_body)):
-    def _gen(g: Gen, _body=_body) -> None:
-        _shift(g, _body)
-    sem(_mn, **_SHIFT_RW)(_gen)
-
-
-@sem("mul", writes={"cf", "of"})
-def _mul(g: Gen) -> None:
-    b = g.read(0)
-    t = g.tmp()
-    g.emit(f"{t} = {g.reg(0)} * {b}")
-    g.set_reg(0, f"{t} & 0xFFFFFFFF")
-    g.set_reg(2, f"{t} >> 32")
-    g.flag("cf", f"{t} > 0xFFFFFFFF")
-    g.flag("of", f"{t} > 0xFFFFFFFF")
-
-
-def _signed(x: str) -> str:
+def signed(x: str, width: int = 32) -> str:
+    if width == 8:
+        return f"({x} - 0x100 if {x} & 0x80 else {x})"
     return f"({x} - 0x100000000 if {x} & 0x80000000 else {x})"
 
 
-@sem("imul", writes={"cf", "of"})
-def _imul(g: Gen) -> None:
-    a = g.reg(g.args[0])
-    b = g.read(1)
-    t, r = g.tmp(), g.tmp()
-    g.emit(f"{t} = {_signed(a)} * {_signed(b)}")
-    g.emit(f"{r} = {t} & 0xFFFFFFFF")
-    g.set_reg(g.args[0], r)
-    g.flag("cf", f"{t} != {_signed(r)}")
-    g.flag("of", f"{t} != {_signed(r)}")
+def mask(width: int) -> str:
+    return "0xFF" if width == 8 else "0xFFFFFFFF"
 
 
-@sem("div", faults=True)
-def _div(g: Gen) -> None:
-    b = g.read(0)
-    n = g.tmp()
-    g.emit(f"{n} = ({g.reg(2)} << 32) | {g.reg(0)}")
-    g.emit(f"if {b} == 0 or {n} // {b} > 0xFFFFFFFF: raise GuestFault(0)")
-    g.set_reg(0, f"{n} // {b}")
-    g.set_reg(2, f"{n} % {b}")
-
-
-@sem("idiv", faults=True)
-def _idiv(g: Gen) -> None:
-    b = g.read(0)
-    n, d, q = g.tmp(), g.tmp(), g.tmp()
-    g.emit(f"{n} = ({g.reg(2)} << 32) | {g.reg(0)}")
-    g.emit(f"{n} = {n} - (1 << 64) if {n} >> 63 else {n}")
-    g.emit(f"{d} = {_signed(b)}")
-    g.emit(f"if {d} == 0: raise GuestFault(0)")
-    g.emit(f"{q} = abs({n}) // abs({d}) * (1 if ({n} < 0) == ({d} < 0) else -1)")
-    g.emit(f"if not -0x80000000 <= {q} <= 0x7FFFFFFF: raise GuestFault(0)")
-    g.set_reg(2, f"({n} - {q} * {d}) & 0xFFFFFFFF")
-    g.set_reg(0, f"{q} & 0xFFFFFFFF")
-
-
-@sem("cdq")
-def _cdq(g: Gen) -> None:
-    g.set_reg(2, f"0xFFFFFFFF if {g.reg(0)} & 0x80000000 else 0")
-
-
-@sem("nop")
-def _nop(g: Gen) -> None:
-    pass
-
-
-# --- stack ----------------------------------------------------------------
-def _push(g: Gen, value: str) -> None:
-    sp = g.tmp()
-    g.emit(f"{sp} = ({g.reg(4)} - 4) & 0xFFFFFFFF")
-    g.store(sp, value)
-    g.set_reg(4, sp)
-
-
-@sem("push")
-def _push_gen(g: Gen) -> None:
-    _push(g, g.read(0))
-
-
-@sem("pop")
-def _pop(g: Gen) -> None:
-    t = g.tmp()
-    sp = g.reg(4)
-    g.emit(f"{t} = {g.load(sp)}")
-    if g.args[0] == 4:      # pop esp: esp gets the popped value
-        g.set_reg(4, t)
-    else:
-        g.set_reg(4, f"({sp} + 4) & 0xFFFFFFFF")
-        g.set_reg(g.args[0], t)
-
-
-@sem("pushfd", reads=ALL_FLAGS)
-def _pushfd(g: Gen) -> None:
-    _push(g, "(2 | cf | (zf << 6) | (sf << 7) | (cpu.iflag << 9) | (of << 11))")
-
-
-@sem("pushad")
-def _pushad(g: Gen) -> None:
-    sp = g.reg(4)
-    for i in range(8):
-        g.store(f"(({sp} - {4 * (i + 1)}) & 0xFFFFFFFF)", g.reg(i))
-    g.set_reg(4, f"({sp} - 32) & 0xFFFFFFFF")
-
-
-@sem("popad")
-def _popad(g: Gen) -> None:
-    sp = g.reg(4)
-    vals = []
-    for i in range(8):
-        t = g.tmp()
-        g.emit(f"{t} = {g.load(f'(({sp} + {4 * i}) & 0xFFFFFFFF)')}")
-        vals.append(t)
-    order = [7, 6, 5, 4, 3, 2, 1, 0]   # edi first; esp's slot is skipped
-    for t, r in zip(vals, order):
-        if r != 4:
-            g.set_reg(r, t)
-    g.set_reg(4, f"({sp} + 32) & 0xFFFFFFFF")
-
-
-# --- control flow ---------------------------------------------------------
-_CONDS = {
-    "jo": "of", "jno": "not of", "jb": "cf", "jae": "not cf",
-    "je": "zf", "jne": "not zf", "jbe": "cf or zf", "ja": "not (cf or zf)",
-    "js": "sf", "jns": "not sf", "jl": "sf != of", "jge": "sf == of",
-    "jle": "zf or sf != of", "jg": "not zf and sf == of",
-}
-_COND_READS = {mn: {f for f in ALL_FLAGS if f in cond} for mn, cond in _CONDS.items()}
-
-
-def _target(g: Gen) -> int:
-    return (g.next_eip + g.args[0]) & M
-
-
-for _mn, _cond in _CONDS.items():
-    def _gen_jcc(g: Gen, _cond=_cond) -> None:
-        g.emit(f"return {_target(g)} if ({_cond}) else {g.next_eip}")
-    sem(_mn, reads=_COND_READS[_mn])(_gen_jcc)
-
-
-@sem("jmp")
-def _jmp(g: Gen) -> None:
-    if g.kind(0) == "rel":
-        g.emit(f"return {_target(g)}")
-    else:
-        g.emit(f"return {g.read(0)}")
-
-
-@sem("call")
-def _call(g: Gen) -> None:
-    target = str(_target(g)) if g.kind(0) == "rel" else g.read(0)
-    if not target.isdigit():
-        t = g.tmp()
-        g.emit(f"{t} = {target}")
-        target = t
-    _push(g, str(g.next_eip))
-    g.emit(f"return {target}")
-
-
-@sem("ret")
-def _ret(g: Gen) -> None:
-    t = g.tmp()
-    g.emit(f"{t} = {g.load(g.reg(4))}")
-    g.set_reg(4, f"({g.reg(4)} + 4) & 0xFFFFFFFF")
-    g.emit(f"return {t}")
-
-
-@sem("loop")
-def _loop(g: Gen) -> None:
-    g.set_reg(1, f"({g.reg(1)} - 1) & 0xFFFFFFFF")
-    g.emit(f"return {_target(g)} if {g.reg(1)} else {g.next_eip}")
+# The families register themselves on import.
+from . import semantics_alu, semantics_flow, semantics_move  # noqa: E402,F401

@@ -9,11 +9,11 @@ I/O, a VM exit) raises ``StopRun``.
 from __future__ import annotations
 
 from .. import isa
+from . import strings
 from .exceptions import GP, NP, UD, GuestFault
 from .stops import CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, KERNEL_CS, USER_CS, USER_SS
 from .stops import StopRun as _StopRun
-
-REP_CHUNK = 4096    # iterations of a rep string instruction between interruption points
+from .strings import REP_CHUNK  # noqa: F401  (documented in docs/DECISIONS.md)
 
 
 class SystemInstructions:
@@ -182,13 +182,22 @@ class SystemInstructions:
         reg, port = d.args
         if d.insn.operands[1] == "dx":
             port = self.r[2] & 0xFFFF
-        return self._io(eip, nxt, port, None, reg)
+        return self._io(eip, nxt, port, None, "al" if d.insn.operands[0] == "al" else reg)
 
     def _op_out(self, d, eip, nxt):
         port, reg = d.args
         if d.insn.operands[0] == "dx":
             port = self.r[2] & 0xFFFF
-        return self._io(eip, nxt, port, self.r[reg], None)
+        value = self.r[reg] & 0xFF if d.insn.operands[1] == "al" else self.r[reg]
+        return self._io(eip, nxt, port, value, None)
+
+    def port_in(self, reg, value: int) -> None:
+        """The value an ``in`` read (the system layer performs the access):
+        into a 32-bit register, or into al ("al")."""
+        if reg == "al":
+            self.r[0] = (self.r[0] & 0xFFFFFF00) | (value & 0xFF)
+        else:
+            self.r[reg] = value & 0xFFFFFFFF
 
     def _io(self, eip, nxt, port, value, reg):
         if "io" in self.intercepts:
@@ -209,31 +218,25 @@ class SystemInstructions:
         and ecx/esi/edi advanced, so the timer, the cycle budget and the
         stepper get their turn; the instruction retires (counts once) when
         ecx reaches 0.  A fault on an iteration leaves the same restartable
-        state."""
-        mmu, r = self.mmu, self.r
+        state.  ``strings.run`` moves the bytes a page at a time."""
+        r = self.r
         count = r[1] if rep else 1
         chunk = min(count, REP_CHUNK)
-        done = 0
         start = r[7]
+        self.string_done = 0
         try:
-            while done < chunk:
-                if move:
-                    value = mmu.read(r[6], size)
-                else:
-                    value = r[0] & (0xFF if size == 1 else 0xFFFFFFFF)
-                mmu.write(r[7], size, value)
-                if move:
-                    r[6] = (r[6] + size) & 0xFFFFFFFF
-                r[7] = (r[7] + size) & 0xFFFFFFFF
-                done += 1
-                if rep:
-                    r[1] = (r[1] - 1) & 0xFFFFFFFF
+            strings.run(self, chunk, size, move)
         finally:
+            done = self.string_done
+            if rep:
+                r[1] = (count - done) & 0xFFFFFFFF
             self.cycles += done * (1 + (2 if move else 1) * self.costs.mem_ref)
-            if rep and start < nxt and eip < start + done * size:
+            if rep and done:
                 # It stored over its own bytes: where it is interrupted (a
                 # timer, a VM exit) decides what runs next, as on hardware.
-                self.rep_overwrote_itself = True
+                lo = start - (done - 1) * size if self.df else start
+                if lo < nxt and eip < lo + done * size:
+                    self.rep_overwrote_itself = True
         if done < count:
             self.eip = eip                  # not retired: it goes on next batch
             raise _StopRun("budget", 0)

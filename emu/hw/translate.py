@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from .. import isa
 from .exceptions import GuestFault
-from .semantics import ALL_FLAGS, SEMANTICS, Gen
+from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen
 
 MAX_BLOCK = 32
 SINGLE = 1 << 32   # key offset of one-instruction translations (exact stepping)
@@ -80,8 +80,7 @@ def translate(cpu, decoded: list, eip: int, costs, loops: bool = True) -> Block:
     for i in range(n - 1, -1, -1):
         live_after[i] = live
         live = (live - sems[i].writes) | sems[i].reads
-        if sems[i].faults or any(k in isa.MEM_KINDS for k in decoded[i].insn.operands) \
-                or decoded[i].insn.mnemonic in _STACK_MNEMONICS:
+        if sems[i].faults or any(k in isa.MEM_KINDS for k in decoded[i].insn.operands):
             live = ALL_FLAGS
     body: list[str] = []
     regs_read: set[int] = set()
@@ -161,14 +160,12 @@ def _indent(lines: list[str], level: int) -> list[str]:
     return [pad + line for line in lines]
 
 
-_STACK_MNEMONICS = frozenset({"push", "pop", "call", "ret", "pushfd", "pushad", "popad"})
-
-
 def _compile(source: str, cpu):
     env = cpu.mmu.env           # shared by all blocks: the MMU rebinds rd32 ...
     env.setdefault("cpu", cpu)
     env.setdefault("r", cpu.r)
     env.setdefault("GuestFault", GuestFault)
+    env.setdefault("PFB", PFB)
     code = compile(source, "<block>", "exec")
     exec(code, env)
     return env.pop("block")

@@ -1,0 +1,78 @@
+"""Semantics of branches and of the instructions that test a condition
+(jcc, setcc, cmovcc); see ``semantics`` for the conventions."""
+
+from __future__ import annotations
+
+from ..isa import CONDITIONS
+from .semantics import Gen, M, sem
+from .semantics_move import push
+
+# x86's conditions, as Python over the flag locals.
+COND = {
+    "o": "of", "no": "not of", "b": "cf", "ae": "not cf",
+    "e": "zf", "ne": "not zf", "be": "cf or zf", "a": "not (cf or zf)",
+    "s": "sf", "ns": "not sf", "p": "PFB[pf & 0xFF]", "np": "not PFB[pf & 0xFF]",
+    "l": "sf != of", "ge": "sf == of", "le": "zf or sf != of", "g": "not zf and sf == of",
+}
+assert set(COND) == set(CONDITIONS)
+_READS = {c: {f for f in ("cf", "zf", "sf", "of", "pf") if f in expr}
+          for c, expr in COND.items()}
+
+
+def _target(g: Gen) -> int:
+    return (g.next_eip + g.args[0]) & M
+
+
+for _c, _cond in COND.items():
+    def _gen_jcc(g: Gen, _cond=_cond) -> None:
+        g.emit(f"return {_target(g)} if ({_cond}) else {g.next_eip}")
+
+    def _gen_set(g: Gen, _cond=_cond) -> None:
+        g.store_only(0, f"(1 if ({_cond}) else 0)")
+
+    def _gen_cmov(g: Gen, _cond=_cond) -> None:
+        v = g.read(1)          # a memory source is read whatever the condition
+        dst = g.reg(g.args[0])
+        g.set_reg(g.args[0], f"{v} if ({_cond}) else {dst}")
+
+    sem("j" + _c, reads=_READS[_c])(_gen_jcc)
+    sem("set" + _c, reads=_READS[_c])(_gen_set)
+    sem("cmov" + _c, reads=_READS[_c])(_gen_cmov)
+
+
+@sem("jmp")
+def _jmp(g: Gen) -> None:
+    if g.kind(0) == "rel":
+        g.emit(f"return {_target(g)}")
+    else:
+        g.emit(f"return {g.read(0)}")
+
+
+@sem("call", faults=True)
+def _call(g: Gen) -> None:
+    if g.kind(0) == "rel":
+        target = str(_target(g))
+    else:                      # a copy: "call esp" jumps to esp's old value
+        target = g.tmp()
+        g.emit(f"{target} = {g.read(0)}")
+    push(g, str(g.next_eip))
+    g.emit(f"return {target}")
+
+
+@sem("ret", faults=True)
+def _ret(g: Gen) -> None:
+    t = g.tmp()
+    g.emit(f"{t} = {g.load(g.reg(4))}")
+    g.set_reg(4, f"({g.reg(4)} + 4) & 0xFFFFFFFF")
+    g.emit(f"return {t}")
+
+
+@sem("loop")
+def _loop(g: Gen) -> None:
+    g.set_reg(1, f"({g.reg(1)} - 1) & 0xFFFFFFFF")
+    g.emit(f"return {_target(g)} if {g.reg(1)} else {g.next_eip}")
+
+
+@sem("jecxz")
+def _jecxz(g: Gen) -> None:
+    g.emit(f"return {_target(g)} if {g.reg(1)} == 0 else {g.next_eip}")
