@@ -341,7 +341,7 @@ def make_state(enc: Encoding, rng):
             regs[0] = int.from_bytes(data[off:off + 4], "little")
     if mn in ("jmp", "call", "ret") and "rel" not in row.operands:
         # an indirect target inside the mapped code (Unicorn fetches there)
-        to = CODE_X86 + rng.randrange(CODE_X86_SIZE)
+        to = CODE_X86 + rng.randrange(CODE_X86_SIZE - 16)
         if mn == "ret":
             off = regs[4] - STACK
             stack[off:off + 4] = to.to_bytes(4, "little")
