@@ -69,6 +69,9 @@ ESCAPE = 0xFE          # first byte of a page-2 opcode
 PAGE1_ROWS = 0x8C      # rows of page 1 (frozen)
 
 ALU2 = ("add", "adc", "sub", "sbb", "and", "or", "xor", "cmp", "test")
+_ALU2_DOC = {"add": "dst += src", "adc": "dst += src + CF", "sub": "dst -= src",
+             "sbb": "dst -= src + CF", "and": "dst &= src", "or": "dst |= src",
+             "xor": "dst ^= src", "cmp": "the flags of dst - src", "test": "the flags of dst & src"}
 ALU2_FORMS = (("r", "r"), ("r", "i"), ("r", "m"), ("m", "r"), ("m", "i"))
 ALU2_BYTE_FORMS = (("b", "b"), ("b", "i8"), ("b", "mb"), ("mb", "b"), ("mb", "i8"))
 SHIFTS = ("shl", "shr", "sar", "rol", "ror")
@@ -183,14 +186,17 @@ _row("xchg", ("r", "m"), doc="swap a register with memory")
 # --- arithmetic and logic ------------------------------------------------
 for _mn in ALU2:
     for _f in ALU2_FORMS:
-        _row(_mn, _f, doc=_mn)
+        _row(_mn, _f, doc=_ALU2_DOC[_mn])
+_UNARY_DOC = {"inc": "add 1 (CF kept)", "dec": "subtract 1 (CF kept)",
+              "neg": "two's complement", "not": "one's complement"}
 for _mn in ("inc", "dec", "neg", "not"):
     for _f in (("r",), ("m",)):
-        _row(_mn, _f, doc={"inc": "add 1 (CF kept)", "dec": "subtract 1 (CF kept)",
-                           "neg": "two's complement", "not": "one's complement"}[_mn])
+        _row(_mn, _f, doc=_UNARY_DOC[_mn])
+_SHIFT_DOC = {"shl": "shift left", "shr": "shift right, zeros in", "sar": "shift right, "
+              "sign bits in", "rol": "rotate left", "ror": "rotate right"}
 for _mn in SHIFTS:
     for _f in (("r", "i8"), ("r", "cl")):
-        _row(_mn, _f, doc=f"{_mn} by a count masked to 5 bits")
+        _row(_mn, _f, doc=_SHIFT_DOC[_mn] + " by a count masked to 5 bits")
 _row("mul", ("r",), cycles=3, doc="edx:eax = eax * src (unsigned)")
 _row("mul", ("m",), cycles=3, doc="edx:eax = eax * src (unsigned)")
 _row("imul", ("r", "r"), cycles=3, doc="dst = dst * src (signed, truncated)")
@@ -245,14 +251,14 @@ assert len(_ROWS) == PAGE1_ROWS, "page 1 is frozen"
 # ============================ page 2 ==========================================
 for _mn in ALU2:
     for _f in ALU2_BYTE_FORMS:
-        _row(_mn, _f, doc=_mn + " (bytes)")
+        _row(_mn, _f, doc=_ALU2_DOC[_mn])
 for _mn in ("inc", "dec", "neg", "not"):
     for _f in (("b",), ("mb",)):
-        _row(_mn, _f, doc=_mn + " (bytes)")
+        _row(_mn, _f, doc=_UNARY_DOC[_mn])
 for _mn in SHIFTS:
     for _f in (("m", "i8"), ("m", "cl"), ("b", "i8"), ("b", "cl"), ("mb", "i8"),
                ("mb", "cl")):
-        _row(_mn, _f, doc=f"{_mn} by a count masked to 5 bits")
+        _row(_mn, _f, doc=_SHIFT_DOC[_mn] + " by a count masked to 5 bits")
 _row("movsx", ("r", "b"), doc="sign-extend a byte register")
 _row("movsx", ("r", "mb"), doc="sign-extend a byte of memory")
 _row("imul", ("r", "m"), cycles=3, doc="dst = dst * src (signed, truncated)")
@@ -329,64 +335,10 @@ NOTATION = {"r": "r32", "b": "r8", "w": "r16", "c": "cr", "i": "imm32", "i16": "
 UNSIZED_MEMORY = frozenset({"lea", "lidt", "lgdt", "invlpg"})   # "m": an address only
 
 
-def notation(row: Insn, i: int) -> str:
-    """NASM's name of operand ``i``'s kind (``r/m`` merging aside)."""
-    kind = row.operands[i]
-    if kind == "m" and row.mnemonic in UNSIZED_MEMORY:
-        return "m"
-    return NOTATION[kind]
-
-
-def nasm_forms(rows: list[Insn]) -> list[str]:
-    """The forms of ``rows`` (one mnemonic's) as NASM writes them, a register
-    and a memory form of the same position merged into ``r/m32``/``r/m8``:
-    ``add r/m32, r32``.  In table order, without repeats."""
-    index = {row.operands: row for row in rows}
-    out: list[str] = []
-    covered: set[tuple[str, ...]] = set()
-    for row in rows:
-        texts = [notation(row, i) for i in range(len(row.operands))]
-        for i, kind in enumerate(row.operands):
-            reg = {"m": "r", "mb": "b"}.get(kind)
-            twin = row.operands[:i] + (reg,) + row.operands[i + 1:] if reg else None
-            if twin in index and row.mnemonic not in UNSIZED_MEMORY:
-                merged = list(texts)
-                merged[i] = "r/m32" if kind == "m" else "r/m8"
-                covered |= {row.operands, twin}
-                text = ", ".join(merged)
-                if text not in out:
-                    out.append(text)
-    for row in rows:
-        if row.operands not in covered:
-            out.append(", ".join(notation(row, i) for i in range(len(row.operands))))
-    return out
-
-
-def _sized(rows: list[Insn]) -> frozenset[tuple[str, tuple[str, ...]]]:
-    """Keys of the rows whose dword memory operand must be written ``dword``:
-    written unsized, forms of both sizes would fit (``mov dword [eax], 5``)."""
-    loose = {"r": ("r",), "b": ("b",), "cl": ("b", "cl"), "al": ("b", "al"),
-             "dx": ("dx", "w"), "w": ("w",), "c": ("c",),
-             **{k: ("i", "i8", "i16", "rel") for k in ("i", "i8", "i16", "rel")}}
-    out = set()
-    for row in rows:
-        for i, k in enumerate(row.operands):
-            if k != "m" or row.mnemonic in UNSIZED_MEMORY:
-                continue
-            kinds = [("m", "mb") if j == i else loose.get(kk, (kk,))
-                     for j, kk in enumerate(row.operands)]
-            sizes = {r.operands[i] for r in FORMS[row.mnemonic]
-                     if len(r.operands) == len(kinds)
-                     and all(a in ok for a, ok in zip(r.operands, kinds))}
-            if len(sizes) > 1:
-                out.add(row.key)
-    return frozenset(out)
-
-
-SIZE_SHOWN = _sized(list(TABLE))
-
-# Encoding, decoding and formatting (they read the table above).
+# Encoding, decoding, formatting and NASM's names of the forms (they read the
+# table above).
 from .isacode import (  # noqa: E402
+    SIZE_SHOWN,
     Decoded,
     DecodeError,
     Mem,
@@ -396,9 +348,13 @@ from .isacode import (  # noqa: E402
     format_insn,
     format_operand,
     length_of,
+    nasm_form_rows,
+    nasm_forms,
+    notation,
     operand_size,
 )
 
 __all__ = ["TABLE", "BY_OPCODE", "BY_KEY", "FORMS", "MNEMONICS", "Insn", "Mem",
            "Decoded", "DecodeError", "decode", "encode", "encode_mem", "format_insn",
-           "format_operand", "length_of", "operand_size", "nasm_forms", "notation"]
+           "format_operand", "length_of", "operand_size", "nasm_forms", "nasm_form_rows",
+           "notation", "SIZE_SHOWN"]

@@ -221,8 +221,69 @@ def format_insn(d: Decoded, eip: int, symbol_of=None) -> str:
     """NASM-syntax text that assembles back to the same row: a dword memory
     operand is written ``dword [...]`` where the form alone would not say
     its size (``mov dword [eax], 5``)."""
-    sized = d.insn.key in isa.SIZE_SHOWN
+    sized = d.insn.key in SIZE_SHOWN
     ops = ", ".join(("dword " if sized and k == "m" else "")
                     + format_operand(k, a, symbol_of, eip + d.length)
                     for k, a in zip(d.insn.operands, d.args))
     return f"{d.insn.mnemonic} {ops}".rstrip()
+
+
+# --- NASM notation (emu isa, the assembler's messages) --------------------
+def notation(row: isa.Insn, i: int) -> str:
+    """NASM's name of operand ``i``'s kind (``r/m`` merging aside)."""
+    kind = row.operands[i]
+    if kind == "m" and row.mnemonic in isa.UNSIZED_MEMORY:
+        return "m"
+    return isa.NOTATION[kind]
+
+
+def nasm_forms(rows: list[isa.Insn]) -> list[str]:
+    """The forms of ``rows`` (one mnemonic's) as NASM writes them, a register
+    and a memory form of the same position merged into ``r/m32``/``r/m8``:
+    ``add r/m32, r32``.  In table order, without repeats."""
+    return [text for text, _ in nasm_form_rows(rows)]
+
+
+def nasm_form_rows(rows: list[isa.Insn]) -> list[tuple[str, list[isa.Insn]]]:
+    """``nasm_forms`` with the rows each form stands for."""
+    index = {row.operands: row for row in rows}
+    out: dict[str, list[isa.Insn]] = {}
+    covered: set[tuple[str, ...]] = set()
+    for row in rows:
+        texts = [notation(row, i) for i in range(len(row.operands))]
+        for i, kind in enumerate(row.operands):
+            reg = {"m": "r", "mb": "b"}.get(kind)
+            twin = row.operands[:i] + (reg,) + row.operands[i + 1:] if reg else None
+            if twin in index and row.mnemonic not in isa.UNSIZED_MEMORY:
+                merged = list(texts)
+                merged[i] = "r/m32" if kind == "m" else "r/m8"
+                covered |= {row.operands, twin}
+                out.setdefault(", ".join(merged), [index[twin], row])
+    for row in rows:
+        if row.operands not in covered:
+            out[", ".join(notation(row, i) for i in range(len(row.operands)))] = [row]
+    return list(out.items())
+
+
+def _sized(rows: list[isa.Insn]) -> frozenset[tuple[str, tuple[str, ...]]]:
+    """Keys of the rows whose dword memory operand must be written ``dword``:
+    written unsized, forms of both sizes would fit (``mov dword [eax], 5``)."""
+    loose = {"r": ("r",), "b": ("b",), "cl": ("b", "cl"), "al": ("b", "al"),
+             "dx": ("dx", "w"), "w": ("w",), "c": ("c",),
+             **{k: ("i", "i8", "i16", "rel") for k in ("i", "i8", "i16", "rel")}}
+    out = set()
+    for row in rows:
+        for i, k in enumerate(row.operands):
+            if k != "m" or row.mnemonic in isa.UNSIZED_MEMORY:
+                continue
+            kinds = [("m", "mb") if j == i else loose.get(kk, (kk,))
+                     for j, kk in enumerate(row.operands)]
+            sizes = {r.operands[i] for r in isa.FORMS[row.mnemonic]
+                     if len(r.operands) == len(kinds)
+                     and all(a in ok for a, ok in zip(r.operands, kinds))}
+            if len(sizes) > 1:
+                out.add(row.key)
+    return frozenset(out)
+
+
+SIZE_SHOWN = _sized(list(isa.TABLE))
