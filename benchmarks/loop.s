@@ -1,5 +1,6 @@
 ; loop: the compute-bound benchmark loop, paging off
 ; 5 instructions per iteration: a load, a store, two ALU ops, a branch.
+bits 32
 %include "kernel.inc"
 ITERATIONS equ 1000000
 

@@ -1,4 +1,5 @@
 ; loop_paging: the benchmark loop with paging on (its pages hit in the TLB)
+bits 32
 %include "kernel.inc"
 ITERATIONS equ 1000000
 PGDIR      equ 0x100000

@@ -7,6 +7,7 @@
 ; mapping a frame: natively one fault; under shadow paging a true fault, a
 ; tracing fault (the handler writes a PTE) and a hidden fault.  A round is
 ; about 60,000 instructions; ROUNDS of them make a run of about 3 million.
+bits 32
 %include "kernel.inc"
 KSTACK_TOP  equ 0x80000
 PGDIR       equ 0x100000

@@ -1,6 +1,7 @@
 ; touch: write one dword in each of PAGES pages, once (4 MiB guest pages)
 ; Natively each page costs a TLB miss; under shadow paging each is a
 ; hidden fault (the shadow maps 4 MiB guest pages with 4 KiB sptes).
+bits 32
 %include "kernel.inc"
 PAGES      equ 20000
 BASE       equ 0x400000

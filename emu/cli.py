@@ -373,7 +373,9 @@ def write_json_atomic(path: str, data) -> None:
 
 
 def cmd_asm(args) -> int:
-    image = load(args.program)
+    from .asm import source_listing
+    image = assemble_file(programs.resolve(args.program), include_dirs=[programs.include_dir()],
+                          listing=not args.output)
     if args.output:
         if not image.segments:
             raise EmuError(f"{args.program}: nothing to write (empty program)")
@@ -389,7 +391,7 @@ def cmd_asm(args) -> int:
             raise EmuError(f"cannot write {args.output}: {e.strerror}") from None
         print(f"{args.output}: {len(blob)} bytes at {lo:#x}, entry {image.entry:#x}")
     else:
-        sys.stdout.write(format_listing(image))
+        sys.stdout.write(source_listing(image))
     return 0
 
 

@@ -6,6 +6,7 @@
 ; "crash" (exit status 3) and the report "pa 0x08000000 is outside memory".  Under shadow paging the
 ; VMM's own walk of the guest's page directory reaches the missing RAM and
 ; ends the run the same way.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000

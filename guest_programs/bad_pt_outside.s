@@ -7,6 +7,7 @@
 ; is outside memory (16 MiB)" -- a bus error, not open-bus reads of all ones.  Under shadow paging the VMM's PMap finds no RAM for that
 ; guest-physical page and ends the run the same way: the guest can never
 ; reach a machine page the PMap does not give it.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000

@@ -13,6 +13,7 @@
 ; nothing: the run stops on the same instruction natively and under a VMM.
 ; (A busy loop would not: the budget also pays for the VMM's work, so under
 ; shadow paging it would have gone round fewer times when it is stopped.)
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000

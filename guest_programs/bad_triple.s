@@ -10,6 +10,7 @@
 ;
 ; Under shadow paging the #PF is a TRUE fault: the VMM injects it into the
 ; guest, and the triple fault happens during that injection.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000

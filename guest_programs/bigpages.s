@@ -6,6 +6,7 @@
 ; natively.  Compare the dtlb misses with tlbthrash, which does the same
 ; sweep with 4 KiB pages.  Under shadow paging the shadow maps the guest's
 ; 4 MiB pages with 4 KiB entries, so the reach is lost: the misses come back.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000

@@ -13,6 +13,7 @@
 ; fault (the guest mapped it; the shadow does not have it yet).  Every PTE
 ; the handler writes is a TRACING fault (the guest's page tables are
 ; write-protected in the shadow).
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000
@@ -339,7 +340,7 @@ procs:          times NPROC * PROC_SIZE db 0
 %include "lib.inc"
 
 ; --- the user program (both processes run it) ---------------------------------
-org USER_BASE
+section user start=USER_BASE
 user_main:
     mov eax, SYS_GETPID
     int 0x80
@@ -458,4 +459,4 @@ u_pid:      db "pid ", 0
 u_sum:      db ": heap sum ", 0
 u_again:    db ": heap page 1 after munmap reads ", 0
 u_nl:       db 10
-USER_PAGES  equ ($ - USER_BASE + PAGE_SIZE - 1) / PAGE_SIZE
+USER_PAGES  equ ($ - $$ + PAGE_SIZE - 1) / PAGE_SIZE

@@ -3,6 +3,7 @@
 ; Each test stores where to resume in [resume], then faults.  The trap
 ; handler prints the vector, the error code (and CR2 for #PF) and returns
 ; to [resume] -- in ring 0, even when the fault came from ring 3.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000

@@ -15,6 +15,7 @@
 ; exit, each zero-fill or copy-on-write page a TRUE and then a HIDDEN
 ; fault, and freed page-table frames reused as data pages stay
 ; write-protected in the shadow until the VMM notices.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000
@@ -727,7 +728,7 @@ procs:          times NPROC * PROC_SIZE db 0
 ; --- the user program (ring 3) ------------------------------------------------
 U_SUM       equ UBSS + 0            ; the children's exit statuses, summed
 
-org USER_BASE
+section user start=USER_BASE
 user_main:
     mov dword [U_SUM], 0            ; the first touch: a zero-fill page
     push 0                          ; [esp] = the iteration, on the stack
@@ -806,4 +807,4 @@ s_done:         db 10, "forkwait: 40 children waited for, exit statuses sum to "
 s_done_len      equ $ - s_done
 s_expected:     db " (0+1+...+39 = 780)", 10
 s_expected_len  equ $ - s_expected
-USER_PAGES      equ ($ - USER_BASE + PAGE_SIZE - 1) / PAGE_SIZE
+USER_PAGES      equ ($ - $$ + PAGE_SIZE - 1) / PAGE_SIZE

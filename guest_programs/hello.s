@@ -1,4 +1,5 @@
 ; hello: the smallest kernel -- print a line and power off
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP equ 0x80000

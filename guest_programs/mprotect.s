@@ -20,6 +20,7 @@
 ; Under shadow paging each PTE the kernel writes is a TRACING fault that
 ; drops the shadow entry, yet the hardware TLB keeps its entry exactly as
 ; it does natively: the stale read happens in every mode.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000
@@ -290,7 +291,7 @@ handler:         dd 0               ; the process's SIGSEGV handler (0: none)
 ; --- the user process (ring 3) ------------------------------------------------------
 ; Before each access that may fault, ebp = where to go on; the handler
 ; reports the fault and jumps there.
-org USER_BASE
+section user start=USER_BASE
 user_main:
     mov eax, SYS_SIGSEGV
     mov ebx, on_segv
@@ -435,4 +436,4 @@ s_stale:   db "read 0x00508000 again, no fault (a stale TLB entry): ", 0
 s_caught:  db "user: SIGSEGV handler: error ", 0
 s_resume:  db ", resuming after the access", 10, 0
 s_nl:      db 10, 0
-USER_PAGES equ ($ - USER_BASE + PAGE_SIZE - 1) / PAGE_SIZE
+USER_PAGES equ ($ - $$ + PAGE_SIZE - 1) / PAGE_SIZE

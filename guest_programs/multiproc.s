@@ -22,6 +22,7 @@
 ; Under shadow paging: every PTE the kernel writes in a live address space
 ; is a TRACING fault, every demand-zero or COW page is a TRUE fault and then
 ; a HIDDEN fault, and each context switch is a CR3 exit.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000
@@ -809,7 +810,7 @@ U_LEN       equ UBSS + 0            ; bytes in the line buffer
 U_VALUE     equ UBSS + 4            ; pid 1's value; its children overwrite theirs
 U_BUF       equ UBSS + 64
 
-org USER_BASE
+section user start=USER_BASE
 ; pid 1: three children count primes; their exit statuses come back by wait
 user_family:
     mov dword [U_VALUE], 1000       ; the first touch: a zero-fill page
@@ -1099,4 +1100,4 @@ s_pages_sum: db " pages), sum ", 0
 s_step:      db "step ", 0
 s_of6:       db " of 6", 0
 u_hexdigits: db "0123456789abcdef"
-USER_PAGES   equ ($ - USER_BASE + PAGE_SIZE - 1) / PAGE_SIZE
+USER_PAGES   equ ($ - $$ + PAGE_SIZE - 1) / PAGE_SIZE

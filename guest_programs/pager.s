@@ -26,6 +26,7 @@
 ; Under shadow paging the guest's A and D bits stay exact: the VMM sets A
 ; when it fills an spte and maps clean pages read-only until the first
 ; write (a DIRTY fault).  Every PTE the kernel writes is a TRACING fault.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000
@@ -350,7 +351,7 @@ hand:         dd 0                  ; CLOCK's hand: an index into frame_va
 frame_va:     times NFRAMES dd 0    ; the va of the page in each frame (0: free)
 
 ; --- the user process (ring 3) ------------------------------------------------------
-org USER_BASE
+section user start=USER_BASE
 user_main:
     mov ecx, 0                      ; write every page once: page p holds p*p+1
 .init:
@@ -464,4 +465,4 @@ s_rounds:   dd s_round1, s_round2
 s_checksum: db "user: checksum of all 24 pages ", 0
 s_expected: db " (expected ", 0
 s_close:    db ")", 10, 0
-USER_PAGES  equ ($ - USER_BASE + PAGE_SIZE - 1) / PAGE_SIZE
+USER_PAGES  equ ($ - $$ + PAGE_SIZE - 1) / PAGE_SIZE

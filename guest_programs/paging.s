@@ -8,6 +8,7 @@
 ; same bytes at their physical address through its own identity map:
 ; one frame, two virtual addresses.  Last, the process reads kernel memory
 ; and gets a #PF with error code 5 (a user read of a supervisor page).
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000
@@ -109,7 +110,7 @@ msg_trap: db "unexpected trap ", 0
 
 %include "lib.inc"
 
-org USER_BASE
+section user start=USER_BASE
 user_main:
     mov esi, u_text                 ; copy the text into the data page
     mov edi, DATA_VA

@@ -5,6 +5,7 @@
 ; next read still reaches frame A through the stale TLB entry, as on real
 ; hardware.  INVLPG drops the entry and the read reaches B.  Then the PTE
 ; goes back to A: stale again until a CR3 load flushes the TLB.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000

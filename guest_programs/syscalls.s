@@ -6,6 +6,7 @@
 ; tick prints '*': where the stars fall shows which instruction each
 ; interrupt landed on -- the same in every mode, since the timer counts
 ; retired instructions.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000

@@ -7,6 +7,7 @@
 ; dtlb misses with bigpages, where two 4 MiB entries cover the whole sweep.
 ; Under shadow paging the misses are the same, but the first touch of each
 ; page is also a HIDDEN fault: the VMM builds 2048 sptes.
+bits 32
 %include "kernel.inc"
 
 KSTACK_TOP  equ 0x80000

@@ -526,6 +526,7 @@ class Compiler:
             f"; {len(p['ops'])} operations; CR4.PGE={int(p['pge'])}, CR0.WP={int(p['wp'])}, "
             f"timer period {p['timer']}",
             "; emu-options: " + " ".join(self._options()),
+            "bits 32",
             '%include "kernel.inc"',
             "",
             f"MAIN_STACK  equ {MAIN_STACK:#x}",
@@ -570,7 +571,7 @@ class Compiler:
         out += ["    sti", ""]
         out += self.k
         out += ["", "    jmp finish", "", KERNEL_TEXT, "", "align 4096",
-                f"org {USER_TEXT:#x}                    ; user stubs (user pages)"]
+                f"section at_{USER_TEXT:x} start={USER_TEXT:#x}      ; user stubs (user pages)"]
         out += self.u or ["    nop"]
         out += ["", "; --- the paging structures and the frames, as loaded"]
         out += self._memory_text()
@@ -595,7 +596,8 @@ class Compiler:
                 if pa in STUB_PAGES and i == STUB // 4:
                     i += 1
                     continue
-                out.append(f"org {pa + 4 * i:#x}" + (f"          ; {name}" if first else ""))
+                at = pa + 4 * i
+                out.append(f"section at_{at:x} start={at:#x}" + (f"  ; {name}" if first else ""))
                 first = False
                 while i < 1024 and words[i] and not (pa in STUB_PAGES and i == STUB // 4):
                     pde = pa in PDS
@@ -603,7 +605,8 @@ class Compiler:
                                if pa < DATA_BASE else f"    dd {words[i]:#010x}")
                     i += 1
             if pa in STUB_PAGES:
-                out += [f"org {pa + STUB:#x}", f"    mov eax, {stub_value(pa):#010x}",
+                out += [f"section at_{pa + STUB:x} start={pa + STUB:#x}",
+                        f"    mov eax, {stub_value(pa):#010x}",
                         "    ret"]
         return out
 

@@ -237,7 +237,7 @@ def test_labels_get_their_addresses_and_entry_is_start():
 
 
 def test_entry_defaults_to_the_lowest_segment():
-    assert asm("org 0x3000\nnop\norg 0x2000\nnop").entry == 0x2000
+    assert asm("section b start=0x3000\nnop\nsection a start=0x2000\nnop").entry == 0x2000
 
 
 def test_local_labels_are_scoped_to_the_previous_label():
@@ -311,19 +311,23 @@ def test_equ_constants_chain():
     ("1 | 2 ^ 3", 1),             # ^ before |
     ("10 - 4 - 3", 3),            # left associative
     ("100 / 10 / 5", 2),
-    ("-7 / 2", -3),               # truncates toward zero, like C
-    ("-7 % 2", -1),
-    ("7 % -2", 1),
+    ("-7 // 2", -3),              # signed: truncates toward zero, like C
+    ("-7 %% 2", -1),
+    ("7 %% -2", 1),
+    ("-7 / 2", ((1 << 64) - 7) // 2),     # / and % are unsigned, on 64 bits
+    ("-7 % 2", 1),
     ("~0", -1),
     ("-(2 + 3)", -5),
     ("+4", 4),
     ("0x10 >> 2", 4),
-    ("-16 >> 2", -4),
+    ("-16 >>> 2", -4),            # >>> keeps the sign, >> shifts in zeros
+    ("-16 >> 2", ((1 << 64) - 16) >> 2),
     ("0FFh", 255),
     ("0b1010", 10),
     ("1_000", 1000),
     ("'A' + 1", 66),
-    ("'\\n'", 10),
+    ("`\\n`", 10),
+    ("'\\n'", 0x6E5C),             # no escapes in '...': a backslash and an n
 ])
 def test_expression_values(expr, value):
     assert asm(f"X equ {expr}").symbols["X"] == value
@@ -346,7 +350,8 @@ def test_db_dw_dd_little_endian():
 
 
 def test_db_strings_and_escapes():
-    assert code(r'db "a\n\t\r\0\\\"\x41", 0') == b'a\n\t\r\0\\"A\0'
+    assert code(r'db `a\n\t\r\0\\\"\x41`, 0') == b'a\n\t\r\0\\"A\0'
+    assert code(r'db "a\n", 0') == b"a\\n\0"      # '...' and "..." are taken literally
 
 
 def test_db_single_quoted_string_and_char():
@@ -394,15 +399,16 @@ def test_times_pads_a_boot_sector():
 
 def test_times_records_a_line_per_instruction():
     img = asm("org 0x10\ntimes 3 nop")
-    assert img.lines == {0x10: ("<input>", 2), 0x11: ("<input>", 2), 0x12: ("<input>", 2)}
+    src = ("<input>", 2, "times 3 nop")
+    assert img.lines == {0x10: src, 0x11: src, 0x12: src}
 
 
-def test_align_pads_with_zero():
-    assert code("db 1\nalign 4\ndb 2") == b"\x01\0\0\0\x02"
+def test_align_pads_with_nop():
+    assert code("db 1\nalign 4\ndb 2") == b"\x01" + bytes([op("nop")] * 3) + b"\x02"
 
 
-def test_align_with_fill_byte():
-    assert code("db 1\nalign 8, 0x90") == b"\x01" + b"\x90" * 7
+def test_align_with_a_statement_to_repeat():
+    assert code("db 1\nalign 8, db 0x90") == b"\x01" + b"\x90" * 7
 
 
 def test_align_when_already_aligned_adds_nothing():
@@ -411,19 +417,20 @@ def test_align_when_already_aligned_adds_nothing():
 
 # --- segments -----------------------------------------------------------------
 
-def test_several_orgs_make_sorted_segments():
-    img = asm("org 0x2000\ndb 2\norg 0x1000\ndb 1, 1")
+def test_sections_with_start_make_sorted_segments():
+    img = asm("section b start=0x2000\ndb 2\nsection a start=0x1000\ndb 1, 1")
     assert img.segments == ((0x1000, b"\x01\x01"), (0x2000, b"\x02"))
     assert img.size == 3
 
 
-def test_org_forward_in_the_same_region_makes_a_new_segment():
-    img = asm("org 0x100\ndb 1\norg 0x104\ndb 2")
+def test_a_section_after_text_makes_a_new_segment():
+    img = asm("org 0x100\ndb 1\nsection s start=0x104\ndb 2")
     assert img.segments == ((0x100, b"\x01"), (0x104, b"\x02"))
 
 
-def test_org_without_output_makes_no_segment():
-    assert asm("org 0x100\norg 0x200\nnop").segments == ((0x200, bytes([op("nop")])),)
+def test_a_section_without_output_makes_no_segment():
+    assert asm("org 0x200\nsection .data\nsection .text\nnop").segments == (
+        (0x200, bytes([op("nop")])),)
 
 
 def test_default_origin_is_zero():
@@ -434,7 +441,7 @@ def test_default_origin_is_zero():
 
 def test_image_lines_map_instructions_to_source():
     img = asm("org 0x10\n; comment\nnop\ndb 1\nret")
-    assert img.lines == {0x10: ("<input>", 3), 0x12: ("<input>", 5)}
+    assert img.lines == {0x10: ("<input>", 3, "nop"), 0x12: ("<input>", 5, "ret")}
 
 
 def test_symbol_at_prefers_non_local_labels():
@@ -468,8 +475,8 @@ def test_include_relative_to_the_including_file(tmp_path):
     (tmp_path / "lib" / "a.inc").write_text('%include "b.inc"\nA equ 1\n')
     (tmp_path / "lib" / "b.inc").write_text("B: db 2\n")
     main = tmp_path / "main.asm"
-    main.write_text('include "lib/a.inc"\ndb A\n')
-    img = assemble_file(main)
+    main.write_text('%include "lib/a.inc"\ndb A\n')
+    img = assemble_file(main, require_start=False)
     assert img.segments == ((0, b"\x02\x01"),)
     assert img.labels == {"B": 0}
 
@@ -573,14 +580,15 @@ def test_assemble_file_nul_byte(tmp_path):
 def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     p = tmp_path / "x.asm"
     p.write_bytes(b"\xef\xbb\xbfnop\r\nret\r\n")
-    assert assemble_file(p).segments == ((0, bytes([op("nop"), op("ret")])),)
+    assert assemble_file(p, require_start=False).segments == (
+        (0, bytes([op("nop"), op("ret")])),)
 
 
 # --- error messages: text, line and column -------------------------------------------
 
 @pytest.mark.parametrize("source, message, line, column", [
     ("nop\n  frob eax", "unknown mnemonic 'frob'", 2, 3),
-    ("foo db 1", "unknown mnemonic 'foo' (a label needs a ':' after its name)", 1, 1),
+    ("foo", "unknown mnemonic 'foo' (a label needs a ':' after its name)", 1, 1),
     ("mov [eax], [ebx]", "no form of 'mov' takes (m, m); forms: r,r r,i r,m m,r m,i "
      "b,b b,i8 b,mb mb,b mb,i8 r,c c,r", 1, 1),
     ("nop eax", "no form of 'nop' takes (r); forms: (none)", 1, 1),
@@ -603,16 +611,16 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("mov eax, [0x100000000]", "value 0x100000000 out of range for a displacement "
      "(-4294967295..4294967295)", 1, 10),
     ("dd 12ab", "bad number '12ab'", 1, 4),
-    ("dd 0x", "bad number '0x'", 1, 4),
+    ("dd 0xg", "bad number '0xg'", 1, 4),
     ("dd 0b102", "bad number '0b102'", 1, 4),
     ("dd 0x1" + "0" * 16, "number '0x10000000000000000' too large "
      "(literals must be below 2**64)", 1, 4),
     ('db "abc', "unterminated string", 1, 4),
     ("dd 'a", "unterminated string", 1, 4),
-    (r'db "\q"', "unknown escape '\\q'", 1, 5),
-    (r'db "\x4"', "bad escape: \\x needs two hex digits", 1, 5),
-    ("dd 'ab'", "a character literal must be exactly one byte "
-     "(strings are only allowed in db)", 1, 4),
+    (r'db `\q`', "unknown escape '\\q'", 1, 5),
+    (r'db `\u12`', "bad escape: \\u needs 4 hex digits", 1, 5),
+    ("dd 'abcdefghi' + 1", "a character constant holds at most 8 bytes "
+     "(longer strings only in db, dw, dd and dq)", 1, 4),
     ("mov eax, [ebx", "expected ']' to close the memory operand, found end of line", 1, 14),
     ("mov eax, [eax + ebx + ecx]", "bad memory operand: at most two registers", 1, 23),
     ("mov eax, [eax*2 + ebx*4]", "bad memory operand: only one register can be scaled",
@@ -630,21 +638,22 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("push word 1", "'word' is not supported (sizes are byte and dword)", 1, 6),
     ("align 6", "align 6 is not a power of two", 1, 7),
     ("align 0", "align 0 is not a power of two", 1, 7),
-    ("align 4, 256", "align fill 256 out of range (-128..255)", 1, 10),
-    ("org 0x100\ndb 1, 2\norg 0x101\ndb 3", "org 0x101 goes backwards over bytes "
-     "already emitted (0x101..0x101)", 3, 1),
-    ("org 0x200\ndb 1\norg 0x1ff\ndw 0", "org 0x1ff goes backwards over bytes "
-     "already emitted (0x200..0x200)", 3, 1),
+    ("align 4, 256", "expected a mnemonic or directive, found '256'", 1, 10),
+    ("section a start=0x100\ndb 1, 2\nsection b start=0x101\ndb 3", "sections 'a' "
+     "(0x100..0x101) and 'b' (0x101..0x101) overlap", 3, 1),
+    ("org 0x100\ndb 1\norg 0x200", "program origin redefined: a program has one org "
+     "(0x100); place code elsewhere with 'section NAME start=ADDR'", 3, 1),
     ("org 1 << 32", "org address 0x100000000 out of range (0..0xffffffff)", 1, 5),
-    ("org 0xffffffff\ndb 1, 2", "output goes past address 0xffffffff", 2, 1),
+    ("org 0xffffffff\ndb 1, 2", "section '.text' goes past address 0xffffffff", 1, 1),
     ("times -1 nop", "times count -1 is negative", 1, 7),
     ("times n nop\nn equ 2", "a times count must be known in pass 1, but 'n' is not "
      "defined above this line", 1, 7),
     ("times 1 + later nop\nlater:", "a times count must be known in pass 1, but 'later' "
      "is not defined above this line", 1, 11),
     ("times 1048577 nop", "times count 1048577 too large (limit 1048576)", 1, 7),
-    ("times 2 times 2 nop", "times can only repeat an instruction or db/dw/dd", 1, 9),
-    ("times 2 org 5", "times can only repeat an instruction or db/dw/dd", 1, 9),
+    ("times 2 times 2 nop", "times cannot repeat times", 1, 9),
+    ("times 2 org 5", "times can only repeat an instruction, data or resb/resw/resd/resq",
+     1, 9),
     ("org x\nx:", "an org address must be known in pass 1, but 'x' is not defined "
      "above this line", 1, 5),
     ("times 1 << 20 dd 1, 2, 3, 4, 5", "image larger than 16 MiB", 1, 1),
@@ -665,7 +674,9 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("eax: nop", "'eax' is a reserved word, not a symbol name", 1, 1),
     ("nop\n\tmov eax, @", "undefined symbol '@'", 2, 11),
     ("mov eax, #", "unexpected character '#'", 1, 10),
-    ("%define X 1", "unknown directive '%define'", 1, 1),
+    ("%frob X", "unknown preprocessor directive '%frob'", 1, 1),
+    ("%xdefine X 1", "'%xdefine' is not supported (see the language reference, "
+     "docs/language.md)", 1, 1),
     ('%include 5', "expected a file name in quotes after include, found '5'", 1, 10),
     ("equ 5", "'equ' cannot be used here", 1, 1),
 ])
@@ -689,7 +700,8 @@ def test_undefined_symbol_inside_an_equ_is_reported_at_the_equ():
 
 def test_long_tokens_are_clipped_in_messages():
     e = error("x" * 10_000)
-    assert e.message == "unknown mnemonic '" + "x" * 37 + "...'"
+    assert e.message == "unknown mnemonic '" + "x" * 37 + "...' (a label needs a ':' " \
+        "after its name)"
 
 
 # --- fuzzing: nothing but AsmError or an Image -------------------------------------------
@@ -703,7 +715,7 @@ _start:
     dec ecx
     jnz .loop
     times 2 db 0x90
-    align 4, 0xCC
+    align 4, db 0xCC
     rep movsd
     out dx, eax
 msg: db "hi\\n", 0

@@ -158,7 +158,7 @@ def test_list_shows_the_bundled_programs():
 
 def test_asm_listing_and_binary(tmp_path):
     done = emu("asm", "hello")
-    assert done.returncode == 0 and "_start:" in done.stdout and "out 0xe9, eax" in done.stdout
+    assert done.returncode == 0 and "_start:" in done.stdout and "out CONSOLE, eax" in done.stdout
     out = tmp_path / "hello.bin"
     done = emu("asm", "hello", "-o", out)
     assert done.returncode == 0 and out.stat().st_size > 0

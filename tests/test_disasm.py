@@ -131,7 +131,7 @@ def test_disassembly_reads_only_the_range():
 
 
 def test_listing_format():
-    listing = format_listing(assemble(_PROGRAM + "org 0x2000\nmsg: db 0\nend:\n"))
+    listing = format_listing(assemble(_PROGRAM + "section data start=0x2000\nmsg: db 0\nend:\n"))
     assert listing == textwrap.dedent("""\
         _start:
           0x00001000  02 10 03 00 00 00                 mov ecx, 3

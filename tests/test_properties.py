@@ -180,7 +180,7 @@ def test_with_pge_every_kernel_pde_starts_accessed():
             "ptes": [[0] * len(guestgen.PTX_SET)] * guestgen.N_PT, "ops": []}
     prog = guestgen.compile_plan(plan)
     for pd in guestgen.PDS:
-        assert f"org {pd:#x}" in prog.source
+        assert f"section at_{pd:x} start={pd:#x}" in prog.source
     assert prog.source.count("dd 0x001f0027") == guestgen.N_PD
     without = guestgen.compile_plan({**plan, "pge": False}).source
     assert without.count("dd 0x001f0007") == guestgen.N_PD      # set by the first walk

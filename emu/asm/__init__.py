@@ -1,25 +1,29 @@
-"""The assembler: Intel-syntax source text -> an ``Image``; and back to text.
+"""The assembler: a subset of NASM's language -> an ``Image``; and back to text.
 
-Everything about the instruction set comes from ``emu.isa``.  The language:
+Everything about the instruction set comes from ``emu.isa``.  The language
+is NASM's (docs/language.md lists what is supported; every other NASM
+construct is refused by name, never misread):
 
-* one statement per line, ``;`` starts a comment; labels ``name:`` (local
-  labels ``.name`` belong to the last non-local label and are stored as
-  ``outer.name``); ``NAME equ EXPR`` constants;
-* directives ``org``, ``align N [, FILL]``, ``db``/``dw``/``dd``,
-  ``times N ...`` and ``%include "file"`` (see ``parser``);
-* expressions with C operators and precedence, ``$`` and ``$$`` (see ``expr``);
-* operands: registers, expressions, ``[base + index*scale + disp]`` with an
-  optional ``byte``/``dword`` size (see ``operands``);
+* the preprocessor: %define, %macro, %rep, %if/%ifdef, %assign, %include
+  (``preproc``, ``macros``);
+* one statement per line: labels (``name:``, or ``name`` before a
+  statement; ``.name`` is local to the label above), ``equ``, data and
+  reservations, ``times``, ``align``, ``org``, ``section``, ``bits 32``,
+  instructions (``parser``, ``operands``);
+* expressions with NASM's operators, ``$`` and ``$$``, numbers and
+  addresses told apart (``expr``, ``values``);
+* sections laid out by the rules of NASM's bin format (``sections``);
 * two passes: labels may be used before they are defined, except in the
-  values that decide the layout (``org``, ``align``, ``times``), which may
-  only use what is defined above them (see ``assembler``).
+  values that decide the layout (``assembler``).
 
-Every problem is an ``AsmError`` naming file:line:column.
+Every problem is an ``AsmError`` naming file:line:column.  A listing
+(``listing``) shows each source line beside what it made.
 """
 
 from .assembler import assemble, assemble_file
 from .disasm import Line, disassemble, format_line, format_listing
-from .image import Image
+from .image import Image, ListingLine, SourceLine
+from .listing import format_listing as source_listing
 
-__all__ = ["Image", "Line", "assemble", "assemble_file", "disassemble",
-           "format_line", "format_listing"]
+__all__ = ["Image", "Line", "ListingLine", "SourceLine", "assemble", "assemble_file",
+           "disassemble", "format_line", "format_listing", "source_listing"]

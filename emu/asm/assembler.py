@@ -1,21 +1,23 @@
-"""The two passes: statements -> addresses -> bytes, and the Image.
+"""The passes: lines -> statements -> offsets -> addresses -> bytes -> Image.
 
-Pass 1 lays the program out.  Every statement's size is known from its
-syntax, so pass 1 gives every label its final address.  The few values that
-decide the layout itself -- ``org`` addresses, ``align`` boundaries and
-``times`` counts -- must be computable in pass 1: they may use ``$``, ``$$``,
-numbers, and symbols defined *above* the line.
+Pass 1 lays each section out on its own: every statement's size is known
+from its syntax, so pass 1 gives every label its offset in its section.
+The values that decide the layout -- ``times`` and ``res*`` counts, ``align``
+boundaries, ``org`` and section attributes -- must be numbers (NASM's
+"critical expressions"): they may use ``$ - $$``, numbers, and symbols
+defined *above* the line.  ``sections.place`` then gives each section its
+address, and every label its address.
 
 Between the passes every ``equ`` constant is evaluated (it may use any label
 or constant, defined before or after it; ``$`` in its expression is the
-address of the equ line).  Pass 2 evaluates everything else and encodes.
+address of the equ line).  Pass 2 checks that each value the program
+stores is a number or an address plus a number, evaluates, and encodes.
 
-Limits: the image holds at most ``MAX_IMAGE`` bytes, nothing may lie beyond
-address 0xffffffff, segments must not overlap, a ``times`` count is at
-most ``MAX_TIMES`` and all of them together emit at most ``MAX_ITEMS``
-statements.  With the source limits (``source.MAX_SOURCE`` per file,
-``parser.MAX_TOTAL_SOURCE`` per assembly) they bound the memory one assembly
-takes to a few hundred MB, whatever its input.
+Limits: the image holds at most ``MAX_IMAGE`` bytes, a ``times`` count is
+at most ``MAX_TIMES`` and all of them together emit at most ``MAX_ITEMS``
+statements.  With the source limits (``source.MAX_SOURCE`` per file, and
+those of ``preproc``) they bound the memory one assembly takes to a few
+hundred MB, whatever its input.
 """
 
 from __future__ import annotations
@@ -24,17 +26,36 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .. import isa
 from ..errors import AsmError
-from .expr import Node, Sym, walk
-from .image import Image
+from .expr import Node, Num, Sym, walk
+from .image import Image, SectionInfo, SourceLine
 from .lexer import Loc, clip
-from .parser import Align, Data, EquDef, Instruction, LabelDef, Org, Parser, Stmt, Times
+from .listing import Recorder
+from .parser import (
+    Align,
+    Data,
+    EquDef,
+    Instruction,
+    LabelDef,
+    Org,
+    Parser,
+    Reserve,
+    SectionDecl,
+    Stmt,
+    Times,
+)
+from .preproc import Preprocessor
+from .sections import ADDRESS_END, Section, place
 from .source import read_source
+from .values import check_stmt
 
-MAX_IMAGE = 16 << 20        # bytes in all segments together
+MAX_IMAGE = 16 << 20        # bytes in all sections together
 MAX_TIMES = 1 << 20         # largest times count
 MAX_ITEMS = 2 << 20         # statements emitted, times repetitions included (memory)
-ADDRESS_END = 1 << 32       # first address past the 32-bit space
+NOP = isa.BY_KEY[("nop", ())]
+EMPTY = "the program is empty: there is no code to run (execution starts at the label _start)"
+NO_START = "no '_start' label: execution starts at _start (put '_start:' where the program begins)"
 
 
 class _NotYet(Exception):
@@ -47,62 +68,98 @@ class _NotYet(Exception):
 
 @dataclass
 class _Env:
-    """What an expression sees: ``$``, ``$$`` and the symbol table."""
+    """What an expression sees: ``$``, ``$$``, its section and the symbols."""
 
     asm: Assembler
     loc: Loc
     here: int
     seg_start: int
+    section: Section
     pass1: bool = False
 
     def lookup(self, name: str, col: int) -> int:
         return self.asm.lookup(name, col, self.loc, self.pass1)
 
-
-@dataclass
-class _Segment:
-    start: int
-    size: int
-    org: Org | None      # the statement that opened it (None: the default)
+    def lookup_rel(self, name: str, col: int) -> dict:
+        return self.asm.lookup_rel(name, col, self.loc, self.pass1)
 
 
 class Assembler:
-    """One assembly: parse, lay out, resolve constants, encode."""
+    """One assembly: preprocess, parse, lay out, place, resolve, encode."""
 
-    def __init__(self, include_dirs: Iterable[str | os.PathLike] = ()):
-        self.parser = Parser(tuple(os.fspath(d) for d in include_dirs))
+    def __init__(self, include_dirs: Iterable[str | os.PathLike] = (), listing: bool = False):
+        self.pre = Preprocessor(tuple(os.fspath(d) for d in include_dirs), listing)
+        self.parser = Parser()
+        self.recorder = Recorder() if listing else None
+        self.label_at: dict[str, tuple[Section, int]] = {}
         self.labels: dict[str, int] = {}
-        self.equs: dict[str, tuple[EquDef, int, int]] = {}  # stmt, $, $$
-        self.values: dict[str, int] = {}                    # resolved equs
+        self.equs: dict[str, tuple[EquDef, Section, int]] = {}  # stmt, section, offset
+        self.values: dict[str, int] = {}                        # resolved equs
+        self.pass1_values: dict[str, int] = {}
+        self.rels: dict[str, dict] = {}
         self.defined_at: dict[str, Loc] = {}
         self.resolving: set[str] = set()
-        self.layout: list[tuple[int, int, int]] = []        # addr, $$, count/pad
-        self.segments: list[_Segment] = []
+        self.layout: list[tuple[Section, int, int]] = []        # section, offset, count
+        self.sections: list[Section] = []
+        self.origin: int | None = None
+        self.placed = False
 
     # --- symbols -----------------------------------------------------------
 
     def lookup(self, name: str, col: int, loc: Loc, pass1: bool) -> int:
+        if pass1:
+            if name in self.label_at:
+                return self.label_at[name][1]
+            if name in self.equs:
+                return self._equ(name, col, loc, True)
+            raise _NotYet(name)
         if name in self.labels:
             return self.labels[name]
         if name in self.values:
             return self.values[name]
         if name in self.equs:
-            return self._resolve_equ(name, col, loc, pass1)
+            return self._equ(name, col, loc, False)
+        raise loc.error(f"undefined symbol '{clip(name)}'", col)
+
+    def lookup_rel(self, name: str, col: int, loc: Loc, pass1: bool) -> dict:
+        if name in self.label_at:
+            return {self.label_at[name][0]: 1}
+        if name in self.rels:
+            return self.rels[name]
+        if name in self.equs:
+            stmt, section, offset = self.equs[name]
+            with self._guard(name, col, loc):
+                rel = stmt.expr.rel(_Env(self, stmt.loc, offset, 0, section, pass1))
+            self.rels[name] = rel
+            return rel
         if pass1:
             raise _NotYet(name)
         raise loc.error(f"undefined symbol '{clip(name)}'", col)
 
-    def _resolve_equ(self, name: str, col: int, loc: Loc, pass1: bool) -> int:
-        stmt, here, seg_start = self.equs[name]
-        if name in self.resolving:
-            raise loc.error(f"circular definition: '{clip(name)}' depends on itself", col)
-        self.resolving.add(name)
-        try:
-            value = stmt.expr.ev(_Env(self, stmt.loc, here, seg_start, pass1))
-        finally:
-            self.resolving.discard(name)
-        self.values[name] = value
+    def _equ(self, name: str, col: int, loc: Loc, pass1: bool) -> int:
+        cache = self.pass1_values if pass1 else self.values
+        if name in cache:
+            return cache[name]
+        stmt, section, offset = self.equs[name]
+        base = 0 if pass1 else section.base
+        with self._guard(name, col, loc):
+            value = stmt.expr.ev(_Env(self, stmt.loc, base + offset, base, section, pass1))
+        cache[name] = value
         return value
+
+    def _guard(self, name: str, col: int, loc: Loc):
+        asm = self
+
+        class Guard:
+            def __enter__(self):
+                if name in asm.resolving:
+                    raise loc.error(f"circular definition: '{clip(name)}' depends on itself",
+                                    col)
+                asm.resolving.add(name)
+
+            def __exit__(self, *exc):
+                asm.resolving.discard(name)
+        return Guard()
 
     def _define(self, name: str, stmt: Stmt, what: str) -> None:
         first = self.defined_at.get(name)
@@ -111,171 +168,250 @@ class Assembler:
                                  f"{first.file}:{first.line})", stmt.col)
         self.defined_at[name] = stmt.loc
 
-    def _pass1_value(self, expr: Node, what: str, loc: Loc, here: int, seg: int) -> int:
+    def critical(self, expr: Node, what: str, loc: Loc, section: Section, offset: int) -> int:
+        """A value that decides the layout: a number, known at this line."""
+        env = _Env(self, loc, offset, 0, section, pass1=True)
         try:
-            return expr.ev(_Env(self, loc, here, seg, pass1=True))
+            if expr.rel(env):
+                raise loc.error(f"{what} must be a number, not an address ('$ - $$' and "
+                                "'label - $$' are numbers)", expr.start)
+            return expr.ev(env)
         except _NotYet as e:
             col = next((n.col for n in walk(expr)
                         if isinstance(n, Sym) and n.name == e.name), expr.start)
             raise loc.error(f"{what} must be known in pass 1, but '{e.name}' is not "
                             "defined above this line", col) from None
 
-    # --- pass 1: layout ----------------------------------------------------
+    # --- pass 1: each section's layout ---------------------------------------
 
-    def pass1(self, stmts: list[Stmt]) -> None:
-        addr = seg_start = 0
-        seg = _Segment(0, 0, None)
-        total = 0
-        items = 0
+    def _section(self, stmt: SectionDecl, current: Section) -> Section:
+        sec = next((s for s in self.sections if s.name == stmt.name), None)
+        nobits_attr = stmt.attrs.get("nobits")
+        if sec is None:
+            nobits = nobits_attr[0] if nobits_attr else stmt.name == ".bss"
+            sec = Section(stmt.name, bool(nobits), stmt.loc,
+                          None if stmt.name == ".bss" else self.sections[-1])
+            self.sections.append(sec)
+        elif nobits_attr and nobits_attr[0] != sec.nobits:
+            raise stmt.loc.error(f"section '{clip(sec.name)}' was "
+                                 f"{'nobits' if sec.nobits else 'progbits'}: its type cannot "
+                                 "change", nobits_attr[1])
+        for key in ("start", "vstart", "align"):
+            if key not in stmt.attrs:
+                continue
+            node, col = stmt.attrs[key]
+            value = self.critical(node, f"section attribute {key}=", stmt.loc, current,
+                                  current.size)   # type: ignore[arg-type]
+            if not 0 <= value < ADDRESS_END:
+                raise stmt.loc.error(f"{key}={value:#x} out of range (0..0xffffffff)", col)
+            if key == "align":
+                if value <= 0 or value & (value - 1):
+                    raise stmt.loc.error(f"align={value} is not a power of two", col)
+                sec.raise_align(value)
+            elif getattr(sec, key) not in (None, value):
+                raise stmt.loc.error(f"section '{clip(sec.name)}': {key}= redefined", col)
+            else:
+                setattr(sec, key, value)
+        if "follows" in stmt.attrs:
+            target, col = stmt.attrs["follows"]
+            if sec.follows not in (None, target):
+                raise stmt.loc.error(f"section '{clip(sec.name)}': follows= redefined", col)
+            sec.follows = target  # type: ignore[assignment]
+        if sec.start is not None and sec.follows is not None:
+            raise stmt.loc.error("start= and follows= cannot both be given", stmt.col)
+        if sec.start is not None and sec.align and sec.start % sec.align and \
+                "align" in stmt.attrs:
+            raise stmt.loc.error(f"start={sec.start:#x} is not a multiple of "
+                                 f"align={sec.align}", stmt.attrs["align"][1])
+        return sec
+
+    def pass1(self, stmts: list[Stmt], main: str) -> None:
+        sec = Section(".text", False, Loc(main, 0, ""), None)
+        self.sections.append(sec)
+        total = items = 0
         for stmt in stmts:
-            extra = 0
-            size = 0
+            off = sec.size
+            count = size = 0
             if isinstance(stmt, LabelDef):
                 self._define(stmt.name, stmt, "label")
-                self.labels[stmt.name] = addr
+                self.label_at[stmt.name] = (sec, off)
             elif isinstance(stmt, EquDef):
                 self._define(stmt.name, stmt, "symbol")
-                self.equs[stmt.name] = (stmt, addr, seg_start)
+                self.equs[stmt.name] = (stmt, sec, off)
+            elif isinstance(stmt, SectionDecl):
+                sec = self._section(stmt, sec)
             elif isinstance(stmt, Org):
-                value = self._pass1_value(stmt.expr, "an org address", stmt.loc,
-                                          addr, seg_start)
-                if not 0 <= value < ADDRESS_END:
-                    raise stmt.loc.error(f"org address {value:#x} out of range "
-                                         "(0..0xffffffff)", stmt.expr.start)
-                self._close(seg)
-                addr = seg_start = value
-                seg = _Segment(value, 0, stmt)
-            elif isinstance(stmt, Align):
-                n = self._pass1_value(stmt.n, "an align boundary", stmt.loc, addr,
-                                      seg_start)
-                if n <= 0 or n & (n - 1):
-                    raise stmt.loc.error(f"align {n} is not a power of two", stmt.n.start)
-                size = extra = -addr % n
-            elif isinstance(stmt, Times):
-                extra = self._times_count(stmt, addr, seg_start)
-                items += extra
+                self._org(stmt, sec)
+            elif isinstance(stmt, (Align, Times)):
+                count, size = self._repeat(stmt, sec, off)
+                items += count if isinstance(stmt, Times) else 0
                 if items > MAX_ITEMS:
                     raise stmt.loc.error(f"more than {MAX_ITEMS:,} statements emitted "
                                          "(times repetitions counted)", stmt.col)
-                size = extra * stmt.inner.size
+            elif isinstance(stmt, Reserve):
+                size = self._reserve(stmt, sec, off)
             else:
+                self._fits(stmt, sec)
                 size = stmt.size  # type: ignore[attr-defined]
-            self.layout.append((addr, seg_start, extra))
+            self.layout.append((sec, off, count))
             if size:
-                total += size
-                if total > MAX_IMAGE:
-                    raise stmt.loc.error("image larger than 16 MiB", stmt.col)
-                if addr + size > ADDRESS_END:
+                if not sec.nobits:
+                    total += size
+                    if total > MAX_IMAGE:
+                        raise stmt.loc.error("image larger than 16 MiB", stmt.col)
+                if off + size > ADDRESS_END:
                     raise stmt.loc.error("output goes past address 0xffffffff", stmt.col)
-                addr += size
-                seg.size += size
-        self._close(seg)
+                sec.size += size
 
-    def _times_count(self, stmt: Times, addr: int, seg_start: int) -> int:
-        n = self._pass1_value(stmt.count, "a times count", stmt.loc, addr, seg_start)
-        if n < 0:
-            raise stmt.loc.error(f"times count {n} is negative", stmt.count.start)
-        if n > MAX_TIMES:
-            raise stmt.loc.error(f"times count {n} too large (limit {MAX_TIMES})",
-                                 stmt.count.start)
-        return n
+    def _org(self, stmt: Org, sec: Section) -> None:
+        value = self.critical(stmt.expr, "an org address", stmt.loc, sec, sec.size)
+        if not 0 <= value < ADDRESS_END:
+            raise stmt.loc.error(f"org address {value:#x} out of range (0..0xffffffff)",
+                                 stmt.expr.start)
+        if self.origin is not None and value != self.origin:
+            raise stmt.loc.error(f"program origin redefined: a program has one org "
+                                 f"({self.origin:#x}); place code elsewhere with 'section "
+                                 "NAME start=ADDR'", stmt.col)
+        self.origin = value
+        text = self.sections[0]
+        if text.defined_at.line == 0:           # the implicit .text: errors point here
+            text.defined_at = stmt.loc
 
-    def _close(self, seg: _Segment) -> None:
-        """Record a finished segment; it must not overlap an earlier one."""
-        if seg.size == 0:
-            return
-        end = seg.start + seg.size
-        for other in self.segments:
-            o_end = other.start + other.size
-            if seg.start < o_end and other.start < end:
-                org = seg.org
-                assert org is not None  # the first segment overlaps nothing
-                lo, hi = max(seg.start, other.start), min(end, o_end) - 1
-                raise org.loc.error(
-                    f"org {seg.start:#x} goes backwards over bytes already emitted "
-                    f"({lo:#x}..{hi:#x})", org.col)
-        self.segments.append(seg)
+    def _fits(self, stmt: Stmt, sec: Section) -> None:
+        if sec.nobits:
+            raise stmt.loc.error(f"code or data in the nobits section '{clip(sec.name)}': "
+                                 "only resb/resw/resd/resq and alignb reserve space there",
+                                 stmt.col)
 
-    def resolve_constants(self, stmts: list[Stmt]) -> None:
-        for stmt in stmts:
-            if isinstance(stmt, EquDef) and stmt.name not in self.values:
-                self._resolve_equ(stmt.name, stmt.col, stmt.loc, False)
+    def _reserve(self, stmt: Reserve, sec: Section, off: int) -> int:
+        n = self.critical(stmt.count, "a reserve count", stmt.loc, sec, off)
+        if not 0 <= n * stmt.width < ADDRESS_END:
+            raise stmt.loc.error(f"cannot reserve {n} items (0 .. 4 GiB)", stmt.count.start)
+        stmt.size = n * stmt.width
+        return stmt.size
 
-    # --- pass 2: bytes -----------------------------------------------------
-
-    def pass2(self, stmts: list[Stmt]) -> tuple[list[tuple[int, bytes]],
-                                                dict[int, tuple[str, int]]]:
-        out: list[tuple[int, bytearray]] = []
-        buf = bytearray()
-        start = 0
-        lines: dict[int, tuple[str, int]] = {}
-        for stmt, (addr, seg_start, extra) in zip(stmts, self.layout, strict=True):
-            if isinstance(stmt, Org):
-                if buf:
-                    out.append((start, buf))
-                buf, start = bytearray(), addr
-                continue
-            if isinstance(stmt, (LabelDef, EquDef)):
-                continue
-            env = _Env(self, stmt.loc, addr, seg_start)
-            if isinstance(stmt, Align):
-                fill = 0
-                if stmt.fill is not None:
-                    fill = stmt.fill.ev(env)
-                    if not -128 <= fill <= 255:
-                        raise stmt.loc.error(f"align fill {fill} out of range "
-                                             "(-128..255)", stmt.fill.start)
-                buf += bytes([fill & 0xFF]) * extra
-                continue
-            inner = stmt.inner if isinstance(stmt, Times) else stmt
-            count = extra if isinstance(stmt, Times) else 1
-            assert isinstance(inner, (Data, Instruction))
-            if isinstance(inner, Instruction):
-                for k in range(count):
-                    lines[addr + k * inner.size] = (stmt.loc.file, stmt.loc.line)
-            if count and not inner.uses_here:
-                buf += inner.encode(env) * count
-                continue
-            for _ in range(count):
-                buf += inner.encode(env)
-                env.here += inner.size
-        if buf:
-            out.append((start, buf))
-        return sorted((a, bytes(b)) for a, b in out), lines
+    def _repeat(self, stmt: Align | Times, sec: Section, off: int) -> tuple[int, int]:
+        """(repetitions, bytes) of a times or align statement."""
+        if isinstance(stmt, Times):
+            count = self.critical(stmt.count, "a times count", stmt.loc, sec, off)
+            if count < 0:
+                raise stmt.loc.error(f"times count {count} is negative", stmt.count.start)
+            if count > MAX_TIMES:
+                raise stmt.loc.error(f"times count {count} too large (limit {MAX_TIMES})",
+                                     stmt.count.start)
+        else:
+            n = self.critical(stmt.n, "an align boundary", stmt.loc, sec, off)
+            if n <= 0 or n & (n - 1):
+                raise stmt.loc.error(f"align {n} is not a power of two", stmt.n.start)
+            sec.raise_align(n)
+            count = -off % n
+            if stmt.inner is None:
+                if stmt.reserve or sec.nobits:
+                    stmt.inner = Reserve(stmt.loc, stmt.col, 1, Num(1, stmt.col), 1)
+                else:
+                    stmt.inner = Instruction(stmt.loc, stmt.col, NOP, [], 1)
+        inner = stmt.inner
+        assert inner is not None
+        if isinstance(inner, Reserve):
+            self._reserve(inner, sec, off)
+        elif count:
+            self._fits(stmt, sec)
+        return count, count * inner.size
 
     # --- the whole thing ---------------------------------------------------
 
-    def run(self, text: str, filename: str) -> Image:
+    def run(self, text: str, filename: str, require_start: bool) -> Image:
         real = filename if filename.startswith("<") else os.path.realpath(filename)
-        self.parser.parse_file_text(text, filename, ((real, filename),))
+        for loc in self.pre.run(text, filename, ((real, filename),)):
+            self.parser.parse_line(loc)
         stmts = self.parser.stmts
-        self.pass1(stmts)
-        self.resolve_constants(stmts)
-        segments, lines = self.pass2(stmts)
+        self.pass1(stmts, filename)
+        place(self.sections, self.origin, None)
+        self.labels = {name: sec.base + off for name, (sec, off) in self.label_at.items()}
+        for stmt in stmts:
+            if isinstance(stmt, EquDef) and stmt.name not in self.values:
+                self._equ(stmt.name, stmt.col, stmt.loc, False)
+        lines = self.pass2(stmts)
+        segments = tuple(sorted((s.load, bytes(s.data)) for s in self.sections if s.data))
         symbols = {**self.values, **self.labels}
         if "_start" in symbols:
             entry = symbols["_start"] & 0xFFFFFFFF
+        elif require_start:
+            raise AsmError(EMPTY if not segments else NO_START, filename)
         else:
             entry = segments[0][0] if segments else 0
-        return Image(tuple(segments), entry, symbols, dict(self.labels), lines, filename)
+        infos = tuple(SectionInfo(s.name, s.load, s.base, s.size, s.nobits)
+                      for s in sorted(self.sections, key=lambda s: (s.load, s.name)))
+        listing = None
+        if self.recorder is not None:
+            assert self.pre.rows is not None
+            listing = self.recorder.lines(self.pre.rows)
+        return Image(segments, entry, symbols, dict(self.labels), lines, filename, infos,
+                     listing)
+
+    # --- pass 2: bytes -----------------------------------------------------
+
+    def pass2(self, stmts: list[Stmt]) -> dict[int, SourceLine]:
+        lines: dict[int, SourceLine] = {}
+        rec = self.recorder
+        for stmt, (sec, off, count) in zip(stmts, self.layout, strict=True):
+            addr = sec.base + off
+            if isinstance(stmt, (LabelDef, EquDef)):
+                if rec is not None:
+                    rec.symbol(stmt, addr, self.values.get(stmt.name)
+                               if isinstance(stmt, EquDef) else None)
+                continue
+            if isinstance(stmt, (SectionDecl, Org)):
+                continue
+            env = _Env(self, stmt.loc, addr, sec.base, sec)
+            inner = stmt.inner if isinstance(stmt, (Times, Align)) else stmt
+            if not isinstance(stmt, (Times, Align)):
+                count = 1
+            assert isinstance(inner, (Data, Instruction, Reserve))
+            if isinstance(inner, Instruction):
+                src = SourceLine(stmt.loc.file, stmt.loc.line, stmt.loc.text.strip())
+                for k in range(count):
+                    lines[addr + k * inner.size] = src
+            if count:
+                check_stmt(inner, env)
+            if sec.nobits:
+                if rec is not None:
+                    rec.reserve(stmt, addr, count * inner.size)
+                continue
+            start = len(sec.data)
+            if count and not inner.uses_here:
+                sec.data += inner.encode(env) * count
+            else:
+                for _ in range(count):
+                    sec.data += inner.encode(env)
+                    env.here += inner.size
+            if rec is not None:
+                rec.output(stmt, addr, sec.data, start, isinstance(inner, Instruction),
+                           isinstance(inner, Reserve))
+        return lines
 
 
 def assemble(source: str, filename: str = "<input>",
-             include_dirs: Iterable[str | os.PathLike] = ()) -> Image:
+             include_dirs: Iterable[str | os.PathLike] = (), *,
+             require_start: bool = False, listing: bool = False) -> Image:
     """Assemble ``source`` (the text of the file named ``filename``).
 
     ``%include`` looks next to ``filename`` (the current directory for names
-    like ``<input>``), then in each of ``include_dirs``.  Raises AsmError.
+    like ``<input>``), then in each of ``include_dirs``.  A program must
+    define ``_start`` when ``require_start`` (what ``assemble_file`` does);
+    a fragment need not.  ``listing`` fills ``Image.listing``.  Raises
+    AsmError.
     """
     try:
-        return Assembler(include_dirs).run(source, filename)
+        return Assembler(include_dirs, listing).run(source, filename, require_start)
     except RecursionError:  # a safety net: the parser limits nesting itself
         raise AsmError("source too deeply nested", filename, 0, 0, "") from None
 
 
-def assemble_file(path: str | os.PathLike,
-                  include_dirs: Iterable[str | os.PathLike] = ()) -> Image:
-    """Assemble the file at ``path``; any problem is an AsmError."""
+def assemble_file(path: str | os.PathLike, include_dirs: Iterable[str | os.PathLike] = (),
+                  *, require_start: bool = True, listing: bool = False) -> Image:
+    """Assemble the program in the file at ``path``; any problem is an
+    AsmError, a program without ``_start`` included."""
     name = os.fspath(path)
     text = read_source(name, name)
-    return assemble(text, name, include_dirs)
+    return assemble(text, name, include_dirs, require_start=require_start, listing=listing)

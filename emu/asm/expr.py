@@ -1,24 +1,39 @@
-"""Expressions: parsing into a small tree, and evaluating it.
+"""Expressions: parsing into a small tree, evaluating it, and telling
+numbers from addresses, as NASM does.
 
-Grammar (C precedence, loosest first; all binary operators associate left)::
+Grammar (NASM's operators and precedence, loosest first; binary operators
+associate left)::
 
-    expr    := or
+    expr    := lor
+    lor     := lxor { "||" lxor }            logical: 1 or 0
+    lxor    := land { "^^" land }
+    land    := cmp { "&&" cmp }
+    cmp     := or { ("==" | "=" | "!=" | "<>" | "<" | "<=" | ">" | ">=") or }
     or      := xor { "|" xor }
     xor     := and { "^" and }
     and     := shift { "&" shift }
-    shift   := sum { ("<<" | ">>") sum }
+    shift   := sum { ("<<" | ">>" | "<<<" | ">>>") sum }
     sum     := product { ("+" | "-") product }
-    product := unary { ("*" | "/" | "%") unary }
-    unary   := ("-" | "~" | "+") unary | primary
-    primary := number | 'c' | symbol | "$" | "$$" | register | "(" expr ")"
+    product := unary { ("*" | "/" | "//" | "%" | "%%") unary }
+    unary   := ("-" | "+" | "~" | "!") unary | primary
+    primary := number | 'chars' | symbol | "$" | "$$" | register | "(" expr ")"
 
-``$`` is the address of the current statement, ``$$`` the start of the
-current segment.  ``/`` and ``%`` truncate toward zero, like C; dividing by
-zero is an error.  Values are Python ints, but every intermediate result must
-lie strictly between -2**64 and 2**64, which keeps hostile input cheap.
-Registers parse (memory operands need them) but evaluating one is an error.
-Nesting is limited (``MAX_NESTING`` parentheses/unary operators and
-``MAX_DEPTH`` levels of tree) so no input can exhaust the Python stack.
+As in NASM, arithmetic is on 64-bit values: ``/`` and ``%`` divide
+unsigned, ``//`` and ``%%`` signed (truncating toward zero), ``>>`` shifts
+in zeros and ``>>>`` copies the sign bit; comparisons are signed.  A
+character constant is its bytes, little-endian ('ab' is 0x6261).  Every
+intermediate value must lie strictly between -2**64 and 2**64, which keeps
+hostile input cheap (NASM would wrap; nothing sensible needs it).
+
+Numbers and addresses.  ``$``, ``$$`` and labels are addresses in a
+section; numbers and constants made of numbers are scalars.  An address
+minus an address of the same section is a number; ``/``, ``%``, shifts,
+bitwise and logical operators and comparisons take numbers only, and a
+value the program stores must be a number or one address plus or minus a
+number (``rel`` computes this; the assembler checks it).  Registers parse
+(memory operands need them) but evaluating one is an error.  Nesting is
+limited (``MAX_NESTING`` parentheses/unary operators and ``MAX_DEPTH``
+levels of tree) so no input can exhaust the Python stack.
 """
 
 from __future__ import annotations
@@ -31,9 +46,12 @@ from .lexer import Cursor, Loc, Token
 MAX_NESTING = 32        # parentheses and unary operators inside each other
 MAX_DEPTH = 256         # depth of the expression tree (long operator chains)
 LIMIT = 1 << 64         # |intermediate value| must stay below this
+MASK64 = LIMIT - 1
 
-_BINARY_PREC = {"|": 1, "^": 2, "&": 3, "<<": 4, ">>": 4, "+": 5, "-": 5,
-                "*": 6, "/": 6, "%": 6}
+_BINARY_PREC = {"||": 1, "^^": 2, "&&": 3, "==": 4, "=": 4, "!=": 4, "<>": 4, "<": 4,
+                "<=": 4, ">": 4, ">=": 4, "|": 5, "^": 6, "&": 7, "<<": 8, ">>": 8,
+                "<<<": 8, ">>>": 8, "+": 9, "-": 9, "*": 10, "/": 10, "//": 10,
+                "%": 10, "%%": 10}
 REGISTERS: dict[str, tuple[str, int]] = {
     **{name: ("r", n) for n, name in enumerate(isa.REGS32)},
     **{name: ("b", n) for n, name in enumerate(isa.REGS8)},
@@ -42,6 +60,10 @@ REGISTERS: dict[str, tuple[str, int]] = {
     "dx": ("dx", isa.EDX),     # also the 16-bit register (operands.py)
 }
 UNSUPPORTED_REGS = frozenset(("cr1", "cs", "ds", "es", "fs", "gs", "ss"))
+NUMBERS_ONLY = ("needs numbers, not addresses: '$' and labels are addresses, "
+                "'$ - $$' and 'label - $$' are numbers")
+
+Rel = dict  # section -> coefficient: how many times a value holds its start
 
 
 class Env(Protocol):
@@ -50,8 +72,11 @@ class Env(Protocol):
     loc: Loc
     here: int          # value of $
     seg_start: int     # value of $$
+    section: object    # the section $ and $$ are in
 
     def lookup(self, name: str, col: int) -> int: ...
+
+    def lookup_rel(self, name: str, col: int) -> Rel: ...
 
 
 class Node:
@@ -59,6 +84,9 @@ class Node:
 
     ``col`` points at its token (the operator of a binary node); ``start``
     at the first token of the text it was parsed from, parentheses included.
+    ``rel(env)`` is the value's sections and their coefficients ({} for a
+    number), raising the error NASM gives for an address where a number
+    must be.
     """
 
     __slots__ = ("col", "start")
@@ -67,6 +95,9 @@ class Node:
 
     def ev(self, env: Env) -> int:
         raise NotImplementedError
+
+    def rel(self, env: Env) -> Rel:
+        return {}
 
     def children(self) -> tuple[Node, ...]:
         return ()
@@ -93,6 +124,9 @@ class Sym(Node):
     def ev(self, env: Env) -> int:
         return env.lookup(self.name, self.col)
 
+    def rel(self, env: Env) -> Rel:
+        return env.lookup_rel(self.name, self.col)
+
 
 class Here(Node):
     """``$``: the address of the current statement."""
@@ -105,9 +139,12 @@ class Here(Node):
     def ev(self, env: Env) -> int:
         return env.here
 
+    def rel(self, env: Env) -> Rel:
+        return {env.section: 1}
+
 
 class SegStart(Node):
-    """``$$``: the address where the current segment starts."""
+    """``$$``: the address where the current section starts."""
 
     __slots__ = ()
 
@@ -116,6 +153,9 @@ class SegStart(Node):
 
     def ev(self, env: Env) -> int:
         return env.seg_start
+
+    def rel(self, env: Env) -> Rel:
+        return {env.section: 1}
 
 
 class Reg(Node):
@@ -131,6 +171,8 @@ class Reg(Node):
     def ev(self, env: Env) -> int:
         raise env.loc.error(f"register '{self.name}' cannot be used in an expression",
                             self.col)
+
+    rel = ev
 
 
 class Unary(Node):
@@ -148,8 +190,16 @@ class Unary(Node):
         if self.op == "-":
             return _bounded(-v, env, self.col)
         if self.op == "~":
-            return _bounded(~v, env, self.col)
+            return ~v
+        if self.op == "!":
+            return int(v & MASK64 == 0)
         return v
+
+    def rel(self, env: Env) -> Rel:
+        r = self.operand.rel(env)
+        if r and self.op in "~!":
+            raise env.loc.error(f"'{self.op}' {NUMBERS_ONLY}", self.col)
+        return {s: -c for s, c in r.items()} if self.op == "-" else r
 
 
 class Binary(Node):
@@ -166,36 +216,81 @@ class Binary(Node):
         a = self.left.ev(env)
         b = self.right.ev(env)
         op = self.op
-        if op in ("/", "%"):
-            if b == 0:
-                raise env.loc.error("division by zero", self.col)
-            q = abs(a) // abs(b)
-            if (a < 0) != (b < 0):
-                q = -q
-            return q if op == "/" else a - q * b
-        if op in ("<<", ">>"):
-            if b < 0:
-                raise env.loc.error(f"negative shift count {b}", self.col)
-            if op == ">>":
-                return a >> min(b, 128)
-            if a == 0:
-                return 0
-            if b >= 128:
-                raise env.loc.error(_TOO_BIG, self.col)
-            return _bounded(a << b, env, self.col)
         if op == "+":
             return _bounded(a + b, env, self.col)
         if op == "-":
             return _bounded(a - b, env, self.col)
         if op == "*":
             return _bounded(a * b, env, self.col)
+        if op in ("/", "%", "//", "%%"):
+            return _divide(op, a, b, env, self.col)
+        if op in ("<<", "<<<", ">>", ">>>"):
+            if b < 0:
+                raise env.loc.error(f"negative shift count {b}", self.col)
+            if op[0] == ">":
+                return ((a & MASK64) if op == ">>" else signed64(a)) >> min(b, 128)
+            if a == 0:
+                return 0
+            if b >= 128:
+                raise env.loc.error(_TOO_BIG, self.col)
+            return _bounded(a << b, env, self.col)
         if op == "&":
             return a & b
         if op == "|":
             return a | b
-        return a ^ b
+        if op == "^":
+            return a ^ b
+        return _LOGIC[op](a, b)
+
+    def rel(self, env: Env) -> Rel:
+        ra = self.left.rel(env)
+        rb = self.right.rel(env)
+        op = self.op
+        if not ra and not rb:
+            return {}
+        if op in ("+", "-"):
+            out = dict(ra)
+            sign = 1 if op == "+" else -1
+            for s, c in rb.items():
+                out[s] = out.get(s, 0) + sign * c
+            return {s: c for s, c in out.items() if c}
+        if op == "*" and not (ra and rb):
+            k = self.right.ev(env) if ra else self.left.ev(env)
+            return {s: c * k for s, c in (ra or rb).items() if c * k}
+        raise env.loc.error(f"'{op}' {NUMBERS_ONLY}", self.col)
 
 
+def signed64(v: int) -> int:
+    """``v`` as a signed 64-bit value."""
+    return ((v + (1 << 63)) & MASK64) - (1 << 63)
+
+
+def _divide(op: str, a: int, b: int, env: Env, col: int) -> int:
+    if b & MASK64 == 0:
+        raise env.loc.error("division by zero", col)
+    if op in ("/", "%"):
+        ua, ub = a & MASK64, b & MASK64
+        return ua // ub if op == "/" else ua % ub
+    sa, sb = signed64(a), signed64(b)
+    q = abs(sa) // abs(sb)
+    if (sa < 0) != (sb < 0):
+        q = -q
+    return q if op == "//" else sa - q * sb
+
+
+_LOGIC = {
+    "==": lambda a, b: int(signed64(a) == signed64(b)),
+    "=": lambda a, b: int(signed64(a) == signed64(b)),
+    "!=": lambda a, b: int(signed64(a) != signed64(b)),
+    "<>": lambda a, b: int(signed64(a) != signed64(b)),
+    "<": lambda a, b: int(signed64(a) < signed64(b)),
+    "<=": lambda a, b: int(signed64(a) <= signed64(b)),
+    ">": lambda a, b: int(signed64(a) > signed64(b)),
+    ">=": lambda a, b: int(signed64(a) >= signed64(b)),
+    "&&": lambda a, b: int(bool(a & MASK64) and bool(b & MASK64)),
+    "||": lambda a, b: int(bool(a & MASK64) or bool(b & MASK64)),
+    "^^": lambda a, b: int(bool(a & MASK64) != bool(b & MASK64)),
+}
 _TOO_BIG = "value too large (intermediate results must be within +-2**64)"
 
 
@@ -244,7 +339,7 @@ def _parse_binary(cur: Cursor, min_prec: int, nesting: int) -> tuple[Node, int]:
 
 def _parse_unary(cur: Cursor, nesting: int) -> tuple[Node, int]:
     tok = cur.peek()
-    if tok is not None and tok.kind == "op" and tok.text in ("-", "~", "+", "("):
+    if tok is not None and tok.kind == "op" and tok.text in ("-", "~", "+", "!", "("):
         if nesting >= MAX_NESTING:
             raise cur.loc.error(
                 f"expression nested too deeply (limit {MAX_NESTING})", tok.col)
@@ -271,6 +366,8 @@ def _parse_primary(cur: Cursor) -> Node:
         return Num(char_value(tok, cur.loc), tok.col)
     if tok.kind == "ident":
         cur.pos += 1
+        if tok.text.startswith("$"):            # $name: always a symbol
+            return Sym(cur.full_name(tok.text[1:]), tok.col)
         low = tok.text.lower()
         if low in REGISTERS:
             return Reg(low, tok.col)
@@ -279,6 +376,9 @@ def _parse_primary(cur: Cursor) -> Node:
                     else "segment registers are fixed")
             raise cur.loc.error(f"register '{tok.text}' is not supported ({what})",
                                 tok.col)
+        if low in UNSUPPORTED_WORDS:
+            raise cur.loc.error(f"'{tok.text}' is not supported in expressions "
+                                f"({UNSUPPORTED_WORDS[low]})", tok.col)
         return Sym(cur.full_name(tok.text), tok.col)
     if tok.is_op("$"):
         cur.pos += 1
@@ -289,10 +389,15 @@ def _parse_primary(cur: Cursor) -> Node:
     raise cur.error_here("expected an expression")
 
 
+UNSUPPORTED_WORDS = {"seg": "a flat binary has no segments",
+                     "wrt": "a flat binary has no segments",
+                     "?": "there is no conditional operator"}
+
+
 def char_value(tok: Token, loc: Loc) -> int:
-    """Value of a character literal such as 'A' (exactly one byte)."""
+    """Value of a character constant: its bytes, little-endian (at most 8)."""
     data: bytes = tok.value  # type: ignore[assignment]
-    if len(data) != 1:
-        raise loc.error("a character literal must be exactly one byte "
-                        "(strings are only allowed in db)", tok.col)
-    return data[0]
+    if len(data) > 8:
+        raise loc.error("a character constant holds at most 8 bytes "
+                        "(longer strings only in db, dw, dd and dq)", tok.col)
+    return int.from_bytes(data, "little")

@@ -4,27 +4,73 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class SourceLine(NamedTuple):
+    """The line of source an instruction came from (a macro's line expanded)."""
+
+    file: str
+    line: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SectionInfo:
+    """Where a section went: loaded at ``load``, its labels from ``base``."""
+
+    name: str
+    load: int
+    base: int
+    size: int
+    nobits: bool
+
+
+@dataclass(frozen=True)
+class ListingLine:
+    """One line of a listing: a source line and what it made.
+
+    ``level`` is 0 for a line of a file, n for a line made by n macro calls
+    or %rep blocks; ``kind`` says what the line is: "code", "data",
+    "reserve", "label", "equ" or "" (a comment, a directive ...).
+    """
+
+    file: str
+    line: int
+    text: str
+    level: int
+    kind: str = ""
+    addr: int | None = None
+    data: bytes = b""
+    reserved: int = 0
+    value: int | None = None
 
 
 @dataclass(frozen=True)
 class Image:
     """An assembled program.
 
-    segments   (address, bytes) pairs sorted by address, never overlapping;
-               one per ``org`` that was followed by output
+    segments   (load address, bytes) pairs sorted by address, never
+               overlapping: one per section that holds bytes
     entry      the value of ``_start`` if defined, else the lowest segment's
-               address (0 for an empty program)
+               address (0 for an empty program; ``assemble`` can require
+               ``_start``)
     symbols    every label and equ constant -> value
     labels     the labels alone -> address
-    lines      instruction address -> (file, line) of its source
+    lines      instruction address -> its SourceLine
+    sections   every section's place (SectionInfo), in address order
+    listing    the source lines with what each made (``assemble(...,
+               listing=True)``), else None
     """
 
     segments: tuple[tuple[int, bytes], ...]
     entry: int
     symbols: dict[str, int]
     labels: dict[str, int]
-    lines: dict[int, tuple[str, int]]
+    lines: dict[int, SourceLine]
     source_name: str = "<input>"
+    sections: tuple[SectionInfo, ...] = ()
+    listing: tuple[ListingLine, ...] | None = None
     # Labels sorted by address; at one address non-local labels come first,
     # then by name: "main" is preferred to "main.loop".
     _addrs: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
@@ -40,6 +86,15 @@ class Image:
     def size(self) -> int:
         """Total number of bytes in all segments."""
         return sum(len(data) for _, data in self.segments)
+
+    @property
+    def constants(self) -> dict[str, int]:
+        """The equ constants alone -> value (never addresses of code or data)."""
+        return {k: v for k, v in self.symbols.items() if k not in self.labels}
+
+    def source_at(self, addr: int) -> SourceLine | None:
+        """The source line of the instruction at ``addr``, if one starts there."""
+        return self.lines.get(addr)
 
     def symbol_at(self, addr: int) -> str | None:
         """The label exactly at ``addr`` (a non-local one if there is one)."""

@@ -1,16 +1,17 @@
-"""Lexer: one source line -> a list of tokens.
+"""Lexer: one source line -> a list of tokens, in NASM's spelling.
 
 Token kinds::
 
-    ident   a name: [A-Za-z_.?@][A-Za-z0-9_.?@$#]*   (registers, mnemonics,
-            directives and symbols alike; the parser tells them apart)
-    num     an integer literal: 123, 0x7f, 0b101, 0FFh (``_`` may separate
-            digits); ``value`` is the int
-    str     a double-quoted string "..." or a single-quoted one '...';
-            ``value`` is its bytes (UTF-8, escapes applied)
-    op      punctuation: + - * / % << >> & ^ | ~ ( ) [ ] , : $ $$
+    ident   a name: [A-Za-z_.?@][A-Za-z0-9_.?@$#~]* (registers, mnemonics,
+            directives and symbols alike; the parser tells them apart); a
+            leading ``$`` marks a name that would otherwise be a keyword
+            (``$eax`` is the symbol eax), as in NASM
+    num     an integer literal (see ``parse_number``); ``value`` is the int
+    str     a quoted string; ``value`` is its bytes (UTF-8): '...' and "..."
+            are taken literally, `...` (backquotes) understands C escapes
+    op      punctuation and operators: + - * / // % %% << >> <<< >>> & ^ |
+            ~ ! && || ^^ == = != <> < <= > >= ( ) [ ] , : $ $$
 
-Escapes in both kinds of quotes: \\n \\t \\r \\0 \\\\ \\" \\' \\xHH.
 A ``;`` outside quotes starts a comment that runs to the end of the line.
 Columns are 1-based and count characters (a tab is one column).
 
@@ -26,24 +27,35 @@ from ..errors import AsmError
 
 MAX_LITERAL = 1 << 64          # literals must be below this
 _IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.?@")
-_IDENT_CHARS = _IDENT_START | frozenset("0123456789$#")
-_NUM_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_IDENT_CHARS = _IDENT_START | frozenset("0123456789$#~")
+_NUM_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$")
 _SPACE = frozenset(" \t\r\f\v")
-_TWO_CHAR_OPS = ("<<", ">>", "$$")
-_ONE_CHAR_OPS = frozenset("+-*/%&^|~()[],:$")
-_ESCAPES = {"n": 10, "t": 9, "r": 13, "0": 0, "\\": 92, '"': 34, "'": 39}
+_OPS = ("<<<", ">>>", "<<", ">>", "//", "%%", "&&", "||", "^^", "==", "!=", "<>",
+        "<=", ">=", "$$", "+", "-", "*", "/", "%", "&", "^", "|", "~", "!", "=", "<",
+        ">", "(", ")", "[", "]", ",", ":", "$")
+_RADIX = {"b": 2, "y": 2, "o": 8, "q": 8, "d": 10, "t": 10, "h": 16, "x": 16}
+_DIGITS = "0123456789abcdef"
+_ESCAPES = {"'": 39, '"': 34, "`": 96, "\\": 92, "?": 63, "a": 7, "b": 8, "t": 9,
+            "n": 10, "v": 11, "f": 12, "r": 13, "e": 27}
 
 
 @dataclass(frozen=True)
 class Loc:
-    """Where a source line came from; makes errors that point into it."""
+    """Where a source line came from; makes errors that point into it.
+
+    ``context`` is added to every message about the line: for a line a
+    macro or ``%rep`` produced, where it was expanded.  ``row`` is the
+    line's row in a listing (-1: no listing is being made).
+    """
 
     file: str
     line: int
     text: str
+    context: str = ""
+    row: int = -1
 
     def error(self, message: str, column: int = 1) -> AsmError:
-        return AsmError(message, self.file, self.line, column, self.text)
+        return AsmError(message + self.context, self.file, self.line, column, self.text)
 
 
 @dataclass(frozen=True)
@@ -111,8 +123,11 @@ class Cursor:
         return self.loc.error(f"{message}, found '{clip(tok.text)}'", tok.col)
 
     def full_name(self, name: str) -> str:
-        """The stored name of a symbol: ``.x`` under label ``f`` is ``f.x``."""
-        return self.scope + name if name.startswith(".") else name
+        """The stored name of a symbol: ``.x`` under label ``f`` is ``f.x``
+        (``..@`` names, made by macros, belong to no label)."""
+        if name.startswith(".") and not name.startswith("..@"):
+            return self.scope + name
+        return name
 
 
 def clip(text: str, limit: int = 40) -> str:
@@ -131,88 +146,128 @@ def tokenize(loc: Loc) -> list[Token]:
             i += 1
         elif c == ";":
             break
-        elif c in _IDENT_START:
+        elif c in _IDENT_START or (c == "$" and i + 1 < n and text[i + 1] in _IDENT_START):
             j = i + 1
             while j < n and text[j] in _IDENT_CHARS:
                 j += 1
             out.append(Token("ident", text[i:j], i + 1))
             i = j
-        elif "0" <= c <= "9":
+        elif "0" <= c <= "9" or (c == "$" and i + 1 < n and "0" <= text[i + 1] <= "9"):
             j = i + 1
             while j < n and text[j] in _NUM_CHARS:
                 j += 1
             word = text[i:j]
+            if j < n and text[j] == "." and word[0] != "$":
+                raise loc.error(f"floating-point constants are not supported "
+                                f"('{clip(word)}.')", i + 1)
             out.append(Token("num", word, i + 1, parse_number(word, loc, i + 1)))
             i = j
-        elif c in "\"'":
+        elif c in "\"'`":
             tok, i = _string(loc, i)
             out.append(tok)
-        elif text.startswith(_TWO_CHAR_OPS, i):
-            out.append(Token("op", text[i:i + 2], i + 1))
-            i += 2
-        elif c in _ONE_CHAR_OPS:
-            out.append(Token("op", c, i + 1))
-            i += 1
         else:
-            raise loc.error(f"unexpected character {c!r}", i + 1)
+            for op in _OPS:
+                if text.startswith(op, i):
+                    out.append(Token("op", op, i + 1))
+                    i += len(op)
+                    break
+            else:
+                raise loc.error(f"unexpected character {c!r}", i + 1)
     return out
 
 
 def parse_number(word: str, loc: Loc, col: int) -> int:
-    """Value of an integer literal (see the module doc for the forms)."""
-    low = word.replace("_", "").lower()
-    if low.endswith("h") and _all_in(low[:-1], _HEX):
-        digits, base = low[:-1], 16
-    elif low.startswith("0x") and _all_in(low[2:], _HEX):
-        digits, base = low[2:], 16
-    elif low.startswith("0b") and _all_in(low[2:], "01"):
-        digits, base = low[2:], 2
-    elif _all_in(low, "0123456789"):
-        digits, base = low, 10
+    """Value of an integer literal, spelled as NASM spells them.
+
+    A radix comes from a prefix (``0x`` ``0h`` hex, ``0d`` ``0t`` decimal,
+    ``0o`` ``0q`` octal, ``0b`` ``0y`` binary, ``$`` hex when a digit
+    follows) or a suffix (``h`` ``x``, ``d`` ``t``, ``o`` ``q``, ``b`` ``y``);
+    with both, the larger radix wins, and with neither it is decimal
+    (``0200`` is two hundred).  ``_`` may separate digits.
+    """
+    low = word.lower()
+    body = low
+    prefix = suffix = 0
+    if len(low) > 2 and low[0] == "0" and low[1] in _RADIX:
+        prefix = _RADIX[low[1]]
+    elif len(low) > 1 and low[0] == "$":
+        prefix = 16
+    if len(low) > 1 and low[-1] in _RADIX:
+        suffix = _RADIX[low[-1]]
+    if prefix > suffix:
+        radix, body = prefix, low[1:] if low[0] == "$" else low[2:]
+    elif suffix > prefix:
+        radix, body = suffix, low[:-1]
     else:
+        radix = 10
+    digits = body.replace("_", "")
+    if not digits or any(ch not in _DIGITS[:radix] for ch in digits):
+        if "e" in low and radix == 10:
+            raise loc.error(f"floating-point constants are not supported ('{clip(word)}')",
+                            col)
         raise loc.error(f"bad number '{clip(word)}'", col)
     # A length check first keeps int() away from huge conversions (and from
     # CPython's limit on digits): a literal this long is over 2**64 anyway.
     digits = digits.lstrip("0") or "0"
-    if len(digits) > 64 or int(digits, base) >= MAX_LITERAL:
+    if len(digits) > 64 or int(digits, radix) >= MAX_LITERAL:
         raise loc.error(f"number '{clip(word)}' too large (literals must be below 2**64)", col)
-    return int(digits, base)
-
-
-_HEX = "0123456789abcdef"
-
-
-def _all_in(s: str, allowed: str) -> bool:
-    return len(s) > 0 and all(ch in allowed for ch in s)
+    return int(digits, radix)
 
 
 def _string(loc: Loc, start: int) -> tuple[Token, int]:
     """Lex a quoted string starting at ``start``; return it and the index after."""
     text = loc.text
     quote = text[start]
+    end = text.find(quote, start + 1)
+    if quote != "`":
+        if end < 0:
+            raise loc.error("unterminated string", start + 1)
+        raw = text[start + 1:end]
+        value = raw.encode("utf-8", "surrogatepass")
+        return Token("str", text[start:end + 1], start + 1, value, quote), end + 1
     out = bytearray()
-    i = start + 1
-    n = len(text)
+    i, n = start + 1, len(text)
     while i < n:
         c = text[i]
-        if c == quote:
+        if c == "`":
             return Token("str", text[start:i + 1], start + 1, bytes(out), quote), i + 1
-        if c == "\\":
-            if i + 1 >= n:
-                break
-            e = text[i + 1]
-            if e in _ESCAPES:
-                out.append(_ESCAPES[e])
-                i += 2
-            elif e == "x":
-                hexd = text[i + 2:i + 4]
-                if len(hexd) != 2 or not _all_in(hexd.lower(), "0123456789abcdef"):
-                    raise loc.error("bad escape: \\x needs two hex digits", i + 1)
-                out.append(int(hexd, 16))
-                i += 4
-            else:
-                raise loc.error(f"unknown escape '\\{e}'", i + 1)
-        else:
+        if c != "\\":
             out += c.encode("utf-8", "surrogatepass")
             i += 1
+            continue
+        i = _escape(loc, text, i, out)
     raise loc.error("unterminated string", start + 1)
+
+
+def _escape(loc: Loc, text: str, i: int, out: bytearray) -> int:
+    """Append the value of the escape at ``text[i]`` (a backslash) to ``out``;
+    return the index after it."""
+    if i + 1 >= len(text):
+        raise loc.error("unterminated string", i + 1)
+    e = text[i + 1]
+    if e in _ESCAPES:
+        out.append(_ESCAPES[e])
+        return i + 2
+    if "0" <= e <= "7":
+        j = i + 1
+        while j < min(i + 4, len(text)) and "0" <= text[j] <= "7":
+            j += 1
+        out.append(int(text[i + 1:j], 8) & 0xFF)
+        return j
+    if e in "xuU":
+        width = {"x": 2, "u": 4, "U": 8}[e]
+        j = i + 2
+        while j < min(i + 2 + width, len(text)) and text[j].lower() in _DIGITS:
+            j += 1
+        if j == i + 2 or (e != "x" and j != i + 2 + width):
+            raise loc.error(f"bad escape: \\{e} needs {'hex digits' if e == 'x' else width}"
+                            f"{'' if e == 'x' else ' hex digits'}", i + 1)
+        value = int(text[i + 2:j], 16)
+        if e == "x":
+            out.append(value)
+        elif value > 0x10FFFF:
+            raise loc.error(f"bad escape: \\{e}{text[i + 2:j]} is not a character", i + 1)
+        else:
+            out += chr(value).encode("utf-8", "surrogatepass")
+        return j
+    raise loc.error(f"unknown escape '\\{e}'", i + 1)

@@ -1,24 +1,35 @@
-"""Parser: source lines -> a flat list of statements (includes expanded).
+"""Parser: the preprocessed lines -> a flat list of statements.
 
-Each line is ``[label:] [statement] [; comment]`` where a statement is one of::
+Each line is ``[label[:]] [statement] [; comment]`` where a statement is::
 
-    NAME equ EXPR            a constant (also "NAME: equ EXPR")
-    org EXPR                 following output goes to address EXPR
-    align N [, FILL]         pad to a multiple of N (a power of two)
-    db/dw/dd ITEM, ...       data; db also takes strings "..." and '...'
-    times N STATEMENT        repeat an instruction or db/dw/dd N times
-    %include "file"          (or: include "file") the lines of another file
-    MNEMONIC [OP, OP]        an instruction; "rep movsd" etc. are two words
+    NAME equ EXPR              a constant (also "NAME: equ EXPR")
+    org EXPR                   the program's origin (one value per program)
+    section NAME [ATTRS]       (or segment) where what follows goes; see
+                               sections.py for .text, .data, .bss and the
+                               attributes start= vstart= align= follows=
+                               progbits nobits
+    bits 32                    (or use32) the only mode the machine has
+    align N [, STMT]           pad with STMT (default nop) to a multiple of
+                               N from the section's start; alignb pads with
+                               reserved space (default resb 1)
+    db/dw/dd/dq ITEM, ...      data: expressions and strings
+    resb/resw/resd/resq N      reserve N items (zeros outside a nobits section)
+    times N STMT               repeat an instruction, data or reservation
+    global NAME, ...           accepted and ignored (a flat binary links nothing)
+    MNEMONIC [OP, OP]          an instruction; "rep movsd" etc. are two words
 
-Mnemonics, directives, registers and size keywords ignore case; symbols do
-not.  A label starting with ``.`` is local: it is stored as ``outer.name``,
-where ``outer`` is the closest non-local label above it (equ constants do
-not open a scope), and ``.name`` in an expression means the same thing.
+``[bits 32]``, ``[section .x]`` and ``[org N]`` (NASM's primitive forms)
+mean the same.  A label without a colon is allowed before a statement
+(``msg db "hi"``).  Mnemonics, directives, registers and size keywords
+ignore case; symbols do not.  A label starting with ``.`` is local: it is
+stored as ``outer.name``, where ``outer`` is the closest non-local label
+above it (equ constants and ``..@`` labels made by macros do not open a
+scope), and ``.name`` in an expression means the same thing.  NASM words
+outside this subset are refused by name.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from .. import isa
@@ -33,15 +44,26 @@ from .operands import (
     parse_operand,
     select_form,
 )
-from .source import find_include, read_source
 
-MAX_INCLUDE_DEPTH = 16
-MAX_TOTAL_SOURCE = 4 << 20  # bytes of source in one assembly, includes counted each time
-DATA_WIDTH = {"db": 1, "dw": 2, "dd": 4}
-DIRECTIVES = frozenset(("org", "align", "db", "dw", "dd", "times", "equ", "include"))
+DATA_WIDTH = {"db": 1, "dw": 2, "dd": 4, "dq": 8}
+RES_WIDTH = {"resb": 1, "resw": 2, "resd": 4, "resq": 8}
+DIRECTIVES = frozenset(("org", "align", "alignb", "times", "equ", "section", "segment",
+                        "bits", "use32", "global", *DATA_WIDTH, *RES_WIDTH))
+NOT_SUPPORTED = {
+    "dt": "10-byte floats", "do": "16-byte data", "dy": "32-byte data", "dz": "64-byte data",
+    "rest": "10-byte floats", "reso": "16-byte data", "resy": "32-byte data",
+    "resz": "64-byte data", "extern": "a flat binary links nothing",
+    "common": "a flat binary links nothing", "static": "a flat binary links nothing",
+    "absolute": "absolute sections", "struc": "structures", "endstruc": "structures",
+    "istruc": "structures", "at": "structures", "iend": "structures",
+    "incbin": "binary includes", "cpu": "CPU levels", "default": "64-bit defaults",
+    "float": "floats", "warning": "warning control", "map": "map files",
+    "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",
+    "sectalign": "section alignment control", "list": "listing control",
+}
 STRING_INSNS = ("movsd", "stosd", "movsb", "stosb")
 RESERVED = frozenset(REGISTERS) | {"byte", "dword", "ptr", "word", "qword"}
-Chain = tuple[tuple[str, str], ...]
+KEYWORDS = DIRECTIVES | isa.MNEMONICS | frozenset(isa.JCC_ALIASES) | {"rep"} | set(NOT_SUPPORTED)
 
 
 @dataclass
@@ -67,26 +89,29 @@ class Org(Stmt):
 
 
 @dataclass
-class Align(Stmt):
-    n: Node
-    fill: Node | None
+class SectionDecl(Stmt):
+    name: str
+    attrs: dict[str, tuple[Node | str | bool, int]]   # name -> (value, column)
 
 
 @dataclass
 class Data(Stmt):
-    width: int                             # 1, 2 or 4 bytes per value
-    items: list[Node | bytes]              # expressions and (db) strings
+    width: int                             # 1, 2, 4 or 8 bytes per value
+    items: list[Node | bytes]              # expressions and strings
     size: int = 0
     uses_here: bool = False
+
+    def exprs(self) -> list[Node]:
+        return [it for it in self.items if not isinstance(it, bytes)]
 
     def encode(self, env) -> bytes:
         out = bytearray()
         bits = self.width * 8
         lo, hi = -(1 << (bits - 1)), (1 << bits) - 1
-        name = {1: "db", 2: "dw", 4: "dd"}[self.width]
+        name = {1: "db", 2: "dw", 4: "dd", 8: "dq"}[self.width]
         for item in self.items:
             if isinstance(item, bytes):
-                out += item
+                out += item + bytes(-len(item) % self.width)
                 continue
             v = item.ev(env)
             if not lo <= v <= hi:
@@ -94,6 +119,17 @@ class Data(Stmt):
                                     item.start)
             out += (v & hi).to_bytes(self.width, "little")
         return bytes(out)
+
+
+@dataclass
+class Reserve(Stmt):
+    width: int
+    count: Node
+    size: int = 0                          # set in pass 1
+    uses_here: bool = False
+
+    def encode(self, env) -> bytes:
+        return bytes(self.size)
 
 
 @dataclass
@@ -110,37 +146,33 @@ class Instruction(Stmt):
 @dataclass
 class Times(Stmt):
     count: Node
-    inner: Data | Instruction
+    inner: Data | Instruction | Reserve
+
+
+@dataclass
+class Align(Stmt):
+    n: Node
+    inner: Data | Instruction | Reserve | None  # None: nop (align), resb 1 (alignb)
+    reserve: bool                               # alignb
 
 
 @dataclass
 class Parser:
-    """Turns source text into statements; one instance per assembly."""
+    """Turns preprocessed lines into statements; one instance per assembly."""
 
-    include_dirs: tuple[str, ...] = ()
     stmts: list[Stmt] = field(default_factory=list)
     scope: str = ""
-    source_bytes: int = 0
 
-    def parse_file_text(self, text: str, display: str, chain: Chain) -> None:
-        """Parse ``text``, the file named ``display``; ``chain`` lists
-        (real path, name) of it and of the files that include it, outermost
-        first."""
-        self.source_bytes += len(text)
-        for n, line in enumerate(text.split("\n"), 1):
-            line = line.removesuffix("\r")
-            self.parse_line(Loc(display, n, line), chain)
-
-    def parse_line(self, loc: Loc, chain: Chain) -> None:
+    def parse_line(self, loc: Loc) -> None:
         tokens = tokenize(loc)
         if not tokens:
             return
+        if tokens[0].is_op("[") and tokens[-1].is_op("]") and len(tokens) > 2 and \
+                tokens[1].kind == "ident" and tokens[1].text.lower() in (
+                    "bits", "section", "segment", "org", "use32"):
+            tokens = tokens[1:-1]               # [bits 32]: NASM's primitive form
         cur = Cursor(tokens, loc, self.scope)
         first = tokens[0]
-        if first.is_op("%") or (first.is_word("include") and len(tokens) > 1
-                                and tokens[1].kind == "str"):
-            self._include(cur, chain)
-            return
         if first.kind == "ident" and len(tokens) > 1 and tokens[1].is_op(":"):
             cur.pos = 2
             name = self._define_name(first, cur)
@@ -148,25 +180,39 @@ class Parser:
                 cur.pos += 1
                 self._equ(name, first.col, cur)
                 return
-            if not name.startswith("."):
-                self.scope = cur.scope = name
-            self.stmts.append(LabelDef(loc, first.col, cur.full_name(name)))
+            self._label(name, first.col, cur)
             if cur.at_end():
                 return
-        elif (first.kind == "ident" and len(tokens) > 1 and tokens[1].is_word("equ")):
+        elif first.kind == "ident" and len(tokens) > 1 and tokens[1].is_word("equ"):
             name = self._define_name(first, cur)
             cur.pos = 2
             self._equ(name, first.col, cur)
             return
-        self.stmts.append(self._statement(cur, allow_times=True))
+        elif (first.kind == "ident" and len(tokens) > 1 and tokens[1].kind == "ident"
+              and first.text.lower() not in KEYWORDS
+              and tokens[1].text.lower() in KEYWORDS):
+            cur.pos = 1                           # "msg db ...": a label without ':'
+            self._label(self._define_name(first, cur), first.col, cur)
+        stmt = self._statement(cur, allow_times=True)
+        if stmt is not None:
+            self.stmts.append(stmt)
         if not cur.at_end():
             raise cur.error_here("expected end of line")
 
+    def _label(self, name: str, col: int, cur: Cursor) -> None:
+        if not name.startswith("."):
+            self.scope = cur.scope = name
+        self.stmts.append(LabelDef(cur.loc, col, cur.full_name(name)))
+
     def _define_name(self, tok: Token, cur: Cursor) -> str:
-        if tok.text.lower() in RESERVED:
+        name = tok.text[1:] if tok.text.startswith("$") else tok.text
+        if not tok.text.startswith("$") and tok.text.lower() in RESERVED:
             raise cur.loc.error(f"'{clip(tok.text)}' is a reserved word, not a symbol name",
                                 tok.col)
-        return tok.text
+        if name.startswith("..") and not name.startswith("..@"):
+            raise cur.loc.error(f"'{clip(name)}' is not supported (names that start with "
+                                "'..' are special symbols of other output formats)", tok.col)
+        return name
 
     def _equ(self, name: str, col: int, cur: Cursor) -> None:
         expr = parse_expr(cur)
@@ -174,38 +220,105 @@ class Parser:
             raise cur.error_here("expected end of line")
         self.stmts.append(EquDef(cur.loc, col, cur.full_name(name), expr))
 
-    def _statement(self, cur: Cursor, allow_times: bool) -> Stmt:
+    def _statement(self, cur: Cursor, allow_times: bool) -> Stmt | None:
         tok = cur.next()
         if tok.kind != "ident":
             raise cur.loc.error(f"expected a mnemonic or directive, found '{clip(tok.text)}'",
                                 tok.col)
         word = tok.text.lower()
         loc = cur.loc
-        if word == "org":
-            return Org(loc, tok.col, parse_expr(cur))
-        if word == "align":
-            n = parse_expr(cur)
-            fill = None
-            if cur.at_op(","):
-                cur.pos += 1
-                fill = parse_expr(cur)
-            return Align(loc, tok.col, n, fill)
         if word in DATA_WIDTH:
             return self._data(cur, tok, DATA_WIDTH[word])
+        if word in RES_WIDTH:
+            return Reserve(loc, tok.col, RES_WIDTH[word], parse_expr(cur))
         if word == "times":
             if not allow_times:
-                raise loc.error("times can only repeat an instruction or db/dw/dd",
-                                tok.col)
+                raise loc.error("times cannot repeat times", tok.col)
             count = parse_expr(cur)
-            inner_tok = cur.peek()
-            inner = self._statement(cur, allow_times=False)
-            if not isinstance(inner, (Data, Instruction)):
-                raise loc.error("times can only repeat an instruction or db/dw/dd",
-                                inner_tok.col if inner_tok else tok.col)
-            return Times(loc, tok.col, count, inner)
+            return Times(loc, tok.col, count, self._repeatable(cur, tok, "times"))
+        if word in ("align", "alignb"):
+            n = parse_expr(cur)
+            inner = None
+            if cur.at_op(","):
+                cur.pos += 1
+                inner = self._repeatable(cur, tok, word)
+            return Align(loc, tok.col, n, inner, word == "alignb")
+        if word == "org":
+            return Org(loc, tok.col, parse_expr(cur))
+        if word in ("section", "segment"):
+            return self._section(cur, tok)
+        if word in ("bits", "use32"):
+            self._bits(cur, tok, word)
+            return None
+        if word == "global":
+            self._names(cur, tok)
+            return None
+        if word in NOT_SUPPORTED:
+            raise loc.error(f"'{tok.text}' is not supported ({NOT_SUPPORTED[word]}; see "
+                            "docs/language.md)", tok.col)
+        if word == "include" and cur.peek() is not None and cur.peek().kind == "str":
+            raise loc.error("'include' is not supported: write '%include'", tok.col)
         if word in DIRECTIVES:
             raise loc.error(f"'{clip(tok.text)}' cannot be used here", tok.col)
         return self._instruction(cur, tok, word)
+
+    def _repeatable(self, cur: Cursor, tok: Token, what: str) -> Data | Instruction | Reserve:
+        inner_tok = cur.peek()
+        inner = self._statement(cur, allow_times=False) if inner_tok is not None else None
+        if not isinstance(inner, (Data, Instruction, Reserve)):
+            raise cur.loc.error(f"{what} can only repeat an instruction, data or resb/resw/"
+                                "resd/resq", inner_tok.col if inner_tok else tok.col)
+        return inner
+
+    def _bits(self, cur: Cursor, tok: Token, word: str) -> None:
+        if word == "bits":
+            mode = cur.peek()
+            if mode is None or mode.kind != "num":
+                raise cur.error_here("expected 16, 32 or 64 after 'bits'")
+            cur.pos += 1
+            if mode.value != 32:
+                raise cur.loc.error(f"'bits {mode.value}' is not supported (the machine runs "
+                                    "32-bit code: write 'bits 32')", tok.col)
+
+    def _names(self, cur: Cursor, tok: Token) -> None:
+        while True:
+            name = cur.next()
+            if name.kind != "ident":
+                raise cur.loc.error(f"expected a symbol name after '{tok.text}'", name.col)
+            if not cur.at_op(","):
+                return
+            cur.pos += 1
+
+    def _section(self, cur: Cursor, tok: Token) -> SectionDecl:
+        name_tok = cur.peek()
+        if name_tok is None or name_tok.kind != "ident":
+            raise cur.error_here(f"expected a section name after '{tok.text}'")
+        cur.pos += 1
+        attrs: dict[str, tuple[Node | str | bool, int]] = {}
+        while not cur.at_end():
+            a = cur.next()
+            key = a.text.lower() if a.kind == "ident" else ""
+            if key in ("progbits", "nobits"):
+                attrs["nobits"] = (key == "nobits", a.col)
+                continue
+            if key in ("valign", "vfollows"):
+                raise cur.loc.error(f"section attribute '{a.text}' is not supported "
+                                    "(start=, vstart=, align=, follows=, progbits, nobits)",
+                                    a.col)
+            if key not in ("start", "vstart", "align", "follows") or not cur.at_op("="):
+                raise cur.loc.error(f"unknown section attribute '{clip(a.text)}' (start=, "
+                                    "vstart=, align=, follows=, progbits, nobits)", a.col)
+            cur.pos += 1
+            if key == "follows":
+                target = cur.next()
+                if target.kind != "ident":
+                    raise cur.loc.error("expected a section name after 'follows='",
+                                        target.col)
+                attrs[key] = (target.text, target.col)
+            else:
+                value_tok = cur.peek()
+                attrs[key] = (parse_expr(cur), value_tok.col if value_tok else a.col)
+        return SectionDecl(cur.loc, name_tok.col, name_tok.text, attrs)
 
     def _data(self, cur: Cursor, tok: Token, width: int) -> Data:
         items: list[Node | bytes] = []
@@ -214,8 +327,7 @@ class Parser:
         while True:
             item = cur.peek()
             after = cur.peek(1)
-            if (item is not None and item.kind == "str" and width == 1
-                    and (after is None or after.is_op(","))):
+            if item is not None and item.kind == "str" and (after is None or after.is_op(",")):
                 cur.pos += 1
                 items.append(item.value)  # type: ignore[arg-type]
             else:
@@ -223,7 +335,8 @@ class Parser:
             if not cur.at_op(","):
                 break
             cur.pos += 1
-        size = sum(len(it) if isinstance(it, bytes) else width for it in items)
+        size = sum(-(-len(it) // width) * width if isinstance(it, bytes) else width
+                   for it in items)
         here = any(not isinstance(it, bytes) and uses_here(it) for it in items)
         return Data(cur.loc, tok.col, width, items, size, here)
 
@@ -238,8 +351,7 @@ class Parser:
         if mnemonic not in isa.FORMS:
             hint = ""
             nxt = cur.peek()
-            if nxt is not None and nxt.kind == "ident" and (
-                    nxt.text.lower() in isa.MNEMONICS or nxt.text.lower() in DIRECTIVES):
+            if cur.pos == 1 and nxt is None:
                 hint = " (a label needs a ':' after its name)"
             raise cur.loc.error(f"unknown mnemonic '{clip(tok.text)}'{hint}", tok.col)
         ops: list[Operand] = []
@@ -253,41 +365,6 @@ class Parser:
         here = "rel" in row.operands or any(_op_uses_here(op) for op in ops)
         return Instruction(cur.loc, tok.col, row, ops, insn_length(row, ops), here)
 
-    def _include(self, cur: Cursor, chain: Chain) -> None:
-        first = cur.next()
-        if first.is_op("%"):
-            word = cur.peek()
-            if word is None or not word.is_word("include"):
-                raise cur.loc.error("unknown directive '%" + (
-                    word.text if word is not None else "") + "'", first.col)
-            cur.pos += 1
-        name_tok = cur.peek()
-        if name_tok is None or name_tok.kind != "str":
-            raise cur.error_here("expected a file name in quotes after include")
-        cur.pos += 1
-        if not cur.at_end():
-            raise cur.error_here("expected end of line")
-        loc = cur.loc
-        name = name_tok.value.decode("utf-8", "replace")  # type: ignore[union-attr]
-        path, searched = find_include(name, loc.file, self.include_dirs)
-        if not path:
-            where = ", ".join(searched) if searched else "absolute path"
-            raise loc.error(f"include file '{clip(name)}' not found (searched: {where})",
-                            name_tok.col)
-        real = os.path.realpath(path)
-        reals = [r for r, _ in chain]
-        if real in reals:
-            names = [d for _, d in chain[reals.index(real):]]
-            raise loc.error("include loop: " + " -> ".join([*names, path]), name_tok.col)
-        if len(chain) > MAX_INCLUDE_DEPTH:
-            raise loc.error(f"includes nested too deeply (limit {MAX_INCLUDE_DEPTH})",
-                            name_tok.col)
-        text = read_source(path, path, loc, name_tok.col)
-        if self.source_bytes + len(text) > MAX_TOTAL_SOURCE:
-            raise loc.error(f"more than {MAX_TOTAL_SOURCE >> 20} MiB of source with this "
-                            "include (every inclusion counts)", name_tok.col)
-        self.parse_file_text(text, path, (*chain, (real, path)))
-
 
 def _op_uses_here(op: Operand) -> bool:
     if isinstance(op, ImmOp):
@@ -296,4 +373,3 @@ def _op_uses_here(op: Operand) -> bool:
         return any(uses_here(t) for t, _ in op.disp) or (
             op.scale is not None and uses_here(op.scale))
     return False
-

@@ -1,4 +1,5 @@
 ; two PTEs in one page table changed, each followed by INVLPG; then read both
+bits 32
 %include "kernel.inc"
 KSTACK_TOP equ 0x80000
 PGDIR equ 0x100000

@@ -1,0 +1,260 @@
+"""Macros: NASM's single-line (``%define``) and multi-line (``%macro``)
+macros, and the scanning of a line they need.
+
+A single-line macro is expanded wherever its name appears as an identifier
+outside strings and comments; one with parameters only where ``(`` follows
+its name.  Its body is scanned again for more macros, but a macro is never
+expanded inside its own expansion (so ``%define x x+1`` is safe).  Names
+are case-sensitive; ``%idefine`` makes one that is not.
+
+A multi-line macro is called by its name at the start of a line (after an
+optional ``label:``); its arguments are separated by commas, and braces
+group one that holds commas (``{a, b}``).  In the body, ``%1`` .. ``%N``
+(or ``%{N}``) are the arguments, ``%0`` their number and ``%%name`` a
+label of this expansion alone (it becomes ``..@N.name``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .lexer import Loc, clip
+
+MAX_DEFINE_DEPTH = 64       # single-line macros expanding inside each other
+MAX_LINE = 1 << 16          # characters in a line after expansion
+_ID_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.?@")
+_ID_CHARS = _ID_START | frozenset("0123456789$#~")
+_NUM_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$")
+
+
+@dataclass(frozen=True)
+class Define:
+    """A single-line macro: ``%define name(params) body``."""
+
+    params: tuple[str, ...] | None      # None: no parentheses
+    body: str
+
+
+@dataclass(frozen=True)
+class Macro:
+    """A multi-line macro: ``%macro name lo[-hi][+] [defaults]`` .. ``%endmacro``."""
+
+    name: str
+    lo: int
+    hi: int | None                      # None: any number (``*``)
+    greedy: bool                        # ``+``: the last parameter takes the rest
+    defaults: tuple[str, ...]
+    body: tuple[Loc, ...]               # the lines, as written
+    at: Loc                             # the %macro line
+
+    def takes(self, n: int) -> bool:
+        return n >= self.lo and (self.greedy or self.hi is None or n <= self.hi)
+
+    def shape(self) -> str:
+        if self.hi == self.lo:
+            return str(self.lo) + ("+" if self.greedy else "")
+        return f"{self.lo}-{'*' if self.hi is None else self.hi}" + ("+" if self.greedy else "")
+
+
+def scan(text: str):
+    """The pieces of a line: (start, end, kind), kind one of "id", "str",
+    "num", "comment" or "other" (anything else, one character at a time,
+    ``%`` with what makes it a macro reference: ``%1``, ``%%x``, ``%{1}``)."""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == ";":
+            yield i, n, "comment"
+            return
+        if c in "\"'`":
+            j = i + 1
+            while j < n and text[j] != c:
+                j += 2 if c == "`" and text[j] == "\\" else 1
+            yield i, min(j + 1, n), "str"
+            i = j + 1
+        elif c in _ID_START or (c == "$" and i + 1 < n and text[i + 1] in _ID_START):
+            j = i + 1
+            while j < n and text[j] in _ID_CHARS:
+                j += 1
+            yield i, j, "id"
+            i = j
+        elif "0" <= c <= "9":
+            j = i + 1
+            while j < n and text[j] in _NUM_CHARS:
+                j += 1
+            yield i, j, "num"
+            i = j
+        elif c == "%" and i + 1 < n and text[i + 1] not in " \t(":
+            j = i + 1
+            if text[j] == "%" and j + 1 < n and text[j + 1] in _ID_START:
+                j += 1
+                while j < n and text[j] in _ID_CHARS:
+                    j += 1
+            elif text[j] == "{":
+                close = text.find("}", j)
+                j = close + 1 if close > 0 else n
+            elif text[j].isdigit():
+                while j < n and text[j].isdigit():
+                    j += 1
+            elif text[j] in "+?$!-[":
+                j += 1
+            else:
+                yield i, i + 1, "other"
+                i += 1
+                continue
+            yield i, j, "macro-ref"
+            i = j
+        else:
+            yield i, i + 1, "other"
+            i += 1
+
+
+def strip_comment(text: str) -> str:
+    """``text`` without its comment."""
+    for start, _, kind in scan(text):
+        if kind == "comment":
+            return text[:start]
+    return text
+
+
+class Expander:
+    """Single-line macros: definitions and expansion."""
+
+    def __init__(self):
+        self.defines: dict[str, Define] = {}
+        self.idefines: dict[str, Define] = {}     # %idefine, by lower-case name
+
+    def get(self, name: str) -> Define | None:
+        d = self.defines.get(name)
+        return d if d is not None else self.idefines.get(name.lower())
+
+    def undef(self, name: str) -> None:
+        self.defines.pop(name, None)
+        self.idefines.pop(name.lower(), None)
+
+    def expand(self, text: str, loc: Loc, active: frozenset = frozenset(),
+               depth: int = 0) -> str:
+        """``text`` with every single-line macro expanded."""
+        if not self.defines and not self.idefines:
+            return text
+        out: list[str] = []
+        pos = 0
+        for start, end, kind in scan(text):
+            if kind != "id" or start < pos:     # (pieces of an argument list: done)
+                continue
+            name = text[start:end]
+            d = self.get(name)
+            if d is None or name in active:
+                continue
+            if d.params is None:
+                body, after = d.body, end
+            else:
+                got = _call_args(text, end)
+                if got is None:
+                    continue                    # no "(": not a call
+                args, after = got
+                if args == [""] and not d.params:
+                    args = []
+                if len(args) != len(d.params):
+                    raise loc.error(f"'{clip(name)}' takes {len(d.params)} arguments, "
+                                    f"not {len(args)}", start + 1)
+                body = _substitute(d.body, dict(zip(d.params, args, strict=True)))
+            if depth >= MAX_DEFINE_DEPTH:
+                raise loc.error(f"'{clip(name)}' expands too deeply (limit "
+                                f"{MAX_DEFINE_DEPTH} macros inside each other)", start + 1)
+            out.append(text[pos:start])
+            out.append(self.expand(body, loc, active | {name}, depth + 1))
+            pos = after
+            if sum(map(len, out)) > MAX_LINE:
+                raise loc.error(f"line too long after macro expansion (limit {MAX_LINE:,} "
+                                "characters)", start + 1)
+        if not out:
+            return text
+        out.append(text[pos:])
+        return "".join(out)
+
+
+def _call_args(text: str, pos: int) -> tuple[list[str], int] | None:
+    """The arguments of ``name(a, b)`` starting after the name, and the
+    index after ``)``; None without ``(``, or when ``)`` is missing."""
+    i = pos
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    if i >= len(text) or text[i] != "(":
+        return None
+    depth, args, cur = 0, [], i + 1
+    for start, end, kind in scan(text[i + 1:]):
+        ch = text[i + 1 + start]
+        if kind != "other":
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                args.append(text[cur:i + 1 + start].strip())
+                return args, i + 1 + end
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(text[cur:i + 1 + start].strip())
+            cur = i + 1 + end
+    return None
+
+
+def _substitute(body: str, values: dict[str, str]) -> str:
+    """``body`` with each identifier that is a key of ``values`` replaced."""
+    if not values:
+        return body
+    return "".join(values.get(body[s:e], body[s:e]) if kind == "id" else body[s:e]
+                   for s, e, kind in scan(body))
+
+
+def split_args(text: str, maxsplit: int = -1) -> list[str]:
+    """A macro call's arguments: split at commas outside braces and strings
+    (at most ``maxsplit`` times when it is not -1); braces around a whole
+    argument are removed."""
+    text = strip_comment(text)
+    if not text.strip():
+        return []
+    args, cur, depth = [], 0, 0
+    for start, end, kind in scan(text):
+        if kind != "other":
+            continue
+        ch = text[start]
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0 and len(args) != maxsplit:
+            args.append(text[cur:start])
+            cur = end
+    args.append(text[cur:])
+    out = []
+    for a in args:
+        a = a.strip()
+        if len(a) >= 2 and a[0] == "{" and a[-1] == "}":
+            a = a[1:-1]
+        out.append(a)
+    return out
+
+
+def expand_body_line(text: str, args: list[str], count: int, unique: int,
+                     loc: Loc) -> str:
+    """One line of a macro body with ``%N``, ``%{N}``, ``%0`` and ``%%name``
+    replaced for the call ``unique`` with ``args``."""
+    if "%" not in text:
+        return text
+    out = []
+    for start, end, kind in scan(text):
+        piece = text[start:end]
+        if kind != "macro-ref":
+            out.append(piece)
+            continue
+        if piece.startswith("%%"):
+            out.append(f"..@{unique}.{piece[2:]}")
+        elif piece[1:].isdigit() or (piece.startswith("%{") and piece[2:-1].isdigit()):
+            n = int(piece[1:] if piece[1] != "{" else piece[2:-1])
+            out.append(str(count) if n == 0 else args[n - 1] if n <= len(args) else "")
+        else:
+            raise loc.error(f"'{clip(piece)}' is not supported in macros "
+                            "(parameters are %1 .. %N, %0 and %%label)", start + 1)
+    return "".join(out)

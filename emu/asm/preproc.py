@@ -1,0 +1,476 @@
+"""The preprocessor: NASM's ``%`` directives, before anything is parsed.
+
+Source lines go in; the lines to assemble come out (``Loc`` values, with
+macros expanded).  Supported, with NASM's meaning::
+
+    %define NAME[(a, b)] BODY   %idefine (case-insensitive)   %undef NAME
+    %assign NAME EXPR           NAME becomes the number EXPR is now
+    %macro NAME N[-M|-*][+] [defaults] .. %endmacro    (%imacro)
+    %rep COUNT .. [%exitrep] .. %endrep
+    %if EXPR / %ifdef NAME / %ifndef NAME, %elif / %elifdef / %elifndef,
+    %else, %endif
+    %include "FILE"             %error MESSAGE
+
+Every other ``%`` directive is refused by name ("not supported"), never
+passed on.  The expressions of %if, %assign and %rep are computed here, so
+they may use numbers and single-line macros, not labels or ``equ``
+constants (which exist only later, as in NASM).
+
+Limits, each a one-line error: includes nested ``MAX_INCLUDE_DEPTH`` deep,
+``MAX_TOTAL_SOURCE`` bytes of source with every inclusion counted, macros
+and %rep blocks nested ``MAX_MACRO_DEPTH`` deep (a macro that calls itself
+without end), a %rep count of at most ``MAX_REP``, ``MAX_EXPANDED`` lines
+made by macros and %rep in one assembly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+
+from .expr import NUMBERS_ONLY, parse_expr, signed64
+from .lexer import Cursor, Loc, clip, tokenize
+from .macros import Define, Expander, Macro, expand_body_line, scan, split_args, strip_comment
+from .source import find_include, read_source
+
+MAX_INCLUDE_DEPTH = 16
+MAX_TOTAL_SOURCE = 4 << 20  # bytes of source in one assembly, includes counted each time
+MAX_MACRO_DEPTH = 64        # macro calls and %rep blocks inside each other
+MAX_REP = 1_000_000         # the largest %rep count
+MAX_EXPANDED = 500_000      # lines produced by macros and %rep in one assembly
+Chain = tuple[tuple[str, str], ...]
+
+CONDITIONALS = frozenset(("if", "ifdef", "ifndef", "elif", "elifdef", "elifndef", "else",
+                          "endif"))
+SUPPORTED = CONDITIONALS | {"define", "idefine", "undef", "assign", "macro", "imacro",
+                            "endmacro", "rep", "endrep", "exitrep", "include", "error"}
+
+
+class _ExitRep(Exception):
+    """%exitrep: leave the innermost %rep."""
+
+
+@dataclass
+class _Cond:
+    taking: bool        # lines of the current branch are assembled
+    taken: bool         # some branch of this %if was taken
+    at: Loc
+    seen_else: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a listing: a source line, or a line a macro made."""
+
+    file: str
+    line: int
+    text: str
+    level: int          # 0: read from the file; n: made by n macros / %reps
+
+
+class _PreEnv:
+    """Evaluation at preprocessing time: no labels, no ``$``."""
+
+    def __init__(self, loc: Loc, what: str):
+        self.loc, self.what = loc, what
+        self.section = None
+
+    def lookup(self, name: str, col: int) -> int:
+        raise self.loc.error(f"{self.what} must be known before assembly: '{clip(name)}' "
+                             "is not defined by %define or %assign", col)
+
+    lookup_rel = lookup
+
+    @property
+    def here(self) -> int:
+        raise self.loc.error(f"'$' has no value in {self.what}")
+
+    seg_start = here
+
+
+class Preprocessor:
+    """Turns source text into the lines to assemble; one per assembly."""
+
+    def __init__(self, include_dirs: tuple[str, ...] = (), listing: bool = False):
+        self.include_dirs = include_dirs
+        self.defines = Expander()
+        self.macros: dict[str, list[Macro]] = {}
+        self.imacros: dict[str, list[Macro]] = {}
+        self.source_bytes = 0
+        self.expanded = 0
+        self.unique = 0
+        self.reps = 0           # %rep blocks being expanded (for %exitrep)
+        self.rows: list[Row] | None = [] if listing else None
+
+    def run(self, text: str, display: str, chain: Chain) -> Iterator[Loc]:
+        """The lines of ``text``, the file named ``display``; ``chain`` lists
+        (real path, name) of it and the files that include it, outermost first."""
+        self.source_bytes += len(text)
+        lines = (Loc(display, n, line.removesuffix("\r"))
+                 for n, line in enumerate(text.split("\n"), 1))
+        yield from self._block(lines, chain, 0)
+
+    # --- a block of lines: a file, a macro body, a %rep body -------------------
+    def _block(self, lines: Iterable[Loc], chain: Chain, depth: int) -> Iterator[Loc]:
+        conds: list[_Cond] = []
+        it = iter(lines)
+        for loc in it:
+            if self.rows is not None:
+                loc = self._note(loc, depth)
+            if depth:
+                self.expanded += 1
+                if self.expanded > MAX_EXPANDED:
+                    raise loc.error(f"more than {MAX_EXPANDED:,} lines made by macros and "
+                                    "%rep (limit)")
+            word, col = _directive(loc.text)
+            if word in CONDITIONALS:
+                self._conditional(word, col, loc, conds)
+                continue
+            if conds and not all(c.taking for c in conds):
+                continue
+            if word is None:
+                yield from self._line(loc, chain, depth)
+            elif word in ("macro", "imacro"):
+                self._define_macro(loc, col, word, it, depth)
+            elif word == "rep":
+                yield from self._rep(loc, col, it, chain, depth)
+            elif word == "include":
+                yield from self._include(loc, chain)
+            else:
+                self._directive_line(word, col, loc)
+        if conds:
+            raise conds[-1].at.error(f"%{_directive(conds[-1].at.text)[0]} without %endif")
+
+    def _note(self, loc: Loc, level: int) -> Loc:
+        assert self.rows is not None
+        self.rows.append(Row(loc.file, loc.line, loc.text, level))
+        return replace(loc, row=len(self.rows) - 1)
+
+    def _line(self, loc: Loc, chain: Chain, depth: int) -> Iterator[Loc]:
+        text = self.defines.expand(loc.text, loc)
+        if text is not loc.text:
+            loc = replace(loc, text=text)
+        for start, end, kind in scan(text):
+            if kind == "macro-ref":
+                ref = text[start:end]
+                raise loc.error(f"'{clip(ref)}' can only be used inside a %macro", start + 1)
+        call = self._macro_call(text)
+        if call is None:
+            yield loc
+            return
+        label_end, name, col, args_text = call
+        if label_end:
+            yield replace(loc, text=text[:label_end])
+        yield from self._expand(loc, name, col, args_text, chain, depth)
+
+    # --- directives ----------------------------------------------------------
+    def _conditional(self, word: str, col: int, loc: Loc, conds: list[_Cond]) -> None:
+        outer = all(c.taking for c in conds[:-1]) if word.startswith(("el", "end")) \
+            else all(c.taking for c in conds)
+        if word.startswith("if"):
+            value = outer and self._condition(word, col, loc)
+            conds.append(_Cond(value, value or not outer, loc))
+            return
+        if not conds:
+            raise loc.error(f"%{word} without %if", col)
+        top = conds[-1]
+        if word == "endif":
+            conds.pop()
+        elif top.seen_else:
+            raise loc.error(f"%{word} after %else", col)
+        elif word == "else":
+            top.taking, top.taken, top.seen_else = not top.taken, True, True
+        else:
+            value = not top.taken and outer and self._condition(word[2:], col, loc)
+            top.taking = value
+            top.taken = top.taken or value
+
+    def _condition(self, word: str, col: int, loc: Loc) -> bool:
+        rest, rest_col = _rest(loc.text, col, word)
+        if word == "if":
+            return self._value(loc, rest_col, f"%{word}") != 0
+        name = rest.strip()
+        if not name or not _is_name(name):
+            raise loc.error(f"%{word} needs one macro name", rest_col)
+        return (self.defines.get(name) is not None) == (word == "ifdef")
+
+    def _directive_line(self, word: str, col: int, loc: Loc) -> None:
+        rest, rest_col = _rest(loc.text, col, word)
+        if word in ("define", "idefine"):
+            name, params, body = _define_parts(rest, rest_col, loc, word)
+            self.defines.undef(name)
+            table = self.defines.defines if word == "define" else self.defines.idefines
+            table[name if word == "define" else name.lower()] = Define(params, body)
+        elif word == "undef":
+            self.defines.undef(_one_name(rest, rest_col, loc, word))
+        elif word == "assign":
+            name, _, _ = _define_parts(rest, rest_col, loc, word, params=False)
+            after = rest_col + len(rest) - len(rest.lstrip()) + len(name)
+            value = self._value(loc, after, "%assign")
+            self.defines.undef(name)
+            self.defines.defines[name] = Define(None, str(signed64(value)))
+        elif word == "error":
+            message = rest.strip()
+            if len(message) >= 2 and message[0] == message[-1] and message[0] in "\"'`":
+                message = message[1:-1]
+            raise loc.error(f"%error: {message}", col)
+        elif word == "exitrep":
+            if not self.reps:
+                raise loc.error("%exitrep outside %rep", col)
+            raise _ExitRep
+        elif word in ("endmacro", "endrep"):
+            opening = "%macro" if word == "endmacro" else "%rep"
+            raise loc.error(f"%{word} without {opening}", col)
+        elif word.startswith(("if", "elif")):
+            raise loc.error(f"'%{clip(word)}' is not supported (the conditionals are %if, "
+                            "%ifdef and %ifndef, with %elif, %else and %endif)", col)
+        elif word in NOT_SUPPORTED:
+            raise loc.error(f"'%{word}' is not supported (see the language reference, "
+                            "docs/language.md)", col)
+        else:
+            raise loc.error(f"unknown preprocessor directive '%{clip(word)}'", col)
+
+    def _value(self, loc: Loc, col: int, what: str) -> int:
+        """The value of the expression that starts at column ``col`` of ``loc``."""
+        text = loc.text[:col - 1] + self.defines.expand(strip_comment(loc.text[col - 1:]), loc)
+        line = replace(loc, text=text)
+        tokens = [t for t in tokenize(line) if t.col >= col]
+        cur = Cursor(tokens, line)
+        if cur.at_end():
+            raise line.error(f"{what} needs a value", col)
+        expr = parse_expr(cur)
+        if not cur.at_end():
+            raise cur.error_here("expected end of line")
+        env = _PreEnv(line, what)
+        if expr.rel(env):                   # (unreachable: no symbol has a section)
+            raise line.error(f"{what} {NUMBERS_ONLY}", col)
+        return expr.ev(env)
+
+    def _include(self, loc: Loc, chain: Chain) -> Iterator[Loc]:
+        tokens = tokenize(replace(loc, text=strip_comment(loc.text)))
+        cur = Cursor(tokens[2:], loc)
+        name_tok = cur.peek()
+        if name_tok is None or name_tok.kind != "str":
+            raise cur.error_here("expected a file name in quotes after include")
+        cur.pos += 1
+        if not cur.at_end():
+            raise cur.error_here("expected end of line")
+        name = name_tok.value.decode("utf-8", "replace")  # type: ignore[union-attr]
+        path, searched = find_include(name, loc.file, self.include_dirs)
+        if not path:
+            where = ", ".join(searched) if searched else "absolute path"
+            raise loc.error(f"include file '{clip(name)}' not found (searched: {where})",
+                            name_tok.col)
+        real = os.path.realpath(path)
+        reals = [r for r, _ in chain]
+        if real in reals:
+            names = [d for _, d in chain[reals.index(real):]]
+            raise loc.error("include loop: " + " -> ".join([*names, path]), name_tok.col)
+        if len(chain) > MAX_INCLUDE_DEPTH:
+            raise loc.error(f"includes nested too deeply (limit {MAX_INCLUDE_DEPTH})",
+                            name_tok.col)
+        text = read_source(path, path, loc, name_tok.col)
+        if self.source_bytes + len(text) > MAX_TOTAL_SOURCE:
+            raise loc.error(f"more than {MAX_TOTAL_SOURCE >> 20} MiB of source with this "
+                            "include (every inclusion counts)", name_tok.col)
+        yield from self.run(text, path, (*chain, (real, path)))
+
+    # --- %rep ------------------------------------------------------------------
+    def _rep(self, loc: Loc, col: int, it: Iterator[Loc], chain: Chain,
+             depth: int) -> Iterator[Loc]:
+        _, rest_col = _rest(loc.text, col, "rep")
+        count = signed64(self._value(loc, rest_col, "a %rep count"))
+        if count < 0:
+            raise loc.error(f"%rep count {count} is negative", rest_col)
+        if count > MAX_REP:
+            raise loc.error(f"%rep count {count:,} too large (limit {MAX_REP:,})", rest_col)
+        body = self._collect(it, loc, depth, ("rep",), "endrep")
+        if depth >= MAX_MACRO_DEPTH:
+            raise loc.error(f"macros and %rep nested too deeply (limit {MAX_MACRO_DEPTH})",
+                            col)
+        self.reps += 1
+        try:
+            for i in range(count):
+                context = _context(f"%rep iteration {i + 1} of {count}", loc)
+                try:
+                    yield from self._block((replace(b, context=context) for b in body),
+                                           chain, depth + 1)
+                except _ExitRep:
+                    break
+        finally:
+            self.reps -= 1
+
+    def _collect(self, it: Iterator[Loc], start: Loc, depth: int, opening: tuple[str, ...],
+                 closing: str) -> tuple[Loc, ...]:
+        """The lines up to the ``%closing`` that matches ``start`` (nested
+        blocks of the same kind included)."""
+        body: list[Loc] = []
+        nest = 0
+        for loc in it:
+            if self.rows is not None:
+                loc = self._note(loc, depth)
+            word, _ = _directive(loc.text)
+            if word in opening:
+                nest += 1
+            elif word == closing:
+                if nest == 0:
+                    return tuple(body)
+                nest -= 1
+            body.append(loc)
+        first = _directive(start.text)[0]
+        raise start.error(f"%{first} without %{closing}", _directive(start.text)[1])
+
+    # --- %macro ------------------------------------------------------------------
+    def _define_macro(self, loc: Loc, col: int, word: str, it: Iterator[Loc],
+                      depth: int) -> None:
+        rest, rest_col = _rest(loc.text, col, word)
+        parts = strip_comment(rest).split(None, 2)
+        if not parts or not _is_name(parts[0]):
+            raise loc.error(f"%{word} needs a name", rest_col)
+        name = parts[0]
+        lo, hi, greedy = _param_count(parts[1] if len(parts) > 1 else "0", loc, rest_col)
+        defaults = tuple(split_args(parts[2])) if len(parts) > 2 else ()
+        body = self._collect(it, loc, depth, ("macro", "imacro"), "endmacro")
+        macro = Macro(name, lo, hi, greedy, defaults, body, loc)
+        table = self.macros if word == "macro" else self.imacros
+        key = name if word == "macro" else name.lower()
+        table[key] = [m for m in table.get(key, []) if (m.lo, m.hi) != (lo, hi)] + [macro]
+
+    def _macro_call(self, text: str) -> tuple[int, str, int, str] | None:
+        """(end of a ``label:`` before it or 0, name, column, argument text)
+        when ``text`` calls a multi-line macro."""
+        if not self.macros and not self.imacros:
+            return None
+        pieces = scan(text)
+        label_end = 0
+        for start, end, kind in pieces:
+            if kind == "other" and text[start] in " \t":
+                continue
+            if kind != "id":
+                return None
+            name = text[start:end]
+            if name in self.macros or name.lower() in self.imacros:
+                return label_end, name, start + 1, text[end:]
+            if label_end or end >= len(text) or text[end] != ":":
+                return None
+            label_end = end + 1
+            next(pieces)                        # the ':'
+        return None
+
+    def _expand(self, call: Loc, name: str, col: int, args_text: str, chain: Chain,
+                depth: int) -> Iterator[Loc]:
+        candidates = self.macros.get(name, []) + self.imacros.get(name.lower(), [])
+        args = split_args(args_text)
+        macro = next((m for m in candidates if m.takes(len(args))), None)
+        if macro is None:
+            shapes = " or ".join(m.shape() for m in candidates)
+            raise call.error(f"macro '{clip(name)}' takes {shapes} parameters, not "
+                             f"{len(args)}", col)
+        if depth >= MAX_MACRO_DEPTH:
+            raise call.error(f"macros nested too deeply (limit {MAX_MACRO_DEPTH}): does "
+                             f"'{clip(name)}' call itself without end?", col)
+        if macro.greedy:
+            keep = max(macro.lo, macro.hi or macro.lo)
+            if len(args) > keep and keep > 0:
+                args = split_args(args_text, keep - 1)
+        count = len(args)
+        top = macro.hi if macro.hi is not None else count
+        if count < top and macro.defaults:
+            extra = macro.defaults[max(count - macro.lo, 0):top - macro.lo]
+            args = [*args, *extra]
+            count = len(args)
+        self.unique += 1
+        unique = self.unique
+        context = _context(f"macro '{name}'", call)
+
+        def lines() -> Iterator[Loc]:
+            for b in macro.body:
+                at = replace(b, context=context)
+                yield replace(at, text=expand_body_line(b.text, args, count, unique, at))
+        yield from self._block(lines(), chain, depth + 1)
+
+
+NOT_SUPPORTED = frozenset((
+    "xdefine", "ixdefine", "defstr", "deftok", "defalias", "undefalias", "iassign",
+    "strlen", "strcat", "substr", "rotate", "push", "pop", "repl", "unmacro",
+    "unimacro", "local", "arg", "stacksize", "line", "pragma", "use", "clear",
+    "depend", "warning", "fatal", "while", "endwhile", "exitwhile", "exitmacro",
+    "pathsearch", "null", "aliases", "ifmacro"))
+
+
+def _context(what: str, at: Loc) -> str:
+    inner = f", {at.context[2:-1]}" if at.context else ""
+    return f" (in {what} at {at.file}:{at.line}{inner})"
+
+
+def _directive(text: str) -> tuple[str | None, int]:
+    """(lower-case word, column of its '%') when ``text`` is a ``%`` directive."""
+    stripped = text.lstrip(" \t")
+    if len(stripped) < 2 or stripped[0] != "%" or not stripped[1].isalpha():
+        return None, 0
+    j = 1
+    while j < len(stripped) and (stripped[j].isalnum() or stripped[j] == "_"):
+        j += 1
+    return stripped[1:j].lower(), len(text) - len(stripped) + 1
+
+
+def _rest(text: str, col: int, word: str) -> tuple[str, int]:
+    """The text after ``%word`` at ``col``, and its column."""
+    start = col + len(word)         # (0-based index just after the word)
+    return text[start:], start + 1
+
+
+def _is_name(text: str) -> bool:
+    return bool(text) and (text[0].isalpha() or text[0] in "_.?@$") and all(
+        c.isalnum() or c in "_.?@$#~" for c in text)
+
+
+def _one_name(rest: str, col: int, loc: Loc, word: str) -> str:
+    name = strip_comment(rest).strip()
+    if not _is_name(name):
+        raise loc.error(f"%{word} needs one macro name", col)
+    return name
+
+
+def _define_parts(rest: str, col: int, loc: Loc, word: str,
+                  params: bool = True) -> tuple[str, tuple[str, ...] | None, str]:
+    """(name, parameters or None, body) of ``%define name(a, b) body``."""
+    text = strip_comment(rest)
+    lead = len(text) - len(text.lstrip())
+    text = text.strip()
+    j = 0
+    while j < len(text) and (text[j].isalnum() or text[j] in "_.?@$#~"):
+        j += 1
+    name = text[:j]
+    if not _is_name(name):
+        raise loc.error(f"%{word} needs a macro name", col + lead)
+    plist: tuple[str, ...] | None = None
+    body = text[j:]
+    if params and body.startswith("("):
+        close = body.find(")")
+        if close < 0:
+            raise loc.error(f"%{word} {name}(: expected ')'", col + lead + j)
+        plist = tuple(p.strip() for p in body[1:close].split(",")) if body[1:close].strip() \
+            else ()
+        if not all(_is_name(p) for p in plist):
+            raise loc.error(f"%{word} {name}: parameters must be names", col + lead + j)
+        body = body[close + 1:]
+    return name, plist, body.strip()
+
+
+def _param_count(spec: str, loc: Loc, col: int) -> tuple[int, int | None, bool]:
+    """(lowest, highest or None for ``*``, greedy) from ``N``, ``N-M``,
+    ``N-*`` with an optional ``+``."""
+    greedy = spec.endswith("+")
+    spec = spec.rstrip("+")
+    lo_text, _, hi_text = spec.partition("-")
+    try:
+        lo = int(lo_text)
+        hi = None if hi_text == "*" else int(hi_text) if hi_text else lo
+    except ValueError:
+        raise loc.error(f"bad parameter count '{clip(spec)}' (write N, N-M or N-*)",
+                        col) from None
+    if lo < 0 or (hi is not None and hi < lo) or lo > 1000 or (hi or 0) > 1000:
+        raise loc.error(f"bad parameter count '{clip(spec)}'", col)
+    return lo, hi, greedy

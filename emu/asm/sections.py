@@ -1,0 +1,157 @@
+"""Sections and where they go: the rules of NASM's ``bin`` format.
+
+A program is a set of sections; code before any ``section`` line is in
+``.text``.  Each section collects its bytes in the order they come in the
+source, wherever its lines are.  After pass 1 every section's size is
+known and ``place`` gives each an address:
+
+* ``.text`` (the first section) starts at the ``org`` address (0 without
+  one), or at its own ``start=``;
+* a section with ``start=ADDR`` starts there; one with ``follows=NAME`` is
+  moved, with the sections defined after it (up to the next one with
+  ``start=`` or ``follows=``), to just after section NAME; sections with
+  ``start=`` are ordered by address, each with the sections defined after it;
+* every other progbits section starts after the one before it in that
+  order, aligned to its ``align=`` (default 4; ``align N`` inside a section
+  raises it to N, as NASM's ``sectalign`` does);
+* nobits sections (``.bss``, or ``nobits``) hold no bytes: ``.bss`` follows
+  the last progbits section, any other follows the section defined just
+  before it, each aligned the same way; ``start=`` places one anywhere;
+* ``vstart=ADDR``: the section is loaded at its start but its labels (and
+  ``$``, ``$$``) are addresses from ADDR, for code that runs somewhere else
+  than where it is loaded.
+
+No two sections may overlap where they are loaded (NASM lets nobits
+sections overlap; here that is an error too), no section may start below
+the origin, and nothing may lie beyond 0xffffffff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .lexer import Loc, clip
+
+ADDRESS_END = 1 << 32       # first address past the 32-bit space
+DEFAULT_ALIGN = 4
+
+
+@dataclass(eq=False)
+class Section:
+    """One section: its attributes, its size, then its place."""
+
+    name: str
+    nobits: bool
+    defined_at: Loc                 # the first 'section' line (line 0: the implicit .text)
+    prev: Section | None            # the section defined just before it
+    start: int | None = None        # start=
+    vstart: int | None = None       # vstart=
+    align: int | None = None        # align=, raised by align directives
+    follows: str | None = None      # follows=
+    size: int = 0                   # bytes so far (pass 1)
+    load: int = 0                   # where its bytes go (set by place)
+    base: int = 0                   # the address of its first byte for labels and $$
+    data: bytearray = field(default_factory=bytearray)
+
+    def raise_align(self, n: int) -> None:
+        if self.align is None or n > self.align:
+            self.align = n
+
+
+def _up(value: int, align: int) -> int:
+    return -(-value // align) * align
+
+
+def place(sections: list[Section], origin: int | None, origin_loc: Loc | None) -> None:
+    """Give every section its load address and base (see the module doc);
+    ``sections`` are in order of definition, ``.text`` first."""
+    progbits = [s for s in sections if not s.nobits]
+    order = _follows(progbits)
+    order = _by_start(order)
+    first = order[0]
+    if origin is not None:
+        if first.start is not None and first.start < origin:
+            raise _at(first).error(f"section '{clip(first.name)}' starts at "
+                                   f"{first.start:#x}, below the origin {origin:#x}")
+        if first.start is None:
+            first.start = _up(origin, first.align) if first.align else origin
+    elif first.start is None:
+        first.start = 0
+    low = first.start if origin is None else origin
+    end = first.start
+    for s in order:
+        if s.start is None:
+            s.start = _up(end, s.align or DEFAULT_ALIGN)
+        if s.start < low:
+            raise _at(s).error(f"section '{clip(s.name)}' starts at {s.start:#x}, below "
+                               f"the origin {low:#x}")
+        s.load = s.start
+        s.base = s.vstart if s.vstart is not None else s.start
+        if s.start >= end:
+            end = s.start + s.size
+    last = order[-1]
+    for s in sections:
+        if not s.nobits:
+            continue
+        if s.start is None and s.vstart is None:
+            after = last if s.prev is None or s.name == ".bss" else s.prev
+            s.start = _up(after.base + after.size, s.align or DEFAULT_ALIGN)
+        s.load = s.base = s.start if s.start is not None else s.vstart  # type: ignore[assignment]
+    _check(sections)
+
+
+def _follows(order: list[Section]) -> list[Section]:
+    """Move each follows= group after the section it names."""
+    order = list(order)
+    seen: dict[str, Section] = {}
+    for s in [s for s in order if s.follows is not None]:
+        target = next((t for t in order if t.name == s.follows), None)
+        if target is None:
+            raise _at(s).error(f"section '{clip(s.name)}' follows unknown section "
+                               f"'{clip(s.follows)}' (or a nobits one)")
+        if target.name in seen:
+            raise _at(s).error(f"sections '{clip(seen[target.name].name)}' and "
+                               f"'{clip(s.name)}' cannot both follow '{clip(target.name)}'")
+        seen[target.name] = s
+        i = order.index(s)
+        j = i + 1
+        while j < len(order) and order[j].start is None and order[j].follows is None \
+                and order[j] is not target:
+            j += 1
+        group = order[i:j]
+        if target in group:
+            raise _at(s).error(f"section '{clip(s.name)}' follows itself")
+        del order[i:j]
+        k = order.index(target) + 1
+        order[k:k] = group
+    return order
+
+
+def _by_start(order: list[Section]) -> list[Section]:
+    """Groups led by a section with start=, sorted by that address."""
+    groups: list[list[Section]] = []
+    for s in order:
+        if not groups or s.start is not None:
+            groups.append([s])
+        else:
+            groups[-1].append(s)
+    head = [] if groups[0][0].start is not None else groups.pop(0)
+    groups.sort(key=lambda g: g[0].start)      # stable: equal starts keep their order
+    return head + [s for g in groups for s in g]
+
+
+def _check(sections: list[Section]) -> None:
+    spans = sorted((s.load, s.load + s.size, s) for s in sections if s.size)
+    for s in sections:
+        if s.load + s.size > ADDRESS_END or s.base + s.size > ADDRESS_END:
+            raise _at(s).error(f"section '{clip(s.name)}' goes past address 0xffffffff")
+    for (lo1, hi1, a), (lo2, hi2, b) in zip(spans, spans[1:], strict=False):
+        if lo2 < hi1:
+            later = b if b.defined_at.line > 0 else a
+            raise later.defined_at.error(
+                f"sections '{clip(a.name)}' ({lo1:#x}..{hi1 - 1:#x}) and '{clip(b.name)}' "
+                f"({lo2:#x}..{hi2 - 1:#x}) overlap")
+
+
+def _at(s: Section) -> Loc:
+    return s.defined_at

@@ -1,0 +1,40 @@
+"""What a program may store: a number, or one address plus or minus a number.
+
+NASM's bin format resolves an address of a section (``label``, ``$``,
+``label + 4``, even ``-label``) and any number; it refuses values that add
+two addresses (``a + b``), multiply one (``2*label``) or subtract addresses
+of different sections, since none of them is an address in the program.
+``check_stmt`` applies that rule to every value of a statement once, before
+it is encoded (see ``expr`` for how a value's addresses are counted).
+"""
+
+from __future__ import annotations
+
+from .expr import NUMBERS_ONLY, Env
+from .operands import ImmOp, MemOp
+
+NOT_SIMPLE = ("value is neither a number nor an address plus a number: it adds or "
+              "multiplies addresses, or subtracts addresses of different sections")
+
+
+def check_value(rel: dict, env: Env, col: int) -> None:
+    if rel and (len(rel) > 1 or abs(next(iter(rel.values()))) != 1):
+        raise env.loc.error(NOT_SIMPLE, col)
+
+
+def check_stmt(stmt, env: Env) -> None:
+    """Raise the error of the first value of ``stmt`` that is not storable."""
+    for item in getattr(stmt, "items", ()):
+        if not isinstance(item, bytes):
+            check_value(item.rel(env), env, item.start)
+    for op in getattr(stmt, "ops", ()):
+        if isinstance(op, ImmOp):
+            check_value(op.expr.rel(env), env, op.col)
+        elif isinstance(op, MemOp):
+            total: dict = {}
+            for term, sign in op.disp:
+                for section, k in term.rel(env).items():
+                    total[section] = total.get(section, 0) + sign * k
+            check_value({s: k for s, k in total.items() if k}, env, op.col)
+            if op.scale is not None and op.scale.rel(env):
+                raise env.loc.error(f"a scale {NUMBERS_ONLY}", op.scale.start)
