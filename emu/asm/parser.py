@@ -63,7 +63,7 @@ NOT_SUPPORTED = {
 }
 STRING_INSNS = ("movsd", "stosd", "movsb", "stosb")
 RESERVED = frozenset(REGISTERS) | {"byte", "dword", "ptr", "word", "qword"}
-KEYWORDS = DIRECTIVES | isa.MNEMONICS | frozenset(isa.JCC_ALIASES) | {"rep"} | set(NOT_SUPPORTED)
+KEYWORDS = DIRECTIVES | isa.MNEMONICS | frozenset(isa.ALIASES) | {"rep"} | set(NOT_SUPPORTED)
 
 
 @dataclass
@@ -341,7 +341,7 @@ class Parser:
         return Data(cur.loc, tok.col, width, items, size, here)
 
     def _instruction(self, cur: Cursor, tok: Token, word: str) -> Instruction:
-        mnemonic = isa.JCC_ALIASES.get(word, word)
+        mnemonic = isa.ALIASES.get(word, word)
         if word == "rep":
             nxt = cur.peek()
             if nxt is None or nxt.kind != "ident" or nxt.text.lower() not in STRING_INSNS:
