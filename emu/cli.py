@@ -156,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands that live in their own modules: each has
 # ``add_parser(subparsers, name)`` and ``main(args) -> int``.  Imported only
 # when the command line is parsed, so ``emu run`` pays nothing for them.
-PLUGINS: dict[str, str] = {}
+PLUGINS: dict[str, str] = {
+    "sweep": "emu.sweep.cli",
+}
 
 
 def _plugin(module: str):

@@ -1,0 +1,136 @@
+"""One run of a sweep: the function a worker executes, and its key.
+
+``run_cell`` is an ordinary ``System(image, config).run()``; whatever
+happens, it returns a *record* (a JSON-able dict): the run's ``Result``
+(outcome ``poweroff``, ``crash`` or ``budget``), or outcome ``timeout`` (the
+host-time limit: the counters up to there) or ``error`` (the run could not
+be built, or the emulator raised; the message says what).
+
+The key is a content address: a hash of everything that decides what the
+run does -- the image's bytes and entry, every ``Config`` field (the cost
+model included) and the emulator's version, which is the package version
+plus a hash of the source of every module a run executes.  The same key
+gives the same record, so a record can be stored and reused
+(``cache.py``), on this machine or from any worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..asm import Image
+from ..system import Config, System
+
+KEY_FORMAT = 1          # bump when the record's layout changes
+
+# Modules that shape no run: the front ends.  Editing them keeps the cache.
+_FRONT_ENDS = ("ui/", "sweep/", "cli.py", "fuzz.py", "conformance.py", "__main__.py")
+_RUN_MODULES = ("sweep/cell.py",)       # ... except this one, which runs it
+
+_version: str | None = None
+
+
+def emulator_version() -> str:
+    """``0.1.0+src.<hash>``: the package version and a hash of the source
+    of every module that takes part in a run, so that a changed emulator
+    never reuses an old result."""
+    global _version
+    if _version is None:
+        root = Path(__file__).resolve().parent.parent
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel.startswith(_FRONT_ENDS) and rel not in _RUN_MODULES:
+                continue
+            digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+        _version = f"{_package_version()}+src.{digest.hexdigest()[:16]}"
+    return _version
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("emu")
+    except Exception:                   # not installed: a bare source tree
+        return "0+unknown"
+
+
+def image_digest(image: Image) -> dict:
+    """What of an image a run reads: its bytes where they load, its entry."""
+    return {"entry": image.entry,
+            "segments": [[addr, hashlib.sha256(data).hexdigest()]
+                         for addr, data in image.segments]}
+
+
+def digest(data) -> str:
+    """sha256 of a JSON value, written canonically."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_key(image: Image, config: Config, emu: str | None = None) -> str:
+    return digest({"format": KEY_FORMAT, "kind": "run", "emu": emu or emulator_version(),
+                   "image": image_digest(image), "config": asdict(config)})
+
+
+@dataclass(frozen=True)
+class RunCell:
+    """What a worker needs for one run."""
+
+    image: Image
+    config: Config
+    timeout: float          # host seconds (the cycle budget is config.max_cycles)
+    emu: str                # the driver's emulator_version(): a worker must match it
+
+
+class HostTimeout(Exception):
+    """The run went past its host-time limit."""
+
+
+def run_cell(cell: RunCell) -> dict:
+    """Run one cell; never raises for anything the run does."""
+    if cell.emu != emulator_version():
+        return {"outcome": "error", "exit_status": None, "transient": True,
+                "message": f"this worker runs another emulator ({emulator_version()}, "
+                           f"the sweep's is {cell.emu}): install the same emu everywhere"}
+    t0 = time.perf_counter()
+    system = None
+    try:
+        system = System(cell.image, cell.config)
+        deadline = t0 + cell.timeout
+
+        def check(_system) -> None:
+            if time.perf_counter() > deadline:
+                raise HostTimeout
+        system.progress = check
+        record = system.result().to_json() if _run(system) else None
+        if record is None:
+            record = system.result().to_json()
+            record["outcome"] = "timeout"
+            record["message"] = (f"host-time limit of {cell.timeout:g} s reached after "
+                                 f"{record['cycles']:,} cycles")
+            record["host_seconds"] = round(time.perf_counter() - t0, 6)
+            record["transient"] = True      # another machine may finish it
+    except Exception as e:                  # a bad image, or a bug in the emulator
+        record = {"outcome": "error", "exit_status": None,
+                  "message": f"{type(e).__name__}: {e}",
+                  "host_seconds": round(time.perf_counter() - t0, 6)}
+        from ..errors import EmuError
+        if not isinstance(e, EmuError):
+            record["message"] = "internal error: " + record["message"]
+    # Through JSON, so that a record read back from the cache is the same
+    # value (dict keys become strings).
+    return json.loads(json.dumps(record))
+
+
+def _run(system: System) -> bool:
+    """Run to the end; False when the host-time limit stopped it."""
+    try:
+        system.run()
+    except HostTimeout:
+        return False
+    return True

@@ -1,0 +1,211 @@
+"""Where a sweep's jobs run.
+
+An engine knows nothing of guests or configurations: it runs *jobs* -- a
+content key, a function importable on the workers and the payload to call
+it with -- and hands each job's *record* (a JSON-able dict) back to the
+caller as soon as it arrives, in the caller's thread.  A run of the
+emulator is one kind of job (``cell.run_cell``); grading a submission can
+be another, with its own function and key, through the same engines, cache
+and results.
+
+* ``InProcess``: one job after the other in this process (debugging; the
+  baseline of the benchmark).
+* ``LocalProcesses``: worker processes on this machine, through Dask's
+  multiprocessing scheduler.  A worker process that dies takes the pool
+  with it; the jobs not finished are run again on a new pool, at most
+  ``MAX_POOL_RESTARTS`` times.
+* ``DaskCluster``: a ``dask.distributed`` scheduler (``tcp://HOST:PORT``).
+  A worker that dies is replaced by its nanny and the scheduler gives its
+  tasks to others; a task whose workers die ``allowed-failures`` times in
+  a row (3 by default) comes back as a ``lost`` record.
+
+Every engine returns an ``EngineReport``: how many workers it used, which
+died, how many of the jobs had to run again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_POOL_RESTARTS = 3           # local pools that may die in one sweep
+KEY_PREFIX = "emu-"             # task keys on a scheduler: emu-<content key>
+MAX_GATHERS = 10                # tries to fetch a result whose worker died meanwhile
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: ``fn(payload)`` returns its record."""
+
+    key: str                                # content address of the record
+    fn: Callable[[Any], dict]               # importable on every worker
+    payload: Any = None
+
+
+@dataclass
+class EngineReport:
+    engine: str
+    workers: int
+    workers_lost: list = field(default_factory=list)    # names of dead workers
+    rerun: int = 0              # jobs that ran again because their worker died
+    notes: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.workers_lost:
+            return ""
+        n = len(self.workers_lost)
+        return (f"{n} worker{'s' * (n != 1)} lost ({', '.join(self.workers_lost)}); "
+                f"{self.rerun} run{'s' * (self.rerun != 1)} given to another worker")
+
+
+def lost_record(message: str) -> dict:
+    return {"outcome": "lost", "exit_status": None, "message": message, "transient": True}
+
+
+class _Boxed:
+    """A payload that the Dask graph must pass as it is, not look into."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __getstate__(self):
+        return (self.value,)
+
+    def __setstate__(self, state):
+        self.value = state[0]
+
+
+def _call(fn, boxed: _Boxed) -> dict:
+    return fn(boxed.value)
+
+
+class InProcess:
+    """Every job in this process, one after the other."""
+
+    name = "in-process"
+
+    def run(self, jobs: list[Job], on_done) -> EngineReport:
+        for job in jobs:
+            on_done(job, job.fn(job.payload))
+        return EngineReport(self.name, 1)
+
+
+class LocalProcesses:
+    """``workers`` processes on this machine (Dask's multiprocessing scheduler)."""
+
+    name = "local"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def run(self, jobs: list[Job], on_done) -> EngineReport:
+        from concurrent.futures.process import BrokenProcessPool
+
+        import dask.multiprocessing
+        from dask.callbacks import Callback
+
+        report = EngineReport(self.name, self.workers)
+        left = {KEY_PREFIX + job.key: job for job in jobs}
+
+        def posttask(key, result, dsk, state, worker_id):
+            job = left.pop(key, None)
+            if job is not None:
+                on_done(job, result)
+
+        while left:
+            graph = {k: (_call, job.fn, _Boxed(job.payload)) for k, job in left.items()}
+            try:
+                with Callback(posttask=posttask):
+                    dask.multiprocessing.get(graph, list(graph), num_workers=self.workers,
+                                             chunksize=1)
+            except BrokenProcessPool:
+                report.workers_lost.append(f"local pool #{len(report.workers_lost) + 1}")
+                report.rerun += min(len(left), self.workers)
+                if len(report.workers_lost) > MAX_POOL_RESTARTS:
+                    for job in list(left.values()):
+                        on_done(job, lost_record(
+                            f"worker processes died {len(report.workers_lost)} times"))
+                    left.clear()
+        return report
+
+
+class DaskCluster:
+    """The workers of a ``dask.distributed`` scheduler."""
+
+    name = "dask"
+
+    def __init__(self, address: str, connect_timeout: float = 10.0,
+                 timeout: float | None = None):
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout          # seconds for the whole sweep (None: no limit)
+        self.on_note: Callable[[str], None] | None = None     # live messages
+
+    def connect(self):
+        from distributed import Client
+        try:
+            return Client(self.address, timeout=self.connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as e:
+            from ..errors import EmuError
+            raise EmuError(f"cannot reach the Dask scheduler at {self.address}: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+    def run(self, jobs: list[Job], on_done) -> EngineReport:
+        from distributed import as_completed
+        client = self.connect()
+        try:
+            return self._run(client, jobs, on_done, as_completed)
+        finally:
+            client.close()
+
+    def _run(self, client, jobs, on_done, as_completed) -> EngineReport:
+        from distributed import KilledWorker
+        workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        report = EngineReport(self.name, workers)
+        start = time.time()
+        by_key = {KEY_PREFIX + job.key: job for job in jobs}
+
+        def on_event(event) -> None:
+            _, msg = event
+            if (isinstance(msg, dict) and msg.get("action") == "remove-worker"
+                    and not msg.get("expected") and self.on_note is not None):
+                self.on_note(f"worker {msg.get('worker')} lost; its runs go to other workers")
+        client.subscribe_topic("all", on_event)
+        futures = [client.submit(_call, job.fn, _Boxed(job.payload), key=key, pure=False)
+                   for key, job in by_key.items()]
+        gathers: dict[str, int] = {}
+        done = as_completed(futures, timeout=self.timeout)
+        for future in done:
+            job = by_key[future.key]
+            try:
+                record = future.result()
+            except KilledWorker as e:
+                record = lost_record(f"every worker that ran it died ({e})")
+            except Exception as e:
+                if future.status != "error" and gathers.get(future.key, 0) < MAX_GATHERS:
+                    # Its result was on a worker that died before we took it:
+                    # the scheduler computes it again; wait for that.
+                    gathers[future.key] = gathers.get(future.key, 0) + 1
+                    done.add(future)
+                    continue
+                # The workers cannot import emu, or unpickle the job.
+                record = {"outcome": "error", "exit_status": None, "transient": True,
+                          "message": f"on the cluster: {type(e).__name__}: {e}"}
+            on_done(job, record)
+            future.release()
+        client.unsubscribe_topic("all")
+        for _, msg in _events(client, start):
+            if msg.get("action") == "remove-worker" and not msg.get("expected"):
+                report.workers_lost.append(str(msg.get("worker")))
+                report.rerun += len(set(map(str, msg.get("processing-tasks", ())))
+                                    & set(by_key))
+        return report
+
+
+def _events(client, since: float) -> Iterable[tuple[float, dict]]:
+    return [(t, m) for t, m in client.get_events("all")
+            if t >= since and isinstance(m, dict)]
