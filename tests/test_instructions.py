@@ -973,3 +973,319 @@ def test_code_rewritten_after_it_ran_runs_the_new_bytes(mode):
     data = "f:\n    mov ebx, 1\n    ret\n"
     s, r = run(mode, body, data=data)
     assert (regs(r)["esi"], regs(r)["ebx"]) == (1, 7)
+
+
+# ================= the second opcode page, PF/AF/DF, aliasing ===================
+# EFLAGS read whole here: the harness names only CF ZF SF OF IF.
+ARITH = 0x8D5            # CF PF AF ZF SF OF
+
+
+def set_flags(value: int) -> str:
+    return f"    push {value:#x}\n    popfd\n"
+
+
+def eflags(r) -> int:
+    return regs(r)["eflags"]
+
+
+# --- instructions whose destination is also a source ---------------------------
+ALIASING = [
+    # (setup registers, instruction, expected registers)
+    (dict(edx=1, eax=0x80000001), "div eax", dict(eax=2, edx=0x7FFFFFFF)),
+    (dict(edx=0, eax=0xFFFFFFF0), "div eax", dict(eax=1, edx=0)),
+    (dict(edx=0xFFFFFFFF, eax=0xFFFFFFF9), "idiv eax", dict(eax=1, edx=0)),
+    (dict(eax=0xFFFFFFFD), "imul eax, eax", dict(eax=9)),
+    (dict(eax=0x10000), "imul eax", dict(eax=0, edx=1)),
+    (dict(eax=0x40000001), "xadd eax, eax", dict(eax=0x80000002)),
+    (dict(eax=5, ebx=7), "xadd ebx, eax", dict(eax=7, ebx=12)),
+    (dict(eax=5, ecx=9), "cmpxchg eax, ecx", dict(eax=9, ecx=9)),
+    (dict(eax=3, ecx=4), "cmpxchg ecx, ecx", dict(eax=4, ecx=4)),
+    (dict(ecx=0x21), "bts ecx, ecx", dict(ecx=0x23)),
+    (dict(eax=0x8000), "movsx eax, ah", dict(eax=0xFFFFFF80)),
+    (dict(eax=0x1234), "xchg eax, eax", dict(eax=0x1234)),
+    (dict(ebx=0x80000000), "xchg ebx, [ebx]", dict(ebx=0x80000000)),
+]
+
+
+@pytest.mark.parametrize("setup,insn,expect", ALIASING, ids=[a[1] for a in ALIASING])
+def test_a_register_that_is_both_source_and_destination(mode, setup, insn, expect):
+    if "[ebx]" in insn:
+        body = "    mov ebx, val\n" + f"    {insn}\n"
+        s, r = run(mode, body, data="val: dd 0x600DF00D")
+        assert regs(r)["ebx"] == 0x600DF00D and var(s, "val") == sym(s, "val")
+        return
+    s, r = run(mode, init(**setup) + f"    {insn}\n")
+    assert {k: regs(r)[k] for k in expect} == expect
+
+
+# --- byte arithmetic and logic -------------------------------------------------
+BYTE_ALU = [
+    # (flags before, registers, val byte, instruction, expected registers, val, ARITH flags)
+    (0, dict(ebx=0x123456FF), 0, "add bl, 1", dict(ebx=0x12345600), 0, 0x55),
+    (0, dict(eax=0x80), 0, "test al, al", dict(eax=0x80), 0, 0x80),
+    (0, {}, 0x80, "cmp byte [val], 0x7F", {}, 0x80, 0x810),
+    (0, dict(eax=0x1000, ebx=0x20), 0, "sub ah, bl", dict(eax=0xF000), 0, 0x85),
+    (1, dict(ebx=0), 0x7F, "adc byte [val], bl", {}, 0x80, 0x890),
+    (1, dict(ecx=1), 0, "sbb cl, 1", dict(ecx=0xFF), 0, 0x95),
+    (0, dict(edx=0xF300), 0, "and dh, 0x0F", dict(edx=0x300), 0, 0x04),
+    (0, {}, 0x01, "or byte [val], 0x80", {}, 0x81, 0x84),
+    (0x8D5, dict(eax=0x12345678), 0, "xor al, al", dict(eax=0x12345600), 0, 0x44),
+    (0, dict(ecx=0x3C), 0xC3, "and cl, [val]", dict(ecx=0), 0xC3, 0x44),
+    (0x801, {}, 0x7F, "inc byte [val]", {}, 0x80, 0x891),
+    (0, dict(ebx=0x100), 0, "dec bl", dict(ebx=0x1FF), 0, 0x94),
+    (0, dict(eax=1), 0, "neg al", dict(eax=0xFF), 0, 0x95),
+    (0x8D5, {}, 0x0F, "not byte [val]", {}, 0xF0, 0x8D5),
+    (0, {}, 0x81, "shl byte [val], 1", {}, 0x02, 0x801),
+    (0, dict(ebx=0x80, ecx=3), 0, "sar bl, cl", dict(ebx=0xF0), 0, 0x84),
+    (0, dict(eax=0x1200), 0, "ror ah, 4", dict(eax=0x2100), 0, 0),
+    (0x40, dict(eax=0x81), 0, "rol al, 1", dict(eax=0x03), 0, 0x841),
+    (0, dict(ecx=0x20), 0x11, "shr byte [val], cl", {}, 0x11, 0),
+]
+
+
+@pytest.mark.parametrize("fin,setup,val,insn,expect,val_after,fout", BYTE_ALU,
+                         ids=[c[3] for c in BYTE_ALU])
+def test_byte_forms(mode, fin, setup, val, insn, expect, val_after, fout):
+    s, r = run(mode, set_flags(2 | fin) + init(**setup).split("popfd\n", 1)[1]
+               + f"    {insn}\n", data=f"val: db {val:#x}, 0x5A")
+    assert {k: regs(r)[k] for k in expect} == expect
+    assert s.guest_read(sym(s, "val"), 2) == bytes([val_after, 0x5A])
+    assert eflags(r) & ARITH == fout
+
+
+def test_shift_of_a_dword_in_memory(mode):
+    s, r = run(mode, init(ecx=1) + "    shr dword [val], cl\n", data="val: dd 0x80000001")
+    assert var(s, "val") == 0x40000000
+    assert eflags(r) & ARITH == 0x805          # CF OF PF
+
+
+@pytest.mark.parametrize("insn,value", [
+    ("movsx eax, bl", 0xFFFFFF80), ("movsx eax, byte [val]", 0x7F),
+    ("movsx eax, byte [val + 1]", 0xFFFFFFFE), ("movzx eax, byte [val + 1]", 0xFE),
+])
+def test_movsx_sign_extends_a_byte(mode, insn, value):
+    s, r = run(mode, init(ebx=0x80) + f"    {insn}\n", data="val: db 0x7F, 0xFE")
+    assert regs(r)["eax"] == value
+
+
+# --- conditions: setcc, cmovcc, jp ------------------------------------------------
+CONDS = ("o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g")
+
+
+def _holds(cond, table):
+    """x86's condition ``cond`` from the SDM's table of the positive ones."""
+    negated = {"no": "o", "ae": "b", "ne": "e", "a": "be", "ns": "s", "np": "p",
+               "ge": "l", "g": "le"}
+    return not table[negated[cond]] if cond in negated else table[cond]
+
+
+@pytest.mark.parametrize("f", [0x2, 0x3, 0x6, 0x42, 0x82, 0x802, 0x882, 0x8C3, 0x8D7, 0x457])
+def test_setcc_every_condition(mode, f):
+    body = set_flags(f) + "".join(f"    set{c} byte [out + {i}]\n" for i, c in enumerate(CONDS))
+    body += "    setz al\n    setnz ah\n"
+    s, r = run(mode, body, data="out: times 16 db 0x77")
+    assert list(s.guest_read(sym(s, "out"), 16)) == [int(_holds(c, _table(f))) for c in CONDS]
+    assert regs(r)["eax"] & 0xFFFF == (0x100 if not f & 0x40 else 1)
+    assert eflags(r) & ARITH == f & ARITH
+
+
+def _table(f):
+    cf, pf, zf, sf, of = (bool(f & b) for b in (1, 4, 0x40, 0x80, 0x800))
+    return {"o": of, "b": cf, "e": zf, "be": cf or zf, "s": sf, "p": pf,
+            "l": sf != of, "le": zf or sf != of}
+
+
+@pytest.mark.parametrize("f", [0x2, 0x43, 0x886, 0x8D7])
+def test_cmovcc_every_condition(mode, f):
+    body = set_flags(f) + "    mov ecx, 1\n" + "".join(
+        f"    mov eax, 7\n    cmov{c} eax, ecx\n    mov [out + {8 * i}], eax\n"
+        f"    mov eax, 7\n    cmov{c} eax, [one]\n    mov [out + {8 * i + 4}], eax\n"
+        for i, c in enumerate(CONDS))
+    s, r = run(mode, body, data="one: dd 1\nout: times 32 dd 0")
+    want = [1 if _holds(c, _table(f)) else 7 for c in CONDS for _ in (0, 1)]
+    assert words(s, sym(s, "out"), 32) == want
+
+
+def test_jp_follows_the_parity_of_the_low_byte(mode):
+    body = """
+    mov ebx, 0
+    mov eax, 0x102      ; low byte 0x03 after the add: two bits, even
+    add eax, 1
+    jnp .odd
+    or ebx, 1
+.odd:
+    add eax, 4          ; 0x07: three bits, odd
+    jp .even
+    or ebx, 2
+.even:
+"""
+    s, r = run(mode, "x:\n" + body)
+    assert regs(r)["ebx"] == 3
+
+
+@pytest.mark.parametrize("ecx,taken", [(0, True), (1, False), (0x80000000, False)])
+def test_jecxz(mode, ecx, taken):
+    s, r = run(mode, init(ecx=ecx, ebx=0) + "    jecxz .t\n    mov ebx, 1\n.t:\n")
+    assert regs(r)["ebx"] == (0 if taken else 1)
+
+
+# --- flags: pushfd/popfd with PF AF DF, lahf/sahf, clc/stc/cmc, cld/std -------------
+def test_pushfd_shows_pf_af_and_df(mode):
+    # xor: ZF PF (AF 0); std: DF; 0x7fffffff + 1: SF OF PF AF
+    body = "    std\n    xor eax, eax\n    pushfd\n    pop ebx\n    cld\n" \
+           "    mov eax, 0x7FFFFFFF\n    add eax, 1\n    pushfd\n    pop ecx\n"
+    s, r = run(mode, body)
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (0x446, 0x896)
+
+
+def test_popfd_loads_pf_af_df(mode):
+    s, r = run(mode, "    push 0x455\n    popfd\n    pushfd\n    pop ebx\n")
+    assert regs(r)["ebx"] == 0x457 and eflags(r) == 0x457
+
+
+def test_sahf_and_lahf(mode):
+    body = "    mov eax, 0xD500\n    sahf\n    pushfd\n    pop ebx\n" \
+           "    mov eax, 0\n    stc\n    cmc\n    cmc\n    lahf\n"
+    s, r = run(mode, set_flags(0x802) + body)
+    assert regs(r)["ebx"] == 0x8D7             # OF kept; SF ZF AF PF CF from ah
+    assert regs(r)["eax"] == 0xD700             # ah: SF ZF 0 AF 0 PF 1 CF
+
+
+@pytest.mark.parametrize("insn,cf", [("clc", 0), ("stc", 1), ("cmc", 0)])
+def test_carry_instructions(mode, insn, cf):
+    s, r = run(mode, set_flags(0x8D7) + f"    {insn}\n")
+    assert eflags(r) == 0x8D6 | cf
+
+
+def test_std_moves_strings_backward(mode):
+    body = "    std\n    mov esi, src + 8\n    mov edi, dst + 8\n    mov ecx, 3\n" \
+           "    rep movsd\n    mov ebx, edi\n    lea edi, [dst + 19]\n    mov eax, 0x61\n" \
+           "    mov ecx, 2\n    rep stosb\n    stosb\n    pushfd\n    pop edx\n"
+    s, r = run(mode, body, data=SRC)
+    src, dst = sym(s, "src"), sym(s, "dst")
+    assert words(s, dst, 5) == [0x11111111, 0x22222222, 0x33333333, 0, 0x61616100]
+    assert (regs(r)["esi"], regs(r)["ebx"]) == (src - 4, dst - 4)
+    assert (regs(r)["edi"], regs(r)["ecx"]) == (dst + 16, 0)
+    assert regs(r)["edx"] & 0x400
+
+
+def test_overlapping_rep_movsb_forward_repeats_the_pattern(mode):
+    # dst = src + 1: each byte copies the one just written, as x86 does
+    body = "    mov esi, src\n    lea edi, [src + 1]\n    mov ecx, 7\n    rep movsb\n"
+    s, r = run(mode, body, data="src: db 0xAB, 1, 2, 3, 4, 5, 6, 7, 8")
+    assert list(s.guest_read(sym(s, "src"), 9)) == [0xAB] * 8 + [8]
+
+
+def test_overlapping_rep_movsd_backward_repeats_the_pattern(mode):
+    # dst = src - 4, going down: each dword copies the one just written
+    body = "    std\n    lea esi, [src + 12]\n    lea edi, [src + 8]\n    mov ecx, 3\n" \
+           "    rep movsd\n"
+    s, r = run(mode, body, data="src: dd 1, 2, 3, 4")
+    assert words(s, sym(s, "src"), 4) == [4, 4, 4, 4]
+    assert (regs(r)["esi"], regs(r)["edi"]) == (sym(s, "src"), sym(s, "src") - 4)
+
+
+# --- the stack: enter, leave, pusha, popa ----------------------------------------------
+def test_enter_level_0_and_leave(mode):
+    body = init(ebp=0x1234) + "    enter 16, 0\n    mov ebx, ebp\n    mov ecx, esp\n    leave\n"
+    s, r = run(mode, body)
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (STACK_TOP - 4, STACK_TOP - 20)
+    assert (regs(r)["ebp"], regs(r)["esp"]) == (0x1234, STACK_TOP)
+    assert read32(s, STACK_TOP - 4) == 0x1234
+
+
+def test_enter_with_nesting_copies_the_outer_frame_pointers(mode):
+    # The caller's frame at 0x7F000: [ebp - 4] holds its display entry 0xAAAA.
+    body = "    mov dword [0x7EFFC], 0xAAAA\n    mov ebp, 0x7F000\n    enter 8, 2\n"
+    s, r = run(mode, body)
+    frame = STACK_TOP - 4
+    assert words(s, STACK_TOP - 12, 3) == [frame, 0xAAAA, 0x7F000]
+    assert (regs(r)["ebp"], regs(r)["esp"]) == (frame, STACK_TOP - 20)
+
+
+def test_pusha_popa_are_pushad_popad(mode):
+    a, b = assemble_bytes("pusha\npopa\npushf\npopf"), assemble_bytes(
+        "pushad\npopad\npushfd\npopfd")
+    assert a == b
+    body = init(eax=1, ecx=2, edx=3, ebx=4, ebp=6, esi=7, edi=8) + \
+        "    pusha\n    mov eax, 0\n    mov edi, 0\n    popa\n"
+    s, r = run(mode, body)
+    assert (regs(r)["eax"], regs(r)["edi"], regs(r)["esp"]) == (1, 8, STACK_TOP)
+
+
+def assemble_bytes(text: str) -> bytes:
+    from emu.asm import assemble
+    return assemble(text).segments[0][1]
+
+
+# --- exchange and compare --------------------------------------------------------------
+def test_xchg_memory_with_a_register(mode):
+    s, r = run(mode, init(ebx=5) + "    xchg [val], ebx\n", data="val: dd 9")
+    assert (regs(r)["ebx"], var(s, "val")) == (9, 5)
+
+
+def test_xadd_memory(mode):
+    s, r = run(mode, init(ecx=0xFFFFFFFF) + "    xadd [val], ecx\n", data="val: dd 1")
+    assert (regs(r)["ecx"], var(s, "val")) == (1, 0)
+    assert eflags(r) & ARITH == 0x55           # CF ZF PF AF
+
+
+@pytest.mark.parametrize("eax,eq", [(7, True), (8, False)])
+def test_cmpxchg_memory(mode, eax, eq):
+    s, r = run(mode, init(eax=eax, ecx=0x99) + "    cmpxchg [val], ecx\n", data="val: dd 7")
+    assert var(s, "val") == (0x99 if eq else 7)
+    assert regs(r)["eax"] == 7
+    assert bool(eflags(r) & 0x40) == eq
+
+
+# --- bits --------------------------------------------------------------------------------
+BITS = [
+    ("bt eax, 31", dict(eax=0x80000000), None, dict(eax=0x80000000), 1),
+    ("bts dword [val], 33", {}, 0x1, None, 0),        # imm8 taken mod 32: bit 1
+    ("btr ecx, edx", dict(ecx=0xFF, edx=0x23), None, dict(ecx=0xF7), 1),
+    ("btc dword [val + 4], ebx", dict(ebx=0xFFFFFFFF), 0x80000000, None, 0),   # bit -1
+    ("bt dword [val], ebx", dict(ebx=40), None, None, 1),                      # val+4, bit 8
+]
+
+
+@pytest.mark.parametrize("insn,setup,first,expect,cf", BITS, ids=[b[0] for b in BITS])
+def test_bit_test_instructions(mode, insn, setup, first, expect, cf):
+    s, r = run(mode, set_flags(0x8D6) + init(**setup).split("popfd\n", 1)[1] + f"    {insn}\n",
+               data="val: dd 0x1, 0x80000100")
+    if expect:
+        assert {k: regs(r)[k] for k in expect} == expect
+    if first is not None:
+        want = {"bts": [0x3, 0x80000100], "btc": [0x80000001, 0x80000100]}[insn[:3]]
+        assert words(s, sym(s, "val"), 2) == want
+    assert eflags(r) & 1 == cf
+    assert eflags(r) & 0x40                     # ZF kept
+
+
+def test_bswap(mode):
+    s, r = run(mode, init(ecx=0x11223344) + "    bswap ecx\n")
+    assert regs(r)["ecx"] == 0x44332211
+
+
+# --- multiply: one, two and three operands ---------------------------------------------
+@pytest.mark.parametrize("insn,setup,expect,of", [
+    ("imul ebx", dict(eax=0xFFFFFFFD, ebx=5), dict(eax=0xFFFFFFF1, edx=0xFFFFFFFF), 0),
+    ("imul ebx", dict(eax=0x10000, ebx=0x10000), dict(eax=0, edx=1), 1),
+    ("imul eax, [val], -3", {}, dict(eax=0x40000000), 1),
+    ("imul ecx, edx, 7", dict(edx=3), dict(ecx=21), 0),
+    ("imul esi, [val]", dict(esi=2), dict(esi=0x80000000), 1),
+])
+def test_imul_forms(mode, insn, setup, expect, of):
+    s, r = run(mode, init(**setup) + f"    {insn}\n", data="val: dd 0x40000000")
+    assert {k: regs(r)[k] for k in expect} == expect
+    assert eflags(r) & 0x801 == (0x801 if of else 0)
+
+
+# --- byte I/O ----------------------------------------------------------------------------
+def test_out_and_in_of_al(mode):
+    body = "    mov eax, 0x12345668\n    out 0xE9, al\n    mov edx, 0xE9\n" \
+           "    mov eax, 0x169\n    out dx, al\n    mov eax, 0xAABBCCDD\n    in al, 0x42\n" \
+           "    mov ebx, eax\n    mov edx, 0x42\n    mov eax, 0x11\n    in al, dx\n" \
+           "    mov ecx, eax\n    mov eax, 0\n"
+    s, r = run(mode, body)
+    assert r.console == "hi"
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (0xAABBCCFF, 0xFF)
