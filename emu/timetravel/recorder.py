@@ -1,0 +1,111 @@
+"""The recorder: snapshots of a run taken as it goes.
+
+``Recorder.attach(system)`` puts a hook on the system's CPU: every batch
+the vCPU starts goes through it, and when a snapshot is due (by host time,
+or every N batches for tests) and the machine is quiescent there
+(``snapshot.restart_order``), it takes one into its ``SnapshotStore``.  The
+hook is an attribute of the CPU object and costs one comparison a batch;
+the CPU and the system are not changed otherwise.
+
+Spacing.  By default a snapshot is due ``interval`` host seconds after the
+last one, and never sooner than ``1 / overhead`` times the host time the
+last one took, so taking snapshots costs at most about ``overhead`` of the
+run's host time whatever the machine's size; going back then replays at
+most about ``interval`` of host time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from . import snapshot as snap_mod
+from .store import SnapshotStore
+
+INTERVAL = 0.02        # host seconds of running between two snapshots, at least
+OVERHEAD = 0.08        # host time spent taking snapshots, at most this fraction
+
+
+class Recorder:
+    """Takes snapshots of one running ``System`` (see the module doc)."""
+
+    def __init__(self, store: SnapshotStore | None = None, *, interval: float = INTERVAL,
+                 overhead: float = OVERHEAD, every: int | None = None, extra=None):
+        """``every``: a snapshot every that many batches (deterministic, for
+        tests) instead of by host time; ``extra()``: the driver's state to
+        keep with each snapshot."""
+        self.store = store if store is not None else SnapshotStore()
+        self.interval = interval
+        self.overhead = overhead
+        self.every = every
+        self.extra = extra
+        self.system = None
+        self.enabled = True
+        self.seconds = 0.0             # host time spent taking snapshots
+        self.declined = 0              # due, but the machine was not quiescent
+        self._next = 0.0
+        self._batches = 0
+        self._hook = None
+
+    # --- the hook -----------------------------------------------------------------------
+    def attach(self, system) -> None:
+        """Take snapshots of ``system`` from its next batch on."""
+        if not getattr(system, "_own_host", True):
+            raise snap_mod.SnapshotError(
+                "time travel works on a single VM: this one shares its machine with others")
+        self.detach()
+        cpu = system.cpu
+        run = type(cpu).run.__get__(cpu)
+        vcpu = type(system)._vcpu.__code__
+
+        def batch(max_insns, max_cycles, irq=True):
+            if self.enabled and self._due() and sys._getframe(1).f_code is vcpu:
+                self.take(system)
+            return run(max_insns, max_cycles, irq)
+        cpu.run = batch
+        self.system = system
+        self._hook = batch
+
+    def detach(self) -> None:
+        if self.system is not None and vars(self.system.cpu).get("run") is self._hook:
+            del vars(self.system.cpu)["run"]
+        self.system = None
+        self._hook = None
+
+    def _due(self) -> bool:
+        if self.every is not None:
+            self._batches += 1
+            return self._batches % self.every == 1 or self.every == 1
+        return time.perf_counter() >= self._next
+
+    def take(self, system) -> snap_mod.Snapshot | None:
+        """A snapshot now, if the machine is quiescent (else None)."""
+        t0 = time.perf_counter()
+        order = snap_mod.restart_order(system)
+        if order is None:
+            self.declined += 1
+            return None
+        last = self.store.last
+        snap = snap_mod.capture(system, last.pages if last is not None else None, order=order,
+                                extra=self.extra() if self.extra is not None else None,
+                                leave_out=(self._hook,) if self._hook is not None else ())
+        self.store.add(snap)
+        t1 = time.perf_counter()
+        self.seconds += t1 - t0
+        self._next = t1 + max(self.interval, (t1 - t0) / self.overhead)
+        return snap
+
+    # --- going back -----------------------------------------------------------------------
+    def restore(self, snap: snap_mod.Snapshot, *, console_sink=None):
+        """A new system in the state of ``snap``, its processes started,
+        recorded from there on."""
+        system = snap_mod.restore(snap, console_sink=console_sink)
+        self.attach(system)
+        self._next = time.perf_counter() + self.interval
+        self._batches = 1
+        return system
+
+    def stats(self) -> dict:
+        out = self.store.stats()
+        out.update(seconds=round(self.seconds, 6), declined=self.declined)
+        return out
