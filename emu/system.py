@@ -16,6 +16,7 @@ retired-instruction count and the vCPU checks them after each batch.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -26,6 +27,7 @@ from .cost import DEFAULT_COSTS, CostModel
 from .errors import ConfigError, ImageError
 from .hw.cpu import INTERCEPTS, Cpu, Stop
 from .hw.devices import Console, IoBus, PowerOff, Timer
+from .hw.events import shutdown_report
 from .hw.memory import PhysMem
 from .hw.mmu import Mmu
 from .hw.nested import NestedWalker
@@ -349,7 +351,7 @@ class System:
         if stop.reason == "halt":
             return (yield from self._halt())
         if stop.reason == "shutdown":
-            self._end("crash", d.get("message", "triple fault"))
+            self._end("crash", self.shutdown_message(d))
             return True
         if stop.reason == "crash":
             self._end("crash", f"{d['message']} (eip {d.get('eip', self.cpu.eip):#010x})")
@@ -369,13 +371,26 @@ class System:
             d = action.detail
             return self._io(d["port"], d["value"], d["reg"])
         if action.kind == "shutdown":
-            self._end("crash", action.detail.get("message", "triple fault"))
+            self._end("crash", self.shutdown_message(action.detail))
             return True
         if action.kind == "crash":
             d = action.detail
             self._end("crash", f"{d['message']} (eip {d.get('eip', self.cpu.eip):#010x})")
             return True
         return False
+
+    def shutdown_message(self, detail: dict) -> str:
+        """A triple fault's report, from its first exception (with the
+        source line of its eip), the same in every mode."""
+        if not detail.get("chain"):
+            return detail.get("message", "triple fault")
+
+        def where(eip: int) -> str:
+            src = self.image.source_at(eip)
+            if src is None:
+                return ""
+            return f" ({os.path.basename(src.file)}:{src.line}: `{src.text}`)"
+        return shutdown_report(detail["chain"], where)
 
     def _io(self, port: int, value, reg) -> bool:
         if value is None:

@@ -139,7 +139,8 @@ def test_a_triple_fault_is_a_crash_report(tmp_path):
     src.write_text("org 0x1000\n_start:\n    mov eax, 0\n    div eax\n")   # no IDT at all
     done = emu("run", src, "--quiet")
     line = one_line_error(done, 3)
-    assert line.startswith("emu: crash: triple fault:")
+    assert line == ("emu: crash: #DE divide error at eip 0x00001006 (triple.s:4: `div eax`) "
+                    "with no IDT loaded -> double fault -> triple fault: the machine shut down")
 
 
 def test_a_runaway_loop_stops_at_the_budget(tmp_path):

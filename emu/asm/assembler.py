@@ -32,6 +32,7 @@ from .expr import Node, Num, Sym, walk
 from .image import Image, SectionInfo, SourceLine
 from .lexer import Loc, clip
 from .listing import Recorder
+from .macros import strip_comment
 from .parser import (
     Align,
     Data,
@@ -369,7 +370,8 @@ class Assembler:
                 count = 1
             assert isinstance(inner, (Data, Instruction, Reserve))
             if isinstance(inner, Instruction):
-                src = SourceLine(stmt.loc.file, stmt.loc.line, stmt.loc.text.strip())
+                src = SourceLine(stmt.loc.file, stmt.loc.line,
+                                 strip_comment(stmt.loc.text).strip())
                 for k in range(count):
                     lines[addr + k * inner.size] = src
             if count:

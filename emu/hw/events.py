@@ -6,13 +6,34 @@ A mixin of ``Cpu``: it works on the CPU's registers, MMU and IDT state.
 
 from __future__ import annotations
 
-from .exceptions import DF, GP, NP, NPF, PF, TIMER_VECTOR, GuestFault
+from .exceptions import (
+    DF,
+    GP,
+    HAS_ERROR_CODE,
+    NP,
+    NPF,
+    PF,
+    TIMER_VECTOR,
+    GuestFault,
+    describe_vector,
+)
 from .stops import CONTRIBUTORY, KERNEL_CS, USER_CS, USER_SS, Stop
 from .stops import StopRun as _StopRun
 
 
 class EventDelivery:
-    """How the CPU delivers exceptions and interrupts."""
+    """How the CPU delivers exceptions and interrupts.
+
+    ``fault_chain`` records the events whose delivery failed since the last
+    one that succeeded, first first: each a dict of vector, error_code,
+    cr2, eip (of the instruction it belongs to) and ``why`` its delivery
+    failed.  A triple fault hands it over in its stop (``chain``), so the
+    report can name the first exception (``shutdown_report``).
+    """
+
+    fault_chain: tuple = ()
+    _why: str | None = None
+    _stage: str | None = None      # what the delivery was doing when a fault hit it
 
     # --- exceptions and interrupts ----------------------------------------
     def _exception(self, f: GuestFault, eip: int) -> Stop | None:
@@ -66,23 +87,35 @@ class EventDelivery:
         self.vectoring = (vector, error_code, cr2, return_eip, soft, external)
         cpl = self.cpl
         user_before = self.mmu.user
+        gate = f"IDT gate {vector if vector < 32 else hex(vector)}"
+        self._why = None                   # why the delivery failed, if it does
+        stage = "reading its IDT gate"
         try:
             self.mmu.set_user(False)       # implicit supervisor accesses
             if vector * 8 + 7 > self.idt_limit:
+                self._why = ("with no IDT loaded" if self.idt_limit == self.idt_base == 0
+                             else f"with vector {vector} beyond the IDT limit "
+                                  f"{self.idt_limit:#x}")
                 raise GuestFault(GP, vector * 8 + 2)
             handler = self.mmu.read(self.idt_base + vector * 8, 4)
             attr = self.mmu.read(self.idt_base + vector * 8 + 4, 4)
             # The SDM's order: gate type, then (int n only) DPL, then present.
             gate_type = (attr >> 8) & 0xF
             if gate_type not in (0xE, 0xF):
+                self._why = f"with {gate} not an interrupt or trap gate (type {gate_type:#x})"
                 raise GuestFault(GP, vector * 8 + 2)
             if soft and cpl > (attr >> 13) & 3:
+                self._why = f"with {gate} closed to ring 3 (DPL {(attr >> 13) & 3})"
                 raise GuestFault(GP, vector * 8 + 2)
             if not attr & 0x8000:
+                self._why = f"with {gate} not present"
                 raise GuestFault(NP, vector * 8 + 2)
             r = self.r
+            stage = "pushing its frame"
             if cpl == 3:
+                stage = "reading esp0 from the TSS"
                 esp = self.mmu.read((self.tss_base + 4) & 0xFFFFFFFF, 4)
+                stage = "pushing its frame"
                 frame = [USER_SS, r[4], self.eflags, USER_CS, return_eip]
             else:
                 esp = r[4]
@@ -99,8 +132,13 @@ class EventDelivery:
                 self.mmu.write((new_esp + 4 * i) & 0xFFFFFFFF, 4, value)
         except GuestFault as f:
             self.mmu.set_user(user_before)
+            self._stage = None
+            if self._why is None:
+                self._stage = stage
+                self._why = f"while {stage}: {f}"
             return self._delivery_fault(f)
         self.vectoring = None
+        self.fault_chain = ()
         r[4] = new_esp
         self.set_cpl(0)
         if gate_type == 0xE:
@@ -126,15 +164,25 @@ class EventDelivery:
             # The VMM sees the #PF; ``vectoring`` keeps the first event, which
             # is delivered again when the guest resumes.
             return self._exit("pf", eip, va=f.cr2, error_code=f.error_code)
+        self._failed(self.vectoring, eip)
         self.vectoring = None
         return self.combine(first, f, eip, external or soft)
+
+    def _failed(self, event: tuple, eip: int) -> None:
+        """Add the event whose delivery just failed to ``fault_chain``."""
+        vector, error_code, cr2, _, soft, external = event
+        self.fault_chain = (*self.fault_chain, {
+            "vector": vector, "error_code": error_code, "cr2": cr2, "eip": eip,
+            "soft": soft, "external": external, "why": self._why or "",
+        })
 
     def combine(self, first: int, f: GuestFault, eip: int, benign: bool) -> Stop | None:
         """x86's double-fault rules for a fault ``f`` while delivering ``first``."""
         if first == DF:
+            chain, self.fault_chain = self.fault_chain, ()
             return Stop("shutdown", detail={
                 "message": f"triple fault: {f} while delivering a double fault",
-                "eip": eip})
+                "eip": eip, "chain": list(chain)})
         first_class = "benign" if benign or first not in CONTRIBUTORY | {PF} else (
             "pf" if first == PF else "contributory")
         second_bad = f.vector in CONTRIBUTORY or f.vector == PF
@@ -148,6 +196,9 @@ class EventDelivery:
         pending = self.vectoring
         if pending is not None:
             self.vectoring = None
+            if self._stage is not None:    # the fault the guest sees, not the VMM's
+                self._why = f"while {self._stage}: {GuestFault(vector, error_code, cr2)}"
+            self._failed(pending, self.eip)
             first, _, _, _, soft, external = pending
             # The fault belongs to the instruction at eip (the exit's).
             return self.combine(first, GuestFault(vector, error_code, cr2), self.eip,
@@ -157,3 +208,38 @@ class EventDelivery:
     def raise_irq(self) -> None:
         """The timer's interrupt line (vector 32), delivered when IF=1."""
         self.irq_pending = True
+
+
+def event_name(rec: dict) -> str:
+    """``#PF page fault (va 0x..., error code 0x6)``, ``timer interrupt`` ..."""
+    vector, ec = rec["vector"], rec["error_code"]
+    if rec["external"] and vector == TIMER_VECTOR:
+        return "timer interrupt"
+    if rec["soft"]:
+        return f"int {vector:#x}"
+    name = describe_vector(vector)
+    if vector == PF and rec["cr2"] is not None:
+        return f"{name} (va {rec['cr2']:#010x}, error code {ec or 0:#x})"
+    if vector in HAS_ERROR_CODE and vector != DF and ec is not None:
+        return f"{name} (error code {ec:#x})"
+    return name
+
+
+def shutdown_report(chain: list[dict], where=lambda eip: "") -> str:
+    """A triple fault told from its first event: what it was, at which eip
+    (``where(eip)`` adds its source line), why its delivery failed, and each
+    event that followed, e.g. ``#DE divide error at eip 0x00001010 (demo.s:14:
+    `div ecx`) with no IDT loaded -> double fault -> triple fault: the
+    machine shut down``.  A reason is given again only when it changes."""
+    parts = []
+    before = None
+    for i, rec in enumerate(chain):
+        if i == 0:
+            text = f"{event_name(rec)} at eip {rec['eip']:#010x}{where(rec['eip'])}"
+        else:
+            text = "double fault" if rec["vector"] == DF else event_name(rec)
+        if rec["why"] and rec["why"] != before:
+            text += " " + rec["why"]
+        before = rec["why"]
+        parts.append(text)
+    return " -> ".join([*parts, "triple fault: the machine shut down"])
