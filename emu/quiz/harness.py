@@ -1,0 +1,297 @@
+"""The guest program behind every quiz problem.
+
+A problem is a small machine state: a guest page directory and tables at
+fixed guest-physical addresses, CR0.WP, CR4.PSE/PGE, and a sequence of
+steps (accesses, CR3 reloads, INVLPGs).  ``program(layout, steps)`` writes
+it as a guest kernel in the project's assembly language, so the emulator
+runs it natively, under shadow paging or under nested paging, ``emu run``
+and ``emu step`` included: the quiz's answers are what those runs do.
+
+The kernel around the exercise (the "harness") keeps out of its way:
+
+    pa / va (identity)   what
+    0x1000-0x6fff        kernel code               (supervisor)
+    0x7000               kernel data: IDT, GDT, TSS, variables
+    0x8000               user code: one stub per user-mode access (U)
+    0x9000               user stack                (U)
+    0xa000               the harness's page table: maps the pages above
+    0xf000               kernel stack (top 0x10000)
+
+It owns page-directory entry 0 (va 0-4 MiB) and nothing else; the
+exercise uses pdx 1-1023 and guest-physical pages from 1 MiB up.  Each
+access is one instruction labelled ``a<N>`` (kernel: in the step's block
+``q<N>``; user: in a stub the kernel enters with ``iret``, which returns
+with ``int 0x80``).  A #PF goes to a handler that records nothing the
+exercise sees and resumes at the address in ``resume``; so does the user
+stub's ``int 0x80``.  The harness makes no data access of its own between
+two steps unless a step asks for it (``ResumeAt``, a guarded access), so
+the TLB and the nested-translation cache hold only what the exercise put
+there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..asm import Image, assemble
+from ..hw.paging import CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, PTE_G, PTE_P, PTE_U, PTE_W
+
+KSTACK_TOP = 0x10000
+USER_CODE = 0x8000
+USTACK_TOP = 0xA000
+KPT = 0xA000                 # the harness's page table (pdx 0)
+DATA = 0x7000
+HARNESS_PAGES = {            # vpn -> user-accessible?  (identity mapped)
+    0x1: False, 0x2: False, 0x3: False, 0x4: False, 0x5: False, 0x6: False,
+    0x7: False, 0x8: True, 0x9: True, 0xF: False,
+}
+EXERCISE_LOW = 0x100000      # the exercise's guest-physical pages start here
+MEM_MIB = 16                 # guest RAM of every quiz machine
+
+OPS = ("read", "write", "fetch")
+
+
+@dataclass(frozen=True)
+class Access:
+    """One memory access: ``mov eax, [va]``, ``mov dword [va], value`` or
+    ``call va`` (a fetch: the page holds ``mov eax, imm32; ret`` there)."""
+
+    op: str
+    va: int
+    user: bool = False
+    value: int = 0           # what a write stores
+    guard: bool = False      # set ``resume`` first: the access may fault
+
+    def describe(self) -> str:
+        who = "user" if self.user else "kernel"
+        if self.op == "write":
+            return f"{who} write of {self.value:#010x} to va {self.va:#010x}"
+        return f"{who} {self.op} at va {self.va:#010x}"
+
+
+@dataclass(frozen=True)
+class Reload:
+    """``mov cr3, eax`` with the same page directory: a TLB flush (global
+    entries stay under CR4.PGE)."""
+
+    def describe(self) -> str:
+        return "reload CR3 (same page directory)"
+
+
+@dataclass(frozen=True)
+class Invlpg:
+    va: int
+
+    def describe(self) -> str:
+        return f"invlpg va {self.va:#010x}"
+
+
+@dataclass(frozen=True)
+class ResumeAt:
+    """Store the address a fault resumes at (a harness data access: placed
+    where it disturbs nothing the question is about)."""
+
+    label: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The exercise's tables and control bits (all guest-physical)."""
+
+    pd: int                                   # CR3
+    pdes: dict = field(default_factory=dict)  # pdx (1-1023) -> gpde
+    tables: dict = field(default_factory=dict)  # pa of a page table -> {ptx: gpte}
+    wp: bool = True
+    pse: bool = False
+    pge: bool = False
+    global_harness: bool = False              # G on the harness's own pages
+    prime_stack: bool = False                 # touch the kernel stack once paging is on
+    data: tuple = ()                          # (pa, dword) stored before paging is on
+
+    @property
+    def cr0(self) -> int:
+        return CR0_PG | (CR0_WP if self.wp else 0)
+
+    @property
+    def cr4(self) -> int:
+        return (CR4_PSE if self.pse else 0) | (CR4_PGE if self.pge else 0)
+
+    def harness_pde(self) -> int:
+        return KPT | PTE_P | PTE_W | PTE_U
+
+
+def _hex(v: int) -> str:
+    return f"0x{v:08x}"
+
+
+def program(layout: Layout, steps, *, title: str, report: bool = False) -> str:
+    """The guest kernel's source text.  ``report``: print one line per
+    access (its value, or the #PF error code), as the translate kind does."""
+    g = PTE_G if layout.global_harness else 0
+    kpt = {vpn: (vpn << 12) | PTE_P | PTE_W | (PTE_U if user else 0) | (0 if user else g)
+           for vpn, user in HARNESS_PAGES.items()}
+    out = [f"; {title}", "; generated by emu quiz: the exercise is the page tables at the",
+           "; end and the steps after 'body'", "",
+           "CONSOLE equ 0xE9", "POWER equ 0xF4", f"KSTACK_TOP equ {KSTACK_TOP:#x}",
+           f"USTACK_TOP equ {USTACK_TOP:#x}", "", "org 0x1000", "_start:",
+           "    mov esp, KSTACK_TOP", *_setup(layout), "    lidt [idt_desc]",
+           "    lgdt [gdt_desc]",
+           "    mov eax, 0x28", "    ltr ax",
+           f"    mov eax, {_hex(layout.cr4)}", "    mov cr4, eax",
+           f"    mov eax, {_hex(layout.pd)}", "    mov cr3, eax",
+           f"    mov eax, {_hex(layout.cr0)}", "    mov cr0, eax"]
+    if layout.prime_stack:
+        # The kernel stack in the TLB (and the shadow): a fault delivered
+        # later makes no walk of its own besides the faulting one.
+        out += ["    push eax", "    pop eax"]
+    out.append("body:")
+    user_stubs: list[str] = []
+    steps = list(steps)
+    labels = _step_labels(steps)
+    for i, step in enumerate(steps):
+        nxt = labels[i + 1] if i + 1 < len(steps) else "done"
+        out.append(f"{labels[i]}:")
+        if isinstance(step, Reload):
+            out += [f"    mov eax, {_hex(layout.pd)}", "    mov cr3, eax"]
+        elif isinstance(step, Invlpg):
+            out.append(f"    invlpg [{_hex(step.va)}]")
+        elif isinstance(step, ResumeAt):
+            out.append(f"    mov dword [resume], {step.label}")
+        else:
+            n = labels[i][1:]
+            out += _access(step, n, nxt, report, user_stubs)
+    out += ["done:", "    mov eax, 0", "    out POWER, eax", "    jmp done", ""]
+    out += _handlers(report)
+    out += ["", "times 0x6000 - ($ - $$) db 0     ; kernel data at 0x7000",
+            "tss:                             ; at 0x7000: esp0 at 0x7004",
+            "    dd 0, KSTACK_TOP", "    times 24 dd 0",
+            "resume: dd done", "ureport: dd report_plain", "umsg: dd 0", "qnum: dd 0",
+            "idt_desc:", "    dw 0x81 * 8 - 1", "    dd idt",
+            "gdt_desc:", "    dw 6 * 8 - 1", "    dd gdt",
+            "gdt:", "    dd 0, 0", "    dd 0x0000ffff, 0x00cf9a00", "    dd 0x0000ffff, 0x00cf9200",
+            "    dd 0x0000ffff, 0x00cffa00", "    dd 0x0000ffff, 0x00cff200",
+            "    dd 0x70000067, 0x00008900       ; the TSS at 0x7000, 104 bytes",
+            "hexdigits: db \"0123456789abcdef\"",
+            "msg_read: db \": read \", 0", "msg_fetch: db \": fetched \", 0",
+            "msg_wrote: db \": wrote\", 10, 0", "msg_pf: db \": #PF error \", 0",
+            "idt:"]
+    for vector in range(0x81):
+        if vector == 14:
+            out.append("    dd pf_handler, 0x8e00")
+        elif vector == 0x80:
+            out.append("    dd sys_handler, 0xef00")
+        elif vector < 32:
+            out.append("    dd other_handler, 0x8e00")
+        else:
+            out.append("    dd 0, 0")
+    out += ["", "times 0x7000 - ($ - $$) db 0     ; user code at 0x8000",
+            *(user_stubs or ["    nop"]),
+            "times 0x9000 - ($ - $$) db 0     ; the harness's page table at 0xa000"]
+    out += [f"    dd {_hex(kpt.get(vpn, 0))}" for vpn in range(16)]
+    return "\n".join(out) + "\n"
+
+
+def _step_labels(steps) -> list[str]:
+    labels, n, k = [], 0, 0
+    for step in steps:
+        if isinstance(step, Access):
+            n += 1
+            labels.append(f"q{n}")
+        else:
+            k += 1
+            labels.append(f"s{k}")
+    return labels
+
+
+def _access(a: Access, n: str, nxt: str, report: bool, user_stubs: list[str]) -> list[str]:
+    if a.op not in OPS:
+        raise ValueError(f"unknown access {a.op!r}")
+    insn = {"read": f"mov eax, [{_hex(a.va)}]",
+            "write": f"mov dword [{_hex(a.va)}], {_hex(a.value)}",
+            "fetch": f"call {_hex(a.va)}"}[a.op]
+    msg = {"read": "msg_read", "fetch": "msg_fetch", "write": "msg_wrote"}[a.op]
+    routine = "report_plain" if a.op == "write" else "report_value"
+    out = []
+    if a.guard or a.user:           # a user stub always returns through resume
+        out.append(f"    mov dword [resume], {nxt}")
+    if report:
+        out += [f"    mov dword [qnum], {int(n)}"]
+    if not a.user:
+        out.append(f"a{n}: {insn}")
+        if report:
+            out += [f"    mov esi, {msg}", f"    call {routine}"]
+        return out
+    if report:
+        out += [f"    mov dword [umsg], {msg}", f"    mov dword [ureport], {routine}"]
+    out += ["    push 0x23", "    push USTACK_TOP", "    push 0x002", "    push 0x1b",
+            f"    push u{n}", "    iret"]
+    user_stubs += [f"u{n}:", f"a{n}: {insn}", "    int 0x80"]
+    return out
+
+
+def _handlers(report: bool) -> list[str]:
+    out = ["pf_handler:                  ; #PF: resume at [resume]",
+           "    pop ebx                  ; the error code",
+           "    mov esp, KSTACK_TOP"]
+    if report:
+        out += ["    call put_qnum", "    mov esi, msg_pf", "    call puts",
+                "    call puthex", "    call newline"]
+    out += ["    jmp [resume]",
+            "sys_handler:                 ; int 0x80: the user stub is done",
+            "    mov esp, KSTACK_TOP"]
+    if report:
+        out += ["    mov esi, [umsg]", "    mov edx, [ureport]", "    call edx"]
+    out += ["    jmp [resume]",
+            "other_handler:               ; any other exception: a bug in the quiz",
+            "    mov eax, 99", "    out POWER, eax", "    jmp other_handler"]
+    if report:
+        out += ["report_value:                ; qnum, the message at esi, eax in hex",
+                "    mov ebx, eax", "    call put_qnum", "    call puts", "    call puthex",
+                "    jmp newline",
+                "report_plain:                ; qnum and the message at esi",
+                "    call put_qnum", "    jmp puts",
+                "put_qnum:", "    mov eax, [qnum]", "    add eax, 0x30", "    out CONSOLE, eax",
+                "    ret",
+                "puts:", "    movzx eax, byte [esi]", "    test eax, eax", "    je .done",
+                "    out CONSOLE, eax", "    inc esi", "    jmp puts", ".done:", "    ret",
+                "puthex:                      ; ebx as 0x%08x",
+                "    mov eax, 0x30", "    out CONSOLE, eax", "    mov eax, 0x78",
+                "    out CONSOLE, eax", "    mov ecx, 8", ".digit:", "    rol ebx, 4",
+                "    mov eax, ebx", "    and eax, 15", "    movzx eax, byte [hexdigits + eax]",
+                "    out CONSOLE, eax", "    dec ecx", "    jne .digit", "    ret",
+                "newline:", "    mov eax, 10", "    out CONSOLE, eax", "    ret"]
+    else:
+        out += ["report_plain:", "    ret"]
+    return out
+
+
+def setup_words(layout: Layout) -> dict:
+    """{pa: dword} of every nonzero dword the exercise puts in guest memory:
+    its page directory (the harness's entry 0 included), tables and data."""
+    words = {layout.pd: layout.harness_pde()}
+    for pdx, gpde in layout.pdes.items():
+        words[layout.pd + 4 * pdx] = gpde
+    for pa, entries in layout.tables.items():
+        for idx, value in entries.items():
+            words[pa + 4 * idx] = value
+    for pa, value in layout.data:
+        words[pa] = value
+    return {pa: v for pa, v in sorted(words.items()) if v}
+
+
+def _setup(layout: Layout) -> list[str]:
+    """Stores that build the exercise with paging still off (va = pa)."""
+    return [f"    mov dword [{_hex(pa)}], {_hex(v)}" for pa, v in setup_words(layout).items()]
+
+
+def fetch_stub(value: int) -> tuple[int, int]:
+    """Two dwords holding ``mov eax, value; ret``: what a fetch runs."""
+    image = assemble(f"org 0\nmov eax, {_hex(value)}\nret\n", "<stub>")
+    code = b"".join(data for _, data in image.segments).ljust(8, b"\0")
+    if len(code) > 8:
+        raise ValueError("the fetch stub does not fit in two dwords")
+    return int.from_bytes(code[:4], "little"), int.from_bytes(code[4:8], "little")
+
+
+def assemble_program(source: str, name: str) -> Image:
+    return assemble(source, name)
