@@ -49,15 +49,6 @@ def element_wise(cpu, n: int, size: int, move: bool, step: int) -> int:
     return n
 
 
-def _run_length(va: int, size: int, backward: bool) -> int:
-    """Elements from ``va`` (stepping by ``size``) inside its page; 0 when the
-    first one crosses into the next page."""
-    off = va & 0xFFF
-    if off + size > 0x1000:
-        return 0
-    return off // size + 1 if backward else (0x1000 - off) // size
-
-
 def run(cpu, limit: int, size: int, move: bool) -> None:
     """Run up to ``limit`` elements (see the module doc); ``cpu.string_done``
     counts the completed ones (kept exact when a fault propagates)."""
@@ -67,25 +58,39 @@ def run(cpu, limit: int, size: int, move: bool) -> None:
     tlb = mmu.dtlb
     rfast, wfast = mmu.rfast, mmu.wfast
     lru = tlb.policy == "lru"
+    paging = mmu.paging
     pattern = None if move else (r[0] & (0xFF if size == 1 else M)).to_bytes(size, "little")
-    while cpu.string_done < limit:
-        left = limit - cpu.string_done
+    done = cpu.string_done
+    src = None
+    while done < limit:
         s, d = r[6], r[7]
-        n = _run_length(d, size, backward)
-        if move:
-            n = min(n, _run_length(s, size, backward))
+        # n: the elements from here that stay inside the source's and the
+        # destination's pages (0: the first one crosses into the next page).
+        od, os_ = d & 0xFFF, s & 0xFFF
+        if od + size > 0x1000 or (move and os_ + size > 0x1000):
+            n = 0
+        elif backward:
+            n = od // size + 1
+            if move and os_ < od:
+                n = os_ // size + 1
+        else:
+            n = (0x1000 - od) // size
+            if move and os_ > od:
+                n = (0x1000 - os_) // size
         if n == 0:
+            cpu.string_done = done
             element_wise(cpu, 1, size, move, step)
+            done = cpu.string_done
             continue
-        n = min(n, left)
-        paging = mmu.paging
-        src = None
+        if n > limit - done:
+            n = limit - done
         # The first element: translations exactly as Mmu.read/write make them.
         if move:
             vs = s >> 12
             src = rfast.get(vs)
             if src is None:
-                src, _ = mmu.translate(s, False, False, True)
+                cpu.string_done = done
+                src = mmu.translate(s, False, False, True)[0]
             elif paging:
                 tlb.lookups += 1
                 if lru:
@@ -93,6 +98,7 @@ def run(cpu, limit: int, size: int, move: bool) -> None:
         vd = d >> 12
         dst = wfast.get(vd)
         if dst is None:
+            cpu.string_done = done
             dst, pn = mmu.translate(d, True, False, True)
             mmu._wrote(pn)        # translated code on the page is stale now
         elif paging:
@@ -103,11 +109,27 @@ def run(cpu, limit: int, size: int, move: bool) -> None:
             if move and tlb.probe(vs) is None:
                 # The destination's fill evicted the source: every element
                 # misses again, as the element-wise path would.
+                cpu.string_done = done
                 _move_bytes(cpu, src, dst, s, d, 1, size, move, pattern, backward)
                 element_wise(cpu, n - 1, size, move, step)
+                done = cpu.string_done
                 continue
             tlb.lookups += (n - 1) * (2 if move else 1)
-        _move_bytes(cpu, src, dst, s, d, n, size, move, pattern, backward)
+        span = n * size
+        if not backward and (not move or src is not dst):
+            # the common case: forward, two different pages (or a fill)
+            if move:
+                dst[od:od + span] = src[os_:os_ + span]
+                r[6] = (s + span) & M
+            else:
+                dst[od:od + span] = pattern * n
+            r[7] = (d + span) & M
+            done += n
+        else:
+            cpu.string_done = done
+            _move_bytes(cpu, src, dst, s, d, n, size, move, pattern, backward)
+            done = cpu.string_done
+    cpu.string_done = done
 
 
 def _move_bytes(cpu, src, dst, s, d, n, size, move, pattern, backward) -> None:
