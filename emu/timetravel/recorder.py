@@ -30,14 +30,17 @@ class Recorder:
     """Takes snapshots of one running ``System`` (see the module doc)."""
 
     def __init__(self, store: SnapshotStore | None = None, *, interval: float = INTERVAL,
-                 overhead: float = OVERHEAD, every: int | None = None, extra=None):
-        """``every``: a snapshot every that many batches (deterministic, for
-        tests) instead of by host time; ``extra()``: the driver's state to
-        keep with each snapshot."""
+                 overhead: float = OVERHEAD, every: int | None = None,
+                 at: list[int] | None = None, extra=None):
+        """``every``: a snapshot every that many batches, or ``at``: one at
+        the first batch from each of these instruction counts (both
+        deterministic, for tests) instead of by host time; ``extra()``: the
+        driver's state to keep with each snapshot."""
         self.store = store if store is not None else SnapshotStore()
         self.interval = interval
         self.overhead = overhead
         self.every = every
+        self.at = sorted(at) if at is not None else None
         self.extra = extra
         self.system = None
         self.enabled = True
@@ -60,7 +63,9 @@ class Recorder:
 
         def batch(max_insns, max_cycles, irq=True):
             if self.enabled and self._due() and sys._getframe(1).f_code is vcpu:
-                self.take(system)
+                if self.take(system) is not None and self.at:
+                    while self.at and self.at[0] <= cpu.icount:
+                        self.at.pop(0)
             return run(max_insns, max_cycles, irq)
         cpu.run = batch
         self.system = system
@@ -73,6 +78,8 @@ class Recorder:
         self._hook = None
 
     def _due(self) -> bool:
+        if self.at is not None:
+            return bool(self.at) and self.system.cpu.icount >= self.at[0]
         if self.every is not None:
             self._batches += 1
             return self._batches % self.every == 1 or self.every == 1

@@ -1,0 +1,204 @@
+"""Snapshots: a run restored from any snapshot goes on exactly as the run
+that was never interrupted.
+
+For every bundled guest in every mode: a run to the end with its trace
+(the JSON lines ``emu run --trace`` writes) and its result; the same run
+again with snapshots taken; then runs restored from those snapshots, each
+to the end.  The recorded run must equal the first one (taking snapshots
+changes nothing), and each restored run must give the trace from its
+snapshot on and the same result: console, registers, memory hash and
+every counter but host time.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import pytest
+
+from emu import programs
+from emu.cli import build_parser, config_from, load
+from emu.multi import build
+from emu.system import MODES, System
+from emu.timetravel import Recorder, SnapshotError, SnapshotStore, restore
+from emu.trace import JsonlWriter
+
+GUESTS = sorted(p.stem for p in pathlib.Path(programs.programs_dir()).glob("*.s"))
+
+
+def program_config(name: str, mode: str, *extra: str) -> tuple:
+    """The image and the configuration ``emu run NAME --mode MODE`` uses
+    (the program's own ``; emu-options:`` included)."""
+    path = programs.resolve(name)
+    args = build_parser().parse_args(["run", path, *programs.default_options(path),
+                                      "--mode", mode, *extra])
+    return load(path), config_from(args)
+
+
+def without_host_time(d):
+    if isinstance(d, dict):
+        return {k: without_host_time(v) for k, v in d.items() if k != "host_seconds"}
+    return d
+
+
+def traced_run(system: System, jsonl: bool = False) -> tuple[dict, list, int]:
+    """Run ``system`` to its end: (result, trace from here, events before).
+    The trace is the events (immutable values compared field by field), or
+    with ``jsonl`` the lines ``emu run --trace`` writes."""
+    before = system.bus.count
+    if jsonl:
+        out = io.StringIO()
+        system.bus.subscribe(JsonlWriter(out))
+    else:
+        events = []
+        system.bus.subscribe(events.append)
+    result = system.run()
+    trace = out.getvalue().splitlines() if jsonl else events
+    return without_host_time(result.to_json()), trace, before
+
+
+def check_restores(image, config, fractions=(1 / 3, 2 / 3), jsonl=False) -> Recorder:
+    base, trace, _ = traced_run(System(image, config), jsonl)
+    insns = base["instructions"]
+    recorder = Recorder(at=[max(1, int(insns * f)) for f in fractions])
+    system = System(image, config)
+    recorder.attach(system)
+    recorded, recorded_trace, _ = traced_run(system, jsonl)
+    assert recorded == base, "taking snapshots changed the run"
+    assert recorded_trace == trace
+    # At the first batch from each point (natively a batch may be long).
+    assert 1 <= len(recorder.store) <= len(fractions)
+    for snap in recorder.store:
+        restored, rest, before = traced_run(restore(snap), jsonl)
+        assert snap.icount > 0 and before <= len(trace)
+        assert rest == trace[before:], f"the trace differs after a restore at {snap.icount:,}"
+        assert restored == base
+    return recorder
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("guest", GUESTS)
+def test_a_restored_run_goes_on_exactly_as_the_uninterrupted_one(guest, mode):
+    check_restores(*program_config(guest, mode))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_trace_file_is_byte_identical_after_a_restore(mode):
+    check_restores(*program_config("demand", mode), fractions=(0.25, 0.5, 0.75), jsonl=True)
+
+
+@pytest.mark.parametrize("mode, options", [
+    ("shadow", ["--shadow-policy", "oos-cache"]),
+    ("shadow", ["--shadow-policy", "trace-drop", "--clock", "cycles"]),
+    ("nested", ["--clock", "cycles", "--tlb-kind", "unified", "--tlb-policy", "random",
+                "--seed", "9"]),
+])
+def test_policies_clocks_and_tlbs_restore_exactly(mode, options):
+    check_restores(*program_config("demand", mode, *options), fractions=(0.2, 0.5, 0.8))
+
+
+@pytest.mark.parametrize("mode", ["shadow", "nested"])
+def test_swapping_and_sharing_restore_exactly(mode):
+    """One VM on a machine too small for it: reclaim, swap-outs and swap-ins,
+    and the sharing scan, whose next scan the restored host must know."""
+    image, config = program_config("bigpages", mode, "--machine-mib", "4",
+                                   "--swap-latency", "2000", "--share-interval", "30000")
+    recorder = check_restores(image, config, fractions=(0.3, 0.6, 0.9))
+    result = restore(recorder.store.last).run()
+    assert result.stats["host"]["swap_outs"] > 1000 and result.stats["host"]["scans"] > 10
+
+
+def test_snapshots_are_taken_only_between_batches_of_the_vcpu():
+    """Every batch start is a candidate (tracing faults emulate instructions
+    inside the VMM: those batches are not); each snapshot restores exactly."""
+    image, config = program_config("demand", "shadow")
+    base, trace, _ = traced_run(System(image, config))
+    recorder = Recorder(every=1)
+    system = System(image, config)
+    recorder.attach(system)
+    traced_run(system)
+    assert len(recorder.store) > 30
+    assert system.vmm.faults["tracing"] > 0
+    for snap in list(recorder.store)[::150]:
+        restored, rest, before = traced_run(restore(snap))
+        assert restored == base and rest == trace[before:]
+
+
+def test_unchanged_pages_are_shared_between_snapshots():
+    image, config = program_config("demand", "native")
+    recorder = Recorder(every=5)
+    system = System(image, config)
+    recorder.attach(system)
+    system.run()
+    snaps = list(recorder.store)
+    assert len(snaps) > 20
+    for a, b in zip(snaps, snaps[1:]):
+        for pn, data in b.pages.items():
+            old = a.pages.get(pn)
+            if old is not None and old == data:
+                assert old is data              # one object, not a copy
+                assert pn not in b.changed
+            else:
+                assert pn in b.changed
+        assert set(a.pages) - set(b.pages) <= b.changed
+    distinct = {id(d): len(d) for s in snaps for d in s.pages.values()}
+    blobs = sum(len(s.blob) for s in snaps)
+    assert recorder.store.size >= blobs + sum(distinct.values())
+    assert sum(len(s.pages) for s in snaps) > 3 * len(distinct)   # most pages shared
+
+
+def test_the_store_thins_out_old_snapshots_to_stay_in_its_budget():
+    image, config = program_config("demand", "shadow")
+    store = SnapshotStore(budget=400_000)
+    recorder = Recorder(store, every=3)
+    system = System(image, config)
+    recorder.attach(system)
+    system.run()
+    assert store.taken > 60 and store.thinned > 0
+    assert store.size <= store.budget
+    assert store.peak > store.budget >= store.size
+    icounts = [s.icount for s in store]
+    assert icounts == sorted(icounts) and icounts[0] < 2000      # the first stays
+    # What changed since the snapshot before still holds after thinning.
+    for a, b in zip(store.items, store.items[1:]):
+        for pn, data in b.pages.items():
+            if a.pages.get(pn) != data:
+                assert pn in b.changed
+
+
+def test_the_console_sink_bus_subscribers_and_progress_are_the_restorers():
+    image, config = program_config("hello", "shadow")
+    seen, sink_old = [], []
+    system = System(image, config, console_sink=sink_old.append)
+    system.bus.subscribe(seen.append)
+    system.progress = lambda s: None
+    recorder = Recorder(every=1)
+    recorder.attach(system)
+    system.run()
+    snap = recorder.store.items[len(recorder.store) // 2]
+    sink = []
+    restored = restore(snap, console_sink=sink.append)
+    assert restored.progress is None and not restored.bus.active
+    assert vars(restored.cpu).get("run") is None      # the recorder's hook is not kept
+    before = restored.bus.count                         # the count goes on
+    assert 0 < before < len(seen)
+    events = []
+    restored.bus.subscribe(events.append)
+    result = restored.run()
+    assert events == seen[before:]
+    assert "".join(sink_old) == result.console
+    assert sink and result.console.endswith("".join(sink))
+    assert 0 < len(sink) < len(sink_old)
+
+
+def test_several_vms_on_one_machine_are_refused_in_one_line():
+    image, config = program_config("hello", "shadow")
+    _, systems = build([image, image], ["a", "b"], config.with_(share_interval=0))
+    with pytest.raises(SnapshotError, match="single VM"):
+        Recorder().attach(systems[0])
+
+
+def test_a_snapshot_budget_must_be_positive():
+    with pytest.raises(ValueError):
+        SnapshotStore(budget=0)
