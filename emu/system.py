@@ -189,7 +189,7 @@ class System:
             self.cpu.intercepts = INTERCEPTS
             if c.check_invariants:
                 from .vmm.invariants import check_host, check_shadow
-                self.vmm.check = lambda: (check_shadow(self.vmm), check_host(self.host))
+                self.vmm.check = lambda: (check_shadow(self.vmm), check_host(self.host, name))
         elif c.mode == "nested":
             walker = NestedWalker(self.mem, lambda: bool(self.cpu.cr0 & 0x80000000),
                                   c.ntlb_entries)
@@ -201,7 +201,7 @@ class System:
             self.cpu.intercepts = frozenset({"hlt", "io"})
             if c.check_invariants:
                 from .vmm.invariants import check_host, check_nested
-                self.vmm.check = lambda: (check_nested(self.vmm), check_host(self.host))
+                self.vmm.check = lambda: (check_nested(self.vmm), check_host(self.host, name))
         if self.vmm is not None:
             self.guest.on_write = self.mmu.code_written
             self.host.attach(name, self.pmap, self.vmm, self.bus, lambda: self.finished)

@@ -142,18 +142,18 @@ class Monitor:
 
     def translations(self):
         """(what, mpn, page bytes, writable) of every translation the
-        hardware holds for this VM: TLB entries and the CPU's fast maps (a
-        page's bytes that belong to no machine page any more: mpn None)."""
+        hardware holds for this VM: TLB entries and the CPU's fast maps,
+        which are a view of the TLB (an entry without one: mpn None)."""
         mmu = self.mmu
         for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values():
             for e in t.valid_entries():
                 yield (f"{t.name} entry for va {e.vpn << 12:#010x}", e.pn, e.page,
                        e.writable and e.dirty)
-        by_id = {id(page): pn for pn, page in self.machine.mem.pages.items()}
         for kind, fast in (("read", mmu.rfast), ("write", mmu.wfast)):
             for vpn, page in fast.items():
-                yield (f"{kind} fast map of va {vpn << 12:#010x}", by_id.get(id(page)), page,
-                       kind == "write")
+                e = mmu.dtlb.probe(vpn)
+                pn = None if e is None else e.pn + (vpn - e.vpn if e.large else 0)
+                yield (f"{kind} fast map of va {vpn << 12:#010x}", pn, page, kind == "write")
 
     def stats(self) -> dict:
         return {"exits": dict(sorted(self.exits.items())),

@@ -375,7 +375,7 @@ class Host:
             self.disk.sync_reads += 1
             return io.mpn
         key = pmap.swapped.pop(ppn)
-        mpn = machine.alloc(pmap.name)
+        mpn = self.alloc_now(pmap.name)
         pmap.bind(ppn, mpn)
         machine.mem.page(mpn)[:] = self.disk.store.pop(key)
         self.disk.sync_reads += 1
@@ -385,7 +385,34 @@ class Host:
     def unshare_now(self, pmap: PMap, ppn: int) -> int:
         """Give ``ppn`` a private copy of its shared page (a COW break)."""
         vm = self.vms[pmap.name]
-        return self._cow(vm, ppn, self.machine.alloc(pmap.name))
+        return self._cow(vm, ppn, self.alloc_now(pmap.name))
+
+    def alloc_now(self, name: str) -> int:
+        """A page for the VMM's own synchronous use of VM ``name``'s memory
+        (no simulated time passes): from the free pages, the reserve
+        included; with none left, a victim is taken back at once (its
+        write to the disk costs no time, like the VMM's synchronous reads)."""
+        machine = self.machine
+        if not machine.free_pages():
+            victim = self._pick()
+            if victim is None:
+                raise OutOfMachineMemory(
+                    f"machine memory exhausted ({machine.mem.size >> 20} MiB, "
+                    f"{len(machine.owner)} pages in use, none reclaimable)")
+            vm, ppn, mpn = victim
+            vm.hooks.unmap_page(ppn, mpn)
+            data = bytes(machine.mem.page(mpn))
+            vm.pmap.unbind(ppn)
+            self.reclaimed += 1
+            if any(data):
+                key = (vm.name, ppn)
+                self.disk.store[key] = data
+                vm.pmap.swapped[ppn] = key
+                self.swap_outs += 1
+            else:
+                self.zero_dropped += 1
+            machine.free(mpn)
+        return machine.alloc(name)
 
     def _cow(self, vm: Guest, ppn: int, mpn: int) -> int:
         """Break ``vm``'s ``ppn`` away from its shared page into ``mpn``."""

@@ -115,9 +115,27 @@ def check_nested(monitor) -> int:
     return n
 
 
-def check_host(host) -> int:
-    """Check the host's page states and every VM's reach; returns the
-    machine pages checked."""
+def check_host(host, only: str | None = None) -> int:
+    """Check the host's page states when any page changed state since the
+    last check, and the reach of every VM (``only``: of that VM, after its
+    own exit -- the other VMs' translations changed only in host events,
+    which check them all); returns the pages checked."""
+    version = (host.machine.version, *(vm.pmap.version for vm in host.vms.values()))
+    if version != getattr(host, "checked_version", None):
+        _check_pages(host)
+        host.checked_version = version
+    for name, vm in host.vms.items():
+        if only is not None and name != only:
+            continue
+        reach = getattr(vm.hooks, "translations", None)
+        if reach is not None:
+            _check_translations(name, vm.pmap, host.machine, reach())
+    return len(host.machine.state)
+
+
+def _check_pages(host) -> None:
+    """Every machine page, guest page and swap slot in one consistent state
+    (set operations where it can: this runs after every host event)."""
     machine = host.machine
     owner, state = machine.owner, machine.state
     if owner.keys() != state.keys():
@@ -127,30 +145,35 @@ def check_host(host) -> int:
         raise InvariantError(f"check_host: {len(owner)} pages in use and "
                              f"{machine.free_pages()} free do not add up to "
                              f"{machine.npages - 1}")
-    free = set(machine._free)
-    if free & owner.keys():
-        raise InvariantError(f"check_host: mpn {min(free & owner.keys()):#x} is free and "
-                             "in use")
+    if not owner.keys().isdisjoint(machine._free):
+        raise InvariantError("check_host: a machine page is free and in use")
+    by_state: dict[tuple, set] = {}
+    for mpn, st in state.items():
+        by_state.setdefault((st, owner[mpn]), set()).add(mpn)
     refs: dict[int, set] = {}
-    in_flight: dict[int, tuple] = {}
     slots = set()
     for name, vm in host.vms.items():
         pmap = vm.pmap
-        for ppn, mpn in pmap.mpn_of.items():
-            if ppn in pmap.shared:
-                if state.get(mpn) != SHARED_PAGE:
-                    raise InvariantError(f"check_host: {name} ppn {ppn:#x} is shared, but "
-                                         f"mpn {mpn:#x} is {state.get(mpn, 'free')}")
-                refs.setdefault(mpn, set()).add((name, ppn))
-            elif (state.get(mpn), owner.get(mpn), pmap.ppn_of.get(mpn)) != (MAPPED, name, ppn):
-                raise InvariantError(
-                    f"check_host: {name} ppn {ppn:#x} -> mpn {mpn:#x}, which is "
-                    f"{state.get(mpn, 'free')} and owned by {owner.get(mpn, 'nobody')}")
-        if len(pmap.ppn_of) + len(pmap.shared) != len(pmap.mpn_of):
-            raise InvariantError(f"check_host: {name}'s reverse PMap is not exact")
+        shared_items = {(ppn, pmap.mpn_of[ppn]) for ppn in pmap.shared}
+        if pmap.mpn_of.items() - shared_items != set(zip(pmap.ppn_of.values(),
+                                                        pmap.ppn_of.keys())):
+            raise InvariantError(f"check_host: {name}'s PMap and its reverse disagree")
+        mapped = by_state.get((MAPPED, name), set())
+        if pmap.ppn_of.keys() != mapped:
+            bad = min(pmap.ppn_of.keys() ^ mapped)
+            raise InvariantError(
+                f"check_host: {name} maps mpn {bad:#x} in its PMap, which is "
+                f"{state.get(bad, 'free')} and owned by {owner.get(bad, 'nobody')}"
+                if bad in pmap.ppn_of else
+                f"check_host: mpn {bad:#x} is mapped for {name}, but no guest page of it "
+                "is bound to it")
         counts: dict[int, int] = {}
-        for ppn in pmap.shared:
-            counts[pmap.mpn_of[ppn]] = counts.get(pmap.mpn_of[ppn], 0) + 1
+        for ppn, mpn in shared_items:
+            if state.get(mpn) != SHARED_PAGE:
+                raise InvariantError(f"check_host: {name} ppn {ppn:#x} is shared, but "
+                                     f"mpn {mpn:#x} is {state.get(mpn, 'free')}")
+            refs.setdefault(mpn, set()).add((name, ppn))
+            counts[mpn] = counts.get(mpn, 0) + 1
         if counts != pmap.shared_mpns:
             raise InvariantError(f"check_host: {name}'s shared-page counts are stale")
         for ppn, io in pmap.in_flight.items():
@@ -159,50 +182,44 @@ def check_host(host) -> int:
                 raise InvariantError(f"check_host: {name} ppn {ppn:#x} is {io.kind} at "
                                      f"mpn {io.mpn:#x}, which is "
                                      f"{state.get(io.mpn, 'free')}")
-            in_flight[io.mpn] = (name, ppn)
             if io.kind == READING_IN:
                 slots.add(io.key)
-        for ppn, key in pmap.swapped.items():
-            if ppn in pmap.mpn_of:
-                raise InvariantError(f"check_host: {name} ppn {ppn:#x} is on the disk and "
-                                     "mapped")
-            slots.add(key)
+        if not pmap.swapped.keys().isdisjoint(pmap.mpn_of):
+            raise InvariantError(f"check_host: a guest page of {name} is on the disk and "
+                                 "mapped")
+        slots.update(pmap.swapped.values())
     if slots != host.disk.store.keys():
         raise InvariantError(f"check_host: {len(host.disk.store)} swap slots in use, "
                              f"{len(slots)} guest pages on the disk")
-    for mpn, st in state.items():
-        if st == SHARED_PAGE:
-            if owner[mpn] != SHARED_OWNER or refs.get(mpn, set()) != host.sharers.get(mpn) \
-                    or not refs.get(mpn):
-                raise InvariantError(f"check_host: shared mpn {mpn:#x} has references "
-                                     f"{sorted(refs.get(mpn, ()))}, the host counts "
-                                     f"{sorted(host.sharers.get(mpn, ()))}")
-        elif st in (WRITING_OUT, READING_IN):
-            if mpn not in in_flight:
-                raise InvariantError(f"check_host: mpn {mpn:#x} is {st} for no guest page")
-        elif st == VMM and owner[mpn] != VMM_OWNER:
-            raise InvariantError(f"check_host: VMM page mpn {mpn:#x} owned by {owner[mpn]}")
-        elif st == MAPPED and owner[mpn] not in host.vms:
-            raise InvariantError(f"check_host: mpn {mpn:#x} mapped for unknown {owner[mpn]}")
-    if host.sharers.keys() - refs.keys():
-        raise InvariantError("check_host: the host shares a page no guest page is bound to")
-    for name, vm in host.vms.items():
-        reach = getattr(vm.hooks, "translations", None)
-        if reach is not None:
-            _check_translations(name, vm.pmap, machine, reach())
-    return len(state)
+    in_flight = {io.mpn for vm in host.vms.values() for io in vm.pmap.in_flight.values()}
+    for (st, who), mpns in by_state.items():
+        if st in (WRITING_OUT, READING_IN) and mpns - in_flight:
+            raise InvariantError(f"check_host: mpn {min(mpns - in_flight):#x} is {st} "
+                                 "for no guest page")
+        if (st == VMM) != (who == VMM_OWNER) or (st == SHARED_PAGE) != (who == SHARED_OWNER):
+            raise InvariantError(f"check_host: mpn {min(mpns):#x} is {st} and owned by {who}")
+        if st == MAPPED and who not in host.vms:
+            raise InvariantError(f"check_host: mpn {min(mpns):#x} mapped for unknown {who}")
+    shared = by_state.get((SHARED_PAGE, SHARED_OWNER), set())
+    if shared != refs.keys() or any(refs[m] != host.sharers.get(m) for m in shared) \
+            or host.sharers.keys() != shared:
+        bad = min(shared ^ refs.keys() or shared ^ host.sharers.keys()
+                  or {m for m in shared if refs[m] != host.sharers.get(m)})
+        raise InvariantError(f"check_host: shared mpn {bad:#x} has references "
+                             f"{sorted(refs.get(bad, ()))}, the host counts "
+                             f"{sorted(host.sharers.get(bad, ()))}")
 
 
 def _check_translations(name, pmap, machine, held) -> None:
     """``held``: (what, pn, page, writable) of every translation the VM's
     hardware holds: each must reach a page the VM may reach, through the
     page's current bytes (a freed page's old bytes are lost writes), and
-    never write a shared page."""
+    never write a shared page.  ``pn`` None: a translation with no page."""
     pages = machine.mem.pages
     for what, pn, page, writable in held:
         if pn is None:
-            raise InvariantError(f"check_host: {name}'s {what} holds the bytes of a "
-                                 "machine page that was freed (its writes are lost)")
+            raise InvariantError(f"check_host: {name}'s {what} has no TLB entry "
+                                 "behind it")
         if not pmap.owns(pn):
             st = machine.state.get(pn, "free")
             raise InvariantError(f"check_host: {name}'s {what} reaches mpn {pn:#x}, which "

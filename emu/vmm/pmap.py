@@ -85,6 +85,7 @@ class MachineMemory:
         self.allocations = 0
         self.frees = 0
         self.peak = 0
+        self.version = 0        # bumped by every change of a page's state
         self.on_free = None     # callable(mpn, owner): translations of it must go
 
     def alloc(self, owner: str, state: str | None = None) -> int:
@@ -101,6 +102,7 @@ class MachineMemory:
                 f"machine memory exhausted ({self.mem.size >> 20} MiB, "
                 f"{len(self.owner)} pages in use)")
         self.mem.page(mpn)      # allocated zeroed
+        self.version += 1
         self.owner[mpn] = owner
         self.state[mpn] = state or (VMM if owner == VMM_OWNER else MAPPED)
         self.allocations += 1
@@ -127,6 +129,7 @@ class MachineMemory:
         old = self.state.get(mpn, FREE)
         if new not in TRANSITIONS[old]:
             raise PageStateError(f"machine page {mpn:#x}: no transition {old} -> {new}")
+        self.version += 1
         if new != FREE:
             self.state[mpn] = new
             if owner is not None:
@@ -167,6 +170,7 @@ class PMap:
         self.host = None                     # the Host, for synchronous swap-in/unshare
         self.lookups = 0
         self.allocated = 0
+        self.version = 0                     # bumped by every (un)binding
 
     def state(self, ppn: int) -> str:
         if ppn in self.shared:
@@ -195,9 +199,12 @@ class PMap:
         mpn = self.lookup(ppn)
         if mpn is not None:
             return mpn, False
-        if self.host is not None and (ppn in self.swapped or ppn in self.in_flight):
-            return self.host.back_now(self, ppn), False
-        mpn = self.machine.alloc(self.name)
+        if self.host is not None:
+            if ppn in self.swapped or ppn in self.in_flight:
+                return self.host.back_now(self, ppn), False
+            mpn = self.host.alloc_now(self.name)
+        else:
+            mpn = self.machine.alloc(self.name)
         self.bind(ppn, mpn)
         self.allocated += 1
         return mpn, True
@@ -205,12 +212,14 @@ class PMap:
     def bind(self, ppn: int, mpn: int) -> None:
         """ppn is now resident in the private machine page mpn."""
         assert ppn not in self.mpn_of and mpn not in self.ppn_of, (ppn, mpn)
+        self.version += 1
         self.mpn_of[ppn] = mpn
         self.ppn_of[mpn] = ppn
 
     def unbind(self, ppn: int) -> int:
         """Forget ppn's machine page (private or shared); returns its mpn."""
         mpn = self.mpn_of.pop(ppn)
+        self.version += 1
         if ppn in self.shared:
             self.shared.discard(ppn)
             n = self.shared_mpns[mpn] - 1
@@ -224,6 +233,7 @@ class PMap:
 
     def bind_shared(self, ppn: int, mpn: int) -> None:
         assert ppn not in self.mpn_of, ppn
+        self.version += 1
         self.mpn_of[ppn] = mpn
         self.shared.add(ppn)
         self.shared_mpns[mpn] = self.shared_mpns.get(mpn, 0) + 1

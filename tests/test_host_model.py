@@ -1,0 +1,185 @@
+"""The host's page-state machine against a plain dictionary model.
+
+A hypothesis ``RuleBasedStateMachine`` drives the real ``Host`` (machine
+memory, PMaps, swap disk, sharing) with two or three small VMs whose VMM is
+a stand-in that keeps the "hardware" mappings a real one would (a va's
+spte and TLB entry, here one mapping per guest page, holding the page's
+bytes as a TLB entry does).  Random interleavings of guest accesses (a
+fault through ``obtain``, or a hit through a mapping already held),
+writes and reads by the VMM itself (``GuestPhys``), sharing scans, swap
+I/O with random latencies completing in any order, and VMs making
+progress.  After every step:
+
+* ``check_host``: every page in one state, reference counts exact, no VM
+  reaching a page it may not, no mapping holding a freed page's bytes;
+* every VM's memory equals the model's: nothing lost, nothing crossed.
+
+A guest write through a stale mapping (a page reclaimed or shared without
+its mappings zapped first) would land in bytes nobody reads again: the
+model catches the loss even where the invariant would not.
+"""
+
+from __future__ import annotations
+
+import os
+
+import simpy
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from emu.vmm.host import Host
+from emu.vmm.invariants import check_host
+from emu.vmm.pmap import SHARED, GuestPhys, PMap
+
+PAGE = 4096
+GUEST_PAGES = 24
+NAMES = ("a", "b", "c")
+VALUES = st.sampled_from([0, 0, 1, 7, 0xDEADBEEF])   # zeros: dropped and shared pages
+
+
+class StandInVmm:
+    """The VMM's reclaim hooks, and the mappings its hardware holds."""
+
+    def __init__(self, name: str, machine):
+        self.name = name
+        self.machine = machine
+        self.maps: dict[int, tuple[int, bytearray, bool]] = {}   # ppn -> (mpn, page, writable)
+        self.accessed: set[int] = set()
+        self.tables = {3}            # a guest page table: never evictable
+
+    def evictable(self, ppn: int, mpn: int) -> bool:
+        return ppn not in self.tables
+
+    def referenced(self, ppn: int, mpn: int) -> bool:
+        used = ppn in self.accessed
+        self.accessed.discard(ppn)
+        return used
+
+    def unmap_page(self, ppn: int, mpn: int) -> None:
+        for p in [p for p, m in self.maps.items() if m[0] == mpn]:
+            del self.maps[p]
+
+    def translations(self):
+        for ppn, (mpn, page, writable) in sorted(self.maps.items()):
+            yield (f"mapping of ppn {ppn:#x}", mpn, page, writable)
+
+
+class HostMachine(RuleBasedStateMachine):
+    """Two or three VMs on one small machine (see the module doc)."""
+
+    @initialize(vms=st.integers(2, 3), pages=st.integers(12, 40),
+                latency=st.sampled_from([0, 1, 100, 20_000]), reserve=st.integers(1, 4))
+    def build(self, vms, pages, latency, reserve):
+        self.env = simpy.Environment()
+        self.host = Host(self.env, pages * PAGE, reserve=reserve, swap_latency=latency)
+        self.host.check = check_host
+        self.vmms, self.guests, self.model, self.busy = {}, {}, {}, set()
+        for name in NAMES[:vms]:
+            pmap = PMap(name, GUEST_PAGES * PAGE, self.host.machine)
+            vmm = StandInVmm(name, self.host.machine)
+            self.host.attach(name, pmap, vmm, _Quiet(), lambda: False)
+            self.vmms[name], self.guests[name] = vmm, GuestPhys(pmap)
+            self.model[name] = {}
+
+    # --- the rules ------------------------------------------------------------------
+    def _fault(self, name: str, ppn: int, write: bool, value: int):
+        """A guest access that exits: the host finds the page, the VMM maps
+        it, the instruction completes (progress)."""
+        host, vmm = self.host, self.vmms[name]
+        pmap = self.guests[name].pmap
+        try:
+            mpn, _ = yield from host.obtain(name, ppn, write)
+            page = host.machine.mem.page(mpn)
+            vmm.maps[ppn] = (mpn, page, pmap.state(ppn) != SHARED)
+            vmm.accessed.add(ppn)
+            self._use(name, ppn, page, write, value)
+            host.release(name)
+        finally:
+            self.busy.discard(name)
+
+    def _use(self, name, ppn, page, write, value) -> None:
+        if write:
+            page[:4] = value.to_bytes(4, "little")
+            self.model[name][ppn] = value
+        else:
+            got = int.from_bytes(page[:4], "little")
+            assert got == self.model[name].get(ppn, 0), (name, ppn, got)
+
+    @rule(data=st.data(), ppn=st.integers(0, GUEST_PAGES - 1), write=st.booleans(),
+          value=VALUES)
+    def access(self, data, ppn, write, value):
+        """A guest access: a hit through a mapping it holds (that allows
+        it), or a fault (when its vCPU is not already in one)."""
+        name = data.draw(st.sampled_from(sorted(self.vmms)))
+        vmm = self.vmms[name]
+        held = vmm.maps.get(ppn)
+        if held is not None and (held[2] or not write):
+            vmm.accessed.add(ppn)
+            self._use(name, ppn, held[1], write, value)
+        elif name not in self.busy:
+            self.busy.add(name)
+            self.env.process(self._fault(name, ppn, write, value))
+
+    @rule(data=st.data(), ppn=st.integers(0, GUEST_PAGES - 1), value=VALUES)
+    def vmm_writes(self, data, ppn, value):
+        """The VMM writes guest memory itself (emulation, loading)."""
+        idle = sorted(set(self.vmms) - self.busy)
+        if idle:
+            name = data.draw(st.sampled_from(idle))
+            self.guests[name].write32(ppn * PAGE, value)
+            self.model[name][ppn] = value
+
+    @rule(data=st.data(), ppn=st.integers(0, GUEST_PAGES - 1))
+    def vmm_reads(self, data, ppn):
+        name = data.draw(st.sampled_from(sorted(self.vmms)))
+        assert self.guests[name].read32(ppn * PAGE) == self.model[name].get(ppn, 0)
+
+    @rule()
+    def sharing_scan(self):
+        self.host.scan()
+
+    @rule(cycles=st.sampled_from([1, 50, 1_000, 30_000]))
+    def time_passes(self, cycles):
+        self.env.run(until=self.env.now + cycles)
+
+    @precondition(lambda self: hasattr(self, "host"))
+    @rule(data=st.data())
+    def progress(self, data):
+        """A VM retires an instruction without a fault: its pins go."""
+        name = data.draw(st.sampled_from(sorted(self.vmms)))
+        if name not in self.busy:
+            self.host.release(name)
+
+    # --- after every step -------------------------------------------------------------
+    @invariant()
+    def consistent(self):
+        if not hasattr(self, "host"):
+            return
+        check_host(self.host)
+        for name, guest in self.guests.items():
+            for ppn in range(GUEST_PAGES):
+                assert guest.read32(ppn * PAGE) == self.model[name].get(ppn, 0), (name, ppn)
+
+    def teardown(self):
+        if hasattr(self, "host"):
+            self.env.run()             # every I/O completes
+            self.consistent()
+            assert not self.busy
+
+
+class _Quiet:
+    active = False
+
+
+# EMU_HOST_EXAMPLES=N for a long run (python -m pytest tests/test_host_model.py).
+HostMachine.TestCase.settings = settings(
+    max_examples=int(os.environ.get("EMU_HOST_EXAMPLES", "40")), stateful_step_count=60, deadline=None, derandomize=True,
+    database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestHostStateMachine = HostMachine.TestCase
