@@ -67,20 +67,21 @@ def generate(rng, difficulty: int) -> Spec:
                       0x5EED0000 | n)
     warm = rng.sample(vas, rng.between(1, 3))
     before = tuple(access(va, rng.chance(1, 3)) for va in warm)
+    fresh = [va for va in vas if va not in warm]
     lo, hi = SEGMENT[d]
     trace = []
-    reloads = 0 if d == 1 else 1 if d == 2 else rng.between(1, 2)
-    for _ in range(rng.between(lo, hi)):
+    reloads = 0 if d == 1 else rng.between(0, d - 1)
+    for i in range(rng.between(lo, hi)):
         if reloads and rng.chance(1, 3):
             reloads -= 1
             trace.append(Reload())
-        trace.append(access(rng.choice(warm) if rng.chance(1, 2) else rng.choice(vas)))
-    if window is not None and rng.chance(2, 3):
+        # The first access touches a page never touched: every mode has work.
+        trace.append(access(rng.choice(fresh) if i == 0 or rng.chance(1, 2)
+                            else rng.choice(warm)))
+    if window is not None and rng.chance(1, 2):
         idx = rng.choice(sorted(t1))
         trace.insert(rng.below(len(trace) + 1),
                      Access("write", window | (idx * 4), False, t1[idx] | PTE_A))
-    if reloads and trace and not isinstance(trace[-1], Reload):
-        trace.append(Reload())
     return Spec(layout, before, tuple(trace))
 
 

@@ -40,8 +40,8 @@ def walk(layout: Layout, a: Access, mem: PhysMem | None = None) -> paging.Walk:
                        user=a.user, fetch=a.op == "fetch", wp=layout.wp, pse=layout.pse)
 
 
-def allows(layout: Layout, a: Access) -> bool:
-    return not walk(layout, a).fault
+def allows(layout: Layout, a: Access, mem: PhysMem | None = None) -> bool:
+    return not walk(layout, a, mem).fault
 
 
 def access_json(a: Access) -> dict:

@@ -41,7 +41,7 @@ OUTCOME_TEXT = {
     "page-fault": "the guest's own table denies it: #PF, delivered to the guest",
 }
 REFS = ("npde", "npte", "gpde", "gpte")
-NTLB = {1: (0, 0), 2: (4, 8), 3: (2, 4)}
+NTLB = {1: (0, 0), 2: (4, 8), 3: (0, 3)}
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def generate(rng, difficulty: int) -> Spec:
     tabs = {pt1: {}, pt2: {}}
     for pt in (pt1, pt2):
         for ptx in rng.sample(range(1024), 2 + d):
-            g = PTE_G if d >= 2 and rng.chance(1, 4) else 0
+            g = PTE_G if d >= 2 and rng.chance(1, 6) else 0
             tabs[pt][ptx] = (frames.pop() << 12) | flags(rng, d=(1, 2)) | g
         tabs[pt][rng.choice([i for i in range(1024) if i not in tabs[pt]])] = 0
     if pse:
@@ -93,7 +93,8 @@ def generate(rng, difficulty: int) -> Spec:
     n_before = rng.between(1, d + 1)
     warm = [rng.choice(reads) for _ in range(n_before)]
     if aim == "walk":
-        target = rng.choice(warm)
+        local = [va for va in warm if not dict(mapped).get(va, 0) & PTE_G]
+        target = rng.choice(local or warm)
     elif aim == "fresh":
         untouched = [va for va in reads if va not in warm]
         target = rng.choice(untouched or reads)
@@ -249,9 +250,12 @@ def work(problem) -> Worked:
               "the data page) through the VMM's nested table, unless the NTLB holds it.",
         state=state, questions=questions, answer=answer, solution=solution,
         why=[why_case, why_refs, why_list], state_json=state_json, program=source,
-        open_at=OpenAt("nested", (label,), ("nested_walk", "deliver"),
-                       "stopped at the question's 2D walk: its grid is in the panel or "
-                       "'trace'", (("ntlb_entries", spec.ntlb),)))
+        open_at=OpenAt("nested", (label,), () if case == "tlb-hit" else
+                       ("nested_walk", "deliver"),
+                       "stopped at the question's 2D walk" + (
+                           ": " + why_list if case == "tlb-fill" else
+                           " (a TLB hit: 'step' makes no walk)" if case == "tlb-hit" else ""),
+                       (("ntlb_entries", spec.ntlb),)))
 
 
 # --- grading --------------------------------------------------------------------------------

@@ -26,7 +26,16 @@ from .common import (
     table_lines,
     tlb_lines,
 )
-from .gen import FRAMES_4K, FRAMES_4M, TABLE_PAGES, allows, entries_json, flags, step_json
+from .gen import (
+    FRAMES_4K,
+    FRAMES_4M,
+    TABLE_PAGES,
+    allows,
+    entries_json,
+    flags,
+    memory,
+    step_json,
+)
 from .harness import Access, Layout, Reload, program
 from .machine import config, image_of, session_at, step_events
 from .snap import changes, tables
@@ -79,7 +88,7 @@ def _layout(rng, d: int) -> tuple[Layout, int, int]:
     """A random layout; returns it, the va that maps the first page table
     (the guest's window on its own table) and that table's pdx."""
     wp = True if d < 3 else rng.chance(1, 2)
-    pse = d == 3 and rng.chance(1, 2)
+    pse = d == 3 and rng.chance(2, 3)
     pages = rng.sample(TABLE_PAGES, 3)
     pd, pt1, pt2 = (p << 12 for p in pages)
     pdx1, pdx2, pdx_np, pdx_big = rng.sample(range(1, 1024), 4)
@@ -99,7 +108,7 @@ def _layout(rng, d: int) -> tuple[Layout, int, int]:
     t2[window_ptx] = pt1 | PTE_P | PTE_W | (PTE_A if rng.chance(1, 2) else 0)
     if pse:
         big = rng.choice(FRAMES_4M) | PTE_PS | flags(rng, w=(2, 3), u=(2, 3), d=(1, 2))
-        pdes[pdx_big] = big | (PDE_PS_RSVD if rng.chance(1, 3) else 0)
+        pdes[pdx_big] = big | (PDE_PS_RSVD if rng.chance(1, 2) else 0)
     layout = Layout(pd=pd, pdes=pdes, tables={pt1: t1, pt2: t2}, wp=wp, pse=pse,
                     prime_stack=True)
     return layout, (pdx2 << 22) | (window_ptx << 12), pdx1
@@ -112,7 +121,7 @@ def _ops(rng):
 def generate(rng, difficulty: int) -> Spec:
     d = difficulty
     layout, window, pdx1 = _layout(rng, d)
-    aims = ["hidden", "true", "tlb-hit", "dirty"]
+    aims = ["hidden", "true", "true", "tlb-hit", "dirty"]
     if d >= 2:
         aims += ["shadow-walk", "tracing"]
     if not layout.wp:
@@ -127,8 +136,10 @@ def generate(rng, difficulty: int) -> Spec:
         off = rng.below(0x3FF) * 4
         return Access(op, va_page | off, user, value or (0x5EED0000 | n), guard=True)
 
+    mem = memory(layout)
+
     def allowed(va_page, op, user):
-        return allows(layout, Access(op, va_page, user))
+        return allows(layout, Access(op, va_page, user), mem)
 
     combos = [(va, op, user) for va, _ in pages for op in ("read", "write")
               for user in (False, True) if allowed(va, op, user)]
@@ -145,16 +156,7 @@ def generate(rng, difficulty: int) -> Spec:
             va, op, user = rng.choice(fresh)
             question = acc(op, va, user)
     elif aim == "true":
-        denied = [(va, op, user) for va, _ in pages for op in ("read", "write")
-                  for user in (False, True) if not allowed(va, op, user)]
-        holes = [va for va in _holes(layout)]
-        pick = rng.below(3)
-        if pick == 0 and denied:
-            va, op, user = rng.choice(denied)
-        else:
-            va = rng.choice(holes)
-            op, user = _ops(rng)
-        question = acc(op, va, user)
+        question = _denied(rng, layout, pages, allowed, acc)
     elif aim in ("tlb-hit", "shadow-walk"):
         va, op, user = rng.choice(combos)
         before.append(acc(op, va, user))
@@ -188,6 +190,31 @@ def generate(rng, difficulty: int) -> Spec:
     ppns = sorted({layout.pd >> 12, *(pt >> 12 for pt in layout.tables),
                    *(e >> 12 for _, e in pages if not e & PTE_PS)})
     return Spec(layout, tuple(before), question, aim, tuple(ppns))
+
+
+def _denied(rng, layout: Layout, pages, allowed, acc):
+    """An access the guest's tables deny, of a shape drawn first: not
+    present (gpde or gpte), a user access to a supervisor page, a write to
+    a read-only page (user, or kernel under CR0.WP=1), a reserved bit."""
+    shapes = {
+        "not-present": [(va, op, user) for va in _holes(layout) if not _rsvd(layout, va)
+                        for op in ("read", "write") for user in (False, True)],
+        "supervisor": [(va, op, True) for va, _ in pages for op in ("read", "write")
+                       if not allowed(va, op, True) and allowed(va, op, False)],
+        "read-only": [(va, "write", user) for va, _ in pages for user in (False, True)
+                      if allowed(va, "read", user) and not allowed(va, "write", user)],
+        "reserved": [(va, op, user) for va in _holes(layout) if _rsvd(layout, va)
+                     for op in ("read", "write") for user in (False, True)],
+    }
+    weight = {"not-present": 3, "supervisor": 1, "read-only": 2, "reserved": 3}
+    shape = rng.choice([k for k, v in shapes.items() if v for _ in range(weight[k])])
+    va, op, user = rng.choice(shapes[shape])
+    return acc(op, va, user)
+
+
+def _rsvd(layout: Layout, va: int) -> bool:
+    gpde = layout.pdes.get(va >> 22, 0)
+    return bool(layout.pse and gpde & PTE_P and gpde & PTE_PS and gpde & PDE_PS_RSVD)
 
 
 def _holes(layout: Layout) -> list[int]:
@@ -307,12 +334,21 @@ def work(problem) -> Worked:
               "steps of a virtualized translation.",
         state=state, questions=questions, answer=answer, solution=solution, why=why,
         state_json=state_json, program=source,
-        open_at=OpenAt("shadow", (label,), ("hidden_fault", "true_fault", "dirty_fault",
-                                            "tracing_fault", "wp-emulate_fault", "tlb_fill",
-                                            "shadow_walk"),
+        open_at=OpenAt("shadow", (label,), _stop_events(case),
                        "stopped where the VMM classifies the access (or the hardware "
                        "answers it); 'micro' goes on step by step",
                        (("shadow_policy", POLICY),)))
+
+
+def _stop_events(case: str) -> tuple:
+    """The trace event where ``--open`` stops: the classification (step 3)
+    of an exit, the TLB fill of a successful shadow walk; a TLB hit makes
+    none, so the stepper stays before the instruction."""
+    if case == "tlb-hit":
+        return ()
+    if case == "shadow-walk":
+        return ("tlb_fill",)
+    return (case + "_fault",)
 
 
 def _why(spec, case, data, events, ec, spte, changed, emulate, before) -> list[str]:
