@@ -163,8 +163,9 @@ def test_mem_store_register():
     assert code("mov [edi], ecx") == bytes([op("mov", "m", "r"), 0x10, 0xF0]) + d32(0)
 
 
-def test_mem_immediate_store_is_dword_by_default():
-    assert code("mov [eax], 5") == bytes([op("mov", "m", "i"), 0x80]) + d32(0) + d32(5)
+def test_mem_immediate_store_needs_a_size():
+    assert code("mov dword [eax], 5") == bytes([op("mov", "m", "i"), 0x80]) + d32(0) + d32(5)
+    assert error("mov [eax], 5").message == "operation size not specified; write `dword [eax]`"
 
 
 def test_byte_size_selects_the_byte_form():
@@ -176,8 +177,8 @@ def test_byte_ptr_spellings(prefix):
     assert code(f"mov {prefix} [eax], 5") == code("mov byte [eax], 5")
 
 
-def test_dword_ptr_is_the_default_size():
-    assert code("mov dword ptr [eax], 5") == code("mov [eax], 5")
+def test_dword_ptr_is_dword():
+    assert code("mov dword ptr [eax], 5") == code("mov dword [eax], 5")
 
 
 def test_unsized_memory_with_a_byte_register_is_a_byte():
@@ -589,11 +590,12 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
 @pytest.mark.parametrize("source, message, line, column", [
     ("nop\n  frob eax", "unknown mnemonic 'frob'", 2, 3),
     ("foo", "unknown mnemonic 'foo' (a label needs a ':' after its name)", 1, 1),
-    ("mov [eax], [ebx]", "no form of 'mov' takes (m, m); forms: r,r r,i r,m m,r m,i "
-     "b,b b,i8 b,mb mb,b mb,i8 r,c c,r", 1, 1),
-    ("nop eax", "no form of 'nop' takes (r); forms: (none)", 1, 1),
-    ("movzx eax, [ebx]", "no form of 'movzx' takes (r, m); forms: r,b r,mb "
-     "(write 'byte [...]' for a byte of memory)", 1, 1),
+    ("mov [eax], [ebx]", "no form of 'mov' takes (m, m); forms: mov r32, r/m32 | "
+     "mov r/m32, r32 | mov r/m32, imm32 | mov r8, r/m8 | mov r/m8, r8 | mov r/m8, imm8 | "
+     "mov r32, cr | mov cr, r32", 1, 1),
+    ("nop eax", "no form of 'nop' takes (r32); forms: nop", 1, 1),
+    ("movzx eax, dword [ebx]", "no form of 'movzx' takes (r32, m32); forms: "
+     "movzx r32, r/m8", 1, 1),
     ("mov eax, nowhere", "undefined symbol 'nowhere'", 1, 10),
     ("mov eax, [ebx + 4 * nowhere]", "undefined symbol 'nowhere'", 1, 21),
     ("f: nop\n jmp .x", "undefined symbol 'f.x'", 2, 6),

@@ -18,13 +18,15 @@ _SAMPLES = {
     "b": (isa.EDX, isa.EBX + 4),        # dl, bh
     "c": (3, 0),                        # cr3, cr0
     "w": (isa.ECX, isa.EDI),            # cx, di
-    "i": (0x12345678, 0xFFFFFFF0),
+    "i": (0x12345678, 0xFFFFFFF0, 0x80000001),
+    "i16": (0xBEEF, 0x7F),
     "i8": (0xAB, 0x7F),
     "m": (isa.Mem(isa.EBX, isa.ESI, 4, -8),) * 2,
     "mb": (isa.Mem(isa.EBP, None, 1, 0x10, True),) * 2,
     "rel": (-0x20, 0x40),
     "cl": (isa.ECX,) * 2,
     "dx": (isa.EDX,) * 2,
+    "al": (isa.EAX,) * 2,
 }
 
 
