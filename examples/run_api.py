@@ -4,6 +4,7 @@ paging with the Python API; the guest cannot tell the two apart."""
 from emu import Config, assemble, run
 
 SOURCE = """
+bits 32
 org 0x1000
 _start:
     mov esp, 0x8000

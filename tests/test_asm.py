@@ -385,12 +385,14 @@ def test_times_zero_emits_nothing():
     assert asm("times 0 nop").segments == ()
 
 
-def test_times_dollar_is_each_repetition_address():
-    assert code("org 0x10\ntimes 2 dd $") == d32(0x10) + d32(0x14)
+def test_times_dollar_is_the_address_of_the_line():
+    # As in NASM: every repetition sees the same $.
+    assert code("org 0x10\ntimes 2 dd $") == d32(0x10) * 2
 
 
-def test_times_jumps_each_to_itself():
-    assert code("times 2 jmp $") == (bytes([op("jmp", "rel")]) + d32(-5)) * 2
+def test_times_jumps_each_to_the_start_of_the_line():
+    jmp = bytes([op("jmp", "rel")])
+    assert code("times 2 jmp $") == jmp + d32(-5) + jmp + d32(-10)
 
 
 def test_times_pads_a_boot_sector():

@@ -89,8 +89,9 @@ class Assembler:
     """One assembly: preprocess, parse, lay out, place, resolve, encode."""
 
     def __init__(self, include_dirs: Iterable[str | os.PathLike] = (), listing: bool = False):
-        self.pre = Preprocessor(tuple(os.fspath(d) for d in include_dirs), listing)
         self.parser = Parser()
+        self.pre = Preprocessor(tuple(os.fspath(d) for d in include_dirs), listing,
+                                self.parser.constant)
         self.recorder = Recorder() if listing else None
         self.label_at: dict[str, tuple[Section, int]] = {}
         self.labels: dict[str, int] = {}
@@ -381,12 +382,13 @@ class Assembler:
                     rec.reserve(stmt, addr, count * inner.size)
                 continue
             start = len(sec.data)
-            if count and not inner.uses_here:
+            if isinstance(inner, Instruction) and inner.relative and count > 1:
+                # $ is the line's address in every repetition, as in NASM;
+                # a relative branch still counts from where each one is.
+                for k in range(count):
+                    sec.data += inner.encode(env, addr + k * inner.size)
+            elif count:
                 sec.data += inner.encode(env) * count
-            else:
-                for _ in range(count):
-                    sec.data += inner.encode(env)
-                    env.here += inner.size
             if rec is not None:
                 rec.output(stmt, addr, sec.data, start, isinstance(inner, Instruction),
                            isinstance(inner, Reserve))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ..errors import AsmError
 
 MAX_LITERAL = 1 << 64          # literals must be below this
+MAX_CONTEXT = 4                # macro expansions named in an error message
 _IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.?@")
 _IDENT_CHARS = _IDENT_START | frozenset("0123456789$#~")
 _NUM_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$")
@@ -44,18 +45,23 @@ class Loc:
     """Where a source line came from; makes errors that point into it.
 
     ``context`` is added to every message about the line: for a line a
-    macro or ``%rep`` produced, where it was expanded.  ``row`` is the
-    line's row in a listing (-1: no listing is being made).
+    macro or ``%rep`` produced, where it was expanded, innermost first
+    ("macro 'm' called at f.s:3"; a long chain is cut in the middle).
+    ``row`` is the line's row in a listing (-1: no listing is being made).
     """
 
     file: str
     line: int
     text: str
-    context: str = ""
+    context: tuple[str, ...] = ()
     row: int = -1
 
     def error(self, message: str, column: int = 1) -> AsmError:
-        return AsmError(message + self.context, self.file, self.line, column, self.text)
+        where = [f"in {w}" for w in self.context]
+        if len(where) > MAX_CONTEXT:
+            where[MAX_CONTEXT - 1:-1] = [f"... {len(where) - MAX_CONTEXT} more ..."]
+        suffix = f" ({', '.join(where)})" if where else ""
+        return AsmError(message + suffix, self.file, self.line, column, self.text)
 
 
 @dataclass(frozen=True)

@@ -257,4 +257,10 @@ def expand_body_line(text: str, args: list[str], count: int, unique: int,
         else:
             raise loc.error(f"'{clip(piece)}' is not supported in macros "
                             "(parameters are %1 .. %N, %0 and %%label)", start + 1)
-    return "".join(out)
+        if len(out) % 64 == 0 and sum(map(len, out)) > MAX_LINE:
+            break
+    result = "".join(out)
+    if len(result) > MAX_LINE:
+        raise loc.error(f"line too long after macro expansion (limit {MAX_LINE:,} "
+                        "characters)", 1)
+    return result

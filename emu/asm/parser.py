@@ -33,11 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import isa
-from .expr import REGISTERS, Node, parse_expr, uses_here
+from .expr import REGISTERS, Node, parse_expr
 from .lexer import Cursor, Loc, Token, clip, tokenize
 from .operands import (
-    ImmOp,
-    MemOp,
     Operand,
     encode_insn,
     insn_length,
@@ -99,10 +97,6 @@ class Data(Stmt):
     width: int                             # 1, 2, 4 or 8 bytes per value
     items: list[Node | bytes]              # expressions and strings
     size: int = 0
-    uses_here: bool = False
-
-    def exprs(self) -> list[Node]:
-        return [it for it in self.items if not isinstance(it, bytes)]
 
     def encode(self, env) -> bytes:
         out = bytearray()
@@ -126,7 +120,6 @@ class Reserve(Stmt):
     width: int
     count: Node
     size: int = 0                          # set in pass 1
-    uses_here: bool = False
 
     def encode(self, env) -> bytes:
         return bytes(self.size)
@@ -137,10 +130,15 @@ class Instruction(Stmt):
     row: isa.Insn
     ops: list[Operand]
     size: int = 0
-    uses_here: bool = False
 
-    def encode(self, env) -> bytes:
-        return encode_insn(self.row, self.ops, env, env.here + self.size)
+    def encode(self, env, at: int | None = None) -> bytes:
+        """The bytes of the instruction at address ``at`` (default ``$``;
+        a times line repeats it at later addresses, with the same ``$``)."""
+        return encode_insn(self.row, self.ops, env, (env.here if at is None else at) + self.size)
+
+    @property
+    def relative(self) -> bool:
+        return "rel" in self.row.operands
 
 
 @dataclass
@@ -162,6 +160,49 @@ class Parser:
 
     stmts: list[Stmt] = field(default_factory=list)
     scope: str = ""
+    equs: dict[str, EquDef] = field(default_factory=dict)    # so far
+    label_names: set[str] = field(default_factory=set)       # so far
+
+    def constant(self, name: str, loc: Loc, col: int, what: str) -> int:
+        """The value of the equ constant ``name``, defined above, made of
+        numbers and such constants alone (NASM's preprocessor may use those
+        in %if, %rep and %assign)."""
+        resolving: set[str] = set()
+        parser = self
+
+        class Env:
+            section = None
+
+            def __init__(self, at: Loc):
+                self.loc = at
+
+            @property
+            def here(self) -> int:
+                raise loc.error(f"{what} must be a number known before assembly, "
+                                "not an address", col)
+
+            seg_start = here
+
+            def lookup(self, sym: str, at_col: int) -> int:
+                if sym in parser.label_names:
+                    raise loc.error(f"{what} must be a number known before assembly: "
+                                    f"'{clip(sym)}' is a label (an address)", col)
+                stmt = parser.equs.get(sym)
+                if stmt is None:
+                    raise loc.error(f"{what} must be known before assembly: '{clip(sym)}' "
+                                    "is not defined above this line (%define, %assign or "
+                                    "equ)", col)
+                if sym in resolving:
+                    raise loc.error(f"circular definition: '{clip(sym)}' depends on itself",
+                                    col)
+                resolving.add(sym)
+                try:
+                    return stmt.expr.ev(Env(stmt.loc))
+                finally:
+                    resolving.discard(sym)
+
+            lookup_rel = lookup
+        return Env(loc).lookup(name, col)
 
     def parse_line(self, loc: Loc) -> None:
         tokens = tokenize(loc)
@@ -202,6 +243,7 @@ class Parser:
     def _label(self, name: str, col: int, cur: Cursor) -> None:
         if not name.startswith("."):
             self.scope = cur.scope = name
+        self.label_names.add(cur.full_name(name))
         self.stmts.append(LabelDef(cur.loc, col, cur.full_name(name)))
 
     def _define_name(self, tok: Token, cur: Cursor) -> str:
@@ -218,7 +260,9 @@ class Parser:
         expr = parse_expr(cur)
         if not cur.at_end():
             raise cur.error_here("expected end of line")
-        self.stmts.append(EquDef(cur.loc, col, cur.full_name(name), expr))
+        stmt = EquDef(cur.loc, col, cur.full_name(name), expr)
+        self.equs.setdefault(stmt.name, stmt)
+        self.stmts.append(stmt)
 
     def _statement(self, cur: Cursor, allow_times: bool) -> Stmt | None:
         tok = cur.next()
@@ -337,8 +381,7 @@ class Parser:
             cur.pos += 1
         size = sum(-(-len(it) // width) * width if isinstance(it, bytes) else width
                    for it in items)
-        here = any(not isinstance(it, bytes) and uses_here(it) for it in items)
-        return Data(cur.loc, tok.col, width, items, size, here)
+        return Data(cur.loc, tok.col, width, items, size)
 
     def _instruction(self, cur: Cursor, tok: Token, word: str) -> Instruction:
         mnemonic = isa.ALIASES.get(word, word)
@@ -362,14 +405,5 @@ class Parser:
                     break
                 cur.pos += 1
         row = select_form(mnemonic, ops, cur, tok.col)
-        here = "rel" in row.operands or any(_op_uses_here(op) for op in ops)
-        return Instruction(cur.loc, tok.col, row, ops, insn_length(row, ops), here)
+        return Instruction(cur.loc, tok.col, row, ops, insn_length(row, ops))
 
-
-def _op_uses_here(op: Operand) -> bool:
-    if isinstance(op, ImmOp):
-        return uses_here(op.expr)
-    if isinstance(op, MemOp):
-        return any(uses_here(t) for t, _ in op.disp) or (
-            op.scale is not None and uses_here(op.scale))
-    return False

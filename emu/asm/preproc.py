@@ -12,24 +12,27 @@ macros expanded).  Supported, with NASM's meaning::
     %include "FILE"             %error MESSAGE
 
 Every other ``%`` directive is refused by name ("not supported"), never
-passed on.  The expressions of %if, %assign and %rep are computed here, so
-they may use numbers and single-line macros, not labels or ``equ``
-constants (which exist only later, as in NASM).
+passed on.  The expressions of %if, %assign and %rep are computed here, as
+the lines are read: they may use numbers, single-line macros and the
+``equ`` constants defined above them (made of numbers), not labels or
+``$``, as in NASM.
 
 Limits, each a one-line error: includes nested ``MAX_INCLUDE_DEPTH`` deep,
 ``MAX_TOTAL_SOURCE`` bytes of source with every inclusion counted, macros
 and %rep blocks nested ``MAX_MACRO_DEPTH`` deep (a macro that calls itself
 without end), a %rep count of at most ``MAX_REP``, ``MAX_EXPANDED`` lines
-made by macros and %rep in one assembly.
+and %rep iterations made by macros and %rep in one assembly, ``MAX_TEXT``
+characters of lines changed by macros; a single-line macro expands at most
+``macros.MAX_DEFINE_DEPTH`` deep, into at most ``macros.MAX_LINE`` characters.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
-from .expr import NUMBERS_ONLY, parse_expr, signed64
+from .expr import parse_expr, signed64
 from .lexer import Cursor, Loc, clip, tokenize
 from .macros import Define, Expander, Macro, expand_body_line, scan, split_args, strip_comment
 from .source import find_include, read_source
@@ -37,9 +40,11 @@ from .source import find_include, read_source
 MAX_INCLUDE_DEPTH = 16
 MAX_TOTAL_SOURCE = 4 << 20  # bytes of source in one assembly, includes counted each time
 MAX_MACRO_DEPTH = 64        # macro calls and %rep blocks inside each other
-MAX_REP = 1_000_000         # the largest %rep count
-MAX_EXPANDED = 500_000      # lines produced by macros and %rep in one assembly
+MAX_EXPANDED = 200_000      # lines and %rep iterations made by macros and %rep
+MAX_REP = MAX_EXPANDED      # the largest %rep count
+MAX_TEXT = 16 << 20         # characters of lines after macro expansion, in all
 Chain = tuple[tuple[str, str], ...]
+Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> value
 
 CONDITIONALS = frozenset(("if", "ifdef", "ifndef", "elif", "elifdef", "elifndef", "else",
                           "endif"))
@@ -70,21 +75,27 @@ class Row:
 
 
 class _PreEnv:
-    """Evaluation at preprocessing time: no labels, no ``$``."""
+    """Evaluation at preprocessing time: numbers, and the equ constants
+    defined above the line (``constant``); no labels, no ``$``."""
 
-    def __init__(self, loc: Loc, what: str):
-        self.loc, self.what = loc, what
+    def __init__(self, loc: Loc, what: str, constant: Constant | None):
+        self.loc, self.what, self.constant = loc, what, constant
         self.section = None
 
     def lookup(self, name: str, col: int) -> int:
+        if self.constant is not None:
+            return self.constant(name, self.loc, col, self.what)
         raise self.loc.error(f"{self.what} must be known before assembly: '{clip(name)}' "
                              "is not defined by %define or %assign", col)
 
-    lookup_rel = lookup
+    def lookup_rel(self, name: str, col: int) -> dict:
+        self.lookup(name, col)
+        return {}                           # (a constant made of numbers)
 
     @property
     def here(self) -> int:
-        raise self.loc.error(f"'$' has no value in {self.what}")
+        raise self.loc.error(f"'$' has no value in {self.what}: the preprocessor runs "
+                             "before any address is known")
 
     seg_start = here
 
@@ -92,13 +103,16 @@ class _PreEnv:
 class Preprocessor:
     """Turns source text into the lines to assemble; one per assembly."""
 
-    def __init__(self, include_dirs: tuple[str, ...] = (), listing: bool = False):
+    def __init__(self, include_dirs: tuple[str, ...] = (), listing: bool = False,
+                 constant: Constant | None = None):
         self.include_dirs = include_dirs
+        self.constant = constant
         self.defines = Expander()
         self.macros: dict[str, list[Macro]] = {}
         self.imacros: dict[str, list[Macro]] = {}
         self.source_bytes = 0
         self.expanded = 0
+        self.text = 0           # characters of expanded lines
         self.unique = 0
         self.reps = 0           # %rep blocks being expanded (for %exitrep)
         self.rows: list[Row] | None = [] if listing else None
@@ -119,10 +133,7 @@ class Preprocessor:
             if self.rows is not None:
                 loc = self._note(loc, depth)
             if depth:
-                self.expanded += 1
-                if self.expanded > MAX_EXPANDED:
-                    raise loc.error(f"more than {MAX_EXPANDED:,} lines made by macros and "
-                                    "%rep (limit)")
+                self._count(loc, 1, len(loc.text))
             word, col = _directive(loc.text)
             if word in CONDITIONALS:
                 self._conditional(word, col, loc, conds)
@@ -142,6 +153,16 @@ class Preprocessor:
         if conds:
             raise conds[-1].at.error(f"%{_directive(conds[-1].at.text)[0]} without %endif")
 
+    def _count(self, loc: Loc, lines: int = 1, chars: int = 0) -> None:
+        self.expanded += lines
+        if self.expanded > MAX_EXPANDED:
+            raise loc.error(f"more than {MAX_EXPANDED:,} lines and %rep iterations made by "
+                            "macros and %rep (the limit)")
+        self.text += chars
+        if self.text > MAX_TEXT:
+            raise loc.error(f"more than {MAX_TEXT >> 20} MiB of text made by macros "
+                            "(the limit)")
+
     def _note(self, loc: Loc, level: int) -> Loc:
         assert self.rows is not None
         self.rows.append(Row(loc.file, loc.line, loc.text, level))
@@ -151,6 +172,7 @@ class Preprocessor:
         text = self.defines.expand(loc.text, loc)
         if text is not loc.text:
             loc = replace(loc, text=text)
+            self._count(loc, 0, len(text))
         for start, end, kind in scan(text):
             if kind == "macro-ref":
                 ref = text[start:end]
@@ -169,7 +191,7 @@ class Preprocessor:
         outer = all(c.taking for c in conds[:-1]) if word.startswith(("el", "end")) \
             else all(c.taking for c in conds)
         if word.startswith("if"):
-            value = outer and self._condition(word, col, loc)
+            value = outer and self._condition(word, word, col, loc)
             conds.append(_Cond(value, value or not outer, loc))
             return
         if not conds:
@@ -182,18 +204,19 @@ class Preprocessor:
         elif word == "else":
             top.taking, top.taken, top.seen_else = not top.taken, True, True
         else:
-            value = not top.taken and outer and self._condition(word[2:], col, loc)
+            value = not top.taken and outer and self._condition(word[2:], word, col, loc)
             top.taking = value
             top.taken = top.taken or value
 
-    def _condition(self, word: str, col: int, loc: Loc) -> bool:
+    def _condition(self, kind: str, word: str, col: int, loc: Loc) -> bool:
+        """The value of %if/%ifdef/%ifndef (``kind``), written ``%word``."""
         rest, rest_col = _rest(loc.text, col, word)
-        if word == "if":
+        if kind == "if":
             return self._value(loc, rest_col, f"%{word}") != 0
-        name = rest.strip()
+        name = strip_comment(rest).strip()
         if not name or not _is_name(name):
             raise loc.error(f"%{word} needs one macro name", rest_col)
-        return (self.defines.get(name) is not None) == (word == "ifdef")
+        return (self.defines.get(name) is not None) == (kind == "ifdef")
 
     def _directive_line(self, word: str, col: int, loc: Loc) -> None:
         rest, rest_col = _rest(loc.text, col, word)
@@ -242,14 +265,12 @@ class Preprocessor:
         expr = parse_expr(cur)
         if not cur.at_end():
             raise cur.error_here("expected end of line")
-        env = _PreEnv(line, what)
-        if expr.rel(env):                   # (unreachable: no symbol has a section)
-            raise line.error(f"{what} {NUMBERS_ONLY}", col)
-        return expr.ev(env)
+        return expr.ev(_PreEnv(line, what, self.constant))
 
     def _include(self, loc: Loc, chain: Chain) -> Iterator[Loc]:
         tokens = tokenize(replace(loc, text=strip_comment(loc.text)))
-        cur = Cursor(tokens[2:], loc)
+        cur = Cursor(tokens, loc)
+        cur.pos = 2                         # after '%' 'include'
         name_tok = cur.peek()
         if name_tok is None or name_tok.kind != "str":
             raise cur.error_here("expected a file name in quotes after include")
@@ -292,6 +313,7 @@ class Preprocessor:
         self.reps += 1
         try:
             for i in range(count):
+                self._count(loc)
                 context = _context(f"%rep iteration {i + 1} of {count}", loc)
                 try:
                     yield from self._block((replace(b, context=context) for b in body),
@@ -382,7 +404,7 @@ class Preprocessor:
             count = len(args)
         self.unique += 1
         unique = self.unique
-        context = _context(f"macro '{name}'", call)
+        context = _context(f"macro '{name}' called", call)
 
         def lines() -> Iterator[Loc]:
             for b in macro.body:
@@ -399,9 +421,8 @@ NOT_SUPPORTED = frozenset((
     "pathsearch", "null", "aliases", "ifmacro"))
 
 
-def _context(what: str, at: Loc) -> str:
-    inner = f", {at.context[2:-1]}" if at.context else ""
-    return f" (in {what} at {at.file}:{at.line}{inner})"
+def _context(what: str, at: Loc) -> tuple[str, ...]:
+    return (f"{what} at {at.file}:{at.line}", *at.context)
 
 
 def _directive(text: str) -> tuple[str | None, int]:

@@ -1,0 +1,248 @@
+"""The language is NASM's: checked against NASM itself.
+
+* every program of the project (guests, benchmarks, test programs,
+  regressions, examples, the NASM-style programs of tests/nasm) is accepted
+  by ``nasm -f bin`` without a warning -- the encodings differ, the
+  language must not;
+* a program made only of data (db/dw/dd/dq, strings, times, align, sections,
+  the preprocessor) assembles to exactly NASM's bytes: data has the same
+  encoding in both, so NASM is the independent model of numbers, strings,
+  operators, macros and section layout;
+* NASM-style programs written outside the project run with their expected
+  output in every mode.
+
+NASM must be installed (scripts/system-tools installs it); without it these
+tests fail rather than skip.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+
+from emu.asm import Image, assemble, assemble_file
+from emu.system import MODES, Config, System
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+INCLUDE = ROOT / "guest_programs" / "include"
+NASM_DIR = ROOT / "tests" / "nasm"
+PROGRAMS = sorted(
+    [*ROOT.glob("guest_programs/*.s"), *ROOT.glob("benchmarks/*.s"),
+     *ROOT.glob("tests/programs/*.s"), *ROOT.glob("tests/regressions/*.s"),
+     *NASM_DIR.glob("*.s")])
+
+
+def nasm(path: pathlib.Path, out: pathlib.Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("nasm")
+    assert exe is not None, "nasm is not installed (scripts/system-tools installs it)"
+    return subprocess.run([exe, "-f", "bin", f"-i{INCLUDE}/", f"-i{NASM_DIR}/", "-o", str(out),
+                           str(path)], capture_output=True, text=True, timeout=60)
+
+
+def example_sources() -> list[tuple[str, str]]:
+    """(name, text) of each assembly string ``SOURCE`` in examples/*.py."""
+    out = []
+    for path in sorted((ROOT / "examples").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and any(
+                    getattr(t, "id", "") == "SOURCE" for t in node.targets):
+                out.append((path.name, node.value.value))   # type: ignore[attr-defined]
+    return out
+
+
+def test_there_are_programs_and_examples_to_check():
+    assert len(PROGRAMS) >= 25 and example_sources()
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_nasm_accepts_every_program(path, tmp_path):
+    done = nasm(path, tmp_path / "out.bin")
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    # Without it NASM assembles 16-bit code: the same text, another meaning.
+    assert "bits 32" in [line.split(";")[0].strip().lower()
+                         for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("name,source", example_sources())
+def test_nasm_accepts_the_examples(name, source, tmp_path):
+    src = tmp_path / name.replace(".py", ".s")
+    src.write_text(source)
+    done = nasm(src, tmp_path / "out.bin")
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    assert "bits 32" in source
+
+
+# --- data: our bytes are NASM's bytes ----------------------------------------------
+
+def blob(image: Image) -> bytes:
+    """The image as NASM's bin file: from the lowest byte to the highest."""
+    lo = image.segments[0][0]
+    out = bytearray(max(a + len(b) for a, b in image.segments) - lo)
+    for a, b in image.segments:
+        out[a - lo:a - lo + len(b)] = b
+    return bytes(out)
+
+
+DATA = {
+    "numbers": """
+        dq 200, 0200, 0200d, 0d200, 0c8h, 0xc8, 0hc8, $0c8, 0x_c8, 0C8H
+        dq 310q, 310o, 0o310, 0q310, 11001000b, 1100_1000y, 0b1100_1000, 0y11001000
+        dq 1_000_000, 0xFFFFFFFFFFFFFFFF, 0bh, 0b1h, 0x, 0b, 0d, 0h1F, 19t, 0t19
+        """,
+    "operators": """
+        dq 1 + 2 * 3, (1 + 2) * 3, 1 << 2 + 1, 6 & 3 | 8, 2 ^ 3 & 1, 10 - 4 - 3
+        dq -7 / 2, -7 // 2, -7 % 2, -7 %% 2, 7 %% -2, 100 / 10 / 5
+        dq -16 >> 2, -16 >>> 2, 1 <<< 4, ~0, -(2 + 3), +4, !0, !7
+        dq 3 == 3, 3 = 4, 3 != 4, 3 <> 3, -1 < 0, 2 <= 1, 3 > 2, 3 >= 4
+        dq 1 && 0, 1 || 0, 1 ^^ 1, 0 ^^ 2, 5 && 7, 0 || 0
+        dq (1 << 40) >> 20, 'A' + 1, 'ab', 'abcdefgh', "xy" + 0x100
+        """,
+    "strings": r"""
+        db "double", 'single', `back\ttick\n\x41\102\u00e9\\\``, 0
+        db 'no \n escape', "", '"', "'"
+        dw 'a', 'abc', "hello"
+        dd 'abcde', "x"
+        dq 'ABCDEFGHI'
+        db 'é', 1, -1, 255, -128
+        dw -1, 65535, 0x1234
+        dd -1, 0xFFFFFFFF, -0x80000000
+        """,
+    "labels": """
+        org 0x7C00
+        start: dd start, end, .local, $, $$, $ - $$, end - start
+        .local: db 1
+        times 32 - ($ - $$) db 0xAA
+        SIZE equ end - start
+        COUNT equ (SIZE + 3) / 4
+        dd SIZE, COUNT, LATER
+        LATER equ SIZE * 2
+        msg db "label without a colon", 0
+        len equ $ - msg
+        dw len
+        align 8, db 0
+        alignb 4, db 0xCC
+        times 3 dd $
+        end:
+        """,
+    "preprocessor": """
+        %define ONE 1
+        %define ADD(a, b) ((a) + (b))
+        %idefine Shout 7
+        %define NEST ADD(ONE, ONE)
+        db ONE, ADD(2, 3), SHOUT, shout, NEST
+        %undef ONE
+        %ifdef ONE
+          db 0xFF
+        %elifndef TWO
+          db 2
+        %else
+          db 0xFE
+        %endif
+        %assign i 0
+        %rep 10
+          %if i == 4
+            %exitrep
+          %elif i % 2
+            db 'o'
+          %else
+            db 'e'
+          %endif
+          %assign i i + 1
+        %endrep
+        db i
+        %macro pair 2
+          db %1, %2, %0
+        %endmacro
+        %macro opt 1-3 20, 30
+          db %1, %2, %3, %0
+        %endmacro
+        %macro rest 1+
+          db %1
+        %endmacro
+        %macro mark 0
+          %%here: dd %%here
+        %endmacro
+        %macro nested 1
+          pair %1, %1
+          opt {%1}
+        %endmacro
+        pair 1, 2
+        opt 1
+        opt 1, 2
+        opt 1, 2, 3
+        rest 4, 5, 6
+        mark
+        mark
+        tag: nested 9
+        dd tag
+        %rep 3
+          db 0x11
+        %endrep
+        %if ADD(1, 1) > 1 && !(3 < 2)
+          db 0x22
+        %endif
+        """,
+    "sections": """
+        org 0x1000
+        section .text
+        t0: dd b0, b1, d0, r0, f0, v0, $$
+        section .data
+        d0: db 1
+        align 16, db 0
+        d1: dd d1, $$
+        section .rodata
+        r0: db 2, 3, 4
+        section .bss
+        b0: resb 3
+        b1: resd 2
+        section far start=0x3000
+        f0: dd f0, $, $$
+        section .text
+        t1: dd t1
+        section follower follows=.data
+        w0: dd w0
+        section v start=0x4000 vstart=0x500000
+        v0: dd v0, $$, $
+        section a align=32
+        a0: dd a0
+        """,
+    "times_in_sections": """
+        section .data
+        x: times 5 db 0x5A
+        section .text
+        y: times 2 dw 0x1234, $
+        times 4 - ($ - $$) % 4 db 0
+        z: dd x, y, z
+        """,
+}
+
+
+@pytest.mark.parametrize("name", list(DATA))
+def test_data_assembles_to_nasms_bytes(name, tmp_path):
+    source = "bits 32\n" + textwrap.dedent(DATA[name])
+    src = tmp_path / f"{name}.s"
+    src.write_text(source)
+    done = nasm(src, tmp_path / "out.bin")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert blob(assemble(source, str(src))) == (tmp_path / "out.bin").read_bytes()
+
+
+# --- NASM-style programs run -------------------------------------------------------
+
+NASM_PROGRAMS = sorted(p.stem for p in NASM_DIR.glob("*.s"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", NASM_PROGRAMS)
+def test_nasm_style_programs_run_in_every_mode(name, mode):
+    image = assemble_file(NASM_DIR / f"{name}.s", include_dirs=[NASM_DIR])
+    r = System(image, Config(mode=mode, mem_mib=1)).run()
+    status = NASM_DIR / "expected" / f"{name}.status"
+    assert (r.outcome, r.exit_status) == (
+        "poweroff", int(status.read_text()) if status.exists() else 0), r.message
+    assert r.console == (NASM_DIR / "expected" / f"{name}.txt").read_text()
