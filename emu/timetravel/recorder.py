@@ -49,6 +49,7 @@ class Recorder:
         self._next = 0.0
         self._batches = 0
         self._hook = None
+        self.before_take = self.after_take = None   # callables around each snapshot
 
     # --- the hook -----------------------------------------------------------------------
     def attach(self, system) -> None:
@@ -86,16 +87,21 @@ class Recorder:
         return time.perf_counter() >= self._next
 
     def take(self, system) -> snap_mod.Snapshot | None:
-        """A snapshot now, if the machine is quiescent (else None)."""
+        """A snapshot now, if the machine is quiescent (else None): from the
+        hook at the start of a batch, or by the driver while the vCPU is held."""
         t0 = time.perf_counter()
         order = snap_mod.restart_order(system)
         if order is None:
             self.declined += 1
             return None
+        if self.before_take is not None:
+            self.before_take()
         last = self.store.last
         snap = snap_mod.capture(system, last.pages if last is not None else None, order=order,
                                 extra=self.extra() if self.extra is not None else None,
                                 leave_out=(self._hook,) if self._hook is not None else ())
+        if self.after_take is not None:
+            self.after_take()
         self.store.add(snap)
         t1 = time.perf_counter()
         self.seconds += t1 - t0

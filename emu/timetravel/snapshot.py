@@ -282,8 +282,9 @@ def _process_kinds(system) -> dict:
 
 def restart_order(system) -> tuple[str, ...] | None:
     """The processes to start again when restoring a snapshot taken now, in
-    the order of their waits in the queue (the vCPU, running now, last);
-    None when the machine is not quiescent."""
+    the order of their waits in the queue (the vCPU last when it is running
+    now, at the start of a batch; in its place when it is held before one,
+    ``System.max_batch_insns`` 0); None when the machine is not quiescent."""
     kinds = _process_kinds(system)
     order: list[str] = []
     seen = set()
@@ -292,8 +293,10 @@ def restart_order(system) -> tuple[str, ...] | None:
         if not procs or len(procs) != 1:
             return None
         kind = kinds.get(procs[0]._generator.gi_code)
-        if kind is None or kind == "vcpu" or kind in seen:
+        if kind is None or kind in seen:
             return None
+        if kind == "vcpu" and not (system.held and when == system.env.now):
+            return None                        # only a vCPU held before its batch waits here
         if kind == "sharing":
             if getattr(system.host, "next_scan", None) != when:
                 return None                    # hashing after a scan: not at its wait
@@ -310,7 +313,8 @@ def restart_order(system) -> tuple[str, ...] | None:
     if getattr(system, "host", None) is not None and system.host.share_interval \
             and "sharing" not in seen:
         return None
-    order.append("vcpu")
+    if "vcpu" not in seen:
+        order.append("vcpu")                   # running: it goes on after the others
     return tuple(order)
 
 

@@ -37,12 +37,14 @@ from simpy.core import EmptySchedule
 
 from ..errors import EmuError
 from ..system import Config, System
+from ..timetravel import Recorder, SnapshotStore
 from .breakpoints import Breakpoint, Breakpoints, event_hit, exit_reasons, fault_kinds
 from .story import describe
 
 KEEP_EVENTS = 4096    # trace events kept for the views (the oldest are dropped)
 SEEK_FINE = 4096      # a seek runs this many instructions one at a time ...
 SEEK_BATCH = 256      # ... then batches of this many (replaying the one that hits)
+RUN_BATCH = 1 << 16   # the longest batch of a motion without a limit (snapshot spacing)
 
 @dataclass(frozen=True)
 class Pos:
@@ -67,9 +69,13 @@ class Mark:
 class Session:
     """One guest run, driven event by event, with breakpoints and undo."""
 
-    def __init__(self, image, config: Config | None = None):
+    def __init__(self, image, config: Config | None = None, *,
+                 store: SnapshotStore | None = None):
         self.image = image
         self.config = (config or Config()).validate()
+        # Snapshots along the run (see ``_goto``); ``store``: their budget.
+        self.recorder = Recorder(store, extra=self._snapshot_state)
+        self._stepping = False             # inside ``env.step()`` (a snapshot's step)
         self.log: list[list] = []          # [batch limit, simpy events] runs
         self.history: list[Mark] = []      # where each motion started (for back)
         self.breaks = Breakpoints()
@@ -88,7 +94,31 @@ class Session:
         self.shown = 0
         self.nsteps = 0
         self.system.bus.subscribe(self._on_event)
+        self.recorder.store.clear()
+        self.recorder.attach(self.system)
         self.system.start()
+
+    def _snapshot_state(self):
+        """What a snapshot keeps of the session: the simpy events it stands
+        after (a snapshot taken during a step stands at its end) and the
+        trace events seen so far."""
+        return (self.nsteps + self._stepping, self.nevents, tuple(self.events))
+
+    def _restore(self, snap) -> None:
+        """The machine of snapshot ``snap``; its processes put back where
+        they waited (simpy events that are not the run's own steps)."""
+        nsteps, nevents, events = snap.extra
+        self.recorder.store.drop_after(lambda s: s.extra[0] <= nsteps)
+        self.system = self.recorder.restore(snap)
+        self.events = deque(events, maxlen=KEEP_EVENTS)
+        self.nevents = nevents
+        self.system.bus.subscribe(self._on_event)
+        self.recorder.enabled = False
+        for _ in snap.restart:
+            self.system.env.step()
+        self.recorder.enabled = True
+        self.nsteps = nsteps
+        self.shown = min(self.shown, self.nevents)
 
     def _on_event(self, ev) -> None:
         extra = None
@@ -128,10 +158,13 @@ class Session:
         instructions (None: no limit, 0: hold); False at the end."""
         s = self.system
         s.max_batch_insns = limit
+        self._stepping = True
         try:
             s.env.step()
         except EmptySchedule:
             return False
+        finally:
+            self._stepping = False
         self.nsteps += 1
         if self.log and self.log[-1][0] == limit:
             self.log[-1][1] += 1
@@ -146,22 +179,43 @@ class Session:
                 break
 
     def _goto(self, pos: Pos) -> None:
-        """Put the machine at ``pos`` (at or before the present)."""
+        """Put the machine at ``pos`` (at or before the present): restore the
+        last snapshot at or before it, replay the log from there."""
         if pos.nsteps != self.nsteps:
             log = self.log
-            self.log = []
-            self._boot()
-            left = pos.nsteps
+            snap = self.recorder.store.latest(lambda s: s.extra[0] <= pos.nsteps)
+            if snap is None:
+                self.log = []
+                self._boot()
+            else:
+                self._restore(snap)
+                self.log = _log_prefix(log, self.nsteps)
+            skip = self.nsteps
+            left = pos.nsteps - skip
             for limit, count in log:
+                if skip >= count:
+                    skip -= count
+                    continue
+                count -= skip
+                skip = 0
                 for _ in range(min(count, left)):
                     self._step(limit)
                 left -= min(count, left)
                 if not left:
                     break
+            self.recorder.store.drop_after(lambda s: s.extra[0] <= pos.nsteps)
         self.shown = min(pos.shown, self.nevents)
         if self.system.cpu.icount != pos.icount:
             raise EmuError(f"replay diverged: {self.system.cpu.icount:,} instructions "
                            f"where the run had {pos.icount:,} (a nondeterministic run?)")
+
+    def snapshot_here(self) -> None:
+        """Keep a snapshot of this place (the vCPU held before a batch), so
+        that coming back here is a restore, not a replay."""
+        last = self.recorder.store.last
+        if self.system.held and not self.finished and (
+                last is None or last.extra[0] != self.nsteps):
+            self.recorder.take(self.system)
 
     # --- motions ------------------------------------------------------------------
     def _begin(self, command: str) -> Mark:
@@ -174,6 +228,7 @@ class Session:
 
     def _end(self, start: Mark, message: str) -> str:
         s = self.system
+        self.snapshot_here()
         if self.position() != start.pos:
             self.history.append(start)
             if self.finished and self.shown == self.nevents:
@@ -291,7 +346,7 @@ class Session:
             elif seek:
                 limit = 1 if cpu.icount - seek_from < SEEK_FINE else SEEK_BATCH
             else:
-                limit = None
+                limit = RUN_BATCH
             if target is not None and limit != 0:
                 limit = min(limit or target, target - cpu.icount)
             before = self.position()
@@ -367,3 +422,14 @@ class Session:
     @property
     def breakpoints(self) -> list[Breakpoint]:
         return self.breaks.items
+
+
+def _log_prefix(log: list[list], n: int) -> list[list]:
+    """The first ``n`` simpy events of a run-length log."""
+    out = []
+    for limit, count in log:
+        if n <= 0:
+            break
+        out.append([limit, min(count, n)])
+        n -= count
+    return out
