@@ -133,8 +133,9 @@ class Expander:
         self.idefines.pop(name.lower(), None)
 
     def expand(self, text: str, loc: Loc, active: frozenset = frozenset(),
-               depth: int = 0) -> str:
-        """``text`` with every single-line macro expanded."""
+               depth: int = 0, col: int = 0) -> str:
+        """``text`` with every single-line macro expanded (``col``: the column
+        of the outermost macro, for errors inside its expansion)."""
         if not self.defines and not self.idefines:
             return text
         out: list[str] = []
@@ -146,6 +147,7 @@ class Expander:
             d = self.get(name)
             if d is None or name in active:
                 continue
+            at = col or start + 1
             if d.params is None:
                 body, after = d.body, end
             else:
@@ -157,17 +159,17 @@ class Expander:
                     args = []
                 if len(args) != len(d.params):
                     raise loc.error(f"'{clip(name)}' takes {len(d.params)} arguments, "
-                                    f"not {len(args)}", start + 1)
+                                    f"not {len(args)}", at)
                 body = _substitute(d.body, dict(zip(d.params, args, strict=True)))
             if depth >= MAX_DEFINE_DEPTH:
                 raise loc.error(f"'{clip(name)}' expands too deeply (limit "
-                                f"{MAX_DEFINE_DEPTH} macros inside each other)", start + 1)
+                                f"{MAX_DEFINE_DEPTH} macros inside each other)", at)
             out.append(text[pos:start])
-            out.append(self.expand(body, loc, active | {name}, depth + 1))
+            out.append(self.expand(body, loc, active | {name}, depth + 1, at))
             pos = after
             if sum(map(len, out)) > MAX_LINE:
                 raise loc.error(f"line too long after macro expansion (limit {MAX_LINE:,} "
-                                "characters)", start + 1)
+                                "characters)", at)
         if not out:
             return text
         out.append(text[pos:])

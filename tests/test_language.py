@@ -1,0 +1,178 @@
+"""The NASM subset: what is refused and how, the preprocessor's limits, the
+program's entry point.  Every message is checked with its exact text,
+line and column (what NASM accepts is checked against NASM in test_nasm)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from emu.asm import assemble, assemble_file, preproc
+from emu.cli import main
+from emu.errors import AsmError
+
+
+def error(source: str, **kw) -> AsmError:
+    with pytest.raises(AsmError) as info:
+        assemble(textwrap.dedent(source), "t.s", **kw)
+    return info.value
+
+
+ERRORS = [
+    # --- outside the subset: refused by name ---
+    ("%xdefine X 1", "'%xdefine' is not supported (see the language reference, "
+     "docs/language.md)", 1, 1),
+    ("%ifidn a, b\n%endif", "'%ifidn' is not supported (the conditionals are %if, %ifdef "
+     "and %ifndef, with %elif, %else and %endif)", 1, 1),
+    ("%frob", "unknown preprocessor directive '%frob'", 1, 1),
+    ("struc point", "'struc' is not supported (structures; see docs/language.md)", 1, 1),
+    ("extern foo", "'extern' is not supported (a flat binary links nothing; see "
+     "docs/language.md)", 1, 1),
+    ("incbin \"x.bin\"", "'incbin' is not supported (binary includes; see "
+     "docs/language.md)", 1, 1),
+    ("bits 16", "'bits 16' is not supported (the machine runs 32-bit code: write "
+     "'bits 32')", 1, 1),
+    ("db 1.5", "floating-point constants are not supported ('1.')", 1, 4),
+    ("dd 1e5", "floating-point constants are not supported ('1e5')", 1, 4),
+    ("dt 0", "'dt' is not supported (10-byte floats; see docs/language.md)", 1, 1),
+    ("section x valign=4", "section attribute 'valign' is not supported (start=, vstart=, "
+     "align=, follows=, progbits, nobits)", 1, 11),
+    ("dd seg x", "'seg' is not supported in expressions (a flat binary has no segments)",
+     1, 4),
+    ("..start: nop", "'..start' is not supported (names that start with '..' are special "
+     "symbols of other output formats)", 1, 1),
+    ('include "x.inc"', "'include' is not supported: write '%include'", 1, 1),
+    ("%macro m 1\n%+\n%endmacro\nm 1", "'%+' is not supported in macros (parameters are "
+     "%1 .. %N, %0 and %%label) (in macro 'm' called at t.s:4)", 2, 1),
+    # --- the preprocessor ---
+    ("%if 1\ndb 1", "%if without %endif", 1, 1),
+    ("%endif", "%endif without %if", 1, 1),
+    ("%if 1\n%else\n%else\n%endif", "%else after %else", 3, 1),
+    ("%macro m 1\ndb %1", "%macro without %endmacro", 1, 1),
+    ("%endrep", "%endrep without %rep", 1, 1),
+    ("%exitrep", "%exitrep outside %rep", 1, 1),
+    ("%rep -1\n%endrep", "%rep count -1 is negative", 1, 5),
+    ("%rep 200001\n%endrep", "%rep count 200,001 too large (limit 200,000)", 1, 5),
+    ("%macro m 1\ndb %1\n%endmacro\nm 1, 2", "macro 'm' takes 1 parameters, not 2", 4, 1),
+    ("%macro m 1-2\n%endmacro\nm", "macro 'm' takes 1-2 parameters, not 0", 3, 1),
+    ("%define F(a) a\ndb F(1, 2)", "'F' takes 1 arguments, not 2", 2, 4),
+    ("db %1", "'%1' can only be used inside a %macro", 1, 4),
+    ("x: db %%a", "'%%a' can only be used inside a %macro", 1, 7),
+    ('%error "stop here"', "%error: stop here", 1, 1),
+    ("%if X\n%endif", "%if must be known before assembly: 'X' is not defined above this "
+     "line (%define, %assign or equ)", 1, 5),
+    ("L: db 0\n%if L\n%endif", "%if must be a number known before assembly: 'L' is a "
+     "label (an address)", 2, 5),
+    ("%if $\n%endif", "'$' has no value in %if: the preprocessor runs before any address "
+     "is known", 1, 1),
+    ("%assign", "%assign needs a macro name", 1, 8),
+    ("%ifdef\n%endif", "%ifdef needs one macro name", 1, 7),
+    ("%macro m x\n%endmacro", "bad parameter count 'x' (write N, N-M or N-*)", 1, 7),
+    ("%include", "expected a file name in quotes after include, found end of line", 1, 9),
+    ("%macro a 0\n b\n%endmacro\n%macro b 0\n db 1, x\n%endmacro\na",
+     "undefined symbol 'x' (in macro 'b' called at t.s:2, in macro 'a' called at t.s:7)",
+     5, 8),
+    ("%macro m 0\nm\n%endmacro\nm", "macros nested too deeply (limit 64): does 'm' call "
+     "itself without end? (in macro 'm' called at t.s:2, in macro 'm' called at t.s:2, in "
+     "macro 'm' called at t.s:2, ... 60 more ..., in macro 'm' called at t.s:4)", 2, 1),
+    ("%rep 2000\n%rep 2000\n%endrep\n%endrep", "more than 200,000 lines and %rep "
+     "iterations made by macros and %rep (the limit) (in %rep iteration 100 of 2000 at "
+     "t.s:1)", 2, 1),
+    ("\n".join(["%define X0 1", *(f"%define X{i} X{i - 1} X{i - 1}" for i in range(1, 20)),
+                "db X19"]), "line too long after macro expansion (limit 65,536 characters)",
+     21, 4),
+    # --- sections and org ---
+    ("org 0x100\norg 0x200", "program origin redefined: a program has one org (0x100); "
+     "place code elsewhere with 'section NAME start=ADDR'", 2, 1),
+    ("section .bss\ndb 1", "code or data in the nobits section '.bss': only resb/resw/resd/"
+     "resq and alignb reserve space there", 2, 1),
+    ("section x start=5\nsection x start=6", "section 'x': start= redefined", 2, 17),
+    ("section x start=0x1000 follows=.text", "start= and follows= cannot both be given",
+     1, 9),
+    ("section x follows=nowhere\ndb 1", "section 'x' follows unknown section 'nowhere' "
+     "(or a nobits one)", 1, 1),
+    ("section .text start=0x1000\norg 0x2000\ndb 1", "section '.text' starts at 0x1000, "
+     "below the origin 0x2000", 2, 1),
+    ("section a start=0x100\ndb 1, 2\nsection b start=0x101\ndb 3", "sections 'a' "
+     "(0x100..0x101) and 'b' (0x101..0x101) overlap", 3, 1),
+    ("section x frob", "unknown section attribute 'frob' (start=, vstart=, align=, "
+     "follows=, progbits, nobits)", 1, 11),
+    # --- numbers and addresses ---
+    ("dd $ / 4", "'/' needs numbers, not addresses: '$' and labels are addresses, "
+     "'$ - $$' and 'label - $$' are numbers", 1, 6),
+    ("dd ~$", "'~' needs numbers, not addresses: '$' and labels are addresses, '$ - $$' "
+     "and 'label - $$' are numbers", 1, 4),
+    ("x: dd x * 2", "value is neither a number nor an address plus a number: it adds or "
+     "multiplies addresses, or subtracts addresses of different sections", 1, 7),
+    ("a: db 0\nsection y\nb: dd a - b", "value is neither a number nor an address plus a "
+     "number: it adds or multiplies addresses, or subtracts addresses of different "
+     "sections", 3, 7),
+    ("times $ db 0", "a times count must be a number, not an address ('$ - $$' and "
+     "'label - $$' are numbers)", 1, 7),
+    ("resb -1", "cannot reserve -1 items (0 .. 4 GiB)", 1, 6),
+    # --- statements ---
+    ("x", "unknown mnemonic 'x' (a label needs a ':' after its name)", 1, 1),
+    ("bits", "expected 16, 32 or 64 after 'bits', found end of line", 1, 5),
+]
+
+
+@pytest.mark.parametrize("source, message, line, column", ERRORS)
+def test_error_message_and_position(source, message, line, column):
+    e = error(source)
+    assert (e.message, e.line, e.column) == (message, line, column)
+
+
+def test_an_error_in_a_macro_points_at_its_line_and_names_the_call(tmp_path):
+    (tmp_path / "m.inc").write_text("%macro load 1\n    mov eax, %1 +\n%endmacro\n")
+    (tmp_path / "p.s").write_text('bits 32\n%include "m.inc"\n_start:\n    load 5\n')
+    with pytest.raises(AsmError) as info:
+        assemble_file(tmp_path / "p.s")
+    e = info.value
+    assert str(e) == (f"{tmp_path}/m.inc:2:17: error: expected an expression, found end of "
+                      f"line (in macro 'load' called at {tmp_path}/p.s:4)")
+    assert e.excerpt() == "        mov eax, 5 +\n                    ^"
+
+
+def test_the_expansion_limit_is_counted_over_the_whole_assembly(monkeypatch):
+    monkeypatch.setattr(preproc, "MAX_EXPANDED", 10)
+    e = error("%macro two 0\nnop\nnop\n%endmacro\ntwo\ntwo\ntwo\ntwo\ntwo\ntwo")
+    assert (e.message, e.line) == ("more than 10 lines and %rep iterations made by macros "
+                                   "and %rep (the limit) (in macro 'two' called at t.s:10)", 2)
+
+
+# --- the entry point ----------------------------------------------------------------
+
+EMPTY = "the program is empty: there is no code to run (execution starts at the label _start)"
+NO_START = ("no '_start' label: execution starts at _start (put '_start:' where the program "
+            "begins)")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", EMPTY), ("; only a comment\n", EMPTY), ("X equ 5\nsection .bss\nbuf: resb 16\n", EMPTY),
+    ("bits 32\nmain: nop\n", NO_START), ("start: nop\n", NO_START),
+])
+def test_a_program_file_needs_start(tmp_path, text, message):
+    p = tmp_path / "p.s"
+    p.write_text(text)
+    with pytest.raises(AsmError) as info:
+        assemble_file(p)
+    assert str(info.value) == f"{p}: error: {message}"
+
+
+@pytest.mark.parametrize("command", ["run", "asm", "step"])
+def test_the_command_line_says_so_in_one_line(tmp_path, capsys, command):
+    p = tmp_path / "empty.s"
+    p.write_text("")
+    assert main([command, str(p)]) == 1
+    assert capsys.readouterr().err == f"emu: {p}: error: {EMPTY}\n"
+
+
+def test_start_may_be_anywhere_and_is_the_entry():
+    img = assemble("bits 32\norg 0x1000\nhelper: ret\n_start: call helper\n",
+                   require_start=True)
+    assert img.entry == 0x1001
+
+
+def test_a_fragment_needs_no_start():
+    assert assemble("nop").entry == 0
