@@ -121,8 +121,10 @@ class Preprocessor:
         """The lines of ``text``, the file named ``display``; ``chain`` lists
         (real path, name) of it and the files that include it, outermost first."""
         self.source_bytes += len(text)
-        lines = (Loc(display, n, line.removesuffix("\r"))
-                 for n, line in enumerate(text.split("\n"), 1))
+        split = text.split("\n")
+        if len(split) > 1 and split[-1] == "":
+            split.pop()                         # (the end of the last line)
+        lines = (Loc(display, n, line.removesuffix("\r")) for n, line in enumerate(split, 1))
         yield from self._block(lines, chain, 0)
 
     # --- a block of lines: a file, a macro body, a %rep body -------------------
