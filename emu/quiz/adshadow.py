@@ -103,9 +103,9 @@ def run(problem, mode: str = "shadow"):
             exits[current[0]].append(ev.kind[:-len("_fault")])
     if mode != "native":
         system.bus.subscribe(listen)
-    result = system.run()
-    if result.outcome != "poweroff" or result.exit_status != 0:
-        raise RuntimeError(f"the quiz program ended with {result.outcome}: {result.message}")
+    system.env.run(until=system.start())     # (System.run, less the memory hash)
+    if system.outcome != "poweroff" or system.exit_status != 0:
+        raise RuntimeError(f"the quiz program ended with {system.outcome}: {system.message}")
     p = Probe(system)
     final = {pa: p.guest_table(pa) for pa in (spec.layout.pd, *spec.layout.tables)}
     return source, [exits[i] for i in sorted(exits)], final

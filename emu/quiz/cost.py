@@ -17,8 +17,8 @@ from ..hw.paging import PTE_A, PTE_P, PTE_U, PTE_W
 from .answers import AnswerError, number, record, word
 from .common import HARNESS_NOTE, OpenAt, Section, Worked, table_lines
 from .gen import FRAMES_4K, TABLE_PAGES, entries_json, flags, step_json
-from .harness import Access, Layout, Reload, program
-from .machine import config, go_to, image_of, session_at
+from .harness import Access, Layout, Mark, Reload, program
+from .machine import Runner, config, image_of
 
 NAME = "cost"
 MODES = ("native", "shadow", "nested")
@@ -86,33 +86,38 @@ def generate(rng, difficulty: int) -> Spec:
 
 
 # --- solving ------------------------------------------------------------------------------
+def steps(spec: Spec) -> tuple:
+    """The program's steps: the warm-up, a marker, the trace."""
+    return (*spec.before, Mark(), *spec.trace)
+
+
 def labels(spec: Spec) -> tuple[str, str]:
     """The labels of the trace's first step and of its end."""
     nacc = sum(isinstance(s, Access) for s in spec.before)
     first = spec.trace[0]
     if isinstance(first, Access):
         return f"q{nacc + 1}", "done"
-    k = sum(not isinstance(s, Access) for s in spec.before)
+    k = sum(not isinstance(s, (Access, Mark)) for s in spec.before)
     return f"s{k + 1}", "done"
 
 
 def measure(image, mode: str, spec: Spec):
-    """(cycles by category, trace events) of the trace in ``mode``."""
+    """(cycles by category, trace events) of the trace in ``mode``: the
+    difference of ``System.cycles_by_category()`` from its first step to
+    its end, the run held at both."""
     start, end = labels(spec)
-    s = session_at(image, config(mode), start)
-    c0 = s.system.cycles_by_category()
-    n0 = s.nevents
-    go_to(s, end)
-    c1 = s.system.cycles_by_category()
+    r = Runner(image, config(mode))
+    r.run_to("m1", start)
+    c0 = r.system.cycles_by_category()
+    events = r.step_to(end)
+    c1 = r.system.cycles_by_category()
     cats = {k: c1.get(k, 0) - c0.get(k, 0) for k in sorted(set(c0) | set(c1))}
-    events = [s.event(i)[0] for i in range(n0, s.nevents) if s.event(i) is not None]
     return {k: v for k, v in cats.items() if v}, events
 
 
 def run(problem):
     spec: Spec = problem.spec
-    source = program(spec.layout, (*spec.before, *spec.trace),
-                     title=f"emu quiz: {problem.name}")
+    source = program(spec.layout, steps(spec), title=f"emu quiz: {problem.name}")
     image = image_of(source, f"quiz-{NAME}.s")
     return source, {mode: measure(image, mode, spec) for mode in MODES}
 

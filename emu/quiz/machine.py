@@ -7,9 +7,11 @@ stepper shows.
 
 from __future__ import annotations
 
+from simpy.core import EmptySchedule
+
 from ..asm import Image
 from ..errors import EmuError
-from ..system import Config
+from ..system import Config, System
 from ..ui.session import Session
 from .harness import MEM_MIB, assemble_program
 
@@ -20,6 +22,66 @@ def config(mode: str, **changes) -> Config:
 
 def image_of(source: str, name: str) -> Image:
     return assemble_program(source, name)
+
+
+class Runner:
+    """A ``System`` driven the way the stepper's session drives it, but at
+    full speed up to a marker (``harness.Mark``, an I/O instruction that
+    ends the CPU's batch): the vCPU is held there (``System.max_batch_insns``
+    = 0, set from the ``System.progress`` hook), then runs one instruction
+    at a time.  Every trace event is kept in ``events``."""
+
+    def __init__(self, image: Image, cfg: Config):
+        self.image = image
+        self.system = System(image, cfg)
+        self.events: list = []
+        self.system.bus.subscribe(self.events.append)
+        self._hold_at: set = set()
+        self.system.progress = self._progress
+        self.system.start()
+
+    def _progress(self, system) -> None:
+        if system.cpu.eip in self._hold_at:
+            system.max_batch_insns = 0
+
+    def _step(self, limit) -> None:
+        self.system.max_batch_insns = limit
+        try:
+            self.system.env.step()
+        except EmptySchedule:
+            raise EmuError("the quiz program stopped early: a bug in emu quiz") from None
+
+    def run_to(self, mark: str, label: str) -> None:
+        """Full speed through the marker at ``mark``, held before ``label``."""
+        s, addr = self.system, self.image.symbols[label]
+        self._hold_at = {self.image.symbols[mark], addr}
+        self.system.max_batch_insns = None
+        while not (s.held and s.cpu.eip == addr):
+            if s.finished:
+                raise EmuError(f"the quiz program never reached {label}: a bug in emu quiz")
+            # Held elsewhere (a batch cut at the marker itself): go on at full speed.
+            self._step(None if s.held or s.max_batch_insns != 0 else 0)
+        self._hold_at = set()
+
+    def step(self) -> list:
+        """Run the instruction at eip and what the VMM does for it (as the
+        stepper's ``step``); returns the trace events meanwhile."""
+        s = self.system
+        first = len(self.events)
+        target = s.cpu.icount + 1
+        while not s.finished and (s.cpu.icount < target or not s.held):
+            self._step(1 if s.held and s.cpu.icount < target else 0)
+        return self.events[first:]
+
+    def step_to(self, label: str) -> list:
+        """Instruction by instruction to ``label``; the events meanwhile."""
+        s, addr = self.system, self.image.symbols[label]
+        first = len(self.events)
+        while not (s.held and s.cpu.eip == addr):
+            if s.finished:
+                raise EmuError(f"the quiz program never reached {label}: a bug in emu quiz")
+            self.step()
+        return self.events[first:]
 
 
 def session_at(image: Image, cfg: Config, label: str) -> Session:

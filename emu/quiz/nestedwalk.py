@@ -28,8 +28,8 @@ from .common import (
     tlb_lines,
 )
 from .gen import FRAMES_4K, FRAMES_4M, TABLE_PAGES, allows, entries_json, flags, step_json
-from .harness import Access, Layout, Reload, ResumeAt, program
-from .machine import config, image_of, session_at
+from .harness import Access, Layout, Mark, Reload, ResumeAt, program
+from .machine import Runner, config, image_of
 from .snap import tables
 
 NAME = "nested-walk"
@@ -119,12 +119,13 @@ def generate(rng, difficulty: int) -> Spec:
 # --- solving ------------------------------------------------------------------------------
 def run(problem):
     spec: Spec = problem.spec
-    source = program(spec.layout, (*spec.before, spec.question),
+    source = program(spec.layout, (*spec.before, Mark(), spec.question),
                      title=f"emu quiz: {problem.name}")
-    image = image_of(source, f"quiz-{NAME}.s")
     label = f"a{sum(isinstance(s, Access) for s in spec.before) + 1}"
-    s = session_at(image, config("nested", ntlb_entries=spec.ntlb), label)
-    system = s.system
+    r = Runner(image_of(source, f"quiz-{NAME}.s"), config("nested", ntlb_entries=spec.ntlb))
+    r.run_to("m1", "q" + label[1:])
+    r.step_to(label)
+    system = r.system
     walker = system.mmu.walker
     state = {"tables": tables(system, spec.layout, shadow=False),
              "ncr3": walker.ncr3,
@@ -138,12 +139,14 @@ def run(problem):
     seen = []
 
     def listen(ev):
+        # The walker's own record of its last walk, at each event: a guest
+        # #PF (delivered natively) has no walk event of its own.
         if ev.kind in ("nested_walk", "deliver", "tlb_fill", "tlb_miss", "walk"):
             grid = ev.data.get("grid") if ev.kind == "nested_walk" else list(walker.last_grid)
             seen.append((ev, [tuple(r) for r in grid]))
     unsubscribe = system.bus.subscribe(listen)
     try:
-        s.step(1)
+        r.step()
     finally:
         unsubscribe()
     return source, label, state, seen

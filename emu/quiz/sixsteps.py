@@ -36,8 +36,8 @@ from .gen import (
     memory,
     step_json,
 )
-from .harness import Access, Layout, Reload, program
-from .machine import config, image_of, session_at, step_events
+from .harness import Access, Layout, Mark, Reload, program
+from .machine import Runner, config, image_of
 from .snap import changes, tables
 
 NAME = "six-steps"
@@ -236,17 +236,19 @@ def _holes(layout: Layout) -> list[int]:
 # --- solving ------------------------------------------------------------------------------
 def run(problem):
     """Run the problem's program under shadow paging to the question, and
-    through it.  Returns (source, state before, events, state after, session)."""
+    through it.  Returns (source, the question's label, tables before, what
+    the student is shown, the question's trace events, tables after)."""
     spec: Spec = problem.spec
-    source = program(spec.layout, (*spec.before, spec.question),
+    source = program(spec.layout, (*spec.before, Mark(), spec.question),
                      title=f"emu quiz: {problem.name}")
-    image = image_of(source, f"quiz-{NAME}.s")
     label = f"a{sum(isinstance(s, Access) for s in spec.before) + 1}"
-    s = session_at(image, config("shadow", shadow_policy=POLICY), label)
-    before = tables(s.system, spec.layout, shadow=True)
-    view = _view(s.system, spec, before)
-    events = step_events(s)
-    after = tables(s.system, spec.layout, shadow=True)
+    r = Runner(image_of(source, f"quiz-{NAME}.s"), config("shadow", shadow_policy=POLICY))
+    r.run_to("m1", "q" + label[1:])
+    r.step_to(label)
+    before = tables(r.system, spec.layout, shadow=True)
+    view = _view(r.system, spec, before)
+    events = r.step()
+    after = tables(r.system, spec.layout, shadow=True)
     return source, label, before, view, events, after
 
 
