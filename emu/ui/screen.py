@@ -13,6 +13,9 @@ every motion and sized to the console.
 
 from __future__ import annotations
 
+import os
+import re
+
 from rich import box
 from rich.console import Group
 from rich.panel import Panel
@@ -81,11 +84,24 @@ def code_lines(session, count: int) -> list[tuple[int | None, str]]:
         rows: list[tuple[int | None, str]] = []
         for ln in lines:
             rows.extend((None, f"{name}:") for name in image.labels_at(ln.addr))
-            rows.append((ln.addr, ln.text))
+            rows.append((ln.addr, source_text(image, ln)))
         cur = next(i for i, (a, _) in enumerate(rows) if a == eip)
         first = max(0, min(cur - count // 3, len(rows) - count))
         return rows[first:first + count]
     return [(None, f"eip {eip:#010x} is not mapped by the guest: fetching it faults")]
+
+
+def source_text(image, line) -> str:
+    """The instruction as its source wrote it (constants by name, a macro's
+    line expanded), when the bytes at its address are still the image's;
+    else its disassembly."""
+    src = image.source_at(line.addr)
+    if src is None or any(image.byte_at(line.addr + i) != b for i, b in enumerate(line.bytes)):
+        return line.text
+    return _LABEL.sub("", src.text) or line.text
+
+
+_LABEL = re.compile(r"^\s*\$?[A-Za-z_.?@][\w.?@$#~]*:\s*")
 
 
 def code_panel(session, count: int) -> Panel:
@@ -103,7 +119,10 @@ def code_panel(session, count: int) -> Panel:
         row = f"{mark}{bp} {addr:#010x}  {line}"
         text.append(row, style=CURRENT if addr == cpu.eip else "")
     title = f"code · eip {cpu.eip:#010x} {symbolize(session.image, cpu.eip)}".rstrip()
-    return Panel(text, title=title, title_align="left", box=box.ROUNDED)
+    src = session.image.source_at(cpu.eip)
+    where = f"{os.path.basename(src.file)}:{src.line}" if src is not None else None
+    return Panel(text, title=title, title_align="left", subtitle=where,
+                 subtitle_align="right", box=box.ROUNDED)
 
 
 # --- registers --------------------------------------------------------------------
