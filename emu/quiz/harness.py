@@ -85,9 +85,10 @@ class Invlpg:
 
 @dataclass(frozen=True)
 class Mark:
-    """``out 0x80, eax``: the POST-code port, which the machine ignores.  An
-    I/O instruction ends the CPU's batch (natively, and as a VM exit under a
-    VMM), so a run at full speed can stop right after it (``machine.py``)."""
+    """``out 0x80, eax`` (the POST-code port, which the machine ignores) and
+    a ``nop``.  An I/O instruction ends the CPU's batch (natively, and as a
+    VM exit under a VMM), so a run at full speed can stop right after it
+    (``machine.py``)."""
 
     def describe(self) -> str:
         return "(a marker: out to the ignored port 0x80)"
@@ -180,7 +181,10 @@ def program(layout: Layout, steps, *, title: str, report: bool = False) -> str:
         elif isinstance(step, ResumeAt):
             out.append(f"    mov dword [resume], {step.label}")
         elif isinstance(step, Mark):
-            out.append(f"    out {MARK_PORT:#x}, eax         ; a marker (the port is ignored)")
+            # The nop keeps the next step's first instruction out of the
+            # batch that follows the marker's I/O exit (see machine.py).
+            out += [f"    out {MARK_PORT:#x}, eax         ; a marker (the port is ignored)",
+                    ".nop:", "    nop"]
         else:
             n = labels[i][1:]
             out += _access(step, n, nxt, report, user_stubs)

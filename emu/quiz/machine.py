@@ -52,16 +52,18 @@ class Runner:
             raise EmuError("the quiz program stopped early: a bug in emu quiz") from None
 
     def run_to(self, mark: str, label: str) -> None:
-        """Full speed through the marker at ``mark``, held before ``label``."""
-        s, addr = self.system, self.image.symbols[label]
-        self._hold_at = {self.image.symbols[mark], addr}
-        self.system.max_batch_insns = None
-        while not (s.held and s.cpu.eip == addr):
+        """Full speed to the marker at ``mark``, held after it; then an
+        instruction at a time to ``label``."""
+        s, sym = self.system, self.image.symbols
+        self._hold_at = {sym[mark], sym[mark + ".nop"]}
+        s.max_batch_insns = None
+        while not (s.held and s.cpu.eip in self._hold_at):
             if s.finished:
-                raise EmuError(f"the quiz program never reached {label}: a bug in emu quiz")
+                raise EmuError(f"the quiz program never reached {mark}: a bug in emu quiz")
             # Held elsewhere (a batch cut at the marker itself): go on at full speed.
             self._step(None if s.held or s.max_batch_insns != 0 else 0)
         self._hold_at = set()
+        self.step_to(label)
 
     def step(self) -> list:
         """Run the instruction at eip and what the VMM does for it (as the
