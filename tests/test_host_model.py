@@ -180,6 +180,7 @@ class _Quiet:
 
 # EMU_HOST_EXAMPLES=N for a long run (python -m pytest tests/test_host_model.py).
 HostMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("EMU_HOST_EXAMPLES", "40")), stateful_step_count=60, deadline=None, derandomize=True,
-    database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    max_examples=int(os.environ.get("EMU_HOST_EXAMPLES", "40")), stateful_step_count=60,
+    deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestHostStateMachine = HostMachine.TestCase
