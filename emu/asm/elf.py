@@ -228,7 +228,7 @@ def elf_bytes(image: Image, comp_dir: str | None = None) -> bytes:
     shstr.add(".shstrtab")
     extra.append((".shstrtab", SHT_STRTAB, bytes(shstr.data)))
     blob = bytearray(offset)
-    for (addr, data), off in zip(segments, placed):
+    for (_, data), off in zip(segments, placed):
         blob[off:off + len(data)] = data
     extra_offsets = []
     for _, _, data in extra:
