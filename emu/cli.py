@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("program")
     a.add_argument("-o", "--output", metavar="FILE",
                    help="write the bytes of the image (from its lowest address) to FILE")
+    a.add_argument("--elf", metavar="OUT",
+                   help="write an ELF32 i386 file with the labels and source lines, for gdb")
     d = sub.add_parser("disasm", help="disassemble a program")
     d.add_argument("program", help="a .s file, or a raw binary with --org")
     d.add_argument("--org", type=lambda t: int(t, 0), default=None,
@@ -379,6 +381,9 @@ def cmd_asm(args) -> int:
     from .asm import source_listing
     image = assemble_file(programs.resolve(args.program), include_dirs=[programs.include_dir()],
                           listing=not args.output)
+    if args.elf:
+        from .asm.elf import write_elf
+        print(write_elf(image, args.elf, args.program))
     if args.output:
         if not image.segments:
             raise EmuError(f"{args.program}: nothing to write (empty program)")
@@ -393,7 +398,7 @@ def cmd_asm(args) -> int:
         except OSError as e:
             raise EmuError(f"cannot write {args.output}: {e.strerror}") from None
         print(f"{args.output}: {len(blob)} bytes at {lo:#x}, entry {image.entry:#x}")
-    else:
+    elif not args.elf:
         sys.stdout.write(source_listing(image))
     return 0
 
