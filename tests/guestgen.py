@@ -5,10 +5,10 @@ text for a small kernel that builds random page tables and then performs a
 random list of operations on a handful of test pages, so that a failing
 example shrinks to a short, readable program.  The kernel:
 
-* has up to three page directories (``pd0`` ..), up to six page tables
-  (``pt0`` ..), data frames with a code stub each (``frame0`` ..) and two
-  4 MiB frames; every directory maps the kernel (va 0..4 MiB, identity,
-  through ``kpt``; global when CR4.PGE is on);
+* has up to three page directories (``pd0`` ..), which may share page
+  tables, up to six page tables (``pt0`` ..), data frames with a code stub
+  each (``frame0`` ..) and two 4 MiB frames; every directory maps the kernel
+  (va 0..4 MiB, identity, through ``kpt``; global when CR4.PGE may be on);
 * maps its test pages (``TEST_VPNS``: three 4 MiB regions, three pages in
   each) with random entries: 4 KiB and 4 MiB pages, user/supervisor,
   read-only/writable, present or not, G, A, D, PWT, PCD, AVL bits, reserved
@@ -16,23 +16,32 @@ example shrinks to a short, readable program.  The kernel:
   mapping), page tables and data frames mapped as data (aliases);
 * performs reads, writes (dword and byte, page-crossing too), fetches (a
   call to the frame's stub) at CPL 0 and CPL 3 (an ``iret`` to a user stub
-  that ends with ``int 0x80``); remaps (a write to a PDE or PTE) followed by
-  INVLPG, a CR3 reload or nothing (then an invalidation comes later, before
-  the next access to an affected page); CR3 switches; CR0.WP toggles;
+  that ends with ``int 0x80``); remaps (a write to a PDE or PTE); demotes a
+  4 MiB page to a page table mapping the same frames and promotes it back;
+  frees a page table (unlinks it) and reuses it as data; rewrites the
+  immediate of a code stub and runs it again (self-modifying code); switches
+  CR3; toggles CR0.WP and CR4.PGE;
 * handles #PF in its own handler, which logs CR2 and the error code and
   either applies the fix prepared for this operation (sets P, U or W, or
-  clears a reserved bit, then INVLPG) and retries, or skips the operation;
+  clears a reserved bit; then INVLPG when the old entry may be cached) and
+  retries, or skips the operation;
 * prints its log at the end and powers off.
 
-The generator runs a reference model of 32-bit paging over the guest's
-memory, written from the SDM independently of ``emu.hw.paging``.  It uses the
-model for two things:
+The generator runs a reference model of paging and of the TLB rules over
+the guest's memory (``pagingmodel.py``, written from the SDM independently
+of ``emu.hw``):
 
-* the TLB rules: an operation that changes a paging entry makes every test
-  page whose translation used that entry *stale*; the generator emits an
-  invalidation (INVLPG, a CR3 reload, or a CR4.PGE toggle for global
-  entries) before the next access to a stale page.  So the guests follow the
-  architecture's rules and every mode must give the same result;
+* an operation that changes a paging entry leaves *stale* every test page
+  whose translation may be cached from that entry.  Before the next access
+  to a stale page the guest makes it fresh with one of the architecture's
+  invalidation events, drawn at random: INVLPG; a CR3 load of the same
+  value, or of another directory and back; a CR4.PGE toggle (global and
+  non-global entries stale alike); a CR4.PSE toggle; a CR0.WP toggle;
+  paging turned off and on; or a #PF on the stale page itself, when the
+  model proves the access faults whatever the TLB holds (then the fault is
+  the only invalidation).  A global page stays stale across a CR3 load.  So
+  no access depends on what a TLB of one size happens to hold, and every
+  mode, with any TLB, must give the same result;
 * a prediction: ``GuestProgram.expected_faults``, the (CR2, error code) of
   every #PF the guest will take, which the tests compare with the log of the
   native run (the model against the emulator's walker).
@@ -44,11 +53,34 @@ import hashlib
 from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
+from pagingmodel import (
+    MEM_MIB,
+    PCD,
+    PF_P,
+    PF_RSVD,
+    PF_U,
+    PF_W,
+    PS,
+    PWT,
+    RSVD_4M,
+    A,
+    D,
+    G,
+    Lookup,
+    Model,
+    P,
+    TlbRules,
+    U,
+    W,
+    Walk,
+)
 
 from emu.hw.paging import decode_flags
 
+# the paging model's names, for the tests that import them from here
+MODEL_NAMES = (MEM_MIB, PF_P, PF_RSVD, PF_U, PF_W, Lookup, Model, Walk)
+
 # --- the physical layout ---------------------------------------------------------
-MEM_MIB = 12
 MAIN_STACK = 0x70000            # the kernel's own stack (top)
 KSTACK_TOP = 0x80000            # TSS esp0: traps from ring 3
 USTACK_TOP = 0x90000            # the user stack (page 0x8F000 is user)
@@ -74,10 +106,6 @@ PTX_SET = (0, 1, 0x3FF)         # the test pages in each
 TEST_VPNS = tuple((d << 10) | t for d in PDX_SET for t in PTX_SET)
 SLOTS = tuple(sorted(set(PDX_SET) | set(PTX_SET)))   # entry indexes ops write
 
-P, W, U, PWT, PCD, A, D, PS, G = 1, 2, 4, 8, 0x10, 0x20, 0x40, 0x80, 0x100
-RSVD_4M = 1 << 21
-PF_P, PF_W, PF_U, PF_RSVD = 1, 2, 4, 8
-
 PDS = tuple(PD_BASE + k * 0x1000 for k in range(N_PD))
 PTS = tuple(PT_BASE + j * 0x1000 for j in range(N_PT))
 DATA = tuple(DATA_BASE + f * 0x1000 for f in range(N_DATA))
@@ -98,6 +126,39 @@ def stub_value(page: int) -> int:
 
 
 DATA_OFFSETS = (0, 4, 0x7FC, 0xFFC)     # dwords a data page starts with
+WRITES = ("write", "writeb", "smc")     # access kinds that store
+
+
+def _stub_imm_offset() -> int:
+    """Where the immediate of a stub's ``mov eax, imm32`` lies in its bytes
+    (the project's own encoding)."""
+    from emu.asm import assemble
+    code = assemble("org 0\n    mov eax, 0x5a5a5a5a\n    ret\n", "<stub>").segments[0][1]
+    return code.index(bytes.fromhex("5a5a5a5a"))
+
+
+STUB_IMM = _stub_imm_offset()           # a self-modifying write stores here
+
+
+def _sections() -> bool:
+    """Does the assembler place code with NASM's ``section NAME start=``?
+    (Checkouts from before it did take ``org``; the generator also runs
+    against those, to replay a reverted fix.)"""
+    from emu.asm import assemble
+    from emu.errors import EmuError
+    try:
+        assemble("bits 32\nsection at_0 start=0\n    nop\n", "<probe>")
+    except EmuError:
+        return False
+    return True
+
+
+SECTIONS = _sections()
+
+
+def _at(pa: int) -> str:
+    """The directive that places what follows at ``pa``."""
+    return f"section at_{pa:x} start={pa:#x}" if SECTIONS else f"org {pa:#x}"
 
 
 # Known emulator bugs the generator steers around (each has a strict xfail
@@ -106,62 +167,6 @@ DATA_OFFSETS = (0, 4, 0x7FC, 0xFFC)     # dwords a data page starts with
 # CR0.WP=0 allows through a read-only PDE; now tests/regressions/wp0_*.s).
 AVOID: set[str] = set()
 
-
-# --- the reference model ------------------------------------------------------------
-@dataclass
-class Walk:
-    fault: bool
-    ec: int = 0
-    pa: int | None = None
-    path: tuple[int, ...] = ()          # physical addresses of the entries read
-    fixes: tuple[tuple[int, int, int], ...] = ()   # (entry pa, and, or) that allow it
-    mapping: int | None = None          # the mapping entry (PTE, or 4 MiB PDE)
-
-
-class Model:
-    """Guest-physical memory and 32-bit paging (CR4.PSE=1), by the SDM."""
-
-    def __init__(self, pages: dict[int, bytearray]):
-        self.pages = pages
-
-    def page(self, pn: int) -> bytearray:
-        if pn not in self.pages:
-            self.pages[pn] = bytearray(4096)
-        return self.pages[pn]
-
-    def rd32(self, pa: int) -> int:
-        assert pa < MEM_MIB << 20, f"the model walked outside RAM at pa {pa:#x}"
-        return int.from_bytes(self.page(pa >> 12)[pa & 0xFFF:(pa & 0xFFF) + 4], "little")
-
-    def write(self, pa: int, data: bytes) -> None:
-        for i, b in enumerate(data):
-            self.page((pa + i) >> 12)[(pa + i) & 0xFFF] = b
-
-    def walk(self, cr3: int, va: int, write: bool, user: bool, wp: bool) -> Walk:
-        ec = (PF_W if write else 0) | (PF_U if user else 0)
-        need = (U if user else 0) | (W if write and (user or wp) else 0)
-        pde_pa = (cr3 & 0xFFFFF000) | (va >> 22) << 2
-        pde = self.rd32(pde_pa)
-        if not pde & P:
-            return Walk(True, ec, path=(pde_pa,), fixes=((pde_pa, ~0, P),))
-        if pde & PS:
-            if pde & RSVD_4M:
-                return Walk(True, ec | PF_P | PF_RSVD, path=(pde_pa,),
-                            fixes=((pde_pa, ~RSVD_4M, 0),))
-            if pde & need != need:
-                return Walk(True, ec | PF_P, path=(pde_pa,), fixes=((pde_pa, ~0, need),))
-            return Walk(False, pa=(pde & 0xFFC00000) | (va & 0x3FFFFF), path=(pde_pa,),
-                        mapping=pde)
-        pte_pa = (pde & 0xFFFFF000) | ((va >> 12) & 0x3FF) << 2
-        pte = self.rd32(pte_pa)
-        path = (pde_pa, pte_pa)
-        if not pte & P:
-            return Walk(True, ec, path=path, fixes=((pte_pa, ~0, P),))
-        if pde & pte & need != need:
-            fixes = tuple((e_pa, ~0, need) for e_pa, e in ((pde_pa, pde), (pte_pa, pte))
-                          if e & need != need)
-            return Walk(True, ec | PF_P, path=path, fixes=fixes)
-        return Walk(False, pa=(pte & 0xFFFFF000) | (va & 0xFFF), path=path, mapping=pte)
 
 
 # --- the program ------------------------------------------------------------------
@@ -173,6 +178,7 @@ class GuestProgram:
     options: list[str]                  # emu run options (also in the source)
     expected_faults: list[tuple[int, int]] = field(default_factory=list)
     ops: int = 0
+    events: dict = field(default_factory=dict)   # invalidation events that freshened a page
 
     @property
     def name(self) -> str:
@@ -204,7 +210,6 @@ def _table_name(pa: int) -> str:
         return names[page]
     return f"page {page:#x}"
 
-
 class Compiler:
     """Turns a plan (tables + operations) into assembly, running the model."""
 
@@ -214,14 +219,20 @@ class Compiler:
         self.plan = plan
         self.pge = plan["pge"]
         self.wp = plan["wp"]
+        # Kernel entries are global if CR4.PGE may ever be on.
+        self.kernel_global = self.pge or any(op[0] == "pgeflip" for op in plan["ops"])
         self.cr3 = PDS[0]
         self.k: list[str] = []          # kernel text (the operations)
         self.u: list[str] = []          # user text (the user stubs)
         self.faults: list[tuple[int, int]] = []
-        self.stale: set[int] = set()    # test vpns to invalidate before their next access
-        self.maybe_global: set[int] = set()   # test vpns that may hold a global TLB entry
+        self.events: dict[str, int] = {}   # invalidation events that freshened a stale page
         self.model = Model(self._initial_memory())
+        self.tlb = TlbRules(self.model, TEST_VPNS)
         self._refresh_globals()
+
+    @property
+    def stale(self) -> set[int]:
+        return self.tlb.stale
 
     # --- the initial memory -------------------------------------------------------
     def _initial_memory(self) -> dict[int, bytearray]:
@@ -230,7 +241,7 @@ class Compiler:
         def put(pa: int, value: int) -> None:
             pg = pages.setdefault(pa >> 12, bytearray(4096))
             pg[pa & 0xFFF:(pa & 0xFFF) + 4] = value.to_bytes(4, "little")
-        kflags = P | W | (G if self.pge else 0)
+        kflags = P | W | (G if self.kernel_global else 0)
         for i in range(1024):
             user = USER_TEXT >> 12 <= i < (USER_TEXT >> 12) + USER_PAGES or \
                 i == (USTACK_TOP >> 12) - 1
@@ -240,7 +251,7 @@ class Compiler:
         # happens (and sets its A bit) depends on the TLB's size, which the
         # architecture leaves open (and a VMM that splinters 4 MiB pages
         # changes).  So that PDE starts accessed.
-        sane = KPT | P | W | U | (A if self.pge else 0)
+        sane = KPT | P | W | U | (A if self.kernel_global else 0)
         for pd, kernel_pde in zip(PDS, self.plan.get("kernel_pdes", (sane,) * N_PD)):
             put(pd, kernel_pde)
         for k, entries in enumerate(self.plan["pdes"]):
@@ -255,58 +266,77 @@ class Compiler:
         self.initial = {pn: bytes(pg) for pn, pg in pages.items()}
         return pages
 
-    # --- TLB rules ------------------------------------------------------------------
+    # --- the TLB rules (pagingmodel.TlbRules) ----------------------------------------
     def _walk(self, va: int, write=False, user=False) -> Walk:
         return self.model.walk(self.cr3, va, write, user, self.wp)
 
     def _refresh_globals(self) -> None:
-        """Every test vpn mapped global now may get a global TLB entry."""
-        if not self.pge:
-            return
-        for vpn in TEST_VPNS:
-            w = self._walk(vpn << 12)
-            if w.mapping is not None and w.mapping & G:
-                self.maybe_global.add(vpn)
+        self.tlb.refresh_globals(self.cr3, self.pge)
 
     def _write(self, pa: int, data: bytes) -> None:
         self._write_bytes([pa + i for i in range(len(data))], data)
 
-    def _load_cr3(self, pd: int) -> None:
-        self.cr3 = pd
-        self.stale = set(self.maybe_global)
+    def _write_bytes(self, pas, data) -> None:
+        self.tlb.before_write(self.cr3, {pa & ~3 for pa in pas})
+        for pa, b in zip(pas, data):
+            self.model.write(pa, bytes([b]))
         self._refresh_globals()
+
+    def _load_cr3(self, pd: int) -> None:
+        old, self.cr3 = self.cr3, pd
+        self.tlb.load_cr3(old, pd, self.pge)
 
     def _invlpg(self, vpn: int) -> None:
-        self.stale.discard(vpn)
-        self.maybe_global.discard(vpn)
-        self._refresh_globals()
+        self.tlb.invlpg(vpn, self.cr3, self.pge)
 
     def _flush_all(self) -> None:
-        self.stale.clear()
-        self.maybe_global.clear()
-        self._refresh_globals()
+        self.tlb.flush_all(self.cr3, self.pge)
 
-    def _emit_invalidate(self, vpn: int, how: str) -> None:
-        """Make ``vpn`` not stale: by ``how`` first, then INVLPG if needed."""
+    def _count(self, how: str) -> None:
+        self.events[how] = self.events.get(how, 0) + 1
+
+    def _emit_event(self, how: str) -> None:
+        """One invalidation event other than INVLPG (see ``EVENTS``)."""
         if how == "cr3":
             self.k += ["    mov eax, cr3                ; invalidate: reload CR3",
                        "    mov cr3, eax"]
             self._load_cr3(self.cr3)
-        elif how == "pge" and self.pge:
-            self.k += ["    mov eax, cr4                ; invalidate all: toggle CR4.PGE",
-                       "    xor eax, CR4_PGE", "    mov cr4, eax",
-                       "    xor eax, CR4_PGE", "    mov cr4, eax"]
+        elif how == "cr3-other":
+            here = PDS.index(self.cr3)
+            other = (here + 1) % N_PD
+            self.k += [f"    mov eax, PD{other}                ; invalidate: CR3 to pd{other} "
+                       "and back", "    mov cr3, eax", f"    mov eax, PD{here}",
+                       "    mov cr3, eax"]
+            self._load_cr3(PDS[other])
+            self._load_cr3(PDS[here])
+        elif how in ("pge", "pse", "wp", "pg"):
+            reg, bit = {"pge": ("cr4", "CR4_PGE"), "pse": ("cr4", "CR4_PSE"),
+                        "wp": ("cr0", "CR0_WP"), "pg": ("cr0", "CR0_PG")}[how]
+            self.k += [f"    mov eax, {reg}                ; invalidate all: toggle {bit} twice",
+                       f"    xor eax, {bit}", f"    mov {reg}, eax",
+                       f"    xor eax, {bit}", f"    mov {reg}, eax"]
             self._flush_all()
-        if vpn in self.stale:
+        else:
+            raise ValueError(f"unknown invalidation event {how!r}")
+
+    def _emit_invalidate(self, vpn: int, how: str) -> None:
+        """Make stale ``vpn`` fresh: by ``how`` first, then INVLPG if it is
+        still stale (a global page after a CR3 load)."""
+        if how not in ("invlpg", "pf"):
+            self._emit_event(how)
+            if vpn not in self.tlb.stale:
+                self._count(how)
+        if vpn in self.tlb.stale:
             self.k.append(f"    invlpg [{vpn << 12:#010x}]")
             self._invlpg(vpn)
+            self._count("invlpg")
 
     # --- operations -------------------------------------------------------------------
     def compile(self) -> GuestProgram:
         for n, op in enumerate(self.plan["ops"], 1):
             getattr(self, "op_" + op[0])(n, *op[1:])
         return GuestProgram(self._source(), self._options(), self.faults,
-                            len(self.plan["ops"]))
+                            len(self.plan["ops"]), dict(self.events))
 
     def op_switch(self, n: int, k: int) -> None:
         self.k += [f"op{n}:                            ; switch to address space {k}",
@@ -315,17 +345,39 @@ class Compiler:
 
     def op_flush(self, n: int, how: str, slot: int) -> None:
         vpn = TEST_VPNS[slot % len(TEST_VPNS)]
+        self.k.append(f"op{n}:")
         if how == "invlpg":
-            self.k += [f"op{n}:", f"    invlpg [{vpn << 12:#010x}]"]
+            self.k.append(f"    invlpg [{vpn << 12:#010x}]")
             self._invlpg(vpn)
         else:
-            self.k.append(f"op{n}:")
-            self._emit_invalidate(-1, how)
+            self._emit_event(how)
 
     def op_wp(self, n: int) -> None:
         self.wp = not self.wp
         self.k += [f"op{n}:                            ; CR0.WP := {int(self.wp)}",
                    "    mov eax, cr0", "    xor eax, CR0_WP", "    mov cr0, eax"]
+        self._flush_all()
+
+    def op_pgeflip(self, n: int) -> None:
+        self.pge = not self.pge
+        self.k += [f"op{n}:                            ; CR4.PGE := {int(self.pge)}",
+                   "    mov eax, cr4", "    xor eax, CR4_PGE", "    mov cr4, eax"]
+        self._flush_all()
+
+    def _after_write(self, inval: str) -> None:
+        """What follows a change of entries: INVLPG of every stale page, an
+        event, or nothing yet (stale pages are made fresh before their next
+        access)."""
+        if inval == "invlpg":
+            for vpn in sorted(self.tlb.stale):
+                self.k.append(f"    invlpg [{vpn << 12:#010x}]")
+                self._invlpg(vpn)
+        elif inval != "none":
+            self._emit_event(inval)
+
+    def _set_entry(self, pa: int, value: int, pde: bool, why: str = "") -> None:
+        self.k.append(f"    mov dword [{pa:#x}], {_entry_text(value, pde)}{why}")
+        self._write(pa, value.to_bytes(4, "little"))
 
     def op_remap(self, n: int, level: str, table: int, slot: int, value: int,
                  inval: str) -> None:
@@ -335,50 +387,175 @@ class Compiler:
         else:
             t = PTX_SET[slot % len(PTX_SET)]
             pa = PTS[table % N_PT] + 4 * t
-        self.k += [f"op{n}:                            ; remap: {_table_name(pa)}"
-                   f"[{(pa & 0xFFF) >> 2:#x}]",
-                   f"    mov dword [{pa:#x}], {_entry_text(value, level == 'pde')}"]
+        self.k.append(f"op{n}:                            ; remap: {_table_name(pa)}"
+                      f"[{(pa & 0xFFF) >> 2:#x}]")
+        self._set_entry(pa, value, level == "pde")
+        self._after_write(inval)
+
+    def op_demote(self, n: int, k: int, slot: int, j: int, large: int, rights: int,
+                  inval: str) -> None:
+        """A 4 MiB page becomes a page table mapping the same frames (a
+        region that is no 4 MiB page now gets one frame's pages)."""
+        d = PDX_SET[slot % len(PDX_SET)]
+        pde_pa, pt = PDS[k % N_PD] + 4 * d, PTS[j % N_PT]
+        pde = self.model.rd32(pde_pa)
+        if pde & P and pde & PS and not pde & RSVD_4M:
+            frame, rights = pde & 0xFFC00000, pde & (P | W | U | A | D | G | PWT | PCD)
+        else:
+            frame = LARGE[large % len(LARGE)]
+        self.k.append(f"op{n}:                            ; demote: pd{k % N_PD}[{d:#x}] "
+                      f"4 MiB {frame:#x} -> pt{j % N_PT}, 4 KiB pages")
+        for t in PTX_SET:
+            self._set_entry(pt + 4 * t, frame + (t << 12) | rights, False)
+        self._set_entry(pde_pa, pt | (rights & (P | W | U | A | PWT | PCD)), True)
+        self._after_write(inval)
+
+    def op_promote(self, n: int, k: int, slot: int, large: int, rights: int,
+                   inval: str) -> None:
+        """A page table's region becomes one 4 MiB page: the frame its first
+        PTE maps when that is a 4 MiB frame (a demoted page), else a drawn one."""
+        d = PDX_SET[slot % len(PDX_SET)]
+        pde_pa = PDS[k % N_PD] + 4 * d
+        pde = self.model.rd32(pde_pa)
+        frame = LARGE[large % len(LARGE)]
+        if pde & P and not pde & PS and TABLES <= pde & 0xFFFFF000 < KERNEL_MAP:
+            pte = self.model.rd32(pde & 0xFFFFF000)
+            if pte & P and pte & 0xFFFFF000 in LARGE:
+                frame, rights = pte & 0xFFFFF000, pte & pde & (P | W | U) | pte & (A | D | G)
+        self.k.append(f"op{n}:                            ; promote: pd{k % N_PD}[{d:#x}] "
+                      f"-> 4 MiB {frame:#x}")
+        self._set_entry(pde_pa, frame | PS | rights, True)
+        self._after_write(inval)
+
+    def op_recycle(self, n: int, j: int, values: tuple[int, ...], inval: str) -> None:
+        """Free a page table (every PDE that links it is cleared) and reuse
+        its page as data."""
+        pt = PTS[j % N_PT]
+        self.k.append(f"op{n}:                            ; free pt{j % N_PT}, reuse it as data")
+        for pd in PDS:
+            for d in PDX_SET:
+                pde = self.model.rd32(pd + 4 * d)
+                if pde & P and not pde & PS and pde & 0xFFFFF000 == pt:
+                    self._set_entry(pd + 4 * d, pde & ~P, True)
+        self._after_write(inval)
+        for t, value in zip(PTX_SET, values):
+            self.k.append(f"    mov dword [{pt + 4 * t:#x}], {value:#010x}")
+            self._write(pt + 4 * t, value.to_bytes(4, "little"))
+
+    def op_smc(self, n: int, frame: int, value: int) -> None:
+        """The kernel rewrites the immediate of a frame's code stub through
+        its identity map (the frames below 4 MiB)."""
+        pa = DATA[frame % N_DATA] + STUB + STUB_IMM
+        self.k += [f"op{n}:                            ; self-modifying code: "
+                   f"frame{frame % N_DATA}'s stub now returns {value:#010x}",
+                   f"    mov dword [{pa:#x}], {value:#010x}"]
         self._write(pa, value.to_bytes(4, "little"))
-        if inval == "invlpg":
-            for vpn in sorted(self.stale):
-                self.k.append(f"    invlpg [{vpn << 12:#010x}]")
-                self._invlpg(vpn)
-        elif inval == "cr3":
-            self._emit_invalidate(-1, "cr3")
-        # "none": stale pages are invalidated before their next access
+
+    def _target(self, vslot: int) -> int:
+        """The test vpn of ``vslot``; past the last one: a stale page if
+        there is one (what a remap left stale is what the events are for)."""
+        if vslot >= len(TEST_VPNS) and self.tlb.stale:
+            return min(self.tlb.stale)
+        return TEST_VPNS[vslot % len(TEST_VPNS)]
+
+    def op_edit(self, n: int, vslot: int, level: str, value: int, inval: str) -> None:
+        """Rewrite the PTE (or the PDE) that maps a test page now."""
+        vpn = TEST_VPNS[vslot % len(TEST_VPNS)]
+        lk = self.model.lookup(self.cr3, vpn << 12)
+        pa, _ = lk.path[-1] if level == "pte" else lk.path[0]
+        pde = pa == lk.path[0][0]
+        if not pde:
+            value &= ~PS                        # (a 4 MiB entry's bits in a PTE)
+        if not TABLES <= pa < KERNEL_MAP or pa & 0xFFFFF000 == KPT or \
+                (pa & 0xFFFFF000 in PDS and pa & 0xFFF == 0):
+            self.k.append(f"op{n}:                            ; (no entry to edit)")
+            return
+        self.k.append(f"op{n}:                            ; edit the "
+                      f"{'PDE' if pde else 'PTE'} of va {vpn << 12:#010x}: "
+                      f"{_table_name(pa)}[{(pa & 0xFFF) >> 2:#x}]")
+        self._set_entry(pa, value, pde)
+        self._after_write(inval)
+
+    def op_stale(self, n: int, vslot: int, level: str, value: int, same_rights: bool,
+                 kind: str, cpl: int, fault: str, inval: str) -> None:
+        """The pattern the events are for: read a test page (its
+        translation may now be cached), edit its PTE or PDE with no
+        invalidation, then access it after the event ``inval`` (or take a
+        #PF on it as the event).  ``same_rights``: the new entry keeps the
+        old one's R/W and U/S (so an access both refuse can fault)."""
+        # a page mapped now (for a #PF as the event: one its rights limit)
+        mapped = [i for i, v in enumerate(TEST_VPNS)
+                  if self.model.lookup(self.cr3, v << 12).translation is not None]
+        limited = [i for i in mapped
+                   if not all(self.model.lookup(self.cr3, TEST_VPNS[i] << 12).translation[1:])]
+        choice = limited if inval == "pf" and limited else mapped
+        if choice:
+            vslot = choice[vslot % len(choice)]
+        vpn = TEST_VPNS[vslot % len(TEST_VPNS)]
+        self.op_access(f"{n}a", "read", 0, vslot, "0x0", 0, 0, 0, "skip", "invlpg")
+        if same_rights:
+            lk = self.model.lookup(self.cr3, vpn << 12)
+            pa, old = lk.path[-1] if level == "pte" else lk.path[0]
+            value = value & ~(W | U) | old & (W | U) | P
+        self.op_edit(f"{n}b", vslot, level, value, "none")
+        self.op_access(f"{n}c", kind, cpl, vslot, "0x0", 0, 0, value, fault, inval)
 
     def op_access(self, n: int, kind: str, cpl: int, vslot: int, off: str, slot: int,
                   byte: int, value: int, fault: str, inval: str) -> None:
-        vpn = TEST_VPNS[vslot % len(TEST_VPNS)]
+        vpn = self._target(vslot)
         user = cpl == 3
+        if inval == "pf":
+            kind, user = self._faulting_kind(vpn, kind, user, off, slot, byte)
         # A write that would reach the kernel, or a fetch that would not land
         # on a code stub, is tried again as a read.
         for kind in dict.fromkeys((kind, "read")):  # noqa: B020 (the last try is kept)
             snap = self._snapshot()
             va, size = self._place(vpn, kind, off, slot, byte)
-            for v in sorted({va >> 12, ((va + size - 1) & 0xFFFFFFFF) >> 12}):
-                if v in self.stale:                 # the TLB rules
-                    self._emit_invalidate(v, inval)
+            pages = sorted({va >> 12, ((va + size - 1) & 0xFFFFFFFF) >> 12})
+            for v in pages:
+                if v in self.tlb.stale:             # the TLB rules
+                    if inval == "pf" and len(pages) == 1 and self.tlb.sure_fault(
+                            self.cr3, va, kind in WRITES, user, self.wp) is not None:
+                        self._count("pf")           # the #PF below is the event
+                    else:
+                        self._emit_invalidate(v, inval)
             fix, done = self._run_access(va, size, kind, user, fault)
             if done is None or (self._allowed(kind, done) and
                                 not self._known_bug(kind, va, size, user)):
                 break
             self._restore(snap)
         self._emit_access(n, kind, user, va, size, value, fix)
-        if done is not None and kind in ("write", "writeb"):
+        if done is not None and kind in WRITES:
             data = value.to_bytes(4, "little")[:size]
             self._write_bytes(done, data)
+
+    def _faulting_kind(self, vpn: int, kind: str, user: bool, off: str, slot: int,
+                       byte: int) -> tuple[str, bool]:
+        """For a #PF as the invalidation of stale ``vpn``: the first access
+        (of the drawn one, then others) that faults whatever the TLB holds."""
+        if vpn not in self.tlb.stale:
+            return kind, user
+        for k, u in ((kind, user), ("write", user), ("read", user),
+                     ("write", not user), ("read", not user)):
+            va, size = self._place(vpn, k, off, slot, byte)
+            if va >> 12 == (va + size - 1) >> 12 and self.tlb.sure_fault(
+                    self.cr3, va, k in WRITES, u, self.wp) is not None:
+                return k, u
+        return kind, user
 
     def _place(self, vpn: int, kind: str, off: str, slot: int, byte: int) -> tuple[int, int]:
         """The va and size of an access to ``vpn``: page tables get
         entry-sized writes at a slot, data pages the dwords they start
-        with, a fetch goes to the code stub."""
+        with, a fetch goes to the code stub, a self-modifying write to the
+        stub's immediate."""
         probe = self._walk(vpn << 12)
         target = None if probe.fault else probe.pa & 0xFFFFF000
         size = 1 if kind == "writeb" else 4
         low = byte if size == 1 else 0
         if kind == "fetch":
             return (vpn << 12) + STUB, 1
+        if kind == "smc":
+            return (vpn << 12) + STUB + STUB_IMM, 4
         if target is not None and TABLES <= target < TABLES + 0x100000:
             return (vpn << 12) + 4 * SLOTS[slot % len(SLOTS)] + low, size
         if off == "cross":
@@ -389,11 +566,15 @@ class Compiler:
     def _allowed(self, kind: str, pas: list[int]) -> bool:
         """May the access that reached ``pas`` stay?  Writes must not reach
         the kernel (its code, data, stacks, page table, a directory's kernel
-        entry) nor a code stub; a fetch must run a code stub."""
+        entry) nor a code stub, but for a self-modifying write to its
+        immediate; a fetch must run a code stub."""
         if kind == "fetch":
             return pas[0] & 0xFFFFF000 in STUB_PAGES
         if kind == "read":
             return True
+        if kind == "smc":
+            page = pas[0] & 0xFFFFF000
+            return page in STUB_PAGES and pas == [page + STUB + STUB_IMM + i for i in range(4)]
         for pa in pas:
             page, off = pa & 0xFFFFF000, pa & 0xFFF
             if pa < TABLES or page == KPT or (page in PDS and off < 4):
@@ -406,8 +587,7 @@ class Compiler:
 
     def _known_bug(self, kind: str, va: int, size: int, user: bool) -> bool:
         """Does the access hit a known emulator bug that ``AVOID`` lists?"""
-        if "wp-emulate-ro-pde" in AVOID and kind in ("write", "writeb") and not user \
-                and not self.wp:
+        if "wp-emulate-ro-pde" in AVOID and kind in WRITES and not user and not self.wp:
             for i in (0, size - 1):
                 w = self._walk((va + i) & 0xFFFFFFFF, True, False)
                 if not w.fault and not self.model.rd32(w.path[0]) & W:
@@ -415,22 +595,27 @@ class Compiler:
         return False
 
     def _snapshot(self):
+        tlb = self.tlb
         return ({pn: bytearray(pg) for pn, pg in self.model.pages.items()},
-                len(self.k), len(self.faults), set(self.stale), set(self.maybe_global),
-                self.cr3)
+                len(self.k), len(self.faults), dict(self.events), self.cr3,
+                (set(tlb.stale), set(tlb.maybe_global),
+                 {v: set(s) for v, s in tlb.old.items()},
+                 {v: set(s) for v, s in tlb.old_pdes.items()}))
 
     def _restore(self, snap) -> None:
-        pages, nk, nf, stale, maybe_global, cr3 = snap
+        pages, nk, nf, self.events, self.cr3, rules = snap
         self.model.pages = pages
         del self.k[nk:]
         del self.faults[nf:]
-        self.stale, self.maybe_global, self.cr3 = stale, maybe_global, cr3
+        tlb = self.tlb
+        tlb.model = self.model
+        tlb.stale, tlb.maybe_global, tlb.old, tlb.old_pdes = rules
 
     def _run_access(self, va: int, size: int, kind: str, user: bool, fault: str):
         """Model the access and the #PF handler: returns the fix prepared for
         the access (or None) and the physical address of each byte it
         reached (None if the handler skipped it)."""
-        write = kind in ("write", "writeb")
+        write = kind in WRITES
         pages = [va]
         end = (va + size - 1) & 0xFFFFFFFF
         if end >> 12 != va >> 12:
@@ -448,14 +633,28 @@ class Compiler:
                                for i in range(size)]
             p, w = failed
             self.faults.append((p, w.ec))
-            if armed is not None or fault != "fix" or not self._fix_ok(w.fixes):
+            self.tlb.page_fault(p >> 12, self.cr3, self.pge)   # drops p's entries
+            if armed is not None or fault != "fix" or not self._fix_ok(w.fixes) or \
+                    self._fix_stales(w.fixes, [q for q in pages if q != p]):
                 return armed, None                  # skipped
-            armed = w.fixes
             for e_pa, and_, or_ in w.fixes:
                 old = self.model.rd32(e_pa)
-                self.model.write(e_pa, ((old & and_) | or_).to_bytes(4, "little"))
-            self._refresh_globals()
-            self._invlpg(p >> 12)                   # the handler's INVLPG [cr2]
+                self._write(e_pa, ((old & and_) | or_).to_bytes(4, "little"))
+            # The handler invalidates cr2 only when the fixed entry may be
+            # cached: a rights fix, not a P fix.
+            inv = p >> 12 in self.tlb.stale
+            if inv:
+                self._invlpg(p >> 12)
+            armed = (w.fixes, inv)
+
+    def _fix_stales(self, fixes, others: list[int]) -> bool:
+        """Would the fix leave another page of the access stale (its
+        cached entries include a fixed one)?  The retry would use it."""
+        for q in others:
+            lk: Lookup = self.model.lookup(self.cr3, q)
+            if any(pa == e_pa for pa, _ in lk.path[:lk.cacheable] for e_pa, _, _ in fixes):
+                return True
+        return False
 
     @staticmethod
     def _fix_ok(fixes) -> bool:
@@ -476,14 +675,17 @@ class Compiler:
         where = "" if w.fault else f" (pa {w.pa:#x}, {_table_name(w.pa)})"
         lines = [f"op{n}:                            ; {who} {kind} at va {va:#010x}{where}",
                  f"    mov dword [resume], op{n}_done"]
-        for i, (e_pa, and_, or_) in enumerate(fix or (), 1):
+        fixes, inv = fix or ((), False)
+        for i, (e_pa, and_, or_) in enumerate(fixes, 1):
             lines += [f"    mov dword [fix{i}], {e_pa:#x}           ; on #PF: fix "
                       f"{_table_name(e_pa)}[{(e_pa & 0xFFF) >> 2:#x}]",
                       f"    mov dword [fix{i}_and], {and_ & 0xFFFFFFFF:#x}",
                       f"    mov dword [fix{i}_or], {or_:#x}"]
+        if inv:
+            lines.append("    mov dword [fix_inv], 1          ; then INVLPG cr2")
         if kind == "read":
             insn = [f"    mov eax, [{va:#010x}]"]
-        elif kind == "write":
+        elif kind in ("write", "smc"):
             insn = [f"    mov dword [{va:#010x}], {value:#010x}"]
         elif kind == "writeb":
             insn = [f"    mov byte [{va:#010x}], {value & 0xFF:#04x}"]
@@ -501,16 +703,6 @@ class Compiler:
         lines.append(f"op{n}_done:")
         self.k += lines
 
-    def _write_bytes(self, pas, data) -> None:
-        entries = {pa & ~3 for pa in pas}
-        before = {vpn: self._walk(vpn << 12).path for vpn in TEST_VPNS}
-        for pa, b in zip(pas, data):
-            self.model.write(pa, bytes([b]))
-        for vpn, path in before.items():
-            if entries & set(path):
-                self.stale.add(vpn)
-        self._refresh_globals()
-
     # --- the text -----------------------------------------------------------------------
     def _options(self) -> list[str]:
         p = self.plan
@@ -526,7 +718,7 @@ class Compiler:
             f"; {len(p['ops'])} operations; CR4.PGE={int(p['pge'])}, CR0.WP={int(p['wp'])}, "
             f"timer period {p['timer']}",
             "; emu-options: " + " ".join(self._options()),
-            "bits 32",
+            *(["bits 32"] if SECTIONS else []),
             '%include "kernel.inc"',
             "",
             f"MAIN_STACK  equ {MAIN_STACK:#x}",
@@ -545,7 +737,7 @@ class Compiler:
             ".kpt:",
             "    mov eax, ecx",
             "    shl eax, 12",
-            f"    or eax, PTE_P | PTE_W{' | PTE_G' if p['pge'] else ''}",
+            f"    or eax, PTE_P | PTE_W{' | PTE_G' if self.kernel_global else ''}",
             "    mov [KPT + ecx*4], eax",
             "    inc ecx",
             "    cmp ecx, 1024",
@@ -571,7 +763,7 @@ class Compiler:
         out += ["    sti", ""]
         out += self.k
         out += ["", "    jmp finish", "", KERNEL_TEXT, "", "align 4096",
-                f"section at_{USER_TEXT:x} start={USER_TEXT:#x}      ; user stubs (user pages)"]
+                f"{_at(USER_TEXT)}      ; user stubs (user pages)"]
         out += self.u or ["    nop"]
         out += ["", "; --- the paging structures and the frames, as loaded"]
         out += self._memory_text()
@@ -596,8 +788,7 @@ class Compiler:
                 if pa in STUB_PAGES and i == STUB // 4:
                     i += 1
                     continue
-                at = pa + 4 * i
-                out.append(f"section at_{at:x} start={at:#x}" + (f"  ; {name}" if first else ""))
+                out.append(_at(pa + 4 * i) + (f"  ; {name}" if first else ""))
                 first = False
                 while i < 1024 and words[i] and not (pa in STUB_PAGES and i == STUB // 4):
                     pde = pa in PDS
@@ -605,9 +796,7 @@ class Compiler:
                                if pa < DATA_BASE else f"    dd {words[i]:#010x}")
                     i += 1
             if pa in STUB_PAGES:
-                out += [f"section at_{pa + STUB:x} start={pa + STUB:#x}",
-                        f"    mov eax, {stub_value(pa):#010x}",
-                        "    ret"]
+                out += [_at(pa + STUB), f"    mov eax, {stub_value(pa):#010x}", "    ret"]
         return out
 
 
@@ -630,6 +819,7 @@ resume_main:
     mov esp, MAIN_STACK
     mov dword [fix1], 0
     mov dword [fix2], 0
+    mov dword [fix_inv], 0
     sti
     jmp [resume]
 
@@ -665,8 +855,9 @@ user_done:
     mov [log_ptr], edi
     jmp resume_main
 
-; page_fault: log ('F', cr2, error code); apply the prepared fix and retry,
-; or skip the operation
+; page_fault: log ('F', cr2, error code); apply the prepared fix and retry
+; (INVLPG cr2 first if fix_inv: the old entry may be cached), or skip the
+; operation
 page_fault:
     mov edi, [log_ptr]
     mov dword [edi], 'F'
@@ -696,8 +887,12 @@ page_fault:
 .fixed:
     mov dword [fix1], 0
     mov dword [fix2], 0
+    cmp dword [fix_inv], 0
+    je .retry
+    mov dword [fix_inv], 0
     mov ecx, cr2
     invlpg [ecx]
+.retry:
     ret                             ; retry the instruction
 
 too_many:
@@ -743,10 +938,10 @@ fix1_or:    dd 0
 fix2:       dd 0
 fix2_and:   dd 0
 fix2_or:    dd 0
+fix_inv:    dd 0
 
 %include "lib.inc"
 """
-
 
 # --- the strategies -----------------------------------------------------------------
 def _flags(draw, *names: int) -> int:
@@ -790,42 +985,81 @@ def entries(draw, level: str) -> int:
     return draw(st.sampled_from(PTS + PDS)) | rights | (extra & ~G)
 
 
-ACCESS_KINDS = ("read", "write", "read", "fetch", "writeb", "write")
+ACCESS_KINDS = ("read", "write", "read", "fetch", "writeb", "write", "smc")
 OFFSETS = ("0x0", "0x4", "0x7fc", "0xffc", "cross")
+# The invalidation events (see the module doc): what freshens a stale page
+# before its next access, and what may follow a change of entries.
+EVENTS = ("cr3", "cr3-other", "pge", "pse", "wp", "pg")
+ACCESS_INVALIDATIONS = ("pf", "invlpg", "pf") + EVENTS + ("pf",)
+WRITE_FOLLOWERS = ("none", "invlpg", "none", "none") + EVENTS + ("none",)
+
+
+@st.composite
+def _rights(draw) -> int:
+    return draw(st.sampled_from((P | W | U, P, P | W, P | U, W | U))) | \
+        (_flags(draw, A, D, G) if draw(st.booleans()) else 0)
 
 
 @st.composite
 def operations(draw):
     kind = draw(st.sampled_from(("access", "access", "access", "remap", "switch",
-                                 "flush", "access", "remap", "wp")))
+                                 "flush", "access", "edit", "wp", "access", "edit",
+                                 "demote", "promote", "recycle", "smc", "pgeflip", "edit",
+                                 "stale", "stale", "stale")))
     if kind == "access":
         return ("access", draw(st.sampled_from(ACCESS_KINDS)), draw(st.sampled_from((0, 3))),
-                draw(st.integers(0, len(TEST_VPNS) - 1)), draw(st.sampled_from(OFFSETS)),
+                draw(st.integers(0, len(TEST_VPNS) + 3)), draw(st.sampled_from(OFFSETS)),
                 draw(st.integers(0, len(SLOTS) - 1)), draw(st.integers(0, 1)),
                 draw(entries(draw(st.sampled_from(("pte", "pde"))))),
                 draw(st.sampled_from(("fix", "skip"))),
-                draw(st.sampled_from(("invlpg", "cr3", "pge"))))
+                draw(st.sampled_from(ACCESS_INVALIDATIONS)))
     if kind == "remap":
         level = draw(st.sampled_from(("pte", "pde")))
         return ("remap", level, draw(st.integers(0, 5)), draw(st.integers(0, 2)),
-                draw(entries(level)), draw(st.sampled_from(("invlpg", "none", "cr3"))))
+                draw(entries(level)), draw(st.sampled_from(WRITE_FOLLOWERS)))
+    if kind == "stale":
+        level = draw(st.sampled_from(("pte", "pde")))
+        return ("stale", draw(st.integers(0, len(TEST_VPNS) - 1)), level, draw(entries(level)),
+                draw(st.booleans()), draw(st.sampled_from(ACCESS_KINDS)),
+                draw(st.sampled_from((0, 3))), draw(st.sampled_from(("skip", "fix"))),
+                draw(st.sampled_from(ACCESS_INVALIDATIONS)))
+    if kind == "edit":
+        level = draw(st.sampled_from(("pte", "pde")))
+        return ("edit", draw(st.integers(0, len(TEST_VPNS) - 1)), level, draw(entries(level)),
+                draw(st.sampled_from(WRITE_FOLLOWERS)))
     if kind == "switch":
         return ("switch", draw(st.integers(0, N_PD - 1)))
     if kind == "flush":
-        return ("flush", draw(st.sampled_from(("invlpg", "cr3", "pge"))),
+        return ("flush", draw(st.sampled_from(("invlpg",) + EVENTS)),
                 draw(st.integers(0, len(TEST_VPNS) - 1)))
-    return ("wp",)
+    if kind == "demote":
+        return ("demote", draw(st.integers(0, N_PD - 1)), draw(st.integers(0, 2)),
+                draw(st.integers(0, N_PT - 1)), draw(st.integers(0, 1)), draw(_rights()),
+                draw(st.sampled_from(WRITE_FOLLOWERS)))
+    if kind == "promote":
+        return ("promote", draw(st.integers(0, N_PD - 1)), draw(st.integers(0, 2)),
+                draw(st.integers(0, 1)), draw(_rights()), draw(st.sampled_from(WRITE_FOLLOWERS)))
+    if kind == "recycle":
+        data = st.one_of(st.integers(0, 0xFFFFFFFF).map(lambda v: v & ~P), entries("pte"))
+        return ("recycle", draw(st.integers(0, N_PT - 1)),
+                tuple(draw(data) for _ in PTX_SET), draw(st.sampled_from(WRITE_FOLLOWERS)))
+    if kind == "smc":
+        return ("smc", draw(st.integers(0, N_DATA - 1)), draw(st.integers(0, 0xFFFFFFFF)))
+    return (kind,)
 
 
 @st.composite
 def plans(draw, max_ops: int = 24) -> dict:
+    pdes = [[draw(entries("pde")) for _ in PDX_SET]]
+    for _ in range(N_PD - 1):       # other address spaces may share pd0's tables
+        pdes.append([e if draw(st.booleans()) else draw(entries("pde")) for e in pdes[0]])
     return {
         "pge": draw(st.booleans()),
         "wp": draw(st.booleans()),
         "timer": draw(st.sampled_from((0, 0, 97, 400))),
         "tlb": draw(st.sampled_from(((64, 4, "split", 8), (8, 2, "split", 1),
                                      (4, 4, "unified", 2), (16, 1, "unified", 4)))),
-        "pdes": [[draw(entries("pde")) for _ in PDX_SET] for _ in range(N_PD)],
+        "pdes": pdes,
         "ptes": [[draw(entries("pte")) for _ in PTX_SET] for _ in range(N_PT)],
         "ops": draw(st.lists(operations(), min_size=1, max_size=max_ops)),
     }
@@ -838,7 +1072,6 @@ def compile_plan(plan: dict) -> GuestProgram:
 def guest_programs(max_ops: int = 24):
     """The strategy: random guest programs (``GuestProgram``)."""
     return plans(max_ops).map(compile_plan)
-
 
 # --- garbage page tables ----------------------------------------------------------
 OUTSIDE_RAM = (0x00C00000, 0x7FFFF000, 0xFFFFF000)     # frames past 12 MiB of RAM
@@ -939,7 +1172,6 @@ def garbage_programs(max_ops: int = 16):
     """The strategy: guests with garbage page tables (``GuestProgram``)."""
     return garbage_plans(max_ops).map(lambda plan: GarbageCompiler(plan).compile())
 
-
 # --- running a guest everywhere -------------------------------------------------------
 def configs():
     """(mode, shadow policy) of every way to run a guest: native first."""
@@ -947,19 +1179,42 @@ def configs():
     return [("native", None)] + [("shadow", p) for p in POLICIES] + [("nested", None)]
 
 
+# TLB shapes every guest also runs with natively (entries, ways, kind, large
+# entries, policy): one entry; the default; fully associative with FIFO; a
+# small unified one with random replacement; one so large it never evicts.
+NATIVE_TLBS = ((1, 1, "unified", 1, "lru"), (64, 4, "split", 8, "lru"),
+               (64, 64, "split", 8, "fifo"), (16, 4, "unified", 2, "random"),
+               (1024, 1024, "split", 64, "lru"))
+
+
+def tlb_label(shape) -> str:
+    entries, ways, kind, large, policy = shape
+    return f"native/tlb {entries}x{ways} {kind} {large}L {policy}"
+
+
 def run_everywhere(source: str, name: str, options: dict | None = None,
-                   check: bool = True) -> list:
-    """Run assembly ``source`` natively, under each shadow policy and under
+                   check: bool = True, tlbs=NATIVE_TLBS) -> list:
+    """Run assembly ``source`` natively (with the TLB ``options`` name, then
+    with each TLB shape of ``tlbs``), under each shadow policy and under
     nested paging (invariants checked after every exit): [(label, system,
     result)], native first.  ``options`` are Config fields."""
     from emu import programs
     from emu.asm import assemble
     from emu.system import Config, System
     image = assemble(source, name, include_dirs=[str(programs.include_dir())])
+    options = dict(options or {})
+    runs = [("native", None, {})]
+    for shape in tlbs:
+        entries, ways, kind, large, policy = shape
+        runs.append(("native", tlb_label(shape),
+                     {"tlb_entries": entries, "tlb_ways": ways, "tlb_kind": kind,
+                      "tlb_large": large, "tlb_policy": policy}))
+    runs += [(mode, mode + (f"/{policy}" if policy else ""), {"shadow_policy": policy})
+             for mode, policy in configs()[1:]]
     out = []
-    for mode, policy in configs():
-        cfg = Config(mode=mode, shadow_policy=policy or Config.shadow_policy,
-                     check_invariants=check and mode != "native", **(options or {}))
+    for mode, label, extra in runs:
+        fields = {**options, **{k: v for k, v in extra.items() if v is not None}}
+        cfg = Config(mode=mode, check_invariants=check and mode != "native", **fields)
         system = System(image, cfg)
         result = system.run()
         if result.outcome == "budget" and out and out[0][2].outcome != "budget":
@@ -970,7 +1225,7 @@ def run_everywhere(source: str, name: str, options: dict | None = None,
             limit = max(cfg.max_cycles, 64 * out[0][2].cycles)
             system = System(image, cfg.with_(max_cycles=limit))
             result = system.run()
-        out.append((mode + (f"/{policy}" if policy else ""), system, result))
+        out.append((label or mode, system, result))
     return out
 
 

@@ -6,13 +6,20 @@ The guests come from ``tests/guestgen.py`` as assembly text, so a failing
 example shrinks to a short readable kernel; the shrunk program is saved to
 ``tests/regressions/`` and replayed in every mode by ``test_regression``.
 
+Every generated kernel also runs natively with several TLB shapes
+(``guestgen.NATIVE_TLBS``: one entry, fully associative, unified, random
+replacement, one that never evicts): the generator's TLB rules promise that
+no access depends on what a TLB holds, so all of them must agree too.
+
 Profiles (environment variable ``EMU_HYPOTHESIS``):
 
-    ci     (default) 25 examples per property, derandomized: CI is reproducible
-    long   EMU_EXAMPLES examples (default 1000) per property, a fresh random seed
+    ci     (default) 30 generated kernels and 25 garbage-table kernels,
+           derandomized: CI is reproducible (about 30 s)
+    long   EMU_EXAMPLES examples (default 1000) per property, a fresh random
+           seed (or EMU_SEED)
 
     EMU_HYPOTHESIS=long python -m pytest tests/test_properties.py
-    python tests/test_properties.py --examples 500      # the same, with figures
+    python tests/test_properties.py --kernels 10000     # the same, with figures
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import pathlib
 import sys
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestgen  # noqa: E402
@@ -39,11 +46,18 @@ settings.register_profile("long", max_examples=int(os.environ.get("EMU_EXAMPLES"
                           deadline=None, database=None, suppress_health_check=_QUIET,
                           print_blob=True)
 PROFILE = settings.get_profile(os.environ.get("EMU_HYPOTHESIS", "ci"))
+LONG = os.environ.get("EMU_HYPOTHESIS") == "long"
+GENERATED = PROFILE if LONG else settings(PROFILE, max_examples=30)
+_SEED = os.environ.get("EMU_SEED")
+SEEDED = seed(int(_SEED)) if LONG and _SEED else (lambda test: test)
 
 # What the properties did in this process (``python tests/test_properties.py``
-# prints them): guests generated, runs, invariant checks, faults predicted.
+# prints them): guests generated, runs, invariant checks, faults predicted,
+# invalidation events that freshened a stale page (by kind), failing kernels
+# (shrinking included) and when the first one came.
 FIGURES = {"programs": 0, "garbage_programs": 0, "runs": 0, "invariant_checks": 0,
-           "faults_predicted": 0, "failures": 0}
+           "faults_predicted": 0, "failures": 0, "events": {}, "first_failure": None,
+           "started": None}
 
 
 def _count(results) -> None:
@@ -55,6 +69,10 @@ def _count(results) -> None:
 def _save_regression(prog, why: str) -> None:
     """Keep the shrunk failing program (the last one hypothesis runs)."""
     FIGURES["failures"] += 1
+    if FIGURES["first_failure"] is None:
+        import time
+        FIGURES["first_failure"] = (FIGURES["programs"] + FIGURES["garbage_programs"],
+                                    time.perf_counter() - (FIGURES["started"] or 0))
     try:
         from hypothesis.control import current_build_context
         final = current_build_context().is_final
@@ -86,14 +104,19 @@ def differences(results, tolerate=()) -> list[str]:
     return out
 
 
-@PROFILE
+@GENERATED
+@SEEDED
 @given(guestgen.guest_programs())
 def test_generated_guests_agree_in_every_mode(prog):
-    """Random page tables, remaps, CR3 switches, user and kernel accesses,
-    faults handled by the guest: one guest-visible result in every mode, and
-    the faults the generator's paging model predicts."""
+    """Random page tables, remaps, demotions, freed tables, self-modifying
+    code, CR3 switches, user and kernel accesses, stale translations made
+    fresh by every invalidation event, faults handled by the guest: one
+    guest-visible result in every mode and with every TLB shape, and the
+    faults the generator's paging model predicts."""
     FIGURES["programs"] += 1
     FIGURES["faults_predicted"] += len(prog.expected_faults)
+    for how, count in prog.events.items():
+        FIGURES["events"][how] = FIGURES["events"].get(how, 0) + count
     try:
         results = guestgen.run_everywhere(prog.source, prog.name, prog.config_fields())
         _count(results)
@@ -180,10 +203,102 @@ def test_with_pge_every_kernel_pde_starts_accessed():
             "ptes": [[0] * len(guestgen.PTX_SET)] * guestgen.N_PT, "ops": []}
     prog = guestgen.compile_plan(plan)
     for pd in guestgen.PDS:
-        assert f"section at_{pd:x} start={pd:#x}" in prog.source
+        assert guestgen._at(pd) in prog.source
     assert prog.source.count("dd 0x001f0027") == guestgen.N_PD
     without = guestgen.compile_plan({**plan, "pge": False}).source
     assert without.count("dd 0x001f0007") == guestgen.N_PD      # set by the first walk
+
+
+# --- every invalidation event, as the generator writes it ---------------------------------
+def _stale_plan(how: str, kind: str = "read", pge: bool = False, g: int = 0) -> dict:
+    """Map va 0x400000 -> frame0 read-only, read it, point the PTE at frame1
+    (still read-only) with no INVLPG, then ``how`` and a ``kind`` access,
+    then a read: the pattern of Intel SDM vol. 3A, 4.10.4.1's list."""
+    gg = guestgen
+    pdes = [[gg.PTS[0] | gg.P | gg.W | gg.U, 0, 0], [0, 0, 0], [0, 0, 0]]
+    ptes = [[gg.DATA[0] | gg.P | g, 0, 0]] + [[0, 0, 0]] * (gg.N_PT - 1)
+    return {"pge": pge, "wp": True, "timer": 0, "tlb": (64, 4, "split", 8),
+            "pdes": pdes, "ptes": ptes,
+            "ops": [("stale", 0, "pte", gg.DATA[1] | gg.P | g, True, kind, 0, "skip", how),
+                    ("access", "read", 0, 0, "0x0", 0, 0, 0, "skip", "invlpg")]}
+
+
+def _log_lines(result) -> list[str]:
+    return result.console.splitlines()[:-1]          # the last line counts timer ticks
+
+
+A_PATTERN = f"R {guestgen.pattern(guestgen.DATA[0], 0):#010x} 0x00000000"
+B_PATTERN = f"R {guestgen.pattern(guestgen.DATA[1], 0):#010x} 0x00000000"
+
+
+@pytest.mark.parametrize("how", ["invlpg", "cr3", "cr3-other", "pge", "pse", "wp", "pg"])
+def test_each_invalidation_event_makes_the_stale_page_fresh_in_every_mode(how):
+    prog = guestgen.compile_plan(_stale_plan(how))
+    assert prog.events == {how: 1}, prog.events
+    results = guestgen.run_everywhere(prog.source, prog.name, prog.config_fields())
+    assert _log_lines(results[0][2]) == [A_PATTERN, B_PATTERN, B_PATTERN]
+    assert not differences(results), "\n".join(differences(results))
+
+
+def test_a_page_fault_on_the_stale_page_is_the_event_in_every_mode():
+    # Issue: the #PF at va invalidates its TLB entries (SDM 4.10.4.1); under
+    # the out-of-sync policies the shadow kept the old spte (0xaaaa twice).
+    prog = guestgen.compile_plan(_stale_plan("pf", kind="write"))
+    assert prog.events == {"pf": 1}, prog.events
+    assert "invlpg" not in prog.source.split("op1c:")[1].split("jmp finish")[0]
+    assert prog.expected_faults == [(0x400000, guestgen.PF_P | guestgen.PF_W)]
+    results = guestgen.run_everywhere(prog.source, prog.name, prog.config_fields())
+    assert _log_lines(results[0][2]) == [A_PATTERN, "F 0x00400000 0x00000003", B_PATTERN]
+    assert not differences(results), "\n".join(differences(results))
+
+
+def test_a_pge_toggle_flushes_non_global_stale_entries_in_every_mode():
+    prog = guestgen.compile_plan(_stale_plan("pge", pge=True))
+    assert prog.events == {"pge": 1}, prog.events
+    results = guestgen.run_everywhere(prog.source, prog.name, prog.config_fields())
+    assert _log_lines(results[0][2]) == [A_PATTERN, B_PATTERN, B_PATTERN]
+    assert not differences(results), "\n".join(differences(results))
+
+
+def test_a_global_stale_page_survives_a_cr3_load_so_invlpg_follows():
+    prog = guestgen.compile_plan(_stale_plan("cr3", pge=True, g=guestgen.G))
+    assert prog.events == {"invlpg": 1}, prog.events
+    body = prog.source.split("op1c:")[0].split("op1b:")[1]
+    assert "mov cr3, eax" in body and "invlpg [0x00400000]" in body
+
+
+def test_no_page_fault_as_the_event_when_the_old_translation_allows_the_access():
+    # The old entry lets every access through (writable, user): any access
+    # could hit it in the TLB and succeed, so the generator invalidates
+    # first (INVLPG) instead.
+    plan = _stale_plan("pf", kind="write")
+    plan["ptes"][0][0] |= guestgen.W | guestgen.U
+    plan["ops"][0] = ("stale", 0, "pte", guestgen.DATA[1] | guestgen.P, False, "write", 0,
+                      "skip", "pf")
+    prog = guestgen.compile_plan(plan)
+    assert "pf" not in prog.events and prog.events.get("invlpg") == 1, prog.events
+
+
+def test_the_tlb_rules_of_the_model():
+    from pagingmodel import Model, TlbRules
+    gg = guestgen
+    pages = {}
+    model = Model(pages)
+    model.write(gg.PDS[0] + 4, (gg.PTS[0] | gg.P | gg.W).to_bytes(4, "little"))
+    model.write(gg.PTS[0], (gg.DATA[0] | gg.P).to_bytes(4, "little"))     # vpn 0x400
+    rules = TlbRules(model, (0x400, 0x401))
+    rules.before_write(gg.PDS[0], {gg.PTS[0] + 4})      # vpn 0x401's PTE: not present
+    assert rules.stale == set()                         # nothing of it can be cached
+    rules.before_write(gg.PDS[0], {gg.PTS[0]})
+    assert rules.stale == {0x400} and rules.old[0x400] == {(gg.DATA[0] >> 12, False, False)}
+    assert rules.sure_fault(gg.PDS[0], 0x400000, True, False, True) == 3   # RO: a write faults
+    assert rules.sure_fault(gg.PDS[0], 0x400000, False, False, True) is None
+    rules.before_write(gg.PDS[0], {gg.PDS[0] + 4})      # the PDE: both pages (PDE cache)
+    assert rules.stale == {0x400, 0x401}
+    rules.page_fault(0x400, gg.PDS[0], False)
+    assert rules.stale == {0x401}
+    rules.load_cr3(gg.PDS[0], gg.PDS[0], False)
+    assert rules.stale == set()
 
 
 # --- bugs found by the properties above ---------------------------------------------
@@ -261,16 +376,24 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python test_properties.py",
                                  description="Run the differential properties for longer "
                                              "and print the figures.")
-    ap.add_argument("--examples", type=int, default=500, help="examples per property")
+    ap.add_argument("--kernels", "--examples", dest="kernels", type=int, default=500,
+                    help="generated kernels per property (default 500)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="hypothesis seed (default: a fresh random one)")
     ap.add_argument("--only", choices=("generated", "garbage"), default=None)
     args = ap.parse_args(argv)
-    if not 1 <= args.examples <= 10**7:
-        ap.error("--examples must be 1 to 10,000,000")
+    if not 1 <= args.kernels <= 10**7:
+        ap.error("--kernels must be 1 to 10,000,000")
+    if args.seed is not None and not 0 <= args.seed < 2**64:
+        ap.error("--seed must be 0 to 2**64 - 1")
     os.environ["EMU_HYPOTHESIS"] = "long"
-    os.environ["EMU_EXAMPLES"] = str(args.examples)
+    os.environ["EMU_EXAMPLES"] = str(args.kernels)
+    if args.seed is not None:
+        os.environ["EMU_SEED"] = str(args.seed)
     # a fresh copy of this module, decorated with the long profile
     import test_properties as tp
     t0 = time.perf_counter()
+    tp.FIGURES["started"] = t0
     failed = []
     tests = {"generated": tp.test_generated_guests_agree_in_every_mode,
              "garbage": tp.test_garbage_page_tables_end_the_same_way_everywhere}
@@ -281,23 +404,30 @@ def main(argv=None) -> int:
             except Exception as e:          # hypothesis has printed the example
                 failed.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
     f = tp.FIGURES
-    print(f"generated guests: {f['programs']:,} ({f['faults_predicted']:,} page faults "
-          f"predicted by the model); garbage-table guests: {f['garbage_programs']:,}")
-    print(f"runs: {f['runs']:,} (native, 4 shadow policies, nested); invariant checks: "
-          f"{f['invariant_checks']:,}; failing runs seen (shrinking included): "
-          f"{f['failures']:,}; {time.perf_counter() - t0:.0f} s")
+    events = ", ".join(f"{how} {n:,}" for how, n in sorted(f["events"].items(),
+                                                          key=lambda kv: -kv[1]))
+    print(f"generated kernels: {f['programs']:,} ({f['faults_predicted']:,} page faults "
+          f"predicted by the model); garbage-table kernels: {f['garbage_programs']:,}")
+    print(f"stale pages made fresh by an invalidation event: {sum(f['events'].values()):,} "
+          f"({events or 'none'})")
+    print(f"runs: {f['runs']:,} (native with {1 + len(guestgen.NATIVE_TLBS)} TLB shapes, "
+          f"4 shadow policies, nested); invariant checks: {f['invariant_checks']:,}")
+    first = f["first_failure"]
+    print(f"divergences: {len(failed)} (failing runs seen, shrinking included: "
+          f"{f['failures']:,}" + (f"; the first at kernel {first[0]:,}, after {first[1]:.1f} s"
+                                  if first else "") + ")")
+    print(f"seconds: {time.perf_counter() - t0:.0f}")
     for line in failed:
         print("FAILED", line)
     return 1 if failed else 0
 
 
-
 def test_the_long_run_refuses_a_bad_number_of_examples(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["--examples", "0"])
+        main(["--kernels", "0"])
     assert e.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "python test_properties.py: error: --examples must be 1 to 10,000,000")
+        "python test_properties.py: error: --kernels must be 1 to 10,000,000")
 
 
 if __name__ == "__main__":
