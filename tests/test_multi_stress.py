@@ -122,7 +122,7 @@ def test_there_is_a_saved_group_to_replay():
     assert _regression_params(), "tests/multi_regressions/ holds no group"
 
 
-# --- issue: two 600-page kernels on a 1 MiB machine ----------------------------------------
+# --- two 600-page kernels on a 1 MiB machine (a bug report's exact case) ------------------
 # Paging off, each writes i + round into 600 pages three times and counts
 # the pages that do not hold i + 2 (the kernel is multigen.MEMHOG).  Two
 # copies on 1 MiB, no sharing: VMs lost pages and sptes/nptes mapped the
@@ -132,11 +132,11 @@ def test_there_is_a_saved_group_to_replay():
 # state (an spte/npte mapped the other VM's page at latencies 0, 1 and 100;
 # the second VM stopped after 4,217 instructions at the default latency).
 STILL_FAILING: dict = {}
-ISSUE_CHECK_EVERY = 32      # invariant after every 32nd exit and at the end: the
+CHECK_EVERY = 32      # invariant after every 32nd exit and at the end: the
                             # full check after every exit takes ~10 s a group
 
 
-def _issue_params():
+def _two_kernel_params():
     out = []
     for vmm in VMMS:
         for latency in (100, 0, 1, DEFAULT_LATENCY):
@@ -147,13 +147,13 @@ def _issue_params():
     return out
 
 
-@pytest.mark.parametrize("vmm, latency", _issue_params())
+@pytest.mark.parametrize("vmm, latency", _two_kernel_params())
 def test_two_600_page_kernels_on_1_mib_lose_nothing(vmm, latency):
     group = Group((memhog(600, 3), memhog(600, 3)), vmm[0], vmm[1], machine_mib=1,
                   swap_latency=latency, share_interval=0)
-    report = multigen.check(group, every=ISSUE_CHECK_EVERY)
+    report = multigen.check(group, every=CHECK_EVERY)
     assert not report.failures, "\n".join(report.failures)
-    assert report.invariant_checks >= 2 * 2406 // ISSUE_CHECK_EVERY     # ~2,400 exits each
+    assert report.invariant_checks >= 2 * 2406 // CHECK_EVERY     # ~2,400 exits each
 
 
 def test_the_memhog_kernel_counts_lost_pages():

@@ -241,7 +241,7 @@ def test_each_invalidation_event_makes_the_stale_page_fresh_in_every_mode(how):
 
 
 def test_a_page_fault_on_the_stale_page_is_the_event_in_every_mode():
-    # Issue: the #PF at va invalidates its TLB entries (SDM 4.10.4.1); under
+    # Was a bug: the #PF at va invalidates its TLB entries (SDM 4.10.4.1); under
     # the out-of-sync policies the shadow kept the old spte (0xaaaa twice).
     prog = guestgen.compile_plan(_stale_plan("pf", kind="write"))
     assert prog.events == {"pf": 1}, prog.events

@@ -416,3 +416,24 @@ def test_the_example_specs_are_valid():
 def test_spec_errors_are_emu_errors():
     with pytest.raises(SpecError):
         make_plan(spec_of(mode="native"))
+
+
+def die_once(payload):
+    """A job whose worker process dies the first time it runs it."""
+    marker, value = payload
+    if value == 1 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return {"outcome": "poweroff", "value": value}
+
+
+def test_a_local_worker_process_that_dies_loses_no_row(tmp_path):
+    marker = str(tmp_path / "died")
+    got, notes = {}, []
+    engine = LocalProcesses(2)
+    engine.on_note = notes.append
+    report = engine.run([Job(f"k{i}", die_once, (marker, i)) for i in range(4)],
+                        lambda job, record: got.setdefault(job.key, record["value"]))
+    assert got == {"k0": 0, "k1": 1, "k2": 2, "k3": 3}
+    assert report.workers_lost == ["local pool #1"] and 1 <= report.rerun <= 2
+    assert notes == ["a worker process died; the runs not finished go to a new pool"]

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..asm import Image
+from ..errors import EmuError
 from ..system import Config, System
 
 KEY_FORMAT = 1          # bump when the record's layout changes
@@ -40,7 +41,9 @@ def emulator_version() -> str:
     never reuses an old result."""
     global _version
     if _version is None:
-        root = Path(__file__).resolve().parent.parent
+        # The package that runs, as imported (not through symlinks).
+        import emu
+        root = Path(emu.__file__).absolute().parent
         digest = hashlib.sha256()
         for path in sorted(root.rglob("*.py")):
             rel = path.relative_to(root).as_posix()
@@ -98,39 +101,32 @@ def run_cell(cell: RunCell) -> dict:
                 "message": f"this worker runs another emulator ({emulator_version()}, "
                            f"the sweep's is {cell.emu}): install the same emu everywhere"}
     t0 = time.perf_counter()
-    system = None
     try:
         system = System(cell.image, cell.config)
-        deadline = t0 + cell.timeout
-
-        def check(_system) -> None:
-            if time.perf_counter() > deadline:
-                raise HostTimeout
-        system.progress = check
-        record = system.result().to_json() if _run(system) else None
-        if record is None:
-            record = system.result().to_json()
-            record["outcome"] = "timeout"
-            record["message"] = (f"host-time limit of {cell.timeout:g} s reached after "
-                                 f"{record['cycles']:,} cycles")
-            record["host_seconds"] = round(time.perf_counter() - t0, 6)
-            record["transient"] = True      # another machine may finish it
+        system.progress = _deadline(t0 + cell.timeout)
+        try:
+            record = system.run().to_json()
+        except HostTimeout:
+            record = system.result().to_json()      # the counters so far
+            record.update(
+                outcome="timeout", host_seconds=round(time.perf_counter() - t0, 6),
+                transient=True,                     # another machine may finish it
+                message=f"host-time limit of {cell.timeout:g} s reached after "
+                        f"{record['cycles']:,} cycles")
     except Exception as e:                  # a bad image, or a bug in the emulator
+        what = "" if isinstance(e, EmuError) else "internal error: "
         record = {"outcome": "error", "exit_status": None,
-                  "message": f"{type(e).__name__}: {e}",
+                  "message": f"{what}{type(e).__name__}: {e}",
                   "host_seconds": round(time.perf_counter() - t0, 6)}
-        from ..errors import EmuError
-        if not isinstance(e, EmuError):
-            record["message"] = "internal error: " + record["message"]
     # Through JSON, so that a record read back from the cache is the same
     # value (dict keys become strings).
     return json.loads(json.dumps(record))
 
 
-def _run(system: System) -> bool:
-    """Run to the end; False when the host-time limit stopped it."""
-    try:
-        system.run()
-    except HostTimeout:
-        return False
-    return True
+def _deadline(when: float):
+    """A ``System.progress`` hook (called after every batch of at most a
+    million cycles) that stops the run past ``when`` (host clock)."""
+    def check(_system) -> None:
+        if time.perf_counter() > when:
+            raise HostTimeout
+    return check

@@ -154,7 +154,8 @@ def summary(result, plan, path: str, args) -> str:
              "in-process": "this process",
              "dask": f"{result.engine.workers} Dask workers at {args.scheduler}"}
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items()))
-    lines = [f"sweep {plan.spec.name}: {n} run{'s' * (n != 1)} ({result.ran} ran, "
+    title = f"sweep {plan.spec.name}" if plan.spec.source else "sweep"
+    lines = [f"{title}: {n} run{'s' * (n != 1)} ({result.ran} ran, "
              f"{result.cached} from the cache) in {result.seconds:.1f} s on "
              f"{where.get(result.engine.engine, result.engine.engine)}",
              f"  outcomes: {outcomes}"]

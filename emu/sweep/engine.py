@@ -57,7 +57,7 @@ class EngineReport:
             return ""
         n = len(self.workers_lost)
         return (f"{n} worker{'s' * (n != 1)} lost ({', '.join(self.workers_lost)}); "
-                f"{self.rerun} run{'s' * (self.rerun != 1)} given to another worker")
+                f"{self.rerun} run{'s' * (self.rerun != 1)} started again")
 
 
 def lost_record(message: str) -> dict:
@@ -101,6 +101,7 @@ class LocalProcesses:
 
     def __init__(self, workers: int):
         self.workers = workers
+        self.on_note: Callable[[str], None] | None = None     # live messages
 
     def run(self, jobs: list[Job], on_done) -> EngineReport:
         from concurrent.futures.process import BrokenProcessPool
@@ -123,8 +124,13 @@ class LocalProcesses:
                     dask.multiprocessing.get(graph, list(graph), num_workers=self.workers,
                                              chunksize=1)
             except BrokenProcessPool:
+                # Which process died is not known: the pool is gone.  The
+                # runs it had in flight (at most one per worker) start again.
                 report.workers_lost.append(f"local pool #{len(report.workers_lost) + 1}")
                 report.rerun += min(len(left), self.workers)
+                if self.on_note is not None:
+                    self.on_note("a worker process died; the runs not finished go to a "
+                                 "new pool")
                 if len(report.workers_lost) > MAX_POOL_RESTARTS:
                     for job in list(left.values()):
                         on_done(job, lost_record(
@@ -178,7 +184,7 @@ class DaskCluster:
         futures = [client.submit(_call, job.fn, _Boxed(job.payload), key=key, pure=False)
                    for key, job in by_key.items()]
         gathers: dict[str, int] = {}
-        done = as_completed(futures, timeout=self.timeout)
+        done = as_completed(futures, timeout=self.timeout, loop=client.loop)
         for future in done:
             job = by_key[future.key]
             try:
