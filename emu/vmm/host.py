@@ -137,6 +137,7 @@ class Host:
                  share_interval: int = 0, hash_cost: int = 40):
         self.env = env
         self.machine = MachineMemory(machine_bytes)
+        self.machine.on_empty = self._evict_now
         self.reserve = reserve
         self.disk = SwapDisk(env, swap_latency, swap_bandwidth)
         self.share_interval = share_interval
@@ -374,8 +375,8 @@ class Host:
             pmap.bind(ppn, io.mpn)
             self.disk.sync_reads += 1
             return io.mpn
+        mpn = self.machine.alloc(pmap.name)
         key = pmap.swapped.pop(ppn)
-        mpn = self.alloc_now(pmap.name)
         pmap.bind(ppn, mpn)
         machine.mem.page(mpn)[:] = self.disk.store.pop(key)
         self.disk.sync_reads += 1
@@ -385,34 +386,31 @@ class Host:
     def unshare_now(self, pmap: PMap, ppn: int) -> int:
         """Give ``ppn`` a private copy of its shared page (a COW break)."""
         vm = self.vms[pmap.name]
-        return self._cow(vm, ppn, self.alloc_now(pmap.name))
+        return self._cow(vm, ppn, self.machine.alloc(pmap.name))
 
-    def alloc_now(self, name: str) -> int:
-        """A page for the VMM's own synchronous use of VM ``name``'s memory
-        (no simulated time passes): from the free pages, the reserve
-        included; with none left, a victim is taken back at once (its
-        write to the disk costs no time, like the VMM's synchronous reads)."""
+    def _evict_now(self) -> bool:
+        """No machine page is free and the VMM needs one at once (its own
+        tables, a synchronous access): take a victim back now, its write to
+        the disk costing no time, like the VMM's synchronous reads.
+        Returns False when nothing is reclaimable."""
+        victim = self._pick()
+        if victim is None:
+            return False
+        vm, ppn, mpn = victim
         machine = self.machine
-        if not machine.free_pages():
-            victim = self._pick()
-            if victim is None:
-                raise OutOfMachineMemory(
-                    f"machine memory exhausted ({machine.mem.size >> 20} MiB, "
-                    f"{len(machine.owner)} pages in use, none reclaimable)")
-            vm, ppn, mpn = victim
-            vm.hooks.unmap_page(ppn, mpn)
-            data = bytes(machine.mem.page(mpn))
-            vm.pmap.unbind(ppn)
-            self.reclaimed += 1
-            if any(data):
-                key = (vm.name, ppn)
-                self.disk.store[key] = data
-                vm.pmap.swapped[ppn] = key
-                self.swap_outs += 1
-            else:
-                self.zero_dropped += 1
-            machine.free(mpn)
-        return machine.alloc(name)
+        vm.hooks.unmap_page(ppn, mpn)
+        data = bytes(machine.mem.page(mpn))
+        vm.pmap.unbind(ppn)
+        self.reclaimed += 1
+        if any(data):
+            key = (vm.name, ppn)
+            self.disk.store[key] = data
+            vm.pmap.swapped[ppn] = key
+            self.swap_outs += 1
+        else:
+            self.zero_dropped += 1
+        machine.free(mpn)
+        return True
 
     def _cow(self, vm: Guest, ppn: int, mpn: int) -> int:
         """Break ``vm``'s ``ppn`` away from its shared page into ``mpn``."""

@@ -87,11 +87,14 @@ class MachineMemory:
         self.peak = 0
         self.version = 0        # bumped by every change of a page's state
         self.on_free = None     # callable(mpn, owner): translations of it must go
+        self.on_empty = None    # callable(): free a page when none is left (the host)
 
     def alloc(self, owner: str, state: str | None = None) -> int:
         """A zeroed machine page for ``owner`` (state ``vmm`` for the VMM,
         ``mapped`` for a VM unless ``state`` says otherwise); raises
         OutOfMachineMemory."""
+        if not self.free_pages() and self.on_empty is not None:
+            self.on_empty()     # the host takes a guest page back at once
         if self._free:
             mpn = self._free.pop()
         elif self._next < self.npages:
@@ -199,12 +202,9 @@ class PMap:
         mpn = self.lookup(ppn)
         if mpn is not None:
             return mpn, False
-        if self.host is not None:
-            if ppn in self.swapped or ppn in self.in_flight:
-                return self.host.back_now(self, ppn), False
-            mpn = self.host.alloc_now(self.name)
-        else:
-            mpn = self.machine.alloc(self.name)
+        if self.host is not None and (ppn in self.swapped or ppn in self.in_flight):
+            return self.host.back_now(self, ppn), False
+        mpn = self.machine.alloc(self.name)
         self.bind(ppn, mpn)
         self.allocated += 1
         return mpn, True
