@@ -58,7 +58,7 @@ def problems(kind: str, seed: int, count: int, difficulty: int) -> list[Problem]
     return [make(kind_of(kind, n), seed, n, difficulty) for n in range(1, count + 1)]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=4096)
 def _work(kind: str, seed: int, number: int, difficulty: int) -> Worked:
     return kind_module(kind).work(make(kind, seed, number, difficulty))
 

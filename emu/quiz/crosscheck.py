@@ -12,21 +12,20 @@ emu.quiz.survey`` call them.
 
 from __future__ import annotations
 
-from ..asm import assemble
 from ..system import Config, System
 from . import work
-from .harness import MEM_MIB, Access
+from .harness import MEM_MIB, Access, assemble_program
 from .machine import config, go_to, session_at
 
 
-def ordinary_run(source: str, cfg: Config):
+def ordinary_run(source: str, cfg: Config, name: str = "quiz.s"):
     """Run ``source`` to its end with every trace event kept."""
-    system = System(assemble(source, "quiz.s"), cfg)
+    system = System(assemble_program(source, name), cfg)
     events: list = []
     system.bus.subscribe(events.append)
-    result = system.run()
-    if (result.outcome, result.exit_status) != ("poweroff", 0):
-        raise AssertionError(f"the quiz program ended with {result.outcome}: {result.message}")
+    system.env.run(until=system.start())    # System.run() but for the memory's hash
+    if (system.outcome, system.exit_status) != ("poweroff", 0):
+        raise AssertionError(f"the quiz program ended with {system.outcome}: {system.message}")
     return system, events
 
 
@@ -70,7 +69,8 @@ def six_steps(problem) -> list[str]:
     from .sixsteps import POLICY
     w = work(problem)
     q = problem.spec.question
-    system, events = ordinary_run(w.program, config("shadow", shadow_policy=POLICY))
+    system, events = ordinary_run(w.program, config("shadow", shadow_policy=POLICY),
+                                  "quiz-six-steps.s")
     after = _after_marker(system, events)
     addr = system.image.symbols[f"a{sum(isinstance(s, Access) for s in problem.spec.before) + 1}"]
     exits = [i for i, ev in enumerate(after) if ev.kind == "vm_exit" and ev.step == 2
@@ -102,7 +102,8 @@ def six_steps(problem) -> list[str]:
 def nested_walk(problem) -> list[str]:
     w = work(problem)
     q = problem.spec.question
-    system, events = ordinary_run(w.program, config("nested", ntlb_entries=problem.spec.ntlb))
+    system, events = ordinary_run(w.program, config("nested", ntlb_entries=problem.spec.ntlb),
+                                  "quiz-nested-walk.s")
     after = _after_marker(system, events)
     a = w.answer
     for ev in after:
@@ -149,7 +150,7 @@ def ad_shadow(problem, modes=("native", "nested")) -> list[str]:
     w = work(problem)
     out = []
     for mode in modes:
-        system, _ = ordinary_run(w.program, config(mode))
+        system, _ = ordinary_run(w.program, config(mode), "quiz-ad-shadow.s")
         final = {pa: tuple(int.from_bytes(system.guest_read(pa + 4 * i, 4), "little")
                            for i in range(1024))
                  for pa in (problem.spec.layout.pd, *problem.spec.layout.tables)}
@@ -163,7 +164,7 @@ def ad_shadow(problem, modes=("native", "nested")) -> list[str]:
 def ad_shadow_stepper(problem) -> list[str]:
     """Each access run by the stepper's session (``emu step``): its exit."""
     w = work(problem)
-    image = assemble(w.program, "quiz.s")
+    image = assemble_program(w.program, "quiz-ad-shadow.s")
     accesses = [s for s in problem.spec.steps if isinstance(s, Access)]
     got = []
     s = session_at(image, config("shadow", shadow_policy=problem.spec.policy), "a1")
@@ -184,7 +185,7 @@ def cost_stepper(problem, modes=("native", "shadow", "nested")) -> list[str]:
     difference of its cycles by category."""
     from .cost import labels
     w = work(problem)
-    image = assemble(w.program, "quiz.s")
+    image = assemble_program(w.program, "quiz-cost.s")
     start, end = labels(problem.spec)
     out = []
     for mode in modes:

@@ -41,7 +41,7 @@ OUTCOME_TEXT = {
     "page-fault": "the guest's own table denies it: #PF, delivered to the guest",
 }
 REFS = ("npde", "npte", "gpde", "gpte")
-NTLB = {1: (0, 0), 2: (4, 8), 3: (0, 3)}
+NTLB = {1: (0, 0), 2: (4, 8), 3: (0, 2)}
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,17 @@ def generate(rng, difficulty: int) -> Spec:
     reads = [va for va, e in mapped if e & PTE_P and allows(layout, Access("read", va))]
     holes = [(pdx_np << 22) | (rng.below(1024) << 12)]
     holes += [va for va, e in mapped if not e & PTE_P]
-    aims = ["walk", "walk", "fresh", "hole"] + (["global"] if d >= 2 else [])
+    aims = ["walk", "walk", "fresh", "hole"] + (["global"] if d >= 2 else []) + \
+        (["large", "large"] if pse else [])
     aim = rng.choice(aims)
     n_before = rng.between(1, d + 1)
     warm = [rng.choice(reads) for _ in range(n_before)]
-    if aim == "walk":
+    if aim == "large":
+        big = [va for va, e in mapped if e & PTE_PS and e & PTE_P]
+        target = big[0] if big else rng.choice(warm)
+        if target not in warm:
+            warm.append(target)
+    elif aim == "walk":
         local = [va for va in warm if not dict(mapped).get(va, 0) & PTE_G]
         target = rng.choice(local or warm)
     elif aim == "fresh":

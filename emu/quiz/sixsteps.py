@@ -206,7 +206,7 @@ def _denied(rng, layout: Layout, pages, allowed, acc):
         "reserved": [(va, op, user) for va in _holes(layout) if _rsvd(layout, va)
                      for op in ("read", "write") for user in (False, True)],
     }
-    weight = {"not-present": 3, "supervisor": 1, "read-only": 2, "reserved": 3}
+    weight = {"not-present": 3, "supervisor": 2, "read-only": 2, "reserved": 3}
     shape = rng.choice([k for k, v in shapes.items() if v for _ in range(weight[k])])
     va, op, user = rng.choice(shapes[shape])
     return acc(op, va, user)
