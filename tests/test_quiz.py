@@ -206,7 +206,10 @@ NESTED = Layout(pd=0x100000, pdes={1: 0x00101027, 2: 0x00C000A7},
                 wp=True, pse=True, pge=True, global_harness=True, prime_stack=True)
 
 
-def nested(question, ntlb: int, before=(Access("read", 0x00400010),)):
+NESTED_WARM = (Access("read", 0x00400010),)
+
+
+def nested(question, ntlb: int, before=NESTED_WARM):
     spec = nestedwalk.Spec(NESTED, (*before, ResumeAt("done"), Reload()), question, ntlb,
                            "hand")
     w = solve(nestedwalk, spec)
