@@ -61,5 +61,5 @@ def record(value, what: str, keys=None) -> dict:
 
 def _short(value) -> str:
     import json
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."

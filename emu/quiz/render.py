@@ -56,7 +56,8 @@ def markdown(kind: str, seed: int, difficulty: int, plist, solve: bool) -> str:
         w = work(p)
         out += [f"## Problem {p.number}: {p.kind}", "", w.intro, ""]
         for sec in w.state:
-            out.append(f"**{sec.title}**" if not sec.lines else f"{sec.title}:")
+            title = sec.title[0].upper() + sec.title[1:]
+            out.append(f"**{title}**" if not sec.lines else f"{title}:")
             out.append("")
             if sec.lines:
                 out += ["```text", *sec.lines, "```", ""]

@@ -166,9 +166,9 @@ def work(problem) -> Worked:
             steps.append(f"{n}. {s.describe()}")
         else:
             steps.append(f"   {s.describe()}")
-    kind = "fully associative" if spec.sets == 1 else f"{spec.ways}-way set-associative"
-    state = [Section(f"natively · a data TLB of {spec.entries} entries, {kind}, {spec.sets} "
-                     f"set{'s' if spec.sets != 1 else ''} (set = vpn mod {spec.sets}), "
+    kind = "fully associative (one set)" if spec.sets == 1 else \
+        f"{spec.ways}-way set-associative, {spec.sets} sets (set = vpn mod {spec.sets})"
+    state = [Section(f"natively · a data TLB of {spec.entries} entries, {kind}, "
                      f"{spec.policy.upper()} replacement · CR4.PGE = {int(lay.pge)} · it starts "
                      "empty (paging has just been turned on)", ()),
              Section(f"the guest's page directory at pa {lay.pd:#010x}",
