@@ -78,6 +78,10 @@ class Snapshot:
     def blob_bytes(self) -> int:
         return len(self.blob)
 
+    def __repr__(self) -> str:
+        return (f"Snapshot(icount={self.icount}, cycle={self.cycle}, eip={self.eip:#x}, "
+                f"{len(self.blob)} bytes, {len(self.pages)} pages)")
+
 
 # --- the pickler ------------------------------------------------------------------------
 

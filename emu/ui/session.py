@@ -38,6 +38,7 @@ from simpy.core import EmptySchedule
 from ..errors import EmuError
 from ..system import Config, System
 from ..timetravel import Recorder, SnapshotStore
+from ..timetravel.watch import AccessWatch
 from .breakpoints import Breakpoint, Breakpoints, event_hit, exit_reasons, fault_kinds
 from .story import describe
 
@@ -76,6 +77,10 @@ class Session:
         # Snapshots along the run (see ``_goto``); ``store``: their budget.
         self.recorder = Recorder(store, extra=self._snapshot_state)
         self._stepping = False             # inside ``env.step()`` (a snapshot's step)
+        self.watch = AccessWatch()         # access watchpoints (``emu gdb``'s Z2-Z4)
+        self.recorder.before_take = self.watch.uninstall
+        self.recorder.after_take = self._rewatch
+        self.origin = 0                    # no going back before this step (a debugger's write)
         self.log: list[list] = []          # [batch limit, simpy events] runs
         self.history: list[Mark] = []      # where each motion started (for back)
         self.breaks = Breakpoints()
@@ -96,23 +101,29 @@ class Session:
         self.system.bus.subscribe(self._on_event)
         self.recorder.store.clear()
         self.recorder.attach(self.system)
+        self._rewatch()
         self.system.start()
 
     def _snapshot_state(self):
         """What a snapshot keeps of the session: the simpy events it stands
         after (a snapshot taken during a step stands at its end) and the
         trace events seen so far."""
-        return (self.nsteps + self._stepping, self.nevents, tuple(self.events))
+        return (self.nsteps + self._stepping, self.nevents, tuple(self.events), self._stepping)
+
+    def _rewatch(self) -> None:
+        if self.watch:
+            self.watch.install(self.system.mmu)
 
     def _restore(self, snap) -> None:
         """The machine of snapshot ``snap``; its processes put back where
         they waited (simpy events that are not the run's own steps)."""
-        nsteps, nevents, events = snap.extra
+        nsteps, nevents, events, _ = snap.extra
         self.recorder.store.drop_after(lambda s: s.extra[0] <= nsteps)
         self.system = self.recorder.restore(snap)
         self.events = deque(events, maxlen=KEEP_EVENTS)
         self.nevents = nevents
         self.system.bus.subscribe(self._on_event)
+        self._rewatch()
         self.recorder.enabled = False
         for _ in snap.restart:
             self.system.env.step()
@@ -181,6 +192,8 @@ class Session:
     def _goto(self, pos: Pos) -> None:
         """Put the machine at ``pos`` (at or before the present): restore the
         last snapshot at or before it, replay the log from there."""
+        if pos.nsteps < self.origin:
+            raise EmuError("no history before the debugger changed the machine")
         if pos.nsteps != self.nsteps:
             log = self.log
             snap = self.recorder.store.latest(lambda s: s.extra[0] <= pos.nsteps)
@@ -250,6 +263,28 @@ class Session:
         msg = why or f"stepped {done:,} instruction{'s' if done != 1 else ''}"
         return self._end(start, msg)
 
+    def stepi(self) -> str:
+        """Run to the next place where eip or the instructions retired
+        changed, held before a batch: one instruction, or the delivery of
+        an event to its handler (a debugger's stepi)."""
+        start = self._begin("stepi")
+        self.shown = self.nevents
+        s, cpu = self.system, self.system.cpu
+        self._settle()
+        here = (cpu.icount, cpu.eip)
+        if self.watch:
+            self.watch.install(s.mmu)
+            self.watch.hits.clear()
+        why = None
+        while not self.finished:
+            if not self._step(0 if not s.held else 1):
+                break
+            if s.held and ((cpu.icount, cpu.eip) != here or self.watch.hits):
+                why = "watchpoint" if self.watch.hits else None
+                break
+        self.shown = self.nevents
+        return self._end(start, why or "stepi")
+
     def next(self) -> str:
         """Run to the next fault or VM exit (port I/O exits are passed).
         Where the hardware delivers #PF to the guest itself (natively, and
@@ -310,6 +345,72 @@ class Session:
             return f"back: undid {what}; at the start of the run"
         return f"back: undid {what}; at {mark.pos.icount:,} instructions ({mark.message})"
 
+    # --- going backwards (searches in ``reverse.py``) ------------------------------------------
+    def _reverse(self, command: str, look, nothing: str) -> str:
+        from .reverse import goto_place, search
+        self.interrupted = False
+        regs = self.registers()
+        place = search(self, look)
+        if place is None:
+            self._to_origin()
+            why = nothing
+        else:
+            goto_place(self, place)
+            why = place.why
+        self.history = [m for m in self.history if m.pos.nsteps <= self.nsteps]
+        self.regs_before, self.shown_before = regs, self.shown
+        cpu = self.system.cpu
+        self.message = f"{command}: {why}; at {cpu.icount:,} instructions, eip {cpu.eip:#010x}"
+        return self.message
+
+    def _to_origin(self) -> None:
+        if self.origin == 0:
+            self.log = []
+            self._boot()
+            self._step(0)
+            self.shown = self.nevents
+        else:
+            snap = self.recorder.store.items[0]
+            self._goto(Pos(snap.extra[0], snap.extra[1], snap.icount))
+
+    def reverse_step(self) -> str:
+        """Back to the place before the last instruction (or event delivery)."""
+        from .reverse import previous_instruction
+        return self._reverse("reverse-step", previous_instruction(self),
+                             "at the start of the history")
+
+    def reverse_continue(self) -> str:
+        """Back to the last place a breakpoint (or, with none set, a fault or
+        VM exit) would have stopped a forward run."""
+        from .reverse import breakpoint_hits
+        return self._reverse("reverse-continue", breakpoint_hits(self),
+                             "no breakpoint hit before; at the start of the history")
+
+    def last_write(self, space: str, addr: int) -> str:
+        """Who last changed the dword at ``addr`` (va, pa or ma), and when."""
+        from .reverse import last_write
+        w, ma = last_write(self, space, addr)
+        where = f"{space} {addr:#010x}" + (f" (ma {ma:#010x})" if space != "ma" else "")
+        if w is None:
+            return f"last-write {where}: not changed since the start of the history"
+        src = self.image.source_at(w.eip)
+        line = f" ({src.file.rsplit('/', 1)[-1]}:{src.line}: {src.text.strip()})" if src else ""
+        label = self.image.nearest_label(w.eip)
+        at = f" <{label[0]}+{label[1]:#x}>" if label else ""
+        mode = f"{self.config.mode}, cpl {w.cpl}"
+        return (f"last-write {where}: {w.old:#010x} -> {w.new:#010x} by {w.who}, cycle "
+                f"{w.cycle:,}, after {w.icount:,} instructions, eip {w.eip:#010x}{at}{line}"
+                f" [{mode}]")
+
+    def rebase(self) -> None:
+        """A debugger changed the machine (memory or registers): the run
+        before this point is not its past any more, so going back stops here."""
+        self._settle()
+        self.history.clear()
+        self.recorder.store.clear()
+        self.origin = self.nsteps
+        self.snapshot_here()
+
     # --- the stop loop ------------------------------------------------------------
     def _advance(self, *, target: int | None = None, stop=None, seek: bool = False,
                  hold: bool = False, breaks: bool = True) -> str | None:
@@ -325,7 +426,10 @@ class Session:
                      if bp.kind in ("fault", "exit")] if breaks else []
         if any(bp.mid_batch for bp in event_bps) or addrs:
             seek = True                     # delivered mid-batch
-        fine = bool(addrs or writes)
+        fine = bool(addrs or writes or self.watch)
+        if self.watch:
+            self.watch.install(s.mmu)
+            self.watch.hits.clear()
         watched = {bp.number: self._watch(bp.value) for bp in writes}
         here = (cpu.icount, cpu.eip)
         seek_from = cpu.icount
@@ -353,6 +457,11 @@ class Session:
             n0, i0 = self.nevents, cpu.icount
             if not self._step(limit):
                 break
+            if self.watch.hits:
+                self.watch.install(self.system.mmu)
+                self._settle()
+                self.shown = self.nevents
+                return "watchpoint"
             hit = None
             for i in range(max(n0, self.nevents - len(self.events)), self.nevents):
                 ev = self.event(i)[0]

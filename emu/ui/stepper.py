@@ -36,6 +36,7 @@ PROMPT = "(emu) "
 ALIASES = {"s": "step", "si": "step", "n": "next", "m": "micro", "c": "continue",
            "cont": "continue", "u": "back", "b": "break", "d": "delete",
            "x": "mem", "t": "trace", "h": "help", "?": "help", "q": "quit",
+           "rs": "reverse-step", "rc": "reverse-continue", "lw": "last-write",
            "exit": "quit", "l": "show", "where": "show", "info": "break"}
 
 HELP = {   # command: (usage, summary, more)
@@ -52,6 +53,14 @@ HELP = {   # command: (usage, summary, more)
     "back": ("back [N]", "undo the last N motions (default 1)",
              "Back to the start of the run if need be: the run is replayed up to there "
              "(the same program and configuration give the same run)."),
+    "reverse-step": ("reverse-step", "back to before the last instruction",
+                     "The run replays from the nearest snapshot, one instruction at a time."),
+    "reverse-continue": ("reverse-continue", "back to the last breakpoint hit (or fault)",
+                         "Where a forward continue would last have stopped; with no "
+                         "breakpoints set, the start of the last fault or VM exit."),
+    "last-write": ("last-write va|pa|ma ADDR", "who last changed the dword at ADDR",
+                   "The instruction, cycle and source line, and whether the guest, the "
+                   "hardware walker (A/D bits) or the VMM (a shadow fill ...) wrote it."),
     "break": ("break [WHAT]", "set a breakpoint; alone: list them",
               "break ADDR         at an address or symbol (page_fault, trap+4, 0x1000)\n"
               "break fault KIND   at a fault of a kind: hidden, true, tracing, dirty ... "
@@ -74,7 +83,7 @@ HELP = {   # command: (usage, summary, more)
     "quit": ("quit", "leave the stepper", ""),
 }
 
-MOTIONS = ("step", "next", "micro", "continue", "back")
+MOTIONS = ("step", "next", "micro", "continue", "back", "reverse-step", "reverse-continue")
 
 
 class Stepper(cmd.Cmd):
@@ -107,9 +116,12 @@ class Stepper(cmd.Cmd):
 
     # --- the loop -------------------------------------------------------------------
     def parseline(self, line):
+        word, _, rest = line.strip().partition(" ")
+        if "-" in word and word in HELP:          # reverse-step ...: do_reverse_step
+            line = f"{word.replace('-', '_')} {rest}"
         command, arg, line = super().parseline(line)
         if command in ALIASES:
-            command = ALIASES[command]
+            command = ALIASES[command].replace("-", "_")
             line = f"{command} {arg}".strip()
         return command, arg, line
 
@@ -223,6 +235,18 @@ class Stepper(cmd.Cmd):
     def do_back(self, arg):
         n = self.count(arg)
         return self._motion(lambda: self.session.back(n))
+
+    def do_reverse_step(self, arg):
+        return self._motion(self.session.reverse_step)
+
+    def do_reverse_continue(self, arg):
+        return self._motion(self.session.reverse_continue)
+
+    def do_last_write(self, arg):
+        words = arg.split()
+        if len(words) < 2 or words[0] not in ("va", "pa", "ma"):
+            raise EmuError("usage: last-write va|pa|ma ADDR")
+        self.console.print(self.session.last_write(words[0], self.address(" ".join(words[1:]))))
 
     def do_show(self, arg):
         self.draw()

@@ -1,0 +1,377 @@
+"""Going backwards through a run: reverse-step, reverse-continue, last-write.
+
+A search never disturbs the session: it restores a snapshot into a
+*throwaway* machine and runs it forward instruction by instruction, the
+vCPU held between batches of one instruction (a "held point" after each),
+watching for what it looks for, up to the present.  The answer is a place:
+a snapshot, a number of held points after it and, for a trace event, which
+event of the next advance.  Only then does the session go there, by the
+same steps, so its log stays a faithful recipe of where it is.
+
+Nothing found between the newest snapshot and the present: the search
+tries the interval before it, and so on back to the start of the run (or
+to the last write a debugger made, ``Session.origin``).
+
+Replaying one instruction per batch gives the machine the same run as the
+batches the session took forward (the timer counts instructions, exits
+happen at the same instructions); DECISIONS.md says where that needs a
+split TLB.  The search checks it: a replay that misses the present is
+reported as diverged.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from simpy.core import EmptySchedule
+
+from ..errors import EmuError
+from ..system import System
+from ..timetravel import snapshot as snapmod
+from .breakpoints import event_hit
+
+MAX_POINTS = 5_000_000      # held points one search may replay
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a search stopped: ``points`` held points after ``snap`` (None:
+    the start of the run), then ``event`` trace events into the next advance."""
+
+    snap: object
+    points: int
+    event: int | None
+    why: str
+
+
+def advance_held(step, system) -> bool:
+    """From one held point to the next: a batch of one instruction, then
+    whatever the machine does until the vCPU is held again.  ``step(limit)``
+    processes one simpy event; False when the run is over."""
+    while system.held and system.outcome is None:
+        if not step(1):
+            return False
+    while not system.held:
+        if system.outcome is not None or not step(0):
+            return False
+    return system.outcome is None
+
+
+class Throwaway:
+    """A machine restored from a snapshot (or booted), held at its start."""
+
+    def __init__(self, session, snap):
+        if snap is None:
+            system = System(session.image, session.config)
+            system.max_batch_insns = 0
+            system.start()
+        else:
+            system = snapmod.restore(snap)
+            system.max_batch_insns = 0
+        self.system = system
+        self.events: list = []
+        system.bus.subscribe(self.events.append)
+        self.watch = session.watch
+        if self.watch:
+            self.watch.install(system.mmu)
+        while not system.held and system.outcome is None:
+            if not self.step(0):
+                break
+
+    def step(self, limit) -> bool:
+        self.system.max_batch_insns = limit
+        try:
+            self.system.env.step()
+        except EmptySchedule:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.watch:
+            self.watch.uninstall()
+
+
+def _start_points(session):
+    """The snapshots to search from, newest first, then None (the start)."""
+    here = session.nsteps
+    snaps = [s for s in session.recorder.store if s.extra[0] <= here
+             and s.extra[0] >= session.origin]
+    yield from reversed(snaps)
+    if session.origin == 0:
+        yield None
+
+
+def search(session, look) -> Place | None:
+    """The last place before the present that ``look(t, k, before, events)``
+    names as ``(points, event or None, why)``; None if there is none."""
+    cpu = session.system.cpu
+    end = (cpu.icount, cpu.eip, int(session.system.env.now))
+    inclusive = False
+    for snap in _start_points(session):
+        found, start = _scan(session, snap, end, look, inclusive)
+        if found is not None:
+            return found
+        if start != end:
+            end, inclusive = start, True      # that snapshot's place: not looked at yet
+    return None
+
+
+def _scan(session, snap, end, look, inclusive: bool):
+    """Replay from ``snap`` up to ``end`` (icount, eip, cycle; looked at too
+    if ``inclusive``): the last place ``look`` names, and ``snap``'s state."""
+    t = Throwaway(session, snap)
+    try:
+        cpu, system = t.system.cpu, t.system
+        start = (cpu.icount, cpu.eip, int(system.env.now))
+        found = None
+        if start == end:
+            return None, start
+        for k in range(1, MAX_POINTS):
+            before = (cpu.icount, cpu.eip)
+            n0 = len(t.events)
+            if t.watch:
+                t.watch.hits.clear()
+            alive = advance_held(t.step, system)
+            now = (cpu.icount, cpu.eip, int(system.env.now))
+            if now[2] > end[2] or (now == end and not inclusive):
+                break
+            hit = look(t, k, before, t.events[n0:])
+            if hit is not None:
+                found = Place(snap, hit[0], hit[1], hit[2])
+            if now == end or not alive:
+                break
+        return found, start
+    finally:
+        t.close()
+
+
+def goto_place(session, place: Place) -> None:
+    """Put the session at ``place`` (its log rewritten from the snapshot)."""
+    snap = place.snap
+    if snap is None:
+        session.log = []
+        session._boot()
+        session._step(0)
+    else:
+        _restore_held(session, snap)
+    for _ in range(place.points):
+        if not advance_held(session._step, session.system):
+            break
+    if place.event is not None:
+        n0 = session.nevents
+        s = session.system
+        while session.nevents - n0 <= place.event:
+            if not session._step(1 if s.held else 0):
+                break
+        session.shown = n0 + place.event + 1
+    else:
+        session.shown = session.nevents
+
+
+def _restore_held(session, snap) -> None:
+    """Restore ``snap`` with the vCPU held at the batch it stands at."""
+    from .session import _log_prefix
+    nsteps, nevents, events, in_step = snap.extra
+    log = session.log
+    store = session.recorder.store
+    store.drop_after(lambda s: s.extra[0] < nsteps or (s is snap and not in_step))
+    session.system = session.recorder.restore(snap)
+    session.system.max_batch_insns = 0
+    from collections import deque
+
+    from .session import KEEP_EVENTS
+    session.events = deque(events, maxlen=KEEP_EVENTS)
+    session.nevents = nevents
+    session.system.bus.subscribe(session._on_event)
+    session._rewatch()
+    session.recorder.enabled = False
+    for _ in snap.restart:
+        session.system.env.step()
+    session.recorder.enabled = True
+    session.nsteps = nsteps
+    session.log = _log_prefix(log, nsteps - 1) + [[0, 1]] if in_step else _log_prefix(log, nsteps)
+    session.snapshot_here()
+
+
+# --- what to look for ------------------------------------------------------------------
+
+def previous_instruction(session):
+    """look(): every held point whose (icount, eip) differs from now."""
+    cpu = session.system.cpu
+    now = (cpu.icount, cpu.eip)
+
+    def look(t, k, before, events):
+        c = t.system.cpu
+        return (k, None, "reverse-step") if (c.icount, c.eip) != now else None
+    return look
+
+
+def breakpoint_hits(session, *, faults_when_none: bool = True):
+    """look(): a breakpoint a forward ``continue`` would stop at (addresses,
+    faults, exits, watchpoints); with none set, the start of a fault or VM
+    exit (where ``next`` stops)."""
+    bps = session.breakpoints
+    addrs = {bp.value: bp for bp in bps if bp.kind == "addr"}
+    event_bps = [bp for bp in bps if bp.kind in ("fault", "exit")]
+    writes = [bp for bp in bps if bp.kind == "write"]
+    plain = not bps and not session.watch and faults_when_none
+    delivered = "pf" not in session.system.cpu.intercepts
+    native = session.system.vmm is None
+
+    def fault_start(ev):
+        if delivered and ev.kind == "deliver" and ev.data.get("source") == "fault":
+            return "the hardware delivers an exception to the guest"
+        if native:
+            return None
+        if ev.step == 1:
+            return "a fault begins (step 1 of 6)"
+        if ev.kind == "vm_exit" and ev.step is None and ev.data.get("reason") != "io":
+            return f"VM exit ({ev.data.get('reason')})"
+        return None
+
+    def look(t, k, before, events):
+        hit = None
+        for j, ev in enumerate(events):
+            why = fault_start(ev) if plain else event_hit(ev, event_bps, addrs)[0]
+            if why is not None:
+                hit = (k - 1, j, why)
+        if t.watch and t.watch.hits:
+            h = t.watch.hits[-1]
+            hit = (k, None, f"watchpoint: {'write' if h.write else 'read'} of "
+                            f"va {h.va:#010x}")
+        c = t.system.cpu
+        if c.eip in addrs and (c.icount, c.eip) != before:
+            hit = (k, None, f"breakpoint {addrs[c.eip].number} {addrs[c.eip].describe()}")
+        if writes:
+            from .probe import Probe
+            probe = Probe(t.system)
+            for bp in writes:
+                pa = probe.va_to_pa(bp.value)
+                data = probe.read_pa(pa, 4) if pa is not None else None
+                new = (pa, struct.unpack("<I", data)[0]) if data is not None else (None, None)
+                old = seen.get(bp.number)
+                seen[bp.number] = new
+                if old is not None and old[0] is not None and old[0] == new[0] \
+                        and old[1] != new[1]:
+                    hit = (k, None, f"breakpoint {bp.number} {bp.describe()}: "
+                                    f"{old[1]:#010x} -> {new[1]:#010x}")
+        return hit
+    seen: dict = {}
+    return look
+
+
+# --- last-write ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Write:
+    """The last write found to a watched dword."""
+
+    cycle: int
+    icount: int
+    eip: int
+    cpl: int
+    old: int
+    new: int
+    who: str           # guest | hardware walker | VMM (...) | CPU (...)
+
+
+VMM_STEPS = {"guest_walk": "the VMM's walk of the guest's table (A/D, step 2)",
+             "shadow_fill": "the VMM writing a shadow entry (step 4)",
+             "emulate": "the VMM emulating the guest's write (a tracing fault)",
+             "pmap_lookup": "the VMM backing the page (step 3)",
+             "inject": "the VMM injecting a fault (the frame it pushes)",
+             "vm_entry": "the VMM", "cow_break": "the host breaking a shared page",
+             "swap_in": "the host reading the page back from swap",
+             "page_shared": "the host sharing the page", "reclaim": "the host reclaiming"}
+WALKS = ("walk", "nested_walk")
+
+
+def last_write(session, space: str, addr: int) -> tuple[Write | None, int]:
+    """The last change of the dword at ``addr`` in ``space`` (va, pa or ma)
+    before now, and where it was looked at (the ma natively the pa)."""
+    from .probe import Probe
+    probe = Probe(session.system)
+    if space == "va":
+        pa = probe.va_to_pa(addr)
+        if pa is None:
+            raise EmuError(f"va {addr:#010x} is not mapped by the guest's tables now")
+        addr, space = pa, "pa"
+    if space == "pa":
+        if session.system.vmm is None:
+            ma = addr
+        else:
+            ma = probe.pa_to_ma(addr)
+            if ma is None:
+                raise EmuError(f"pa {addr:#010x} has no machine page now")
+    else:
+        ma = addr
+    mem = session.system.mem
+    if ma < 0 or ma + 4 > mem.size:
+        raise EmuError(f"{space} {addr:#010x} is outside memory")
+
+    def read(system) -> int:
+        return struct.unpack("<I", system.mem.read(ma, 4))[0]
+
+    cpu = session.system.cpu
+    end = (cpu.icount, cpu.eip, int(session.system.env.now))
+    for snap in _start_points(session):
+        found, start = _scan_writes(session, snap, end, read)
+        if found is not None:
+            return found, ma
+        end = start
+    return None, ma
+
+
+def _scan_writes(session, snap, end, read):
+    """The last change of the watched dword between ``snap`` and ``end``."""
+    t = Throwaway(session, snap)
+    system = t.system
+    cpu = system.cpu
+    start = (cpu.icount, cpu.eip, int(system.env.now))
+    last: list = [None]
+    value = [read(system)]
+    ctx = {"eip": cpu.eip, "icount": cpu.icount, "cpl": cpu.cpl, "vmm": False}
+
+    def on_event(ev):
+        if ev.kind == "vm_exit":
+            ctx["vmm"] = True
+        v = read(system)
+        if v != value[0]:
+            who = _who(ev, ctx)
+            last[0] = Write(ev.cycle, ctx["icount"], ctx["eip"], ctx["cpl"], value[0], v, who)
+            value[0] = v
+        if ev.kind == "vm_entry":
+            ctx["vmm"] = False
+    system.bus.subscribe(on_event)
+    try:
+        for _ in range(MAX_POINTS):
+            ctx.update(eip=cpu.eip, icount=cpu.icount, cpl=cpu.cpl, vmm=False)
+            alive = advance_held(t.step, system)
+            v = read(system)
+            if v != value[0]:
+                who = "the VMM" if ctx["vmm"] else "the guest"
+                last[0] = Write(int(system.env.now), ctx["icount"], ctx["eip"], ctx["cpl"],
+                                value[0], v, who)
+                value[0] = v
+            now = (cpu.icount, cpu.eip, int(system.env.now))
+            if not alive or now[2] > end[2] or now == end:
+                break
+        return last[0], start
+    finally:
+        t.close()
+
+
+def _who(ev, ctx) -> str:
+    if ev.kind in WALKS or (ev.kind == "shadow_walk" and ev.step == 1):
+        return "the hardware walker (A/D bits)"
+    if ev.kind in VMM_STEPS and (ctx["vmm"] or ev.kind in ("cow_break", "swap_in",
+                                                           "page_shared", "reclaim")):
+        return VMM_STEPS[ev.kind]
+    if ev.kind == "vm_exit":
+        return "the guest"
+    if ctx["vmm"]:
+        return f"the VMM ({ev.kind})"
+    if ev.kind == "deliver":
+        return "the CPU delivering an exception (the frame it pushes)"
+    return "the guest"
