@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 # when the command line is parsed, so ``emu run`` pays nothing for them.
 PLUGINS: dict[str, str] = {
     "sweep": "emu.sweep.cli",
+    "quiz": "emu.quiz.command",
     "isa": "emu.isadoc",
 }
 
