@@ -19,7 +19,7 @@ from ..system import System
 from ..ui.probe import Probe
 from .answers import AnswerError, flag, listing, record, word
 from .common import HARNESS_NOTE, OpenAt, Section, Worked, table_lines
-from .gen import FRAMES_4K, TABLE_PAGES, allows, entries_json, step_json
+from .gen import FRAMES_4K, TABLE_PAGES, allows, guest_json, step_json
 from .harness import Access, Layout, Reload, program
 from .machine import config, image_of
 
@@ -159,9 +159,7 @@ def work(problem) -> Worked:
               "what does the guest see in its tables at the end?",
         state=state, questions=questions, answer=answer, solution=solution, why=why,
         state_json={"mode": "shadow", "cr3": lay.pd, **spec.to_json(),
-                    "guest": entries_json("pa", lay.pd, lay.pdes, "gpde") +
-                    [x for pa, e in sorted(lay.tables.items())
-                     for x in entries_json("pa", pa, e, "gpte")]},
+                    "guest": guest_json(lay)},
         program=source,
         open_at=OpenAt("shadow", tuple(f"a{i}" for i in range(1, len(accesses) + 1)), (),
                        "stopped at access 1; 'next' runs to its exit if it has one, "

@@ -147,6 +147,18 @@ def pmap_lines(system, ppns) -> list[str]:
     return out
 
 
+def pmap_json(system, ppns) -> list[dict]:
+    return [{"ppn": ppn, "mpn": system.pmap.lookup(ppn), "state": system.pmap.state(ppn)}
+            for ppn in sorted(set(ppns))]
+
+
+def tlb_json(tlb, space: str, low_vpn: int = 0x400) -> list[dict]:
+    """The valid entries for the exercise's pages, as ``tlb_lines`` lists them."""
+    return [{"va": e.vpn << 12, space: e.pn << 12, "writable": e.writable, "user": e.user,
+             "dirty": e.dirty, "global": e.global_, "large": e.large}
+            for e in tlb.valid_entries() if e.vpn >= low_vpn]
+
+
 def tlb_lines(tlb, space: str, low_vpn: int = 0x400) -> list[str]:
     """The valid entries of ``tlb`` for the exercise's pages (vpn >= 0x400),
     set by set, in replacement order (first: the next to go)."""
@@ -163,5 +175,5 @@ def tlb_lines(tlb, space: str, low_vpn: int = 0x400) -> list[str]:
 
 __all__ = ["EXERCISE_LOW", "HARNESS_NOTE", "KPT", "QUIZ_VERSION", "OpenAt", "Problem",
            "Section", "Worked", "entry_line", "error_code_text", "guest_tables", "hex32",
-           "machine_table", "nonzero", "pmap_lines", "shadow_tables", "table_lines",
-           "tlb_lines"]
+           "machine_table", "nonzero", "pmap_json", "pmap_lines", "shadow_tables",
+           "table_lines", "tlb_json", "tlb_lines"]

@@ -16,7 +16,7 @@ from ..cost import DEFAULT_COSTS
 from ..hw.paging import PTE_A, PTE_P, PTE_U, PTE_W
 from .answers import AnswerError, number, record, word
 from .common import HARNESS_NOTE, OpenAt, Section, Worked, table_lines
-from .gen import FRAMES_4K, TABLE_PAGES, entries_json, flags, step_json
+from .gen import FRAMES_4K, TABLE_PAGES, flags, guest_json, step_json
 from .harness import Access, Layout, Mark, Reload, program
 from .machine import Runner, config, image_of
 
@@ -232,9 +232,7 @@ def work(problem) -> Worked:
               "category, in each mode (0 where a mode spends none).",
         state=state, questions=questions, answer=answer, solution=solution, why=why,
         state_json={"cr3": lay.pd, **spec.to_json(), "categories": cats,
-                    "guest": entries_json("pa", lay.pd, lay.pdes, "gpde") +
-                    [x for pa, e in sorted(lay.tables.items())
-                     for x in entries_json("pa", pa, e, "gpte")]},
+                    "guest": guest_json(lay)},
         program=source,
         open_at=OpenAt("shadow", labels(spec), (),
                        "stopped at the trace's first step; 'stats' shows the cycles by "

@@ -62,3 +62,12 @@ def step_json(step) -> dict:
 def entries_json(space: str, base: int, entries: dict, name: str) -> list:
     return [{"entry": name, "index": i, space: base + 4 * i, "value": v}
             for i, v in sorted(entries.items()) if v]
+
+
+def guest_json(layout: Layout) -> list:
+    """The layout's guest entries (the page directory, the harness's entry 0
+    included, then each table), as the JSON state lists them."""
+    out = entries_json("pa", layout.pd, {0: layout.harness_pde(), **layout.pdes}, "gpde")
+    for pa, table in sorted(layout.tables.items()):
+        out += entries_json("pa", pa, table, "gpte")
+    return out

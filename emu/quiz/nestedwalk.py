@@ -25,6 +25,7 @@ from .common import (
     error_code_text,
     machine_table,
     table_lines,
+    tlb_json,
     tlb_lines,
 )
 from .gen import FRAMES_4K, FRAMES_4M, TABLE_PAGES, allows, entries_json, flags, step_json
@@ -136,7 +137,7 @@ def run(problem):
     state = {"tables": tables(system, spec.layout, shadow=False),
              "ncr3": walker.ncr3,
              "ntlb": list(walker.ntlb.items()),
-             "tlb": tlb_lines(system.dtlb, "ma")}
+             "tlb": tlb_lines(system.dtlb, "ma"), "tlb_json": tlb_json(system.dtlb, "ma")}
     npd = machine_table(system, walker.ncr3 >> 12)
     state["npd"] = npd
     state["npts"] = {npde & ~0xFFF: {i: v for i, v in machine_table(system, npde >> 12).items()
@@ -252,7 +253,7 @@ def work(problem) -> Worked:
                   [x for ma, e in sorted(st["npts"].items())
                    for x in entries_json("ma", ma, e, "npte")],
                   "ntlb": [{"ppn": p, "mpn": m} for p, (m, _) in st["ntlb"]],
-                  "tlb": list(st["tlb"])}
+                  "tlb": st["tlb_json"]}
     return Worked(
         intro="Under nested paging the hardware walks the guest's table, and translates "
               "every guest-physical address it meets (the guest's CR3, each gpde's table, "

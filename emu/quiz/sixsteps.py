@@ -22,8 +22,10 @@ from .common import (
     Section,
     Worked,
     error_code_text,
+    pmap_json,
     pmap_lines,
     table_lines,
+    tlb_json,
     tlb_lines,
 )
 from .gen import (
@@ -268,6 +270,7 @@ def _view(system, spec: Spec, t) -> dict:
                    for ma, e in sorted(t.shadow.items()) if ma != t.shadow_root],
         "pmap": pmap_lines(system, spec.ppns),
         "tlb": tlb_lines(system.dtlb, "ma"),
+        "json": {"pmap": pmap_json(system, spec.ppns), "tlb": tlb_json(system.dtlb, "ma")},
     }
 
 
@@ -329,7 +332,7 @@ def work(problem) -> Worked:
                   "shadow": [x for ma, e in sorted(before.shadow.items())
                              for x in entries_json("ma", ma, e, "spde" if ma ==
                                                    before.shadow_root else "spte")],
-                  "pmap": list(view["pmap"]), "tlb": list(view["tlb"])}
+                  **view["json"]}
     return Worked(
         intro="Under shadow paging the hardware walks the shadow tables (its CR3 is the "
               "shadow root) and the TLB caches va -> ma. Follow the access through the six "

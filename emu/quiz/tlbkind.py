@@ -18,7 +18,7 @@ from ..hw.paging import PTE_A, PTE_D, PTE_G, PTE_P, PTE_W
 from ..hw.tlb import Tlb, TlbEntry
 from .answers import AnswerError, listing, number, record, word
 from .common import HARNESS_NOTE, OpenAt, Section, Worked, table_lines
-from .gen import FRAMES_4K, TABLE_PAGES, entries_json, step_json, walk
+from .gen import FRAMES_4K, TABLE_PAGES, guest_json, step_json, walk
 from .harness import Access, Invlpg, Layout, Reload, program
 
 NAME = "tlb"
@@ -189,9 +189,7 @@ def work(problem) -> Worked:
               "drops one page.",
         state=state, questions=questions, answer=answer, solution=solution, why=why,
         state_json={"mode": "native", "cr3": lay.pd, **spec.to_json(),
-                    "guest": entries_json("pa", lay.pd, lay.pdes, "gpde") +
-                    [x for pa, e in sorted(lay.tables.items())
-                     for x in entries_json("pa", pa, e, "gpte")]},
+                    "guest": guest_json(lay)},
         program=program(lay, spec.steps, title=f"emu quiz: {problem.name}"),
         open_at=OpenAt("native", labels, (),
                        "stopped at access 1; 'step' runs one, 'tlb' shows the sets, "

@@ -16,7 +16,7 @@ from ..hw import paging
 from ..hw.paging import PDE_PS_RSVD, PF_P, PF_RSVD, PTE_P, PTE_PS, PTE_U, PTE_W
 from .answers import AnswerError, listing, number, record
 from .common import HARNESS_NOTE, OpenAt, Section, Worked, error_code_text, table_lines
-from .gen import FRAMES_4K, FRAMES_4M, TABLE_PAGES, access_json, flags, walk
+from .gen import FRAMES_4K, FRAMES_4M, TABLE_PAGES, access_json, flags, guest_json, walk
 from .harness import Access, Layout, fetch_stub, program
 
 NAME = "translate"
@@ -31,10 +31,8 @@ class Spec:
 
     def to_json(self) -> dict:
         lay = self.layout
-        return {"cr3": lay.pd, "wp": lay.wp, "pse": lay.pse,
-                "page_directory": {str(k): v for k, v in sorted(lay.pdes.items())},
-                "page_tables": {str(pa): {str(k): v for k, v in sorted(t.items())}
-                                for pa, t in sorted(lay.tables.items())},
+        return {"mode": "native", "cr3": lay.pd, "wp": lay.wp, "pse": lay.pse,
+                "guest": guest_json(lay),
                 "accesses": [access_json(a) for a in self.accesses]}
 
 
