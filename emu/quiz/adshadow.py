@@ -65,6 +65,7 @@ def generate(rng, difficulty: int) -> Spec:
         del tabs[pt2]
     layout = Layout(pd=pd, pdes=pdes, tables=tabs, wp=True, prime_stack=True)
     steps, n, seen = [], 0, []
+    offsets = rng.sample(range(1024), LENGTH[d])     # every access at its own va
     while n < LENGTH[d]:
         if d >= 2 and n >= 2 and rng.chance(1, 6) and not isinstance(steps[-1], Reload):
             steps.append(Reload())
@@ -78,15 +79,16 @@ def generate(rng, difficulty: int) -> Spec:
         op = rng.choice(choices)
         n += 1
         seen.append(va)
-        steps.append(Access(op, va | (rng.below(1024) * 4), user, 0x5EED0000 | n, guard=True))
+        steps.append(Access(op, va | (offsets[n - 1] * 4), user, 0x5EED0000 | n, guard=True))
     pages.sort(key=lambda p: p[1])
     return Spec(layout, tuple(steps), tuple(pages), policy)
 
 
 # --- solving ------------------------------------------------------------------------------
 def run(problem, mode: str = "shadow"):
-    """Run the program in ``mode``; returns (source, image, exits per access
-    (fault kinds of its #PF exits), guest tables at the end)."""
+    """Run the program in ``mode``; returns (source, exits per access (the
+    fault kinds of its #PF exits), the vas the hardware walked the shadow
+    for, guest tables at the end)."""
     spec: Spec = problem.spec
     source = program(spec.layout, spec.steps, title=f"emu quiz: {problem.name}")
     image = image_of(source, f"quiz-{NAME}.s")
@@ -95,9 +97,12 @@ def run(problem, mode: str = "shadow"):
     where = {image.symbols[f"a{i}"]: i for i in range(1, len(accesses) + 1)}
     exits: dict[int, list] = {i: [] for i in where.values()}
     current = [None]
+    walked = set()
 
     def listen(ev):
-        if ev.kind == "vm_exit" and ev.step == 2:
+        if ev.kind == "shadow_walk" and ev.step is None:
+            walked.add(ev.va)           # a walk that succeeded: no exit
+        elif ev.kind == "vm_exit" and ev.step == 2:
             current[0] = where.get(ev.data.get("eip"))
         elif ev.step == 3 and ev.kind.endswith("_fault") and current[0] is not None:
             exits[current[0]].append(ev.kind[:-len("_fault")])
@@ -108,7 +113,7 @@ def run(problem, mode: str = "shadow"):
         raise RuntimeError(f"the quiz program ended with {system.outcome}: {system.message}")
     p = Probe(system)
     final = {pa: p.guest_table(pa) for pa in (spec.layout.pd, *spec.layout.tables)}
-    return source, [exits[i] for i in sorted(exits)], final
+    return source, [exits[i] for i in sorted(exits)], walked, final
 
 
 def bits(spec: Spec, final) -> tuple[list, list]:
@@ -124,7 +129,7 @@ def bits(spec: Spec, final) -> tuple[list, list]:
 def work(problem) -> Worked:
     spec: Spec = problem.spec
     lay = spec.layout
-    source, exits, final = run(problem)
+    source, exits, walked, final = run(problem)
     pde_a, pte_ad = bits(spec, final)
     names = ["+".join(e) if e else "none" for e in exits]
     answer = {"exits": names, "gpdes": pde_a,
@@ -136,7 +141,7 @@ def work(problem) -> Worked:
     questions += [f"the gpte of va {va:#010x} at the end: A and D?" for _, va, _ in spec.pages]
     solution = list(names) + [f"A={int(a)}" for a in pde_a] + \
         [f"A={int(a)} D={int(d)}" for a, d in pte_ad]
-    why = _why(spec, accesses, exits, pde_a, pte_ad)
+    why = _why(spec, accesses, exits, walked, pde_a, pte_ad)
     steps, n = [], 0
     for s in spec.steps:
         if isinstance(s, Access):
@@ -167,7 +172,7 @@ def work(problem) -> Worked:
                        (("shadow_policy", spec.policy),)))
 
 
-def _why(spec, accesses, exits, pde_a, pte_ad) -> list[str]:
+def _why(spec, accesses, exits, walked, pde_a, pte_ad) -> list[str]:
     out = []
     last: dict[int, int] = {}          # vpn -> the step index that last touched it
     reloads: list[int] = []
@@ -180,15 +185,15 @@ def _why(spec, accesses, exits, pde_a, pte_ad) -> list[str]:
         seen = last.get(vpn)
         reloaded = seen is not None and any(r > seen for r in reloads)
         if not e:
-            how = "the TLB holds it" if seen is not None and not reloaded else \
-                "the shadow walk finds the spte" if seen is not None else "the shadow maps it"
-            out.append(f"no exit: {how}")
+            out.append("no exit: the hardware's walk finds the spte (the TLB entry is gone, or "
+                       "clean for this write)" if step.va in walked else
+                       "no exit: a TLB hit")
         elif e == ["hidden"]:
             why = "not in the shadow yet" if seen is None else \
                 "the CR3 reload dropped the shadows (trace-drop)" if reloaded and \
                 spec.policy == "trace-drop" else "not in the shadow for this access"
-            out.append(f"hidden fault: {why}; the VMM's walk sets A"
-                       + (" and D (a write)" if step.op == "write" else ""))
+            out.append(f"hidden fault: {why}; the VMM walks the guest's table (A set"
+                       + (", and D: a write)" if step.op == "write" else ")"))
         elif e == ["dirty"]:
             out.append("dirty fault: the spte is read-only because the gpte was clean "
                        "when it was filled; the VMM sets D")
