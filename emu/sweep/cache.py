@@ -20,6 +20,9 @@ from pathlib import Path
 
 from ..errors import EmuError
 
+UMASK = os.umask(0o022)         # read once (os.umask can only be read by setting it)
+os.umask(UMASK)
+
 
 def default_root() -> Path:
     """``$EMU_CACHE_DIR``, else ``$XDG_CACHE_HOME/emu/sweep``, else
@@ -69,6 +72,7 @@ class Cache:
         try:
             path.parent.mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+            os.fchmod(fd, 0o666 & ~UMASK)       # as open() would: a cache may be shared
         except OSError as e:
             raise EmuError(f"cannot write the sweep cache {self.root}: {e.strerror}") from None
         try:

@@ -24,6 +24,7 @@ import sys
 import tempfile
 
 from ..errors import EmuError
+from .cache import UMASK
 
 HEAD = ("key", "outcome", "exit_status", "message", "instructions", "cycles", "host_seconds")
 _SKIP = ("mode", "transient", "stats")
@@ -168,6 +169,7 @@ def _atomic(path: str, write) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".emu-")
+        os.fchmod(fd, 0o666 & ~UMASK)           # as open() would, not mkstemp's 0600
         os.close(fd)
     except OSError as e:
         raise EmuError(f"cannot write {path}: {e.strerror}") from None
