@@ -29,6 +29,7 @@ from simpy.core import EmptySchedule
 from ..errors import EmuError
 from ..system import System
 from ..timetravel import snapshot as snapmod
+from ..timetravel.watch import AccessWatch
 from .breakpoints import event_hit
 
 MAX_POINTS = 5_000_000      # held points one search may replay
@@ -72,7 +73,9 @@ class Throwaway:
         self.system = system
         self.events: list = []
         system.bus.subscribe(self.events.append)
-        self.watch = session.watch
+        self.watch = AccessWatch()               # the session's watchpoints, its own hits
+        self.watch.watches = list(session.watch.watches)
+        self.watch._pages()
         if self.watch:
             self.watch.install(system.mmu)
         while not system.held and system.outcome is None:

@@ -272,9 +272,9 @@ class Session:
         s, cpu = self.system, self.system.cpu
         self._settle()
         here = (cpu.icount, cpu.eip)
+        self.watch.hits.clear()
         if self.watch:
             self.watch.install(s.mmu)
-            self.watch.hits.clear()
         why = None
         while not self.finished:
             if not self._step(0 if not s.held else 1):
@@ -427,9 +427,11 @@ class Session:
         if any(bp.mid_batch for bp in event_bps) or addrs:
             seek = True                     # delivered mid-batch
         fine = bool(addrs or writes or self.watch)
+        self.watch.hits.clear()
         if self.watch:
             self.watch.install(s.mmu)
-            self.watch.hits.clear()
+        else:
+            self.watch.uninstall()
         watched = {bp.number: self._watch(bp.value) for bp in writes}
         here = (cpu.icount, cpu.eip)
         seek_from = cpu.icount
