@@ -162,6 +162,7 @@ PLUGINS: dict[str, str] = {
     "sweep": "emu.sweep.cli",
     "quiz": "emu.quiz.command",
     "isa": "emu.isadoc",
+    "gdb": "emu.gdb.command",
 }
 
 
