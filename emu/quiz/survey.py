@@ -151,16 +151,18 @@ def survey(kind: str, seeds, check: bool = True):
     from .crosscheck import CHECKS
     specs, counts, bad, wrong = set(), Counter(), [], []
     for seed in seeds:
-        problem = make(kind, seed, 1, seed % 3 + 1)
-        specs.add(canonical(problem.spec))
-        counts.update(cases(problem))
-        why = degenerate(problem)
-        if why:
-            bad.append((seed, why))
-        if check:
-            found = CHECKS[kind](problem)
-            if found:
-                wrong.append((seed, found))
+        try:
+            problem = make(kind, seed, 1, seed % 3 + 1)
+            specs.add(canonical(problem.spec))
+            counts.update(cases(problem))
+            why = degenerate(problem)
+            if why:
+                bad.append((seed, why))
+            found = CHECKS[kind](problem) if check else []
+        except Exception as e:          # a bug: counted, and the survey goes on
+            found = [f"{type(e).__name__}: {e}"]
+        if found:
+            wrong.append((seed, found))
     return specs, counts, bad, wrong
 
 
