@@ -1,0 +1,1 @@
+"""Tools for developing the emulator itself: not used at run time."""
