@@ -334,9 +334,11 @@ def test_a_generic_job_goes_through_the_same_engine_and_cache(tmp_path):
 
 
 # --- the report ------------------------------------------------------------
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "sweeps")
+
+
 def test_the_report_has_each_table_when_the_sweep_has_its_data(tmp_path):
-    plan = make_plan(spec_of(guest="hello,paging", mode="native,shadow,nested",
-                             shadow_policy="trace-cache,oos-cache", tlb_entries="16,64"))
+    plan = make_plan(read_spec(os.path.join(EXAMPLES, "quick.toml")))
     rows = run_sweep(plan, InProcess(), Cache(None)).rows
     page = write_report(rows, str(tmp_path / "r"), {"name": "t", "emulator": "x"})
     text = open(page).read()
@@ -404,11 +406,10 @@ def test_emu_sweep_exits_5_when_a_run_failed(tmp_path, capsys, monkeypatch):
 
 
 def test_the_example_specs_are_valid():
-    folder = os.path.join(os.path.dirname(__file__), "..", "examples", "sweeps")
     sizes = {}
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(os.listdir(EXAMPLES)):
         if name.endswith(".toml"):
-            sizes[name] = len(make_plan(read_spec(os.path.join(folder, name))).runs)
+            sizes[name] = len(make_plan(read_spec(os.path.join(EXAMPLES, name))).runs)
     assert sizes == {"exits.toml": 5, "forkwait.toml": 16, "policies.toml": 35,
                      "quick.toml": 16, "tlb.toml": 45}
 
