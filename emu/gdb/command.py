@@ -65,7 +65,9 @@ def main(args) -> int:
     try:
         port = server.listen()
     except OSError as e:
-        raise EmuError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
+        import os
+        why = os.strerror(e.errno) if e.errno else str(e)
+        raise EmuError(f"cannot listen on {args.host}:{args.port}: {why}") from None
     name = image.source_name.rsplit("/", 1)[-1]
     print(f"emu gdb: {name} ({config.mode}) waiting for GDB on {args.host}:{port} "
           f"(gdb: target remote :{port})", flush=True)
