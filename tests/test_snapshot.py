@@ -23,6 +23,7 @@ from emu.multi import build
 from emu.system import MODES, System
 from emu.timetravel import Recorder, SnapshotError, SnapshotStore, restore
 from emu.trace import JsonlWriter
+from emu.ui.session import Session
 
 GUESTS = sorted(p.stem for p in pathlib.Path(programs.programs_dir()).glob("*.s"))
 
@@ -202,3 +203,108 @@ def test_several_vms_on_one_machine_are_refused_in_one_line():
 def test_a_snapshot_budget_must_be_positive():
     with pytest.raises(ValueError):
         SnapshotStore(budget=0)
+
+
+# --- the stepper's time travel ----------------------------------------------------------------
+
+def machine_state(session) -> tuple:
+    s = session.system
+    return (s.cpu.registers(), s.cpu.icount, int(s.env.now), s.guest_memory_sha256(),
+            without_host_time(s.stats()))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_back_restores_exactly_the_place_it_left(mode):
+    image, config = program_config("demand", mode)
+    session = Session(image, config)
+    places = []
+    for n in (3000, 2500, 4000, 1):
+        places.append(machine_state(session))
+        session.step(n)
+    assert len(session.recorder.store) >= 4
+    for place in reversed(places):
+        session.back()
+        assert machine_state(session) == place
+    assert session.system.cpu.icount == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reverse_step_and_continue_come_back_to_the_places_passed(mode):
+    image, config = program_config("demand", mode)
+    session = Session(image, config)
+    session.add_breakpoint("addr", image.labels["page_fault"], "page_fault")
+    assert session.cont().startswith("breakpoint 1")
+    first_hit = machine_state(session)
+    seen = [first_hit]
+    for _ in range(3):
+        session.stepi()
+        seen.append(machine_state(session))
+    assert session.cont().startswith("breakpoint 1")
+    session.reverse_continue()
+    assert machine_state(session) == first_hit
+    for i in (1, 2, 3):
+        session.stepi()
+        assert machine_state(session) == seen[i]
+    session.reverse_step()
+    assert machine_state(session) == seen[2]
+    session.reverse_step()
+    assert machine_state(session) == seen[1]
+
+
+LAST_WRITES = {
+    # The gpte of the first heap page of process 1 (pa 0x102200): P W U set by
+    # the kernel's #PF handler, A and D by the first write through it.
+    "native": "by the hardware walker (A/D bits), cycle 26,449",
+    "shadow": "by the VMM's walk of the guest's table (A/D, step 2), cycle 180,815",
+    "nested": "by the hardware walker (A/D bits), cycle 167,275",
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_last_write_names_who_set_a_gptes_dirty_bit(mode):
+    image, config = program_config("demand", mode)
+    session = Session(image, config)
+    session.add_breakpoint("addr", image.labels["sys_exit"], "sys_exit")
+    session.cont()
+    assert session.system.cpu.icount == 15599
+    here = machine_state(session)
+    ma = {"native": "0x00102200", "shadow": "0x00009200", "nested": "0x00009200"}[mode]
+    assert session.last_write("pa", 0x102200) == (
+        f"last-write pa 0x00102200 (ma {ma}): 0x00201007 -> 0x00201067 {LAST_WRITES[mode]}, "
+        "after 9,154 instructions, eip 0x00400036 <user_main.fill+0xf> "
+        f"(demand.s:361: mov [HEAP + edx], eax) [{mode}, cpl 3]")
+    assert "0x00000000 -> 0x000003e8 by the guest" in session.last_write("va", 0x480000)
+    assert machine_state(session) == here            # looking back moves nothing
+
+
+def test_last_write_names_the_shadow_fill_or_the_walker_that_wrote_an_spte():
+    image, config = program_config("demand", "shadow")
+    session = Session(image, config)
+    session.add_breakpoint("exit", "cr0_write", "cr0_write")
+    session.cont()
+    session.delete_breakpoint(None)
+    session.next()                      # the first hidden fault after paging is on
+    while session.event(session.shown - 1)[0].kind != "shadow_fill":
+        session.micro()                 # up to step 4: the VMM has written the spte
+    fill = session.event(session.shown - 1)[0]
+    spde = session.system.vmm.root.entry(fill.va >> 22)
+    ma = (spde & ~0xFFF) + ((fill.va >> 12) & 0x3FF) * 4
+    text = session.last_write("ma", ma)
+    assert text.startswith(f"last-write ma {ma:#010x}: 0x00000000 -> {fill.data['spte']:#010x} "
+                           "by the VMM writing a shadow entry (step 4), cycle ")
+    session.step()                      # the restarted instruction's walk sets A
+    assert "by the hardware walker (A/D bits)" in session.last_write("ma", ma)
+
+
+def test_a_debuggers_write_is_where_the_history_begins():
+    image, config = program_config("demand", "native")
+    session = Session(image, config)
+    session.step(500)
+    session.rebase()
+    session.step(10)
+    assert session.reverse_step().startswith("reverse-step: reverse-step")
+    for _ in range(12):
+        session.reverse_step()
+    assert session.system.cpu.icount == 500
+    assert session.reverse_step().endswith(f"eip {session.system.cpu.eip:#010x}")
+    assert "start of the history" in session.reverse_step()

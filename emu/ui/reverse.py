@@ -287,7 +287,7 @@ VMM_STEPS = {"guest_walk": "the VMM's walk of the guest's table (A/D, step 2)",
              "vm_entry": "the VMM", "cow_break": "the host breaking a shared page",
              "swap_in": "the host reading the page back from swap",
              "page_shared": "the host sharing the page", "reclaim": "the host reclaiming"}
-WALKS = ("walk", "nested_walk")
+WALKS = ("walk", "nested_walk", "shadow_walk")      # the hardware's walks (A/D bits)
 
 
 def last_write(session, space: str, addr: int) -> tuple[Write | None, int]:
@@ -366,7 +366,7 @@ def _scan_writes(session, snap, end, read):
 
 
 def _who(ev, ctx) -> str:
-    if ev.kind in WALKS or (ev.kind == "shadow_walk" and ev.step == 1):
+    if ev.kind in WALKS:
         return "the hardware walker (A/D bits)"
     if ev.kind in VMM_STEPS and (ctx["vmm"] or ev.kind in ("cow_break", "swap_in",
                                                            "page_shared", "reclaim")):
