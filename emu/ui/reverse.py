@@ -44,14 +44,15 @@ class Place:
     points: int
     event: int | None
     why: str
+    prefix: tuple = ()      # (batch limit, held points) advanced first (a coarse approach)
 
 
-def advance_held(step, system) -> bool:
-    """From one held point to the next: a batch of one instruction, then
-    whatever the machine does until the vCPU is held again.  ``step(limit)``
-    processes one simpy event; False when the run is over."""
+def advance_held(step, system, limit: int = 1) -> bool:
+    """From one held point to the next: a batch of ``limit`` instructions,
+    then whatever the machine does until the vCPU is held again.
+    ``step(limit)`` processes one simpy event; False when the run is over."""
     while system.held and system.outcome is None:
-        if not step(1):
+        if not step(limit):
             return False
     while not system.held:
         if system.outcome is not None or not step(0):
@@ -62,7 +63,7 @@ def advance_held(step, system) -> bool:
 class Throwaway:
     """A machine restored from a snapshot (or booted), held at its start."""
 
-    def __init__(self, session, snap):
+    def __init__(self, session, snap, prefix=()):
         if snap is None:
             system = System(session.image, session.config)
             system.max_batch_insns = 0
@@ -81,6 +82,9 @@ class Throwaway:
         while not system.held and system.outcome is None:
             if not self.step(0):
                 break
+        for limit, count in prefix:
+            for _ in range(count):
+                advance_held(self.step, system, limit)
 
     def step(self, limit) -> bool:
         self.system.max_batch_insns = limit
@@ -105,14 +109,24 @@ def _start_points(session):
         yield None
 
 
-def search(session, look) -> Place | None:
+COARSE = (4096, 64)         # instructions a batch when approaching the present first
+
+
+def search(session, look, *, coarse: bool = False) -> Place | None:
     """The last place before the present that ``look(t, k, before, events)``
-    names as ``(points, event or None, why)``; None if there is none."""
+    names as ``(points, event or None, why)``; None if there is none.
+    ``coarse``: what ``look`` wants is near the present (the instruction
+    before it): approach it in batches of ``COARSE`` first, then one at a time."""
     cpu = session.system.cpu
     end = (cpu.icount, cpu.eip, int(session.system.env.now))
     inclusive = False
     for snap in _start_points(session):
-        found, start = _scan(session, snap, end, look, inclusive)
+        prefix: tuple = ()
+        for limit in (COARSE if coarse else ()):
+            prefix += ((limit, _coarse_points(session, snap, end, prefix, limit)),)
+        found, start = _scan(session, snap, end, look, inclusive, prefix)
+        if found is None and any(count for _, count in prefix):
+            found, start = _scan(session, snap, end, look, inclusive)
         if found is not None:
             return found
         if start != end:
@@ -120,10 +134,32 @@ def search(session, look) -> Place | None:
     return None
 
 
-def _scan(session, snap, end, look, inclusive: bool):
-    """Replay from ``snap`` up to ``end`` (icount, eip, cycle; looked at too
-    if ``inclusive``): the last place ``look`` names, and ``snap``'s state."""
+def _coarse_points(session, snap, end, prefix, limit: int) -> int:
+    """How many held points of ``limit`` instructions after ``snap`` and
+    ``prefix`` stay before ``end`` (one more would reach it)."""
+    t = Throwaway(session, snap, prefix)
+    try:
+        cpu, system = t.system.cpu, t.system
+        k = 0
+        while k < MAX_POINTS:
+            alive = advance_held(t.step, system, limit)
+            if not alive or int(system.env.now) >= end[2] or cpu.icount >= end[0]:
+                return k
+            k += 1
+        return k
+    finally:
+        t.close()
+
+
+def _scan(session, snap, end, look, inclusive: bool, prefix=()):
+    """Replay from ``snap`` (after ``prefix``) up to ``end`` (icount, eip,
+    cycle; looked at too if ``inclusive``): the last place ``look`` names,
+    and ``snap``'s state."""
     t = Throwaway(session, snap)
+    start0 = (t.system.cpu.icount, t.system.cpu.eip, int(t.system.env.now))
+    for limit, count in prefix:
+        for _ in range(count):
+            advance_held(t.step, t.system, limit)
     try:
         cpu, system = t.system.cpu, t.system
         start = (cpu.icount, cpu.eip, int(system.env.now))
@@ -141,10 +177,10 @@ def _scan(session, snap, end, look, inclusive: bool):
                 break
             hit = look(t, k, before, t.events[n0:])
             if hit is not None:
-                found = Place(snap, hit[0], hit[1], hit[2])
+                found = Place(snap, hit[0], hit[1], hit[2], prefix)
             if now == end or not alive:
                 break
-        return found, start
+        return found, start0
     finally:
         t.close()
 
@@ -158,6 +194,9 @@ def goto_place(session, place: Place) -> None:
         session._step(0)
     else:
         _restore_held(session, snap)
+    for limit, count in place.prefix:
+        for _ in range(count):
+            advance_held(session._step, session.system, limit)
     for _ in range(place.points):
         if not advance_held(session._step, session.system):
             break

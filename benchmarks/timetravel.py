@@ -1,0 +1,144 @@
+"""Time travel: what snapshots cost and how fast going back is.
+
+    python benchmarks/timetravel.py [--insns 10000000] [--only loop|faults]
+
+Two workloads of about ``--insns`` instructions each:
+
+* ``loop``: benchmarks/loop.s (a compute loop, paging off), natively;
+* ``faults``: benchmarks/stepper.s (demand paging in rounds: a #PF every
+  ~900 instructions, under shadow paging a true, a tracing and a hidden
+  fault, so page faults and VM exits all along), under shadow paging.
+
+For each, in its own process (so that its peak RSS is its own):
+
+* a free run (``System.run``) without and with snapshots (the default
+  policy): host time, the ratio, the snapshots taken and their memory;
+* the stepper's engine (``Session``): ``step N`` to the end of the
+  workload, then ``back`` over one ``step`` (a restore), ``reverse-step``
+  (a restore and a replay, one instruction at a time at the end) and
+  ``back`` over the whole ``step N`` (to the start);
+* the process's peak RSS and the snapshot store's size.
+
+Targets: ``back`` within 100 ms after 10 million instructions; snapshot
+memory within its budget (256 MiB); a free run with snapshots at most 1.3x
+the host time of one without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from emu import programs  # noqa: E402
+from emu.asm import assemble_file  # noqa: E402
+from emu.system import Config, System  # noqa: E402
+from emu.timetravel import Recorder  # noqa: E402
+from emu.ui.session import Session  # noqa: E402
+
+WORKLOADS = {"loop": ("loop.s", "native", "ITERATIONS", 5),
+             "faults": ("stepper.s", "shadow", "ROUNDS", 58_800)}
+
+
+def image_for(name: str, insns: int):
+    """The workload's program, scaled to about ``insns`` instructions."""
+    source, _, knob, per = WORKLOADS[name]
+    text = open(os.path.join(HERE, source)).read()
+    count = max(1, -(-insns // per))
+    text = re.sub(rf"^{knob}\s+equ\s+\d+", f"{knob} equ {count}", text, flags=re.M)
+    with tempfile.NamedTemporaryFile("w", suffix=".s", dir=HERE, delete=False) as fh:
+        fh.write(text)
+    try:
+        return assemble_file(fh.name, include_dirs=[programs.include_dir()])
+    finally:
+        os.unlink(fh.name)
+
+
+def one(name: str, insns: int) -> dict:
+    image = image_for(name, insns)
+    config = Config(mode=WORKLOADS[name][1], max_cycles=1 << 40)
+    out = {"workload": name, "mode": config.mode}
+    t0 = time.perf_counter()
+    plain = System(image, config).run()
+    out["free_run_s"] = time.perf_counter() - t0
+    out["instructions"] = plain.instructions
+    recorder = Recorder()
+    system = System(image, config)
+    recorder.attach(system)
+    t0 = time.perf_counter()
+    recorded = system.run()
+    out["free_run_snapshots_s"] = time.perf_counter() - t0
+    assert recorded.guest_visible() == plain.guest_visible()
+    out["free_run_ratio"] = out["free_run_snapshots_s"] / out["free_run_s"]
+    st = recorder.stats()
+    out.update(free_snapshots=st["taken"], free_store_mib=st["bytes"] / 2**20,
+               free_store_peak_mib=st["peak_bytes"] / 2**20)
+    del recorder, system
+
+    session = Session(image, config)
+    t0 = time.perf_counter()
+    session.step(plain.instructions - 10)
+    out["session_step_s"] = time.perf_counter() - t0
+    out["session_at"] = session.system.cpu.icount
+    out["session_snapshots"] = len(session.recorder.store)
+    out["session_store_mib"] = session.recorder.store.size / 2**20
+
+    def step_back():
+        session.step()
+        t0 = time.perf_counter()
+        session.back()
+        return time.perf_counter() - t0
+    out["back_one_step_ms"] = statistics.median(step_back() for _ in range(5)) * 1000
+    t0 = time.perf_counter()
+    session.reverse_step()
+    out["reverse_step_ms"] = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    while session.history:
+        session.back(len(session.history))
+    out["back_to_start_ms"] = (time.perf_counter() - t0) * 1000
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--insns", type=int, default=10_000_000)
+    ap.add_argument("--only", choices=sorted(WORKLOADS))
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.json:
+        print(json.dumps(one(args.only, args.insns)))
+        return 0
+    for name in [args.only] if args.only else list(WORKLOADS):
+        p = subprocess.run([sys.executable, __file__, "--json", "--only", name,
+                            "--insns", str(args.insns)], capture_output=True, text=True)
+        if p.returncode:
+            print(p.stderr, file=sys.stderr)
+            return 1
+        r = json.loads(p.stdout)
+        print(f"{name}: {r['instructions']:,} instructions ({r['mode']})")
+        print(f"  free run                     {r['free_run_s']:8.2f} s")
+        print(f"  free run with snapshots      {r['free_run_snapshots_s']:8.2f} s  "
+              f"(x{r['free_run_ratio']:.2f}; {r['free_snapshots']} snapshots, "
+              f"{r['free_store_mib']:.1f} MiB, peak {r['free_store_peak_mib']:.1f} MiB)")
+        print(f"  stepper: step to {r['session_at']:,}   {r['session_step_s']:8.2f} s  "
+              f"({r['session_snapshots']} snapshots kept, {r['session_store_mib']:.1f} MiB)")
+        print(f"  back over one step           {r['back_one_step_ms']:8.1f} ms")
+        print(f"  reverse-step                 {r['reverse_step_ms']:8.1f} ms")
+        print(f"  back to the start            {r['back_to_start_ms']:8.1f} ms")
+        print(f"  peak RSS                     {r['peak_rss_mib']:8.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
