@@ -25,8 +25,7 @@ died, how many of the jobs had to run again.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,14 +171,20 @@ class DaskCluster:
         from distributed import KilledWorker
         workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
         report = EngineReport(self.name, workers)
-        start = time.time()
         by_key = {KEY_PREFIX + job.key: job for job in jobs}
 
         def on_event(event) -> None:
+            # Scheduler events reach us in order with the results, so every
+            # loss is known by the time the last result (a rerun) arrives.
             _, msg = event
             if (isinstance(msg, dict) and msg.get("action") == "remove-worker"
-                    and not msg.get("expected") and self.on_note is not None):
-                self.on_note(f"worker {msg.get('worker')} lost; its runs go to other workers")
+                    and not msg.get("expected")):
+                report.workers_lost.append(str(msg.get("worker")))
+                report.rerun += len(set(map(str, msg.get("processing-tasks", ())))
+                                    & set(by_key))
+                if self.on_note is not None:
+                    self.on_note(f"worker {msg.get('worker')} lost; its runs go to other "
+                                 "workers")
         client.subscribe_topic("all", on_event)
         futures = [client.submit(_call, job.fn, _Boxed(job.payload), key=key, pure=False)
                    for key, job in by_key.items()]
@@ -204,14 +209,4 @@ class DaskCluster:
             on_done(job, record)
             future.release()
         client.unsubscribe_topic("all")
-        for _, msg in _events(client, start):
-            if msg.get("action") == "remove-worker" and not msg.get("expected"):
-                report.workers_lost.append(str(msg.get("worker")))
-                report.rerun += len(set(map(str, msg.get("processing-tasks", ())))
-                                    & set(by_key))
         return report
-
-
-def _events(client, since: float) -> Iterable[tuple[float, dict]]:
-    return [(t, m) for t, m in client.get_events("all")
-            if t >= since and isinstance(m, dict)]
