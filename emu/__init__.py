@@ -12,6 +12,8 @@ surface::
 ``run(image, config)`` does the last two lines at once.
 """
 
+__version__ = "0.1.0"      # the one place the version is written (pyproject reads it)
+
 from .asm import Image, assemble, assemble_file
 from .errors import AsmError, ConfigError, EmuError
 from .programs import resolve as find_program
@@ -19,6 +21,6 @@ from .system import MODES, Config, Result, System, run
 from .trace import Event, TraceBus
 
 __all__ = [
-    "MODES", "AsmError", "Config", "ConfigError", "EmuError", "Event", "Image",
+    "__version__", "MODES", "AsmError", "Config", "ConfigError", "EmuError", "Event", "Image",
     "Result", "System", "TraceBus", "assemble", "assemble_file", "find_program", "run",
 ]

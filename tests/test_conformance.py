@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from emu.conformance import main, run_vector
+from emu.devtools.conformance import main, run_vector
 
 PUBLIC = Path(__file__).parent / "conformance" / "ia32-paging-public.jsonl"
 

@@ -2,9 +2,10 @@
 random and mutated sources, binary garbage, huge files, include loops,
 devices and absurd options; garbage guests in every mode.
 
-A bounded, seeded campaign of ``emu.fuzz`` runs here; ``python -m emu.fuzz
---seconds N`` is the long run.  The named cases below are the kinds of bad
-input the campaign draws from, each with the exact message it gets.
+A bounded, seeded campaign of ``emu.devtools.fuzz`` runs here;
+``python -m emu.devtools.fuzz --seconds N`` is the long run.  The named
+cases below are the kinds of bad input the campaign draws from, each with
+the exact message it gets.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import sys
 
 import pytest
 
-from emu import fuzz
 from emu.cli import main
+from emu.devtools import fuzz
 
 ROUNDS = 12          # per seed: about 3 s each
 
@@ -53,7 +54,8 @@ def test_the_checker_catches_what_it_must():
 
 
 def test_the_fuzz_command_prints_its_figures(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "emu.fuzz", "--seconds", "1", "--seed", "5",
+    p = subprocess.run([sys.executable, "-m", "emu.devtools.fuzz", "--seconds", "1",
+                        "--seed", "5",
                         "--save", str(tmp_path / "fails")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -67,10 +69,11 @@ def test_the_fuzz_command_prints_its_figures(tmp_path):
 
 @pytest.mark.parametrize("seconds", ["-3", "0", "nan", "inf", "1e8"])
 def test_the_fuzz_command_rejects_a_bad_duration(seconds):
-    p = subprocess.run([sys.executable, "-m", "emu.fuzz", "--seconds", seconds],
+    p = subprocess.run([sys.executable, "-m", "emu.devtools.fuzz", "--seconds", seconds],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2
-    assert p.stderr.splitlines()[-1] == ("python -m emu.fuzz: error: --seconds must be "
+    assert p.stderr.splitlines()[-1] == ("python -m emu.devtools.fuzz: error: "
+                                         "--seconds must be "
                                          "more than 0 and at most 10,000,000")
 
 

@@ -13,7 +13,7 @@ Layout used throughout (physical addresses):
 
 import pytest
 
-from emu.conformance import access
+from emu.devtools.conformance import access
 from emu.hw.memory import PhysMem
 from emu.hw.paging import (
     CR0_PG,

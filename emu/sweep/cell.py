@@ -29,7 +29,7 @@ from ..system import Config, System
 KEY_FORMAT = 1          # bump when the record's layout changes
 
 # Modules that shape no run: the front ends.  Editing them keeps the cache.
-_FRONT_ENDS = ("ui/", "sweep/", "cli.py", "fuzz.py", "conformance.py", "__main__.py")
+_FRONT_ENDS = ("ui/", "sweep/", "devtools/", "cli.py", "__main__.py")
 _RUN_MODULES = ("sweep/cell.py",)       # ... except this one, which runs it
 
 _version: str | None = None
@@ -55,11 +55,8 @@ def emulator_version() -> str:
 
 
 def _package_version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("emu")
-    except Exception:                   # not installed: a bare source tree
-        return "0+unknown"
+    from emu import __version__
+    return __version__
 
 
 def image_digest(image: Image) -> dict:

@@ -1,6 +1,6 @@
 """Replay IA-32 paging conformance vectors against the hardware walker.
 
-    python -m emu.conformance FILE.jsonl [FILE ...] [-v]
+    python -m emu.devtools.conformance FILE.jsonl [FILE ...] [-v]
 
 Each line of a vector file is one memory access recorded on a real x86 model
 (format and memory model: ``shared/conformance/ia32-paging/README.md``).  For
@@ -31,8 +31,8 @@ import json
 import sys
 from dataclasses import dataclass
 
-from .hw.memory import PAGE_SHIFT, BusError, PhysMem
-from .hw.paging import Walk, walk
+from ..hw.memory import PAGE_SHIFT, BusError, PhysMem
+from ..hw.paging import Walk, walk
 
 MEM_SIZE = 16 << 20            # physical memory of the recorder
 PATTERN_START = 4 << 20        # [4 MiB, 16 MiB) holds the fill pattern
@@ -281,13 +281,13 @@ def load_vectors(path: str) -> list[tuple[int, dict]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m emu.conformance",
+        prog="python -m emu.devtools.conformance",
         description="Replay IA-32 paging conformance vectors against the walker.")
     parser.add_argument("files", nargs="+", metavar="FILE.jsonl")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also print the walks of each failing vector")
     def one_line_error(message: str):
-        print(f"python -m emu.conformance: error: {message}", file=sys.stderr)
+        print(f"python -m emu.devtools.conformance: error: {message}", file=sys.stderr)
         raise SystemExit(2)
     parser.error = one_line_error
     args = parser.parse_args(argv)
@@ -296,17 +296,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             vectors += [(path, lineno, vec) for lineno, vec in load_vectors(path)]
         except OSError as err:
-            print(f"emu.conformance: cannot read {path}: {err.strerror or err}")
+            print(f"emu.devtools.conformance: cannot read {path}: {err.strerror or err}")
             return 2
         except VectorError as err:
-            print(f"emu.conformance: {err}")
+            print(f"emu.devtools.conformance: {err}")
             return 2
     passed = failed = 0
     for path, lineno, vec in vectors:
         try:
             diffs = run_vector(vec)
         except VectorError as err:   # pragma: no cover - load_vectors checked it
-            print(f"emu.conformance: {path}:{lineno}: malformed vector: {err}")
+            print(f"emu.devtools.conformance: {path}:{lineno}: malformed vector: {err}")
             return 2
         if not diffs:
             passed += 1

@@ -1,6 +1,6 @@
 """Fuzzing the front door: the assembler, the command line, garbage guests.
 
-    python -m emu.fuzz --seconds 60 [--seed N] [--save DIR]
+    python -m emu.devtools.fuzz --seconds 60 [--seed N] [--save DIR]
 
 Round after round, until the time is up, it tries:
 
@@ -46,13 +46,13 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass
 
-from . import programs
-from .asm import assemble, assemble_file
-from .cli import EXIT_INTERNAL
-from .cli import main as cli_main
-from .errors import AsmError, EmuError
-from .system import Config, System
-from .vmm.shadow import POLICIES
+from .. import programs
+from ..asm import assemble, assemble_file
+from ..cli import EXIT_INTERNAL
+from ..cli import main as cli_main
+from ..errors import AsmError, EmuError
+from ..system import Config, System
+from ..vmm.shadow import POLICIES
 
 DEADLINE = 60.0                 # seconds any one case may take
 GUEST_BUDGET = 2_000_000        # cycles of a garbage guest
@@ -431,7 +431,8 @@ garbage:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m emu.fuzz", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m emu.devtools.fuzz",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="how long (default: 60)")
     ap.add_argument("--seed", type=int, default=None, help="seed (default: random)")
     ap.add_argument("--save", default="fuzz-failures", metavar="DIR",
