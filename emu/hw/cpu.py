@@ -29,7 +29,7 @@ from .events import EventDelivery
 from .exceptions import GP, UD, GuestFault
 from .memory import BusError
 from .mmu import Mmu
-from .semantics import PFB, SEMANTICS
+from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen
 from .stops import INTERCEPTS, Stop  # noqa: F401  (the CPU's public surface)
 from .stops import StopRun as _StopRun
 from .sysinsns import SystemInstructions, _opname
@@ -293,16 +293,26 @@ class Cpu(EventDelivery, SystemInstructions):
 
 
 
+_SAMPLE_ARG = {"m": isa.Mem(isa.EBX, None, 1, 4), "mb": isa.Mem(isa.EBX, None, 1, 4, True)}
+
+
 def _check_semantics() -> None:
-    """Every row of the ISA table has semantics, in exactly one place."""
+    """Every row of the ISA table has semantics, in exactly one place, and
+    the generator of each translated row emits code for its operand form."""
     for row in isa.TABLE:
         system = hasattr(Cpu, "_op_" + _opname(row))
         plain = row.mnemonic in SEMANTICS
         if row.kind in (isa.SYSTEM, isa.PRIV):
             if not system:
                 raise AssertionError(f"no semantics for system row {row.mnemonic} {row.form}")
-        elif not plain:
+            continue
+        if not plain:
             raise AssertionError(f"no semantics for {row.mnemonic} {row.form}")
+        args = tuple(_SAMPLE_ARG.get(k, 1) for k in row.operands)
+        g = Gen(row, args, 0x1000, 0x1008, ALL_FLAGS)
+        SEMANTICS[row.mnemonic].gen(g)
+        if row.kind == isa.BRANCH and not g.lines[-1].startswith("return"):
+            raise AssertionError(f"branch {row.mnemonic} {row.form} returns no eip")
 
 
 _check_semantics()
