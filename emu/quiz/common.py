@@ -101,10 +101,6 @@ def error_code_text(ec: int) -> str:
     return error_text(ec)
 
 
-def hex32(v: int) -> str:
-    return f"{v:#010x}"
-
-
 # --- reading a stopped machine ------------------------------------------------------------
 def nonzero(table) -> dict:
     return {i: v for i, v in enumerate(table) if v}
@@ -174,6 +170,6 @@ def tlb_lines(tlb, space: str, low_vpn: int = 0x400) -> list[str]:
 
 
 __all__ = ["EXERCISE_LOW", "HARNESS_NOTE", "KPT", "QUIZ_VERSION", "OpenAt", "Problem",
-           "Section", "Worked", "entry_line", "error_code_text", "guest_tables", "hex32",
+           "Section", "Worked", "entry_line", "error_code_text", "guest_tables",
            "machine_table", "nonzero", "pmap_json", "pmap_lines", "shadow_tables",
            "table_lines", "tlb_json", "tlb_lines"]

@@ -1,8 +1,11 @@
-"""Running a problem's guest program with the stepper's machinery
-(``emu.ui.session.Session``): to the question, one instruction at a time,
-and reading the trace events each motion showed.  The solvers and
-``emu quiz --open`` drive it the same way, so the answer is what the
-stepper shows.
+"""Running a problem's guest program to its question.
+
+The solvers use ``Runner``: a ``System`` driven as the stepper's session
+drives one (held between batches, one instruction at a time, the VMM's
+work done in between), but at full speed up to a marker.  ``--open`` and
+the cross-checks use the stepper's own session (``emu.ui.session``) with
+address breakpoints.  Both run the same program on the same System, which
+gives the same run however its batches are cut.
 """
 
 from __future__ import annotations
@@ -101,14 +104,6 @@ def go_to(s: Session, label: str) -> None:
     s.delete_breakpoint(None)
     if s.finished or s.system.cpu.eip != addr:
         raise EmuError(f"the quiz program never reached {label} ({why}): a bug in emu quiz")
-
-
-def step_events(s: Session) -> list:
-    """Run the instruction at eip (and whatever the VMM does for it);
-    returns the trace events that happened meanwhile."""
-    first = s.nevents
-    s.step(1)
-    return [s.event(i)[0] for i in range(first, s.nevents)]
 
 
 def open_session(image: Image, cfg: Config, labels, events=()) -> tuple[Session, str]:

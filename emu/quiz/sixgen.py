@@ -83,10 +83,6 @@ def _layout(rng, d: int) -> tuple[Layout, int, int]:
     return layout, (pdx2 << 22) | (window_ptx << 12), pdx1
 
 
-def _ops(rng):
-    return rng.choice(("read", "write")), rng.chance(1, 2)
-
-
 def generate(rng, difficulty: int) -> Spec:
     d = difficulty
     layout, window, pdx1 = _layout(rng, d)

@@ -123,19 +123,6 @@ def with_data(spec: Spec, walks) -> Layout:
     return replace(spec.layout, data=tuple(data))
 
 
-def expected_console(spec: Spec, walks) -> str:
-    """What the problem's guest program prints, one line per access."""
-    out = []
-    for n, (a, w) in enumerate(zip(spec.accesses, walks), 1):
-        if w.fault:
-            out.append(f"{n}: #PF error {w.error_code:#010x}")
-        elif a.op == "write":
-            out.append(f"{n}: wrote")
-        else:
-            out.append(f"{n}: {'read' if a.op == 'read' else 'fetched'} {w.pa:#010x}")
-    return "\n".join(out) + "\n"
-
-
 def why(layout: Layout, a: Access, w: paging.Walk) -> str:
     """One line: which entries the walk used, and what decided."""
     used = []
