@@ -3,9 +3,10 @@ model.  How many cycles does it take in each mode, by category, and which
 of shadow and nested paging is cheaper for it?
 
 The same guest program runs natively, under shadow paging and under
-nested paging in the stepper's session; each mode's answer is the
-difference of ``System.cycles_by_category()`` (what ``--stats-json`` and
-the stepper's ``stats`` print) between the trace's first step and its end.
+nested paging (``machine.Runner``), held at the trace's first step and at
+its end; each mode's answer is the difference of
+``System.cycles_by_category()`` (what ``--stats-json`` and the stepper's
+``stats`` print) between the two.
 """
 
 from __future__ import annotations

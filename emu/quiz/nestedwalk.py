@@ -5,8 +5,8 @@ references does the hardware's two-dimensional walk make, and which, in
 order?  For two-level guest and nested tables and no cache hit,
 (2+1)(2+1)-1 = 8.
 
-The guest program runs under nested paging in the stepper's session up to
-the question; the state is read off that machine (the nested table the
+The guest program runs under nested paging up to the question
+(``machine.Runner``); the state is read off that machine (the nested table the
 VMM built, the NTLB), the answer is the walker's own record of the walk
 (``NestedWalker``'s grid, as the trace and the stepper show it).
 """
