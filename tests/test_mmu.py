@@ -617,11 +617,11 @@ def test_crossing_pages_are_translated_lowest_first(mode):
 
 FETCH_DATA = """
 ; for VA+0x2000 -> 0x220000
-org 0x220000
+section at_220000 start=0x220000
     mov eax, 0xC0DE
     ret
 ; for VA+0x3FFC: mov eax, imm32 (6 bytes) crossing from 0x222000 into 0x223000
-org 0x222FFC
+section at_222ffc start=0x222FFC
     mov eax, 0x12345678
     ret
 """
@@ -912,7 +912,7 @@ pf:
 align 8
 idt_desc: dw 0x7F
           dd 0x3000
-org 0x3000
+section idt start=0x3000
 times 14*8 db 0
 dd pf, 0x8E00
 """
@@ -1020,7 +1020,7 @@ def test_one_entry_itlb_misses_on_every_alternating_code_page(mode):
     again:
         jmp far_code
     """, n=6, extra="""
-    org 0x5000
+    section far start=0x5000
     far_code:
         dec ecx
         jne again
@@ -1304,7 +1304,7 @@ def test_a_run_with_paging_off_counts_no_tlb_lookup():
     image = assemble("""
     org 0x1000
         jmp 0x1FFC
-    org 0x1FFC
+    section at_1ffc start=0x1FFC
         mov eax, 0x12345678             ; 6 bytes: 0x1FFC..0x2001
         out 0xF4, eax
     """)
