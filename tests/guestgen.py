@@ -35,8 +35,9 @@ of ``emu.hw``):
   whose translation may be cached from that entry.  Before the next access
   to a stale page the guest makes it fresh with one of the architecture's
   invalidation events, drawn at random: INVLPG; a CR3 load of the same
-  value, or of another directory and back; a CR4.PGE toggle (global and
-  non-global entries stale alike); a CR4.PSE toggle; a CR0.WP toggle;
+  value, or of another directory and back; INVLPG of an unrelated page
+  (which empties the paging-structure caches); a CR4.PGE toggle (global
+  and non-global entries stale alike); a CR4.PSE toggle; a CR0.WP toggle;
   paging turned off and on; or a #PF on the stale page itself, when the
   model proves the access faults whatever the TLB holds (then the fault is
   the only invalidation).  A global page stays stale across a CR3 load.  So
@@ -127,6 +128,7 @@ def stub_value(page: int) -> int:
 
 DATA_OFFSETS = (0, 4, 0x7FC, 0xFFC)     # dwords a data page starts with
 WRITES = ("write", "writeb", "smc")     # access kinds that store
+UNRELATED_VA = 0x003FF000               # a kernel page: its INVLPG empties the PDE caches
 
 
 def _stub_imm_offset() -> int:
@@ -179,6 +181,8 @@ class GuestProgram:
     expected_faults: list[tuple[int, int]] = field(default_factory=list)
     ops: int = 0
     events: dict = field(default_factory=dict)   # invalidation events that freshened a page
+    plan: dict | None = field(default=None, repr=False)   # what it was compiled from
+    garbage: bool = False               # compiled by GarbageCompiler
 
     @property
     def name(self) -> str:
@@ -309,6 +313,10 @@ class Compiler:
                        "    mov cr3, eax"]
             self._load_cr3(PDS[other])
             self._load_cr3(PDS[here])
+        elif how == "invlpg-other":
+            self.k.append(f"    invlpg [{UNRELATED_VA:#010x}]       ; invalidate: INVLPG elsewhere "
+                          "(every cached PDE goes)")
+            self.tlb.invlpg(-1, self.cr3, self.pge)
         elif how in ("pge", "pse", "wp", "pg"):
             reg, bit = {"pge": ("cr4", "CR4_PGE"), "pse": ("cr4", "CR4_PSE"),
                         "wp": ("cr0", "CR0_WP"), "pg": ("cr0", "CR0_PG")}[how]
@@ -336,7 +344,8 @@ class Compiler:
         for n, op in enumerate(self.plan["ops"], 1):
             getattr(self, "op_" + op[0])(n, *op[1:])
         return GuestProgram(self._source(), self._options(), self.faults,
-                            len(self.plan["ops"]), dict(self.events))
+                            len(self.plan["ops"]), dict(self.events), self.plan,
+                            isinstance(self, GarbageCompiler))
 
     def op_switch(self, n: int, k: int) -> None:
         self.k += [f"op{n}:                            ; switch to address space {k}",
@@ -989,7 +998,7 @@ ACCESS_KINDS = ("read", "write", "read", "fetch", "writeb", "write", "smc")
 OFFSETS = ("0x0", "0x4", "0x7fc", "0xffc", "cross")
 # The invalidation events (see the module doc): what freshens a stale page
 # before its next access, and what may follow a change of entries.
-EVENTS = ("cr3", "cr3-other", "pge", "pse", "wp", "pg")
+EVENTS = ("cr3", "cr3-other", "pge", "pse", "wp", "pg", "invlpg-other")
 ACCESS_INVALIDATIONS = ("pf", "invlpg", "pf") + EVENTS + ("pf",)
 WRITE_FOLLOWERS = ("none", "invlpg", "none", "none") + EVENTS + ("none",)
 
@@ -1172,6 +1181,58 @@ def garbage_programs(max_ops: int = 16):
     """The strategy: guests with garbage page tables (``GuestProgram``)."""
     return garbage_plans(max_ops).map(lambda plan: GarbageCompiler(plan).compile())
 
+# --- shrinking a failing guest further ---------------------------------------------------
+def recompile(prog: GuestProgram, plan: dict) -> GuestProgram:
+    """``plan`` compiled the way ``prog`` was."""
+    return GarbageCompiler(plan).compile() if prog.garbage else compile_plan(plan)
+
+
+def minimize(prog: GuestProgram, fails, seconds: float = 180.0) -> GuestProgram:
+    """A smaller guest that still ``fails(prog) -> bool``: each operation
+    dropped, then each initial test entry cleared (not present), then the
+    timer and CR4.PGE off, wherever the failure stays.  Compiling again
+    runs the model again, so every candidate follows the TLB rules.  Stops
+    after ``seconds``; hypothesis' own shrinking, which knows nothing of
+    operations, often stops long before this."""
+    import time
+    end = time.monotonic() + seconds
+    best = prog
+
+    def attempt(plan: dict) -> bool:
+        nonlocal best
+        if time.monotonic() > end:
+            return False
+        try:
+            cand = recompile(prog, plan)
+        except Exception:               # (a plan the compiler cannot place)
+            return False
+        if cand.source != best.source and fails(cand):
+            best = cand
+            return True
+        return False
+
+    for _ in range(3):                  # until nothing more goes
+        before = best.source
+        i = len(best.plan["ops"]) - 1
+        while i >= 0:
+            ops = best.plan["ops"]
+            attempt({**best.plan, "ops": ops[:i] + ops[i + 1:]})
+            i -= 1
+        for level, width in (("pdes", len(PDX_SET)), ("ptes", len(PTX_SET))):
+            for row in range(len(best.plan[level])):
+                for col in range(width):
+                    if best.plan[level][row][col]:
+                        table = [list(r) for r in best.plan[level]]
+                        table[row][col] = 0
+                        attempt({**best.plan, level: table})
+        for key, value in (("timer", 0), ("pge", False)):
+            if best.plan.get(key) != value:
+                attempt({**best.plan, key: value})
+        if best.source == before:
+            break
+    return best
+
+
 # --- running a guest everywhere -------------------------------------------------------
 def configs():
     """(mode, shadow policy) of every way to run a guest: native first."""
@@ -1193,11 +1254,12 @@ def tlb_label(shape) -> str:
 
 
 def run_everywhere(source: str, name: str, options: dict | None = None,
-                   check: bool = True, tlbs=NATIVE_TLBS) -> list:
+                   check: bool = True, tlbs=NATIVE_TLBS, only=None) -> list:
     """Run assembly ``source`` natively (with the TLB ``options`` name, then
     with each TLB shape of ``tlbs``), under each shadow policy and under
     nested paging (invariants checked after every exit): [(label, system,
-    result)], native first.  ``options`` are Config fields."""
+    result)], native first.  ``options`` are Config fields; ``only``: the
+    labels to run besides native (shrinking a failure needs no others)."""
     from emu import programs
     from emu.asm import assemble
     from emu.system import Config, System
@@ -1211,6 +1273,8 @@ def run_everywhere(source: str, name: str, options: dict | None = None,
                       "tlb_large": large, "tlb_policy": policy}))
     runs += [(mode, mode + (f"/{policy}" if policy else ""), {"shadow_policy": policy})
              for mode, policy in configs()[1:]]
+    if only is not None:
+        runs = [run for run in runs if run[1] is None or run[1] in only]
     out = []
     for mode, label, extra in runs:
         fields = {**options, **{k: v for k, v in extra.items() if v is not None}}

@@ -21,7 +21,9 @@ result with a TLB of any size, associativity or replacement policy:
   rules in DESIGN.md, "Invalidation events"):
 
       INVLPG va            the TLB entries of va's page, global or not,
-                           and every paging-structure cache entry
+                           and every paging-structure cache entry (so a
+                           page stale only through a cached PDE is fresh
+                           after an INVLPG of any address)
       MOV to CR3           every non-global TLB entry (a CR3 load of the
                            same value too) and every paging-structure cache
       MOV to CR4 (PGE,     everything, global entries included
@@ -191,8 +193,12 @@ class TlbRules:
 
     # --- the invalidation events ------------------------------------------------------
     def invlpg(self, vpn: int, cr3: int, pge: bool) -> None:
+        """INVLPG of ``vpn``, or of a page no test page shares (vpn -1)."""
         self._forget(vpn)
-        self.old_pdes.clear()           # INVLPG empties every paging-structure cache
+        self.old_pdes.clear()           # INVLPG empties every paging-structure cache:
+        for v in list(self.stale):      # a page stale through them alone is fresh
+            if not self.old.get(v) and v not in self.maybe_global:
+                self._forget(v)
         self.refresh_globals(cr3, pge)
 
     def page_fault(self, vpn: int, cr3: int, pge: bool) -> None:

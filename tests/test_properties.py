@@ -2,9 +2,11 @@
 guest-visible result natively, under every shadow policy and under nested
 paging, with the resource-control invariant checked after every VM exit.
 
-The guests come from ``tests/guestgen.py`` as assembly text, so a failing
-example shrinks to a short readable kernel; the shrunk program is saved to
-``tests/regressions/`` and replayed in every mode by ``test_regression``.
+The guests come from ``tests/guestgen.py`` as assembly text.  In the long
+run the first failing kernel is minimized (``guestgen.minimize``: its
+operations dropped and its entries cleared wherever it still fails, the
+model compiling each candidate again) and saved to ``tests/regressions/``,
+where ``test_regression`` replays it in every mode from then on.
 
 Every generated kernel also runs natively with several TLB shapes
 (``guestgen.NATIVE_TLBS``: one entry, fully associative, unified, random
@@ -24,12 +26,13 @@ Profiles (environment variable ``EMU_HYPOTHESIS``):
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import sys
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestgen  # noqa: E402
@@ -42,9 +45,12 @@ REGRESSIONS = pathlib.Path(__file__).resolve().parent / "regressions"
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None,
                           database=None, suppress_health_check=_QUIET, print_blob=True)
+# The long run does not let hypothesis shrink (it knows nothing of
+# operations and gives up after five minutes on these guests): the first
+# failing guest goes to ``guestgen.minimize`` instead.
 settings.register_profile("long", max_examples=int(os.environ.get("EMU_EXAMPLES", "1000")),
                           deadline=None, database=None, suppress_health_check=_QUIET,
-                          print_blob=True)
+                          print_blob=True, phases=(Phase.explicit, Phase.reuse, Phase.generate))
 PROFILE = settings.get_profile(os.environ.get("EMU_HYPOTHESIS", "ci"))
 LONG = os.environ.get("EMU_HYPOTHESIS") == "long"
 GENERATED = PROFILE if LONG else settings(PROFILE, max_examples=30)
@@ -80,9 +86,56 @@ def _save_regression(prog, why: str) -> None:
         final = True
     if not final or os.environ.get("EMU_SAVE_REGRESSIONS") == "0":
         return
+    if LONG and prog.plan is not None:
+        ops = prog.ops
+        prog = guestgen.minimize(prog, _still_fails)
+        why += f" (minimized from {ops} operations to {prog.ops})"
     REGRESSIONS.mkdir(exist_ok=True)
-    header = "; regression: " + why.splitlines()[0][:200] + "\n"
+    header = "; regression: " + why.splitlines()[0][:300] + "\n"
+    if prog.plan is not None:       # (to compile it again with a later generator)
+        header += "; plan: " + json.dumps(prog.plan, separators=(",", ":")) + "\n"
     (REGRESSIONS / f"{prog.name}.s").write_text(header + prog.source)
+
+
+def _still_fails(prog) -> bool:
+    """Does ``prog`` still fail (in the configurations that failed)?"""
+    from emu.errors import AsmError
+    try:
+        results = guestgen.run_everywhere(prog.source, prog.name, prog.config_fields(),
+                                          only=FOCUS or None)
+    except AsmError:
+        return False                    # (a generator mistake, not this failure)
+    except Exception:
+        return True                     # an invariant violation, an internal error
+    native = results[0][2]
+    if not prog.garbage and ((native.outcome, native.exit_status) != ("poweroff", 0) or
+                             guestgen.fault_log(results[0][1]) != prog.expected_faults):
+        return True
+    return bool(differences(results))
+
+
+# Once a long run has failed, each candidate of the minimizer runs native
+# and the configurations that failed only (``_focus``).
+FOCUS: set[str] = set()
+
+
+def _focus(results, model_differs: bool) -> None:
+    if LONG and not FOCUS:
+        FOCUS.update(label for label, _ in _diverging(results))
+        if model_differs or results[0][2].outcome != "poweroff":
+            FOCUS.add("(native only)")
+
+
+def _diverging(results):
+    _, _, native = results[0]
+    want = native.guest_visible()
+    for label, _, r in results[1:]:
+        got = r.guest_visible()
+        if native.outcome == "budget" and r.outcome == "budget":
+            continue
+        bad = [k for k in want if got[k] != want[k]]
+        if bad:
+            yield label, bad
 
 
 def differences(results, tolerate=()) -> list[str]:
@@ -118,11 +171,13 @@ def test_generated_guests_agree_in_every_mode(prog):
     for how, count in prog.events.items():
         FIGURES["events"][how] = FIGURES["events"].get(how, 0) + count
     try:
-        results = guestgen.run_everywhere(prog.source, prog.name, prog.config_fields())
+        results = guestgen.run_everywhere(prog.source, prog.name, prog.config_fields(),
+                                          only=FOCUS or None)
         _count(results)
         _, native_sys, native = results[0]
-        assert (native.outcome, native.exit_status) == ("poweroff", 0), native.message
         faults = guestgen.fault_log(native_sys)
+        _focus(results, faults != prog.expected_faults)
+        assert (native.outcome, native.exit_status) == ("poweroff", 0), native.message
         assert faults == prog.expected_faults, (
             f"the native #PF log {[(hex(a), b) for a, b in faults]} is not the model's "
             f"{[(hex(a), b) for a, b in prog.expected_faults]}")
@@ -240,6 +295,24 @@ def test_each_invalidation_event_makes_the_stale_page_fresh_in_every_mode(how):
     assert not differences(results), "\n".join(differences(results))
 
 
+def test_invlpg_elsewhere_freshens_a_page_stale_only_through_its_pde():
+    # va 0x400000's PTE is not present, so nothing of it but its PDE can be
+    # cached; the PDE now names pt1: INVLPG of any address empties the
+    # paging-structure caches, and the read must find pt1's page.
+    gg = guestgen
+    plan = _stale_plan("invlpg-other")
+    plan["ptes"][0][0] = 0
+    plan["ptes"][1][0] = gg.DATA[1] | gg.P
+    plan["ops"] = [("edit", 0, "pde", gg.PTS[1] | gg.P | gg.W | gg.U, "none"),
+                   ("access", "read", 0, 0, "0x0", 0, 0, 0, "skip", "invlpg-other")]
+    prog = gg.compile_plan(plan)
+    assert prog.events == {"invlpg-other": 1}, prog.events
+    assert "invlpg [0x003ff000]" in prog.source and "invlpg [0x00400000]" not in prog.source
+    results = gg.run_everywhere(prog.source, prog.name, prog.config_fields())
+    assert _log_lines(results[0][2]) == [B_PATTERN]
+    assert not differences(results), "\n".join(differences(results))
+
+
 def test_a_page_fault_on_the_stale_page_is_the_event_in_every_mode():
     # Was a bug: the #PF at va invalidates its TLB entries (SDM 4.10.4.1); under
     # the out-of-sync policies the shadow kept the old spte (0xaaaa twice).
@@ -297,6 +370,9 @@ def test_the_tlb_rules_of_the_model():
     assert rules.stale == {0x400, 0x401}
     rules.page_fault(0x400, gg.PDS[0], False)
     assert rules.stale == {0x401}
+    rules.invlpg(-1, gg.PDS[0], False)                  # 0x401: only its PDE was cacheable
+    assert rules.stale == set()
+    rules.before_write(gg.PDS[0], {gg.PTS[0]})
     rules.load_cr3(gg.PDS[0], gg.PDS[0], False)
     assert rules.stale == set()
 
