@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from .. import isa
 from ..errors import AsmError
@@ -33,22 +34,22 @@ from .image import Image, SectionInfo, SourceLine
 from .lexer import Loc, clip
 from .listing import Recorder
 from .macros import strip_comment
-from .parser import (
+from .parser import Parser
+from .preproc import Preprocessor
+from .sections import ADDRESS_END, Section, declare, place
+from .source import read_source
+from .stmts import (
     Align,
     Data,
     EquDef,
     Instruction,
     LabelDef,
     Org,
-    Parser,
     Reserve,
     SectionDecl,
     Stmt,
     Times,
 )
-from .preproc import Preprocessor
-from .sections import ADDRESS_END, Section, place
-from .source import read_source
 from .values import check_stmt
 
 MAX_IMAGE = 16 << 20        # bytes in all sections together
@@ -186,47 +187,6 @@ class Assembler:
 
     # --- pass 1: each section's layout ---------------------------------------
 
-    def _section(self, stmt: SectionDecl, current: Section) -> Section:
-        sec = next((s for s in self.sections if s.name == stmt.name), None)
-        nobits_attr = stmt.attrs.get("nobits")
-        if sec is None:
-            nobits = nobits_attr[0] if nobits_attr else stmt.name == ".bss"
-            sec = Section(stmt.name, bool(nobits), stmt.loc,
-                          None if stmt.name == ".bss" else self.sections[-1])
-            self.sections.append(sec)
-        elif nobits_attr and nobits_attr[0] != sec.nobits:
-            raise stmt.loc.error(f"section '{clip(sec.name)}' was "
-                                 f"{'nobits' if sec.nobits else 'progbits'}: its type cannot "
-                                 "change", nobits_attr[1])
-        for key in ("start", "vstart", "align"):
-            if key not in stmt.attrs:
-                continue
-            node, col = stmt.attrs[key]
-            value = self.critical(node, f"section attribute {key}=", stmt.loc, current,
-                                  current.size)   # type: ignore[arg-type]
-            if not 0 <= value < ADDRESS_END:
-                raise stmt.loc.error(f"{key}={value:#x} out of range (0..0xffffffff)", col)
-            if key == "align":
-                if value <= 0 or value & (value - 1):
-                    raise stmt.loc.error(f"align={value} is not a power of two", col)
-                sec.raise_align(value)
-            elif getattr(sec, key) not in (None, value):
-                raise stmt.loc.error(f"section '{clip(sec.name)}': {key}= redefined", col)
-            else:
-                setattr(sec, key, value)
-        if "follows" in stmt.attrs:
-            target, col = stmt.attrs["follows"]
-            if sec.follows not in (None, target):
-                raise stmt.loc.error(f"section '{clip(sec.name)}': follows= redefined", col)
-            sec.follows = target  # type: ignore[assignment]
-        if sec.start is not None and sec.follows is not None:
-            raise stmt.loc.error("start= and follows= cannot both be given", stmt.col)
-        if sec.start is not None and sec.align and sec.start % sec.align and \
-                "align" in stmt.attrs:
-            raise stmt.loc.error(f"start={sec.start:#x} is not a multiple of "
-                                 f"align={sec.align}", stmt.attrs["align"][1])
-        return sec
-
     def pass1(self, stmts: list[Stmt], main: str) -> None:
         sec = Section(".text", False, Loc(main, 0, ""), None)
         self.sections.append(sec)
@@ -241,7 +201,8 @@ class Assembler:
                 self._define(stmt.name, stmt, "symbol")
                 self.equs[stmt.name] = (stmt, sec, off)
             elif isinstance(stmt, SectionDecl):
-                sec = self._section(stmt, sec)
+                sec = declare(self.sections, stmt, partial(
+                    self._attribute, stmt.loc, sec))
             elif isinstance(stmt, Org):
                 self._org(stmt, sec)
             elif isinstance(stmt, (Align, Times)):
@@ -264,6 +225,9 @@ class Assembler:
                 if off + size > ADDRESS_END:
                     raise stmt.loc.error("output goes past address 0xffffffff", stmt.col)
                 sec.size += size
+
+    def _attribute(self, loc: Loc, sec: Section, node: Node, what: str) -> int:
+        return self.critical(node, what, loc, sec, sec.size)
 
     def _org(self, stmt: Org, sec: Section) -> None:
         value = self.critical(stmt.expr, "an org address", stmt.loc, sec, sec.size)
@@ -328,7 +292,7 @@ class Assembler:
             self.parser.parse_line(loc)
         stmts = self.parser.stmts
         self.pass1(stmts, filename)
-        place(self.sections, self.origin, None)
+        place(self.sections, self.origin)
         self.labels = {name: sec.base + off for name, (sec, off) in self.label_at.items()}
         for stmt in stmts:
             if isinstance(stmt, EquDef) and stmt.name not in self.values:

@@ -32,6 +32,16 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
+from .directives import (
+    NOT_SUPPORTED,
+    PreEnv,
+    after_word,
+    define_parts,
+    directive,
+    is_name,
+    one_name,
+    param_count,
+)
 from .expr import parse_expr, signed64
 from .lexer import Cursor, Loc, clip, tokenize
 from .macros import Define, Expander, Macro, expand_body_line, scan, split_args, strip_comment
@@ -48,8 +58,6 @@ Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> 
 
 CONDITIONALS = frozenset(("if", "ifdef", "ifndef", "elif", "elifdef", "elifndef", "else",
                           "endif"))
-SUPPORTED = CONDITIONALS | {"define", "idefine", "undef", "assign", "macro", "imacro",
-                            "endmacro", "rep", "endrep", "exitrep", "include", "error"}
 
 
 class _ExitRep(Exception):
@@ -72,32 +80,6 @@ class Row:
     line: int
     text: str
     level: int          # 0: read from the file; n: made by n macros / %reps
-
-
-class _PreEnv:
-    """Evaluation at preprocessing time: numbers, and the equ constants
-    defined above the line (``constant``); no labels, no ``$``."""
-
-    def __init__(self, loc: Loc, what: str, constant: Constant | None):
-        self.loc, self.what, self.constant = loc, what, constant
-        self.section = None
-
-    def lookup(self, name: str, col: int) -> int:
-        if self.constant is not None:
-            return self.constant(name, self.loc, col, self.what)
-        raise self.loc.error(f"{self.what} must be known before assembly: '{clip(name)}' "
-                             "is not defined by %define or %assign", col)
-
-    def lookup_rel(self, name: str, col: int) -> dict:
-        self.lookup(name, col)
-        return {}                           # (a constant made of numbers)
-
-    @property
-    def here(self) -> int:
-        raise self.loc.error(f"'$' has no value in {self.what}: the preprocessor runs "
-                             "before any address is known")
-
-    seg_start = here
 
 
 class Preprocessor:
@@ -136,7 +118,7 @@ class Preprocessor:
                 loc = self._note(loc, depth)
             if depth:
                 self._count(loc, 1, len(loc.text))
-            word, col = _directive(loc.text)
+            word, col = directive(loc.text)
             if word in CONDITIONALS:
                 self._conditional(word, col, loc, conds)
                 continue
@@ -153,7 +135,7 @@ class Preprocessor:
             else:
                 self._directive_line(word, col, loc)
         if conds:
-            raise conds[-1].at.error(f"%{_directive(conds[-1].at.text)[0]} without %endif")
+            raise conds[-1].at.error(f"%{directive(conds[-1].at.text)[0]} without %endif")
 
     def _count(self, loc: Loc, lines: int = 1, chars: int = 0) -> None:
         self.expanded += lines
@@ -212,25 +194,25 @@ class Preprocessor:
 
     def _condition(self, kind: str, word: str, col: int, loc: Loc) -> bool:
         """The value of %if/%ifdef/%ifndef (``kind``), written ``%word``."""
-        rest, rest_col = _rest(loc.text, col, word)
+        rest, rest_col = after_word(loc.text, col, word)
         if kind == "if":
             return self._value(loc, rest_col, f"%{word}") != 0
         name = strip_comment(rest).strip()
-        if not name or not _is_name(name):
+        if not name or not is_name(name):
             raise loc.error(f"%{word} needs one macro name", rest_col)
         return (self.defines.get(name) is not None) == (kind == "ifdef")
 
     def _directive_line(self, word: str, col: int, loc: Loc) -> None:
-        rest, rest_col = _rest(loc.text, col, word)
+        rest, rest_col = after_word(loc.text, col, word)
         if word in ("define", "idefine"):
-            name, params, body = _define_parts(rest, rest_col, loc, word)
+            name, params, body = define_parts(rest, rest_col, loc, word)
             self.defines.undef(name)
             table = self.defines.defines if word == "define" else self.defines.idefines
             table[name if word == "define" else name.lower()] = Define(params, body)
         elif word == "undef":
-            self.defines.undef(_one_name(rest, rest_col, loc, word))
+            self.defines.undef(one_name(rest, rest_col, loc, word))
         elif word == "assign":
-            name, _, _ = _define_parts(rest, rest_col, loc, word, params=False)
+            name, _, _ = define_parts(rest, rest_col, loc, word, params=False)
             after = rest_col + len(rest) - len(rest.lstrip()) + len(name)
             value = self._value(loc, after, "%assign")
             self.defines.undef(name)
@@ -267,7 +249,7 @@ class Preprocessor:
         expr = parse_expr(cur)
         if not cur.at_end():
             raise cur.error_here("expected end of line")
-        return expr.ev(_PreEnv(line, what, self.constant))
+        return expr.ev(PreEnv(line, what, self.constant))
 
     def _include(self, loc: Loc, chain: Chain) -> Iterator[Loc]:
         tokens = tokenize(replace(loc, text=strip_comment(loc.text)))
@@ -302,7 +284,7 @@ class Preprocessor:
     # --- %rep ------------------------------------------------------------------
     def _rep(self, loc: Loc, col: int, it: Iterator[Loc], chain: Chain,
              depth: int) -> Iterator[Loc]:
-        _, rest_col = _rest(loc.text, col, "rep")
+        _, rest_col = after_word(loc.text, col, "rep")
         count = signed64(self._value(loc, rest_col, "a %rep count"))
         if count < 0:
             raise loc.error(f"%rep count {count} is negative", rest_col)
@@ -334,7 +316,7 @@ class Preprocessor:
         for loc in it:
             if self.rows is not None:
                 loc = self._note(loc, depth)
-            word, _ = _directive(loc.text)
+            word, _ = directive(loc.text)
             if word in opening:
                 nest += 1
             elif word == closing:
@@ -342,18 +324,18 @@ class Preprocessor:
                     return tuple(body)
                 nest -= 1
             body.append(loc)
-        first = _directive(start.text)[0]
-        raise start.error(f"%{first} without %{closing}", _directive(start.text)[1])
+        first = directive(start.text)[0]
+        raise start.error(f"%{first} without %{closing}", directive(start.text)[1])
 
     # --- %macro ------------------------------------------------------------------
     def _define_macro(self, loc: Loc, col: int, word: str, it: Iterator[Loc],
                       depth: int) -> None:
-        rest, rest_col = _rest(loc.text, col, word)
+        rest, rest_col = after_word(loc.text, col, word)
         parts = strip_comment(rest).split(None, 2)
-        if not parts or not _is_name(parts[0]):
+        if not parts or not is_name(parts[0]):
             raise loc.error(f"%{word} needs a name", rest_col)
         name = parts[0]
-        lo, hi, greedy = _param_count(parts[1] if len(parts) > 1 else "0", loc, rest_col)
+        lo, hi, greedy = param_count(parts[1] if len(parts) > 1 else "0", loc, rest_col)
         defaults = tuple(split_args(parts[2])) if len(parts) > 2 else ()
         body = self._collect(it, loc, depth, ("macro", "imacro"), "endmacro")
         macro = Macro(name, lo, hi, greedy, defaults, body, loc)
@@ -415,85 +397,5 @@ class Preprocessor:
         yield from self._block(lines(), chain, depth + 1)
 
 
-NOT_SUPPORTED = frozenset((
-    "xdefine", "ixdefine", "defstr", "deftok", "defalias", "undefalias", "iassign",
-    "strlen", "strcat", "substr", "rotate", "push", "pop", "repl", "unmacro",
-    "unimacro", "local", "arg", "stacksize", "line", "pragma", "use", "clear",
-    "depend", "warning", "fatal", "while", "endwhile", "exitwhile", "exitmacro",
-    "pathsearch", "null", "aliases", "ifmacro"))
-
-
 def _context(what: str, at: Loc) -> tuple[str, ...]:
     return (f"{what} at {at.file}:{at.line}", *at.context)
-
-
-def _directive(text: str) -> tuple[str | None, int]:
-    """(lower-case word, column of its '%') when ``text`` is a ``%`` directive."""
-    stripped = text.lstrip(" \t")
-    if len(stripped) < 2 or stripped[0] != "%" or not stripped[1].isalpha():
-        return None, 0
-    j = 1
-    while j < len(stripped) and (stripped[j].isalnum() or stripped[j] == "_"):
-        j += 1
-    return stripped[1:j].lower(), len(text) - len(stripped) + 1
-
-
-def _rest(text: str, col: int, word: str) -> tuple[str, int]:
-    """The text after ``%word`` at ``col``, and its column."""
-    start = col + len(word)         # (0-based index just after the word)
-    return text[start:], start + 1
-
-
-def _is_name(text: str) -> bool:
-    return bool(text) and (text[0].isalpha() or text[0] in "_.?@$") and all(
-        c.isalnum() or c in "_.?@$#~" for c in text)
-
-
-def _one_name(rest: str, col: int, loc: Loc, word: str) -> str:
-    name = strip_comment(rest).strip()
-    if not _is_name(name):
-        raise loc.error(f"%{word} needs one macro name", col)
-    return name
-
-
-def _define_parts(rest: str, col: int, loc: Loc, word: str,
-                  params: bool = True) -> tuple[str, tuple[str, ...] | None, str]:
-    """(name, parameters or None, body) of ``%define name(a, b) body``."""
-    text = strip_comment(rest)
-    lead = len(text) - len(text.lstrip())
-    text = text.strip()
-    j = 0
-    while j < len(text) and (text[j].isalnum() or text[j] in "_.?@$#~"):
-        j += 1
-    name = text[:j]
-    if not _is_name(name):
-        raise loc.error(f"%{word} needs a macro name", col + lead)
-    plist: tuple[str, ...] | None = None
-    body = text[j:]
-    if params and body.startswith("("):
-        close = body.find(")")
-        if close < 0:
-            raise loc.error(f"%{word} {name}(: expected ')'", col + lead + j)
-        plist = tuple(p.strip() for p in body[1:close].split(",")) if body[1:close].strip() \
-            else ()
-        if not all(_is_name(p) for p in plist):
-            raise loc.error(f"%{word} {name}: parameters must be names", col + lead + j)
-        body = body[close + 1:]
-    return name, plist, body.strip()
-
-
-def _param_count(spec: str, loc: Loc, col: int) -> tuple[int, int | None, bool]:
-    """(lowest, highest or None for ``*``, greedy) from ``N``, ``N-M``,
-    ``N-*`` with an optional ``+``."""
-    greedy = spec.endswith("+")
-    spec = spec.rstrip("+")
-    lo_text, _, hi_text = spec.partition("-")
-    try:
-        lo = int(lo_text)
-        hi = None if hi_text == "*" else int(hi_text) if hi_text else lo
-    except ValueError:
-        raise loc.error(f"bad parameter count '{clip(spec)}' (write N, N-M or N-*)",
-                        col) from None
-    if lo < 0 or (hi is not None and hi < lo) or lo > 1000 or (hi or 0) > 1000:
-        raise loc.error(f"bad parameter count '{clip(spec)}'", col)
-    return lo, hi, greedy

@@ -58,11 +58,55 @@ class Section:
             self.align = n
 
 
+def declare(sections: list[Section], stmt, critical) -> Section:
+    """The section a ``section`` line names, made or found, with its
+    attributes applied; ``critical(node, what)`` evaluates a value that
+    decides the layout."""
+    sec = next((s for s in sections if s.name == stmt.name), None)
+    nobits_attr = stmt.attrs.get("nobits")
+    if sec is None:
+        nobits = nobits_attr[0] if nobits_attr else stmt.name == ".bss"
+        sec = Section(stmt.name, bool(nobits), stmt.loc,
+                      None if stmt.name == ".bss" else sections[-1])
+        sections.append(sec)
+    elif nobits_attr and nobits_attr[0] != sec.nobits:
+        raise stmt.loc.error(f"section '{clip(sec.name)}' was "
+                             f"{'nobits' if sec.nobits else 'progbits'}: its type cannot "
+                             "change", nobits_attr[1])
+    for key in ("start", "vstart", "align"):
+        if key not in stmt.attrs:
+            continue
+        node, col = stmt.attrs[key]
+        value = critical(node, f"section attribute {key}=")
+        if not 0 <= value < ADDRESS_END:
+            raise stmt.loc.error(f"{key}={value:#x} out of range (0..0xffffffff)", col)
+        if key == "align":
+            if value <= 0 or value & (value - 1):
+                raise stmt.loc.error(f"align={value} is not a power of two", col)
+            sec.raise_align(value)
+        elif getattr(sec, key) not in (None, value):
+            raise stmt.loc.error(f"section '{clip(sec.name)}': {key}= redefined", col)
+        else:
+            setattr(sec, key, value)
+    if "follows" in stmt.attrs:
+        target, col = stmt.attrs["follows"]
+        if sec.follows not in (None, target):
+            raise stmt.loc.error(f"section '{clip(sec.name)}': follows= redefined", col)
+        sec.follows = target  # type: ignore[assignment]
+    if sec.start is not None and sec.follows is not None:
+        raise stmt.loc.error("start= and follows= cannot both be given", stmt.col)
+    if sec.start is not None and sec.align and sec.start % sec.align and \
+            "align" in stmt.attrs:
+        raise stmt.loc.error(f"start={sec.start:#x} is not a multiple of "
+                             f"align={sec.align}", stmt.attrs["align"][1])
+    return sec
+
+
 def _up(value: int, align: int) -> int:
     return -(-value // align) * align
 
 
-def place(sections: list[Section], origin: int | None, origin_loc: Loc | None) -> None:
+def place(sections: list[Section], origin: int | None) -> None:
     """Give every section its load address and base (see the module doc);
     ``sections`` are in order of definition, ``.text`` first."""
     progbits = [s for s in sections if not s.nobits]

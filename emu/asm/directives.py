@@ -1,0 +1,114 @@
+"""The lines of ``%`` directives: recognising one and reading its arguments.
+
+Helpers of ``preproc``; each reports a malformed argument at its column.
+"""
+
+from __future__ import annotations
+
+from .lexer import Loc, clip
+from .macros import strip_comment
+
+NOT_SUPPORTED = frozenset((
+    "xdefine", "ixdefine", "defstr", "deftok", "defalias", "undefalias", "iassign",
+    "strlen", "strcat", "substr", "rotate", "push", "pop", "repl", "unmacro",
+    "unimacro", "local", "arg", "stacksize", "line", "pragma", "use", "clear",
+    "depend", "warning", "fatal", "while", "endwhile", "exitwhile", "exitmacro",
+    "pathsearch", "null", "aliases", "ifmacro"))
+
+
+def directive(text: str) -> tuple[str | None, int]:
+    """(lower-case word, column of its '%') when ``text`` is a ``%`` directive."""
+    stripped = text.lstrip(" \t")
+    if len(stripped) < 2 or stripped[0] != "%" or not stripped[1].isalpha():
+        return None, 0
+    j = 1
+    while j < len(stripped) and (stripped[j].isalnum() or stripped[j] == "_"):
+        j += 1
+    return stripped[1:j].lower(), len(text) - len(stripped) + 1
+
+
+def after_word(text: str, col: int, word: str) -> tuple[str, int]:
+    """The text after ``%word`` at ``col``, and its column."""
+    start = col + len(word)         # (0-based index just after the word)
+    return text[start:], start + 1
+
+
+def is_name(text: str) -> bool:
+    return bool(text) and (text[0].isalpha() or text[0] in "_.?@$") and all(
+        c.isalnum() or c in "_.?@$#~" for c in text)
+
+
+def one_name(rest: str, col: int, loc: Loc, word: str) -> str:
+    name = strip_comment(rest).strip()
+    if not is_name(name):
+        raise loc.error(f"%{word} needs one macro name", col)
+    return name
+
+
+def define_parts(rest: str, col: int, loc: Loc, word: str,
+                  params: bool = True) -> tuple[str, tuple[str, ...] | None, str]:
+    """(name, parameters or None, body) of ``%define name(a, b) body``."""
+    text = strip_comment(rest)
+    lead = len(text) - len(text.lstrip())
+    text = text.strip()
+    j = 0
+    while j < len(text) and (text[j].isalnum() or text[j] in "_.?@$#~"):
+        j += 1
+    name = text[:j]
+    if not is_name(name):
+        raise loc.error(f"%{word} needs a macro name", col + lead)
+    plist: tuple[str, ...] | None = None
+    body = text[j:]
+    if params and body.startswith("("):
+        close = body.find(")")
+        if close < 0:
+            raise loc.error(f"%{word} {name}(: expected ')'", col + lead + j)
+        plist = tuple(p.strip() for p in body[1:close].split(",")) if body[1:close].strip() \
+            else ()
+        if not all(is_name(p) for p in plist):
+            raise loc.error(f"%{word} {name}: parameters must be names", col + lead + j)
+        body = body[close + 1:]
+    return name, plist, body.strip()
+
+
+def param_count(spec: str, loc: Loc, col: int) -> tuple[int, int | None, bool]:
+    """(lowest, highest or None for ``*``, greedy) from ``N``, ``N-M``,
+    ``N-*`` with an optional ``+``."""
+    greedy = spec.endswith("+")
+    spec = spec.rstrip("+")
+    lo_text, _, hi_text = spec.partition("-")
+    try:
+        lo = int(lo_text)
+        hi = None if hi_text == "*" else int(hi_text) if hi_text else lo
+    except ValueError:
+        raise loc.error(f"bad parameter count '{clip(spec)}' (write N, N-M or N-*)",
+                        col) from None
+    if lo < 0 or (hi is not None and hi < lo) or lo > 1000 or (hi or 0) > 1000:
+        raise loc.error(f"bad parameter count '{clip(spec)}'", col)
+    return lo, hi, greedy
+
+
+class PreEnv:
+    """Evaluation at preprocessing time: numbers, and the equ constants
+    defined above the line (``constant``); no labels, no ``$``."""
+
+    def __init__(self, loc: Loc, what: str, constant):
+        self.loc, self.what, self.constant = loc, what, constant
+        self.section = None
+
+    def lookup(self, name: str, col: int) -> int:
+        if self.constant is not None:
+            return self.constant(name, self.loc, col, self.what)
+        raise self.loc.error(f"{self.what} must be known before assembly: '{clip(name)}' "
+                             "is not defined by %define or %assign", col)
+
+    def lookup_rel(self, name: str, col: int) -> dict:
+        self.lookup(name, col)
+        return {}                           # (a constant made of numbers)
+
+    @property
+    def here(self) -> int:
+        raise self.loc.error(f"'$' has no value in {self.what}: the preprocessor runs "
+                             "before any address is known")
+
+    seg_start = here
