@@ -246,3 +246,15 @@ def test_nasm_style_programs_run_in_every_mode(name, mode):
     assert (r.outcome, r.exit_status) == (
         "poweroff", int(status.read_text()) if status.exists() else 0), r.message
     assert r.console == (NASM_DIR / "expected" / f"{name}.txt").read_text()
+
+
+def test_the_example_of_the_language_reference_runs_and_nasm_accepts_it(tmp_path):
+    doc = (ROOT / "docs" / "language.md").read_text()
+    source = doc.split("```nasm\n", 1)[1].split("```", 1)[0]
+    src = tmp_path / "hello.s"
+    src.write_text(source)
+    done = nasm(src, tmp_path / "out.bin")
+    assert (done.returncode, done.stderr) == (0, "")
+    for mode in MODES:
+        r = System(assemble_file(src), Config(mode=mode, mem_mib=1)).run()
+        assert (r.outcome, r.exit_status, r.console) == ("poweroff", 0, "hello\n")
