@@ -34,6 +34,9 @@ _SPACE = frozenset(" \t\r\f\v")
 _OPS = ("<<<", ">>>", "<<", ">>", "//", "%%", "&&", "||", "^^", "==", "!=", "<>",
         "<=", ">=", "$$", "+", "-", "*", "/", "%", "&", "^", "|", "~", "!", "=", "<",
         ">", "(", ")", "[", "]", ",", ":", "$")
+_OPS_BY_CHAR: dict[str, tuple[str, ...]] = {}
+for _op in _OPS:                        # longest first, as _OPS lists them
+    _OPS_BY_CHAR[_op[0]] = (*_OPS_BY_CHAR.get(_op[0], ()), _op)
 _RADIX = {"b": 2, "y": 2, "o": 8, "q": 8, "d": 10, "t": 10, "h": 16, "x": 16}
 _DIGITS = "0123456789abcdef"
 _ESCAPES = {"'": 39, '"': 34, "`": 96, "\\": 92, "?": 63, "a": 7, "b": 8, "t": 9,
@@ -172,7 +175,7 @@ def tokenize(loc: Loc) -> list[Token]:
             tok, i = _string(loc, i)
             out.append(tok)
         else:
-            for op in _OPS:
+            for op in _OPS_BY_CHAR.get(c, ()):
                 if text.startswith(op, i):
                     out.append(Token("op", op, i + 1))
                     i += len(op)

@@ -111,6 +111,8 @@ def scan(text: str):
 
 def strip_comment(text: str) -> str:
     """``text`` without its comment."""
+    if ";" not in text:
+        return text
     for start, _, kind in scan(text):
         if kind == "comment":
             return text[:start]

@@ -157,10 +157,12 @@ class Preprocessor:
         if text is not loc.text:
             loc = replace(loc, text=text)
             self._count(loc, 0, len(text))
-        for start, end, kind in scan(text):
-            if kind == "macro-ref":
-                ref = text[start:end]
-                raise loc.error(f"'{clip(ref)}' can only be used inside a %macro", start + 1)
+        if "%" in text:
+            for start, end, kind in scan(text):
+                if kind == "macro-ref":
+                    ref = text[start:end]
+                    raise loc.error(f"'{clip(ref)}' can only be used inside a %macro",
+                                    start + 1)
         call = self._macro_call(text)
         if call is None:
             yield loc
