@@ -107,3 +107,12 @@ def test_a_section_loaded_elsewhere_names_both_addresses():
     assert ";; section hi at 0x00002000, labels from 0x00400000: 0x4 bytes (progbits)" \
         in text.splitlines()
     assert f"{3:>6}     00400000 00 00 40 00{'':14}x: dd x" in text.splitlines()
+
+
+def test_a_listing_stops_at_its_limit_and_says_so(monkeypatch):
+    from emu.asm import preproc
+    monkeypatch.setattr(preproc, "MAX_ROWS", 3)
+    image = assemble("_start:\nnop\nnop\nnop\nnop\n", "x.s", listing=True)
+    assert image.size == 4
+    assert source_listing(image).splitlines()[3:5] == [
+        ";; the listing stops after 3 lines (the rest was assembled)", ""]

@@ -29,6 +29,7 @@ from functools import partial
 
 from .. import isa
 from ..errors import AsmError
+from . import preproc
 from .expr import Node, Num, Sym, walk
 from .image import Image, SectionInfo, SourceLine
 from .lexer import Loc, clip
@@ -311,7 +312,8 @@ class Assembler:
         listing = None
         if self.recorder is not None:
             assert self.pre.rows is not None
-            listing = self.recorder.lines(self.pre.rows)
+            listing = self.recorder.lines(self.pre.rows,
+                                          len(self.pre.rows) >= preproc.MAX_ROWS)
         return Image(segments, entry, symbols, dict(self.labels), lines, filename, infos,
                      listing)
 

@@ -32,7 +32,8 @@ class ListingLine:
 
     ``level`` is 0 for a line of a file, n for a line made by n macro calls
     or %rep blocks; ``kind`` says what the line is: "code", "data",
-    "reserve", "label", "equ" or "" (a comment, a directive ...).
+    "reserve", "label", "equ", "" (a comment, a directive ...) or "note" (a
+    line of the listing itself, in ``text``).
     """
 
     file: str

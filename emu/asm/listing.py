@@ -63,7 +63,8 @@ class Recorder:
         r["kind"] = "code" if code else "reserve" if reserve and r["kind"] != "data" \
             else "data"
 
-    def lines(self, rows: list[Row]) -> tuple[ListingLine, ...]:
+    def lines(self, rows: list[Row], cut: bool = False) -> tuple[ListingLine, ...]:
+        """One ListingLine per row; ``cut``: the rows stopped at the limit."""
         out = []
         for i, row in enumerate(rows):
             r = self.made.get(i)
@@ -72,6 +73,9 @@ class Recorder:
             else:
                 out.append(ListingLine(row.file, row.line, row.text, row.level, r["kind"],
                                        r["addr"], r["data"], r["reserved"], r["value"]))
+        if cut:
+            out.append(ListingLine("", 0, f";; the listing stops after {len(rows):,} lines "
+                                   "(the rest was assembled)", 0, "note"))
         return tuple(out)
 
 
@@ -82,6 +86,9 @@ def format_listing(image: Image) -> str:
     out: list[str] = []
     current = image.source_name
     for ln in image.listing:
+        if ln.kind == "note":
+            out.append(ln.text)
+            continue
         if ln.level == 0 and ln.file != current:
             out.append(f";; {ln.file}")
             current = ln.file

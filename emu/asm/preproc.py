@@ -24,6 +24,7 @@ without end), a %rep count of at most ``MAX_REP``, ``MAX_EXPANDED`` lines
 and %rep iterations made by macros and %rep in one assembly, ``MAX_TEXT``
 characters of lines changed by macros; a single-line macro expands at most
 ``macros.MAX_DEFINE_DEPTH`` deep, into at most ``macros.MAX_LINE`` characters.
+A listing shows the first ``MAX_ROWS`` lines.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ MAX_MACRO_DEPTH = 64        # macro calls and %rep blocks inside each other
 MAX_EXPANDED = 200_000      # lines and %rep iterations made by macros and %rep
 MAX_REP = MAX_EXPANDED      # the largest %rep count
 MAX_TEXT = 16 << 20         # characters of lines after macro expansion, in all
+MAX_ROWS = 100_000          # lines a listing shows (the rest are assembled, not listed)
 Chain = tuple[tuple[str, str], ...]
 Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> value
 
@@ -149,6 +151,8 @@ class Preprocessor:
 
     def _note(self, loc: Loc, level: int) -> Loc:
         assert self.rows is not None
+        if len(self.rows) >= MAX_ROWS:
+            return loc
         self.rows.append(Row(loc.file, loc.line, loc.text, level))
         return replace(loc, row=len(self.rows) - 1)
 
