@@ -213,8 +213,8 @@ def goto_place(session, place: Place) -> None:
 
 def _restore_held(session, snap) -> None:
     """Restore ``snap`` with the vCPU held at the batch it stands at."""
-    from .session import _log_prefix
-    nsteps, nevents, events, in_step = snap.extra
+    from .session import split_log
+    nsteps, nevents, events, in_step, cut = snap.extra
     log = session.log
     store = session.recorder.store
     store.drop_after(lambda s: s.extra[0] < nsteps or (s is snap and not in_step))
@@ -232,7 +232,12 @@ def _restore_held(session, snap) -> None:
         session.system.env.step()
     session.recorder.enabled = True
     session.nsteps = nsteps
-    session.log = _log_prefix(log, nsteps - 1) + [[0, 1]] if in_step else _log_prefix(log, nsteps)
+    session.log = split_log(log, cut)[0]
+    if in_step:                         # the step it stood in, held before its batch
+        if session.log and session.log[-1][0] == 0:
+            session.log[-1] = [0, session.log[-1][1] + 1]
+        else:
+            session.log.append([0, 1])
     session.snapshot_here()
 
 

@@ -108,7 +108,9 @@ class Session:
         """What a snapshot keeps of the session: the simpy events it stands
         after (a snapshot taken during a step stands at its end) and the
         trace events seen so far."""
-        return (self.nsteps + self._stepping, self.nevents, tuple(self.events), self._stepping)
+        cut = (len(self.log), self.log[-1][1] if self.log else 0)   # the log so far
+        return (self.nsteps + self._stepping, self.nevents, tuple(self.events), self._stepping,
+                cut)
 
     def _rewatch(self) -> None:
         if self.watch:
@@ -117,7 +119,7 @@ class Session:
     def _restore(self, snap) -> None:
         """The machine of snapshot ``snap``; its processes put back where
         they waited (simpy events that are not the run's own steps)."""
-        nsteps, nevents, events, _ = snap.extra
+        nsteps, nevents, events = snap.extra[:3]
         self.recorder.store.drop_after(lambda s: s.extra[0] <= nsteps)
         self.system = self.recorder.restore(snap)
         self.events = deque(events, maxlen=KEEP_EVENTS)
@@ -200,17 +202,12 @@ class Session:
             if snap is None:
                 self.log = []
                 self._boot()
+                rest = log
             else:
                 self._restore(snap)
-                self.log = _log_prefix(log, self.nsteps)
-            skip = self.nsteps
-            left = pos.nsteps - skip
-            for limit, count in log:
-                if skip >= count:
-                    skip -= count
-                    continue
-                count -= skip
-                skip = 0
+                self.log, rest = split_log(log, snap.extra[4], int(snap.extra[3]))
+            left = pos.nsteps - self.nsteps
+            for limit, count in rest:
                 for _ in range(min(count, left)):
                     self._step(limit)
                 left -= min(count, left)
@@ -346,11 +343,11 @@ class Session:
         return f"back: undid {what}; at {mark.pos.icount:,} instructions ({mark.message})"
 
     # --- going backwards (searches in ``reverse.py``) ------------------------------------------
-    def _reverse(self, command: str, look, nothing: str) -> str:
+    def _reverse(self, command: str, look, nothing: str, coarse: bool = False) -> str:
         from .reverse import goto_place, search
         self.interrupted = False
         regs = self.registers()
-        place = search(self, look)
+        place = search(self, look, coarse=coarse)
         if place is None:
             self._to_origin()
             why = nothing
@@ -377,7 +374,7 @@ class Session:
         """Back to the place before the last instruction (or event delivery)."""
         from .reverse import previous_instruction
         return self._reverse("reverse-step", previous_instruction(self),
-                             "at the start of the history")
+                             "at the start of the history", coarse=True)
 
     def reverse_continue(self) -> str:
         """Back to the last place a breakpoint (or, with none set, a fault or
@@ -535,12 +532,21 @@ class Session:
         return self.breaks.items
 
 
-def _log_prefix(log: list[list], n: int) -> list[list]:
-    """The first ``n`` simpy events of a run-length log."""
-    out = []
-    for limit, count in log:
-        if n <= 0:
-            break
-        out.append([limit, min(count, n)])
-        n -= count
-    return out
+def split_log(log: list[list], cut: tuple[int, int], more: int = 0):
+    """(the first steps of a run-length ``log``, the rest): the steps a
+    snapshot's ``cut`` (entries, count in the last) stands for, plus
+    ``more``.  The entries before the cut are shared (never changed again)."""
+    n, c = cut
+    head = log[:max(n - 1, 0)] + ([[log[n - 1][0], c]] if n else [])
+    rest = ([[log[n - 1][0], log[n - 1][1] - c]] if n and log[n - 1][1] > c else []) + log[n:]
+    for _ in range(more):
+        limit, count = rest[0]
+        if count > 1:
+            rest[0] = [limit, count - 1]
+        else:
+            rest.pop(0)
+        if head and head[-1][0] == limit:
+            head[-1] = [limit, head[-1][1] + 1]
+        else:
+            head.append([limit, 1])
+    return head, rest
