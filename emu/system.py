@@ -33,9 +33,10 @@ from .hw.mmu import Mmu
 from .hw.nested import NestedWalker
 from .hw.tlb import POLICIES, Tlb
 from .trace import TraceBus
+from .vmm.api import Action
 from .vmm.host import Host
-from .vmm.monitor import ShadowMonitor
 from .vmm.nested import NestedMonitor
+from .vmm.platform import ShadowMonitor
 from .vmm.pmap import GuestPhys, OutOfMachineMemory, PMap
 from .vmm.shadow import POLICIES as SHADOW_POLICIES
 
@@ -152,12 +153,14 @@ class System:
 
     def __init__(self, image: Image, config: Config = Config(),
                  bus: TraceBus | None = None, console_sink=None, *,
-                 host: Host | None = None, name: str = "vm0"):
+                 host: Host | None = None, name: str = "vm0", vmm_class=None):
         """``host``: the machine this VM shares with others (``multi.py``);
-        by default a VM has a host of its own."""
+        by default a VM has a host of its own.  ``vmm_class``: the shadow
+        VMM (a ``ShadowVmm`` subclass; the built-in one by default)."""
         self.config = config.validate()
         self.image = image
         self.name = name
+        self.vmm_class = vmm_class
         self._own_host = host is None
         self.bus = bus or TraceBus()
         self.env = host.env if host is not None else simpy.Environment()
@@ -184,12 +187,17 @@ class System:
         self.mmu = Mmu(self.mem, self.itlb, self.dtlb, c.costs)
         self.cpu = Cpu(self.mmu, c.costs)
         self._wire_trace()
+        if self.vmm_class is None and c.mode == "shadow":
+            from .vmm.builtin import BuiltinShadowVmm
+            self.vmm_class = BuiltinShadowVmm
+        if c.mode != "native":
+            collaborators = dict(name=name, env=self.env, bus=self.bus, costs=c.costs,
+                                 cpu=self.cpu, mmu=self.mmu, host=self.host, pmap=self.pmap,
+                                 guest=self.guest)
         if c.mode == "shadow":
-            self.vmm = ShadowMonitor(self, self.machine, self.pmap, self.guest, c.shadow_policy)
             self.cpu.intercepts = INTERCEPTS
-            if c.check_invariants:
-                from .vmm.invariants import check_host, check_shadow
-                self.vmm.check = lambda: (check_shadow(self.vmm), check_host(self.host, name))
+            self.vmm = ShadowMonitor(vmm_class=self.vmm_class, policy=c.shadow_policy,
+                                     **collaborators)
         elif c.mode == "nested":
             walker = NestedWalker(self.mem, lambda: bool(self.cpu.cr0 & 0x80000000),
                                   c.ntlb_entries)
@@ -197,17 +205,16 @@ class System:
             self.mmu.large_pages = False
             self.cpu.nested = True
             self.mmu.set_control(True, False, False, False)
-            self.vmm = NestedMonitor(self, self.machine, self.pmap, self.guest, walker)
             self.cpu.intercepts = frozenset({"hlt", "io"})
-            if c.check_invariants:
-                from .vmm.invariants import check_host, check_nested
-                self.vmm.check = lambda: (check_nested(self.vmm), check_host(self.host, name))
+            self.vmm = NestedMonitor(walker=walker, **collaborators)
         if self.vmm is not None:
             self.guest.on_write = self.mmu.code_written
             self.host.attach(name, self.pmap, self.vmm, self.bus, lambda: self.finished)
-            if c.check_invariants and self._own_host:
-                from .vmm.invariants import check_host
-                self.host.check = check_host
+            if c.check_invariants:
+                from .vmm.invariants import check_host, check_vmm
+                self.vmm.check = lambda: (check_vmm(self.vmm), check_host(self.host, name))
+                if self._own_host:
+                    self.host.check = check_host
         self.console = Console(console_sink)
         self.timer = Timer(c.clock)
         self.io = IoBus(self.console, self.timer)
@@ -253,8 +260,7 @@ class System:
 
         def step6(vpn: int) -> int | None:
             # The walk and fill that restart the instruction of a #PF exit.
-            vmm = self.vmm
-            return 6 if vmm is not None and vmm.restart_vpn == vpn else None
+            return mmu.step_of(vpn)
 
         def on_walk(w):
             if bus.active and w.fault is False:
@@ -268,7 +274,7 @@ class System:
             if bus.active:
                 step = step6(e.vpn)
                 if step is not None:
-                    self.vmm.restart_vpn = None
+                    mmu.expect_restart(None)
                 bus.emit("tlb_fill", va=e.vpn << 12, step=step, pn=e.pn, fetch=fetch,
                          writable=e.writable, user=e.user)
         def on_cpu_event(kind, **data):
@@ -329,7 +335,7 @@ class System:
             if stop.insns and self.vmm is not None:
                 self.host.release(self.name)    # progress: its exits' pages may go
             if stop.reason == "exit" and not self.bus.active:
-                # Taken with the VMM's costs, in one timeout (see vmm.monitor).
+                # Taken with the VMM's costs, in one timeout (see vmm/runtime.py).
                 self._carry = stop.cycles
             else:
                 yield env.timeout(stop.cycles)
@@ -360,21 +366,23 @@ class System:
 
     def handle_exit(self, stop: Stop):
         """A VM exit: hand it to the VMM's process and act on its answer."""
+        exit = stop.detail["exit"]
         if self.vmm is None:
-            self._end("crash", f"unexpected VM exit {stop.detail.get('exit')}")
+            self._end("crash", f"unexpected VM exit {exit.reason}")
             return True
         carry, self._carry = self._carry, 0
-        action = yield from self.vmm.exit(stop, carry)
-        if action.kind == "halt":
+        outcome = yield from self.vmm.exit(exit, carry)
+        action = outcome.action
+        if action is Action.HALT:
             return (yield from self._halt())
-        if action.kind == "io":
-            d = action.detail
-            return self._io(d["port"], d["value"], d["reg"])
-        if action.kind == "shutdown":
-            self._end("crash", self.shutdown_message(action.detail))
+        if action is Action.IO:
+            io = outcome.exit
+            return self._io(io.port, io.value, io.reg)
+        if action is Action.SHUTDOWN:
+            self._end("crash", self.shutdown_message(outcome.detail))
             return True
-        if action.kind == "crash":
-            d = action.detail
+        if action is Action.CRASH:
+            d = outcome.detail
             self._end("crash", f"{d['message']} (eip {d.get('eip', self.cpu.eip):#010x})")
             return True
         return False

@@ -12,6 +12,7 @@ import pytest
 
 from emu.hw.memory import BusError, PhysMem
 from emu.hw.paging import PTE_A, PTE_D, PTE_G, PTE_P, PTE_PWT, PTE_U, PTE_W
+from emu.vmm.api import VmmError
 from emu.vmm.invariants import InvariantError, check_shadow
 from emu.vmm.pmap import (
     RESIDENT,
@@ -364,9 +365,23 @@ def test_check_shadow_passes_on_a_clean_vm():
     assert mon.invariant_checks == 1
 
 
+def test_set_spte_refuses_a_page_the_vm_may_not_reach():
+    """The VMM API refuses at once what the invariant would find later."""
+    mon, pd, pt = vm()
+    foreign = mon.machine.alloc("vm1")
+    with pytest.raises(VmmError, match=r"^isolation: spte maps mpn 0x5, which is a page the "
+                                       r"PMap gives to vm1$"):
+        mon.shadow.set_spte(pt, 8, foreign, PWU, 40, False)
+    with pytest.raises(VmmError, match=r"^isolation: spte maps mpn 0x1, which is a page of "
+                                       r"the VMM's own tables$"):
+        mon.shadow.set_spte(pt, 7, pd.mpn, PWU, 1, False)
+    with pytest.raises(VmmError, match=r"^isolation: spte maps mpn 0x30, which is a free page$"):
+        mon.shadow.set_spte(pt, 7, 0x30, PWU, 1, False)
+
+
 def test_check_shadow_catches_an_spte_mapping_a_shadow_page():
     mon, pd, pt = vm()
-    mon.shadow.set_spte(pt, 7, pd.mpn, PWU, 1, False)
+    poke(pt, 7, (pd.mpn << 12) | PWU)             # behind the API's back
     with pytest.raises(InvariantError, match=r"spte \('pt', 2\)\[7\] = .* maps a shadow page"):
         check_shadow(mon)
 
@@ -374,7 +389,7 @@ def test_check_shadow_catches_an_spte_mapping_a_shadow_page():
 def test_check_shadow_catches_an_spte_mapping_another_owners_page():
     mon, _, pt = vm()
     foreign = mon.machine.alloc("vm1")
-    mon.shadow.set_spte(pt, 8, foreign, PWU, 40, False)
+    poke(pt, 8, (foreign << 12) | PWU)
     with pytest.raises(InvariantError,
                        match=r"spte \('pt', 2\)\[8\] .* owned by vm1, not a page of vm0"):
         check_shadow(mon)

@@ -17,6 +17,15 @@ from .exceptions import (
     GuestFault,
     describe_vector,
 )
+from .exits import (
+    CrReadExit,
+    CrWriteExit,
+    EptViolationExit,
+    HaltExit,
+    InvlpgExit,
+    IoExit,
+    PageFaultExit,
+)
 from .stops import CONTRIBUTORY, KERNEL_CS, USER_CS, USER_SS, Stop
 from .stops import StopRun as _StopRun
 
@@ -47,8 +56,27 @@ class EventDelivery:
         return self.deliver(f.vector, f.error_code, f.cr2, eip)
 
     def _exit(self, reason: str, eip: int, **detail) -> Stop:
-        detail.update(eip=eip, vectoring=self.vectoring)
-        return Stop("exit", detail={"exit": reason, **detail})
+        """A VM exit: the typed record of ``reason`` (``exits.py``), as a Stop."""
+        v = self.vectoring
+        if reason == "pf":
+            w = self.mmu.last_walk           # step 1: the shadow walk that faulted
+            exit = PageFaultExit(eip, v, detail["va"], detail["error_code"],
+                                 w if w is not None and w.va == detail["va"] else None)
+        elif reason == "npf":
+            exit = EptViolationExit(eip, v, detail["va"], detail["gpa"], detail["error_code"],
+                                    getattr(self.mmu.walker, "last_grid", ()))
+        elif reason == "hlt":
+            exit = HaltExit(eip, v, detail["next_eip"])
+        elif reason == "invlpg":
+            exit = InvlpgExit(eip, v, detail["va"], detail["next_eip"])
+        elif reason == "cr3_read":
+            exit = CrReadExit(eip, v, detail["reg"], detail["next_eip"])
+        elif reason == "io":
+            exit = IoExit(eip, v, detail["port"], detail["value"], detail["reg"],
+                          detail["next_eip"])
+        else:                                  # cr0_write, cr3_write, cr4_write
+            exit = CrWriteExit(eip, v, detail["cr"], detail["value"], detail["next_eip"])
+        return Stop("exit", detail={"exit": exit})
 
     def _interrupt(self) -> None:
         self.irq_pending = False

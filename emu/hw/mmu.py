@@ -80,7 +80,8 @@ class Mmu:
         # (vpn, is_fetch) of misses whose walk faulted: the retry after the
         # fault is handled is not a second miss (bounded: cleared on CR3 loads).
         self._missed: set[tuple[int, bool]] = set()
-        self.last_walk = None      # the record of the most recent walk
+        self.last_walk = None      # the record of the most recent walk (step 1 of a #PF exit)
+        self.restart_vpn: int | None = None   # the page whose walk and fill are step 6
         self.trace_walk = None     # callable(walk): every hardware walk
         self.on_fill = None        # callable(entry, fetch): every TLB fill
         self.on_miss = None        # callable(va, fetch): every TLB miss (counted once)
@@ -228,6 +229,20 @@ class Mmu:
     def _drop_both(self, e: TlbEntry) -> None:
         self._drop_i(e)
         self._drop_d(e)
+
+    # --- the six steps: the hardware's part ----------------------------------
+    # Step 1 is ``translate``'s miss: the walk of the tables at CR3 (the
+    # shadow's, under shadow paging) faults, and the #PF becomes a VM exit
+    # whose record carries ``last_walk``.  Step 6 is the walk and TLB fill
+    # of the restarted instruction, once the VMM said which page it expects.
+    def expect_restart(self, vpn: int | None) -> None:
+        """Step 5: the VMM restarts the instruction that faulted on ``vpn``
+        (None: no restart is due)."""
+        self.restart_vpn = vpn
+
+    def step_of(self, vpn: int) -> int | None:
+        """6 for the walk and fill of the page a restart is due on."""
+        return 6 if self.restart_vpn == vpn else None
 
     # --- translation (the slow path) --------------------------------------
     def translate(self, va: int, write: bool = False, fetch: bool = False,

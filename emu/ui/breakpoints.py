@@ -61,7 +61,7 @@ def exit_reasons(system) -> list[str]:
     vmm = system.vmm
     if vmm is None:
         return []
-    return sorted(set(system.cpu.intercepts) | {vmm.FAULT_EXIT})
+    return sorted(set(system.cpu.intercepts) | {vmm.FAULT_EXIT.reason})
 
 
 class Breakpoints:

@@ -115,6 +115,13 @@ def check_nested(monitor) -> int:
     return n
 
 
+def check_vmm(monitor) -> int:
+    """The check of ``monitor``'s mode: shadow tables or the nested table."""
+    if hasattr(monitor, "shadow"):
+        return check_shadow(monitor)
+    return check_nested(monitor)
+
+
 def check_host(host, only: str | None = None) -> int:
     """Check the host's page states when any page changed state since the
     last check, and the reach of every VM (``only``: of that VM, after its

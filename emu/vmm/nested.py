@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from struct import Struct
 
+from ..hw.exits import EptViolationExit
 from ..hw.paging import PTE_A, PTE_P, PTE_U, PTE_W
-from .base import Action, Monitor
-from .pmap import VMM_OWNER, GuestPhys, MachineMemory, PMap
+from .api import Action
+from .pmap import VMM_OWNER, MachineMemory
+from .runtime import Monitor, Outcome
 
 _U32 = Struct("<I")
 NESTED_RIGHTS = PTE_P | PTE_W | PTE_U      # guest RAM is all readable and writable
@@ -104,41 +106,39 @@ class NestedTables:
 class NestedMonitor(Monitor):
     """The VMM's per-vCPU context for nested paging."""
 
-    FAULT_EXIT = "npf"
+    FAULT_EXIT = EptViolationExit
     STATS = {
         "exits": "VM exits, by reason (npf: EPT violations)",
         "faults": "EPT violations handled (nested faults)",
         "cycles": "simulated cycles the VMM spent, by step",
     }
 
-    def __init__(self, system, machine: MachineMemory, pmap: PMap, guest: GuestPhys,
-                 walker):
-        super().__init__(system, machine, pmap, guest)
-        self.nested = NestedTables(machine)
+    def __init__(self, *, walker, **collaborators):
+        super().__init__(**collaborators)
+        self.nested = NestedTables(self.machine)
         self.walker = walker
         walker.ncr3 = self.nested.root_ma
         self.faults = {"nested": 0}
+        self.handlers[EptViolationExit] = self._ept_violation
 
-    def step1(self, d) -> None:
+    def step1(self, exit: EptViolationExit) -> None:
         # The 2D walk that found no nested entry, reference by reference.
-        self.emit("nested_walk", va=d["va"], step=1, gpa=d["gpa"],
-                  grid=[list(r) for r in self.walker.last_grid])
+        self.emit("nested_walk", va=exit.va, step=1, gpa=exit.gpa,
+                  grid=[list(r) for r in exit.grid])
 
-    def on_npf(self, d):
-        gpa, va = d["gpa"], d["va"]
+    def _ept_violation(self, exit: EptViolationExit) -> Outcome:
+        gpa, va = exit.gpa, exit.va
         ppn = gpa >> 12
         self.pmap.check(ppn)        # past guest RAM: a bus error, as natively
         self.faults["nested"] += 1
-        if self.bus.active:
-            self.emit("nested_fault", va=va, step=3, gpa=gpa, ppn=ppn)
-        mpn = yield from self.obtain(ppn, va, bool(d["error_code"] & 2))
+        self.emit("nested_fault", va=va, step=3, gpa=gpa, ppn=ppn)
+        mpn = self.obtain(ppn, va, exit.write)
         npte = self.nested.map(ppn, mpn, writable=ppn not in self.pmap.shared)
         self.walker.forget(ppn)
-        yield from self.spend("fill_nested", self.costs.vmm_fill_shadow)
-        if self.bus.active:
-            self.emit("nested_fill", va=va, step=4, ppn=ppn, mpn=mpn, npte=npte)
-        self.restart_vpn = va >> 12
-        return Action("resume", {"fault": "nested"})
+        self.spend("fill_nested", self.costs.vmm_fill_shadow)
+        self.emit("nested_fill", va=va, step=4, ppn=ppn, mpn=mpn, npte=npte)
+        self.mmu.expect_restart(va >> 12)
+        return Outcome(Action.RESUME)
 
     # --- the host's hooks: reclaim and sharing -----------------------------------------
     def evictable(self, ppn: int, mpn: int) -> bool:

@@ -62,7 +62,8 @@ from __future__ import annotations
 from struct import Struct
 
 from ..hw.paging import FRAME_4M, PTE_A, PTE_D, PTE_G, PTE_P, PTE_PS, PTE_U, PTE_W
-from .pmap import VMM_OWNER, MachineMemory, PMap
+from .api import VmmError
+from .pmap import SHARED_OWNER, VMM_OWNER, MachineMemory, PMap
 
 _U32 = Struct("<I")
 POLICIES = ("trace-cache", "trace-drop", "oos-cache", "oos-drop")
@@ -251,6 +252,8 @@ class ShadowTables:
         if ``writable`` (the guest allows them and D is set) and the target is
         not a protected guest table -- unless ``force`` (the VMM lets one
         instruction through while it emulates)."""
+        if not self.pmap.owns(mpn):
+            raise VmmError(isolation_message(self.pmap, mpn, "spte"))
         value = (mpn << 12) | PTE_P | (gpte & (PTE_U | PTE_G))
         if force or (writable and not self.is_protected(gppn)):
             value |= PTE_W
@@ -261,6 +264,20 @@ class ShadowTables:
         self.rmap.setdefault(mpn, set()).add((sp, idx))
         self.filled += 1
         return value
+
+    @staticmethod
+    def src_4m(gpde: int) -> int:
+        """What a "4m" shadow table copies from its gpde (its ``src``)."""
+        return gpde & SRC_4M
+
+    def test_and_clear_accessed(self, sp: ShadowPage, idx: int) -> bool:
+        """Did the hardware set A in spte ``idx`` since it was last cleared?
+        (Cleared now: the host's CLOCK reads it.)"""
+        e = sp.entry(idx)
+        if e & PTE_A:
+            sp.page[idx * 4] = e & ~PTE_A & 0xFF
+            return True
+        return False
 
     def clear_write(self, sp: ShadowPage, idx: int, mpn: int) -> None:
         """Make entry ``idx`` read-only if it still maps ``mpn``."""
@@ -429,3 +446,21 @@ class ShadowTables:
                 "sptes_dropped": self.dropped, "write_protected": self.protected_count,
                 "unsynced": self.unsynced, "resyncs": self.resyncs,
                 "drops_all": self.drops_all}
+
+
+def isolation_message(pmap: PMap, mpn: int, what: str) -> str:
+    """Why ``pmap``'s VM may not map machine page ``mpn``, in one line."""
+    machine = pmap.machine
+    owner = machine.owner.get(mpn)
+    state = machine.state_of(mpn) if hasattr(machine, "state_of") else None
+    if owner is None:
+        whose = "a free page" if 0 < mpn < machine.npages else "outside machine memory"
+    elif owner == VMM_OWNER:
+        whose = "a page of the VMM's own tables"
+    elif owner == SHARED_OWNER:
+        whose = "a shared page no guest page of this VM is bound to"
+    elif owner == pmap.name:
+        whose = f"a page of this VM that is {state} (not mappable now)"
+    else:
+        whose = f"a page the PMap gives to {owner}"
+    return f"isolation: {what} maps mpn {mpn:#x}, which is {whose}"
