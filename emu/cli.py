@@ -2,30 +2,32 @@
 
     emu                      the default demo
     emu run PROG.s [...]     run a guest; its console streams live, a summary ends it
+    emu compare PROG.s       the guest natively, under each shadow policy, nested
     emu asm PROG.s [-o F]    assemble: a listing, or the raw bytes to a file
     emu disasm PROG.s|F.bin  disassemble
     emu step PROG.s [...]    step through a run: instructions, faults, the six steps
 
 Exit status: a guest that powers off gives its own status (0..255); a guest
 that crashes (triple fault, bus error, hlt forever) gives 3, one that
-exhausts its cycle budget 4; bad input (a missing file, an assembly error)
-gives 1 and bad usage 2, each with one clear line on standard error.
+exhausts its cycle budget 4, a run stopped with Ctrl-C 130; bad input (a
+missing file, an assembly error) gives 1 and bad usage 2, each with one
+clear line on standard error.  ``emu run`` and ``emu compare`` live in
+``commands.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 
-from . import programs
+from . import __version__, programs
 from .asm import assemble_file, format_listing
 from .asm.lexer import clip
 from .errors import AsmError, ConfigError, EmuError
 from .hw.tlb import POLICIES
-from .system import CLOCKS, MODES, SHADOW_POLICIES, TLB_KINDS, Config, System
+from .outputs import check_folder, check_output, write_json_atomic
+from .system import CLOCKS, MODES, SHADOW_POLICIES, TLB_KINDS, Config
 
 EXIT_CRASH, EXIT_BUDGET, EXIT_INPUT, EXIT_USAGE = 3, 4, 1, 2
 EXIT_INTERNAL = 70          # a bug in emu (EX_SOFTWARE)
@@ -36,11 +38,37 @@ class UsageError(EmuError):
     pass
 
 
+NARRATE = "--narrate"
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line."""
+    """argparse that reports a usage error in one line.
+
+    ``--narrate`` takes its optional value only after ``=`` (``--narrate``,
+    ``--narrate=brief``): a bare ``--narrate`` is read as ``--narrate=full``
+    before parsing, so the word after it is never taken for its value."""
 
     def error(self, message: str):
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def parse_known_args(self, args=None, namespace=None):
+        if args is not None:
+            args = list(args)
+            end = args.index("--") if "--" in args else len(args)
+            for i, a in enumerate(args[:end - 1]):
+                if a == NARRATE and args[i + 1] in ("full", "brief"):
+                    raise UsageError(f"write {NARRATE}={args[i + 1]}: {NARRATE} takes its "
+                                     "value after '=' (a word after it is a program)")
+            args = [f"{NARRATE}=full" if i < end and a == NARRATE else a
+                    for i, a in enumerate(args)]
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        return super().format_help().replace(f"{NARRATE} =brief ", f"{NARRATE}[=brief]") \
+            .replace(f"{NARRATE} =brief", f"{NARRATE}[=brief]")
+
+    def format_usage(self) -> str:
+        return super().format_usage().replace(f"{NARRATE} =brief", f"{NARRATE}[=brief]")
 
 
 def _integer(text: str) -> int:
@@ -110,6 +138,7 @@ def config_from(args) -> Config:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="emu", description="A teaching emulator of memory virtualization.")
+    p.add_argument("--version", action="version", version=f"emu {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     r = sub.add_parser("run", help="run a guest program")
     r.add_argument("program", help="a .s file, or the name of a bundled guest program")
@@ -117,12 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="more programs: run them all together, one VM each, on one "
                         "machine (--machine-mib sets its memory)")
     add_machine_options(r)
-    r.add_argument("--stats-json", metavar="FILE", help="write the result and counters as JSON")
+    r.add_argument("--stats-json", metavar="FILE",
+                   help="write the result and counters as JSON ('-': standard output)")
     r.add_argument("--quiet", action="store_true", help="no summary table")
-    r.add_argument("--narrate", nargs="?", const="full", choices=("full", "brief"),
+    r.add_argument(NARRATE, choices=("full", "brief"), metavar="=brief",
                    help="tell each fault as the six steps of a virtualized translation "
-                        "(brief: the first of each kind in full, the rest in one line)")
-    r.add_argument("--trace", metavar="FILE.jsonl", help="write every trace event as JSON lines")
+                        "(--narrate=brief: the first of each kind in full, the rest in one "
+                        "line)")
+    r.add_argument("--trace", metavar="FILE.jsonl",
+                   help="write every trace event as JSON lines ('-': standard output)")
+    r.add_argument("--stories", metavar="FILE.jsonl",
+                   help="write each fault story (its six steps) as JSON lines")
+    r.add_argument("--timeline", metavar="FILE.json",
+                   help="write the run as Chrome trace-event JSON (Perfetto, chrome://tracing)")
     a = sub.add_parser("asm", help="assemble a program")
     a.add_argument("program")
     a.add_argument("-o", "--output", metavar="FILE",
@@ -134,9 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--org", type=lambda t: int(t, 0), default=None,
                    help="load address of a raw binary")
     c = sub.add_parser("compare", help="run a guest natively, under shadow paging (each "
-                       "policy) and nested paging, and compare")
+                       "policy) and nested paging, and compare",
+                       description="Native is the reference; --mode keeps one mode beside "
+                                   "it, --shadow-policy one shadow policy.")
     c.add_argument("program")
     add_machine_options(c)
+    c.set_defaults(mode=None, shadow_policy=None)      # none given: every configuration
+    c.add_argument("--width", type=_positive, default=None,
+                   help="columns of the table and chart (default: the terminal's, or 80)")
+    c.add_argument("--split-io", action="store_true",
+                   help="show the console's I/O exits apart from the paging exits")
     c.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
     c.add_argument("--svg", metavar="FILE", help="save the table and chart as SVG")
     c.add_argument("--html", metavar="FILE", help="save the table and chart as HTML")
@@ -149,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="console width when not on a terminal (default: 100)")
     st.add_argument("--svg", metavar="FILE", help="save what the console showed as SVG")
     st.add_argument("--html", metavar="FILE", help="save what the console showed as HTML")
+    st.add_argument("--svg-each", metavar="DIR",
+                    help="save each screen as its own SVG in DIR (screen-001.svg ...)")
     sub.add_parser("list", help="list the bundled guest programs")
     for name, module in PLUGINS.items():
         _plugin(module).add_parser(sub, name)
@@ -186,8 +231,12 @@ def main(argv: list[str] | None = None) -> int:
                 args = build_parser().parse_args([argv[0], *extra, *argv[1:]])
         if args.command in PLUGINS:
             return _plugin(PLUGINS[args.command]).main(args)
-        return {"run": cmd_run, "asm": cmd_asm, "disasm": cmd_disasm, "compare": cmd_compare,
-                "step": cmd_step, "list": cmd_list}[args.command](args)
+        if args.command in ("run", "compare"):
+            from . import commands
+            return {"run": commands.cmd_run, "compare": commands.cmd_compare}[
+                args.command](args)
+        return {"asm": cmd_asm, "disasm": cmd_disasm, "step": cmd_step,
+                "list": cmd_list}[args.command](args)
     except AsmError as e:
         print(f"emu: {e}", file=sys.stderr)
         if e.excerpt() and e.text.replace("\t", " ").isprintable():
@@ -221,162 +270,12 @@ def _demo() -> int:
     print(f"emu demo: the '{DEMO_PROGRAM}' guest kernel under shadow paging, narrated\n"
           f"(the first fault of each kind in full; 'emu run {DEMO_PROGRAM} --narrate' tells "
           "them all)\n")
-    return main(["run", DEMO_PROGRAM, "--mode", "shadow", "--narrate", "brief"])
+    return main(["run", DEMO_PROGRAM, "--mode", "shadow", "--narrate=brief"])
 
 
 def load(program: str):
+    """Assemble a program: a path, or the name of a bundled one."""
     return assemble_file(programs.resolve(program), include_dirs=[programs.include_dir()])
-
-
-class _Streamer:
-    """Writes the guest console to stdout as it comes, line-buffered."""
-
-    def __init__(self, out):
-        self.out = out
-        self.last = "\n"
-        self.before = None      # callable() before any output (erases the progress line)
-
-    def __call__(self, ch: str) -> None:
-        if self.before is not None:
-            self.before()
-        self.out.write(ch)
-        self.last = ch
-        if ch == "\n":
-            self.out.flush()
-
-
-def cmd_run(args) -> int:
-    if args.more:
-        return cmd_run_many(args)
-    config = config_from(args)
-    image = load(args.program)
-    out = _Streamer(sys.stdout)
-    system = System(image, config, console_sink=out)
-    if args.narrate:
-        from .ui.narrate import Narrator
-
-        def write(text: str) -> None:
-            if out.before is not None:
-                out.before()
-            sys.stdout.write(text)
-            out.last = "\n"
-        system.bus.subscribe(Narrator(write, config.mode, lambda: out.last == "\n",
-                                      brief=args.narrate == "brief"))
-    trace_fh = None
-    if args.trace:
-        from .trace import JsonlWriter
-        trace_fh = _open_for_write(args.trace)
-        system.bus.subscribe(JsonlWriter(trace_fh))
-    progress = None
-    if sys.stdout.isatty() and sys.stderr.isatty():
-        from .ui.progress import ProgressLine
-        progress = system.progress = ProgressLine(sys.stderr)
-        out.before = progress.clear
-    try:
-        result = system.run()
-    finally:
-        if progress is not None:
-            progress.clear()
-        if trace_fh is not None:
-            _close_output(trace_fh, args.trace)
-    if out.last != "\n":
-        sys.stdout.write("\n")
-    sys.stdout.flush()
-    if args.stats_json:
-        write_json_atomic(args.stats_json, result.to_json())
-    if not args.quiet:
-        from rich.console import Console
-
-        from .ui.summary import summary
-        Console().print(summary(result))
-    elif result.outcome != "poweroff":
-        print(f"emu: {result.outcome}: {result.message}", file=sys.stderr)
-    if result.outcome == "poweroff":
-        return result.exit_status & 0xFF
-    return EXIT_CRASH if result.outcome == "crash" else EXIT_BUDGET
-
-
-def _open_for_write(path: str):
-    try:
-        return open(path, "w")
-    except OSError as e:
-        raise EmuError(f"cannot write {path}: {e.strerror}") from None
-
-
-def _close_output(fh, path: str) -> None:
-    """Close an output file; the last buffered write may fail here (a full disk)."""
-    try:
-        fh.close()
-    except OSError as e:
-        raise EmuError(f"cannot write {path}: {e.strerror}") from None
-
-
-def cmd_run_many(args) -> int:
-    """Several programs, one VM each, on one machine."""
-    from .multi import DEFAULT_SHARE_INTERVAL, run_many, vm_names
-    programs_ = [args.program, *args.more]
-    config = config_from(args)
-    changes = {}
-    if args.share_interval is None:
-        changes["share_interval"] = DEFAULT_SHARE_INTERVAL
-    if args.machine_mib is None:
-        changes["machine_mib"] = len(programs_) * (config.machine_bytes >> 20)
-    config = config.with_(**changes).validate()
-    images = [load(p) for p in programs_]
-    names = vm_names(programs_)
-
-    def write(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    trace_fh = _open_for_write(args.trace) if args.trace else None
-    try:
-        multi = run_many(images, names, config, write, trace_fh)
-    finally:
-        if trace_fh is not None:
-            _close_output(trace_fh, args.trace)
-    if args.stats_json:
-        write_json_atomic(args.stats_json, multi.to_json())
-    if not args.quiet:
-        from rich.console import Console
-
-        from .ui.summary import multi_summary
-        Console().print(multi_summary(multi, config))
-    code = 0
-    for name, r in multi.results:
-        if r.outcome != "poweroff":
-            print(f"emu: {name}: {r.outcome}: {r.message}", file=sys.stderr)
-            code = code or (EXIT_CRASH if r.outcome == "crash" else EXIT_BUDGET)
-        elif r.exit_status and not code:
-            code = r.exit_status & 0xFF
-    return code
-
-
-def write_json_atomic(path: str, data) -> None:
-    """Write JSON so that a failure never leaves a half-written file (a
-    temporary file renamed over ``path``; a device or FIFO is written to
-    directly, never replaced)."""
-    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
-    if os.path.exists(path) and not os.path.isfile(path):
-        if os.path.isdir(path):
-            raise EmuError(f"cannot write {path}: Is a directory")
-        try:
-            with open(path, "w") as fh:
-                fh.write(text)
-        except OSError as e:
-            raise EmuError(f"cannot write {path}: {e.strerror}") from None
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".emu-", suffix=".json")
-    except OSError as e:
-        raise EmuError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        os.unlink(tmp)
-        raise EmuError(f"cannot write {path}: {e.strerror}") from None
 
 
 def cmd_asm(args) -> int:
@@ -426,33 +325,18 @@ def cmd_disasm(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
-    from rich.console import Console
-
-    from .ui.compare import compare, render, to_json
-    image = load(args.program)
-    result = compare(image, config_from(args))
-    record = bool(args.svg or args.html)
-    console = Console(record=record)
-    console.print(render(result, args.program))
-    if args.json:
-        write_json_atomic(args.json, to_json(result))
-    try:
-        if args.svg:
-            console.save_svg(args.svg, title=f"emu compare {args.program}")
-        if args.html:
-            console.save_html(args.html)
-    except OSError as e:
-        raise EmuError(f"cannot write {e.filename}: {e.strerror}") from None
-    return 0 if not result.mismatches else 5
-
-
 def cmd_step(args) -> int:
     from .ui.stepper import read_script, run
     if args.script is not None:
         read_script(args.script)        # a missing script: one line, before any work
+    if sum(p == "-" for p in (args.svg, args.html)) > 1:
+        raise UsageError("only one output can be '-' (standard output)")
+    for path in (args.svg, args.html):
+        check_output(path)
+    if args.svg_each is not None:
+        check_folder(args.svg_each)
     return run(load(args.program), config_from(args), script=args.script, svg=args.svg,
-               html=args.html, width=args.width)
+               html=args.html, width=args.width, svg_each=args.svg_each)
 
 
 def cmd_list(args) -> int:
@@ -475,4 +359,4 @@ if __name__ == "__main__":
     entry()
 
 
-__all__ = ["main", "ConfigError"]
+__all__ = ["main", "ConfigError", "write_json_atomic"]

@@ -28,7 +28,19 @@ def programs_dir() -> Path:
 
 
 def include_dir() -> Path:
+    """The bundled programs' shared headers (``kernel.inc``, ``lib.inc``)."""
     return programs_dir() / "include"
+
+
+def assemble_file(path, include_dirs=(), **options):
+    """``emu.asm.assemble_file`` with the bundled headers on the include
+    path after ``include_dirs``, so that ``assemble_file(find_program(
+    "demand"))`` works as it stands."""
+    from .asm import assemble_file as assemble
+    dirs = [*include_dirs]
+    if include_dir() not in [Path(d) for d in dirs]:
+        dirs.append(include_dir())
+    return assemble(path, dirs, **options)
 
 
 def resolve(program: str) -> str:

@@ -3,7 +3,7 @@
 An ``Event`` is named like a tracepoint (``tlb_miss``, ``vm_exit``,
 ``hidden_fault`` ...), stamped with the simulated cycle, the vCPU, the va it
 concerns and, where one applies, the step (1-6) of a virtualized translation
-as DESIGN.md numbers them.  Statistics, the console, breakpoints and
+as docs/design.md numbers them.  Statistics, the console, breakpoints and
 exporters subscribe to the same bus.  Emitters test ``bus.active`` first, so
 a run with nobody listening pays one attribute test per would-be event.
 """

@@ -50,6 +50,7 @@ from .. import programs
 from ..asm import assemble, assemble_file
 from ..cli import EXIT_INTERNAL
 from ..cli import main as cli_main
+from ..compare import compare, differences
 from ..errors import AsmError, EmuError
 from ..system import Config, System
 from ..vmm.shadow import POLICIES
@@ -264,19 +265,23 @@ class Fuzzer:
                          include_dirs=[self.include])
         results = []
         smc = False
+
+        def run(image, cfg):
+            nonlocal smc
+            system = System(image, cfg)
+            r = system.run()
+            if r.outcome == "budget" and results and results[0].outcome != "budget":
+                r = System(image, cfg.with_(max_cycles=1 << 50)).run()
+            self.figures["invariant_checks"] += getattr(system.vmm, "invariant_checks", 0)
+            smc = smc or system.cpu.rep_overwrote_itself
+            results.append(r)
+            return r
+        configs = [(mode, Config(mode=mode, shadow_policy=policy, mem_mib=8,
+                                 max_cycles=GUEST_BUDGET, check_invariants=mode != "native"))
+                   for mode in ("native", "shadow", "nested")]
         try:
             with deadline(DEADLINE):
-                for mode in ("native", "shadow", "nested"):
-                    cfg = Config(mode=mode, shadow_policy=policy, mem_mib=8,
-                                 max_cycles=GUEST_BUDGET, check_invariants=mode != "native")
-                    system = System(image, cfg)
-                    r = system.run()
-                    if r.outcome == "budget" and results and results[0].outcome != "budget":
-                        r = System(image, cfg.with_(max_cycles=1 << 50)).run()
-                    self.figures["invariant_checks"] += getattr(system.vmm,
-                                                                "invariant_checks", 0)
-                    smc = smc or system.cpu.rep_overwrote_itself
-                    results.append(r)
+                comparison = compare(image, configs, run=run)
         except Hang as e:
             self.fail("guest", f"hang: {e}", code)
             return
@@ -302,14 +307,12 @@ class Fuzzer:
             # decides the rest, as it would on hardware.  Not comparable.
             self.figures["guest_self_modifying_rep"] += 1
             return
-        for r in results[1:]:
+        for _, r in comparison.runs[1:]:
             if r.outcome not in ("poweroff", "crash", "budget") or not r.message:
                 self.fail("guest", f"{r.mode}: no report ({r.outcome!r})", code)
-            elif native.outcome == r.outcome == "budget":
                 continue
-            elif r.guest_visible() != native.guest_visible():
-                diff = [k for k, v in native.guest_visible().items()
-                        if r.guest_visible()[k] != v]
+            diff = differences(native, r)
+            if diff:
                 self.fail("guest", f"{r.mode}/{policy if r.mode == 'shadow' else ''} differs "
                           f"from native in {', '.join(diff)} (paging {'on' if paging else 'off'})",
                           code)

@@ -1,17 +1,24 @@
 """Narration: each fault told as the six steps of a virtualized translation.
 
-``Narrator`` subscribes to the trace bus and turns the events of one #PF
-exit (shadow walk, VM exit, guest walk, classification, PMap, shadow fill,
-VM entry, TLB fill) into a numbered story, printed when the story is whole.
-Other VM exits (CR3 loads, INVLPG, control registers) get one line; port
-I/O exits (one per console byte) are counted, not told.  Natively there is
-no VMM: the narrator tells the exceptions the hardware delivers.
+``Narrator`` subscribes to the trace bus, hands every event to a
+``StoryBuilder`` (``emu.story``) and tells each fault story when it is
+complete, as numbered lines.  Other VM exits (CR3 loads, INVLPG) get one
+line; port I/O exits (one per console byte) are counted, not told.  Where
+the hardware delivers the guest's own faults (natively, and under nested
+paging) each delivery gets one line.
+
+Every line says what its record holds: the walk lines print the entries as
+the walk left them, and a step that did not happen (a VM entry after a
+triple fault, a restart after the run ended) is not told.
 """
 
 from __future__ import annotations
 
+from rich.text import Text
+
 from ..hw.exceptions import describe_vector
-from ..hw.paging import decode_flags
+from ..hw.paging import PTE_D, decode_flags
+from ..story import FaultStory, StoryBuilder
 from .grid import grid_lines
 
 
@@ -34,6 +41,183 @@ def _walk_lines(walk: dict | None, indent: str, prefix: str, space: str) -> list
     return out
 
 
+LABELS = {"hidden": "hidden fault: the guest maps it, the shadow does not (yet)",
+          "tracing": "tracing fault: a write to a write-protected guest page table",
+          "unsync": "the first write to a guest page table: let it go out of sync",
+          "wp-emulate": "CR0.WP=0 lets the kernel write a read-only page: emulate",
+          "cow": "a write to a page the VMM shares: copy it, break the sharing"}
+
+
+def kind_line(story: FaultStory) -> str:
+    """Step 3's classification, in words that agree with the guest walk
+    shown in step 2 (the walk lines give the entries after the walk)."""
+    kind = story.kind or "unknown"
+    if kind != "dirty":
+        return LABELS.get(kind, kind)
+    walk = story.guest_walk
+    leaf = walk["levels"][-1] if walk and walk.get("levels") else None
+    if leaf is None:
+        return "dirty fault: a write to a page the shadow maps read-only: now writable"
+    before, after = leaf["value"], leaf["value_after"]
+    if not before & PTE_D and after & PTE_D:
+        return (f"dirty fault: first write to a clean page; the walk set D "
+                f"(g{leaf['name']} {before:#010x} -> {after:#010x})")
+    return ("dirty fault: the spte was read-only, the guest's entry allows the write "
+            "(D already set): the spte becomes writable")
+
+
+def _protection(op: str, user: bool | None) -> str:
+    if op == "write":
+        return "protection (read-only)"
+    return "protection (a supervisor page)" if user else "protection"
+
+
+def tell(story: FaultStory) -> list[str]:
+    """The story in full, one line per step and datum."""
+    if story.native:
+        return [native_line(story.first, "native")]
+    if story.first.kind == "nested_walk":
+        return _tell_nested(story)
+    first = story.first
+    kind = story.kind or "unknown"
+    access = story.access
+    ec = story.error_code or 0
+    lines = [f"── {kind} fault at va {story.va:#010x} ({access}) ── cycle {first.cycle:,}"]
+    lines.append(" 1 TLB miss; the hardware walks the shadow table:" if not ec & 1 else
+                 f" 1 no TLB entry allows the {access.op}; the hardware walks the shadow table:")
+    lines += _walk_lines(first.data.get("walk"), "      ", "s", "ma")
+    why = "not present" if not ec & 1 else _protection(access.op, access.user)
+    lines.append(f"      -> #PF error {ec:#x} ({why}), intercepted")
+    exit_ev = story.exit
+    eip = exit_ev.data.get("eip") if exit_ev else None
+    if exit_ev is None:
+        return lines + ["   (the run ended before the VM exit)"]
+    walk = story.guest_walk
+    if walk is not None:
+        lines.append(f" 2 VM exit at eip {eip:#010x}; the VMM walks the guest's table:")
+        lines += _walk_lines(walk, "      ", "g", "pa")
+    else:
+        lines.append(f" 2 VM exit at eip {eip:#010x}; guest paging is off: "
+                     f"pa = va (physical mode)")
+    if kind == "true":
+        tf = story.find("true_fault")
+        lines.append(f" 3 true fault: the guest's own table denies it; inject #PF "
+                     f"(error {tf.data['error_code']:#x}) into the guest")
+        if story.entered == "inject":
+            lines.append(" 5 VM entry at the guest's #PF handler")
+        else:
+            lines.append("   (no VM entry: the #PF could not be delivered; the run ended)")
+        return lines
+    pm = story.pmap
+    lines.append(f" 3 {kind_line(story)}")
+    if pm is not None:
+        alloc = " (allocated now, zeroed)" if pm.data["allocated"] else ""
+        lines.append(f"      PMap: ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc}")
+    emu = story.find("emulate")
+    fill = story.find("shadow_fill")
+    entered = story.entered is not None
+    if emu is not None:
+        changed = emu.data["changed"]
+        shown = ", ".join(f"{i:#x}" for i in changed[:8]) + (" ..." if len(changed) > 8 else "")
+        lines.append(f" 4 the VMM emulated the write: entries changed [{shown}]; "
+                     f"{emu.data['dropped']} shadow entries dropped")
+        if entered:
+            lines.append(" 5 VM entry after the emulated instruction")
+    elif fill is not None:
+        lines.append(f" 4 spte := {fill.data['spte']:#010x}  {_flags(fill.data['spte'])}"
+                     f"  (mpn {fill.data['mpn']:#x})")
+        if entered:
+            lines.append(" 5 VM entry: restart the faulting instruction")
+    tlb = story.find("tlb_fill")
+    if tlb is not None and emu is not None:
+        lines.append(" 6 the hardware did the write through a one-instruction writable "
+                     "spte; the TLB entry is read-only again")
+    elif tlb is not None:
+        rights = ("W" if tlb.data["writable"] else "r") + (" U" if tlb.data["user"] else " s")
+        lines.append(f" 6 the hardware walk succeeds: TLB fill va {tlb.va:#010x} -> "
+                     f"mpn {tlb.data['pn']:#x} ({rights})")
+    if story.ended and not entered:
+        lines.append("   (the run ended before the VM entry)")
+    return lines
+
+
+def one_line(story: FaultStory) -> str:
+    """The story in one line (brief narration, after the first of a kind)."""
+    if story.native:
+        return native_line(story.first, "native")
+    if story.first.kind == "nested_walk":
+        pm = story.pmap
+        new = " (new)" if pm and pm.data["allocated"] else ""
+        mpn = f" -> mpn {pm.data['mpn']:#x}{new}" if pm else ""
+        gpa = story.first.data["gpa"]
+        return (f"· nested fault at va {story.va:#010x}, gpa {gpa:#010x}: "
+                f"ppn {gpa >> 12:#x}{mpn}")
+    kind = story.kind or "unknown"
+    line = f"· {kind} fault at va {story.va:#010x} ({story.access})"
+    pm, fill, emu = story.pmap, story.find("shadow_fill"), story.find("emulate")
+    if kind == "true":
+        return line + ": injected into the guest"
+    if emu is not None:
+        return line + f": emulated, {emu.data['dropped']} shadow entries dropped"
+    if pm is not None and fill is not None:
+        alloc = " (new)" if pm.data["allocated"] else ""
+        return line + (f": ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc},"
+                       f" spte {fill.data['spte']:#010x}")
+    return line
+
+
+def _tell_nested(story: FaultStory) -> list[str]:
+    first = story.first
+    gpa = first.data["gpa"]
+    lines = [f"── nested fault (EPT violation) at va {first.va:#010x}, gpa {gpa:#010x} "
+             f"── cycle {first.cycle:,}",
+             " 1 TLB miss; the hardware walks both dimensions (guest table, nested "
+             "table) and finds no nested entry:"]
+    lines += grid_lines(first.data.get("grid") or [], fault=True)
+    exit_ev = story.exit
+    eip = exit_ev.data.get("eip") if exit_ev else 0
+    lines.append(f" 2 VM exit (EPT violation) at eip {eip:#010x}; the exit names the "
+                 "guest-physical address: no guest walk needed")
+    pm = story.pmap
+    if pm is not None:
+        alloc = " (allocated now, zeroed)" if pm.data["allocated"] else ""
+        lines.append(f" 3 PMap: ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc}")
+    fill = story.find("nested_fill")
+    if fill is not None:
+        lines.append(f" 4 npte := {fill.data['npte']:#010x}  "
+                     f"{_flags(fill.data['npte'])}  (ppn {fill.data['ppn']:#x})")
+    if story.entered is not None:
+        lines.append(" 5 VM entry: restart the faulting instruction")
+    else:
+        lines.append("   (the run ended before the VM entry)")
+    tlb = story.find("tlb_fill")
+    if tlb is not None:
+        rights = ("W" if tlb.data["writable"] else "r") + (" U" if tlb.data["user"] else " s")
+        lines.append(f" 6 the 2D walk succeeds: TLB fill va {tlb.va:#010x} -> "
+                     f"mpn {tlb.data['pn']:#x} ({rights})")
+    return lines
+
+
+def native_line(ev, mode: str) -> str:
+    """An exception the hardware delivered to the guest (no VM exit)."""
+    d = ev.data
+    what = describe_vector(d["vector"])
+    no_exit = " (no VM exit: the guest's own fault)" if mode == "nested" else ""
+    if d["vector"] == 14:
+        return (f"· #PF at va {d['cr2']:#010x} (error {d['error_code']:#x}) delivered "
+                f"to the guest's handler at {d['handler']:#010x}{no_exit}")
+    return f"· {what} delivered to the guest's handler at {d['handler']:#010x}"
+
+
+def story_text(story: FaultStory) -> Text:
+    """The full telling as a rich Text (notebooks: ``FaultStory._repr_html_``)."""
+    lines = tell(story)
+    text = Text(lines[0], style="bold")
+    for line in lines[1:]:
+        text.append("\n" + line)
+    return text
+
+
 class Narrator:
     """Prints faults as stories; ``write(text)`` is where the lines go."""
 
@@ -45,11 +229,9 @@ class Narrator:
         self.brief = brief
         self.told: set[str] = set()
         self.at_line_start = at_line_start
-        self.story: list | None = None
-        self.pending_va: int | None = None
+        self.builder = StoryBuilder(mode)
         self.faults = 0
 
-    # --- output -----------------------------------------------------------------
     def _emit(self, lines: list[str]) -> None:
         if not lines:
             return
@@ -58,39 +240,21 @@ class Narrator:
             text = "\n" + text
         self.write(text)
 
-    # --- events -----------------------------------------------------------------
     def __call__(self, ev) -> None:
-        kind = ev.kind
-        if kind == "run_end":
-            self._flush()             # a run may end in the middle of a fault
-            return
-        if kind in ("shadow_walk", "nested_walk") and ev.step == 1:
-            self._flush()
-            self.story = [ev]
-            return
-        if self.story is not None:
-            if (kind == "tlb_fill" and ev.va == (self.story[0].va & ~0xFFF)
-                    and self._entered()):
-                self.story.append(ev)
-                self._flush()
-                return
-            if kind in ("vm_exit",) and self._entered():
-                self._flush()
-            else:
-                self.story.append(ev)
-                return
-        if kind == "vm_exit":
-            if ev.data.get("reason") not in ("pf", "io"):
-                self.pending_exit = ev
-            return
-        if kind in ("cr3_load", "invlpg"):
+        for story in self.builder.feed(ev):
+            self._emit(self._tell(story))
+        if ev.kind in ("cr3_load", "invlpg"):
             self._emit([self._one_line(ev)])
-        elif (kind == "deliver" and self.mode in ("native", "nested")
-              and ev.data["source"] == "fault"):
-            self._emit([self._native_delivery(ev)])
 
-    def _entered(self) -> bool:
-        return any(e.kind == "vm_entry" for e in self.story)
+    def _tell(self, story: FaultStory) -> list[str]:
+        if story.native:
+            return [native_line(story.first, self.mode)]
+        self.faults += 1
+        kind = "nested" if story.first.kind == "nested_walk" else story.kind or "unknown"
+        if self.brief and kind in self.told:
+            return [one_line(story)]
+        self.told.add(kind)
+        return tell(story)
 
     def _one_line(self, ev) -> str:
         d = ev.data
@@ -103,143 +267,3 @@ class Narrator:
                     f"the hardware to shadow root mpn {d['root']:#x}{extra}")
         dropped = f", {d['dropped']} spte dropped" if d.get("dropped") else ""
         return f"· VM exit: INVLPG {ev.va:#010x}; the VMM invalidates it{dropped}"
-
-    def _native_delivery(self, ev) -> str:
-        d = ev.data
-        what = describe_vector(d["vector"])
-        no_exit = " (no VM exit: the guest's own fault)" if self.mode == "nested" else ""
-        if d["vector"] == 14:
-            return (f"· #PF at va {d['cr2']:#010x} (error {d['error_code']:#x}) delivered "
-                    f"to the guest's handler at {d['handler']:#010x}{no_exit}")
-        return f"· {what} delivered to the guest's handler at {d['handler']:#010x}"
-
-    def _flush(self) -> None:
-        story, self.story = self.story, None
-        if story:
-            self._emit(self._tell(story))
-
-    def _tell(self, story: list) -> list[str]:
-        if story[0].kind == "nested_walk":
-            return self._tell_nested(story)
-        first = story[0]
-        va = first.va
-        by = {}
-        for ev in story:
-            by.setdefault(ev.kind, ev)
-        exit_ev = by.get("vm_exit")
-        kind = next((ev.kind[:-len("_fault")] for ev in story if ev.kind.endswith("_fault")),
-                    "unknown")
-        self.faults += 1
-        if self.brief and kind in self.told:
-            return [self._one_fault_line_impl(kind, va, story, by)]
-        self.told.add(kind)
-        ec = first.data.get("error_code") or 0
-        sw = first.data.get("walk")
-        fetch = bool(sw and sw.get("fetch"))
-        access = ("write" if ec & 2 else "fetch" if fetch else "read") + (
-            ", user" if ec & 4 else ", kernel")
-        lines = [f"── {kind} fault at va {va:#010x} ({access}) ── cycle {first.cycle:,}"]
-        lines.append(" 1 TLB miss; the hardware walks the shadow table:" if not ec & 1 else
-                     " 1 no TLB entry allows the write; the hardware walks the shadow table:")
-        lines += _walk_lines(sw, "      ", "s", "ma")
-        why = "not present" if not ec & 1 else "protection (read-only)"
-        lines.append(f"      -> #PF error {ec:#x} ({why}), intercepted")
-        eip = exit_ev.data.get("eip") if exit_ev else None
-        gw = by.get("guest_walk")
-        if gw is not None:
-            lines.append(f" 2 VM exit at eip {eip:#010x}; the VMM walks the guest's table:")
-            lines += _walk_lines(gw.data.get("walk"), "      ", "g", "pa")
-        else:
-            lines.append(f" 2 VM exit at eip {eip:#010x}; guest paging is off: "
-                         f"pa = va (physical mode)")
-        if kind == "true":
-            tf = by.get("true_fault")
-            lines.append(f" 3 true fault: the guest's own table denies it; inject #PF "
-                         f"(error {tf.data['error_code']:#x}) into the guest")
-            lines.append(" 5 VM entry at the guest's #PF handler")
-            return lines
-        pm = by.get("pmap_lookup")
-        labels = {"hidden": "hidden fault: the guest maps it, the shadow does not (yet)",
-                  "dirty": "hidden fault on a clean page: the VMM sets the guest's D bit",
-                  "tracing": "tracing fault: a write to a write-protected guest page table",
-                  "unsync": "the first write to a guest page table: let it go out of sync",
-                  "wp-emulate": "CR0.WP=0 lets the kernel write a read-only page: emulate"}
-        lines.append(f" 3 {labels.get(kind, kind)}")
-        if pm is not None:
-            alloc = " (allocated now, zeroed)" if pm.data["allocated"] else ""
-            lines.append(f"      PMap: ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc}")
-        emu = by.get("emulate")
-        fill = by.get("shadow_fill")
-        if emu is not None:
-            changed = emu.data["changed"]
-            shown = ", ".join(f"{i:#x}" for i in changed[:8]) + (" ..." if len(changed) > 8 else "")
-            lines.append(f" 4 the VMM emulated the write: entries changed [{shown}]; "
-                         f"{emu.data['dropped']} shadow entries dropped")
-            lines.append(" 5 VM entry after the emulated instruction")
-        elif fill is not None:
-            lines.append(f" 4 spte := {fill.data['spte']:#010x}  {_flags(fill.data['spte'])}"
-                         f"  (mpn {fill.data['mpn']:#x})")
-            lines.append(" 5 VM entry: restart the faulting instruction")
-        tlb = by.get("tlb_fill")
-        if tlb is not None and emu is not None:
-            lines.append(" 6 the hardware did the write through a one-instruction writable "
-                         "spte; the TLB entry is read-only again")
-        elif tlb is not None:
-            rights = ("W" if tlb.data["writable"] else "r") + (" U" if tlb.data["user"] else " s")
-            lines.append(f" 6 the hardware walk succeeds: TLB fill va {tlb.va:#010x} -> "
-                         f"mpn {tlb.data['pn']:#x} ({rights})")
-        return lines
-
-    def _one_fault_line_impl(self, kind, va, story, by) -> str:
-        ec = story[0].data.get("error_code") or 0
-        access = ("write" if ec & 2 else "read") + (", user" if ec & 4 else ", kernel")
-        line = f"· {kind} fault at va {va:#010x} ({access})"
-        pm, fill, emu = by.get("pmap_lookup"), by.get("shadow_fill"), by.get("emulate")
-        if kind == "true":
-            return line + ": injected into the guest"
-        if emu is not None:
-            return line + f": emulated, {emu.data['dropped']} shadow entries dropped"
-        if pm is not None and fill is not None:
-            alloc = " (new)" if pm.data["allocated"] else ""
-            return line + (f": ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc},"
-                           f" spte {fill.data['spte']:#010x}")
-        return line
-
-    def _tell_nested(self, story: list) -> list[str]:
-        first = story[0]
-        by = {}
-        for ev in story:
-            by.setdefault(ev.kind, ev)
-        self.faults += 1
-        gpa = first.data["gpa"]
-        if self.brief and "nested" in self.told:
-            pm = by.get("pmap_lookup")
-            new = " (new)" if pm and pm.data["allocated"] else ""
-            mpn = f" -> mpn {pm.data['mpn']:#x}{new}" if pm else ""
-            return [f"· nested fault at va {first.va:#010x}, gpa {gpa:#010x}: "
-                    f"ppn {gpa >> 12:#x}{mpn}"]
-        self.told.add("nested")
-        lines = [f"── nested fault (EPT violation) at va {first.va:#010x}, gpa {gpa:#010x} "
-                 f"── cycle {first.cycle:,}",
-                 " 1 TLB miss; the hardware walks both dimensions (guest table, nested "
-                 "table) and finds no nested entry:"]
-        lines += grid_lines(first.data.get("grid") or [], fault=True)
-        exit_ev = by.get("vm_exit")
-        eip = exit_ev.data.get("eip") if exit_ev else 0
-        lines.append(f" 2 VM exit (EPT violation) at eip {eip:#010x}; the exit names the "
-                     "guest-physical address: no guest walk needed")
-        pm = by.get("pmap_lookup")
-        if pm is not None:
-            alloc = " (allocated now, zeroed)" if pm.data["allocated"] else ""
-            lines.append(f" 3 PMap: ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc}")
-        fill = by.get("nested_fill")
-        if fill is not None:
-            lines.append(f" 4 npte := {fill.data['npte']:#010x}  "
-                         f"{_flags(fill.data['npte'])}  (ppn {fill.data['ppn']:#x})")
-        lines.append(" 5 VM entry: restart the faulting instruction")
-        tlb = by.get("tlb_fill")
-        if tlb is not None:
-            rights = ("W" if tlb.data["writable"] else "r") + (" U" if tlb.data["user"] else " s")
-            lines.append(f" 6 the 2D walk succeeds: TLB fill va {tlb.va:#010x} -> "
-                         f"mpn {tlb.data['pn']:#x} ({rights})")
-        return lines

@@ -4,7 +4,7 @@ Everything here is side-effect free: walks do not set A/D bits, reads do not
 allocate pages, nothing counts as a TLB lookup.  A view must never change
 the run it shows (going back replays the run and must find it unchanged).
 
-Address spaces (DESIGN.md): ``va`` through the guest's own tables (the
+Address spaces (README, "Vocabulary"): ``va`` through the guest's own tables (the
 guest's view; under shadow paging the hardware really walks the shadow),
 ``pa`` guest-physical, ``ma`` machine.  Natively pa and ma are the same.
 """

@@ -27,22 +27,30 @@ class ProgressLine:
     """Keeps ``stream`` (a terminal) showing how far a run has got."""
 
     def __init__(self, stream, delay: float = 0.5, interval: float = 0.1,
-                 clock=time.perf_counter):
+                 clock=time.perf_counter, label: str = ""):
+        """``label``: what runs (``emu compare`` names each configuration)."""
         self.stream = stream
         self.clock = clock
         self.start = clock()
         self.next = self.start + delay
         self.interval = interval
+        self.label = label
         self.shown = False
 
     def __call__(self, system) -> None:
         now = self.clock()
         if now < self.next:
             return
+        self.show(system, now)
+
+    def show(self, system, now: float | None = None) -> None:
+        """Draw the line now."""
+        now = self.clock() if now is None else now
         self.next = now + self.interval
         what = "page faults" if system.vmm is None else "faults"
-        line = (f"  {system.cpu.icount:,} instructions · {int(system.env.now):,} cycles · "
-                f"{faults_so_far(system):,} {what} · {now - self.start:.1f} s")
+        label = f"  {self.label} ·" if self.label else ""
+        line = (f"{label}  {system.cpu.icount:,} instructions · {int(system.env.now):,} "
+                f"cycles · {faults_so_far(system):,} {what} · {now - self.start:.1f} s")
         self.stream.write(ERASE + line)
         self.stream.flush()
         self.shown = True

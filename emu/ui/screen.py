@@ -29,11 +29,10 @@ from ..isa import REGS32
 from .grid import grid_lines
 from .probe import Probe
 from .story import (
-    KIND_TEXT,
     STEP_TITLES,
-    access_text,
     error_text,
     find_story,
+    kind_text,
     native_walk_lines,
     pmap_how,
     story_visible,
@@ -192,7 +191,7 @@ def _step_lines(session, story) -> dict[int, list[str]]:
     for ev in story.events(3):
         d = ev.data
         if ev.kind.endswith("_fault"):
-            lines.append(KIND_TEXT.get(story.kind, ev.kind))
+            lines.append(kind_text(story) or ev.kind)
             if ev.kind == "true_fault":
                 lines.append(f"the guest's walk: {error_text(d.get('error_code'))}")
         elif ev.kind == "pmap_lookup":
@@ -292,14 +291,12 @@ def fault_panel(session, story, compact: bool = False) -> Panel:
             continue
         for line in data.get(n, []):
             text.append(f"\n      {line}")
-    first = story.first
-    fetch = bool((first.data.get("walk") or {}).get("fetch"))
-    exit_name = {"npf": "EPT violation"}.get(getattr(session.system.vmm, "FAULT_EXIT", ""),
-                                             "#PF exit")
+    fault_exit = getattr(session.system.vmm, "FAULT_EXIT", None)
+    exit_name = {"npf": "EPT violation"}.get(getattr(fault_exit, "reason", ""), "#PF exit")
     kind = f"{story.kind} fault" if story.kind else exit_name
     state = "done" if story.done else f"step {current} of 6"
     title = (f"{kind} · va {story.va:#010x} "
-             f"({access_text(first.data.get('error_code'), fetch)}) · {state}")
+             f"({story.access}) · {state}")
     return Panel(text, title=title, title_align="left", box=box.ROUNDED)
 
 

@@ -1,7 +1,7 @@
 """The stepper: an interactive console that steps through a guest run, down
 to one of the six steps of a fault at a time.
 
-    emu step PROG.s [--mode ...] [--script FILE] [--svg F] [--html F]
+    emu step PROG.s [--mode ...] [--script FILE] [--svg F] [--html F] [--svg-each DIR]
 
 A ``cmd.Cmd`` loop (``do_X``/``help_X`` pairs, short aliases) over a
 ``Session`` (``session.py``: the run, its breakpoints and its undo).  After
@@ -10,12 +10,16 @@ terminal; the views (``views.py``) print below it.  With ``--script FILE``,
 or commands on a standard input that is not a terminal, the same commands
 run without a terminal: each is echoed after the prompt, the output has a
 fixed width and no colour, so lecture notes and tests can replay a session.
-An error in a command prints one line and the session goes on.
+An error in a command prints one line and the session goes on.  ``export
+FILE`` saves the screen on show as SVG (HTML or text by the file's suffix),
+and ``--svg-each DIR`` saves every screen drawn, one file each: a slide a
+screen.
 """
 
 from __future__ import annotations
 
 import cmd
+import io
 import os
 import re
 import signal
@@ -79,6 +83,9 @@ HELP = {   # command: (usage, summary, more)
             "ADDR may be a number, a symbol or a register, with + and -."),
     "stats": ("stats", "the counters so far", ""),
     "trace": ("trace [N]", "the last N trace events (default 20)", ""),
+    "export": ("export FILE", "save the screen on show: FILE.svg, FILE.html or FILE.txt",
+               "The screen as the last motion drew it, at the console's width; '-' writes "
+               "it to standard output."),
     "help": ("help [COMMAND]", "the commands, or one in full", ""),
     "quit": ("quit", "leave the stepper", ""),
 }
@@ -99,6 +106,9 @@ class Stepper(cmd.Cmd):
         self.interactive = interactive
         self.fixed_height = height
         self.message = "at the start of the run ('help' lists the commands)"
+        self.shown = None               # the screen drawn last (``export``)
+        self.each_dir: str | None = None   # --svg-each: every screen drawn, as SVG
+        self.drawn = 0
 
     # --- output -------------------------------------------------------------------
     @property
@@ -108,8 +118,28 @@ class Stepper(cmd.Cmd):
     def draw(self) -> None:
         if self.interactive:
             self.console.clear()
-        self.console.print(screen(self.session, self.console.width, self.height,
-                                  self.message))
+        self.shown = screen(self.session, self.console.width, self.height, self.message)
+        self.console.print(self.shown)
+        self.drawn += 1
+        if self.each_dir is not None:
+            self.save(os.path.join(self.each_dir, f"screen-{self.drawn:03d}.svg"))
+
+    def save(self, path: str) -> None:
+        """The screen on show as SVG, HTML or text (by ``path``'s suffix)."""
+        from ..outputs import check_output, write_text
+        check_output(path)
+        recorder = Console(record=True, width=self.console.width, file=io.StringIO(),
+                           force_terminal=True, color_system="truecolor", highlight=False)
+        recorder.print(self.shown)
+        suffix = os.path.splitext(path)[1].lower()
+        name = self.session.image.source_name.rsplit("/", 1)[-1]
+        if suffix in (".html", ".htm"):
+            text = recorder.export_html()
+        elif suffix == ".txt":
+            text = recorder.export_text()
+        else:
+            text = recorder.export_svg(title=f"emu step {name}")
+        write_text(path, text)
 
     def error(self, text: str) -> None:
         self.console.print(Text(f"error: {text}", style="bold red"))
@@ -251,6 +281,14 @@ class Stepper(cmd.Cmd):
     def do_show(self, arg):
         self.draw()
 
+    def do_export(self, arg):
+        path = arg.strip()
+        if not path:
+            raise EmuError("export takes a file name (FILE.svg, FILE.html or FILE.txt)")
+        self.save(path)
+        if path != "-":
+            self.console.print(f"saved the screen to {path}")
+
     # --- breakpoints ----------------------------------------------------------------
     def do_break(self, arg):
         words = arg.split()
@@ -391,9 +429,14 @@ def script_lines(fh, name: str) -> list[str]:
 
 
 def run(image, config, *, script: str | None = None, svg: str | None = None,
-        html: str | None = None, width: int | None = None, stdin=None, stdout=None) -> int:
-    """``emu step``: the stepper over ``image``; returns the exit status."""
+        html: str | None = None, width: int | None = None, stdin=None, stdout=None,
+        svg_each: str | None = None) -> int:
+    """``emu step``: the stepper over ``image``; returns the exit status.
+    ``svg``/``html``: the whole session; ``svg_each``: a folder that gets
+    each screen drawn as its own SVG; ``-``: standard output."""
     stdin = stdin or sys.stdin
+    if stdout is None and "-" in (svg, html):
+        stdout = sys.stderr         # standard output takes the export
     stdout = stdout or sys.stdout
     lines = read_script(script) if script is not None else None
     interactive = lines is None and stdin.isatty() and stdout.isatty()
@@ -412,18 +455,18 @@ def run(image, config, *, script: str | None = None, svg: str | None = None,
     session = Session(image, config)
     stepper = Stepper(session, console, interactive=interactive,
                       height=None if interactive else HEIGHT)
+    if svg_each is not None:
+        from ..outputs import make_folder
+        make_folder(svg_each)
+        stepper.each_dir = svg_each
     if interactive:
         stepper.interact()
     else:
         stepper.run_lines(lines)
-    target = svg
-    try:
-        if svg:
-            console.save_svg(svg, title=f"emu step {image.source_name.rsplit('/', 1)[-1]}",
-                             clear=False)
-        if html:
-            target = html
-            console.save_html(html)
-    except OSError as e:
-        raise EmuError(f"cannot write {e.filename or target}: {e.strerror}") from None
+    from ..outputs import write_text
+    if svg:
+        write_text(svg, console.export_svg(
+            title=f"emu step {image.source_name.rsplit('/', 1)[-1]}", clear=False))
+    if html:
+        write_text(html, console.export_html(clear=False))
     return 0

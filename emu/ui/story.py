@@ -1,30 +1,19 @@
-"""Faults as stories of six steps, and one-line descriptions of trace events.
+"""The stepper's fault stories, and one-line descriptions of trace events.
 
-``find_story`` reads the shown trace events and returns the fault being
-handled (or the last one): its events by step, the step reached, whether it
-is over.  A #PF exit under shadow paging emits, in order (DESIGN.md):
-
-    1 shadow_walk        the hardware's walk of the shadow that missed
-    2 vm_exit            the exit: reason, eip, error code
-      guest_walk         the VMM's walk of the guest's table (gpde, gpte)
-    3 <kind>_fault       the classification: true, hidden, dirty, tracing ...
-      pmap_lookup        the PMap's machine page (allocated or found)
-      inject             (a true fault) #PF injected into the guest
-    4 shadow_fill        the spte written  (emulate: the write emulated)
-    5 vm_entry           back to the guest: restart, or the guest's handler
-    6 shadow_walk, tlb_fill   the restart's walk succeeds and fills the TLB
-
-Nested paging tells the same story with ``nested_walk``/``nested_fault``/
-``nested_fill``.  Natively there is no VMM: a fault is one hardware event,
-the exception delivered to the guest's handler.
+``find_story`` reads the shown trace events through the one fault-story
+builder (``emu.story``: the events of each step, what each step did) and
+returns the fault being handled, or the last one: its events by step, the
+step reached, whether it is over.  Natively there is no VMM: a fault is one
+hardware event, the exception delivered to the guest's handler.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ..hw.exceptions import describe_vector
 from ..hw.paging import decode_flags
+from ..story import FaultStory, StoryBuilder
+
+Story = FaultStory      # the name the screen knew it by
 
 WINDOW = 1500          # shown events scanned back for the current story
 
@@ -58,6 +47,15 @@ KIND_TEXT = {
     "cow": "a write to a page the VMM shares: copy it, break the sharing",
 }
 
+
+def kind_text(story: FaultStory) -> str:
+    """Step 3's words for ``story``: they agree with the guest walk the
+    panel shows in step 2 (a dirty fault's walk has already set D)."""
+    if story.kind == "dirty":
+        from .narrate import kind_line
+        return kind_line(story)
+    return KIND_TEXT.get(story.kind, story.kind or "")
+
 # How the PMap found the machine page (``pmap_lookup``'s ``how``).
 PMAP_HOW = {"resident": "resident", "allocated": "allocated now, zeroed",
             "swapped-in": "read back from the swap disk", "cow-broken":
@@ -70,98 +68,20 @@ def pmap_how(data: dict) -> str:
     return PMAP_HOW.get(how, how)
 
 
-@dataclass
-class Story:
-    """One fault, as far as it has been shown."""
-
-    start: int                  # number of its first event
-    first: object               # that event
-    native: bool = False
-    kind: str | None = None     # hidden, true, tracing ... (after step 3)
-    steps: dict = field(default_factory=dict)    # step -> [(event, extra)]
-    step: int = 1               # the step reached
-    last: int = 0               # number of its last event
-    entered: str | None = None  # the VM entry's action, once it happened
-    done: bool = False
-    extra: object = None        # natively: the walk that faulted
-
-    @property
-    def va(self) -> int:
-        return self.first.va or 0
-
-    def add(self, i: int, ev, extra, step: int | None = None) -> None:
-        step = step or ev.step or self.step
-        self.steps.setdefault(step, []).append((ev, extra))
-        self.step = max(self.step, step)
-        self.last = i
-        if ev.kind.endswith("_fault") and ev.step == 3:
-            self.kind = ev.kind[:-len("_fault")]
-
-    def events(self, step: int) -> list:
-        return [ev for ev, _ in self.steps.get(step, [])]
-
-    def find(self, kind: str, step: int | None = None):
-        for s in (step,) if step else sorted(self.steps):
-            for ev in self.events(s):
-                if ev.kind == kind:
-                    return ev
-        return None
-
-
-def _delivered(ev) -> bool:
-    """An exception the hardware delivers to the guest itself (no VM exit)."""
-    return ev.kind == "deliver" and ev.data.get("source") == "fault"
-
-
-def find_story(session) -> Story | None:
+def find_story(session) -> FaultStory | None:
     """The last fault among the shown events (None if none is in sight).
     Where #PF is not intercepted (natively, nested paging) the exceptions
     the hardware delivers are stories of their own, told in one piece."""
-    hw = "pf" not in session.system.cpu.intercepts
-    native = session.system.vmm is None
-    stack: list[Story] = []
-    last: Story | None = None
-    awaiting: Story | None = None
+    builder = StoryBuilder(session.mode)
     for i, ev, extra in session.shown_events(session.shown - WINDOW):
-        if hw and _delivered(ev):
-            st = Story(i, ev, native=True, last=i)
-            st.add(i, ev, extra, step=1)
-            st.extra, st.done, st.kind = extra, True, "native"
-            last = st
-            continue
-        if native:
-            continue
-        if ev.step == 1:
-            st = Story(i, ev, last=i)
-            if awaiting is not None:
-                awaiting.done = True   # its restart went another way
-                awaiting = None
-            st.add(i, ev, extra)
-            stack.append(st)
-            last = st
-            continue
-        if stack:
-            top = stack[-1]
-            top.add(i, ev, extra)
-            last = top
-            if ev.kind == "vm_entry" and ev.step == 5:
-                stack.pop()
-                top.entered = ev.data.get("action")
-                if top.entered == "resume":
-                    awaiting = top
-                else:
-                    top.done = True
-            continue
-        if awaiting is not None and ev.step == 6 and ev.va is not None \
-                and ev.va >> 12 == awaiting.va >> 12:
-            awaiting.add(i, ev, extra)
-            if ev.kind == "tlb_fill":
-                awaiting.done = True
-                awaiting = None
-    return last
+        builder.feed(ev, i, extra)
+    story = builder.last
+    if story is not None and story.ended:
+        story.done = False      # the run ended in it: the panel shows the step it reached
+    return story
 
 
-def story_visible(session, story: Story | None) -> bool:
+def story_visible(session, story: FaultStory | None) -> bool:
     """Show the panel while a fault is handled, and when the last motion
     stopped right after its last step."""
     if story is None:
@@ -174,6 +94,10 @@ def story_visible(session, story: Story | None) -> bool:
 # --- one line per event -------------------------------------------------------------
 def _hex(v) -> str:
     return f"{v:#010x}" if isinstance(v, int) else "-"
+
+
+def _pn(v) -> str:
+    return f"{v:#x}" if isinstance(v, int) else "-"
 
 
 def access_text(error_code: int | None, fetch: bool = False) -> str:
@@ -255,12 +179,27 @@ def describe(ev) -> str:
         return (f"emulated the write{va}: entries {d.get('changed')} changed, "
                 f"{d.get('dropped')} shadow entries dropped")
     if k == "cr3_load":
-        return f"guest CR3 := {_hex(d.get('guest_cr3'))} (shadow root mpn {d.get('root'):#x})"
+        return f"guest CR3 := {_hex(d.get('guest_cr3'))} (shadow root mpn {_pn(d.get('root'))})"
     if k == "invlpg":
         return f"INVLPG{va} ({d.get('dropped')} shadow entries dropped)"
     if k == "timer_tick":
         return f"timer tick {d.get('ticks')}"
     if k == "run_end":
         return f"run end: {d.get('outcome')}, {d.get('message')}"
+    if k == "tlb_miss":
+        return f"TLB miss ({'itlb' if d.get('fetch') else 'dtlb'}){va}"
+    if k == "reclaim":
+        what = "a zero page, dropped" if d.get("zero") else "to the swap disk"
+        return f"reclaim: ppn {_pn(d.get('ppn'))} (mpn {_pn(d.get('mpn'))}) {what}"
+    if k == "swap_in":
+        return (f"swap-in: ppn {_pn(d.get('ppn'))} -> mpn {_pn(d.get('mpn'))} "
+                f"(waited {d.get('waited', 0):,} cycles)")
+    if k == "cow_break":
+        return (f"copy-on-write break: ppn {_pn(d.get('ppn'))} leaves shared mpn "
+                f"{_pn(d.get('shared'))} for mpn {_pn(d.get('mpn'))}")
+    if k == "page_shared":
+        what = "a zero page" if d.get("zero") else "identical content"
+        return (f"page shared: ppn {_pn(d.get('ppn'))} -> mpn {_pn(d.get('mpn'))} ({what}), "
+                f"mpn {_pn(d.get('freed'))} freed")
     rest = " ".join(f"{key}={value}" for key, value in sorted(d.items()))
     return f"{k}{va} {rest}".rstrip()
