@@ -128,10 +128,20 @@ class RawClient:
 
 
 @pytest.fixture()
-def server():
-    image = load(programs.resolve("demand"))
+def server(request, tmp_path):
+    """A server on ``demand``, or on the program a test names with
+    ``@pytest.mark.program(SOURCE)``."""
+    mark = request.node.get_closest_marker("program")
+    config = Config(mode="shadow")
+    if mark is None:
+        image = load(programs.resolve("demand"))
+    else:
+        config = Config(mode="shadow", max_cycles=1 << 62)     # it runs until stopped
+        path = tmp_path / "prog.s"
+        path.write_text(mark.args[0])
+        image = load(str(path))
     logs: list[str] = []
-    srv = Server(Target(Session(image, Config(mode="shadow"))), "127.0.0.1", 0,
+    srv = Server(Target(Session(image, config)), "127.0.0.1", 0,
                  log=logs.append)
     port = srv.listen()
     failures = []
@@ -216,7 +226,9 @@ def test_requests_answered_refused_or_unsupported(server):
     assert any(line.startswith("malformed packet b'mzz,4'") for line in logs)
 
 
+@pytest.mark.program("org 0x1000\n_start: jmp _start\n")
 def test_an_interrupt_stops_a_running_guest(server):
+    # A guest that never ends: the interrupt cannot arrive after it powered off.
     port, logs = server
     c = RawClient(port)
     c.send(frame(b"vCont;c"))
