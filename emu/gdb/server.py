@@ -90,6 +90,7 @@ class Connection:
         self.ack = True
         self.last_sent = b""
         self.pending: list = []
+        self.rest: list = []            # what the last read brought, not yet handled
 
     # --- the wire ----------------------------------------------------------------------
     def send(self, data: str | bytes) -> None:
@@ -119,8 +120,9 @@ class Connection:
     def run(self) -> None:
         try:
             while self.server.ended is None:
-                items, self.pending = self.pending or self._read(), []
-                for item in items:
+                self.rest, self.pending = list(self.pending or self._read()), []
+                while self.rest:
+                    item = self.rest.pop(0)
                     if item.kind == "packet":
                         if self.ack:
                             self._write(b"+")
@@ -275,7 +277,12 @@ class Connection:
 
     def resume(self, how: str) -> str:
         t = self.target
-        stop = _Interrupter(self.conn, t.session) if how == "cont" else None
+        stop = None
+        if how == "cont":
+            # A ^C that came in the same read as this packet stops the run too.
+            early = any(i.kind == "interrupt" for i in self.rest)
+            self.rest = [i for i in self.rest if i.kind != "interrupt"]
+            stop = _Interrupter(self.conn, t.session, early)
         try:
             reply: StopReply = getattr(t, how)()
         finally:
@@ -290,16 +297,21 @@ class Connection:
 class _Interrupter:
     """While the machine runs, watch the socket for ^C (0x03)."""
 
-    def __init__(self, conn: socket.socket, session):
+    def __init__(self, conn: socket.socket, session, hit: bool = False):
         self.conn = conn
         self.session = session
         self.extra = b""
+        # Once hit, the flag is set again every tick: the command may clear it
+        # as it begins, after the ^C arrived.
+        self.hit = hit
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
         while not self._done.is_set():
+            if self.hit:
+                self.session.interrupted = True
             try:
                 ready, _, _ = select.select([self.conn], [], [], 0.05)
                 if not ready:
@@ -311,7 +323,7 @@ class _Interrupter:
                 self.session.interrupted = True
                 return
             if b"\x03" in chunk:
-                self.session.interrupted = True
+                self.hit = self.session.interrupted = True
                 chunk = chunk.replace(b"\x03", b"", 1)
             self.extra += chunk
 
