@@ -142,27 +142,22 @@ class ShadowVmm:
         raise NotImplementedError("handle_invlpg: a guest INVLPG")
 
     # --- the host's hooks (reclaim and sharing) -------------------------------------
+    # The host calls them only when machine memory runs short or pages are
+    # shared (``--machine-mib``, ``--share-interval``); ``emu lab`` level 7.
     def evictable(self, ppn: int, mpn: int) -> bool:
         """May the host take guest page ``ppn`` (in machine page ``mpn``)
-        back?  Not a guest table this VMM shadows: it reads those itself."""
-        return ppn not in self.hw.shadow.tracked
+        back?  (Not a guest table the VMM shadows: it reads those itself.)"""
+        raise NotImplementedError("evictable: may the host take a guest page back?")
 
     def referenced(self, ppn: int, mpn: int) -> bool:
-        """Did the guest use the page since the host last asked?  Read and
-        clear the A bits the hardware set in the sptes that map it."""
-        used = False
-        for sp, idx in self.hw.shadow.sptes_mapping(mpn):
-            if self.hw.shadow.test_and_clear_accessed(sp, idx):
-                used = True
-        if used:
-            self.hw.tlb.forget_page(mpn)   # so that the next use sets A again
-        return used
+        """Did the guest use the page since the host last asked?  (Read and
+        clear the A bits the hardware set in the sptes that map it.)"""
+        raise NotImplementedError("referenced: did the guest use the page lately?")
 
     def unmap_page(self, ppn: int, mpn: int) -> None:
         """The host takes ``mpn`` back (or shares it): every spte mapping it
         must go, and every TLB entry."""
-        self.hw.shadow.drop_mappings(mpn)
-        self.hw.tlb.forget_page(mpn)
+        raise NotImplementedError("unmap_page: drop every mapping of a page the host takes")
 
     # --- statistics -----------------------------------------------------------------
     def stats(self) -> dict:

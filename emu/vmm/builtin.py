@@ -1,7 +1,7 @@
 """The built-in shadow-paging VMM, written against the VMM API (``api.py``)
 like any student's: the page-fault path (``page_fault.py``), the writes it
 lets through once (``emulate.py``), the control-register and INVLPG exits
-(``control.py``), and the host's reclaim hooks (the API's defaults).
+(``control.py``), and the host's reclaim hooks (here).
 
 Its shadow policies (``--shadow-policy``), two choices combined:
 
@@ -35,6 +35,23 @@ class BuiltinShadowVmm(PageFaultPath, Emulation, ControlPath, ShadowVmm):
     def start(self) -> None:
         self.phys_root, _ = self.hw.shadow.ensure(("phys-pd", 0))
         self.hw.tlb.load_root(self.phys_root)
+
+    # --- the host's hooks (reclaim and sharing) -------------------------------------
+    def evictable(self, ppn: int, mpn: int) -> bool:
+        return ppn not in self.hw.shadow.tracked
+
+    def referenced(self, ppn: int, mpn: int) -> bool:
+        used = False
+        for sp, idx in self.hw.shadow.sptes_mapping(mpn):
+            if self.hw.shadow.test_and_clear_accessed(sp, idx):
+                used = True
+        if used:
+            self.hw.tlb.forget_page(mpn)   # so that the next use sets A again
+        return used
+
+    def unmap_page(self, ppn: int, mpn: int) -> None:
+        self.hw.shadow.drop_mappings(mpn)
+        self.hw.tlb.forget_page(mpn)
 
 
 __all__ = ["BuiltinShadowVmm"]

@@ -1,0 +1,124 @@
+"""Loading a student's VMM: one Python file, one ``ShadowVmm`` subclass.
+
+Whatever goes wrong is the student's to fix, and is said in one line that
+names their file and line: a syntax error, an import that fails, a file
+with no VMM class or with two, an exception or an endless loop in their
+code (``student_error``).  ``builtin`` stands for the built-in VMM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import signal
+import sys
+import traceback
+
+from ..errors import EmuError
+from ..vmm.api import ShadowVmm, VmmError
+from ..vmm.runtime import HandlerTimeout
+
+BUILTIN = "builtin"
+IMPORT_LIMIT = 10.0          # host seconds a VMM file may take to import
+
+
+class StudentError(EmuError):
+    """The student's VMM failed (one line: what, where)."""
+
+
+def load_vmm(path: str) -> type:
+    """The ``ShadowVmm`` subclass defined in the file ``path``."""
+    if path == BUILTIN:
+        from ..vmm.builtin import BuiltinShadowVmm
+        return BuiltinShadowVmm
+    if not os.path.exists(path):
+        raise EmuError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise EmuError(f"{path}: a directory, not a Python file")
+    if not path.endswith(".py"):
+        raise EmuError(f"{path}: a VMM is a Python file (.py)")
+    real = os.path.realpath(path)
+    digest = hashlib.sha1(real.encode()).hexdigest()[:12]
+    name = f"emu_student_vmm_{digest}"
+    spec = importlib.util.spec_from_file_location(name, real)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        with time_limit(IMPORT_LIMIT, "importing it"):
+            spec.loader.exec_module(module)
+    except SyntaxError as e:
+        sys.modules.pop(name, None)
+        where = f"{path}:{e.lineno}" if e.lineno else path
+        raise StudentError(f"{where}: syntax error: {e.msg}") from None
+    except BaseException as e:     # the student's module-level code
+        sys.modules.pop(name, None)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise StudentError(student_error(e, path, "while importing it")) from None
+    found = [v for v in vars(module).values()
+             if isinstance(v, type) and issubclass(v, ShadowVmm) and v.__module__ == name]
+    if not found:
+        raise StudentError(f"{path}: defines no VMM: write a class that subclasses "
+                           "emu.vmm.api.ShadowVmm (emu lab new 1 gives a skeleton)")
+    if len(found) > 1:
+        names = ", ".join(sorted(c.__name__ for c in found))
+        raise StudentError(f"{path}: defines {len(found)} VMM classes ({names}): keep one")
+    cls = found[0]
+    cls.source_path = path
+    return cls
+
+
+def student_error(exc: BaseException, path: str | None, doing: str = "") -> str:
+    """One line: the student's exception, at the deepest line of their file."""
+    where = _student_frame(exc, path)
+    doing = f" {doing}" if doing else ""
+    if isinstance(exc, HandlerTimeout):
+        at = f" (it was at {where})" if where else ""
+        return f"your VMM ran for too long{doing}{at}: an endless loop? {exc}"
+    if isinstance(exc, VmmError):
+        return str(exc)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    at = f" at {where}" if where else ""
+    return f"your VMM raised {what}{at}{doing}"
+
+
+def _student_frame(exc: BaseException, path: str | None) -> str | None:
+    if path is None or path == BUILTIN:
+        return None
+    real = os.path.realpath(path)
+    found = None
+    for fs in traceback.extract_tb(exc.__traceback__):
+        if os.path.realpath(fs.filename) == real:
+            found = f"{path}:{fs.lineno} in {fs.name}"
+    return found
+
+
+class time_limit:
+    """``with time_limit(s, doing):`` raise ``HandlerTimeout`` after ``s``
+    host seconds (the main thread only; elsewhere, no limit)."""
+
+    def __init__(self, seconds: float, doing: str):
+        self.seconds = seconds
+        self.doing = doing
+        self.armed = False
+
+    def __enter__(self):
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        seconds = self.seconds
+
+        def expired(signum, frame):
+            raise HandlerTimeout(f"(more than {seconds:g} s)")
+        self.old = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        self.armed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.old)
+        return False
