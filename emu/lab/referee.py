@@ -27,6 +27,7 @@ from ..vmm.api import PfResult, VmmError
 from .loader import time_limit
 
 LIVELOCK = 64           # exits at one place without an instruction retired
+FULL_EVERY = 128        # a look at every shadow entry every so many #PF exits
 HANDLER_LIMIT = 5.0     # host seconds one handler may run
 
 
@@ -105,6 +106,7 @@ class Referee:
         self.hw = None
         self._last = None
         self._repeats = 0
+        self._exits = 0
 
     # --- wiring -----------------------------------------------------------------------
     def attach(self, hw) -> None:
@@ -196,12 +198,10 @@ class Referee:
                       f"but reads back {now:#010x}: record it (hw.guest.cr{exit.cr} = "
                       "exit.value)")
 
-    # --- after every exit: the shadow as a whole ---------------------------------------------
-    def check_all(self, what: str) -> None:
-        """The hardware's root is the shadow of the guest's directory, and
-        every present shadow entry agrees with the guest's tables and the
-        PMap."""
-        g, shadow = self.hw.guest, self.hw.shadow
+    # --- after every exit: the shadow ------------------------------------------------------
+    def check_root(self, what: str) -> None:
+        """The hardware walks the shadow of the guest's directory."""
+        g = self.hw.guest
         root = self.hw.root
         if g.paging:
             want = ("pd", (g.cr3 & 0xFFFFF000) >> 12)
@@ -213,10 +213,48 @@ class Referee:
                 self.fail(step, f"the guest's CR3 is {g.cr3:#010x}, but the hardware walks "
                           f"{have}: switch to the shadow of the guest's directory "
                           f"(hw.shadow.ensure(('pd', {want[1]:#x})), hw.tlb.load_root)")
+
+    def after_page_fault_exit(self, exit, oracle) -> None:
+        """After a #PF exit: the root, the shadow pages that hold va's
+        entries, the shadows of a guest table it wrote -- and every shadow
+        entry every ``FULL_EVERY`` exits (a full look costs a scan)."""
+        what = f"the #PF at va {exit.va:#010x}"
+        self.check_root(what)
+        self._exits += 1
+        if self._exits % FULL_EVERY == 0:
+            return self.check_all(what)
+        shadow = self.hw.shadow
         read32 = self.mon.guest.read32
         mpn_of, shared = self.mon.pmap.mpn_of, self.mon.pmap.shared
-        for sp in list(shadow.pages.values()):
-            if not sp.present:
+        root = self.hw.root
+        if root is not None and root.key[0] == "pd":
+            dx = exit.va >> 22
+            spde = root.entry(dx)
+            if spde & PTE_P:
+                self._check_spde(root, dx, spde, read32, what)
+                child = shadow.by_mpn.get(spde >> 12)
+                idx = (exit.va >> 12) & 0x3FF
+                e = child.entry(idx) if child is not None else 0
+                if e & PTE_P and not (self.rules.oos and child.key[0] == "pt"
+                                      and child.key[1] in shadow.unsync):
+                    self._check_spte(child, idx, e, read32, mpn_of, shared, what)
+        if exit.write and oracle is not None and not oracle.fault:
+            pages = [shadow.pages[k] for k in shadow.tracked.get(oracle.frame >> 12, ())
+                     if k in shadow.pages]
+            self._check_pages(pages, what)
+
+    def check_all(self, what: str) -> None:
+        """The root, and every present shadow entry agrees with the guest's
+        tables and the PMap."""
+        self.check_root(what)
+        self._check_pages(list(self.hw.shadow.pages.values()), what)
+
+    def _check_pages(self, pages, what: str) -> None:
+        shadow = self.hw.shadow
+        read32 = self.mon.guest.read32
+        mpn_of, shared = self.mon.pmap.mpn_of, self.mon.pmap.shared
+        for sp in pages:
+            if not sp.present or shadow.pages.get(sp.key) is not sp:
                 continue
             role = sp.key[0]
             if self.rules.oos and role == "pt" and sp.key[1] in shadow.unsync:
@@ -327,7 +365,7 @@ def checked(cls, referee: Referee) -> type:
             if not isinstance(result, PfResult):
                 raise VmmError(f"handle_page_fault returned {result!r}, not a PfResult")
             referee.after_page_fault(exit, oracle, result)
-            referee.check_all(f"the #PF at va {exit.va:#010x}")
+            referee.after_page_fault_exit(exit, oracle)
             return result
 
         def handle_cr3_write(self, exit):
