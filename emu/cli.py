@@ -123,6 +123,9 @@ def add_machine_options(p: argparse.ArgumentParser) -> None:
                    help="cycles per swap-disk transfer (default: %(default)s)")
     p.add_argument("--seed", type=_integer, default=Config.seed,
                    help="seed of the random TLB policy (default: %(default)s)")
+    p.add_argument("--vmm", metavar="FILE", default=None,
+                   help="shadow mode with your VMM: a Python file with one ShadowVmm "
+                        "subclass (emu lab)")
 
 
 def config_from(args) -> Config:
@@ -133,7 +136,20 @@ def config_from(args) -> Config:
                   ntlb_entries=args.ntlb_entries,
                   share_interval=args.share_interval or 0, swap_latency=args.swap_latency,
                   machine_mib=args.machine_mib, shadow_policy=args.shadow_policy,
-                  check_invariants=args.check_invariants).validate()
+                  check_invariants=args.check_invariants,
+                  vmm=_vmm_file(args)).validate()
+
+
+def _vmm_file(args) -> str | None:
+    vmm = getattr(args, "vmm", None)
+    if vmm is None:
+        return None
+    if args.mode != "shadow" and getattr(args, "command", None) != "compare":
+        raise UsageError(f"--vmm is a shadow-paging VMM: it runs with --mode shadow, "
+                         f"not --mode {args.mode}")
+    from .lab.loader import load_vmm
+    load_vmm(vmm)              # a bad file is one line before anything runs
+    return vmm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +224,7 @@ PLUGINS: dict[str, str] = {
     "quiz": "emu.quiz.command",
     "isa": "emu.isadoc",
     "gdb": "emu.gdb.command",
+    "lab": "emu.lab.command",
 }
 
 
@@ -260,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:   # a bug: still one line, unless asked for more
         if os.environ.get("EMU_DEBUG"):
             raise
+        from .lab.loader import student_message
+        student = student_message(e)
+        if student is not None:           # the bug is in a --vmm file, not in emu
+            print(f"emu: error: {student}", file=sys.stderr)
+            return EXIT_INPUT
         print(f"emu: internal error: {type(e).__name__}: {e} "
               "(set EMU_DEBUG=1 for details)", file=sys.stderr)
         return EXIT_INTERNAL

@@ -53,6 +53,9 @@ def resolve(program: str) -> str:
     candidate = programs_dir() / f"{name}.s"
     if os.sep not in program and candidate.exists():
         return str(candidate)
+    lab = Path(__file__).parent / "lab" / "guests" / f"{name}.s"
+    if os.sep not in program and lab.exists():
+        return str(lab)             # the lab's guests (emu lab) by name too
     raise EmuError(f"{program}: no such file (and no bundled guest program of "
                    f"that name; 'emu list' shows them)")
 

@@ -45,6 +45,7 @@ CLOCKS = ("instructions", "cycles")
 TLB_KINDS = ("split", "unified")
 BATCH_CYCLES = 1_000_000      # longest batch: keeps progress reports flowing
 MIB = 1 << 20
+STUDENT_HANDLER_LIMIT = 5.0    # host seconds a handler of a --vmm file may run
 MAX_CYCLES = 1 << 62           # largest cycle budget or interval an option takes
 
 
@@ -70,6 +71,7 @@ class Config:
     share_interval: int = 0         # cycles between sharing scans (0: no sharing)
     reserve_pages: int = 16         # free machine pages kept for the VMM's own tables
     seed: int = 0                   # for the random TLB policy
+    vmm: str | None = None          # a shadow-paging VMM's file (emu lab); None: the built-in
     costs: CostModel = DEFAULT_COSTS
 
     def validate(self) -> Config:
@@ -188,8 +190,12 @@ class System:
         self.cpu = Cpu(self.mmu, c.costs)
         self._wire_trace()
         if self.vmm_class is None and c.mode == "shadow":
-            from .vmm.builtin import BuiltinShadowVmm
-            self.vmm_class = BuiltinShadowVmm
+            if c.vmm is not None:
+                from .lab.loader import load_vmm     # a student's file: one-line errors
+                self.vmm_class = load_vmm(c.vmm)
+            else:
+                from .vmm.builtin import BuiltinShadowVmm
+                self.vmm_class = BuiltinShadowVmm
         if c.mode != "native":
             collaborators = dict(name=name, env=self.env, bus=self.bus, costs=c.costs,
                                  cpu=self.cpu, mmu=self.mmu, host=self.host, pmap=self.pmap,
@@ -198,6 +204,8 @@ class System:
             self.cpu.intercepts = INTERCEPTS
             self.vmm = ShadowMonitor(vmm_class=self.vmm_class, policy=c.shadow_policy,
                                      **collaborators)
+            if c.vmm is not None:
+                self.vmm.handler_limit = STUDENT_HANDLER_LIMIT
         elif c.mode == "nested":
             walker = NestedWalker(self.mem, lambda: bool(self.cpu.cr0 & 0x80000000),
                                   c.ntlb_entries)

@@ -19,8 +19,9 @@ import simpy
 from ..errors import EmuError
 from ..programs import assemble_file, resolve
 from ..system import Config, System
+from ..vmm.api import VmmError
 from ..vmm.host import Host
-from .levels import LEVELS, Level, Test
+from .levels import LEVELS, Case, Level
 from .loader import student_error
 from .referee import Finding, Referee, Violation, checked
 
@@ -80,22 +81,32 @@ def builtin_exits(name: str, policy: str) -> int:
     return r.stats["vmm"]["exits"].get("pf", 0)
 
 
-def check(vmm_class, levels: list[int], path: str | None = None) -> list[LevelResult]:
-    """Run ``levels`` (numbers) with ``vmm_class``; one result per level."""
+def check(vmm_class, levels: list[int], path: str | None = None,
+          progress=None) -> list[LevelResult]:
+    """Run ``levels`` (numbers) with ``vmm_class``; one result per level.
+    ``path``: the student's file, for the lines their errors name;
+    ``progress(level, test)`` is called before each test."""
+    if path is None:
+        path = getattr(vmm_class, "source_path", None)
     out = []
     for lv in LEVELS:
         if lv.number in levels:
-            out.append(LevelResult(lv, [run_test(vmm_class, lv, t, path) for t in lv.tests]))
+            result = LevelResult(lv)
+            for t in lv.tests:
+                if progress is not None:
+                    progress(lv, t)
+                result.tests.append(run_test(vmm_class, lv, t, path))
+            out.append(result)
     return out
 
 
-def run_test(vmm_class, lv: Level, test: Test, path: str | None) -> TestResult:
+def run_test(vmm_class, lv: Level, test: Case, path: str | None) -> TestResult:
     t0 = time.perf_counter()
     finding = _run(vmm_class, lv, test, path)
     return TestResult(lv.number, test.name, finding is None, finding, time.perf_counter() - t0)
 
 
-def _run(vmm_class, lv: Level, test: Test, path: str | None) -> Finding | None:
+def _run(vmm_class, lv: Level, test: Case, path: str | None) -> Finding | None:
     ref = native(test.guest)
     # Swapping takes the disk's time: a machine too small gets a budget to match.
     budget = SWAP_BUDGET if test.machine_mib else ref.cycles * BUDGET_FACTOR + 10_000_000
@@ -108,14 +119,16 @@ def _run(vmm_class, lv: Level, test: Test, path: str | None) -> Finding | None:
         results = _run_all(systems)
     except Violation as v:
         return v.finding
+    except VmmError as e:            # an API rule: set_spte's isolation check ...
+        text = str(e)
+        step, _, rest = text.partition(": ")
+        return Finding(step, rest) if step == "isolation" else Finding("API", text)
     except AssertionError as e:      # the resource-control invariant
         return Finding("isolation", str(e).splitlines()[0])
     except EmuError as e:
         return Finding("run", str(e))
-    except RecursionError as e:
-        return Finding("your VMM", student_error(e, path))
     except Exception as e:  # noqa: BLE001  (the student's code raised it)
-        return Finding("your VMM", student_error(e, path))
+        return _crashed(e, path, referees)
     for i, r in enumerate(results):
         who = f"VM {i + 1}: " if test.vms > 1 else ""
         if r.outcome == "budget":
@@ -134,7 +147,14 @@ def _run(vmm_class, lv: Level, test: Test, path: str | None) -> Finding | None:
     return None
 
 
-def _build(vmm_class, referees, config: Config, test: Test) -> list[System]:
+def _crashed(e: BaseException, path: str | None, referees) -> Finding:
+    doing = next((r.doing for r in referees if r.doing is not None), None)
+    where, exit_text = doing if doing is not None else ("your VMM", "")
+    during = f" ({exit_text})" if exit_text else ""
+    return Finding(where, student_error(e, path) + during)
+
+
+def _build(vmm_class, referees, config: Config, test: Case) -> list[System]:
     image = image_of(test.guest)
     if test.vms == 1:
         return [System(image, config, vmm_class=checked(vmm_class, referees[0]))]

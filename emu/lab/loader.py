@@ -20,6 +20,7 @@ from ..vmm.api import ShadowVmm, VmmError
 from ..vmm.runtime import HandlerTimeout
 
 BUILTIN = "builtin"
+MODULE_PREFIX = "emu_student_vmm_"
 IMPORT_LIMIT = 10.0          # host seconds a VMM file may take to import
 
 
@@ -40,7 +41,7 @@ def load_vmm(path: str) -> type:
         raise EmuError(f"{path}: a VMM is a Python file (.py)")
     real = os.path.realpath(path)
     digest = hashlib.sha1(real.encode()).hexdigest()[:12]
-    name = f"emu_student_vmm_{digest}"
+    name = f"{MODULE_PREFIX}{digest}"
     spec = importlib.util.spec_from_file_location(name, real)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -82,6 +83,27 @@ def student_error(exc: BaseException, path: str | None, doing: str = "") -> str:
     what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     at = f" at {where}" if where else ""
     return f"your VMM raised {what}{at}{doing}"
+
+
+def student_message(exc: BaseException) -> str | None:
+    """The one line for an exception raised in a loaded student VMM (or
+    while it ran: a time limit, an API rule), or None if emu's own."""
+    path = None
+    for fs, _ in traceback.walk_tb(exc.__traceback__):
+        name = fs.f_globals.get("__name__", "")
+        if name.startswith(MODULE_PREFIX):
+            path = fs.f_code.co_filename
+    if path is None and not isinstance(exc, (HandlerTimeout, VmmError)):
+        return None
+    return student_error(exc, _shown(path) if path else None)
+
+
+def _shown(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if not rel.startswith("..") else path
 
 
 def _student_frame(exc: BaseException, path: str | None) -> str | None:

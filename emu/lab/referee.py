@@ -107,6 +107,7 @@ class Referee:
         self._last = None
         self._repeats = 0
         self._exits = 0
+        self.doing = None          # the handler running and its exit, for error lines
 
     # --- wiring -----------------------------------------------------------------------
     def attach(self, hw) -> None:
@@ -360,6 +361,8 @@ def checked(cls, referee: Referee) -> type:
                 super().start()
 
         def handle_page_fault(self, exit):
+            referee.doing = ("handle_page_fault", f"the #PF exit at va {exit.va:#010x}, "
+                             f"{access_text(exit.write, exit.user, exit.fetch)}")
             oracle = referee.before_page_fault(exit)
             result = super().handle_page_fault(exit)
             if not isinstance(result, PfResult):
@@ -369,21 +372,28 @@ def checked(cls, referee: Referee) -> type:
             return result
 
         def handle_cr3_write(self, exit):
+            referee.doing = ("handle_cr3_write", f"the guest's write of {exit.value:#010x} "
+                             "to CR3")
             super().handle_cr3_write(exit)
             referee.after_cr_write(exit)
             referee.check_all("CR3 load")
 
         def handle_cr0_write(self, exit):
+            referee.doing = ("handle_cr0_write", f"the guest's write of {exit.value:#010x} "
+                             "to CR0")
             super().handle_cr0_write(exit)
             referee.after_cr_write(exit)
             referee.check_all("a CR0 write")
 
         def handle_cr4_write(self, exit):
+            referee.doing = ("handle_cr4_write", f"the guest's write of {exit.value:#010x} "
+                             "to CR4")
             super().handle_cr4_write(exit)
             referee.after_cr_write(exit)
             referee.check_all("a CR4 write")
 
         def handle_invlpg(self, exit):
+            referee.doing = ("handle_invlpg", f"the guest's INVLPG of va {exit.va:#010x}")
             super().handle_invlpg(exit)
             referee.check_all(f"INVLPG of va {exit.va:#010x}")
 

@@ -1,0 +1,262 @@
+"""``emu lab``: the built-in VMM passes every level through the student API;
+each mutant VMM fails with the step it broke; the skeleton says where to
+start; the worked level-1 solution passes; bad VMM files and bad usage are
+one line; the lab's guests give their exact output in every mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emu import Config, run
+from emu.lab import referee
+from emu.lab.checker import check, guest_path, image_of, run_test
+from emu.lab.command import gradescope, to_json
+from emu.lab.levels import LEVELS, Case, level
+from emu.lab.loader import StudentError, load_vmm
+from emu.lab.skeleton import handout, skeleton
+from emu.vmm.builtin import BuiltinShadowVmm
+
+ROOT = Path(__file__).parent.parent
+MUTANTS = Path(__file__).parent / "lab_mutants"
+
+
+def emu(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "emu", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+# --- the built-in VMM passes every level ----------------------------------------------------
+
+# One test of each level here (the whole of every level: `emu lab check builtin`).
+BUILTIN_TESTS = [(1, "lab_touch"), (1, "bigpages"), (2, "lab_true"), (2, "bad_triple"),
+                 (3, "lab_dirty"), (4, "lab_ptwrite"), (4, "demand"), (5, "multiproc"),
+                 (6, "lab_inval"), (6, "forkwait"), (7, "lab_swap x2")]
+
+
+@pytest.mark.parametrize("n,name", BUILTIN_TESTS)
+def test_the_builtin_vmm_passes_through_the_student_api(n, name):
+    lv = level(n)
+    test = next(t for t in lv.tests if t.name == name)
+    result = run_test(BuiltinShadowVmm, lv, test, None)
+    assert result.passed, result.finding
+
+
+def test_every_level_has_tests_and_every_guest_exists():
+    assert [lv.number for lv in LEVELS] == [1, 2, 3, 4, 5, 6, 7]
+    for lv in LEVELS:
+        assert lv.tests
+        for t in lv.tests:
+            assert Path(guest_path(t.guest)).exists()
+
+
+# --- mutants: each fails with the step it broke ------------------------------------------------
+
+MUTANT_CASES = [
+    ("wrong_error_code", 2, "lab_true", "step 3: you injected #PF at va 0x00300123 with error "
+     "code 0x0 (not present, read, kernel), but the guest's walk of va 0x00300123 gives error "
+     "code 0x4 (not present, read, user)"),
+    ("hidden_as_true", 2, "lab_true", "step 3: you injected a true fault at va 0x00800010 "
+     "(read, user), but the guest's gpte 0x00303007 allows it: a hidden fault"),
+    ("no_accessed", 1, "lab_touch", "step 2: after the fault at va 0x00001240 the guest's pte "
+     "at pa 0x00101004 is 0x00001003, A clear: walk the guest's table with hw.guest.walk(...), "
+     "which sets A (and D on a write) as the hardware would"),
+    ("no_dirty", 3, "lab_dirty", "step 4: spte 0x00002003 grants write to a page whose gpte "
+     "0x00001023 is clean (D=0): the guest will never see D set"),
+    ("no_fill", 1, "lab_touch", "step 4: you returned RETRY, but the shadow still refuses the "
+     "write, kernel at va 0x40000000 (the hardware's walk: error code 0x2 (not present, write, "
+     "kernel)): the instruction will fault again"),
+    ("no_zap", 4, "lab_ptwrite", "step 3 (guest page-table write): the spte 0x00005021 (entry "
+     "0x0 of the shadow of table 0x102) maps mpn 0x5, but the guest's gpte 0x00301003 names "
+     "ppn 0x301, which is in mpn 0x6 (seen after the #PF at va 0x00102000): when the guest "
+     "writes its page table, drop or update the shadow entries made from what it wrote"),
+    ("stale_root", 5, "multiproc", "CR3 load: the guest's CR3 is 0x00202000, but the hardware "
+     "walks the shadow of directory 0x00200000: switch to the shadow of the guest's directory "
+     "(hw.shadow.ensure(('pd', 0x202)), hw.tlb.load_root)"),
+    ("other_page", 1, "lab_touch", "isolation: spte maps mpn 0x3, which is a page of the VMM's "
+     "own tables"),
+    ("raises", 1, "lab_touch", "handle_page_fault: your VMM raised KeyError: 4672 at "
+     "{path}:9 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),
+]
+
+
+@pytest.mark.parametrize("mutant,n,guest,message", MUTANT_CASES,
+                         ids=[c[0] for c in MUTANT_CASES])
+def test_a_mutant_fails_with_the_step_it_broke(mutant, n, guest, message):
+    path = str(MUTANTS / f"{mutant}.py")
+    cls = load_vmm(path)
+    lv = level(n)
+    result = run_test(cls, lv, next(t for t in lv.tests if t.name == guest), path)
+    assert not result.passed
+    assert str(result.finding) == message.format(path=path)
+
+
+def test_each_mutant_passes_the_levels_before_the_one_it_breaks():
+    # The checker blames the right level: no false alarm earlier.
+    for mutant, n in (("no_dirty", 3), ("no_zap", 4)):
+        cls = load_vmm(str(MUTANTS / f"{mutant}.py"))
+        lv = level(n - 1)
+        assert run_test(cls, lv, lv.tests[0], None).passed
+
+
+def test_an_endless_handler_is_stopped_and_named(monkeypatch):
+    monkeypatch.setattr(referee, "HANDLER_LIMIT", 0.3)
+    path = str(MUTANTS / "endless.py")
+    lv = level(4)
+    result = run_test(load_vmm(path), lv, lv.tests[0], path)
+    assert result.finding.step == "handle_invlpg"
+    assert result.finding.message.startswith(
+        f"your VMM ran for too long (it was at {path}:")
+    assert result.finding.message.endswith(
+        "in handle_invlpg): an endless loop? the VMM's handler ran for more than 0.3 s "
+        "(the guest's INVLPG of va 0x40000000)")
+
+
+# --- the skeleton and the worked solution ------------------------------------------------------
+
+def test_the_skeleton_unchanged_fails_level_1_and_says_where_to_start(tmp_path):
+    r = emu("lab", "new", "1", str(tmp_path / "mine"))
+    assert r.returncode == 0, r.stderr
+    vmm = tmp_path / "mine" / "vmm.py"
+    assert (tmp_path / "mine" / "HANDOUT.md").read_text().startswith(
+        "# emu lab, level 1: hidden faults")
+    lv = level(1)
+    result = run_test(load_vmm(str(vmm)), lv, lv.tests[0], str(vmm))
+    assert str(result.finding) == (
+        "handle_page_fault: your VMM raised NotImplementedError: start here: step 2 of "
+        f"handle_page_fault (walk the guest's table) at {vmm}:33 in handle_page_fault "
+        "(the #PF exit at va 0x00001000, fetch, kernel)")
+
+
+@pytest.mark.parametrize("n", range(1, 8))
+def test_every_skeleton_is_python_and_every_handout_names_its_guests(n):
+    compile(skeleton(n), "vmm.py", "exec")
+    text = handout(n)
+    for t in level(n).tests:
+        assert f"`{t.name}`" in text
+
+
+def test_the_worked_level_1_solution_passes_level_1_and_not_level_3():
+    cls = load_vmm(str(ROOT / "examples" / "lab" / "level1.py"))
+    [result] = check(cls, [1])
+    assert result.ok, [str(t.finding) for t in result.tests if not t.passed]
+    lv = level(3)
+    assert not run_test(cls, lv, lv.tests[0], None).passed
+
+
+# --- loading a VMM file: one line for each mistake ------------------------------------------
+
+@pytest.mark.parametrize("text,message", [
+    ("class A(:\n", "{p}:1: syntax error: invalid syntax"),
+    ("x = 1\n", "{p}: defines no VMM: write a class that subclasses emu.vmm.api.ShadowVmm "
+     "(emu lab new 1 gives a skeleton)"),
+    ("from emu.vmm.api import ShadowVmm\nclass A(ShadowVmm): pass\nclass B(ShadowVmm): pass\n",
+     "{p}: defines 2 VMM classes (A, B): keep one"),
+    ("import no_such_module_here\n", "your VMM raised ModuleNotFoundError: No module named "
+     "'no_such_module_here' at {p}:1 in <module> while importing it"),
+])
+def test_a_bad_vmm_file_is_one_line(tmp_path, text, message):
+    p = tmp_path / "vmm.py"
+    p.write_text(text)
+    with pytest.raises(StudentError) as e:
+        load_vmm(str(p))
+    assert str(e.value) == message.format(p=p)
+
+
+def test_the_command_line(tmp_path):
+    r = emu("lab", "check", str(tmp_path / "none.py"))
+    assert (r.returncode, r.stderr) == (1, f"emu: error: {tmp_path / 'none.py'}: no such file\n")
+    r = emu("lab", "new", "9")
+    assert r.returncode == 2
+    assert r.stderr == "emu: error: no level 9: the levels are 1 to 7 (emu lab list)\n"
+    assert emu("lab", "new", "2", str(tmp_path)).returncode == 0
+    r = emu("lab", "new", "2", str(tmp_path))
+    assert r.returncode == 1 and "not overwritten" in r.stderr
+    r = emu("lab", "list")
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == "1  hidden faults"
+    r = emu("run", "lab_touch", "--vmm", str(tmp_path / "vmm.py"))
+    assert r.returncode == 1
+    assert r.stderr.startswith("emu: error: your VMM raised NotImplementedError: start here")
+    assert len(r.stderr.splitlines()) == 1
+    r = emu("run", "lab_touch", "--vmm", str(tmp_path / "vmm.py"), "--mode", "nested")
+    assert r.returncode == 2 and "--vmm is a shadow-paging VMM" in r.stderr
+
+
+def test_check_writes_json_and_gradescope(tmp_path):
+    r = emu("lab", "check", str(MUTANTS / "raises.py"), "--level", "1", "--only", "--json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert doc["max_score"] == len(level(1).tests)
+    assert doc["score"] == 2          # hello and syscalls never turn paging on
+    assert doc["levels"][0]["tests"][0]["step"] == "handle_page_fault"
+    out = tmp_path / "results.json"
+    r = emu("lab", "check", str(MUTANTS / "raises.py"), "--level", "1", "--only",
+            "--gradescope", str(out))
+    assert (r.returncode, r.stdout) == (1, f"wrote {out}: score: 2/5 tests; 0 of 1 levels "
+                                           "passed\n")
+    g = json.loads(out.read_text())
+    assert (g["score"], g["max_score"]) == (2, len(level(1).tests))
+    assert {t["max_score"] for t in g["tests"]} == {1}
+    assert g["tests"][1] == {"name": "level 1 (hidden faults): hello", "score": 1,
+                             "max_score": 1, "output": "passed", "visibility": "visible"}
+
+
+def test_the_json_shapes_are_stable():
+    lv = level(1)
+    res = check(load_vmm(str(MUTANTS / "other_page.py")), [1])
+    assert to_json("x.py", res)["levels"][0]["tests"][0] == {
+        "level": 1, "test": "lab_touch", "passed": False, "seconds":
+            res[0].tests[0].to_json()["seconds"],
+        "step": "isolation", "message": "spte maps mpn 0x3, which is a page of the VMM's own "
+        "tables"}
+    assert gradescope(res)["max_score"] == len(lv.tests)
+
+
+# --- the lab's guests: exact output, every mode ------------------------------------------------
+
+GUEST_OUTPUT = {
+    "lab_dirty": (0, ["lab_dirty: A and D bits after reads and writes",
+                      "page 0: A|D = 0x00000020", "page 1: A|D = 0x00000060",
+                      "page 2: A|D = 0x00000060", "page 3: A|D = 0x00000000",
+                      "page 4: A|D = 0x00000020", "page 5: A|D = 0x00000060", "0x00000011"]),
+    "lab_inval": (0, ["lab_inval: stale translations made fresh",
+                      "#PF cr2=0x40000000 err=0x00000003"] + ["0x0000bbbb"] * 5),
+    "lab_ptwrite": (2, ["lab_ptwrite: page-table writes while paging is on", "0x0000aaaa",
+                        "0x0000bbbb", "#PF, error code 0x00000000", "0x0000cccc",
+                        "#PF, error code 0x00000003", "0x00001234", "0x0000aaaa",
+                        "0x00001078", "0x00001178"]),
+    "lab_swap": (0, ["lab_swap: pages that lost their data: 0"]),
+    "lab_touch": (0, ["lab_touch: 32 pages, two mappings, hidden faults only",
+                      "sum through the data mapping:  0x00000db0",
+                      "sum through the alias mapping: 0x00000db0"]),
+    "lab_true": (10, ["lab_true: every error code", "#PF cr2=0x00300123 err=0x00000004",
+                      "#PF cr2=0x00300456 err=0x00000006", "#PF cr2=0x00301010 err=0x00000005",
+                      "#PF cr2=0x00302000 err=0x00000007", "#PF cr2=0x00301000 err=0x00000007",
+                      "#PF cr2=0x00300040 err=0x00000004", "#PF cr2=0x00800010 err=0x00000007",
+                      "no fault", "#PF cr2=0x00302008 err=0x00000003",
+                      "#PF cr2=0x00300010 err=0x00000000", "#PF cr2=0x00300020 err=0x00000002",
+                      "done: 0x00000005"]),
+}
+
+
+@pytest.mark.parametrize("mode,policy", [("native", "trace-cache"), ("shadow", "trace-cache"),
+                                         ("shadow", "oos-drop"), ("nested", "trace-cache")])
+@pytest.mark.parametrize("guest", sorted(GUEST_OUTPUT))
+def test_the_lab_guests_print_the_same_in_every_mode(guest, mode, policy):
+    status, lines = GUEST_OUTPUT[guest]
+    r = run(image_of(guest), Config(mode=mode, shadow_policy=policy))
+    assert (r.outcome, r.exit_status, r.console.splitlines()) == ("poweroff", status, lines)
+
+
+def test_lab_swap_loses_nothing_on_a_machine_too_small():
+    r = run(image_of("lab_swap"), Config(mode="shadow", machine_mib=1, check_invariants=True))
+    assert r.console == "lab_swap: pages that lost their data: 0\n"
+    assert r.stats["host"]["swap_outs"] > 0
+
+
+def test_a_test_names_its_copies():
+    assert Case("lab_swap", vms=2).name == "lab_swap x2"
