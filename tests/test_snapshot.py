@@ -190,6 +190,52 @@ def test_the_store_thins_out_old_snapshots_to_stay_in_its_budget():
                 assert pn in b.changed
 
 
+def held_bytes(store) -> int:
+    """What ``store`` holds, counted afresh: each pickle, what its driver
+    keeps with it, and every distinct page (or large shared value) once."""
+    distinct = {}
+    for snap in store:
+        distinct.update((id(d), len(d)) for d in snap.pages.values())
+        distinct.update((id(a), len(a)) for a in snap.atoms
+                        if type(a) is bytes and len(a) >= 256)
+    return sum(len(s.blob) + s.extra_bytes for s in store) + sum(distinct.values())
+
+
+def test_the_stores_size_is_what_it_holds_after_thinning_and_dropping():
+    image, config = program_config("demand", "shadow")
+    store = SnapshotStore(budget=600_000)
+    recorder = Recorder(store, every=4, extra=lambda: None,
+                        extra_bytes=lambda state, last: 1000)
+    system = System(image, config)
+    recorder.attach(system)
+    system.run()
+    assert store.thinned > 0 and all(s.extra_bytes == 1000 for s in store)
+    assert store.size == held_bytes(store) <= store.budget
+    n = len(store)
+    store.drop_after(lambda s: s is not store.items[-1])     # the newest goes
+    assert len(store) == n - 1 and store.size == held_bytes(store)
+    keep = store.items[2].icount
+    store.drop_after(lambda s: s.icount <= keep)             # most go: counted afresh
+    assert len(store) == 3 and store.size == held_bytes(store)
+    store.clear()
+    assert (len(store), store.size, store.stats()["pages"]) == (0, 0, 0)
+
+
+def test_the_stepper_keeps_its_recent_events_with_each_snapshot_within_the_budget():
+    from emu.ui.session import EVENT_BYTES, SNAPSHOT_EVENTS
+    image, config = program_config("demand", "shadow")
+    session = Session(image, config)
+    for _ in range(6):
+        session.step(2000)
+    store = session.recorder.store
+    assert len(store) >= 6
+    for a, b in zip(store.items, store.items[1:]):
+        kept = b.extra[2]
+        assert len(kept) == min(SNAPSHOT_EVENTS, b.extra[1])
+        assert b.extra_bytes == EVENT_BYTES * min(len(kept), b.extra[1] - a.extra[1])
+    assert store.size == held_bytes(store)
+
+
 def test_the_console_sink_bus_subscribers_and_progress_are_the_restorers():
     image, config = program_config("hello", "shadow")
     seen, sink_old = [], []

@@ -31,17 +31,19 @@ class Recorder:
 
     def __init__(self, store: SnapshotStore | None = None, *, interval: float = INTERVAL,
                  overhead: float = OVERHEAD, every: int | None = None,
-                 at: list[int] | None = None, extra=None):
+                 at: list[int] | None = None, extra=None, extra_bytes=None):
         """``every``: a snapshot every that many batches, or ``at``: one at
         the first batch from each of these instruction counts (both
         deterministic, for tests) instead of by host time; ``extra()``: the
-        driver's state to keep with each snapshot."""
+        driver's state to keep with each snapshot, ``extra_bytes(extra,
+        last)``: the memory it holds that the last snapshot's does not."""
         self.store = store if store is not None else SnapshotStore()
         self.interval = interval
         self.overhead = overhead
         self.every = every
         self.at = sorted(at) if at is not None else None
         self.extra = extra
+        self.extra_bytes = extra_bytes
         self.system = None
         self.enabled = True
         self.seconds = 0.0             # host time spent taking snapshots
@@ -97,8 +99,11 @@ class Recorder:
         if self.before_take is not None:
             self.before_take()
         last = self.store.last
+        extra = self.extra() if self.extra is not None else None
+        size = self.extra_bytes(extra, last.extra if last is not None else None) \
+            if self.extra_bytes is not None else 0
         snap = snap_mod.capture(system, last.pages if last is not None else None, order=order,
-                                extra=self.extra() if self.extra is not None else None,
+                                extra=extra, extra_bytes=size,
                                 leave_out=(self._hook,) if self._hook is not None else ())
         if self.after_take is not None:
             self.after_take()

@@ -73,6 +73,7 @@ class Snapshot:
     restart: tuple[str, ...]     # processes to start again, in their queue order
     extra: object = None         # the driver's own state at this point (the stepper's)
     changed: frozenset = field(default_factory=frozenset)  # pns changed since the previous
+    extra_bytes: int = 0         # memory ``extra`` holds that no snapshot before it holds
 
     @property
     def blob_bytes(self) -> int:
@@ -328,11 +329,12 @@ def pages_of(system) -> dict:
 
 
 def capture(system, previous: dict | None, *, order: tuple[str, ...], extra=None,
-            leave_out=()) -> Snapshot:
+            extra_bytes: int = 0, leave_out=()) -> Snapshot:
     """A snapshot of ``system`` now (``order``: from ``restart_order``).
     ``previous``: the pages of the snapshot before, to share unchanged ones.
     ``leave_out``: more objects to leave out of the snapshot (restored as
-    None: the driver's own hooks)."""
+    None: the driver's own hooks); ``extra_bytes``: what ``extra`` costs
+    (counted against the store's budget)."""
     if not getattr(system, "_own_host", True):
         raise SnapshotError("time travel works on a single VM: several VMs share "
                             "one machine here")
@@ -361,7 +363,8 @@ def capture(system, previous: dict | None, *, order: tuple[str, ...], extra=None
     _Pickler(buf, tokens, atoms).dump(system)
     return Snapshot(icount=system.cpu.icount, cycle=int(system.env.now), eip=system.cpu.eip,
                     blob=buf.getvalue(), atoms=tuple(atoms), pages=pages,
-                    restart=order, extra=extra, changed=frozenset(changed))
+                    restart=order, extra=extra, changed=frozenset(changed),
+                    extra_bytes=extra_bytes)
 
 
 def restore(snap: Snapshot, *, console_sink=None):

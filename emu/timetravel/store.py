@@ -3,7 +3,9 @@
 Snapshots are kept in the order they were taken.  Their pages are shared:
 a page that did not change between two snapshots is one ``bytes`` object,
 so the store's size is the pickles plus each distinct page once (and each
-distinct large value the pickles share, such as swapped pages).  When the
+distinct large value the pickles share, such as swapped pages), plus what
+the driver keeps with each snapshot (``Snapshot.extra_bytes``: the
+stepper's recent trace events).  When the
 size passes the budget, old snapshots are thinned out: every other one of
 the older half goes (never the first, nor the newest ones), so the spacing
 grows with age and going back far costs a longer replay, never a failure.
@@ -57,7 +59,7 @@ class SnapshotStore:
                 yield a
 
     def _count(self, snap: Snapshot, sign: int) -> None:
-        self.size += sign * len(snap.blob)
+        self.size += sign * (len(snap.blob) + snap.extra_bytes)
         refs = self._refs
         for data in self._shared(snap):
             r = refs.get(id(data))
@@ -98,12 +100,25 @@ class SnapshotStore:
     def drop_after(self, keep) -> None:
         """Drop the snapshots ``keep(snapshot)`` refuses, from the newest
         down (a future that will not happen any more)."""
-        while self.items and not keep(self.items[-1]):
-            self._remove(len(self.items) - 1)
+        n = len(self.items)
+        while n and not keep(self.items[n - 1]):
+            n -= 1
+        if n == len(self.items):
+            return
+        if len(self.items) - n <= n:
+            while len(self.items) > n:
+                self._remove(len(self.items) - 1)
+        else:                  # most of them go: count what stays afresh
+            kept = self.items[:n]
+            self.clear()
+            for snap in kept:
+                self.items.append(snap)
+                self._count(snap, +1)
 
     def clear(self) -> None:
-        while self.items:
-            self._remove(len(self.items) - 1)
+        self.items = []
+        self._refs = {}
+        self.size = 0
 
     # --- finding ---------------------------------------------------------------------
     def latest(self, ok) -> Snapshot | None:

@@ -63,7 +63,7 @@ def advance_held(step, system, limit: int = 1) -> bool:
 class Throwaway:
     """A machine restored from a snapshot (or booted), held at its start."""
 
-    def __init__(self, session, snap, prefix=()):
+    def __init__(self, session, snap):
         if snap is None:
             system = System(session.image, session.config)
             system.max_batch_insns = 0
@@ -82,9 +82,6 @@ class Throwaway:
         while not system.held and system.outcome is None:
             if not self.step(0):
                 break
-        for limit, count in prefix:
-            for _ in range(count):
-                advance_held(self.step, system, limit)
 
     def step(self, limit) -> bool:
         self.system.max_batch_insns = limit
@@ -109,24 +106,22 @@ def _start_points(session):
         yield None
 
 
-COARSE = (4096, 64)         # instructions a batch when approaching the present first
+APPROACH = 16       # a reverse-step replays its last 16-32 instructions one at a time
 
 
 def search(session, look, *, coarse: bool = False) -> Place | None:
     """The last place before the present that ``look(t, k, before, events)``
     names as ``(points, event or None, why)``; None if there is none.
     ``coarse``: what ``look`` wants is near the present (the instruction
-    before it): approach it in batches of ``COARSE`` first, then one at a time."""
+    before it): the replay gets there in long batches that stop short of
+    the present, then goes one instruction at a time."""
     cpu = session.system.cpu
     end = (cpu.icount, cpu.eip, int(session.system.env.now))
     inclusive = False
     for snap in _start_points(session):
-        prefix: tuple = ()
-        for limit in (COARSE if coarse else ()):
-            prefix += ((limit, _coarse_points(session, snap, end, prefix, limit)),)
-        found, start = _scan(session, snap, end, look, inclusive, prefix)
-        if found is None and any(count for _, count in prefix):
-            found, start = _scan(session, snap, end, look, inclusive)
+        found, start, approached = _scan(session, snap, end, look, inclusive, coarse)
+        if found is None and approached:
+            found, start, _ = _scan(session, snap, end, look, inclusive)
         if found is not None:
             return found
         if start != end:
@@ -134,38 +129,37 @@ def search(session, look, *, coarse: bool = False) -> Place | None:
     return None
 
 
-def _coarse_points(session, snap, end, prefix, limit: int) -> int:
-    """How many held points of ``limit`` instructions after ``snap`` and
-    ``prefix`` stay before ``end`` (one more would reach it)."""
-    t = Throwaway(session, snap, prefix)
-    try:
-        cpu, system = t.system.cpu, t.system
-        k = 0
-        while k < MAX_POINTS:
-            alive = advance_held(t.step, system, limit)
-            if not alive or int(system.env.now) >= end[2] or cpu.icount >= end[0]:
-                return k
-            k += 1
-        return k
-    finally:
-        t.close()
+def _approach(t, end) -> tuple:
+    """Advance throwaway ``t`` towards ``end`` in batches that each stop at
+    least ``APPROACH`` instructions before it (a batch retires at most its
+    limit, and the VMM's handling that follows a few more at most); the
+    (batch limit, held points) that did it, for ``Place.prefix``."""
+    system = t.system
+    cpu = system.cpu
+    prefix = []
+    while True:
+        left = end[0] - cpu.icount
+        if left <= 2 * APPROACH or int(system.env.now) >= end[2]:
+            return tuple(prefix)
+        limit = left - APPROACH
+        if not advance_held(t.step, system, limit):
+            return tuple(prefix)
+        prefix.append((limit, 1))
 
 
-def _scan(session, snap, end, look, inclusive: bool, prefix=()):
-    """Replay from ``snap`` (after ``prefix``) up to ``end`` (icount, eip,
-    cycle; looked at too if ``inclusive``): the last place ``look`` names,
-    and ``snap``'s state."""
+def _scan(session, snap, end, look, inclusive: bool, approach: bool = False):
+    """Replay from ``snap`` up to ``end`` (icount, eip, cycle; looked at too
+    if ``inclusive``), one instruction at a time (with ``approach``, long
+    batches first, see ``_approach``): the last place ``look`` names,
+    ``snap``'s state, and whether it approached."""
     t = Throwaway(session, snap)
-    start0 = (t.system.cpu.icount, t.system.cpu.eip, int(t.system.env.now))
-    for limit, count in prefix:
-        for _ in range(count):
-            advance_held(t.step, t.system, limit)
     try:
         cpu, system = t.system.cpu, t.system
         start = (cpu.icount, cpu.eip, int(system.env.now))
-        found = None
         if start == end:
-            return None, start
+            return None, start, False
+        prefix = _approach(t, end) if approach else ()
+        found = None
         for k in range(1, MAX_POINTS):
             before = (cpu.icount, cpu.eip)
             n0 = len(t.events)
@@ -180,7 +174,7 @@ def _scan(session, snap, end, look, inclusive: bool, prefix=()):
                 found = Place(snap, hit[0], hit[1], hit[2], prefix)
             if now == end or not alive:
                 break
-        return found, start0
+        return found, start, bool(prefix)
     finally:
         t.close()
 

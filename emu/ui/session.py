@@ -43,6 +43,8 @@ from .breakpoints import Breakpoint, Breakpoints, event_hit, exit_reasons, fault
 from .story import describe
 
 KEEP_EVENTS = 4096    # trace events kept for the views (the oldest are dropped)
+SNAPSHOT_EVENTS = 128  # ... and with each snapshot, for the views after going back there
+EVENT_BYTES = 600     # memory of one kept event with its record (measured: ~550 bytes)
 SEEK_FINE = 4096      # a seek runs this many instructions one at a time ...
 SEEK_BATCH = 256      # ... then batches of this many (replaying the one that hits)
 RUN_BATCH = 1 << 16   # the longest batch of a motion without a limit (snapshot spacing)
@@ -75,7 +77,8 @@ class Session:
         self.image = image
         self.config = (config or Config()).validate()
         # Snapshots along the run (see ``_goto``); ``store``: their budget.
-        self.recorder = Recorder(store, extra=self._snapshot_state)
+        self.recorder = Recorder(store, extra=self._snapshot_state,
+                                 extra_bytes=self._snapshot_state_bytes)
         self._stepping = False             # inside ``env.step()`` (a snapshot's step)
         self.watch = AccessWatch()         # access watchpoints (``emu gdb``'s Z2-Z4)
         self.recorder.before_take = self.watch.uninstall
@@ -109,8 +112,15 @@ class Session:
         after (a snapshot taken during a step stands at its end) and the
         trace events seen so far."""
         cut = (len(self.log), self.log[-1][1] if self.log else 0)   # the log so far
-        return (self.nsteps + self._stepping, self.nevents, tuple(self.events), self._stepping,
-                cut)
+        events = tuple(self.events)[-SNAPSHOT_EVENTS:]
+        return (self.nsteps + self._stepping, self.nevents, events, self._stepping, cut)
+
+    @staticmethod
+    def _snapshot_state_bytes(state, last) -> int:
+        """The memory of the events ``state`` keeps that ``last`` (the
+        snapshot before) does not keep already: the store's budget counts it."""
+        new = len(state[2]) if last is None else min(len(state[2]), state[1] - last[1])
+        return EVENT_BYTES * max(new, 0)
 
     def _rewatch(self) -> None:
         if self.watch:
