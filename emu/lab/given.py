@@ -13,7 +13,7 @@ switch starts the shadows again.  Levels 4 and 5 make it fast.)
 from __future__ import annotations
 
 from ..hw.exits import CrWriteExit, InvlpgExit
-from ..hw.paging import CR0_PG, CR0_WP, CR4_PGE, CR4_PSE
+from ..hw.paging import CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, pdx, ptx
 from ..vmm.builtin import BuiltinShadowVmm
 
 PAGE_MASK = 0xFFFFF000
@@ -72,14 +72,14 @@ def forget_page(vmm, va: int) -> None:
     hw.tlb.invlpg(va)
     hw.tlb.drop_page(va)
     root = hw.root
-    spde = root.entry(va >> 22)
+    spde = root.entry(pdx(va))
     if spde & 1:
         child = hw.shadow.by_mpn.get(spde >> 12)
         if child is not None and child.role == "4m":
-            hw.shadow.drop_entry(root, va >> 22)       # the whole 4 MiB region
-            hw.tlb.invlpg_range((va >> 22) << 10, 1024)
+            hw.shadow.drop_entry(root, pdx(va))        # the whole 4 MiB region
+            hw.tlb.invlpg_range(pdx(va) << 10, 1024)
         elif child is not None:
-            hw.shadow.drop_entry(child, (va >> 12) & 0x3FF)
+            hw.shadow.drop_entry(child, ptx(va))
 
 
 # The host's hooks (level 7), as the built-in VMM has them.

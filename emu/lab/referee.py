@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hw import paging
-from ..hw.paging import PTE_D, PTE_P, PTE_PS, PTE_U, PTE_W
+from ..hw.paging import PTE_D, PTE_P, PTE_PS, PTE_U, PTE_W, pdx, ptx
 from ..vmm.api import PfResult, VmmError
 from .loader import time_limit
 
@@ -229,12 +229,12 @@ class Referee:
         mpn_of, shared = self.mon.pmap.mpn_of, self.mon.pmap.shared
         root = self.hw.root
         if root is not None and root.key[0] == "pd":
-            dx = exit.va >> 22
+            dx = pdx(exit.va)
             spde = root.entry(dx)
             if spde & PTE_P:
                 self._check_spde(root, dx, spde, read32, what)
                 child = shadow.by_mpn.get(spde >> 12)
-                idx = (exit.va >> 12) & 0x3FF
+                idx = ptx(exit.va)
                 e = child.entry(idx) if child is not None else 0
                 if e & PTE_P and not (self.rules.oos and child.key[0] == "pt"
                                       and child.key[1] in shadow.unsync):

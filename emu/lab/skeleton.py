@@ -20,7 +20,7 @@ machine page of a guest page), hw.shadow (the shadow tables), hw.tlb (the
 hardware TLB and CR3), hw.filled (tell the story that step 4 is done).
 """
 
-from emu.hw.paging import PTE_D, PTE_U, PTE_W  # noqa: F401  (the entry bits)
+from emu.hw.paging import PTE_D, PTE_U, PTE_W, pdx, ptx  # noqa: F401  (entry bits, indexes)
 from emu.lab import given
 from emu.vmm.api import PfResult, ShadowVmm
 
@@ -49,10 +49,10 @@ PAGE_FAULT = '''
     def fill_shadow(self, va, walk, ppn, mpn):
         """Step 4: the spde and spte that map va -> mpn."""
         # TODO: table, _ = self.hw.shadow.ensure(("pt", gpde >> 12)) -- the
-        #   shadow of the guest's page table (("phys-pt", va >> 22) with
-        #   paging off; ("4m", cr3 >> 12, va >> 22) for a guest 4 MiB page);
-        #   self.hw.shadow.link(self.hw.root, va >> 22, table, gpde);
-        #   spte = self.hw.shadow.set_spte(table, (va >> 12) & 0x3FF, mpn,
+        #   shadow of the guest's page table (("phys-pt", pdx(va)) with
+        #   paging off; ("4m", cr3 >> 12, pdx(va)) for a guest 4 MiB page);
+        #   self.hw.shadow.link(self.hw.root, pdx(va), table, gpde);
+        #   spte = self.hw.shadow.set_spte(table, ptx(va), mpn,
         #                                  gpte, ppn, writable);
         #   self.hw.filled(va, mpn, spte).{dirty}
         raise NotImplementedError("step 4: fill_shadow")

@@ -10,7 +10,7 @@ shadow entries (step 4) and restarts the instruction (step 5).  The rest
 -- CR3, CR0, CR4 and INVLPG -- is the lab's given code.
 """
 
-from emu.hw.paging import PTE_U, PTE_W
+from emu.hw.paging import PTE_U, PTE_W, pdx, ptx
 from emu.lab import given
 from emu.vmm.api import Fault, PfResult, ShadowVmm
 
@@ -40,21 +40,21 @@ class Level1Vmm(ShadowVmm):
     def fill_shadow(self, va, walk, ppn, mpn):
         hw = self.hw
         shadow = hw.shadow
-        pdx, ptx = va >> 22, (va >> 12) & 0x3FF
+        dx, tx = pdx(va), ptx(va)       # the directory and table indexes of va
         if walk is None:
-            table, _ = shadow.ensure(("phys-pt", pdx))
-            shadow.link(hw.root, pdx, table, PTE_W | PTE_U)
-            spte = shadow.set_spte(table, ptx, mpn, PTE_U, ppn, True)
+            table, _ = shadow.ensure(("phys-pt", dx))
+            shadow.link(hw.root, dx, table, PTE_W | PTE_U)
+            spte = shadow.set_spte(table, tx, mpn, PTE_U, ppn, True)
         else:
             gpde = walk.levels[0].value_after
             if walk.large:              # a guest 4 MiB page: 4 KiB shadow entries
-                table, _ = shadow.ensure(("4m", hw.guest.cr3 >> 12, pdx))
+                table, _ = shadow.ensure(("4m", hw.guest.cr3 >> 12, dx))
                 gpte = gpde
             else:
                 table, _ = shadow.ensure(("pt", gpde >> 12))
                 gpte = walk.levels[1].value_after
-            shadow.link(hw.root, pdx, table, gpde)
-            spte = shadow.set_spte(table, ptx, mpn, gpte, ppn, bool(gpte & PTE_W))
+            shadow.link(hw.root, dx, table, gpde)
+            spte = shadow.set_spte(table, tx, mpn, gpte, ppn, bool(gpte & PTE_W))
         hw.filled(va, mpn, spte)
 
     # Given by the lab (later levels ask for them).
