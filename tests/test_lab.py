@@ -14,7 +14,7 @@ import pytest
 
 from emu import Config, run
 from emu.lab import referee
-from emu.lab.checker import check, guest_path, image_of, run_test
+from emu.lab.checker import check, image_of, run_test
 from emu.lab.command import gradescope, to_json
 from emu.lab.levels import LEVELS, Case, level
 from emu.lab.loader import StudentError, load_vmm
@@ -35,7 +35,8 @@ def emu(*args, cwd=None):
 # One test of each level here (the whole of every level: `emu lab check builtin`).
 BUILTIN_TESTS = [(1, "lab_touch"), (1, "bigpages"), (2, "lab_true"), (2, "bad_triple"),
                  (3, "lab_dirty"), (4, "lab_ptwrite"), (4, "demand"), (5, "multiproc"),
-                 (6, "lab_inval"), (6, "forkwait"), (7, "lab_swap x2")]
+                 (6, "lab_inval"), (6, "forkwait"), (7, "lab_swap x2"), (2, "gen-2-0"),
+                 (3, "gen-3-1"), (4, "gen-4-2"), (6, "gen-6-0")]
 
 
 @pytest.mark.parametrize("n,name", BUILTIN_TESTS)
@@ -51,7 +52,7 @@ def test_every_level_has_tests_and_every_guest_exists():
     for lv in LEVELS:
         assert lv.tests
         for t in lv.tests:
-            assert Path(guest_path(t.guest)).exists()
+            assert image_of(t.guest).entry == 0x1000     # a bundled, lab or generated kernel
 
 
 # --- mutants: each fails with the step it broke ------------------------------------------------
@@ -256,6 +257,30 @@ def test_lab_swap_loses_nothing_on_a_machine_too_small():
     r = run(image_of("lab_swap"), Config(mode="shadow", machine_mib=1, check_invariants=True))
     assert r.console == "lab_swap: pages that lost their data: 0\n"
     assert r.stats["host"]["swap_outs"] > 0
+
+
+@pytest.mark.parametrize("level", [4, 6])
+def test_generated_kernels_agree_in_every_mode_and_policy(level):
+    # gen.py keeps to what x86 defines: native is the answer for every seed
+    # (levels 4 and 6 have every feature: rights, rewrites, A/D printed).
+    for seed in (3,):
+        img = image_of(f"gen-{level}-{seed}")
+        runs = {(m, p): run(img, Config(mode=m, shadow_policy=p))
+                for m, p in [("native", "trace-cache"), ("native", "trace-cache"),
+                             ("shadow", "trace-drop"), ("shadow", "oos-cache"),
+                             ("nested", "trace-cache")]}
+        seen = {(r.outcome, r.exit_status, r.console) for r in runs.values()}
+        assert len(seen) == 1
+        [(outcome, status, console)] = seen
+        assert (outcome, status) == ("poweroff", 0) and console.count("#PF") >= 3
+
+
+def test_generated_kernels_catch_a_missing_zap():
+    cls = load_vmm(str(MUTANTS / "no_zap.py"))
+    lv = level(4)
+    failed = [run_test(cls, lv, Case(f"gen-4-{seed}"), None) for seed in range(3)]
+    assert any(not r.passed and r.finding.step == "step 3 (guest page-table write)"
+               for r in failed)
 
 
 def test_a_test_names_its_copies():

@@ -26,6 +26,7 @@ from .loader import student_error
 from .referee import Finding, Referee, Violation, checked
 
 GUESTS = Path(__file__).parent / "guests"
+GENERATED = "gen-"
 BUDGET_FACTOR = 20              # the student's run may take 20x native's cycles (+ slack)
 SWAP_BUDGET = 2_000_000_000
 
@@ -67,6 +68,12 @@ def guest_path(name: str) -> str:
 
 @lru_cache(maxsize=64)
 def image_of(name: str):
+    if name.startswith(GENERATED):        # gen-LEVEL-SEED: a generated kernel (gen.py)
+        from ..asm import assemble
+        from ..programs import include_dir
+        from .gen import source
+        level, seed = (int(x) for x in name[len(GENERATED):].split("-"))
+        return assemble(source(seed, level), f"{name}.s", [str(GUESTS), str(include_dir())])
     return assemble_file(guest_path(name), [str(GUESTS)])
 
 

@@ -37,7 +37,12 @@ class Level:
     reading: tuple[str, ...] = field(default=())
 
 
-LAB = "lab_"
+
+
+def generated(level: int, count: int = 3) -> tuple[Case, ...]:
+    """``count`` seeded kernels of gen.py for ``level``."""
+    return tuple(Case(f"gen-{level}-{seed}") for seed in range(count))
+
 
 LEVELS = (
     Level(1, "hidden faults", "handle_page_fault: steps 2 to 5 for accesses the guest allows",
@@ -48,16 +53,17 @@ LEVELS = (
            "emu/vmm/page_fault.py: the built-in VMM's fault path")),
     Level(2, "true faults", "handle_page_fault: inject the guest's own #PF, exact error code",
           "trace-drop", Rules(),
-          (Case("lab_true"), Case("paging"), Case("exceptions"), Case("bad_triple")),
+          (Case("lab_true"), Case("paging"), Case("exceptions"), Case("bad_triple"),
+           *generated(2)),
           ("Intel SDM vol. 3A, 4.7: page-fault exceptions and their error code",)),
     Level(3, "accessed and dirty bits", "fill_shadow: writable only once the gpte is dirty",
           "trace-drop", Rules(exact_dirty=True),
-          (Case("lab_dirty"), Case("lab_touch")),
+          (Case("lab_dirty"), Case("lab_touch"), *generated(3)),
           ("Intel SDM vol. 3A, 4.8: accessed and dirty flags",)),
     Level(4, "guest page-table writes",
           "a write to a shadowed guest table: emulate it, drop what it changed",
           "trace-drop", Rules(exact_dirty=True, follow_writes=True),
-          (Case("lab_ptwrite"), Case("demand")),
+          (Case("lab_ptwrite"), Case("demand"), *generated(4)),
           ("emu/vmm/emulate.py: how the built-in VMM lets one write through",)),
     Level(5, "CR3 switches with a shadow cache",
           "handle_cr3_write: keep every shadow, switch to the new directory's",
@@ -70,7 +76,7 @@ LEVELS = (
           "let written tables go out of sync; resync at every invalidation event",
           "oos-cache", Rules(exact_dirty=True, follow_writes=True, oos=True),
           (Case("lab_inval"), Case("lab_ptwrite"), Case("forkwait", efficiency=1.5),
-           Case("multiproc")),
+           Case("multiproc"), *generated(6)),
           ("docs/design.md: invalidation events (Intel SDM vol. 3A, 4.10.4)",)),
     Level(7, "reclaim and swap", "evictable, referenced, unmap_page: the host's hooks",
           "trace-cache", Rules(exact_dirty=True, follow_writes=True),
