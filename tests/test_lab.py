@@ -80,6 +80,8 @@ MUTANT_CASES = [
      "(hw.shadow.ensure(('pd', 0x202)), hw.tlb.load_root)"),
     ("other_page", 1, "lab_touch", "isolation: spte maps mpn 0x3, which is a page of the VMM's "
      "own tables"),
+    ("other_vm", 7, "lab_swap x2", "isolation: spte maps mpn 0x2, which is a page the PMap "
+     "gives to vm1"),
     ("raises", 1, "lab_touch", "handle_page_fault: your VMM raised KeyError: 4672 at "
      "{path}:9 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),
 ]
