@@ -287,3 +287,30 @@ def test_generated_kernels_catch_a_missing_zap():
 
 def test_a_test_names_its_copies():
     assert Case("lab_swap", vms=2).name == "lab_swap x2"
+
+
+def test_check_many_grades_a_folder_through_the_sweep_engine(tmp_path):
+    folder = tmp_path / "class"
+    (folder / "carol").mkdir(parents=True)
+    (folder / "alice.py").write_text((MUTANTS / "other_page.py").read_text())
+    (folder / "carol" / "vmm.py").write_text((MUTANTS / "raises.py").read_text())
+    (folder / "dave.py").write_text("class (:\n")
+    out = tmp_path / "grades.csv"
+    r = emu("lab", "check", "--many", str(folder), "--level", "1", "--only", "--jobs", "2",
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    import csv
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["submission", "score", "max_score", "levels_passed", "first_failure"]
+    assert rows[1] == [f"{folder}/alice.py", "2", "5", "0", "level 1 lab_touch: isolation: "
+                       "spte maps mpn 0x3, which is a page of the VMM's own tables"]
+    assert rows[2][:4] == [f"{folder}/carol/vmm.py", "2", "5", "0"]
+    assert rows[2][4].startswith("level 1 lab_touch: handle_page_fault: your VMM raised "
+                                 "KeyError: 4672 at ")
+    assert rows[3] == [f"{folder}/dave.py", "0", "", "0",
+                       f"cannot load: {folder}/dave.py:1: syntax error: invalid syntax"]
+    assert r.stdout.splitlines()[0].split() == ["submission", "score", "levels", "first",
+                                                "failure"]
+    r = emu("lab", "check", "--many", str(tmp_path / "nowhere"))
+    assert (r.returncode, r.stderr) == (1, f"emu: error: {tmp_path / 'nowhere'}: not a folder "
+                                           "of submissions\n")

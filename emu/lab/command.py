@@ -33,8 +33,16 @@ def add_parser(subparsers, name: str) -> None:
     n.add_argument("dir", nargs="?", default=".", help="where to write them (default: .)")
     c = sub.add_parser("check", help="run the levels' guests under your VMM; a score per "
                        "level, and for each failure the step and the evidence")
-    c.add_argument("file", help="your VMM: a Python file with one ShadowVmm subclass "
-                   "('builtin': the built-in VMM)")
+    c.add_argument("file", nargs="?", help="your VMM: a Python file with one ShadowVmm "
+                   "subclass ('builtin': the built-in VMM)")
+    c.add_argument("--many", metavar="SUBMISSIONS", help="grade every submission in a folder "
+                   "(NAME.py, or NAME/vmm.py) on worker processes or a Dask cluster; "
+                   "one table")
+    c.add_argument("--jobs", type=int, default=None, help="--many: local worker processes "
+                   "(default: one per core)")
+    c.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="--many: grade on a dask.distributed cluster")
+    c.add_argument("--out", metavar="FILE", help="--many: write the table (.csv or .json)")
     c.add_argument("--level", type=_level_number, default=None,
                    help="check levels 1 to N (default: every level)")
     c.add_argument("--only", action="store_true", help="check level N alone")
@@ -93,11 +101,18 @@ def _write_new(path: str, text: str) -> None:
 
 
 def cmd_check(args) -> int:
+    from ..cli import UsageError
     from .checker import check
     from .loader import BUILTIN, load_vmm
-    cls = load_vmm(args.file)
     top = args.level or len(LEVELS)
     levels = [top] if args.only else list(range(1, top + 1))
+    if (args.file is None) == (args.many is None):
+        raise UsageError("give one VMM file, or --many SUBMISSIONS")
+    if args.many is not None:
+        return check_many(args, levels)
+    if args.jobs is not None or args.scheduler or args.out:
+        raise UsageError("--jobs, --scheduler and --out go with --many")
+    cls = load_vmm(args.file)
     path = None if args.file == BUILTIN else args.file
     quiet = args.json or args.gradescope
     results = check(cls, levels, path, progress=None if quiet else _progress)
@@ -111,6 +126,27 @@ def cmd_check(args) -> int:
     else:
         print(report(args.file, cls, results))
     return 0 if all(lr.ok for lr in results) else 1
+
+
+def check_many(args, levels: list[int]) -> int:
+    from ..cli import UsageError
+    from ..sweep.engine import DaskCluster, LocalProcesses
+    from .many import grade_many, submissions, table, write
+    if args.json or args.gradescope:
+        raise UsageError("--many writes one table: use --out FILE.csv or FILE.json")
+    if args.scheduler and args.jobs is not None:
+        raise UsageError("--scheduler grades on the cluster's workers: no --jobs with it")
+    submissions(args.many)                  # a bad folder is one line before any work
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if not 1 <= jobs <= 1024:
+        raise UsageError(f"--jobs must be between 1 and 1024, not {jobs}")
+    engine = DaskCluster(args.scheduler) if args.scheduler else LocalProcesses(jobs)
+    rows = grade_many(args.many, levels, engine)
+    print(table(rows, args.many))
+    if args.out:
+        write(rows, args.out)
+        print(f"wrote {args.out}")
+    return 0
 
 
 def _progress(level, test) -> None:

@@ -1,0 +1,103 @@
+"""``emu lab check --many SUBMISSIONS/``: grade a whole class at once.
+
+Each submission -- a ``.py`` file in the folder, or a ``vmm.py`` in a
+sub-folder per student -- is one job for the sweep's engines
+(``emu.sweep.engine``): worker processes on this machine by default, a
+Dask cluster with ``--scheduler``.  A worker loads the student's file and
+runs the levels; what comes back is one row per submission, written as one
+table (text, and CSV or JSON with ``--out``).  A submission that cannot be
+loaded, or that crashes its worker, is a row with the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+
+from ..errors import EmuError
+
+FIELDS = ("submission", "score", "max_score", "levels_passed", "first_failure")
+
+
+def submissions(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        raise EmuError(f"{folder}: not a folder of submissions")
+    found = []
+    for entry in sorted(os.listdir(folder)):
+        path = os.path.join(folder, entry)
+        if entry.endswith(".py") and os.path.isfile(path):
+            found.append(path)
+        elif os.path.isfile(os.path.join(path, "vmm.py")):
+            found.append(os.path.join(path, "vmm.py"))
+    if not found:
+        raise EmuError(f"{folder}: no submissions (NAME.py files, or NAME/vmm.py)")
+    return found
+
+
+def grade(payload) -> dict:
+    """One submission (a job: runs on a worker)."""
+    path, levels = payload
+    from .checker import check
+    from .loader import load_vmm
+    try:
+        cls = load_vmm(path)
+    except EmuError as e:
+        return {"submission": path, "score": 0, "max_score": None, "levels_passed": 0,
+                "first_failure": f"cannot load: {e}"}
+    results = check(cls, levels, path)
+    first = next((f"level {lr.level.number} {t.test}: {t.finding}"
+                  for lr in results for t in lr.tests if not t.passed), "")
+    return {"submission": path, "score": sum(lr.passed for lr in results),
+            "max_score": sum(len(lr.tests) for lr in results),
+            "levels_passed": sum(lr.ok for lr in results), "first_failure": first}
+
+
+def grade_many(folder: str, levels: list[int], engine) -> list[dict]:
+    from ..sweep.engine import Job
+    paths = submissions(folder)
+    jobs = []
+    for p in paths:
+        with open(p, "rb") as f:
+            key = hashlib.sha256(f.read() + repr((p, levels)).encode()).hexdigest()[:24]
+        jobs.append(Job(key=f"lab-{key}", fn=grade, payload=(p, levels)))
+    rows: dict[str, dict] = {}
+
+    def done(job, record):
+        if record.get("outcome") == "lost":      # the engine's record of a lost worker
+            record = {"submission": job.payload[0], "score": 0, "max_score": None,
+                      "levels_passed": 0, "first_failure": f"lost: {record['message']}"}
+        rows[job.payload[0]] = record
+    engine.run(jobs, done)
+    return [rows[p] for p in paths]
+
+
+def table(rows: list[dict], folder: str) -> str:
+    width = max(len(os.path.relpath(r["submission"], folder)) for r in rows)
+    lines = [f"{'submission':<{width}}  score   levels  first failure"]
+    for r in rows:
+        name = os.path.relpath(r["submission"], folder)
+        score = f"{r['score']}/{r['max_score']}" if r["max_score"] is not None else "-"
+        lines.append(f"{name:<{width}}  {score:<7} {r['levels_passed']:>6}  "
+                     f"{r['first_failure'] or '(none)'}")
+    return "\n".join(lines)
+
+
+def write(rows: list[dict], out: str) -> None:
+    from ..outputs import write_json_atomic
+    if out.endswith(".json"):
+        write_json_atomic(out, rows)
+        return
+    if not out.endswith(".csv"):
+        raise EmuError(f"{out}: --out writes .csv or .json")
+    tmp = out + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out)
+
+
+def dump(rows: list[dict]) -> str:
+    return json.dumps(rows, indent=2)
