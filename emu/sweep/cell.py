@@ -73,8 +73,15 @@ def digest(data) -> str:
 
 
 def run_key(image: Image, config: Config, emu: str | None = None) -> str:
-    return digest({"format": KEY_FORMAT, "kind": "run", "emu": emu or emulator_version(),
-                   "image": image_digest(image), "config": asdict(config)})
+    key = {"format": KEY_FORMAT, "kind": "run", "emu": emu or emulator_version(),
+           "image": image_digest(image), "config": asdict(config)}
+    if config.vmm is not None:          # a student's VMM: its text, not only its name
+        try:
+            with open(config.vmm, "rb") as f:
+                key["vmm"] = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            key["vmm"] = None
+    return digest(key)
 
 
 @dataclass(frozen=True)
