@@ -24,6 +24,7 @@ from emu.system import MODES, System
 from emu.timetravel import Recorder, SnapshotError, SnapshotStore, restore
 from emu.trace import JsonlWriter
 from emu.ui.session import Session
+from emu.ui.story import describe
 
 GUESTS = sorted(p.stem for p in pathlib.Path(programs.programs_dir()).glob("*.s"))
 
@@ -320,6 +321,36 @@ def test_reverse_step_and_continue_come_back_to_the_places_passed(mode):
     assert machine_state(session, counters=False) == seen[2]
     session.reverse_step()
     assert machine_state(session, counters=False) == seen[1]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reverse_micro_steps_back_through_a_fault_one_event_at_a_time(mode):
+    image, config = program_config("demand", mode)
+    session = Session(image, config)
+    session.add_breakpoint("addr", image.labels["user_main"], "user_main")
+    session.cont()
+    session.delete_breakpoint(None)
+    session.next()                      # the first user-mode page fault begins
+    seen = []
+    for _ in range(5):
+        seen.append((session.shown, session.event(session.shown - 1)[0],
+                     machine_state(session)))
+        session.micro()
+    for shown, event, state in reversed(seen):
+        message = session.reverse_micro()
+        assert (session.shown, session.event(session.shown - 1)[0]) == (shown, event)
+        assert machine_state(session) == state
+        assert message.startswith("reverse-micro") and message.endswith(describe(event))
+
+
+def test_reverse_micro_stops_at_the_start_of_the_history():
+    image, config = program_config("hello", "shadow")
+    session = Session(image, config)
+    session.micro()
+    session.micro()
+    session.reverse_micro()
+    assert session.reverse_micro().startswith("reverse-micro: at the start of the history")
+    assert session.system.cpu.icount == 0
 
 
 LAST_WRITES = {

@@ -199,7 +199,7 @@ class Target:
     def reverse_continue(self) -> StopReply:
         s = self.session
         msg = s.reverse_continue() if (s.breakpoints or s.watch) else \
-            s._reverse("reverse-continue", lambda *a: None, "at the start of the history")
+            s._reverse("reverse-continue", None, "at the start of the history")
         if "watchpoint" in msg:
             return self._stopped_watch_back(msg)
         if "breakpoint" in msg:

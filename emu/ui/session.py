@@ -354,10 +354,13 @@ class Session:
 
     # --- going backwards (searches in ``reverse.py``) ------------------------------------------
     def _reverse(self, command: str, look, nothing: str, coarse: bool = False) -> str:
+        """Go back to the place ``look`` names last (``reverse.search``), or
+        to the start of the history when there is none (``look`` None: go
+        there without looking)."""
         from .reverse import goto_place, search
         self.interrupted = False
         regs = self.registers()
-        place = search(self, look, coarse=coarse)
+        place = search(self, look, coarse=coarse) if look is not None else None
         if place is None:
             self._to_origin()
             why = nothing
@@ -392,6 +395,44 @@ class Session:
         from .reverse import breakpoint_hits
         return self._reverse("reverse-continue", breakpoint_hits(self),
                              "no breakpoint hit before; at the start of the history")
+
+    def reverse_micro(self) -> str:
+        """Back one trace event: inside a fault, to the VMM step before (the
+        log replayed from the last snapshot taken before that event)."""
+        first = self.recorder.store.items[0].extra[1] if self.origin else 0
+        if self.shown <= max(first, 1):
+            return self._reverse("reverse-micro", None, "at the start of the history")
+        regs = self.registers()
+        self._goto_events(self.shown - 1)
+        self.history = [m for m in self.history if m.pos.nsteps <= self.nsteps]
+        self.regs_before, self.shown_before = regs, self.shown - 1
+        ev = self.event(self.shown - 1)[0]
+        step = f" (step {ev.step})" if ev.step else ""
+        self.message = f"reverse-micro{step}: back to {describe(ev)}"
+        return self.message
+
+    def _goto_events(self, n: int) -> None:
+        """Show ``n`` trace events, at the end of the simpy event that
+        emitted the last of them: restore the last snapshot taken before
+        it was emitted, replay the log until it is."""
+        log = self.log
+        store = self.recorder.store
+        snap = store.latest(lambda s: s.extra[1] < n)
+        if snap is None:
+            self.log = []
+            self._boot()
+            rest = log
+        else:
+            self._restore(snap)
+            self.log, rest = split_log(log, snap.extra[4], int(snap.extra[3]))
+        for limit, count in rest:
+            for _ in range(count):
+                if self.nevents >= n or not self._step(limit):
+                    break
+            if self.nevents >= n:
+                break
+        store.drop_after(lambda s: s.extra[0] <= self.nsteps)
+        self.shown = min(n, self.nevents)
 
     def last_write(self, space: str, addr: int) -> str:
         """Who last changed the dword at ``addr`` (va, pa or ma), and when."""

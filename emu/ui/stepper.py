@@ -40,7 +40,8 @@ PROMPT = "(emu) "
 ALIASES = {"s": "step", "si": "step", "n": "next", "m": "micro", "c": "continue",
            "cont": "continue", "u": "back", "b": "break", "d": "delete",
            "x": "mem", "t": "trace", "h": "help", "?": "help", "q": "quit",
-           "rs": "reverse-step", "rc": "reverse-continue", "lw": "last-write",
+           "rs": "reverse-step", "rc": "reverse-continue", "rm": "reverse-micro",
+           "lw": "last-write",
            "exit": "quit", "l": "show", "where": "show", "info": "break"}
 
 HELP = {   # command: (usage, summary, more)
@@ -62,6 +63,8 @@ HELP = {   # command: (usage, summary, more)
     "reverse-continue": ("reverse-continue", "back to the last breakpoint hit (or fault)",
                          "Where a forward continue would last have stopped; with no "
                          "breakpoints set, the start of the last fault or VM exit."),
+    "reverse-micro": ("reverse-micro", "back one trace event (inside a fault: a VMM step)",
+                      "The run replays from the nearest snapshot up to that event."),
     "last-write": ("last-write va|pa|ma ADDR", "who last changed the dword at ADDR",
                    "The instruction, cycle and source line, and whether the guest, the "
                    "hardware walker (A/D bits) or the VMM (a shadow fill ...) wrote it."),
@@ -90,7 +93,8 @@ HELP = {   # command: (usage, summary, more)
     "quit": ("quit", "leave the stepper", ""),
 }
 
-MOTIONS = ("step", "next", "micro", "continue", "back", "reverse-step", "reverse-continue")
+MOTIONS = ("step", "next", "micro", "continue", "back", "reverse-step", "reverse-continue",
+           "reverse-micro")
 
 
 class Stepper(cmd.Cmd):
@@ -271,6 +275,9 @@ class Stepper(cmd.Cmd):
 
     def do_reverse_continue(self, arg):
         return self._motion(self.session.reverse_continue)
+
+    def do_reverse_micro(self, arg):
+        return self._motion(self.session.reverse_micro)
 
     def do_last_write(self, arg):
         words = arg.split()
