@@ -16,7 +16,8 @@ from rich.text import Text
 
 from ..system import Result
 
-_OUTCOME_STYLE = {"poweroff": "green", "crash": "bold red", "budget": "yellow"}
+_OUTCOME_STYLE = {"poweroff": "green", "crash": "bold red", "budget": "yellow",
+                  "interrupted": "yellow"}          # Ctrl-C: what was measured so far
 
 
 def _n(value) -> str:
@@ -89,7 +90,7 @@ def cycles_table(r: Result) -> Table:
 
 def summary(result: Result) -> Group:
     """A renderable: the outcome line and the tables."""
-    style = _OUTCOME_STYLE[result.outcome]
+    style = _OUTCOME_STYLE.get(result.outcome, "bold")
     head = Text.assemble(("run ", "bold"), (result.outcome, style),
                          f" — {result.message}" if result.message else "")
     tables = [t for t in (run_table(result), tlb_table(result), vmm_table(result),
