@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +33,8 @@ from ..system import Config, System
 KEY_FORMAT = 1          # bump when the record's layout changes
 
 # Modules that shape no run: the front ends.  Editing them keeps the cache.
-_FRONT_ENDS = ("ui/", "sweep/", "devtools/", "cli.py", "__main__.py")
+_FRONT_ENDS = ("ui/", "sweep/", "devtools/", "quiz/", "gdb/", "timetravel/", "cli.py",
+               "__main__.py")
 _RUN_MODULES = ("sweep/cell.py",)       # ... except this one, which runs it
 
 _version: str | None = None
@@ -98,8 +103,17 @@ class HostTimeout(Exception):
     """The run went past its host-time limit."""
 
 
+CHILD_GRACE = 60.0      # host seconds a child process may take beyond the run's limit
+
+
 def run_cell(cell: RunCell) -> dict:
-    """Run one cell; never raises for anything the run does."""
+    """Run one cell; never raises for anything the run does.  A run of a
+    student's VMM (``config.vmm``) needs the main thread, whose alarm
+    signal bounds each of its handlers: on a thread of a Dask worker it
+    runs in a child process (``_in_child``)."""
+    if cell.config.vmm is not None and threading.current_thread() is not \
+            threading.main_thread():
+        return _in_child(cell)
     if cell.emu != emulator_version():
         return {"outcome": "error", "exit_status": None, "transient": True,
                 "message": f"this worker runs another emulator ({emulator_version()}, "
@@ -117,10 +131,11 @@ def run_cell(cell: RunCell) -> dict:
                 transient=True,                     # another machine may finish it
                 message=f"host-time limit of {cell.timeout:g} s reached after "
                         f"{record['cycles']:,} cycles")
-    except Exception as e:                  # a bad image, or a bug in the emulator
+    except Exception as e:      # a bad image, a student's VMM, or a bug in the emulator
+        student = _student_message(e) if cell.config.vmm is not None else None
         what = "" if isinstance(e, EmuError) else "internal error: "
         record = {"outcome": "error", "exit_status": None,
-                  "message": f"{what}{type(e).__name__}: {e}",
+                  "message": student or f"{what}{type(e).__name__}: {e}",
                   "host_seconds": round(time.perf_counter() - t0, 6)}
     # Through JSON, so that a record read back from the cache is the same
     # value (dict keys become strings).
@@ -134,3 +149,42 @@ def _deadline(when: float):
         if time.perf_counter() > when:
             raise HostTimeout
     return check
+
+
+def _student_message(exc: BaseException) -> str | None:
+    from ..lab.loader import student_message
+    return student_message(exc)
+
+
+def _in_child(cell: RunCell) -> dict:
+    """``run_cell(cell)`` in a child process (``python -m emu.sweep.cell``):
+    the cell in on standard input, the record out on standard output."""
+    t0 = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__], input=pickle.dumps(cell),
+                              capture_output=True, timeout=cell.timeout + CHILD_GRACE)
+    except subprocess.TimeoutExpired:
+        return {"outcome": "timeout", "exit_status": None, "transient": True,
+                "host_seconds": round(time.perf_counter() - t0, 6),
+                "message": f"host-time limit of {cell.timeout:g} s reached (the child "
+                           "process running it was killed)"}
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        return {"outcome": "error", "exit_status": None, "transient": True,
+                "host_seconds": round(time.perf_counter() - t0, 6),
+                "message": f"the child process running it died (status "
+                           f"{done.returncode}){': ' + last[0] if last[0] else ''}"}
+
+
+def _child() -> None:
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr             # what the guest's VMM prints is not the record
+    cell = pickle.loads(sys.stdin.buffer.read())
+    out.write(json.dumps(run_cell(cell)).encode())
+    out.flush()
+
+
+if __name__ == "__main__":
+    _child()

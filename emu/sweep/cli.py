@@ -25,7 +25,8 @@ AXIS_OPTIONS = (("guest", "a bundled guest's name or a .s file"),
                 ("shadow-policy", "trace-cache, trace-drop, oos-cache, oos-drop"),
                 ("tlb-entries", "entries per TLB"),
                 ("tlb-ways", "TLB associativity"),
-                ("machine-mib", "machine memory under a VMM, MiB"))
+                ("machine-mib", "machine memory under a VMM, MiB"),
+                ("vmm", "shadow-paging VMMs: Python files of emu lab, or builtin"))
 
 
 def add_parser(subparsers, name: str) -> None:
@@ -104,7 +105,8 @@ def _require() -> None:
                if importlib.util.find_spec(name) is None]
     if missing:
         from ..errors import EmuError
-        raise EmuError(f"emu sweep needs {', '.join(missing)}: pip install 'emu[sweep]'")
+        raise EmuError(f"emu sweep needs {', '.join(missing)}: "
+                       "pip install 'shadowpaging-emu[sweep]'")
 
 
 def main(args) -> int:

@@ -180,8 +180,8 @@ class DaskCluster:
             if (isinstance(msg, dict) and msg.get("action") == "remove-worker"
                     and not msg.get("expected")):
                 report.workers_lost.append(str(msg.get("worker")))
-                report.rerun += len(set(map(str, msg.get("processing-tasks", ())))
-                                    & set(by_key))
+                again = {*msg.get("processing-tasks", ()), *msg.get("lost-computed-tasks", ())}
+                report.rerun += len(set(map(str, again)) & set(by_key))
                 if self.on_note is not None:
                     self.on_note(f"worker {msg.get('worker')} lost; its runs go to other "
                                  "workers")

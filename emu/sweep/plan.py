@@ -66,6 +66,22 @@ def find_guest(name: str, folder: str) -> str:
                         "program of that name ('emu list' shows them)") from None
 
 
+def find_vmm(name: str, folder: str) -> str:
+    """A VMM named in a spec (``vmm``, a shadow-paging VMM of ``emu lab``):
+    ``builtin``, or a Python file (from the spec's folder, then from here),
+    as an absolute path; it must load (one line if it does not)."""
+    from ..lab.loader import BUILTIN, load_vmm
+    if name == BUILTIN:
+        return name
+    near = os.path.join(folder, name)
+    path = os.path.abspath(near if not os.path.isabs(name) and os.path.isfile(near) else name)
+    try:
+        load_vmm(path)
+    except EmuError as e:
+        raise SpecError(f"vmm {name}: {e}") from None
+    return path
+
+
 def guest_options(path: str) -> dict:
     """The config fields a program's ``; emu-options:`` line changes."""
     extra = programs.default_options(path)
@@ -110,6 +126,7 @@ def make_plan(spec: Spec, load=None) -> Plan:
     paths, options, images = {}, {}, {}
     cost_fields = sorted({k[6:] for s in settings_list for k in s if k.startswith("costs.")})
     runs, seen, merged = [], set(), 0
+    vmms: dict = {}
     for settings in settings_list:
         guest = settings["guest"]
         if guest not in paths:
@@ -124,6 +141,13 @@ def make_plan(spec: Spec, load=None) -> Plan:
         path = paths[guest]
         config = make_config(settings, options[path],
                              f"{at(spec)}run {describe(settings)}")
+        if config.vmm is not None:          # (in shadow mode: elsewhere it was reset)
+            if config.vmm not in vmms:
+                try:
+                    vmms[config.vmm] = find_vmm(config.vmm, spec.folder)
+                except SpecError as e:
+                    raise SpecError(f"{at(spec)}{e}") from None
+            config = config.with_(vmm=vmms[config.vmm])
         identity = (guest, config)
         if identity in seen:
             merged += 1

@@ -66,6 +66,7 @@ _ONLY_IN = {
     "swap_bandwidth": ("shadow", "nested"),
     "share_interval": ("shadow", "nested"),
     "reserve_pages": ("shadow", "nested"),
+    "vmm": ("shadow",),
 }
 
 
@@ -147,6 +148,8 @@ def coerce(name: str, value, where: str):
         if "None" in kind and (value is None or str(value).strip().lower() == "default"):
             return None
         return _int(value, where)
+    if "None" in kind and (value is None or str(value).strip().lower() == "default"):
+        return None
     if not isinstance(value, str):
         raise SpecError(f"{where}: {value!r} is not a string")
     return value.strip()
