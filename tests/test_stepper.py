@@ -147,6 +147,20 @@ SCRIPTS = {
         back 2
         stats
     """),
+    # Nested paging: EPT violations on a fetch and on a write, labelled so.
+    "nested": ("nested", """
+        break fault nested
+        continue
+        continue
+        micro
+        micro
+        micro
+        delete 1
+        break 0x400000
+        continue
+        next
+        micro
+    """),
     # Help, and errors that do not end the session.
     "errors": ("shadow", """
         help

@@ -111,16 +111,26 @@ def tell(story: FaultStory) -> list[str]:
     pm = story.pmap
     lines.append(f" 3 {kind_line(story)}")
     if pm is not None:
-        alloc = " (allocated now, zeroed)" if pm.data["allocated"] else ""
-        lines.append(f"      PMap: ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc}")
+        lines.append(f"      PMap: ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}"
+                     f"{pmap_note(pm.data)}")
     emu = story.find("emulate")
     fill = story.find("shadow_fill")
     entered = story.entered is not None
     if emu is not None:
+        # The VMM lets the one instruction write through a writable spte
+        # (the hardware's TLB fill on the way is part of step 4, not a
+        # restart), then makes the spte read-only again and syncs.
         changed = emu.data["changed"]
         shown = ", ".join(f"{i:#x}" for i in changed[:8]) + (" ..." if len(changed) > 8 else "")
-        lines.append(f" 4 the VMM emulated the write: entries changed [{shown}]; "
-                     f"{emu.data['dropped']} shadow entries dropped")
+        through = next((ev for ev in story.events() if ev.kind == "tlb_fill" and ev.step is None
+                        and ev.cycle <= emu.cycle), None)
+        lines.append(" 4 the VMM lets the instruction write once, through a writable spte:")
+        what = f"entries [{shown}] changed" if changed else "no entry changed"
+        fill_text = (f"TLB fill va {through.va:#010x} -> mpn {through.data['pn']:#x} "
+                     f"({_rights(through.data)}); " if through is not None else "")
+        lines.append(f"      {fill_text}in table page ppn {emu.data['ppn']:#x}: {what}")
+        lines.append(f"      the spte is read-only again; {emu.data['dropped']} shadow "
+                     "entries dropped")
         if entered:
             lines.append(" 5 VM entry after the emulated instruction")
     elif fill is not None:
@@ -128,17 +138,34 @@ def tell(story: FaultStory) -> list[str]:
                      f"  (mpn {fill.data['mpn']:#x})")
         if entered:
             lines.append(" 5 VM entry: restart the faulting instruction")
-    tlb = story.find("tlb_fill")
-    if tlb is not None and emu is not None:
-        lines.append(" 6 the hardware did the write through a one-instruction writable "
-                     "spte; the TLB entry is read-only again")
-    elif tlb is not None:
-        rights = ("W" if tlb.data["writable"] else "r") + (" U" if tlb.data["user"] else " s")
+    tlb = story.restart_fill
+    if tlb is not None:
         lines.append(f" 6 the hardware walk succeeds: TLB fill va {tlb.va:#010x} -> "
-                     f"mpn {tlb.data['pn']:#x} ({rights})")
+                     f"mpn {tlb.data['pn']:#x} ({_rights(tlb.data)})")
     if story.ended and not entered:
         lines.append("   (the run ended before the VM entry)")
+    elif story.ended and story.entered == "resume" and tlb is None:
+        lines.append("   (the run ended before the restarted instruction)")
     return lines
+
+
+def _rights(data: dict) -> str:
+    """A TLB entry's rights: W or r (read-only), U or s (supervisor)."""
+    return ("W" if data.get("writable") else "r") + (" U" if data.get("user") else " s")
+
+
+# How the PMap found the machine page (``pmap_lookup``'s ``how``), in full
+# and in the one-line telling.
+PMAP_NOTES = {"resident": ("", ""), "allocated": (" (allocated now, zeroed)", " (new)"),
+              "swapped-in": (" (read back from the swap disk)", " (swapped in)"),
+              "cow-broken": (" (a private copy: the sharing is broken)", " (copied)"),
+              "rescued": (" (taken back: its write to the swap disk had ended)", " (rescued)")}
+
+
+def pmap_note(data: dict, short: bool = False) -> str:
+    how = data.get("how") or ("allocated" if data.get("allocated") else "resident")
+    full, brief = PMAP_NOTES.get(how, (f" ({how})", f" ({how})"))
+    return brief if short else full
 
 
 def one_line(story: FaultStory) -> str:
@@ -147,8 +174,7 @@ def one_line(story: FaultStory) -> str:
         return native_line(story.first, "native")
     if story.first.kind == "nested_walk":
         pm = story.pmap
-        new = " (new)" if pm and pm.data["allocated"] else ""
-        mpn = f" -> mpn {pm.data['mpn']:#x}{new}" if pm else ""
+        mpn = f" -> mpn {pm.data['mpn']:#x}{pmap_note(pm.data, short=True)}" if pm else ""
         gpa = story.first.data["gpa"]
         return (f"· nested fault at va {story.va:#010x}, gpa {gpa:#010x}: "
                 f"ppn {gpa >> 12:#x}{mpn}")
@@ -160,9 +186,8 @@ def one_line(story: FaultStory) -> str:
     if emu is not None:
         return line + f": emulated, {emu.data['dropped']} shadow entries dropped"
     if pm is not None and fill is not None:
-        alloc = " (new)" if pm.data["allocated"] else ""
-        return line + (f": ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc},"
-                       f" spte {fill.data['spte']:#010x}")
+        return line + (f": ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}"
+                       f"{pmap_note(pm.data, short=True)}, spte {fill.data['spte']:#010x}")
     return line
 
 
@@ -180,8 +205,8 @@ def _tell_nested(story: FaultStory) -> list[str]:
                  "guest-physical address: no guest walk needed")
     pm = story.pmap
     if pm is not None:
-        alloc = " (allocated now, zeroed)" if pm.data["allocated"] else ""
-        lines.append(f" 3 PMap: ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}{alloc}")
+        lines.append(f" 3 PMap: ppn {pm.data['ppn']:#x} -> mpn {pm.data['mpn']:#x}"
+                     f"{pmap_note(pm.data)}")
     fill = story.find("nested_fill")
     if fill is not None:
         lines.append(f" 4 npte := {fill.data['npte']:#010x}  "
@@ -190,11 +215,12 @@ def _tell_nested(story: FaultStory) -> list[str]:
         lines.append(" 5 VM entry: restart the faulting instruction")
     else:
         lines.append("   (the run ended before the VM entry)")
-    tlb = story.find("tlb_fill")
+    tlb = story.restart_fill
     if tlb is not None:
-        rights = ("W" if tlb.data["writable"] else "r") + (" U" if tlb.data["user"] else " s")
         lines.append(f" 6 the 2D walk succeeds: TLB fill va {tlb.va:#010x} -> "
-                     f"mpn {tlb.data['pn']:#x} ({rights})")
+                     f"mpn {tlb.data['pn']:#x} ({_rights(tlb.data)})")
+    elif story.ended and story.entered is not None:
+        lines.append("   (the run ended before the restarted instruction)")
     return lines
 
 

@@ -215,9 +215,17 @@ def _step_lines(session, story) -> dict[int, list[str]]:
         elif ev.kind == "nested_fill":
             lines.append(f"npte[ppn {d['ppn']:#x}] := {d['npte']:#010x}  {_flags(d['npte'])}")
         elif ev.kind == "emulate":
+            through = next((e for e in story.events() if e.kind == "tlb_fill"
+                            and e.step is None and e.cycle <= ev.cycle), None)
+            if through is not None:
+                t = through.data
+                lines.append(f"the write went through a writable spte: TLB fill va "
+                             f"{through.va:#010x} -> mpn {t['pn']:#x} "
+                             f"({'W' if t.get('writable') else 'r'}"
+                             f"{' U' if t.get('user') else ' s'})")
             changed = ", ".join(f"{i:#x}" for i in d.get("changed", [])[:8]) or "none"
-            lines.append(f"the write went through once; guest entries changed: [{changed}]; "
-                         f"{d.get('dropped')} sptes dropped")
+            lines.append(f"then the spte is read-only again; guest entries changed: "
+                         f"[{changed}]; {d.get('dropped')} sptes dropped")
     if story.step >= 5 and story.kind == "true" and not lines:
         lines.append("- (a true fault writes no shadow entry)")
     if lines:
@@ -254,14 +262,20 @@ def _step_lines(session, story) -> dict[int, list[str]]:
             lines.append("- the guest's #PF handler runs; its fix-up and the retry "
                          "are faults of their own")
         elif story.entered == "emulate":
-            lines.append("- the write went through a one-instruction writable spte; "
-                         "its TLB entry is read-only again")
+            lines.append("- the guest goes on at the next instruction")
         elif story.entered == "resume":
             lines.append("- the restart took another path first (an interrupt, another "
                          "fault): no walk of this page yet")
     if lines:
         out[6] = lines
     return out
+
+
+# Faults the VMM answers by letting the one instruction write (no spte is
+# filled for the guest to retry through): steps 4 and 6 say so.
+EMULATED = ("tracing", "wp-emulate")
+EMULATED_TITLES = {4: "the VMM lets the write through once, then syncs its shadows",
+                   6: "no restart: the instruction is done"}
 
 
 def _flags(entry: int, pde: bool = False) -> str:
@@ -274,6 +288,8 @@ def fault_panel(session, story, compact: bool = False) -> Panel:
     if story.native:
         return _native_panel(session, story)
     titles = STEP_TITLES.get(session.mode, STEP_TITLES["shadow"])
+    if story.kind in EMULATED:
+        titles = {**titles, **EMULATED_TITLES}
     data = _step_lines(session, story)
     text = Text(no_wrap=True, overflow="ellipsis")
     current = story.step
