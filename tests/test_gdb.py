@@ -250,9 +250,10 @@ def emu_gdb(*args) -> subprocess.Popen:
 def start(*args) -> tuple[subprocess.Popen, int]:
     p = emu_gdb(*args, "--port", "0")
     line = p.stdout.readline()
-    m = re.search(r"target remote :(\d+)", line)
-    assert m, line + p.stderr.read()
-    return p, int(m.group(1))
+    m = re.search(r"waiting for GDB on 127\.0\.0\.1:(\d+) \(gdb: target remote :(\d+)\)",
+                  line)              # this machine only, unless told otherwise
+    assert m and m.group(1) == m.group(2), line + p.stderr.read()
+    return p, int(m.group(2))
 
 
 def gdb(elf, port: int, *commands: str) -> list[str]:
@@ -311,6 +312,22 @@ def test_a_gdb_session_can_kill_the_machine(elf):
     assert "killed by the debugger" in server.stderr.read()
 
 
+def test_a_students_vmm_is_debugged_like_the_built_in_one(elf, tmp_path):
+    mine = tmp_path / "mine.py"
+    mine.write_text("from emu.vmm.builtin import BuiltinShadowVmm\n\n\n"
+                    "class Mine(BuiltinShadowVmm):\n    pass\n")
+    server, port = start("demand", "--mode", "shadow", "--vmm", str(mine))
+    try:
+        lines = gdb(elf, port, "break page_fault", "continue", "monitor mode", "kill")
+        server.wait(timeout=TIMEOUT)
+    finally:
+        server.kill()
+    src = programs.resolve("demand")
+    assert lines[4:7] == ["Breakpoint 1, page_fault () at " f"{src}:137",
+                          "137\t    mov edx, cr2", f"mode shadow (trace-cache), VMM {mine}"]
+    assert server.returncode == 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["--port", "70000"], "argument --port: port 70000 is not between 0 and 65535"),
     (["--port", "x"], "argument --port: 'x' is not a port number"),
@@ -322,6 +339,23 @@ def test_bad_options_are_one_line_and_status_2(args, message):
                        capture_output=True, text=True, timeout=TIMEOUT)
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and message in p.stderr and p.stdout == ""
+
+
+def test_a_host_that_does_not_resolve_is_one_line_and_status_1():
+    p = subprocess.run([sys.executable, "-m", "emu", "gdb", "hello", "--host", "256.1.1.1",
+                        "--port", "0"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1
+    assert p.stderr.startswith("emu: error: cannot listen on 256.1.1.1:0: ")
+    assert "Unknown error" not in p.stderr
+
+
+def test_the_server_listens_on_this_machine_only_by_default():
+    srv = Server(Target(Session(load("hello"), Config())), port=0)
+    srv.listen()
+    try:
+        assert srv.sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        srv.sock.close()
 
 
 def test_a_port_in_use_is_one_line_and_status_1():

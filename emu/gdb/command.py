@@ -66,7 +66,10 @@ def main(args) -> int:
         port = server.listen()
     except OSError as e:
         import os
-        why = os.strerror(e.errno) if e.errno else str(e)
+        # getaddrinfo's errors (a host that does not resolve) have negative
+        # numbers that os.strerror does not know: their own text says it.
+        why = os.strerror(e.errno) if e.errno and e.errno > 0 else \
+            (e.strerror or str(e)).split(" (while ")[0]
         raise EmuError(f"cannot listen on {args.host}:{args.port}: {why}") from None
     name = image.source_name.rsplit("/", 1)[-1]
     print(f"emu gdb: {name} ({config.mode}) waiting for GDB on {args.host}:{port} "

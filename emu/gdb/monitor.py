@@ -120,7 +120,8 @@ def mode(session) -> str:
     s = session.system
     cpu = s.cpu
     c = s.config
-    lines = [f"mode {c.mode}" + (f" ({c.shadow_policy})" if c.mode == "shadow" else ""),
+    lines = [f"mode {c.mode}" + (f" ({c.shadow_policy})" if c.mode == "shadow" else "")
+             + (f", VMM {c.vmm}" if getattr(c, "vmm", None) else ""),
              f"guest paging {'on' if cpu.cr0 & 0x80000000 else 'off'}: CR0 {cpu.cr0:#010x} "
              f"CR3 {cpu.cr3:#010x} CR4 {cpu.cr4:#010x}, cpl {cpu.cpl}"]
     if c.mode == "shadow":
