@@ -152,9 +152,11 @@ class Referee:
                 self.fail("step 3", f"you injected a true fault at va {va:#010x} ({acc}), "
                           f"but {what}: a hidden fault")
             if (iva, iec) != (va, oracle.error_code):
+                hint = (": the exit's error code is the shadow's; the guest's walk has its own"
+                        " (walk.error_code)" if iec == exit.error_code and iva == va else "")
                 self.fail("step 3", f"you injected #PF at va {iva:#010x} with error code "
                           f"{error_code_text(iec)}, but the guest's walk of va {va:#010x} "
-                          f"gives error code {error_code_text(oracle.error_code)}")
+                          f"gives error code {error_code_text(oracle.error_code)}{hint}")
             return
         if denied:
             self.fail("step 3", f"the guest's tables deny the {acc} at va {va:#010x} "
