@@ -82,6 +82,48 @@ class StoryWriter:
         self.fh.write(json.dumps(data, sort_keys=True) + "\n")
 
 
+class Interruptible:
+    """Ctrl-C stops a run between two batches of guest instructions, never
+    in the middle of one (a console byte half written, a VMM step half
+    done): SIGINT sets a flag that each system's ``progress`` hook turns
+    into ``KeyboardInterrupt`` after its batch.  A second Ctrl-C stops at
+    once.  Outside the main thread, or where SIGINT is not Python's, it
+    does nothing."""
+
+    def __init__(self, systems):
+        self.systems = list(systems)
+        self.pending = False
+        self.previous = None
+
+    def _signal(self, signum, frame) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def _hook(self, inner):
+        def progress(system) -> None:
+            if self.pending:
+                raise KeyboardInterrupt
+            if inner is not None:
+                inner(system)
+        return progress
+
+    def __enter__(self):
+        import signal
+        import threading
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self._signal)
+            for s in self.systems:
+                s.progress = self._hook(s.progress)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            import signal
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def _interrupted(result, seconds: float):
     return replace(result, outcome="interrupted", host_seconds=round(seconds, 6),
                    message=f"interrupted (Ctrl-C) after {result.instructions:,} instructions")
@@ -138,7 +180,8 @@ def cmd_run(args) -> int:
         out.before = progress.clear
     t0 = time.perf_counter()
     try:
-        result = system.run()
+        with Interruptible([system]):
+            result = system.run()
     except KeyboardInterrupt:
         result = _interrupted(system.result(), time.perf_counter() - t0)
     finally:
@@ -218,9 +261,10 @@ def cmd_run_many(args) -> int:
     t0 = time.perf_counter()
     interrupted = False
     try:
-        host.start()
-        processes = [s.start() for s in systems]
-        host.env.run(until=host.env.all_of(processes))
+        with Interruptible(systems):
+            host.start()
+            processes = [s.start() for s in systems]
+            host.env.run(until=host.env.all_of(processes))
     except KeyboardInterrupt:
         interrupted = True
     elapsed = time.perf_counter() - t0
