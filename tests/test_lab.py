@@ -69,8 +69,8 @@ MUTANT_CASES = [
     ("no_dirty", 3, "lab_dirty", "step 4: spte 0x00002003 grants write to a page whose gpte "
      "0x00001023 is clean (D=0): the guest will never see D set"),
     ("no_fill", 1, "lab_touch", "step 4: you returned RETRY, but the shadow still refuses the "
-     "write, kernel at va 0x40000000 (the hardware's walk: error code 0x2 (not present, write, "
-     "kernel)): the instruction will fault again"),
+     "access at va 0x40000000 (write, kernel; the hardware's walk: error code 0x2 (not present, "
+     "write, kernel)): the instruction will fault again"),
     ("no_zap", 4, "lab_ptwrite", "step 3 (guest page-table write): the spte 0x00005021 (entry "
      "0x0 of the shadow of table 0x102) maps mpn 0x5, but the guest's gpte 0x00301003 names "
      "ppn 0x301, which is in mpn 0x6 (seen after the #PF at va 0x00102000): when the guest "

@@ -159,8 +159,8 @@ class Referee:
                           f"gives error code {error_code_text(oracle.error_code)}{hint}")
             return
         if denied:
-            self.fail("step 3", f"the guest's tables deny the {acc} at va {va:#010x} "
-                      f"({_why(oracle)}): a true fault -- inject it with "
+            self.fail("step 3", f"the guest's tables deny the access at va {va:#010x} "
+                      f"({acc}; {_why(oracle)}): a true fault -- inject it with "
                       f"hw.guest.inject_page_fault(va, error_code {oracle.error_code:#x})")
         if result not in (PfResult.RETRY, PfResult.SPURIOUS):
             return
@@ -173,11 +173,16 @@ class Referee:
                           "clear: walk the guest's table with hw.guest.walk(...), which "
                           "sets A (and D on a write) as the hardware would")
         sw = self.shadow_walk(exit)
-        if sw.fault:
-            self.fail("step 4", f"you returned RETRY, but the shadow still refuses the {acc} "
-                      f"at va {va:#010x} (the hardware's walk: error code "
-                      f"{error_code_text(sw.error_code)}): the instruction will fault again")
         ppn = (oracle.frame if oracle is not None else va) >> 12
+        if sw.fault and exit.write and ppn in self.hw.shadow.tracked:
+            self.fail("step 3", f"the access at va {va:#010x} ({acc}) writes the guest's "
+                      f"page table at ppn {ppn:#x}, which the shadow tables write-protect: a tracing "
+                      "fault -- let the write through once (hw.emulate_once) and drop the "
+                      "shadow entries it changed, returning PfResult.EMULATE (level 4)")
+        if sw.fault:
+            self.fail("step 4", f"you returned RETRY, but the shadow still refuses the access "
+                      f"at va {va:#010x} ({acc}; the hardware's walk: error code "
+                      f"{error_code_text(sw.error_code)}): the instruction will fault again")
         want = self.mon.pmap.mpn_of.get(ppn)
         got = sw.frame >> 12
         if got != want:
