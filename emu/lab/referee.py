@@ -176,8 +176,8 @@ class Referee:
         ppn = (oracle.frame if oracle is not None else va) >> 12
         if sw.fault and exit.write and ppn in self.hw.shadow.tracked:
             self.fail("step 3", f"the access at va {va:#010x} ({acc}) writes the guest's "
-                      f"page table at ppn {ppn:#x}, which the shadow tables write-protect: a tracing "
-                      "fault -- let the write through once (hw.emulate_once) and drop the "
+                      f"page table at ppn {ppn:#x}, which the shadow tables write-protect: a "
+                      "tracing fault -- let the write through once (hw.emulate_once) and drop the "
                       "shadow entries it changed, returning PfResult.EMULATE (level 4)")
         if sw.fault:
             self.fail("step 4", f"you returned RETRY, but the shadow still refuses the access "
