@@ -1,9 +1,10 @@
 """Every kind of trace event, with what it says (``Event.kind`` -> meaning).
 
-The data each kind carries is in ``docs/api.md``; ``step`` is the step of
-a virtualized translation (1-6) where the event is one, ``va`` the virtual
-address it concerns.  ``tests/test_api.py`` runs every bundled guest in
-every mode and checks that each kind it sees is here.
+``docs/api.md`` shows how to read them; ``step`` is the step of a
+virtualized translation (1-6) where the event is one, ``va`` the virtual
+address it concerns.  ``tests/test_api.py`` runs guests in every mode that
+take every kind of fault, swap and share pages, and checks that the kinds
+they emit are exactly these.
 """
 
 EVENT_KINDS: dict[str, str] = {

@@ -1,5 +1,5 @@
 """Subscribe to the trace bus and print each hidden and true fault of a run
-with its six steps (DESIGN.md): the events carry the step number."""
+with its six steps (docs/design.md): the events carry the step number."""
 
 from emu import Config, System, assemble_file, find_program
 from emu.programs import include_dir

@@ -18,7 +18,7 @@ result with a TLB of any size, associativity or replacement policy:
 * so a write to an entry makes stale every page whose cacheable path
   (the present prefix of its walk) contains that entry;
 * these events drop cached translations (SDM 4.10.4.1, and this machine's
-  rules in DESIGN.md, "Invalidation events"):
+  rules in docs/design.md, "Invalidation events"):
 
       INVLPG va            the TLB entries of va's page, global or not,
                            and every paging-structure cache entry (so a

@@ -2,7 +2,7 @@
 
 Every expected answer below was worked out on paper from the IA-32 rules
 (Intel SDM vol. 3A, 4.3, 4.6, 4.7: entry bits, combined rights, CR0.WP,
-the #PF error code) and the design notes (DESIGN.md: the six steps, A/D
+the #PF error code) and the design notes (docs/design.md: the six steps, A/D
 kept exact by the VMM, the 2D walk's (2+1)(2+1)-1 references, the cost
 model of emu/cost.py), then written here literally.  The solver's answers
 come from running the project's hardware and VMM on the problem's guest

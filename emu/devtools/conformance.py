@@ -3,10 +3,10 @@
     python -m emu.devtools.conformance FILE.jsonl [FILE ...] [-v]
 
 Each line of a vector file is one memory access recorded on a real x86 model
-(format and memory model: ``shared/conformance/ia32-paging/README.md``).  For
-each vector the runner builds the 16 MiB physical memory the recorder had,
-performs the access through ``emu.hw.paging.walk`` and compares every
-recorded field.  Each difference is printed as one line
+(the vectors: ``tests/conformance/``; ``load_vectors`` and ``check_vector``
+below read each field).  For each vector the runner builds the 16 MiB
+physical memory the recorder had, performs the access through
+``emu.hw.paging.walk`` and compares every recorded field.  Each difference is printed as one line
 ``<id> [<class>] <field>: expected <x>, got <y>``; the last line is exactly
 ``N passed, M failed``.  Exit status: 0 when nothing failed, 1 when a vector
 failed, 2 (with a one-line message) for a missing file or a malformed line.
