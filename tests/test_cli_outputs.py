@@ -13,6 +13,16 @@ import sys
 import pytest
 from test_cli import emu, one_line_error
 
+from emu.cli import main
+
+
+def inproc(capsys, *args):
+    """``emu ARGS`` in this process (fast): (status, stdout, stderr)."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
 
 # --- --narrate ------------------------------------------------------------------------
 def test_a_bare_narrate_never_takes_the_program_as_its_value():
@@ -95,30 +105,32 @@ def test_step_exports_to_dash(tmp_path):
 
 
 # --- file modes follow the umask ------------------------------------------------------
-def run_with_umask(mask: int, *args):
-    return subprocess.run([sys.executable, "-m", "emu", *map(str, args)], capture_output=True,
-                          text=True, timeout=120, preexec_fn=lambda: os.umask(mask))
+def run_with_umask(capsys, mask: int, *args) -> int:
+    old = os.umask(mask)
+    try:
+        return inproc(capsys, *args)[0]
+    finally:
+        os.umask(old)
 
 
 @pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
-def test_new_output_files_get_the_umasks_mode(tmp_path, mask, mode):
+def test_new_output_files_get_the_umasks_mode(tmp_path, capsys, mask, mode):
     outs = {opt: tmp_path / f"out{opt}" for opt in ("--stats-json", "--trace", "--stories",
                                                     "--timeline")}
-    done = run_with_umask(mask, "run", "hello", "--quiet",
-                          *[a for opt, p in outs.items() for a in (opt, p)])
-    assert done.returncode == 0, done.stderr
+    assert run_with_umask(capsys, mask, "run", "hello", "--quiet",
+                          *[a for opt, p in outs.items() for a in (opt, p)]) == 0
     cmp = tmp_path / "cmp.json"
-    assert run_with_umask(mask, "compare", "hello", "--json", cmp).returncode == 0
+    assert run_with_umask(capsys, mask, "compare", "hello", "--json", cmp) == 0
     for path in [*outs.values(), cmp]:
         assert path.stat().st_mode & 0o777 == mode, path.name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".emu-")]
 
 
-def test_an_existing_json_file_keeps_its_mode(tmp_path):
+def test_an_existing_json_file_keeps_its_mode(tmp_path, capsys):
     out = tmp_path / "stats.json"
     out.write_text("old\n")
     out.chmod(0o640)
-    assert run_with_umask(0o077, "run", "hello", "--quiet", "--stats-json", out).returncode == 0
+    assert run_with_umask(capsys, 0o077, "run", "hello", "--quiet", "--stats-json", out) == 0
     assert out.stat().st_mode & 0o777 == 0o640 and json.loads(out.read_text())["console"]
 
 
@@ -128,24 +140,22 @@ RUN_EXPORTS = ["--stats-json", "--trace", "--stories", "--timeline"]
 
 @pytest.mark.parametrize("option", RUN_EXPORTS)
 @pytest.mark.parametrize("vms", [1, 2])
-def test_an_unwritable_output_is_found_before_the_guest_runs(tmp_path, option, vms):
+def test_an_unwritable_output_is_found_before_the_guest_runs(tmp_path, capsys, option, vms):
     target = tmp_path / "missing" / "out"
-    done = emu("run", *["demand"] * vms, option, target)
-    line = one_line_error(done, 1)
-    assert line == f"emu: error: cannot write {target}: No such file or directory"
-    assert done.stdout == ""                 # the guest never ran: it prints first thing
+    # (demand prints first thing: an empty stdout means it never ran)
+    assert inproc(capsys, "run", *["demand"] * vms, option, target) == (
+        1, "", f"emu: error: cannot write {target}: No such file or directory\n")
     folder = tmp_path / "a_folder"
     folder.mkdir()
-    line = one_line_error(emu("run", *["demand"] * vms, option, folder), 1)
-    assert line == f"emu: error: cannot write {folder}: Is a directory"
+    assert inproc(capsys, "run", *["demand"] * vms, option, folder) == (
+        1, "", f"emu: error: cannot write {folder}: Is a directory\n")
 
 
 @pytest.mark.parametrize("option", ["--svg", "--html"])
-def test_step_checks_its_outputs_before_it_starts(tmp_path, option):
+def test_step_checks_its_outputs_before_it_starts(tmp_path, capsys, option):
     target = tmp_path / "missing" / "out"
-    done = emu("step", "demand", option, target)
-    line = one_line_error(done, 1)
-    assert line == f"emu: error: cannot write {target}: No such file or directory"
+    assert inproc(capsys, "step", "demand", option, target) == (
+        1, "", f"emu: error: cannot write {target}: No such file or directory\n")
 
 
 # --- narration with several VMs -------------------------------------------------------
@@ -211,14 +221,14 @@ def test_ctrl_c_prints_what_was_measured_and_exits_130(tmp_path, vms):
 
 # --- a program cut off in the middle of an instruction --------------------------------
 @pytest.mark.parametrize("mode", ["native", "shadow", "nested"])
-def test_a_program_cut_off_mid_instruction_ends_in_one_line(tmp_path, mode):
+def test_a_program_cut_off_mid_instruction_ends_in_one_line(tmp_path, capsys, mode):
     src = tmp_path / "cut.s"
     src.write_text("org 0x1000\n_start:\n    mov eax, 1\n    db 0x02, 0x00\n")  # half a mov
-    line = one_line_error(emu("run", src, "--quiet", "--mode", mode), 3)
-    assert line == ("emu: crash: #UD invalid opcode at eip 0x0000100c with no IDT loaded -> "
-                    "#GP general protection (error code 0x32) -> double fault -> triple "
-                    "fault: the machine shut down")
-    told = emu("run", src, "--quiet", "--mode", mode, "--narrate")
-    assert told.returncode == 3 and told.stderr == line + "\n"
-    for text in told.stdout.splitlines():        # only narration: no raw event text
+    line = ("emu: crash: #UD invalid opcode at eip 0x0000100c with no IDT loaded -> "
+            "#GP general protection (error code 0x32) -> double fault -> triple "
+            "fault: the machine shut down\n")
+    assert inproc(capsys, "run", src, "--quiet", "--mode", mode) == (3, "", line)
+    code, out, err = inproc(capsys, "run", src, "--quiet", "--mode", mode, "--narrate")
+    assert (code, err) == (3, line)
+    for text in out.splitlines():                # only narration: no raw event text
         assert text.startswith(("──", " ", "·")), text
