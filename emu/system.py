@@ -38,6 +38,7 @@ from .vmm.host import Host
 from .vmm.nested import NestedMonitor
 from .vmm.platform import ShadowMonitor
 from .vmm.pmap import GuestPhys, OutOfMachineMemory, PMap
+from .vmm.runtime import RESUMES
 from .vmm.shadow import POLICIES as SHADOW_POLICIES
 
 MODES = ("native", "shadow", "nested")
@@ -191,7 +192,7 @@ class System:
         self._wire_trace()
         if self.vmm_class is None and c.mode == "shadow":
             if c.vmm is not None:
-                from .lab.loader import load_vmm     # a student's file: one-line errors
+                from .lab.loader import load_vmm  # a student's file: one-line errors
                 self.vmm_class = load_vmm(c.vmm)
             else:
                 from .vmm.builtin import BuiltinShadowVmm
@@ -230,7 +231,7 @@ class System:
         self.exit_status: int | None = None
         self.message = ""
         self.progress = None        # callable(system) every batch, for live views
-        self._carry = 0             # batch cycles the VMM takes with its own
+        self._owed = 0              # cycles run and not yet taken (vmm/runtime.py)
         self._vcpu_process = None
         # At most this many instructions per batch (None: no limit); a driver
         # that steps instruction by instruction sets it to 1.  0 holds the
@@ -294,6 +295,7 @@ class System:
         mmu.trace_walk = on_walk
         mmu.on_fill = on_fill
         mmu.on_miss = on_miss
+        mmu.watch = bus                 # the hooks are called only while it is active
         self.cpu.on_event = on_cpu_event
 
     def guest_write(self, pa: int, data: bytes) -> None:
@@ -311,17 +313,25 @@ class System:
         return self.cpu.icount if self.config.clock == "instructions" else int(self.env.now)
 
     def _vcpu(self):
-        cpu, timer, env = self.cpu, self.timer, self.env
+        cpu, timer, env, bus = self.cpu, self.timer, self.env, self.bus
         by_insns = self.config.clock == "instructions"
         max_cycles = self.config.max_cycles
+        vmm = self.vmm
+        release = self.host.release if vmm is not None else None
+        name = self.name
+        hooks = vars(cpu)               # a driver's hook on the batch lives here
         while True:
             if self.max_batch_insns == 0:
+                yield from self._take_owed()
                 self.held = True            # see max_batch_insns
                 yield env.timeout(0)
                 continue
             self.held = False
-            left = max_cycles - int(env.now)
+            env_now = env.now
+            now = int(env_now) + self._owed
+            left = max_cycles - now
             if left <= 0:
+                yield from self._take_owed()
                 self._end("budget", f"cycle budget of {max_cycles:,} cycles exhausted "
                           "(a runaway guest? raise it with --max-cycles)")
                 return
@@ -331,31 +341,61 @@ class System:
                 if by_insns:
                     max_i = min(max_i, max(timer.deadline - cpu.icount, 0))
                 else:
-                    max_c = min(max_c, max(timer.deadline - int(env.now), 0))
+                    max_c = min(max_c, max(timer.deadline - now, 0))
             if max_i == 0 or max_c == 0:
                 # A deadline is due: let the timer act first.
                 if by_insns:
                     self._tick()
                 else:
+                    yield from self._take_owed()
                     yield env.timeout(0)
                 continue
             stop = cpu.run(max_i, max_c)
-            if stop.insns and self.vmm is not None:
-                self.host.release(self.name)    # progress: its exits' pages may go
-            if stop.reason == "exit" and not self.bus.active:
-                # Taken with the VMM's costs, in one timeout (see vmm/runtime.py).
-                self._carry = stop.cycles
+            if stop.insns and release is not None:
+                release(name)           # progress: its exits' pages may go
+            reason = stop.reason
+            # The batch's time is owed, and taken now only if something
+            # else could happen first or somebody looks (vmm/runtime.py).
+            owed = self._owed + stop.cycles
+            if (owed >= env.peek() - env_now or bus.active or self.progress is not None
+                    or self.max_batch_insns is not None or "run" in hooks
+                    or not (by_insns or reason == "exit" or reason == "budget")):
+                self._owed = 0
+                yield env.timeout(owed)
             else:
-                yield env.timeout(stop.cycles)
+                self._owed = owed
             if by_insns and timer.due(cpu.icount):
                 self._tick()
             if self.progress is not None:
                 self.progress(self)
-            if stop.reason == "budget":
+            if reason == "budget":
                 continue
-            done = yield from self._handle(stop)
+            if reason == "exit" and vmm is not None:
+                vmm._owed += self._owed
+                self._owed = 0
+                outcome = vmm.enter(stop.detail["exit"])
+                if outcome is None:
+                    outcome = yield from vmm.serve()
+                self._owed = vmm.take_owed()
+                if outcome.action in RESUMES:
+                    continue
+                if not by_insns:
+                    yield from self._take_owed()     # the clock is read from here on
+                done = yield from self._act(outcome)
+            elif reason == "io":
+                d = stop.detail
+                done = self._io(d["port"], d["value"], d["reg"])
+            else:
+                done = yield from self._handle(stop)
             if done:
+                yield from self._take_owed()
                 return
+
+    def _take_owed(self):
+        """Take the cycles the vCPU owes (a generator)."""
+        if self._owed:
+            owed, self._owed = self._owed, 0
+            yield self.env.timeout(owed)
 
     def _handle(self, stop: Stop):
         """React to a stop; returns True when the run is over."""
@@ -370,16 +410,13 @@ class System:
         if stop.reason == "crash":
             self._end("crash", f"{d['message']} (eip {d.get('eip', self.cpu.eip):#010x})")
             return True
-        return (yield from self.handle_exit(stop))
+        exit = d["exit"]
+        self._end("crash", f"unexpected VM exit {exit.reason}")
+        return True
 
-    def handle_exit(self, stop: Stop):
-        """A VM exit: hand it to the VMM's process and act on its answer."""
-        exit = stop.detail["exit"]
-        if self.vmm is None:
-            self._end("crash", f"unexpected VM exit {exit.reason}")
-            return True
-        carry, self._carry = self._carry, 0
-        outcome = yield from self.vmm.exit(exit, carry)
+    def _act(self, outcome):
+        """Act on the VMM's answer to an exit that does not resume the
+        guest at once; returns True when the run is over (a generator)."""
         action = outcome.action
         if action is Action.HALT:
             return (yield from self._halt())

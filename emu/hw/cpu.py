@@ -35,6 +35,8 @@ from .stops import StopRun as _StopRun
 from .sysinsns import SystemInstructions, _opname
 from .translate import SINGLE, Block, decode_block, translate
 
+KNOWN_LIMIT = 20_000     # blocks remembered by their bytes (see ``_translate``)
+
 
 class Cpu(EventDelivery, SystemInstructions):
     """One x86-like processor wired to an MMU."""
@@ -83,6 +85,8 @@ class Cpu(EventDelivery, SystemInstructions):
         self.exceptions: dict[int, int] = {}
         self.interrupts = 0
         self.blocks_translated = 0
+        # (pn, block key) -> (the bytes it was decoded from, the block)
+        self._known: dict[tuple[int, int], tuple[bytes, Block]] = {}
         # Loop blocks run their back edge without a fetch lookup: exact only
         # when the loop's data accesses cannot evict the code's entry, i.e.
         # with a split ITLB/DTLB (repeated lookups of one page change no order).
@@ -92,6 +96,11 @@ class Cpu(EventDelivery, SystemInstructions):
         for row in isa.TABLE:
             if row.kind in (isa.SYSTEM, isa.PRIV):
                 self._system[row.opcode] = getattr(self, "_op_" + _opname(row))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_known"] = {}           # a cache: a copy of the CPU decodes again
+        return state
 
     # --- flags -----------------------------------------------------------
     @property
@@ -227,25 +236,45 @@ class Cpu(EventDelivery, SystemInstructions):
         mmu = self.mmu
         page, pn = mmu.translate(eip, False, True, False)
         vpn = eip >> 12
-
-        def fetch(va):
-            va &= 0xFFFFFFFF
-            if va >> 12 == vpn:
-                return page[va & 0xFFF]
-            return mmu.fetch_byte(va)
-
-        decoded = decode_block(fetch, eip, single)
-        blocks = mmu.code.setdefault(pn, {})
         key = eip | SINGLE if single else eip
+        off = eip & 0xFFF
+        # The same bytes at the same place were translated before (their
+        # page was written since, elsewhere): the same block, not decoded again.
+        known = self._known.get((pn, key))
+        if known is not None and page[off:off + len(known[0])] == known[0]:
+            decoded = None
+            block = known[1]
+        else:
+            end = [off]                # the page's bytes the decoder read end here
+            outside = []               # it read another page's too
+
+            def fetch(va):
+                va &= 0xFFFFFFFF
+                if va >> 12 == vpn:
+                    o = va & 0xFFF
+                    if o >= end[0]:
+                        end[0] = o + 1
+                    return page[o]
+                outside.append(va)
+                return mmu.fetch_byte(va)
+
+            decoded = decode_block(fetch, eip, single)
+        blocks = mmu.code.setdefault(pn, {})
         cached = blocks.get(key)
         if cached is not None:
             return cached
-        if decoded:
+        if decoded is None:
+            pass
+        elif decoded:
             block = translate(self, decoded, eip, self.costs, self.loop_blocks)
         else:
             block = self._lone(fetch, eip)
             if block is None:
                 return self._lone_uncached(eip)
+        if decoded is not None and not outside:
+            if len(self._known) >= KNOWN_LIMIT:
+                self._known.clear()
+            self._known[(pn, key)] = (bytes(page[off:end[0]]), block)
         self.blocks_translated += 1
         if not blocks:
             mmu.code_page_used(pn)

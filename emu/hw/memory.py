@@ -16,6 +16,8 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 PAGE_MASK = PAGE_SIZE - 1
 ZERO_PAGE = bytes(PAGE_SIZE)
 _U32 = Struct("<I")
+_unpack32 = _U32.unpack_from
+_pack32 = _U32.pack_into
 
 
 class BusError(Exception):
@@ -68,13 +70,18 @@ class PhysMem:
     def read32(self, addr: int) -> int:
         off = addr & PAGE_MASK
         if off <= PAGE_SIZE - 4:
-            return _U32.unpack_from(self.peek_page(addr >> PAGE_SHIFT), off)[0]
+            pg = self.pages.get(addr >> PAGE_SHIFT)      # (peek_page, inline: the walks)
+            if pg is not None:
+                return _unpack32(pg, off)[0]
+            return _unpack32(self.peek_page(addr >> PAGE_SHIFT), off)[0]
         return int.from_bytes(self.read(addr, 4), "little")
 
     def write32(self, addr: int, value: int) -> None:
         off = addr & PAGE_MASK
         if off <= PAGE_SIZE - 4:
-            _U32.pack_into(self.page(addr >> PAGE_SHIFT), off, value & 0xFFFFFFFF)
+            pg = self.pages.get(addr >> PAGE_SHIFT)
+            _pack32(self.page(addr >> PAGE_SHIFT) if pg is None else pg, off,
+                    value & 0xFFFFFFFF)
         else:
             self.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
 
@@ -106,26 +113,45 @@ class PhysMem:
     # --- whole-memory views ----------------------------------------------
     def sha256(self) -> str:
         """SHA-256 of all of memory, untouched pages as zeros."""
-        h = hashlib.sha256()
-        zero_run = 0
-        for pn in range(self.npages):
-            pg = self.pages.get(pn)
-            if pg is None:
-                zero_run += 1
-                continue
-            if zero_run:
-                _hash_zeros(h, zero_run)
-                zero_run = 0
-            h.update(pg)
-        if zero_run:
-            _hash_zeros(h, zero_run)
-        return h.hexdigest()
+        pages = self.pages
+        return memory_sha256(self.npages, ((pn, pages[pn]) for pn in sorted(pages)))
 
     def touched(self) -> int:
         return len(self.pages)
 
 
 _ZERO_MIB = bytes(1 << 20)
+# Digests already computed, by a digest of the memory's non-zero pages: the
+# runs of one guest in every mode end with the same memory, and SHA-256 of
+# 16 MiB costs more than many a run.
+_DIGESTS: dict[bytes, str] = {}
+DIGESTS_KEPT = 256
+
+
+def memory_sha256(npages: int, pages) -> str:
+    """SHA-256 of ``npages`` pages of memory given sparsely: ``pages``
+    yields (pn, bytes), pn increasing; the pages it leaves out are zeros."""
+    key = hashlib.blake2b(npages.to_bytes(4, "little"), digest_size=32)
+    present = []
+    for pn, data in pages:
+        if data != ZERO_PAGE:
+            key.update(pn.to_bytes(4, "little"))
+            key.update(data)
+            present.append((pn, data))
+    k = key.digest()
+    digest = _DIGESTS.get(k)
+    if digest is None:
+        h = hashlib.sha256()
+        at = 0
+        for pn, data in present:
+            _hash_zeros(h, pn - at)
+            h.update(data)
+            at = pn + 1
+        _hash_zeros(h, npages - at)
+        if len(_DIGESTS) >= DIGESTS_KEPT:
+            _DIGESTS.clear()
+        digest = _DIGESTS[k] = h.hexdigest()
+    return digest
 
 
 def _hash_zeros(h, npages: int) -> None:

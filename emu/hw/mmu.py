@@ -26,7 +26,7 @@ from __future__ import annotations
 from struct import Struct
 
 from . import paging
-from .exceptions import GuestFault, page_fault
+from .exceptions import PF, GuestFault
 from .memory import PAGE_MASK, PAGE_SHIFT, PhysMem
 from .tlb import Tlb, TlbEntry
 
@@ -79,12 +79,16 @@ class Mmu:
         self.stall = 0             # cycles spent in walks, collected by the CPU
         # (vpn, is_fetch) of misses whose walk faulted: the retry after the
         # fault is handled is not a second miss (bounded: cleared on CR3 loads).
-        self._missed: set[tuple[int, bool]] = set()
+        self._missed: set[int] = set()          # (vpn << 1 | is_fetch)
         self.last_walk = None      # the record of the most recent walk (step 1 of a #PF exit)
         self.restart_vpn: int | None = None   # the page whose walk and fill are step 6
         self.trace_walk = None     # callable(walk): every hardware walk
         self.on_fill = None        # callable(entry, fetch): every TLB fill
         self.on_miss = None        # callable(va, fetch): every TLB miss (counted once)
+        # An object whose ``active`` says whether the three hooks above want
+        # calls now (the trace bus); None: call them always.
+        self.watch = None
+        self.walk_ref_cost = costs.walk_ref
         itlb.on_drop = self._drop_i
         if dtlb is not itlb:
             dtlb.on_drop = self._drop_d
@@ -148,10 +152,13 @@ class Mmu:
         if vpn >> 10 in self.split_regions:
             self.split_regions.discard(vpn >> 10)
             self.invlpg_range(vpn & ~0x3FF, 1024)
-        for t in self._tlbs():
-            if t.probe(vpn) is not None:
-                t.invlpg(vpn)
-                t.invlpgs -= 1
+        itlb, dtlb = self.itlb, self.dtlb
+        if itlb.probe(vpn) is not None:
+            itlb.invlpg(vpn)
+            itlb.invlpgs -= 1
+        if dtlb is not itlb and dtlb.probe(vpn) is not None:
+            dtlb.invlpg(vpn)
+            dtlb.invlpgs -= 1
         self.rfast.pop(vpn, None)
         self.wfast.pop(vpn, None)
         self.ifast.pop(vpn, None)
@@ -271,48 +278,69 @@ class Mmu:
             return page, pn
         # A miss, or an entry that does not allow this access: walk (Intel
         # cores re-walk to set D, and drop an entry that faults).
-        if e is None and (vpn, fetch) not in self._missed:
+        watch = self.watch
+        hooks = watch is None or watch.active
+        missed = self._missed
+        key = vpn << 1 | fetch
+        if e is None and key not in missed:
             tlb.misses += 1
-            if self.on_miss is not None:
+            if hooks and self.on_miss is not None:
                 self.on_miss(va, fetch)
         try:
-            w = self.walker(self.mem, self.cr3, va, write=write, user=user,
-                            fetch=fetch, wp=self.wp, pse=self.pse)
+            w = self.walker(self.mem, self.cr3, va, write, user, fetch, self.wp, self.pse)
         except GuestFault as f:   # an EPT violation in the middle of a 2D walk
             self.walks += 1
             self.walk_refs += f.refs
             self.stall += f.refs * self.costs.walk_ref
-            if len(self._missed) < 64:
-                self._missed.add((vpn, fetch))
+            if len(missed) < 64:
+                missed.add(key)
             raise
         self.walks += 1
-        self.walk_refs += w.refs
-        self.stall += w.refs * self.costs.walk_ref
+        refs = w.refs
+        self.walk_refs += refs
+        self.stall += refs * self.walk_ref_cost
         self.last_walk = w
-        if self.trace_walk is not None:
+        if hooks and self.trace_walk is not None:
             self.trace_walk(w)
         if w.fault:
             self.drop_page(va)
             self.page_faults += 1
-            if len(self._missed) < 64:
-                self._missed.add((vpn, fetch))
-            raise page_fault(va, w.error_code)
-        self._missed.discard((vpn, fetch))
+            if len(missed) < 64:
+                missed.add(key)
+            raise GuestFault(PF, w.error_code, va & 0xFFFFFFFF)
+        missed.discard(key)
         pn = w.frame >> PAGE_SHIFT
-        page = self.mem.page(pn)
-        if w.large and not self.large_pages:
+        mem_pages = self.mem.pages
+        page = mem_pages.get(pn)
+        if page is None:
+            page = self.mem.page(pn)
+        large = w.large
+        if large and not self.large_pages:
             self.split_regions.add(vpn >> 10)
-        if w.large and self.large_pages:
-            entry = TlbEntry(vpn & ~0x3FF, pn & ~0x3FF, None, w.writable, w.user_ok,
-                             w.dirty, w.global_ and self.pge, True)
+            large = False
+        writable, user_ok, dirty = w.writable, w.user_ok, w.dirty
+        if large:
+            entry = TlbEntry(vpn & ~0x3FF, pn & ~0x3FF, None, writable, user_ok,
+                             dirty, w.global_ and self.pge, True)
         else:
-            entry = TlbEntry(vpn, pn, page, w.writable, w.user_ok, w.dirty,
+            entry = TlbEntry(vpn, pn, page, writable, user_ok, dirty,
                              w.global_ and self.pge)
         tlb.insert(entry)
         self.tlb_fills += 1
-        if self.on_fill is not None:
+        if hooks and self.on_fill is not None:
             self.on_fill(entry, fetch)
-        self._fill_fast(vpn, pn, page, w.writable, w.user_ok, w.dirty, fetch)
+        # (_fill_fast, inline)
+        if user and not user_ok:
+            return page, pn
+        if fetch:
+            blocks = self.code.get(pn)
+            if blocks is None:
+                blocks = self.code[pn] = {}
+            self.ifast[vpn] = blocks
+            return page, pn
+        self.rfast[vpn] = page
+        if dirty and (writable or (not user and not self.wp)) and not self.code.get(pn):
+            self.wfast[vpn] = page
         return page, pn
 
     def _fill_fast(self, vpn, pn, page, writable, user_ok, dirty, fetch) -> None:
@@ -362,12 +390,17 @@ class Mmu:
         is stored (all-or-nothing)."""
         va &= 0xFFFFFFFF
         off = va & PAGE_MASK
-        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
         page, pn = self.translate(va, True, False, counted)
         if off + size <= 4096:
-            page[off:off + size] = data
-            self._wrote(pn)
+            if size == 4:
+                _pack32(page, off, value & 0xFFFFFFFF)
+            else:
+                page[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+            blocks = self.code.get(pn)          # (_wrote, inline)
+            if blocks:
+                blocks.clear()
             return
+        data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
         first = 4096 - off
         page2, pn2 = self.translate((va + first) & 0xFFFFFFFF, True, False)
         page[off:] = data[:first]

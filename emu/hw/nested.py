@@ -156,7 +156,7 @@ class NestedWalker:
                 self.ntlb.popitem(last=False)
         return (mpn << 12) | (pa & 0xFFF)
 
-    def __call__(self, mem, cr3: int, va: int, *, write: bool = False, user: bool = False,
+    def __call__(self, mem, cr3: int, va: int, write: bool = False, user: bool = False,
                  fetch: bool = False, wp: bool = False, pse: bool = False):
         """The 2D walk of ``va``: a ``paging.Walk`` whose ``pa``/``frame`` are
         machine addresses and ``refs`` counts every reference, nested ones
@@ -177,7 +177,7 @@ class NestedWalker:
             view = self._view
             view.row = 0
             view.seen.clear()
-            w = paging.walk(view, cr3, va, write=write, user=user, fetch=fetch, wp=wp, pse=pse)
+            w = paging.walk(view, cr3, va, write, user, fetch, wp, pse)
             self.guest_refs += w.refs
             if w.fault:
                 return w._replace(refs=self.refs)

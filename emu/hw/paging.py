@@ -190,7 +190,7 @@ class Walk(NamedTuple):
         return self.describe()
 
 
-def walk(mem, cr3: int, va: int, *, write: bool = False, user: bool = False,
+def walk(mem, cr3: int, va: int, write: bool = False, user: bool = False,
          fetch: bool = False, wp: bool = False, pse: bool = False) -> Walk:
     """The hardware walk of ``va`` for one access; returns a ``Walk``.
 
@@ -202,6 +202,7 @@ def walk(mem, cr3: int, va: int, *, write: bool = False, user: bool = False,
     soon as the walk follows it; the mapping entry gets A (and D on a write)
     only if the access is allowed.  A fetch is a read (no NX in this mode).
     """
+    # (The records are made with tuple.__new__: one walk per TLB miss.)
     ec = (PF_W if write else 0) | (PF_U if user else 0)
     # The rights the access needs at every level: U/S for any user access,
     # R/W for a user write, and for a supervisor write only under CR0.WP.
@@ -209,8 +210,8 @@ def walk(mem, cr3: int, va: int, *, write: bool = False, user: bool = False,
     pde_pa = (cr3 & FRAME_4K) | ((va >> 20) & 0xFFC)
     pde = mem.read32(pde_pa)
     if not pde & PTE_P:
-        return Walk(va, write, user, fetch, (Level("pde", pde_pa, pde, pde),), True, ec,
-                    None, None, False, False, False, False, False, 1)
+        return _new(Walk, (va, write, user, fetch, (_new(Level, ("pde", pde_pa, pde, pde)),),
+                           True, ec, None, None, False, False, False, False, False, 1))
     if pse and pde & PTE_PS:
         if pde & PDE_PS_RSVD:
             return Walk(va, write, user, fetch, (Level("pde", pde_pa, pde, pde),), True,
@@ -225,19 +226,20 @@ def walk(mem, cr3: int, va: int, *, write: bool = False, user: bool = False,
         if after != pde:
             mem.write32(pde_pa, after)
         frame = (pde & FRAME_4M) | (va & 0x3FF000)
-        return Walk(va, write, user, fetch, (Level("pde", pde_pa, pde, after),), False,
-                    None, frame | (va & 0xFFF), frame, True, bool(pde & PTE_W),
-                    bool(pde & PTE_U), bool(after & PTE_D), bool(pde & PTE_G), 1)
+        return _new(Walk, (va, write, user, fetch, (_new(Level, ("pde", pde_pa, pde, after)),),
+                           False, None, frame | (va & 0xFFF), frame, True, bool(pde & PTE_W),
+                           bool(pde & PTE_U), bool(after & PTE_D), bool(pde & PTE_G), 1))
     # The PDE points to a page table: following it sets its A (never D).
     pde_after = pde | PTE_A
     if pde_after != pde:
         mem.write32(pde_pa, pde_after)
-    pde_level = Level("pde", pde_pa, pde, pde_after)
+    pde_level = _new(Level, ("pde", pde_pa, pde, pde_after))
     pte_pa = (pde & FRAME_4K) | ((va >> 10) & 0xFFC)
     pte = mem.read32(pte_pa)
     if not pte & PTE_P:
-        return Walk(va, write, user, fetch, (pde_level, Level("pte", pte_pa, pte, pte)),
-                    True, ec, None, None, False, False, False, False, False, 2)
+        return _new(Walk, (va, write, user, fetch,
+                           (pde_level, _new(Level, ("pte", pte_pa, pte, pte))),
+                           True, ec, None, None, False, False, False, False, False, 2))
     rights = pde & pte
     if (rights & need) != need:
         return Walk(va, write, user, fetch, (pde_level, Level("pte", pte_pa, pte, pte)),
@@ -247,9 +249,13 @@ def walk(mem, cr3: int, va: int, *, write: bool = False, user: bool = False,
     if after != pte:
         mem.write32(pte_pa, after)
     frame = pte & FRAME_4K
-    return Walk(va, write, user, fetch, (pde_level, Level("pte", pte_pa, pte, after)),
-                False, None, frame | (va & 0xFFF), frame, False, bool(rights & PTE_W),
-                bool(rights & PTE_U), bool(after & PTE_D), bool(pte & PTE_G), 2)
+    return _new(Walk, (va, write, user, fetch,
+                       (pde_level, _new(Level, ("pte", pte_pa, pte, after))),
+                       False, None, frame | (va & 0xFFF), frame, False, bool(rights & PTE_W),
+                       bool(rights & PTE_U), bool(after & PTE_D), bool(pte & PTE_G), 2))
+
+
+_new = tuple.__new__
 
 
 def access_allowed(writable: bool, user_ok: bool, dirty: bool, *, write: bool,

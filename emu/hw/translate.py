@@ -70,8 +70,30 @@ def decode_block(fetch, eip: int, single: bool):
     return out
 
 
+# Translations already made, by what determines them: (eip, loops, costs, the
+# decoded instructions) -> (code object, the Block's counts and meta).  Code
+# is generated and compiled once per process for every run that meets it
+# (every mode and policy of a guest, a page written and translated again);
+# only the function is made anew, in the CPU's environment.
+_MADE: dict = {}
+MADE_LIMIT = 50_000
+
+
 def translate(cpu, decoded: list, eip: int, costs, loops: bool = True) -> Block:
-    """Generate, compile and return the block for ``decoded`` at ``eip``."""
+    """The block for ``decoded`` at ``eip`` (generated and compiled, or
+    found already made)."""
+    key = (eip, loops, costs, *decoded)
+    made = _MADE.get(key)
+    if made is None:
+        if len(_MADE) >= MADE_LIMIT:
+            _MADE.clear()
+        made = _MADE[key] = _generate(decoded, eip, costs, loops)
+    code, n, cycles, drefs, loop, meta = made
+    return Block(_bind(code, cpu), n, cycles, drefs, loop, meta)
+
+
+def _generate(decoded: list, eip: int, costs, loops: bool) -> tuple:
+    """Generate and compile the block: (code, ninsns, cycles, drefs, loop, meta)."""
     n = len(decoded)
     # Liveness of flags after each instruction.
     live_after = [ALL_FLAGS] * n
@@ -150,9 +172,8 @@ def translate(cpu, decoded: list, eip: int, costs, loops: bool = True) -> Block:
     lines += _indent(tail_store, 1)
     lines.append("    return _next")
     source = "\n".join(lines)
-    fn = _compile(source, cpu)
     meta = BlockMeta(tuple(eips), tuple(cyc_before), tuple(drefs_before), source)
-    return Block(fn, n, cycles, drefs, loop, meta)
+    return compile(source, "<block>", "exec"), n, cycles, drefs, loop, meta
 
 
 def _indent(lines: list[str], level: int) -> list[str]:
@@ -160,12 +181,12 @@ def _indent(lines: list[str], level: int) -> list[str]:
     return [pad + line for line in lines]
 
 
-def _compile(source: str, cpu):
+def _bind(code, cpu):
+    """The block's function, its globals the CPU's environment."""
     env = cpu.mmu.env           # shared by all blocks: the MMU rebinds rd32 ...
     env.setdefault("cpu", cpu)
     env.setdefault("r", cpu.r)
     env.setdefault("GuestFault", GuestFault)
     env.setdefault("PFB", PFB)
-    code = compile(source, "<block>", "exec")
     exec(code, env)
     return env.pop("block")

@@ -230,6 +230,32 @@ class Host:
         self._pin(name, mpn)
         return mpn, how
 
+    def obtain_now(self, name: str, ppn: int, write: bool):
+        """``obtain`` as a plain call, when it can end without waiting or
+        reclaiming (a resident page; an unbacked one while free pages are
+        above the reserve): (mpn, how), the same as ``obtain`` would give.
+        None when it cannot: nothing was done, ``obtain`` does it all."""
+        pmap = self.vms[name].pmap
+        if not 0 <= ppn < pmap.npages:
+            return None
+        mpn = pmap.mpn_of.get(ppn)
+        if mpn is not None:
+            if write and ppn in pmap.shared:
+                return None
+            how = "resident"
+        else:
+            machine = self.machine
+            if (ppn in pmap.in_flight or ppn in pmap.swapped
+                    or machine.free_pages() <= self.reserve):
+                return None
+            mpn = machine.alloc(name, MAPPED)
+            pmap.bind(ppn, mpn)
+            pmap.allocated += 1
+            how = "allocated"
+        if mpn not in self.pinned:
+            self._pin(name, mpn)
+        return mpn, how
+
     def _allocate(self, vm: Guest, state: str):
         """A zeroed machine page for ``vm`` in ``state`` (a generator).  With
         the reserve reached it reclaims a victim and takes the victim's page

@@ -21,9 +21,8 @@ from struct import Struct
 
 from ..hw.exits import EptViolationExit
 from ..hw.paging import PTE_A, PTE_P, PTE_U, PTE_W
-from .api import Action
 from .pmap import VMM_OWNER, MachineMemory
-from .runtime import Monitor, Outcome
+from .runtime import RESUMED, Monitor, Outcome
 
 _U32 = Struct("<I")
 NESTED_RIGHTS = PTE_P | PTE_W | PTE_U      # guest RAM is all readable and writable
@@ -131,14 +130,17 @@ class NestedMonitor(Monitor):
         ppn = gpa >> 12
         self.pmap.check(ppn)        # past guest RAM: a bus error, as natively
         self.faults["nested"] += 1
-        self.emit("nested_fault", va=va, step=3, gpa=gpa, ppn=ppn)
-        mpn = self.obtain(ppn, va, exit.write)
-        npte = self.nested.map(ppn, mpn, writable=ppn not in self.pmap.shared)
+        bus = self.bus
+        if bus.active:
+            bus.emit("nested_fault", va=va, step=3, gpa=gpa, ppn=ppn)
+        mpn = self.obtain(ppn, va, exit.error_code & 2 != 0)
+        npte = self.nested.map(ppn, mpn, ppn not in self.pmap.shared)
         self.walker.forget(ppn)
         self.spend("fill_nested", self.costs.vmm_fill_shadow)
-        self.emit("nested_fill", va=va, step=4, ppn=ppn, mpn=mpn, npte=npte)
-        self.mmu.expect_restart(va >> 12)
-        return Outcome(Action.RESUME)
+        if bus.active:
+            bus.emit("nested_fill", va=va, step=4, ppn=ppn, mpn=mpn, npte=npte)
+        self.mmu.restart_vpn = va >> 12          # step 5 (expect_restart)
+        return RESUMED
 
     # --- the host's hooks: reclaim and sharing -----------------------------------------
     def evictable(self, ppn: int, mpn: int) -> bool:

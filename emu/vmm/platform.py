@@ -22,10 +22,12 @@ from __future__ import annotations
 from ..hw import paging
 from ..hw.exceptions import PF
 from ..hw.exits import CrWriteExit, InvlpgExit, PageFaultExit
+from ..hw.paging import CR0_WP, CR4_PSE
 from .api import Action, Fault, PfResult, VmmError
-from .runtime import Monitor, Outcome, walk_json
+from .runtime import EMULATED, INJECTED, RESUMED, Monitor, Outcome, walk_json
 from .shadow import ShadowTables
 
+_walk = paging.walk
 EMULATE_EXITS = 16      # exits one emulated instruction may take (pages it touches)
 
 
@@ -104,8 +106,8 @@ class GuestView:
         would make it (A and D set in its tables); charged and traced."""
         mon = self._mon
         cpu = self._cpu
-        w = paging.walk(self._mem, cpu.cr3, va, write=write, user=user, fetch=fetch,
-                        wp=bool(cpu.cr0 & paging.CR0_WP), pse=bool(cpu.cr4 & paging.CR4_PSE))
+        w = _walk(self._mem, cpu.cr3, va, write, user, fetch,
+                  bool(cpu.cr0 & CR0_WP), bool(cpu.cr4 & CR4_PSE))
         mon.spend("guest_walk", w.refs * mon.costs.vmm_walk_ref)
         if mon.bus.active:
             mon.bus.emit("guest_walk", va=va, step=2, walk=walk_json(w))
@@ -245,12 +247,12 @@ class ShadowMonitor(Monitor):
         result = self.vmm.handle_page_fault(exit)
         if self._outcome is not None:
             return self._outcome
-        if result in (PfResult.RETRY, PfResult.SPURIOUS):
-            return Outcome(Action.RESUME)
+        if result is PfResult.RETRY or result is PfResult.SPURIOUS:
+            return RESUMED
         if result is PfResult.INJECT:
-            return Outcome(Action.INJECT)
+            return INJECTED
         if result is PfResult.EMULATE:
-            return Outcome(Action.EMULATE)
+            return EMULATED
         raise VmmError(f"handle_page_fault returned {result!r}, not a PfResult")
 
     def _cr_write(self, exit: CrWriteExit) -> Outcome:
@@ -258,18 +260,20 @@ class ShadowMonitor(Monitor):
                    4: self.vmm.handle_cr4_write}[exit.cr]
         handler(exit)
         self.advance(exit)
-        return Outcome(Action.EMULATE)
+        return EMULATED
 
     def _invlpg(self, exit: InvlpgExit) -> Outcome:
         self.vmm.handle_invlpg(exit)
         self.advance(exit)
-        return Outcome(Action.EMULATE)
+        return EMULATED
 
     # --- the story hooks (the VMM calls them through hw) --------------------------------------
     def classified(self, fault: Fault, va: int, **data) -> None:
         """Step 3: the VMM knows what the fault is."""
-        self.faults[fault.value] += 1
-        self.emit(fault.value + "_fault", va=va, step=3, **data)
+        name = fault._value_            # (.value: a property, on every fault)
+        self.faults[name] += 1
+        if self.bus.active:
+            self.bus.emit(name + "_fault", va=va, step=3, **data)
 
     def filled(self, va: int, mpn: int, spte: int) -> None:
         """Step 4 is done: va's spte maps ``mpn``; the restart (step 5)
@@ -329,7 +333,8 @@ class _Platform:
     @property
     def root(self):
         """The shadow page directory the hardware walks now."""
-        return self._mon.root
+        mon = self._mon
+        return mon.shadow.by_mpn.get(mon.mmu.cr3 >> 12)
 
     def spend(self, category: str, cycles: int) -> None:
         """Take simulated time for a step of the VMM's own."""

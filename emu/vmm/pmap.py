@@ -37,7 +37,11 @@ Only ``resident`` and ``shared`` guest pages have an mpn a VM may map
 
 from __future__ import annotations
 
-from ..hw.memory import PAGE_SHIFT, BusError, PhysMem
+from struct import Struct
+
+from ..hw.memory import PAGE_SHIFT, BusError, PhysMem, memory_sha256
+
+_unpack32 = Struct("<I").unpack_from
 
 # Machine page states.
 FREE, VMM, MAPPED, SHARED_PAGE, WRITING_OUT, READING_IN = (
@@ -290,10 +294,15 @@ class GuestPhys:
         return pmap.back(ppn)[0]
 
     def read32(self, pa: int) -> int:
+        off = pa & 0xFFF
+        mpn = self.pmap.mpn_of.get(pa >> PAGE_SHIFT)
+        if mpn is not None and off <= 0xFFC:            # (the guest walks: inline)
+            page = self.machine.pages.get(mpn)
+            if page is not None:
+                return _unpack32(page, off)[0]
         page = self._page_for_read(pa)
         if page is None:
             return 0
-        off = pa & 0xFFF
         return int.from_bytes(page[off:off + 4], "little")
 
     def write32(self, pa: int, value: int) -> None:
@@ -328,25 +337,16 @@ class GuestPhys:
 
     def sha256(self) -> str:
         """SHA-256 of all guest-physical memory, unbacked pages as zeros."""
-        import hashlib
+        return memory_sha256(self.pmap.npages, self._backed_pages())
 
-        from ..hw.memory import _hash_zeros
-        h = hashlib.sha256()
-        zero_run = 0
+    def _backed_pages(self):
+        """(ppn, bytes) of every guest page with contents, in ppn order."""
         pmap = self.pmap
-        for ppn in range(pmap.npages):
+        host = pmap.host
+        extra = () if host is None else (*pmap.swapped, *pmap.in_flight)
+        for ppn in sorted({*pmap.mpn_of, *extra}):
             mpn = pmap.mpn_of.get(ppn)
             if mpn is not None:
-                data = self.machine.peek_page(mpn)
-            elif pmap.host is not None and (ppn in pmap.swapped or ppn in pmap.in_flight):
-                data = pmap.host.peek(pmap, ppn)
+                yield ppn, self.machine.peek_page(mpn)
             else:
-                zero_run += 1
-                continue
-            if zero_run:
-                _hash_zeros(h, zero_run)
-                zero_run = 0
-            h.update(data)
-        if zero_run:
-            _hash_zeros(h, zero_run)
-        return h.hexdigest()
+                yield ppn, host.peek(pmap, ppn)

@@ -11,10 +11,18 @@ The handlers are plain code -- the built-in VMM's and a student's alike --
 run in the monitor's own greenlet: when one must wait for simulated time (a
 step's cost while somebody watches the trace, the swap disk) it switches
 back here, the monitor yields the simpy event, and the handler goes on when
-it fires.  Other vCPUs and devices keep running meanwhile.  While nobody
-watches, each step's cost is owed and taken in one timeout at the end of
-the exit, which changes no simulated time and saves most of the event
-overhead.
+it fires.  Other vCPUs and devices keep running meanwhile.
+
+Time owed.  While nobody watches the trace, a step's cost is not taken at
+once: it is *owed*, and the vCPU takes what it owes in one timeout when
+something else could happen before it is paid -- the next event in the
+simulation's queue is due (another vCPU, the timer, the disk), the VMM
+waits for an event, the run ends -- or when someone looks at the clock.
+Until then no other process could have run, so the order of everything
+that happens is the one a timeout per step would give (the trace, which
+takes each step's time at once, shows the same run), at a fraction of the
+event overhead: an exit that waits for nothing is a plain call
+(``enter``), with no simpy event at all.
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ class Outcome:
 
 
 RESUMES = (Action.RESUME, Action.INJECT, Action.EMULATE)
+# The outcomes with nothing but an action (an Outcome is immutable: shared).
+RESUMED, INJECTED, EMULATED, HALTED = (Outcome(a) for a in (
+    Action.RESUME, Action.INJECT, Action.EMULATE, Action.HALT))
+INFINITY = float("inf")
 
 
 class HandlerTimeout(Exception):
@@ -80,8 +92,10 @@ class Monitor:
         self.handlers: dict[type, object] = {
             CrReadExit: self._cr3_read, HaltExit: self._halt, IoExit: self._io}
         self._owed = 0             # step costs not yet taken (see the module doc)
+        self._limit = INFINITY     # ... and how many may be owed before they are taken
         self._worker = None        # the greenlet the handlers run in
         self._main = None
+        self._msg = None           # what the handler asked when it began to wait
         self._outcome: Outcome | None = None   # set by a handler that ends the exit early
 
     def __getstate__(self):
@@ -91,28 +105,97 @@ class Monitor:
 
     # --- the exit --------------------------------------------------------------------
     def exit(self, exit: VmExit, owed: int = 0):
-        """Answer one VM exit: a generator run in the vCPU's simpy process.
-        ``owed``: cycles the vCPU's batch used and has not yet taken."""
+        """Answer one VM exit: a generator run in the vCPU's simpy process,
+        which takes every cycle owed before it returns the outcome.
+        ``owed``: cycles the vCPU's batch used and has not yet taken.
+        (The system calls ``enter`` and keeps what is owed.)"""
         self._owed += owed
-        try:
-            outcome = yield from self._in_vmm(self.handle, exit)
-        except (BusError, OutOfMachineMemory) as e:
-            outcome = Outcome(Action.CRASH, detail={"message": str(e), "eip": self.cpu.eip})
+        outcome = self.enter(exit)
+        if outcome is None:
+            outcome = yield from self.serve()
         if self._owed:
             owed, self._owed = self._owed, 0
             yield self.env.timeout(owed)
+        return outcome
+
+    def enter(self, exit: VmExit) -> Outcome | None:
+        """Handle one exit in the VMM's context, as a plain call: its
+        ``Outcome``, or None when the handler waits for simulated time --
+        then ``serve()`` (a generator) goes on with it.  The time it costs
+        is added to ``owed`` (the module doc)."""
+        if self.bus.active:
+            self._limit = 0
+        else:
+            env = self.env
+            self._limit = env.peek() - env.now
+        worker = self._worker
+        if worker is None or worker.dead:
+            worker = self._worker = greenlet(self._work)
+        self._main = getcurrent()
+        if self.handler_limit is not None:
+            self._arm()
+        msg = worker.switch(self.handle, exit)
+        if msg[0] == "wait":
+            self._msg = msg
+            return None
+        return self._finish(msg)
+
+    def serve(self):
+        """The waits of the exit ``enter`` began (a generator); returns its
+        outcome."""
+        msg, self._msg = self._msg, None
+        worker = self._worker
+        while msg[0] == "wait":
+            if self.handler_limit is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            try:
+                value = yield msg[1]
+            except BaseException:
+                self._disarm()
+                raise
+            self._limit = self._owed_limit()
+            if self.handler_limit is not None:
+                self._arm()
+            msg = worker.switch(value)
+        return self._finish(msg)
+
+    def _finish(self, msg) -> Outcome:
+        self._disarm()
+        self._limit = INFINITY
+        if msg[0] == "err":
+            e = msg[1]
+            if not isinstance(e, (BusError, OutOfMachineMemory)):
+                raise e
+            outcome = Outcome(Action.CRASH, detail={"message": str(e), "eip": self.cpu.eip})
+        else:
+            outcome = msg[1]
         if self.check is not None:
             self.check()
         return outcome
 
+    def _owed_limit(self) -> float:
+        """How many cycles may be owed before they must be taken: none
+        while the trace is watched, else up to the next event due (``enter``
+        computes it too)."""
+        if self.bus.active:
+            return 0
+        env = self.env
+        return env.peek() - env.now
+
+    def take_owed(self) -> int:
+        """The cycles owed, handed to the vCPU (which takes them)."""
+        owed, self._owed = self._owed, 0
+        return owed
+
     def handle(self, exit: VmExit) -> Outcome:
         """One exit, in the VMM's context (nested emulation calls it too)."""
         reason = exit.reason
-        self.exits[reason] = self.exits.get(reason, 0) + 1
-        self.mmu.expect_restart(None)      # a step 6 that never came is not due any more
-        fault = isinstance(exit, self.FAULT_EXIT)
+        exits = self.exits
+        exits[reason] = exits.get(reason, 0) + 1
+        self.mmu.restart_vpn = None        # a step 6 that never came is not due any more
         bus = self.bus
         if bus.active:
+            fault = isinstance(exit, self.FAULT_EXIT)
             if fault:
                 self.step1(exit)
             extra = {"gpa": exit.gpa} if hasattr(exit, "gpa") else {}
@@ -125,35 +208,14 @@ class Monitor:
         if outcome.action in RESUMES:
             self.spend("vm_entry", self.costs.vm_entry)
             if bus.active:
-                bus.emit("vm_entry", step=5 if fault else None, action=outcome.action.value)
+                bus.emit("vm_entry", step=5 if isinstance(exit, self.FAULT_EXIT) else None,
+                         action=outcome.action.value)
         return outcome
 
     def step1(self, exit: VmExit) -> None:
         """Tell the trace what the hardware did before the exit (step 1)."""
 
     # --- the VMM's context: a greenlet ---------------------------------------------------
-    def _in_vmm(self, fn, arg):
-        """Run ``fn(arg)`` in the VMM's greenlet, serving its waits (a generator)."""
-        worker = self._worker
-        if worker is None or worker.dead:
-            worker = self._worker = greenlet(self._work)
-        self._main = getcurrent()
-        timer = self._arm()
-        try:
-            msg = worker.switch(fn, arg)
-            while msg[0] == "wait":
-                if timer:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-                value = yield msg[1]
-                timer = self._arm()
-                msg = worker.switch(value)
-        finally:
-            if timer:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        if msg[0] == "err":
-            raise msg[1]
-        return msg[1]
-
     def _work(self, fn, arg):
         while True:
             try:
@@ -164,20 +226,25 @@ class Monitor:
                 msg = ("err", e)
             fn, arg = self._main.switch(msg)
 
-    def _arm(self) -> bool:
+    def _arm(self) -> None:
         """Limit the handler's host time (a student's VMM may loop)."""
-        if self.handler_limit is None:
-            return False
         limit = self.handler_limit
 
         def expired(signum, frame):
             raise HandlerTimeout(f"the VMM's handler ran for more than {limit:g} s")
         signal.signal(signal.SIGALRM, expired)
         signal.setitimer(signal.ITIMER_REAL, limit)
-        return True
+
+    def _disarm(self) -> None:
+        if self.handler_limit is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
     def wait(self, event):
-        """Wait for a simpy event (in a handler); returns its value."""
+        """Wait for a simpy event (in a handler); returns its value.  The
+        time owed is taken first: the event belongs to the present."""
+        if self._owed:
+            owed, self._owed = self._owed, 0
+            self._main.switch(("wait", self.env.timeout(owed)))
         return self._main.switch(("wait", event))
 
     def run_process(self, gen):
@@ -192,13 +259,14 @@ class Monitor:
 
     # --- time and the trace -----------------------------------------------------------
     def spend(self, category: str, cycles: int) -> None:
-        """Take ``cycles`` of simulated time for one step.  While nobody
-        watches, the cost is owed and taken at the end of the exit."""
-        self.cycles[category] = self.cycles.get(category, 0) + cycles
-        self._owed += cycles
-        if self.bus.active:
-            owed, self._owed = self._owed, 0
-            self.wait(self.env.timeout(owed))
+        """Take ``cycles`` of simulated time for one step: at once while
+        the trace is watched, else owed (see the module doc)."""
+        spent = self.cycles
+        spent[category] = spent.get(category, 0) + cycles
+        owed = self._owed = self._owed + cycles
+        if owed >= self._limit:
+            self._owed = 0
+            self._main.switch(("wait", self.env.timeout(owed)))
 
     def emit(self, kind: str, va=None, step=None, **data) -> None:
         if self.bus.active:
@@ -219,12 +287,12 @@ class Monitor:
         self.cpu.r[exit.reg] = self.cpu.cr3
         self.spend("emulate", self.costs.vmm_emulate)
         self.advance(exit)
-        return Outcome(Action.EMULATE)
+        return EMULATED
 
     def _halt(self, exit: HaltExit) -> Outcome:
         self.spend("emulate", self.costs.vmm_emulate)
         self.advance(exit)
-        return Outcome(Action.HALT)
+        return HALTED
 
     def _io(self, exit: IoExit) -> Outcome:
         self.spend("io", self.costs.vmm_io)
@@ -236,10 +304,13 @@ class Monitor:
         """The machine page for ``ppn``, for a fault at ``va`` about to map
         it: allocated and zeroed if unbacked, read back if swapped (the
         vCPU waits for the disk), copied if shared and written."""
-        mpn, how = self.run_process(self.host.obtain(self.name, ppn, write))
+        host = self.host
+        got = host.obtain_now(self.name, ppn, write)
+        mpn, how = got if got is not None else self.run_process(
+            host.obtain(self.name, ppn, write))
         costs = self.costs
         self.spend("pmap", costs.vmm_pmap_lookup)
-        if how in ("allocated", "cow-broken"):
+        if how == "allocated" or how == "cow-broken":
             self.spend("alloc", costs.vmm_alloc + costs.vmm_zero_page)
         if self.bus.active:
             self.bus.emit("pmap_lookup", va=va, step=3, ppn=ppn, mpn=mpn,
@@ -282,4 +353,5 @@ def walk_json(w) -> dict | None:
     return out
 
 
-__all__ = ["CrWriteExit", "HandlerTimeout", "InvlpgExit", "Monitor", "Outcome", "walk_json"]
+__all__ = ["EMULATED", "HALTED", "INJECTED", "RESUMED", "CrWriteExit", "HandlerTimeout",
+           "InvlpgExit", "Monitor", "Outcome", "walk_json"]
