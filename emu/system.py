@@ -320,6 +320,7 @@ class System:
         release = self.host.release if vmm is not None else None
         name = self.name
         hooks = vars(cpu)               # a driver's hook on the batch lives here
+        split = by_insns and vmm is None          # see _console_split
         while True:
             if self.max_batch_insns == 0:
                 yield from self._take_owed()
@@ -335,13 +336,7 @@ class System:
                 self._end("budget", f"cycle budget of {max_cycles:,} cycles exhausted "
                           "(a runaway guest? raise it with --max-cycles)")
                 return
-            max_c = min(left, BATCH_CYCLES)
-            max_i = self.max_batch_insns or 1 << 62
-            if timer.deadline is not None:
-                if by_insns:
-                    max_i = min(max_i, max(timer.deadline - cpu.icount, 0))
-                else:
-                    max_c = min(max_c, max(timer.deadline - now, 0))
+            max_i, max_c = self._budgets(left, now)
             if max_i == 0 or max_c == 0:
                 # A deadline is due: let the timer act first.
                 if by_insns:
@@ -350,6 +345,11 @@ class System:
                     yield from self._take_owed()
                     yield env.timeout(0)
                 continue
+            # Unwatched, the batch after a character for the console starts
+            # in place (``_console_split``).
+            cpu.console_out = None if (
+                not split or bus.active or self.progress is not None
+                or self.max_batch_insns is not None or "run" in hooks) else self._console_split
             stop = cpu.run(max_i, max_c)
             if stop.insns and release is not None:
                 release(name)           # progress: its exits' pages may go
@@ -390,6 +390,41 @@ class System:
             if done:
                 yield from self._take_owed()
                 return
+
+    def _budgets(self, left: int, now: int) -> tuple[int, int]:
+        """The next batch's (max instructions, max cycles), with ``left``
+        cycles of budget at cycle ``now``; 0 in either: a deadline is due."""
+        max_c = min(left, BATCH_CYCLES)
+        max_i = self.max_batch_insns or 1 << 62
+        deadline = self.timer.deadline
+        if deadline is not None:
+            if self.config.clock == "instructions":
+                max_i = min(max_i, max(deadline - self.cpu.icount, 0))
+            else:
+                max_c = min(max_c, max(deadline - now, 0))
+        return max_i, max_c
+
+    def _console_split(self, value: int, insns: int, cycles: int):
+        """The CPU's ``console_out`` (native, instruction clock, nobody
+        watching): a batch ended with an out to the console, ``insns`` and
+        ``cycles`` its counts.  Do what ``_vcpu`` does after such a batch
+        and before the next -- or nothing and return None when that is
+        more than taking the cycles, ticking the timer and writing the
+        character (another event is due first) -- and return the next
+        batch's budgets: the vCPU goes on without leaving the CPU."""
+        owed = self._owed = self._owed + cycles
+        env = self.env
+        env_now = env.now
+        if owed >= env.peek() - env_now:
+            return None                    # _vcpu takes it, as after any batch
+        if self.timer.due(self.cpu.icount):
+            self._tick()
+        self.io.write_console(value)
+        now = int(env_now) + owed
+        left = self.config.max_cycles - now
+        if left <= 0:
+            return 0, 0                    # the batch ends at once: _vcpu ends the run
+        return self._budgets(left, now)    # (0 in either: _vcpu lets the timer act)
 
     def _take_owed(self):
         """Take the cycles the vCPU owes (a generator)."""

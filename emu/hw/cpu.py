@@ -25,6 +25,7 @@ bits 14-13 the DPL and bits 11-8 the type (0xE interrupt gate, clears IF;
 from __future__ import annotations
 
 from .. import isa
+from .devices import CONSOLE_PORT
 from .events import EventDelivery
 from .exceptions import GP, UD, GuestFault
 from .memory import BusError
@@ -33,9 +34,12 @@ from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen
 from .stops import INTERCEPTS, Stop  # noqa: F401  (the CPU's public surface)
 from .stops import StopRun as _StopRun
 from .sysinsns import SystemInstructions, _opname
-from .translate import SINGLE, Block, decode_block, translate
+from .translate import SINGLE, Block, bind_block, decode_block, made_block, translate
 
 KNOWN_LIMIT = 20_000     # blocks remembered by their bytes (see ``_translate``)
+# block key (eip, or eip | SINGLE) -> (costs, loop blocks, the bytes it was
+# decoded from, its recipe): the translations of every CPU of the process.
+_SEEN: dict[int, tuple] = {}
 
 
 class Cpu(EventDelivery, SystemInstructions):
@@ -92,6 +96,13 @@ class Cpu(EventDelivery, SystemInstructions):
         # with a split ITLB/DTLB (repeated lookups of one page change no order).
         self.loop_blocks = mmu.itlb is not mmu.dtlb
         self.on_event = None      # callable(kind, **data) for the trace, or None
+        # An out to the console ends the batch; with ``console_out`` set
+        # (by the system, for a batch nobody watches), the batch's counts
+        # so far are added and ``console_out(value, insns, cycles)`` says
+        # whether the next batch starts here at once: its (max_insns,
+        # max_cycles) -- the system wrote the character -- or None -- the
+        # batch returns the io stop, with nothing more to count.
+        self.console_out = None
         self._system = {}
         for row in isa.TABLE:
             if row.kind in (isa.SYSTEM, isa.PRIV):
@@ -208,7 +219,29 @@ class Cpu(EventDelivery, SystemInstructions):
                     icount += s.retired
                     if b is not None:
                         cycles += b.cycles
-                    stop = Stop(s.reason, detail=s.detail)
+                    b = None
+                    detail = s.detail
+                    split = self.console_out
+                    if split is None or s.reason != "io" or detail["port"] != CONSOLE_PORT \
+                            or detail["value"] is None:
+                        stop = Stop(s.reason, detail=detail)
+                        continue
+                    # A character for the console: the batch ends here for the
+                    # system, which may let the next one go on in place.
+                    stall = mmu.stall
+                    mmu.stall = 0
+                    self.icount += icount
+                    self.cycles += cycles + stall
+                    if paging:
+                        mmu.dtlb.lookups += drefs
+                        mmu.itlb.lookups += ilookups
+                    budgets = split(detail["value"], icount, self.cycles - cycles0)
+                    icount = cycles = drefs = ilookups = 0
+                    cycles0 = self.cycles
+                    if budgets is None:
+                        stop = Stop("io", detail=detail)    # counted already
+                    else:
+                        max_insns, max_cycles = budgets
         except BusError as e:
             if b is not None and self.partial is not None:
                 k = self.partial
@@ -238,61 +271,86 @@ class Cpu(EventDelivery, SystemInstructions):
         vpn = eip >> 12
         key = eip | SINGLE if single else eip
         off = eip & 0xFFF
-        # The same bytes at the same place were translated before (their
-        # page was written since, elsewhere): the same block, not decoded again.
+        # The same bytes at the same place were translated before: by this
+        # CPU (their page was written since, elsewhere), the same block; by
+        # any CPU of this process (another run of the guest), the same
+        # recipe.  Neither is decoded again.
+        recipe = None
         known = self._known.get((pn, key))
         if known is not None and page[off:off + len(known[0])] == known[0]:
-            decoded = None
-            block = known[1]
+            raw, block = known
         else:
-            end = [off]                # the page's bytes the decoder read end here
-            outside = []               # it read another page's too
+            block = None
+            seen = _SEEN.get(key)
+            if (seen is not None and seen[0] is self.costs and seen[1] == self.loop_blocks
+                    and page[off:off + len(seen[2])] == seen[2]):
+                raw, recipe = seen[2], seen[3]
+            else:
+                end = [off]            # the page's bytes the decoder read end here
+                outside = []           # it read another page's too
 
-            def fetch(va):
-                va &= 0xFFFFFFFF
-                if va >> 12 == vpn:
-                    o = va & 0xFFF
-                    if o >= end[0]:
-                        end[0] = o + 1
-                    return page[o]
-                outside.append(va)
-                return mmu.fetch_byte(va)
+                def fetch(va):
+                    va &= 0xFFFFFFFF
+                    if va >> 12 == vpn:
+                        o = va & 0xFFF
+                        if o >= end[0]:
+                            end[0] = o + 1
+                        return page[o]
+                    outside.append(va)
+                    return mmu.fetch_byte(va)
 
-            decoded = decode_block(fetch, eip, single)
+                decoded = decode_block(fetch, eip, single)
+                if decoded:
+                    recipe = ("block", made_block(decoded, eip, self.costs, self.loop_blocks))
+                else:
+                    recipe = self._lone(fetch, eip)
+                if recipe is None or outside:
+                    raw = None         # crosses into another page: never kept
+                else:
+                    raw = bytes(page[off:end[0]])
+                    if len(_SEEN) >= KNOWN_LIMIT:
+                        _SEEN.clear()
+                    _SEEN[key] = (self.costs, self.loop_blocks, raw, recipe)
         blocks = mmu.code.setdefault(pn, {})
         cached = blocks.get(key)
         if cached is not None:
             return cached
-        if decoded is None:
-            pass
-        elif decoded:
-            block = translate(self, decoded, eip, self.costs, self.loop_blocks)
-        else:
-            block = self._lone(fetch, eip)
-            if block is None:
+        if block is None:
+            if recipe is None:
                 return self._lone_uncached(eip)
-        if decoded is not None and not outside:
-            if len(self._known) >= KNOWN_LIMIT:
-                self._known.clear()
-            self._known[(pn, key)] = (bytes(page[off:end[0]]), block)
+            block = self._block_from(recipe, eip)
+            if raw is not None:
+                if len(self._known) >= KNOWN_LIMIT:
+                    self._known.clear()
+                self._known[(pn, key)] = (raw, block)
         self.blocks_translated += 1
         if not blocks:
             mmu.code_page_used(pn)
         blocks[key] = block
         return block
 
-    def _lone(self, fetch, eip: int) -> Block | None:
-        """A system instruction or an undecodable one, as a block; None for
-        an instruction that crosses a page (never cached)."""
+    def _lone(self, fetch, eip: int):
+        """The recipe of a system instruction or an undecodable one; None
+        for an instruction that crosses a page (never cached)."""
         try:
             d = isa.decode(fetch, eip)
         except isa.DecodeError:
-            def undefined():
-                raise GuestFault(UD)
-            return Block(undefined, 1, 1, 0, False, None)
+            return ("undefined", None)
         if (eip + d.length - 1) >> 12 != eip >> 12:
             return None
-        return self._system_block(d, eip)
+        return ("system", d)
+
+    def _block_from(self, recipe, eip: int) -> Block:
+        """This CPU's block made from a recipe (``_translate``)."""
+        kind, what = recipe
+        if kind == "block":
+            return bind_block(what, self)
+        if kind == "system":
+            return self._system_block(what, eip)
+
+        def undefined():
+            raise GuestFault(UD)
+        return Block(undefined, 1, 1, 0, False, None)
 
     def _lone_uncached(self, eip: int) -> Block:
         d = isa.decode(self.mmu.fetch_byte, eip)   # crossing: both pages, lowest first

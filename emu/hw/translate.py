@@ -82,12 +82,23 @@ MADE_LIMIT = 50_000
 def translate(cpu, decoded: list, eip: int, costs, loops: bool = True) -> Block:
     """The block for ``decoded`` at ``eip`` (generated and compiled, or
     found already made)."""
+    return bind_block(made_block(decoded, eip, costs, loops), cpu)
+
+
+def made_block(decoded: list, eip: int, costs, loops: bool = True) -> tuple:
+    """The compiled block for ``decoded`` at ``eip``, not yet bound to a
+    CPU: (code, ninsns, cycles, drefs, loop, meta)."""
     key = (eip, loops, costs, *decoded)
     made = _MADE.get(key)
     if made is None:
         if len(_MADE) >= MADE_LIMIT:
             _MADE.clear()
         made = _MADE[key] = _generate(decoded, eip, costs, loops)
+    return made
+
+
+def bind_block(made: tuple, cpu) -> Block:
+    """The ``Block`` of a compiled block for ``cpu``."""
     code, n, cycles, drefs, loop, meta = made
     return Block(_bind(code, cpu), n, cycles, drefs, loop, meta)
 

@@ -25,6 +25,8 @@ host event (reclaim, swap I/O, sharing scan).
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from ..hw.paging import PTE_P, PTE_W
@@ -37,7 +39,82 @@ class InvariantError(AssertionError):
 
 
 def check_shadow(monitor) -> int:
-    """Check every shadow entry of ``monitor``'s VM; returns entries checked."""
+    """Check every shadow entry of ``monitor``'s VM; returns entries checked.
+    (Every table's entries at once, with numpy; where anything is wrong, the
+    entry by entry check below finds the first and says what.)"""
+    shadow, pmap = monitor.shadow, monitor.pmap
+    owner = monitor.machine.owner
+    tables, checked = [], 0
+    for sp in shadow.pages.values():
+        if owner.get(sp.mpn) != "vmm":
+            return _check_shadow_entries(monitor)
+        if sp.role in DIRECTORY_ROLES:
+            entries = np.frombuffer(sp.page, dtype="<u4")
+            present = np.flatnonzero(entries & PTE_P)
+            checked += len(present)
+            by_mpn = shadow.by_mpn
+            for t in (entries[present] >> 12).tolist():
+                child = by_mpn.get(t)
+                if child is None or child.role in DIRECTORY_ROLES:
+                    return _check_shadow_entries(monitor)
+        else:
+            tables.append(sp.page)
+    seen: dict[int, int] = {}
+    if tables:
+        entries = np.frombuffer(b"".join(tables), dtype="<u4")
+        present = (entries & PTE_P) != 0
+        targets = entries[present] >> 12
+        checked += len(targets)
+        owned = _owned(monitor)
+        inside = targets < len(owned)
+        if not (inside.all() and owned[targets].all()):
+            return _check_shadow_entries(monitor)
+        protected = [pmap.mpn_of[g] for g in shadow.tracked
+                     if g in pmap.mpn_of and shadow.is_protected(g)]
+        if protected:
+            writable = entries[present & ((entries & PTE_W) != 0)] >> 12
+            if np.isin(writable, [*protected, *pmap.shared_mpns]).any():
+                return _check_shadow_entries(monitor)
+        mpns, counts = np.unique(targets, return_counts=True)
+        seen = dict(zip(mpns.tolist(), counts.tolist()))
+    rmap = dict(zip(shadow.rmap, map(len, shadow.rmap.values())))
+    if 0 in rmap.values():
+        rmap = {mpn: n for mpn, n in rmap.items() if n}
+    if rmap != seen:
+        return _check_shadow_entries(monitor)
+    monitor.invariant_checks = getattr(monitor, "invariant_checks", 0) + 1
+    return checked
+
+
+def _owned(monitor) -> np.ndarray:
+    """mpn -> may the VM's guest reach it (``PMap.owns``), for every machine
+    page, made again when a page or a binding changed (as ``check_host``
+    checks page states only when one changed)."""
+    pmap, machine = monitor.pmap, monitor.machine
+    version = (machine.version, pmap.version, len(machine.owner), len(pmap.ppn_of),
+               len(pmap.shared_mpns))
+    cached = getattr(monitor, "_owned_pages", None)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    owned = np.zeros(machine.npages, dtype=bool)
+    state, owner = machine.state, machine.owner
+    # (owns, over every page at once: the iteration stays in C)
+    for mpns, ok in ((pmap.ppn_of, lambda m: (map(MAPPED.__eq__, map(state.get, m)),
+                                              map(pmap.name.__eq__, map(owner.get, m)))),
+                     (pmap.shared_mpns, lambda m: (map(SHARED_PAGE.__eq__, map(state.get, m)),))):
+        if mpns:
+            keys = np.fromiter(mpns, dtype=np.int64, count=len(mpns))
+            mask = np.ones(len(keys), dtype=bool)
+            for test in ok(mpns):
+                mask &= np.fromiter(test, dtype=bool, count=len(keys))
+            owned[keys[mask]] = True
+    monitor._owned_pages = (version, owned)
+    return owned
+
+
+def _check_shadow_entries(monitor) -> int:
+    """``check_shadow`` entry by entry: raises on the first entry that is
+    wrong, naming it."""
     shadow, pmap = monitor.shadow, monitor.pmap
     owner = monitor.machine.owner
 
@@ -94,7 +171,43 @@ def check_shadow(monitor) -> int:
 def check_nested(monitor) -> int:
     """Resource control under nested paging: every nested table page is the
     VMM's; every present npte maps exactly the machine page the PMap gives
-    its ppn (so a guest reaches only its own pages); returns nptes checked."""
+    its ppn (so a guest reaches only its own pages); returns nptes checked.
+    (Every table at once, with numpy; where anything is wrong, the entry by
+    entry check below finds the first and says what.)"""
+    nested, pmap = monitor.nested, monitor.pmap
+    owner = monitor.machine.owner
+    if any(owner.get(mpn) != "vmm" for mpn in (nested.root, *nested.tables.values())):
+        return _check_nested_entries(monitor)
+    tables = sorted(nested.tables.items())
+    n = 0
+    if tables:
+        pages = monitor.machine.mem
+        entries = np.frombuffer(b"".join(pages.page(pt) for _, pt in tables),
+                                dtype="<u4").reshape(len(tables), 1024)
+        present = (entries & PTE_P) != 0
+        rows, cols = np.nonzero(present)
+        ppns = (np.array([pdx for pdx, _ in tables], dtype=np.int64)[rows] << 10) | cols
+        nptes = entries[rows, cols]
+        mpns = (nptes >> 12).astype(np.int64)
+        n = len(mpns)
+        mpn_of = pmap.mpn_of
+        expected = np.full(max(pmap.npages, int(ppns.max(initial=0)) + 1), -1, dtype=np.int64)
+        if mpn_of:
+            expected[np.fromiter(mpn_of.keys(), np.int64, len(mpn_of))] = np.fromiter(
+                mpn_of.values(), np.int64, len(mpn_of))
+        owned = _owned(monitor)
+        if not ((expected[ppns] == mpns).all() and (mpns < len(owned)).all()
+                and owned[mpns].all()):
+            return _check_nested_entries(monitor)
+        if pmap.shared and np.isin(ppns[(nptes & PTE_W) != 0], list(pmap.shared)).any():
+            return _check_nested_entries(monitor)
+    monitor.invariant_checks = getattr(monitor, "invariant_checks", 0) + 1
+    return n
+
+
+def _check_nested_entries(monitor) -> int:
+    """``check_nested`` entry by entry: raises on the first entry that is
+    wrong, naming it."""
     nested, pmap = monitor.nested, monitor.pmap
     owner = monitor.machine.owner
     for mpn in (nested.root, *nested.tables.values()):
@@ -135,14 +248,95 @@ def check_host(host, only: str | None = None) -> int:
         if only is not None and name != only:
             continue
         reach = getattr(vm.hooks, "translations", None)
-        if reach is not None:
+        if reach is not None and not _translations_ok(vm, host.machine):
             _check_translations(name, vm.pmap, host.machine, reach())
     return len(host.machine.state)
 
 
+def _translations_ok(vm, machine) -> bool:
+    """``_check_translations`` finds nothing wrong (it says what is, when
+    this is False): the same tests, without the words."""
+    hooks = vm.hooks
+    if not hasattr(hooks, "mmu"):
+        return False
+    owned = _owned(hooks)
+    pages, state = machine.mem.pages, machine.state
+    size = len(owned)
+    for _, pn, page, writable in hooks.translations(describe=False):
+        if pn is None or pn >= size or not owned[pn] \
+                or (page is not None and pages.get(pn) is not page) \
+                or (writable and state.get(pn) == SHARED_PAGE):
+            return False
+    return True
+
+
 def _check_pages(host) -> None:
     """Every machine page, guest page and swap slot in one consistent state
-    (set operations where it can: this runs after every host event)."""
+    (set operations and counting where it can: this runs after every host
+    event; where something is wrong, ``_check_pages_one_by_one`` says what)."""
+    machine = host.machine
+    owner, state = machine.owner, machine.state
+    if owner.keys() != state.keys() \
+            or len(owner) + machine.free_pages() != machine.npages - 1 \
+            or not owner.keys().isdisjoint(machine._free):
+        return _check_pages_one_by_one(host)
+    groups = Counter(zip(state.values(), map(owner.__getitem__, state.keys())))
+    refs: dict[int, set] = {}
+    slots = set()
+    in_flight = set()
+    for name, vm in host.vms.items():
+        pmap = vm.pmap
+        shared_items = {(ppn, pmap.mpn_of[ppn]) for ppn in pmap.shared}
+        # the PMap less its shared pages and its reverse are one bijection
+        if len(pmap.mpn_of) - len(pmap.shared) != len(pmap.ppn_of) \
+                or list(map(pmap.mpn_of.get, pmap.ppn_of.values())) != list(pmap.ppn_of) \
+                or not pmap.shared.isdisjoint(pmap.ppn_of.values()):
+            return _check_pages_one_by_one(host)
+        # ppn_of's pages are exactly those mapped for this VM
+        n = len(pmap.ppn_of)
+        if groups.get((MAPPED, name), 0) != n or (n and Counter(zip(
+                map(state.get, pmap.ppn_of), map(owner.get, pmap.ppn_of))) != {
+                    (MAPPED, name): n}):
+            return _check_pages_one_by_one(host)
+        counts: dict[int, int] = {}
+        for ppn, mpn in shared_items:
+            if state.get(mpn) != SHARED_PAGE:
+                return _check_pages_one_by_one(host)
+            refs.setdefault(mpn, set()).add((name, ppn))
+            counts[mpn] = counts.get(mpn, 0) + 1
+        if counts != pmap.shared_mpns:
+            return _check_pages_one_by_one(host)
+        for ppn, io in pmap.in_flight.items():
+            if ppn in pmap.mpn_of or ppn in pmap.swapped or state.get(io.mpn) != io.kind \
+                    or owner.get(io.mpn) != name:
+                return _check_pages_one_by_one(host)
+            if io.kind == READING_IN:
+                slots.add(io.key)
+            in_flight.add(io.mpn)
+        if not pmap.swapped.keys().isdisjoint(pmap.mpn_of):
+            return _check_pages_one_by_one(host)
+        slots.update(pmap.swapped.values())
+    if slots != host.disk.store.keys():
+        return _check_pages_one_by_one(host)
+    for (st, who), n in groups.items():
+        if (st == VMM) != (who == VMM_OWNER) or (st == SHARED_PAGE) != (who == SHARED_OWNER):
+            return _check_pages_one_by_one(host)
+        if st == MAPPED and who not in host.vms:
+            return _check_pages_one_by_one(host)
+        if st in (WRITING_OUT, READING_IN) and (
+                n > len(in_flight) or {m for m, s in state.items() if s == st} - in_flight):
+            return _check_pages_one_by_one(host)
+    if groups.get((SHARED_PAGE, SHARED_OWNER)) or refs or host.sharers:
+        shared = {m for m, s in state.items() if s == SHARED_PAGE}
+        if shared != refs.keys() or any(refs[m] != host.sharers.get(m) for m in shared) \
+                or host.sharers.keys() != shared:
+            return _check_pages_one_by_one(host)
+    return None
+
+
+def _check_pages_one_by_one(host) -> None:
+    """``_check_pages`` page by page: raises on the first thing wrong,
+    naming it."""
     machine = host.machine
     owner, state = machine.owner, machine.state
     if owner.keys() != state.keys():

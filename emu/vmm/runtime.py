@@ -318,20 +318,24 @@ class Monitor:
         return mpn
 
     # --- the host's view of this VM ----------------------------------------------------
-    def translations(self):
+    def translations(self, describe: bool = True):
         """(what, mpn, page bytes, writable) of every translation the
         hardware holds for this VM: TLB entries and the CPU's fast maps,
-        which are a view of the TLB (an entry without one: mpn None)."""
+        which are a view of the TLB (an entry without one: mpn None).
+        ``describe`` False: ``what`` is None (a check that finds nothing
+        wrong needs no words)."""
         mmu = self.mmu
         for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values():
             for e in t.valid_entries():
-                yield (f"{t.name} entry for va {e.vpn << 12:#010x}", e.pn, e.page,
-                       e.writable and e.dirty)
+                yield (f"{t.name} entry for va {e.vpn << 12:#010x}" if describe else None,
+                       e.pn, e.page, e.writable and e.dirty)
+        probe = mmu.dtlb.probe
         for kind, fast in (("read", mmu.rfast), ("write", mmu.wfast)):
             for vpn, page in fast.items():
-                e = mmu.dtlb.probe(vpn)
+                e = probe(vpn)
                 pn = None if e is None else e.pn + (vpn - e.vpn if e.large else 0)
-                yield (f"{kind} fast map of va {vpn << 12:#010x}", pn, page, kind == "write")
+                yield (f"{kind} fast map of va {vpn << 12:#010x}" if describe else None,
+                       pn, page, kind == "write")
 
     # --- statistics -------------------------------------------------------------------
     def stats(self) -> dict:
