@@ -17,6 +17,8 @@ Profiles (environment variable ``EMU_HYPOTHESIS``):
            seed (or EMU_SEED)
 
     python tests/test_multi_stress.py --groups 1000     # the long run, with figures
+    python tests/test_multi_stress.py --groups 200 --seed 1 --first-failure
+                                    # how soon it finds a defect (no shrinking)
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ from multigen import DEFAULT_LATENCY, VMMS, Group, memhog  # noqa: E402
 REGRESSIONS = pathlib.Path(__file__).resolve().parent / "multi_regressions"
 LONG = os.environ.get("EMU_HYPOTHESIS") == "long"
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+FIRST = os.environ.get("EMU_FIRST_FAILURE") == "1"     # stop there: no shrinking, no saving
 if LONG:
     PROFILE = settings(max_examples=int(os.environ.get("EMU_EXAMPLES", "200")),
                        deadline=None, database=None, suppress_health_check=_QUIET,
-                       print_blob=True)
+                       print_blob=True,
+                       **({"phases": (Phase.explicit, Phase.reuse, Phase.generate)}
+                          if FIRST else {}))
 else:
     # no shrinking in the suite: a failure is reported as drawn (the long
     # run shrinks and saves it)
@@ -63,7 +68,7 @@ def _save(group: Group, why: str) -> None:
         final = current_build_context().is_final
     except Exception:
         final = True
-    if not final or os.environ.get("EMU_SAVE_REGRESSIONS") == "0":
+    if not final or FIRST or os.environ.get("EMU_SAVE_REGRESSIONS") == "0":
         return
     REGRESSIONS.mkdir(exist_ok=True)
     digest = hashlib.sha256(json.dumps(group.to_json(), sort_keys=True).encode()).hexdigest()
@@ -192,6 +197,9 @@ def main(argv=None) -> int:
     ap.add_argument("--groups", type=int, default=200, help="random groups (default 200)")
     ap.add_argument("--seed", type=int, default=None,
                     help="hypothesis seed (default: a fresh random one)")
+    ap.add_argument("--first-failure", action="store_true",
+                    help="stop at the first failing group, unshrunk and unsaved (to measure "
+                         "how soon a defect is found)")
     args = ap.parse_args(argv)
     if not 1 <= args.groups <= 10**7:
         ap.error("--groups must be 1 to 10,000,000")
@@ -201,6 +209,8 @@ def main(argv=None) -> int:
     os.environ["EMU_EXAMPLES"] = str(args.groups)
     if args.seed is not None:
         os.environ["EMU_SEED"] = str(args.seed)
+    if args.first_failure:
+        os.environ["EMU_FIRST_FAILURE"] = "1"
     # a fresh copy of this module, decorated with the long profile
     import test_multi_stress as tm
     t0 = time.perf_counter()

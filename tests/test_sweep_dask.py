@@ -111,7 +111,7 @@ def test_a_worker_killed_in_the_middle_of_a_sweep_loses_no_row(cluster, tmp_path
     marker = str(tmp_path / "killed")
     # The runs' function, as the workers import it: this module's, bound to the marker.
     monkeypatch.setattr(runner, "run_cell", functools.partial(die_in_the_middle, marker))
-    plan = make_plan(spec_of(guest="multiproc", mode="native,shadow,nested",
+    plan = make_plan(spec_of(guest="paging", mode="native,shadow,nested",
                              tlb_entries="16,64"))
     watcher = Notes()
     result = run_sweep(plan, DaskCluster(local.scheduler_address, timeout=SWEEP_TIMEOUT),
