@@ -250,6 +250,26 @@ def test_the_handler_is_never_asked_to_fix_an_entry_it_cannot_reach():
     assert not guestgen.Compiler._fix_ok(((0x110004, ~0, 1), (0x800000, ~0, 4)))
 
 
+def test_no_access_reaches_a_page_past_ram():
+    # A crossing write through an alias of a page table (frame4 is both)
+    # writes half a dword into a PTE, which then maps pa 0x50074000; the
+    # next operation reads that page (tests/regressions/
+    # bus_error_access_past_ram.s): a bus error, natively too.
+    plan = {"pge": False, "wp": False, "timer": 0, "tlb": [16, 1, "unified", 4],
+            "pdes": [[2113541, 0, 0], [0, 0, 0], [0, 0, 0]],
+            "ptes": [[0, 0, 0], [2115591, 2117637, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0],
+                     [0, 0, 0]],
+            "ops": [["edit", 3, "pde", 1118225, "none"],
+                    ["access", "write", 0, 3, "cross", 1, 1, 2117639, "skip", "pge"],
+                    ["access", "fetch", 3, 2, "0x7fc", 3, 1, 2123779, "fix", "wp"]]}
+    prog = guestgen.compile_plan(plan)
+    assert "; (no access: va 0x007ff7fc maps pa 0x50074000, past RAM)" in prog.source
+    assert "mov eax, [0x007ff7fc]" not in prog.source
+    results = guestgen.run_everywhere(prog.source, prog.name, prog.config_fields())
+    assert {(r.outcome, r.exit_status) for _, _, r in results} == {("poweroff", 0)}
+    assert not differences(results)
+
+
 def test_with_pge_every_kernel_pde_starts_accessed():
     # Whether a walk through another directory's kernel PDE happens depends
     # on the TLB's size while kernel entries are global.
