@@ -533,18 +533,30 @@ class Compiler:
                                 not self._known_bug(kind, va, size, user)):
                 break
             self._restore(snap)
-        if done is not None and max(done) >= MEM_MIB << 20:
+        past = self._past_ram(pages)
+        if past is not None:
             # An entry the guest's own writes made (a data write through an
-            # alias of a table) maps a page past RAM: the access would end
-            # the run with a bus error in every mode.  Not this property's.
+            # alias of a table), perhaps with the handler's fix, maps a page
+            # of the access past RAM: the access would end the run with a
+            # bus error in every mode (on either page of a crossing one,
+            # whatever the other does).  Not this property's.
             self._restore(snap)
             self.k.append(f"op{n}:                            ; (no access: va "
-                          f"{va:#010x} maps pa {max(done) & ~0xFFF:#x}, past RAM)")
+                          f"{past[0] << 12:#010x} maps pa {past[1] << 12:#x}, past RAM)")
             return
         self._emit_access(n, kind, user, va, size, value, fix)
         if done is not None and kind in WRITES:
             data = value.to_bytes(4, "little")[:size]
             self._write_bytes(done, data)
+
+    def _past_ram(self, vpns) -> tuple[int, int] | None:
+        """(vpn, pn) of the first of ``vpns`` whose entries now map a page
+        past RAM (present, whatever its rights), or None."""
+        for v in vpns:
+            t = self.model.lookup(self.cr3, v << 12).translation
+            if t is not None and t[0] >= MEM_MIB << 8:
+                return v, t[0]
+        return None
 
     def _faulting_kind(self, vpn: int, kind: str, user: bool, off: str, slot: int,
                        byte: int) -> tuple[str, bool]:
