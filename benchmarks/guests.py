@@ -231,8 +231,11 @@ def report(data: dict) -> str:
 def readme_block(data: dict) -> str:
     lines = [BEGIN, "",
              f"`python benchmarks/guests.py --readme` wrote this table: every bundled "
-             f"guest natively, under shadow paging with each policy and under nested "
-             f"paging ({data['clock']} time, median of {data['repeat']} runs; loop.s "
+             f"guest natively, under shadow paging"
+             f"{'' if data.get('quick') else ' with each policy'} and under nested "
+             f"paging ({data['clock']} time, " + (
+                 "one run each" if data['repeat'] == 1 else f"median of {data['repeat']} runs") +
+             f"{', the default shadow policy only' if data.get('quick') else ''}; loop.s "
              f"natively ran {data['loop_rate'] / 1e6:.2f} M instr/s in the same run; "
              f"\"x loop\" is the guest's native rate over the loop's, a \\* marks the "
              f"guests whose exits are the point).", ""]
