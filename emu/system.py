@@ -8,6 +8,7 @@ cycles of the cost model's clock.  The timer is a device; with the cycle
 clock it is also a simpy process that raises the interrupt line at its
 deadlines, with the instruction clock its deadlines are in the vCPU's own
 retired-instruction count and the vCPU checks them after each batch.
+The processes are in ``system_vcpu.py`` (a mixin ``System`` inherits).
 
 ``System(image, config).run()`` returns a ``Result``: what the guest did
 (outcome, exit status, console, registers, memory hash) and what it cost
@@ -16,7 +17,6 @@ retired-instruction count and the vCPU checks them after each batch.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -25,26 +25,23 @@ import simpy
 from .asm import Image
 from .cost import DEFAULT_COSTS, CostModel
 from .errors import ConfigError, ImageError
-from .hw.cpu import INTERCEPTS, Cpu, Stop
-from .hw.devices import Console, IoBus, PowerOff, Timer
-from .hw.events import shutdown_report
+from .hw.cpu import INTERCEPTS, Cpu
+from .hw.devices import Console, IoBus, Timer
 from .hw.memory import PhysMem
 from .hw.mmu import Mmu
 from .hw.nested import NestedWalker
 from .hw.tlb import POLICIES, Tlb
+from .system_vcpu import BATCH_CYCLES, VcpuMixin  # noqa: F401  (BATCH_CYCLES re-exported)
 from .trace import TraceBus
-from .vmm.api import Action
 from .vmm.host import Host
 from .vmm.nested import NestedMonitor
 from .vmm.platform import ShadowMonitor
 from .vmm.pmap import GuestPhys, OutOfMachineMemory, PMap
-from .vmm.runtime import RESUMES
 from .vmm.shadow import POLICIES as SHADOW_POLICIES
 
 MODES = ("native", "shadow", "nested")
 CLOCKS = ("instructions", "cycles")
 TLB_KINDS = ("split", "unified")
-BATCH_CYCLES = 1_000_000      # longest batch: keeps progress reports flowing
 MIB = 1 << 20
 STUDENT_HANDLER_LIMIT = 5.0    # host seconds a handler of a --vmm file may run
 MAX_CYCLES = 1 << 62           # largest cycle budget or interval an option takes
@@ -151,7 +148,7 @@ class Result:
                 "guest_memory_sha256": self.guest_memory_sha256}
 
 
-class System:
+class System(VcpuMixin):
     """One machine running one guest image."""
 
     def __init__(self, image: Image, config: Config = Config(),
@@ -307,245 +304,6 @@ class System:
 
     def guest_memory_sha256(self) -> str:
         return self.guest.sha256()
-
-    # --- the processes -----------------------------------------------------
-    def clock_now(self) -> int:
-        return self.cpu.icount if self.config.clock == "instructions" else int(self.env.now)
-
-    def _vcpu(self):
-        cpu, timer, env, bus = self.cpu, self.timer, self.env, self.bus
-        by_insns = self.config.clock == "instructions"
-        max_cycles = self.config.max_cycles
-        vmm = self.vmm
-        release = self.host.release if vmm is not None else None
-        name = self.name
-        hooks = vars(cpu)               # a driver's hook on the batch lives here
-        split = by_insns and vmm is None          # see _console_split
-        while True:
-            if self.max_batch_insns == 0:
-                yield from self._take_owed()
-                self.held = True            # see max_batch_insns
-                yield env.timeout(0)
-                continue
-            self.held = False
-            env_now = env.now
-            now = int(env_now) + self._owed
-            left = max_cycles - now
-            if left <= 0:
-                yield from self._take_owed()
-                self._end("budget", f"cycle budget of {max_cycles:,} cycles exhausted "
-                          "(a runaway guest? raise it with --max-cycles)")
-                return
-            max_i, max_c = self._budgets(left, now)
-            if max_i == 0 or max_c == 0:
-                # A deadline is due: let the timer act first.
-                if by_insns:
-                    self._tick()
-                else:
-                    yield from self._take_owed()
-                    yield env.timeout(0)
-                continue
-            # Unwatched, the batch after a character for the console starts
-            # in place (``_console_split``).
-            cpu.console_out = None if (
-                not split or bus.active or self.progress is not None
-                or self.max_batch_insns is not None or "run" in hooks) else self._console_split
-            stop = cpu.run(max_i, max_c)
-            if stop.insns and release is not None:
-                release(name)           # progress: its exits' pages may go
-            reason = stop.reason
-            # The batch's time is owed, and taken now only if something
-            # else could happen first or somebody looks (vmm/runtime.py).
-            owed = self._owed + stop.cycles
-            if (owed >= env.peek() - env_now or bus.active or self.progress is not None
-                    or self.max_batch_insns is not None or "run" in hooks
-                    or not (by_insns or reason == "exit" or reason == "budget")):
-                self._owed = 0
-                yield env.timeout(owed)
-            else:
-                self._owed = owed
-            if by_insns and timer.due(cpu.icount):
-                self._tick()
-            if self.progress is not None:
-                self.progress(self)
-            if reason == "budget":
-                continue
-            if reason == "exit" and vmm is not None:
-                vmm._owed += self._owed
-                self._owed = 0
-                outcome = vmm.enter(stop.detail["exit"])
-                if outcome is None:
-                    outcome = yield from vmm.serve()
-                self._owed = vmm.take_owed()
-                if outcome.action in RESUMES:
-                    continue
-                if not by_insns:
-                    yield from self._take_owed()     # the clock is read from here on
-                done = yield from self._act(outcome)
-            elif reason == "io":
-                d = stop.detail
-                done = self._io(d["port"], d["value"], d["reg"])
-            else:
-                done = yield from self._handle(stop)
-            if done:
-                yield from self._take_owed()
-                return
-
-    def _budgets(self, left: int, now: int) -> tuple[int, int]:
-        """The next batch's (max instructions, max cycles), with ``left``
-        cycles of budget at cycle ``now``; 0 in either: a deadline is due."""
-        max_c = min(left, BATCH_CYCLES)
-        max_i = self.max_batch_insns or 1 << 62
-        deadline = self.timer.deadline
-        if deadline is not None:
-            if self.config.clock == "instructions":
-                max_i = min(max_i, max(deadline - self.cpu.icount, 0))
-            else:
-                max_c = min(max_c, max(deadline - now, 0))
-        return max_i, max_c
-
-    def _console_split(self, value: int, insns: int, cycles: int):
-        """The CPU's ``console_out`` (native, instruction clock, nobody
-        watching): a batch ended with an out to the console, ``insns`` and
-        ``cycles`` its counts.  Do what ``_vcpu`` does after such a batch
-        and before the next -- or nothing and return None when that is
-        more than taking the cycles, ticking the timer and writing the
-        character (another event is due first) -- and return the next
-        batch's budgets: the vCPU goes on without leaving the CPU."""
-        owed = self._owed = self._owed + cycles
-        env = self.env
-        env_now = env.now
-        if owed >= env.peek() - env_now:
-            return None                    # _vcpu takes it, as after any batch
-        if self.timer.due(self.cpu.icount):
-            self._tick()
-        self.io.write_console(value)
-        now = int(env_now) + owed
-        left = self.config.max_cycles - now
-        if left <= 0:
-            return 0, 0                    # the batch ends at once: _vcpu ends the run
-        return self._budgets(left, now)    # (0 in either: _vcpu lets the timer act)
-
-    def _take_owed(self):
-        """Take the cycles the vCPU owes (a generator)."""
-        if self._owed:
-            owed, self._owed = self._owed, 0
-            yield self.env.timeout(owed)
-
-    def _handle(self, stop: Stop):
-        """React to a stop; returns True when the run is over."""
-        d = stop.detail
-        if stop.reason == "io":
-            return self._io(d["port"], d["value"], d["reg"])
-        if stop.reason == "halt":
-            return (yield from self._halt())
-        if stop.reason == "shutdown":
-            self._end("crash", self.shutdown_message(d))
-            return True
-        if stop.reason == "crash":
-            self._end("crash", f"{d['message']} (eip {d.get('eip', self.cpu.eip):#010x})")
-            return True
-        exit = d["exit"]
-        self._end("crash", f"unexpected VM exit {exit.reason}")
-        return True
-
-    def _act(self, outcome):
-        """Act on the VMM's answer to an exit that does not resume the
-        guest at once; returns True when the run is over (a generator)."""
-        action = outcome.action
-        if action is Action.HALT:
-            return (yield from self._halt())
-        if action is Action.IO:
-            io = outcome.exit
-            return self._io(io.port, io.value, io.reg)
-        if action is Action.SHUTDOWN:
-            self._end("crash", self.shutdown_message(outcome.detail))
-            return True
-        if action is Action.CRASH:
-            d = outcome.detail
-            self._end("crash", f"{d['message']} (eip {d.get('eip', self.cpu.eip):#010x})")
-            return True
-        return False
-
-    def shutdown_message(self, detail: dict) -> str:
-        """A triple fault's report, from its first exception (with the
-        source line of its eip), the same in every mode."""
-        if not detail.get("chain"):
-            return detail.get("message", "triple fault")
-
-        def where(eip: int) -> str:
-            src = self.image.source_at(eip)
-            if src is None:
-                return ""
-            return f" ({os.path.basename(src.file)}:{src.line}: `{src.text}`)"
-        return shutdown_report(detail["chain"], where)
-
-    def _io(self, port: int, value, reg) -> bool:
-        if value is None:
-            self.cpu.port_in(reg, self.io.read(port))
-            return False
-        try:
-            self.io.write(port, value, self.clock_now())
-        except PowerOff as p:
-            self.exit_status = p.status
-            self._end("poweroff", f"powered off with status {p.status}")
-            return True
-        if port == 0x40 and self._timer_changed is not None:
-            ev, self._timer_changed = self._timer_changed, None
-            ev.succeed()
-        return False
-
-    def _halt(self):
-        cpu, timer = self.cpu, self.timer
-        if not cpu.iflag:
-            self._end("crash", f"hlt with interrupts disabled at eip {cpu.eip:#010x}: "
-                      "the machine can never wake")
-            return True
-        if timer.deadline is None and not cpu.irq_pending:
-            self._end("crash", f"hlt at eip {cpu.eip:#010x} with no timer programmed: "
-                      "the machine can never wake")
-            return True
-        if cpu.irq_pending:
-            return False
-        if self.config.clock == "instructions":
-            # Nothing retires while halted: the next tick comes at once.
-            self._tick()
-        else:
-            # Sleep until the next tick, but not past the cycle budget.
-            self._wake = self.env.event()
-            left = max(self.config.max_cycles - int(self.env.now), 0)
-            yield self._wake | self.env.timeout(left)
-            self._wake = None
-        return False
-
-    def _tick(self) -> None:
-        self.timer.fire()
-        self.cpu.raise_irq()
-        if self.bus.active:
-            self.bus.emit("timer_tick", ticks=self.timer.ticks)
-        if self._wake is not None:
-            ev, self._wake = self._wake, None
-            ev.succeed()
-
-    def _timer_process(self):
-        """The cycle-clock timer: raises the interrupt line at its deadlines."""
-        env, timer = self.env, self.timer
-        while self.outcome is None:
-            if timer.deadline is None:
-                self._timer_changed = env.event()
-                yield self._timer_changed
-                continue
-            self._timer_changed = env.event()
-            delay = max(timer.deadline - int(env.now), 0)
-            yield env.timeout(delay) | self._timer_changed
-            if timer.due(int(env.now)):
-                self._tick()
-
-    def _end(self, outcome: str, message: str) -> None:
-        self.outcome = outcome
-        self.message = message
-        if self.bus.active:
-            self.bus.emit("run_end", outcome=outcome, message=message)
 
     # --- running -------------------------------------------------------------
     def start(self):
