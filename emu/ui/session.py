@@ -25,13 +25,14 @@ checked between batches, so while they are armed batches are one
 instruction long.  An event raised in the middle of a batch (an exception
 the hardware delivers natively) is found by running batches, then replaying
 up to the batch that raised it and running that one instruction at a time.
+
+Positions and going back (``Pos``, ``Mark``, ``split_log``, the reverse
+motions) are in ``session_history.py``, the stop loop in ``session_stop.py``.
 """
 
 from __future__ import annotations
 
-import struct
 from collections import deque
-from dataclasses import dataclass
 
 from simpy.core import EmptySchedule
 
@@ -39,37 +40,17 @@ from ..errors import EmuError
 from ..system import Config, System
 from ..timetravel import Recorder, SnapshotStore
 from ..timetravel.watch import AccessWatch
-from .breakpoints import Breakpoint, Breakpoints, event_hit, exit_reasons, fault_kinds
+from .breakpoints import Breakpoint, Breakpoints, exit_reasons, fault_kinds
+from .session_history import HistoryMixin, Mark, Pos, split_log
+from .session_stop import RUN_BATCH, SEEK_BATCH, SEEK_FINE, StopLoopMixin  # noqa: F401 (re-export)
 from .story import describe
 
 KEEP_EVENTS = 4096    # trace events kept for the views (the oldest are dropped)
 SNAPSHOT_EVENTS = 128  # ... and with each snapshot, for the views after going back there
 EVENT_BYTES = 600     # memory of one kept event with its record (measured: ~550 bytes)
-SEEK_FINE = 4096      # a seek runs this many instructions one at a time ...
-SEEK_BATCH = 256      # ... then batches of this many (replaying the one that hits)
-RUN_BATCH = 1 << 16   # the longest batch of a motion without a limit (snapshot spacing)
-
-@dataclass(frozen=True)
-class Pos:
-    """A place in the run (see the module doc)."""
-
-    nsteps: int        # simpy events processed
-    shown: int         # trace events shown
-    icount: int        # instructions retired there (checks a replay)
 
 
-@dataclass(frozen=True)
-class Mark:
-    """A position with the screen it had: what ``back`` returns to."""
-
-    pos: Pos
-    shown_before: int
-    regs_before: dict
-    message: str
-    command: str       # the motion that started here
-
-
-class Session:
+class Session(StopLoopMixin, HistoryMixin):
     """One guest run, driven event by event, with breakpoints and undo."""
 
     def __init__(self, image, config: Config | None = None, *,
@@ -352,218 +333,6 @@ class Session:
             return f"back: undid {what}; at the start of the run"
         return f"back: undid {what}; at {mark.pos.icount:,} instructions ({mark.message})"
 
-    # --- going backwards (searches in ``reverse.py``) ------------------------------------------
-    def _reverse(self, command: str, look, nothing: str, coarse: bool = False) -> str:
-        """Go back to the place ``look`` names last (``reverse.search``), or
-        to the start of the history when there is none (``look`` None: go
-        there without looking)."""
-        from .reverse import goto_place, search
-        self.interrupted = False
-        regs = self.registers()
-        place = search(self, look, coarse=coarse) if look is not None else None
-        if place is None:
-            self._to_origin()
-            why = nothing
-        else:
-            goto_place(self, place)
-            why = place.why
-        self.history = [m for m in self.history if m.pos.nsteps <= self.nsteps]
-        self.regs_before, self.shown_before = regs, self.shown
-        cpu = self.system.cpu
-        self.message = f"{command}: {why}; at {cpu.icount:,} instructions, eip {cpu.eip:#010x}"
-        return self.message
-
-    def _to_origin(self) -> None:
-        if self.origin == 0:
-            self.log = []
-            self._boot()
-            self._step(0)
-            self.shown = self.nevents
-        else:
-            snap = self.recorder.store.items[0]
-            self._goto(Pos(snap.extra[0], snap.extra[1], snap.icount))
-
-    def reverse_step(self) -> str:
-        """Back to the place before the last instruction (or event delivery)."""
-        from .reverse import previous_instruction
-        return self._reverse("reverse-step", previous_instruction(self),
-                             "at the start of the history", coarse=True)
-
-    def reverse_continue(self) -> str:
-        """Back to the last place a breakpoint (or, with none set, a fault or
-        VM exit) would have stopped a forward run."""
-        from .reverse import breakpoint_hits
-        return self._reverse("reverse-continue", breakpoint_hits(self),
-                             "no breakpoint hit before; at the start of the history")
-
-    def reverse_micro(self) -> str:
-        """Back one trace event: inside a fault, to the VMM step before (the
-        log replayed from the last snapshot taken before that event)."""
-        first = self.recorder.store.items[0].extra[1] if self.origin else 0
-        if self.shown <= max(first, 1):
-            return self._reverse("reverse-micro", None, "at the start of the history")
-        regs = self.registers()
-        self._goto_events(self.shown - 1)
-        self.history = [m for m in self.history if m.pos.nsteps <= self.nsteps]
-        self.regs_before, self.shown_before = regs, self.shown - 1
-        ev = self.event(self.shown - 1)[0]
-        step = f" (step {ev.step})" if ev.step else ""
-        self.message = f"reverse-micro{step}: back to {describe(ev)}"
-        return self.message
-
-    def _goto_events(self, n: int) -> None:
-        """Show ``n`` trace events, at the end of the simpy event that
-        emitted the last of them: restore the last snapshot taken before
-        it was emitted, replay the log until it is."""
-        log = self.log
-        store = self.recorder.store
-        snap = store.latest(lambda s: s.extra[1] < n)
-        if snap is None:
-            self.log = []
-            self._boot()
-            rest = log
-        else:
-            self._restore(snap)
-            self.log, rest = split_log(log, snap.extra[4], int(snap.extra[3]))
-        for limit, count in rest:
-            for _ in range(count):
-                if self.nevents >= n or not self._step(limit):
-                    break
-            if self.nevents >= n:
-                break
-        store.drop_after(lambda s: s.extra[0] <= self.nsteps)
-        self.shown = min(n, self.nevents)
-
-    def last_write(self, space: str, addr: int) -> str:
-        """Who last changed the dword at ``addr`` (va, pa or ma), and when."""
-        from .reverse import last_write
-        w, ma = last_write(self, space, addr)
-        where = f"{space} {addr:#010x}" + (f" (ma {ma:#010x})" if space != "ma" else "")
-        if w is None:
-            return f"last-write {where}: not changed since the start of the history"
-        src = self.image.source_at(w.eip)
-        line = f" ({src.file.rsplit('/', 1)[-1]}:{src.line}: {src.text.strip()})" if src else ""
-        label = self.image.nearest_label(w.eip)
-        at = f" <{label[0]}+{label[1]:#x}>" if label else ""
-        mode = f"{self.config.mode}, cpl {w.cpl}"
-        return (f"last-write {where}: {w.old:#010x} -> {w.new:#010x} by {w.who}, cycle "
-                f"{w.cycle:,}, after {w.icount:,} instructions, eip {w.eip:#010x}{at}{line}"
-                f" [{mode}]")
-
-    def rebase(self) -> None:
-        """A debugger changed the machine (memory or registers): the run
-        before this point is not its past any more, so going back stops here."""
-        self._settle()
-        self.history.clear()
-        self.recorder.store.clear()
-        self.origin = self.nsteps
-        self.snapshot_here()
-
-    # --- the stop loop ------------------------------------------------------------
-    def _advance(self, *, target: int | None = None, stop=None, seek: bool = False,
-                 hold: bool = False, breaks: bool = True) -> str | None:
-        """Process simpy events until a stop (see the module doc); returns
-        why, or None when ``target`` instructions are reached or the run
-        ends.  ``stop(event)`` names an event to stop at; ``seek``: it may
-        be raised mid-batch; ``hold``: stop after a VM entry, not after the
-        batch that follows it."""
-        s, cpu = self.system, self.system.cpu
-        addrs = {bp.value: bp for bp in self.breakpoints if bp.kind == "addr"} if breaks else {}
-        writes = [bp for bp in self.breakpoints if bp.kind == "write"] if breaks else []
-        event_bps = [bp for bp in self.breakpoints
-                     if bp.kind in ("fault", "exit")] if breaks else []
-        if any(bp.mid_batch for bp in event_bps) or addrs:
-            seek = True                     # delivered mid-batch
-        fine = bool(addrs or writes or self.watch)
-        self.watch.hits.clear()
-        if self.watch:
-            self.watch.install(s.mmu)
-        else:
-            self.watch.uninstall()
-        watched = {bp.number: self._watch(bp.value) for bp in writes}
-        here = (cpu.icount, cpu.eip)
-        seek_from = cpu.icount
-        refine = False
-        while not self.finished:
-            if self.interrupted:
-                self._settle()
-                self.shown = self.nevents
-                return "interrupted"
-            if target is not None and cpu.icount >= target:
-                self._settle()
-                self.shown = self.nevents
-                return None
-            if hold and not s.held:
-                limit = 0
-            elif fine or refine:
-                limit = 1
-            elif seek:
-                limit = 1 if cpu.icount - seek_from < SEEK_FINE else SEEK_BATCH
-            else:
-                limit = RUN_BATCH
-            if target is not None and limit != 0:
-                limit = min(limit or target, target - cpu.icount)
-            before = self.position()
-            n0, i0 = self.nevents, cpu.icount
-            if not self._step(limit):
-                break
-            if self.watch.hits:
-                self.watch.install(self.system.mmu)
-                self._settle()
-                self.shown = self.nevents
-                return "watchpoint"
-            hit = None
-            for i in range(max(n0, self.nevents - len(self.events)), self.nevents):
-                ev = self.event(i)[0]
-                why = stop(ev) if stop is not None else None
-                bp = None
-                if why is None:
-                    why, bp = event_hit(ev, event_bps, addrs)
-                if why is not None:
-                    hit = (i, why, bp)
-                    break
-            if hit is not None:
-                if cpu.icount - i0 > 1:
-                    # Raised inside a batch: run that batch again, one
-                    # instruction at a time.
-                    self._goto(before)
-                    s, cpu = self.system, self.system.cpu     # a new System
-                    refine = True
-                    continue
-                if hit[2] is not None:
-                    hit[2].hits += 1
-                self.shown = hit[0] + 1
-                return hit[1]
-            now = (cpu.icount, cpu.eip)
-            if fine and now != here:
-                here = now
-                bp = addrs.get(cpu.eip)
-                if bp is not None:
-                    bp.hits += 1
-                    self._settle()
-                    self.shown = self.nevents
-                    return f"breakpoint {bp.number} {bp.describe()}"
-                for bp in writes:
-                    old, new = watched[bp.number], self._watch(bp.value)
-                    watched[bp.number] = new
-                    if old[0] is not None and old[0] == new[0] and old[1] != new[1]:
-                        bp.hits += 1
-                        self._settle()
-                        self.shown = self.nevents
-                        return (f"breakpoint {bp.number} {bp.describe()}: "
-                                f"{old[1]:#010x} -> {new[1]:#010x}")
-        self.shown = self.nevents
-        return None
-
-    def _watch(self, va: int):
-        """(pa, dword) at ``va`` as the guest maps it now, or (None, None)."""
-        from .probe import Probe
-        p = Probe(self.system)
-        pa = p.va_to_pa(va)
-        if pa is None:
-            return None, None
-        data = p.read_pa(pa, 4)
-        return (pa, struct.unpack("<I", data)[0]) if data is not None else (None, None)
 
     # --- breakpoints ----------------------------------------------------------------
     def fault_kinds(self) -> list[str]:
@@ -581,23 +350,3 @@ class Session:
     @property
     def breakpoints(self) -> list[Breakpoint]:
         return self.breaks.items
-
-
-def split_log(log: list[list], cut: tuple[int, int], more: int = 0):
-    """(the first steps of a run-length ``log``, the rest): the steps a
-    snapshot's ``cut`` (entries, count in the last) stands for, plus
-    ``more``.  The entries before the cut are shared (never changed again)."""
-    n, c = cut
-    head = log[:max(n - 1, 0)] + ([[log[n - 1][0], c]] if n else [])
-    rest = ([[log[n - 1][0], log[n - 1][1] - c]] if n and log[n - 1][1] > c else []) + log[n:]
-    for _ in range(more):
-        limit, count = rest[0]
-        if count > 1:
-            rest[0] = [limit, count - 1]
-        else:
-            rest.pop(0)
-        if head and head[-1][0] == limit:
-            head[-1] = [limit, head[-1][1] + 1]
-        else:
-            head.append([limit, 1])
-    return head, rest
