@@ -28,6 +28,7 @@ from struct import Struct
 from . import paging
 from .exceptions import PF, GuestFault
 from .memory import PAGE_MASK, PAGE_SHIFT, PhysMem
+from .mmu_invalidate import InvalidationMixin
 from .tlb import Tlb, TlbEntry
 
 _U32 = Struct("<I")
@@ -35,8 +36,9 @@ _unpack32 = _U32.unpack_from
 _pack32 = _U32.pack_into
 
 
-class Mmu:
-    """Translation for one CPU: control state, TLBs, fast maps, walker."""
+class Mmu(InvalidationMixin):
+    """Translation for one CPU: control state, TLBs, fast maps, walker
+    (invalidation: ``InvalidationMixin``, in ``mmu_invalidate.py``)."""
 
     STATS = {
         "walks": "page walks by the hardware walker",
@@ -130,112 +132,6 @@ class Mmu:
         if self.dtlb is not self.itlb:
             self.dtlb.flush(keep)
         self._missed.clear()
-
-    def invlpg_range(self, vpn: int, count: int) -> None:
-        """Drop the translations of ``count`` pages from ``vpn`` (a guest
-        INVLPG of a 4 MiB page the shadow maps with 4 KiB entries)."""
-        for t in self._tlbs():
-            for e in t.valid_entries():
-                if vpn <= e.vpn < vpn + count:
-                    t.invlpg(e.vpn)
-                    t.invlpgs -= 1
-        for v in range(vpn, vpn + count):
-            self.rfast.pop(v, None)
-            self.wfast.pop(v, None)
-            self.ifast.pop(v, None)
-
-    def drop_page(self, va: int) -> None:
-        """What a #PF at ``va`` invalidates (Intel SDM vol. 3A, 4.10.4.1): every
-        TLB entry for its page, in both TLBs, and every 4 KiB entry
-        splintered from a 4 MiB page holding it; counted as no INVLPG."""
-        vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
-        if vpn >> 10 in self.split_regions:
-            self.split_regions.discard(vpn >> 10)
-            self.invlpg_range(vpn & ~0x3FF, 1024)
-        itlb, dtlb = self.itlb, self.dtlb
-        if itlb.probe(vpn) is not None:
-            itlb.invlpg(vpn)
-            itlb.invlpgs -= 1
-        if dtlb is not itlb and dtlb.probe(vpn) is not None:
-            dtlb.invlpg(vpn)
-            dtlb.invlpgs -= 1
-        self.rfast.pop(vpn, None)
-        self.wfast.pop(vpn, None)
-        self.ifast.pop(vpn, None)
-
-    def invlpg(self, va: int) -> None:
-        vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
-        if vpn >> 10 in self.split_regions:
-            self.split_regions.discard(vpn >> 10)
-            self.invlpg_range(vpn & ~0x3FF, 1024)
-        self.itlb.invlpg(vpn)
-        if self.dtlb is not self.itlb:
-            self.dtlb.invlpg(vpn)
-        # Paging off: nothing cached in the TLB, but fast maps may hold it.
-        self.rfast.pop(vpn, None)
-        self.wfast.pop(vpn, None)
-        self.ifast.pop(vpn, None)
-
-    def flush_all(self) -> None:
-        """Drop every TLB entry, global ones too (CR4.PGE toggled)."""
-        for t in {id(self.itlb): self.itlb, id(self.dtlb): self.dtlb}.values():
-            t.flush(keep_global=False)
-        self.reset_fast()
-
-    def _tlbs(self):
-        return (self.itlb,) if self.itlb is self.dtlb else (self.itlb, self.dtlb)
-
-    def downgrade(self, vpn: int) -> None:
-        """Make the cached translation of ``vpn`` read-only (the VMM took a
-        write permission back; the next write re-walks)."""
-        for t in self._tlbs():
-            e = t.probe(vpn)
-            if e is not None:
-                e.writable = False
-        self.wfast.pop(vpn, None)
-
-    def downgrade_pn(self, pn: int) -> None:
-        """Make every cached translation to page ``pn`` read-only."""
-        for t in self._tlbs():
-            for e in t.valid_entries():
-                if _maps(e, pn):
-                    e.writable = False
-                    self.wfast.pop(e.vpn + (pn - e.pn), None)
-
-    def forget_pn(self, pn: int) -> None:
-        """Page ``pn`` left its owner: no translation or code may use it."""
-        for t in self._tlbs():
-            for e in t.valid_entries():
-                if _maps(e, pn):
-                    t.invlpg(e.vpn)
-                    t.invlpgs -= 1
-        blocks = self.code.get(pn)
-        if blocks:
-            blocks.clear()
-
-    def code_written(self, pn: int) -> None:
-        """Page ``pn`` was written behind the CPU's back (VMM, loader)."""
-        self._wrote(pn)
-
-    def _drop_i(self, e: TlbEntry) -> None:
-        if e.large:
-            for vpn in range(e.vpn, e.vpn + 1024):
-                self.ifast.pop(vpn, None)
-        else:
-            self.ifast.pop(e.vpn, None)
-
-    def _drop_d(self, e: TlbEntry) -> None:
-        if e.large:
-            for vpn in range(e.vpn, e.vpn + 1024):
-                self.rfast.pop(vpn, None)
-                self.wfast.pop(vpn, None)
-        else:
-            self.rfast.pop(e.vpn, None)
-            self.wfast.pop(e.vpn, None)
-
-    def _drop_both(self, e: TlbEntry) -> None:
-        self._drop_i(e)
-        self._drop_d(e)
 
     # --- the six steps: the hardware's part ----------------------------------
     # Step 1 is ``translate``'s miss: the walk of the tables at CR3 (the
@@ -356,16 +252,6 @@ class Mmu:
         self.rfast[vpn] = page
         if dirty and (writable or (not user and not self.wp)) and not self.code.get(pn):
             self.wfast[vpn] = page
-
-    def code_page_used(self, pn: int) -> None:
-        """Translated code now exists for page ``pn``: writes to it must take
-        the slow path, which invalidates the translations."""
-        for table in (self.dtlb, self.itlb):
-            for e in table.valid_entries():
-                if _maps(e, pn):
-                    self.wfast.pop(e.vpn + (pn - e.pn), None)
-        if not self.paging:
-            self.wfast.pop(pn, None)
 
     def _wrote(self, pn: int) -> None:
         blocks = self.code.get(pn)
@@ -513,8 +399,3 @@ class Mmu:
             out["itlb"] = self.itlb.stats()
             out["dtlb"] = self.dtlb.stats()
         return out
-
-
-def _maps(e: TlbEntry, pn: int) -> bool:
-    """Does TLB entry ``e`` translate to physical page ``pn``?"""
-    return e.pn <= pn < e.pn + 1024 if e.large else e.pn == pn

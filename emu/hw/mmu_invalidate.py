@@ -1,0 +1,142 @@
+"""What the MMU drops and downgrades when a mapping changes (a mixin).
+
+``InvalidationMixin``: INVLPG and the other ways a translation leaves the
+TLBs and the fast maps (``invlpg``, ``invlpg_range``, ``drop_page``,
+``flush_all``, ``forget_pn``), the VMM taking a write permission back
+(``downgrade``, ``downgrade_pn``), the code-page bookkeeping of the fast
+write map (``code_written``, ``code_page_used``), and the TLBs' ``on_drop``
+hooks that keep the fast maps a view of the TLBs.  None of it is on the
+per-access path.  ``mmu.py`` holds the rest of the MMU (its state, the
+translation and the hit path); see its module doc.
+"""
+
+from __future__ import annotations
+
+from .memory import PAGE_SHIFT
+from .tlb import TlbEntry
+
+
+class InvalidationMixin:
+    """Invalidation for an ``Mmu`` (see ``mmu.py`` for its state)."""
+
+    # --- invalidation -------------------------------------------------------
+    def invlpg_range(self, vpn: int, count: int) -> None:
+        """Drop the translations of ``count`` pages from ``vpn`` (a guest
+        INVLPG of a 4 MiB page the shadow maps with 4 KiB entries)."""
+        for t in self._tlbs():
+            for e in t.valid_entries():
+                if vpn <= e.vpn < vpn + count:
+                    t.invlpg(e.vpn)
+                    t.invlpgs -= 1
+        for v in range(vpn, vpn + count):
+            self.rfast.pop(v, None)
+            self.wfast.pop(v, None)
+            self.ifast.pop(v, None)
+
+    def drop_page(self, va: int) -> None:
+        """What a #PF at ``va`` invalidates (Intel SDM vol. 3A, 4.10.4.1): every
+        TLB entry for its page, in both TLBs, and every 4 KiB entry
+        splintered from a 4 MiB page holding it; counted as no INVLPG."""
+        vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
+        if vpn >> 10 in self.split_regions:
+            self.split_regions.discard(vpn >> 10)
+            self.invlpg_range(vpn & ~0x3FF, 1024)
+        itlb, dtlb = self.itlb, self.dtlb
+        if itlb.probe(vpn) is not None:
+            itlb.invlpg(vpn)
+            itlb.invlpgs -= 1
+        if dtlb is not itlb and dtlb.probe(vpn) is not None:
+            dtlb.invlpg(vpn)
+            dtlb.invlpgs -= 1
+        self.rfast.pop(vpn, None)
+        self.wfast.pop(vpn, None)
+        self.ifast.pop(vpn, None)
+
+    def invlpg(self, va: int) -> None:
+        vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
+        if vpn >> 10 in self.split_regions:
+            self.split_regions.discard(vpn >> 10)
+            self.invlpg_range(vpn & ~0x3FF, 1024)
+        self.itlb.invlpg(vpn)
+        if self.dtlb is not self.itlb:
+            self.dtlb.invlpg(vpn)
+        # Paging off: nothing cached in the TLB, but fast maps may hold it.
+        self.rfast.pop(vpn, None)
+        self.wfast.pop(vpn, None)
+        self.ifast.pop(vpn, None)
+
+    def flush_all(self) -> None:
+        """Drop every TLB entry, global ones too (CR4.PGE toggled)."""
+        for t in {id(self.itlb): self.itlb, id(self.dtlb): self.dtlb}.values():
+            t.flush(keep_global=False)
+        self.reset_fast()
+
+    def _tlbs(self):
+        return (self.itlb,) if self.itlb is self.dtlb else (self.itlb, self.dtlb)
+
+    def downgrade(self, vpn: int) -> None:
+        """Make the cached translation of ``vpn`` read-only (the VMM took a
+        write permission back; the next write re-walks)."""
+        for t in self._tlbs():
+            e = t.probe(vpn)
+            if e is not None:
+                e.writable = False
+        self.wfast.pop(vpn, None)
+
+    def downgrade_pn(self, pn: int) -> None:
+        """Make every cached translation to page ``pn`` read-only."""
+        for t in self._tlbs():
+            for e in t.valid_entries():
+                if _maps(e, pn):
+                    e.writable = False
+                    self.wfast.pop(e.vpn + (pn - e.pn), None)
+
+    def forget_pn(self, pn: int) -> None:
+        """Page ``pn`` left its owner: no translation or code may use it."""
+        for t in self._tlbs():
+            for e in t.valid_entries():
+                if _maps(e, pn):
+                    t.invlpg(e.vpn)
+                    t.invlpgs -= 1
+        blocks = self.code.get(pn)
+        if blocks:
+            blocks.clear()
+
+    def code_written(self, pn: int) -> None:
+        """Page ``pn`` was written behind the CPU's back (VMM, loader)."""
+        self._wrote(pn)
+
+    def code_page_used(self, pn: int) -> None:
+        """Translated code now exists for page ``pn``: writes to it must take
+        the slow path, which invalidates the translations."""
+        for table in (self.dtlb, self.itlb):
+            for e in table.valid_entries():
+                if _maps(e, pn):
+                    self.wfast.pop(e.vpn + (pn - e.pn), None)
+        if not self.paging:
+            self.wfast.pop(pn, None)
+
+    def _drop_i(self, e: TlbEntry) -> None:
+        if e.large:
+            for vpn in range(e.vpn, e.vpn + 1024):
+                self.ifast.pop(vpn, None)
+        else:
+            self.ifast.pop(e.vpn, None)
+
+    def _drop_d(self, e: TlbEntry) -> None:
+        if e.large:
+            for vpn in range(e.vpn, e.vpn + 1024):
+                self.rfast.pop(vpn, None)
+                self.wfast.pop(vpn, None)
+        else:
+            self.rfast.pop(e.vpn, None)
+            self.wfast.pop(e.vpn, None)
+
+    def _drop_both(self, e: TlbEntry) -> None:
+        self._drop_i(e)
+        self._drop_d(e)
+
+
+def _maps(e: TlbEntry, pn: int) -> bool:
+    """Does TLB entry ``e`` translate to physical page ``pn``?"""
+    return e.pn <= pn < e.pn + 1024 if e.large else e.pn == pn
