@@ -130,12 +130,11 @@ class Monitor:
         else:
             env = self.env
             self._limit = env.peek() - env.now
+        self._main = getcurrent()
         worker = self._worker
         if worker is None or worker.dead:
             worker = self._worker = greenlet(partial(_work, weakref.ref(self)))
-            self._main = getcurrent()
             worker.switch()                 # (it starts and waits for an exit)
-        self._main = getcurrent()
         if self.handler_limit is not None:
             self._arm()
         msg = worker.switch(exit)
