@@ -16,7 +16,6 @@ from emu.cli import main
 from emu.sweep import (
     Cache,
     InProcess,
-    Job,
     LocalProcesses,
     Spec,
     SpecError,
@@ -311,39 +310,6 @@ def test_local_worker_processes_give_the_rows_of_this_process(small):
     assert without_host_time(there.rows) == without_host_time(here.rows)
 
 
-# --- failures are rows -----------------------------------------------------
-def test_a_run_that_crashes_times_out_or_cannot_start_is_a_row(tmp_path):
-    spin = write(tmp_path, "spin.s", SPIN)
-    high = write(tmp_path, "high.s", "org 0x200000\n_start:\n    hlt\n")
-    cache = Cache(tmp_path / "cache")
-    # The host-time limit only for the guest that never ends (a loaded machine
-    # may take longer than a short limit over any run).
-    spec = spec_of(guest=spin, mode="native", max_cycles=str(1 << 40))
-    spec.timeout = 0.3
-    timed = run_sweep(make_plan(spec), InProcess(), cache)
-    plan = make_plan(spec_of(guest=f"bad_triple,{high}", mode="native", mem_mib="1"))
-    result = run_sweep(plan, InProcess(), cache)
-    rows = timed.rows + result.rows
-    got = [(r["outcome"], r["message"].split(" after ")[0]) for r in rows]
-    assert got == [
-        ("timeout", "host-time limit of 0.3 s reached"),
-        ("crash", "pa 0x00100000 is outside memory (1 MiB) (eip 0x00001210)"),
-        ("error", f"ImageError: {high}: the image's bytes at 0x200000...0x200001 do not "
-                  "fit in 1 MiB of guest RAM (try --mem-mib)")]
-    assert rows[0]["cycles"] > 0 and rows[0]["instructions"] > 0
-    assert (timed.failed, result.failed, result.outcomes["crash"]) == (1, 1, 1)
-    # The timeout depends on the host: it is not kept; the others are.
-    assert cache.get(timed.rows[0]["key"]) is None
-    assert [cache.get(r.key) is not None for r in plan.runs] == [True, True]
-
-
-def test_a_worker_with_another_emulator_refuses_the_run():
-    from emu.cli import load
-    record = run_cell(RunCell(load("hello"), Config(), 10, "0.0.0+src.other"))
-    assert record["outcome"] == "error" and record["transient"]
-    assert "this worker runs another emulator" in record["message"]
-
-
 # --- the cache -------------------------------------------------------------
 class Interrupting(InProcess):
     """Stops the sweep (as Ctrl-C would) after ``n`` runs."""
@@ -389,16 +355,6 @@ def test_the_key_changes_with_the_image_the_config_and_the_emulator(tmp_path, mo
     assert make_plan(spec_of(guest=src)).runs[0].key == key      # same bytes, same run
     monkeypatch.setattr(cellmod, "_version", emulator_version() + ".changed")
     assert make_plan(spec_of(guest=src)).runs[0].key != key
-
-
-def test_a_generic_job_goes_through_the_same_engine_and_cache(tmp_path):
-    cache = Cache(tmp_path)
-    got = []
-    InProcess().run([Job("k" * 64, len, "abc")], lambda job, rec: got.append((job.key, rec)))
-    assert got == [("k" * 64, 3)]
-    assert cache.put("a" * 64, {"grade": 7}) and cache.get("a" * 64) == {"grade": 7}
-    assert not cache.put("b" * 64, {"grade": 1, "transient": True})
-    assert cache.get("b" * 64) is None
 
 
 # --- the report ------------------------------------------------------------
@@ -485,24 +441,3 @@ def test_the_example_specs_are_valid():
 def test_spec_errors_are_emu_errors():
     with pytest.raises(SpecError):
         make_plan(spec_of(mode="native"))
-
-
-def die_once(payload):
-    """A job whose worker process dies the first time it runs it."""
-    marker, value = payload
-    if value == 1 and not os.path.exists(marker):
-        open(marker, "w").close()
-        os._exit(1)
-    return {"outcome": "poweroff", "value": value}
-
-
-def test_a_local_worker_process_that_dies_loses_no_row(tmp_path):
-    marker = str(tmp_path / "died")
-    got, notes = {}, []
-    engine = LocalProcesses(2)
-    engine.on_note = notes.append
-    report = engine.run([Job(f"k{i}", die_once, (marker, i)) for i in range(4)],
-                        lambda job, record: got.setdefault(job.key, record["value"]))
-    assert got == {"k0": 0, "k1": 1, "k2": 2, "k3": 3}
-    assert report.workers_lost == ["local pool #1"] and 1 <= report.rerun <= 2
-    assert notes == ["a worker process died; the runs not finished go to a new pool"]

@@ -130,7 +130,7 @@ def cmd_check(args) -> int:
 
 def check_many(args, levels: list[int]) -> int:
     from ..cli import UsageError
-    from ..sweep.engine import DaskCluster, LocalProcesses
+    from ..sweep.engine import DaskCluster, LocalProcesses, scheduler_address
     from .many import grade_many, submissions, table, write
     if args.json or args.gradescope:
         raise UsageError("--many writes one table: use --out FILE.csv or FILE.json")
@@ -140,7 +140,8 @@ def check_many(args, levels: list[int]) -> int:
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if not 1 <= jobs <= 1024:
         raise UsageError(f"--jobs must be between 1 and 1024, not {jobs}")
-    engine = DaskCluster(args.scheduler) if args.scheduler else LocalProcesses(jobs)
+    engine = DaskCluster(scheduler_address(args.scheduler)) if args.scheduler else \
+        LocalProcesses(jobs)
     rows = grade_many(args.many, levels, engine)
     print(table(rows, args.many))
     if args.out:

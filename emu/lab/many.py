@@ -65,9 +65,10 @@ def grade_many(folder: str, levels: list[int], engine) -> list[dict]:
     rows: dict[str, dict] = {}
 
     def done(job, record):
-        if record.get("outcome") == "lost":      # the engine's record of a lost worker
+        if "outcome" in record:     # the engine's: a lost worker, or grading raised
             record = {"submission": job.payload[0], "score": 0, "max_score": None,
-                      "levels_passed": 0, "first_failure": f"lost: {record['message']}"}
+                      "levels_passed": 0,
+                      "first_failure": f"{record['outcome']}: {record['message']}"}
         rows[job.payload[0]] = record
     engine.run(jobs, done)
     return [rows[p] for p in paths]

@@ -84,12 +84,12 @@ def build_spec(args) -> Spec:
 
 
 def make_engine(args):
-    from .engine import DaskCluster, InProcess, LocalProcesses
+    from .engine import DaskCluster, InProcess, LocalProcesses, scheduler_address
     if args.scheduler and (args.in_process or args.jobs is not None):
         raise UsageError("--scheduler runs on the cluster's workers: "
                          "it does not go with --jobs or --in-process")
     if args.scheduler:
-        return DaskCluster(args.scheduler)
+        return DaskCluster(scheduler_address(args.scheduler))
     if args.in_process:
         return InProcess()
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
@@ -111,6 +111,7 @@ def _require() -> None:
 
 def main(args) -> int:
     _require()
+    engine = make_engine(args)              # a bad option is one line before any work
     try:
         spec = build_spec(args)
         from .plan import make_plan
@@ -119,7 +120,6 @@ def main(args) -> int:
         print(f"emu: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     from .cache import Cache, default_root
-    engine = make_engine(args)
     cache = Cache(None if args.no_cache else (args.cache or default_root()))
     if args.dry_run:
         return dry_run(plan, cache)

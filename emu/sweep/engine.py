@@ -12,8 +12,11 @@ and results.
   baseline of the benchmark).
 * ``LocalProcesses``: worker processes on this machine, through Dask's
   multiprocessing scheduler.  A worker process that dies takes the pool
-  with it; the jobs not finished are run again on a new pool, at most
-  ``MAX_POOL_RESTARTS`` times.
+  with it; the jobs that were running then are suspects.  The jobs not
+  finished go to a new pool, the suspects after the others and one at a
+  time, so that a job that kills its worker hurts no other; a job that was
+  running each time its pool died, ``ALLOWED_FAILURES`` times, comes back
+  as a ``lost`` record (as on a cluster).
 * ``DaskCluster``: a ``dask.distributed`` scheduler (``tcp://HOST:PORT``).
   A worker that dies is replaced by its nanny and the scheduler gives its
   tasks to others; a task whose workers die ``allowed-failures`` times in
@@ -25,11 +28,12 @@ died, how many of the jobs had to run again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_POOL_RESTARTS = 3           # local pools that may die in one sweep
+ALLOWED_FAILURES = 3            # deaths of its worker before a job is lost
 KEY_PREFIX = "emu-"             # task keys on a scheduler: emu-<content key>
 MAX_GATHERS = 10                # tries to fetch a result whose worker died meanwhile
 
@@ -79,7 +83,13 @@ class _Boxed:
 
 
 def _call(fn, boxed: _Boxed) -> dict:
-    return fn(boxed.value)
+    """``fn(payload)``; a job that raises is an ``error`` record, not a sweep
+    that stops (a run of the emulator never raises: ``cell.run_cell``)."""
+    try:
+        return fn(boxed.value)
+    except Exception as e:
+        return {"outcome": "error", "exit_status": None, "transient": True,
+                "message": f"the job raised {type(e).__name__}: {e}"}
 
 
 class InProcess:
@@ -89,7 +99,7 @@ class InProcess:
 
     def run(self, jobs: list[Job], on_done) -> EngineReport:
         for job in jobs:
-            on_done(job, job.fn(job.payload))
+            on_done(job, _call(job.fn, _Boxed(job.payload)))
         return EngineReport(self.name, 1)
 
 
@@ -110,32 +120,61 @@ class LocalProcesses:
 
         report = EngineReport(self.name, self.workers)
         left = {KEY_PREFIX + job.key: job for job in jobs}
+        deaths = dict.fromkeys(left, 0)     # pools that died while the job ran
+        running: set[str] = set()
+
+        def pretask(key, dsk, state):
+            running.add(key)
 
         def posttask(key, result, dsk, state, worker_id):
+            running.discard(key)
             job = left.pop(key, None)
             if job is not None:
                 on_done(job, result)
 
         while left:
-            graph = {k: (_call, job.fn, _Boxed(job.payload)) for k, job in left.items()}
+            # The jobs never under suspicion first, on every worker; then the
+            # suspects, one at a time, so that a death names its job.
+            fresh = [k for k in left if deaths[k] == 0]
+            keys, workers = (fresh, self.workers) if fresh else (list(left), 1)
+            graph = {k: (_call, left[k].fn, _Boxed(left[k].payload)) for k in keys}
+            running.clear()
             try:
-                with Callback(posttask=posttask):
-                    dask.multiprocessing.get(graph, list(graph), num_workers=self.workers,
-                                             chunksize=1)
+                with Callback(pretask=pretask, posttask=posttask):
+                    dask.multiprocessing.get(graph, keys, num_workers=workers, chunksize=1)
             except BrokenProcessPool:
-                # Which process died is not known: the pool is gone.  The
-                # runs it had in flight (at most one per worker) start again.
+                # Which process died is not known: the pool is gone, and every
+                # job it was running starts again.
+                # (None running: it died before it took one; all are suspects.)
+                suspects = [k for k in running if k in left] or \
+                    [k for k in keys if k in left]
                 report.workers_lost.append(f"local pool #{len(report.workers_lost) + 1}")
-                report.rerun += min(len(left), self.workers)
+                report.rerun += len(suspects)
                 if self.on_note is not None:
                     self.on_note("a worker process died; the runs not finished go to a "
                                  "new pool")
-                if len(report.workers_lost) > MAX_POOL_RESTARTS:
-                    for job in list(left.values()):
-                        on_done(job, lost_record(
-                            f"worker processes died {len(report.workers_lost)} times"))
-                    left.clear()
+                for k in suspects:
+                    deaths[k] += 1
+                    if deaths[k] >= ALLOWED_FAILURES:
+                        report.rerun -= 1
+                        on_done(left.pop(k), lost_record(
+                            f"its worker process died each of the {deaths[k]} times "
+                            "it ran"))
         return report
+
+
+_ADDRESS = re.compile(r"(?:(?:tcp|tls|ws|wss)://)?(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]@]+):(\d{1,5})")
+
+
+def scheduler_address(text: str) -> str:
+    """``--scheduler``'s value, checked before anything runs: ``tcp://HOST:PORT``
+    (or tls://, ws://, wss://; ``HOST:PORT`` is tcp); a UsageError if not."""
+    match = _ADDRESS.fullmatch(text.strip())
+    if not match or not 0 < int(match[2]) < 65536:
+        from ..cli import UsageError
+        raise UsageError(f"--scheduler {text}: expected the scheduler's address, "
+                         "tcp://HOST:PORT")
+    return text.strip()
 
 
 class DaskCluster:
