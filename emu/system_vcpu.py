@@ -24,6 +24,11 @@ BATCH_CYCLES = 1_000_000      # longest batch: keeps progress reports flowing
 class VcpuMixin:
     """The processes of a ``System`` (see ``system.py`` for its state)."""
 
+    # Console output while nobody watches goes on in the CPU's batch
+    # (``_console_split``); False: every character ends the batch (the
+    # same figures, more slowly -- tests/test_console_in_place.py).
+    CONSOLE_IN_PLACE = True
+
     # --- the processes -----------------------------------------------------
     def clock_now(self) -> int:
         return self.cpu.icount if self.config.clock == "instructions" else int(self.env.now)
@@ -36,7 +41,11 @@ class VcpuMixin:
         release = self.host.release if vmm is not None else None
         name = self.name
         hooks = vars(cpu)               # a driver's hook on the batch lives here
-        split = by_insns and vmm is None          # see _console_split
+        # See _console_split (under a VMM whose every exit is checked, the
+        # exit goes the whole way).
+        split = None if not (by_insns and self.CONSOLE_IN_PLACE) or (
+            vmm is not None and vmm.check is not None) else (
+            self._console_split if vmm is None else self._console_exit_split)
         while True:
             if self.max_batch_insns == 0:
                 yield from self._take_owed()
@@ -65,7 +74,7 @@ class VcpuMixin:
             # in place (``_console_split``).
             cpu.console_out = None if (
                 not split or bus.active or self.progress is not None
-                or self.max_batch_insns is not None or "run" in hooks) else self._console_split
+                or self.max_batch_insns is not None or "run" in hooks) else split
             stop = cpu.run(max_i, max_c)
             if stop.insns and release is not None:
                 release(name)           # progress: its exits' pages may go
@@ -120,7 +129,7 @@ class VcpuMixin:
                 max_c = min(max_c, max(deadline - now, 0))
         return max_i, max_c
 
-    def _console_split(self, value: int, insns: int, cycles: int):
+    def _console_split(self, detail: dict, insns: int, cycles: int):
         """The CPU's ``console_out`` (native, instruction clock, nobody
         watching): a batch ended with an out to the console, ``insns`` and
         ``cycles`` its counts.  Do what ``_vcpu`` does after such a batch
@@ -135,7 +144,42 @@ class VcpuMixin:
             return None                    # _vcpu takes it, as after any batch
         if self.timer.due(self.cpu.icount):
             self._tick()
-        self.io.write_console(value)
+        self.io.write_console(detail["value"])
+        return self._next_budgets(env_now, owed)
+
+    def _console_exit_split(self, detail: dict, insns: int, cycles: int):
+        """``_console_split`` under a VMM, where the out to the console is
+        an I/O exit: what ``_vcpu`` and the monitor's ``handle`` and ``_io``
+        do with it (the exit counted, its cycles owed, the instruction
+        retired, the character written) when the exit takes no simulated
+        time past the next event and nobody watches (no trace, no checks
+        of every exit).  The record of the exit is never made."""
+        if insns:
+            self.host.release(self.name)   # progress: its exits' pages may go
+        vmm = self.vmm
+        costs = vmm.costs
+        owed = self._owed = self._owed + cycles
+        env = self.env
+        env_now = env.now
+        total = owed + costs.vm_exit + costs.vmm_io
+        if total >= env.peek() - env_now:
+            return None                    # the exit goes the whole way
+        cpu = self.cpu
+        if self.timer.due(cpu.icount):
+            self._tick()
+        exits, spent = vmm.exits, vmm.cycles
+        exits["io"] = exits.get("io", 0) + 1
+        vmm.mmu.restart_vpn = None
+        spent["vm_exit"] = spent.get("vm_exit", 0) + costs.vm_exit
+        spent["io"] = spent.get("io", 0) + costs.vmm_io
+        self._owed = total
+        cpu.eip = detail["next_eip"]       # (the monitor's advance)
+        cpu.icount += 1
+        self.io.write_console(detail["value"])
+        return self._next_budgets(env_now, total)
+
+    def _next_budgets(self, env_now, owed: int):
+        """The budgets of the batch that follows a console split in place."""
         now = int(env_now) + owed
         left = self.config.max_cycles - now
         if left <= 0:

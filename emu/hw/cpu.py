@@ -96,12 +96,13 @@ class Cpu(EventDelivery, SystemInstructions):
         # with a split ITLB/DTLB (repeated lookups of one page change no order).
         self.loop_blocks = mmu.itlb is not mmu.dtlb
         self.on_event = None      # callable(kind, **data) for the trace, or None
-        # An out to the console ends the batch; with ``console_out`` set
-        # (by the system, for a batch nobody watches), the batch's counts
-        # so far are added and ``console_out(value, insns, cycles)`` says
-        # whether the next batch starts here at once: its (max_insns,
-        # max_cycles) -- the system wrote the character -- or None -- the
-        # batch returns the io stop, with nothing more to count.
+        # An out to the console ends the batch (under a VMM: it exits);
+        # with ``console_out`` set (by the system, for a batch nobody
+        # watches), the batch's counts so far are added and
+        # ``console_out(detail, insns, cycles)`` says whether the next
+        # batch starts here at once: its (max_insns, max_cycles) -- the
+        # system wrote the character (and answered the exit) -- or None --
+        # the batch returns the io stop (or the exit), nothing more to count.
         self.console_out = None
         self._system = {}
         for row in isa.TABLE:
@@ -222,8 +223,8 @@ class Cpu(EventDelivery, SystemInstructions):
                     b = None
                     detail = s.detail
                     split = self.console_out
-                    if split is None or s.reason != "io" or detail["port"] != CONSOLE_PORT \
-                            or detail["value"] is None:
+                    if split is None or (s.reason != "io" and s.reason != "io-exit") \
+                            or detail["port"] != CONSOLE_PORT or detail["value"] is None:
                         stop = Stop(s.reason, detail=detail)
                         continue
                     # A character for the console: the batch ends here for the
@@ -235,11 +236,13 @@ class Cpu(EventDelivery, SystemInstructions):
                     if paging:
                         mmu.dtlb.lookups += drefs
                         mmu.itlb.lookups += ilookups
-                    budgets = split(detail["value"], icount, self.cycles - cycles0)
+                    budgets = split(detail, icount, self.cycles - cycles0)
                     icount = cycles = drefs = ilookups = 0
                     cycles0 = self.cycles
-                    if budgets is None:
-                        stop = Stop("io", detail=detail)    # counted already
+                    if budgets is None:                     # counted already
+                        stop = Stop("io", detail=detail) if s.reason == "io" else self._exit(
+                            "io", detail["eip"], port=CONSOLE_PORT, value=detail["value"],
+                            reg=None, next_eip=detail["next_eip"])
                     else:
                         max_insns, max_cycles = budgets
         except BusError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .. import isa
 from . import strings
+from .devices import CONSOLE_PORT
 from .exceptions import GP, NP, UD, GuestFault
 from .stops import CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, KERNEL_CS, USER_CS, USER_SS
 from .stops import StopRun as _StopRun
@@ -202,6 +203,10 @@ class SystemInstructions:
     def _io(self, eip, nxt, port, value, reg):
         if "io" in self.intercepts:
             self.eip = eip
+            if port == CONSOLE_PORT and value is not None and self.console_out is not None:
+                # An exit the system answers in place (``Cpu.run``): the
+                # record is made only if it cannot.
+                raise _StopRun("io-exit", 0, port=port, value=value, eip=eip, next_eip=nxt)
             raise _StopRun("exit", 0, **self._exit(
                 "io", eip, port=port, value=value, reg=reg, next_eip=nxt).detail)
         self.eip = nxt

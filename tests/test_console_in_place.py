@@ -1,0 +1,83 @@
+"""Console output in place (``System._console_split`` natively,
+``_console_exit_split`` under a VMM) is a shortcut, never a change: every
+guest, in every mode and shadow policy, alone and several on one small
+machine, gives exactly the figures of the run where every character ends
+the CPU's batch (and, under a VMM, goes the whole way through the exit) --
+and so does the run where the shortcut always declines at the last moment."""
+
+from __future__ import annotations
+
+import pytest
+
+from emu import programs
+from emu.cli import build_parser, config_from, load
+from emu.multi import run_many
+from emu.system import Config, System
+from emu.system_vcpu import VcpuMixin
+from emu.vmm.shadow import POLICIES
+
+NAMES = [name for name, _ in programs.catalogue()]
+CONFIGS = [("native", None)] + [("shadow", p) for p in POLICIES] + [("nested", None)]
+
+
+def _config(name: str, mode: str, policy: str | None) -> Config:
+    args = build_parser().parse_args(
+        ["run", name, *programs.default_options(programs.resolve(name))])
+    return config_from(args).with_(mode=mode, shadow_policy=policy or Config.shadow_policy)
+
+
+def _figures(r) -> dict:
+    out = r.to_json()
+    out.pop("host_seconds")
+    return out
+
+
+SPLITS = (VcpuMixin._console_split, VcpuMixin._console_exit_split)
+
+
+def _declines(self, detail, insns, cycles):
+    """A split that, whatever it had written, finds another event due."""
+    split = SPLITS[self.vmm is not None]
+    env = self.env
+    peek = env.peek
+    env.peek = lambda: env.now          # nothing may be owed: the batch ends here
+    try:
+        return split(self, detail, insns, cycles)
+    finally:
+        env.peek = peek
+
+
+@pytest.mark.parametrize("mode,policy", CONFIGS, ids=[m + (f"-{p}" if p else "")
+                                                      for m, p in CONFIGS])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_guest_gives_the_same_figures_with_and_without_it(monkeypatch, name, mode,
+                                                               policy):
+    image, cfg = load(name), _config(name, mode, policy)
+    fast = System(image, cfg).run()
+    monkeypatch.setattr(VcpuMixin, "CONSOLE_IN_PLACE", False)
+    slow = System(image, cfg).run()
+    assert _figures(fast) == _figures(slow)
+    assert fast.console == programs.expected_output(name).read_text()
+
+
+@pytest.mark.parametrize("mode", ["native", "shadow", "nested"])
+def test_a_split_that_declines_leaves_the_batch_as_it_was(monkeypatch, mode):
+    image, cfg = load("exceptions"), _config("exceptions", mode, None)
+    fast = System(image, cfg).run()
+    monkeypatch.setattr(VcpuMixin, "_console_split", _declines)
+    monkeypatch.setattr(VcpuMixin, "_console_exit_split", _declines)
+    declined = System(image, cfg).run()
+    assert _figures(declined) == _figures(fast)
+
+
+@pytest.mark.parametrize("mode", ["shadow", "nested"])
+def test_several_vms_on_a_small_machine_give_the_same_figures(monkeypatch, mode):
+    names = ["syscalls", "exceptions", "demand"]
+    images = [load(n) for n in names]
+    cfg = Config(mode=mode, machine_mib=2, swap_latency=500, share_interval=20_000)
+    fast = run_many(images, names, cfg)
+    monkeypatch.setattr(VcpuMixin, "CONSOLE_IN_PLACE", False)
+    slow = run_many(images, names, cfg)
+    assert [(n, _figures(r)) for n, r in fast.results] == \
+        [(n, _figures(r)) for n, r in slow.results]
+    assert fast.host == slow.host and fast.cycles == slow.cycles
