@@ -165,3 +165,27 @@ def test_emu_sweep_scheduler_runs_on_the_cluster(cluster, tmp_path, capsys, monk
                  "--jobs", "2"]) == 2
     assert capsys.readouterr().err == ("emu: error: --scheduler runs on the cluster's workers: "
                                        "it does not go with --jobs or --in-process\n")
+
+
+def test_emu_lab_check_many_grades_on_the_cluster_as_here(cluster, tmp_path, capsys):
+    """A class's VMMs through the same engine on the cluster: the same table."""
+    from pathlib import Path
+
+    from emu.lab.many import grade_many
+    mutants = Path(__file__).parent / "lab_mutants"
+    folder = tmp_path / "class"
+    (folder / "carol").mkdir(parents=True)
+    (folder / "alice.py").write_text((mutants / "other_page.py").read_text())
+    (folder / "carol" / "vmm.py").write_text((mutants / "raises.py").read_text())
+    (folder / "dave.py").write_text("class (:\n")
+    local, _ = cluster
+    there = grade_many(str(folder), [1], DaskCluster(local.scheduler_address,
+                                                     timeout=SWEEP_TIMEOUT))
+    here = grade_many(str(folder), [1], InProcess())
+    assert [r["score"] for r in here] == [2, 2, 0]
+    assert there == here
+    from emu.cli import main
+    from emu.lab.many import table
+    assert main(["lab", "check", "--many", str(folder), "--level", "1", "--only",
+                 "--scheduler", local.scheduler_address]) == 0
+    assert capsys.readouterr().out == table(here, str(folder)) + "\n"

@@ -171,3 +171,37 @@ def test_a_bad_scheduler_address_is_one_line_before_anything_runs(capsys, addres
     assert main(["sweep", "--guest", "no-such-guest", "--scheduler", address]) == 2
     assert capsys.readouterr().err == (f"emu: error: --scheduler {address}: expected the "
                                        "scheduler's address, tcp://HOST:PORT\n")
+
+
+def test_the_progress_bar_shows_counts_failures_cached_runs_and_an_eta():
+    import io
+    import re
+
+    from rich.console import Console
+
+    from emu.sweep.progress import BarWatcher
+    out = io.StringIO()
+    bar = BarWatcher(Console(file=out, force_terminal=True, width=100))
+    bar.start(10, 3)
+    for outcome in ("poweroff", "crash", "timeout", "lost"):
+        bar.advance({"outcome": outcome})
+    bar.note("worker tcp://w lost; its runs go to other workers")
+    bar.stop()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    last = [line for line in text.replace("\r", "\n").splitlines() if "sweep " in line][-1]
+    # 3 from the cache + 4 done of 10; timeout and lost are failures, crash is the guest's.
+    assert re.fullmatch(r"sweep [━╸╺ ]+ 7/10 2 failed 3 cached \d:\d\d:\d\d ETA "
+                        r"(\d:\d\d:\d\d|-:--:--)\s*", last), last
+    assert "emu sweep: worker tcp://w lost; its runs go to other workers" in text
+
+
+def test_the_bar_is_drawn_only_on_a_terminal(monkeypatch):
+    import sys
+
+    from emu.sweep import cli
+    from emu.sweep.progress import BarWatcher, NoteWatcher
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert type(cli._watcher(False)) is BarWatcher
+    assert type(cli._watcher(True)) is NoteWatcher
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert type(cli._watcher(False)) is NoteWatcher

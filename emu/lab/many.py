@@ -15,6 +15,10 @@ import csv
 import hashlib
 import json
 import os
+import pickle
+import subprocess
+import sys
+import threading
 
 from ..errors import EmuError
 
@@ -36,22 +40,59 @@ def submissions(folder: str) -> list[str]:
     return found
 
 
+CHILD_TIMEOUT = 1800.0      # host seconds a child process may take to grade one submission
+
+
 def grade(payload) -> dict:
-    """One submission (a job: runs on a worker)."""
+    """One submission (a job: runs on a worker).  Each handler of the
+    student's VMM runs under a host-time alarm, which only the main thread
+    of a process can set: on a thread of a Dask worker the grading goes to
+    a child process (``python -m emu.lab.many``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return _in_child(payload)
     path, levels = payload
     from .checker import check
     from .loader import load_vmm
     try:
         cls = load_vmm(path)
     except EmuError as e:
-        return {"submission": path, "score": 0, "max_score": None, "levels_passed": 0,
-                "first_failure": f"cannot load: {e}"}
+        return _failed(path, f"cannot load: {e}")
     results = check(cls, levels, path)
     first = next((f"level {lr.level.number} {t.test}: {t.finding}"
                   for lr in results for t in lr.tests if not t.passed), "")
     return {"submission": path, "score": sum(lr.passed for lr in results),
             "max_score": sum(len(lr.tests) for lr in results),
             "levels_passed": sum(lr.ok for lr in results), "first_failure": first}
+
+
+def _failed(path: str, why: str) -> dict:
+    return {"submission": path, "score": 0, "max_score": None, "levels_passed": 0,
+            "first_failure": why}
+
+
+def _in_child(payload) -> dict:
+    """``grade(payload)`` in a child process: the payload in on standard
+    input, the row out on standard output."""
+    path = payload[0]
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__], input=pickle.dumps(payload),
+                              capture_output=True, timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return _failed(path, f"grading took more than {CHILD_TIMEOUT:g} s (stopped)")
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        return _failed(path, f"the process grading it died (status {done.returncode})"
+                             f"{': ' + last[0] if last[0] else ''}")
+
+
+def _child() -> None:
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr             # what the student's VMM prints is not the row
+    row = grade(pickle.loads(sys.stdin.buffer.read()))
+    out.write(json.dumps(row).encode())
+    out.flush()
 
 
 def grade_many(folder: str, levels: list[int], engine) -> list[dict]:
@@ -66,9 +107,7 @@ def grade_many(folder: str, levels: list[int], engine) -> list[dict]:
 
     def done(job, record):
         if "outcome" in record:     # the engine's: a lost worker, or grading raised
-            record = {"submission": job.payload[0], "score": 0, "max_score": None,
-                      "levels_passed": 0,
-                      "first_failure": f"{record['outcome']}: {record['message']}"}
+            record = _failed(job.payload[0], f"{record['outcome']}: {record['message']}")
         rows[job.payload[0]] = record
     engine.run(jobs, done)
     return [rows[p] for p in paths]
@@ -102,3 +141,7 @@ def write(rows: list[dict], out: str) -> None:
 
 def dump(rows: list[dict]) -> str:
     return json.dumps(rows, indent=2)
+
+
+if __name__ == "__main__":
+    _child()
