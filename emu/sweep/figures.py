@@ -8,6 +8,7 @@ from .tables import Figure, SectionData
 
 WIDTH_IN = 9.0          # inches (legends of line plots sit on the right)
 HEIGHT_IN = 3.2
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def draw(section: SectionData, path: str) -> None:
@@ -49,9 +50,11 @@ def _bars(ax, panel) -> None:
 
 
 def _lines(ax, panel, log2x: bool) -> None:
-    for name, xs, ys in panel.series:
+    for i, (name, xs, ys) in enumerate(panel.series):
         pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
-        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=name)
+        # Past the 10 colours of the cycle, another line style: no two series alike.
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=name,
+                linestyle=LINE_STYLES[i // 10 % len(LINE_STYLES)])
     if log2x:
         from matplotlib.ticker import NullLocator, ScalarFormatter
         ax.set_xscale("log", base=2)
