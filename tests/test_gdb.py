@@ -226,6 +226,42 @@ def test_requests_answered_refused_or_unsupported(server):
     assert any(line.startswith("malformed packet b'mzz,4'") for line in logs)
 
 
+def test_reverse_continue_with_no_earlier_hit_is_the_start_of_the_history(server):
+    # A breakpoint that stopped the run only once: going back finds no hit
+    # before it, so the reply says the history begins there (a "swbreak"
+    # at an address with no breakpoint sent GDB into a loop of bc).
+    port, logs = server
+    c = RawClient(port)
+    assert c.ask("Z0,11a0,1") == "OK"
+    assert c.ask("c").startswith("T0508:a0110000;thread:1;swbreak:;")
+    assert c.ask("bc") == "T0508:00100000;thread:1;replaylog:begin;"
+    assert c.ask("bc") == "T0508:00100000;thread:1;replaylog:begin;"
+    c.close()
+
+
+def test_the_console_is_printed_once_when_the_run_goes_back_and_forth():
+    printed: list[str] = []
+    srv = Server(Target(Session(load(programs.resolve("demand")), Config(mode="shadow"))),
+                 "127.0.0.1", 0, out=printed.append)
+    t = srv.target
+    t.insert(0, 0x11A0, 1)
+    t.cont()
+    srv.console()
+    first = "".join(printed)
+    assert first == "demand: two processes, demand paging, a segfault\n"
+    t.reverse_continue()
+    srv.console()
+    t.cont()
+    srv.console()
+    t.remove(0, 0x11A0, 1)
+    t.cont()
+    srv.console()
+    text = "".join(printed)
+    assert text.count(first) == 1
+    assert text.endswith("demand: all processes done after 12 page-ins\n")
+    assert text == t.system.console.text()
+
+
 @pytest.mark.program("org 0x1000\n_start: jmp _start\n")
 def test_an_interrupt_stops_a_running_guest(server):
     # A guest that never ends: the interrupt cannot arrive after it powered off.

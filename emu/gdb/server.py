@@ -71,11 +71,13 @@ class Server:
         return self.ended
 
     def console(self) -> None:
-        """Print what the guest wrote to its console since the last stop."""
+        """Print what the guest wrote to its console since the last stop:
+        once (going back and running forward again replays the same output,
+        which was printed the first time)."""
         text = self.target.system.console.text()
         if self.out is not None and len(text) > self._printed:
             self.out(text[self._printed:])
-        self._printed = len(text)
+        self._printed = max(self._printed, len(text))
 
 
 class Connection:

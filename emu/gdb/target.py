@@ -200,6 +200,8 @@ class Target:
         s = self.session
         msg = s.reverse_continue() if (s.breakpoints or s.watch) else \
             s._reverse("reverse-continue", None, "at the start of the history")
+        if "at the start of the history" in msg:
+            return self._stopped(msg, reverse=True)
         if "watchpoint" in msg:
             return self._stopped_watch_back(msg)
         if "breakpoint" in msg:
