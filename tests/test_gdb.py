@@ -222,8 +222,12 @@ def test_requests_answered_refused_or_unsupported(server):
     assert c.ask("s", ack=False).startswith("T0508:06100000;")
     assert c.ask("bs", ack=False).startswith("T0508:00100000;")
     assert c.ask("bs", ack=False) == "T0508:00100000;thread:1;replaylog:begin;"
+    assert c.ask("M1000,2:zz", ack=False) == "E01"
+    assert c.ask("Z2", ack=False) == "E01"
     c.close()
-    assert any(line.startswith("malformed packet b'mzz,4'") for line in logs)
+    assert "malformed packet b'mzz,4': a field missing or not a number" in logs
+    assert "malformed packet b'M1000,2:zz': hex data that does not decode" in logs
+    assert "malformed packet b'Z2': a field missing or not a number" in logs
 
 
 def test_reverse_continue_with_no_earlier_hit_is_the_start_of_the_history(server):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
-from binascii import hexlify, unhexlify
+from binascii import Error as HexError, hexlify, unhexlify
 
 from ..errors import EmuError
 from . import monitor
@@ -152,7 +152,10 @@ class Connection:
             self.log(f"request refused: {e}")
             reply = E_BAD
         except (ValueError, IndexError, KeyError) as e:
-            self.log(f"malformed packet {data[:40]!r}: {type(e).__name__}")
+            why = "hex data that does not decode" if isinstance(e, HexError) else \
+                "a field missing or not a number" if isinstance(e, ValueError) else \
+                "a field missing"
+            self.log(f"malformed packet {data[:40]!r}: {why}")
             reply = E_BAD
         if reply is not None:
             self.send(reply)
