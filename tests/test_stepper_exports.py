@@ -63,11 +63,18 @@ def test_export_saves_the_screen_on_show_by_suffix(tmp_path):
 
 
 def test_export_to_stdout_and_bad_names_go_on(tmp_path):
-    done = step(tmp_path, "export -\nexport\nexport no/such/dir/x.svg\nstep\n")
+    done = step(tmp_path, "export -\nexport\nexport no/such/dir/x.svg\nexport shot.png\n"
+                          "export slide\nstep\n")
     assert done.returncode == 0, done.stderr
     assert "<svg" in done.stdout
     assert "error: export takes a file name (FILE.svg, FILE.html or FILE.txt)" in done.stdout
     assert "error: cannot write no/such/dir/x.svg: No such file or directory" in done.stdout
+    # a suffix it cannot write is refused, not written as SVG under that name
+    assert ("error: export writes FILE.svg, FILE.html or FILE.txt, not .png: shot.png"
+            in done.stdout)
+    assert ("error: export writes FILE.svg, FILE.html or FILE.txt, not a name without a "
+            "suffix: slide" in done.stdout)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["script.txt"]
     assert len(screens(done.stdout)) == 2            # the session went on to 'step'
 
 

@@ -11,9 +11,9 @@ or commands on a standard input that is not a terminal, the same commands
 run without a terminal: each is echoed after the prompt, the output has a
 fixed width and no colour, so lecture notes and tests can replay a session.
 An error in a command prints one line and the session goes on.  ``export
-FILE`` saves the screen on show as SVG (HTML or text by the file's suffix),
-and ``--svg-each DIR`` saves every screen drawn, one file each: a slide a
-screen.
+FILE`` saves the screen on show as SVG, HTML or text by the file's suffix
+(.svg, .html, .txt; another is refused), and ``--svg-each DIR`` saves every
+screen drawn, one file each: a slide a screen.
 """
 
 from __future__ import annotations
@@ -234,6 +234,10 @@ class Stepper(cmd.Cmd):
         path = arg.strip()
         if not path:
             raise EmuError("export takes a file name (FILE.svg, FILE.html or FILE.txt)")
+        suffix = os.path.splitext(path)[1].lower()
+        if path != "-" and suffix not in (".svg", ".html", ".htm", ".txt"):
+            raise EmuError(f"export writes FILE.svg, FILE.html or FILE.txt, not "
+                           f"{suffix or 'a name without a suffix'}: {path}")
         self.save(path)
         if path != "-":
             self.console.print(f"saved the screen to {path}")
