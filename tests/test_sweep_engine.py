@@ -156,12 +156,17 @@ def test_emu_sweep_says_a_worker_was_lost_and_keeps_every_row(tmp_path, capsys, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runner, "run_cell",
                         functools.partial(die_once_cell, str(tmp_path / "died")))
-    assert main(["sweep", "--guest", "hello", "--mode", "native,shadow,nested", "-j", "2",
-                 "--no-cache", "-o", "out"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[1] == "  outcomes: poweroff 3"
-    assert out[2] in ("  1 worker lost (local pool #1); 1 run started again",
-                      "  1 worker lost (local pool #1); 2 runs started again")
+    status = main(["sweep", "--guest", "hello", "--mode", "native,shadow,nested", "-j", "2",
+                   "--no-cache", "-o", "out", "--csv", "-"])
+    out = capsys.readouterr()
+    assert status == 0, out
+    err = out.err.splitlines()          # (--csv -: the summary goes to standard error)
+    assert err[0] == "emu sweep: a worker process died; the runs not finished go to a new pool"
+    assert err[2:4] in (["  outcomes: poweroff 3", "  1 worker lost (local pool #1); "
+                         "1 run started again"],
+                        ["  outcomes: poweroff 3", "  1 worker lost (local pool #1); "
+                         "2 runs started again"]), err
+    assert out.out.splitlines()[0].startswith('"guest","mode",')
     import pandas as pd
     assert pd.read_parquet("out")["mode"].tolist() == ["native", "shadow", "nested"]
 
@@ -205,3 +210,31 @@ def test_the_bar_is_drawn_only_on_a_terminal(monkeypatch):
     assert type(cli._watcher(True)) is NoteWatcher
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     assert type(cli._watcher(False)) is NoteWatcher
+
+
+def test_ctrl_c_keeps_the_finished_runs_and_the_same_command_resumes(tmp_path):
+    """A real SIGINT to the command's process group, as Ctrl-C sends it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    write(tmp_path, "spin.s", SPIN)
+    write(tmp_path, "s.toml", "[sweep]\ntimeout = 120\n[config]\nmax_cycles = 1_000_000_000_000\n"
+                              "[[run]]\nguest = \"hello\"\n[[run]]\nguest = \"spin.s\"\n")
+    argv = [sys.executable, "-m", "emu", "sweep", "s.toml", "--in-process", "--cache", "c"]
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))}
+    p = subprocess.Popen(argv, cwd=tmp_path, env=env, start_new_session=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "c").rglob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)                # hello is done; spin.s is running
+    time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert (p.returncode, out, err) == (130, b"", b"emu: interrupted; the runs that finished "
+                                        b"are kept in the cache: the same command resumes\n")
+    again = subprocess.run([*argv, "--dry-run"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert again.stdout.splitlines() == ["    1  cached  guest=hello",
+                                         "    2  to run  guest=spin.s", "2 runs, 1 in the cache"]
