@@ -410,3 +410,34 @@ def test_a_debuggers_write_is_where_the_history_begins():
     assert session.system.cpu.icount == 500
     assert session.reverse_step().endswith(f"eip {session.system.cpu.eip:#010x}")
     assert "start of the history" in session.reverse_step()
+
+
+def test_the_steppers_script_goes_back_and_asks_who_wrote(tmp_path):
+    # The stepper's own commands, as a student types them: the source line
+    # in last-write's answer keeps its brackets (not taken for markup).
+    import re
+
+    from rich.console import Console
+
+    from emu.ui.stepper import Stepper
+    out = io.StringIO()
+    console = Console(file=out, width=400, height=40, color_system=None,
+                      force_terminal=False, highlight=False, emoji=False)
+    session = Session(load("demand"), program_config("demand", "shadow")[1])
+    Stepper(session, console, height=40).run_lines([
+        "break page_fault", "continue", "step 40", "last-write pa 0x102ffc",
+        "reverse-continue", "last-write pa 0x102ffc", "back 2", "reverse-continue", "quit"])
+    said = [line for line in out.getvalue().splitlines()
+            if re.match(r"(> )?(last-write|reverse-continue|back)", line)]
+    assert said == [
+        "last-write pa 0x00102ffc (ma 0x00009ffc): 0x00000000 -> 0x00200007 by the VMM "
+        "emulating the guest's write (a tracing fault), cycle 79,774, after 7,884 "
+        "instructions, eip 0x0000129a <page_fault.page_in+0x43> (demand.s:187: "
+        "mov [esi + ecx*4], eax) [shadow, cpl 0]",
+        "> reverse-continue: breakpoint 1 at 0x000011a0 (page_fault); at 7,853 instructions, "
+        "eip 0x000011a0",
+        "last-write pa 0x00102ffc (ma 0x00009ffc): not changed since the start of the history",
+        "> back: undid continue, step 40; at the start of the run",
+        "> reverse-continue: no breakpoint hit before; at the start of the history; at 0 "
+        "instructions, eip 0x00001000"]
+    assert session.system.cpu.icount == 0

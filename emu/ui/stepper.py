@@ -225,7 +225,9 @@ class Stepper(cmd.Cmd):
         words = arg.split()
         if len(words) < 2 or words[0] not in ("va", "pa", "ma"):
             raise EmuError("usage: last-write va|pa|ma ADDR")
-        self.console.print(self.session.last_write(words[0], self.address(" ".join(words[1:]))))
+        # Text: the source line may hold brackets ([esi + 4]) that are not markup.
+        self.console.print(Text(self.session.last_write(words[0],
+                                                        self.address(" ".join(words[1:])))))
 
     def do_show(self, arg):
         self.draw()
