@@ -363,6 +363,10 @@ def cmd_step(args) -> int:
 
 def cmd_list(args) -> int:
     for name, title in programs.catalogue():
+        # A title starts with the program's name ("hello: the smallest ..."):
+        # the column already says it.
+        if title.startswith(f"{name}:"):
+            title = title[len(name) + 1:].strip()
         print(f"{name:20s} {title}")
     return 0
 

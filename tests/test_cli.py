@@ -155,6 +155,8 @@ def test_list_shows_the_bundled_programs():
     done = emu("list")
     assert done.returncode == 0
     assert "demand" in done.stdout and "hello" in done.stdout
+    hello = [line for line in done.stdout.splitlines() if line.startswith("hello ")]
+    assert hello == [f"{'hello':20s} the smallest kernel -- print a line and power off"]
 
 
 def test_asm_listing_and_binary(tmp_path):
