@@ -80,6 +80,23 @@ def test_at_80_columns_the_tables_fit_and_below_they_stack(stale):
         assert narrow[i + 1] == f"  cycles {r.cycles:,} ({slowdown:.2f}x native)"
 
 
+def test_a_stacked_line_wraps_between_its_items_indented_under_the_first(stale):
+    lines = plain(stale, 40)
+    labels = {label for label, _ in stale.runs}
+    body = lines[lines.index("native"):next(i for i, line in enumerate(lines)
+                                           if line.startswith("cycles by category"))]
+    wrapped = [line for line in body if line.startswith("      ")]
+    assert wrapped                                   # 40 columns: the exits' list wraps
+    for line in body:
+        assert line in labels or line.startswith("  ") or line == "", line
+        assert len(line) <= 40
+    for label, r in stale.runs:                      # every item whole: name:count
+        text = " ".join(body[body.index(label) + 1:]).split()
+        for reason, n in r.stats.get("vmm", {}).get("exits", {}).items():
+            if n:
+                assert f"{reason}:{n:,}" in text, (label, reason)
+
+
 def test_a_pipe_gets_80_columns_and_width_sets_it(tmp_path):
     piped = emu("compare", "stale_tlb")
     assert piped.returncode == 0, piped.stderr

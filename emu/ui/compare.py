@@ -17,6 +17,8 @@ most of its VMM cycles on them, and they are not page faults.
 
 from __future__ import annotations
 
+import textwrap
+
 from rich import box
 from rich.console import Group
 from rich.table import Table
@@ -225,26 +227,32 @@ def chart(cmp: Comparison, width: int = 80, split_io: bool = False) -> Group:
     return Group(*lines)
 
 
-def stacked(cmp: Comparison, split_io: bool = False) -> Group:
+def stacked(cmp: Comparison, split_io: bool = False, width: int = 80) -> Group:
     """Each configuration on lines of its own: for consoles too narrow for
-    the tables (words wrap at spaces, so no number is split)."""
+    the tables.  A line too long for ``width`` wraps between its items,
+    indented under its first (so no number is split, and a wrapped list
+    of exits still reads as one)."""
     lines = []
+
+    def add(text: str) -> None:
+        lines.extend(Text(part, no_wrap=True) for part in textwrap.wrap(
+            text, width, initial_indent="  ", subsequent_indent="      ",
+            break_long_words=False, break_on_hyphens=False))
     for label, r in cmp.runs:
         d = row_data(label, r, cmp.native, _costs(cmp, label))
         lines.append(Text(label, style="bold"))
-        lines.append(Text(f"  cycles {d['cycles']:,} ({_slowdown(r, cmp.native)} native)"))
-        lines.append(Text(f"  TLB misses {d['tlb_misses']:,}, refs/walk "
-                          f"{d['refs_per_walk']:.2f}"))
+        add(f"cycles {d['cycles']:,} ({_slowdown(r, cmp.native)} native)")
+        add(f"TLB misses {d['tlb_misses']:,}, refs/walk {d['refs_per_walk']:.2f}")
         exits = d["vm_exits"]
         if split_io:
             io = {k: v for k, v in exits.items() if k in IO_REASONS}
             paging = {k: v for k, v in exits.items() if k not in IO_REASONS}
-            lines.append(Text("  paging VM exits " + _pairs(paging, EXIT_ORDER)))
-            lines.append(Text("  console I/O exits " + _pairs(io, EXIT_ORDER) +
-                              (f" ({d['io_exit_cycles']:,} cycles)" if io else "")))
+            add("paging VM exits " + _pairs(paging, EXIT_ORDER))
+            add("console I/O exits " + _pairs(io, EXIT_ORDER) +
+                (f" ({d['io_exit_cycles']:,} cycles)" if io else ""))
         else:
-            lines.append(Text("  VM exits " + _pairs(exits, EXIT_ORDER)))
-        lines.append(Text("  faults " + _pairs(d["faults"], FAULT_ORDER)))
+            add("VM exits " + _pairs(exits, EXIT_ORDER))
+        add("faults " + _pairs(d["faults"], FAULT_ORDER))
     return Group(*lines)
 
 
@@ -268,7 +276,7 @@ def render(cmp: Comparison, program: str, width: int = 80, split_io: bool = Fals
         for t in tables:
             parts += [Text(""), t]
     else:
-        parts += [Text(""), stacked(cmp, split_io)]
+        parts += [Text(""), stacked(cmp, split_io, width)]
     parts += [Text(""), chart(cmp, width, split_io)]
     for m in cmp.mismatches:
         parts.append(Text(m, style="red"))
