@@ -48,7 +48,8 @@ FILLS = ("shadow_fill", "nested_fill", "emulate")
 @dataclass(frozen=True)
 class Access:
     """What the faulting access was: ``op`` read, write or fetch (or
-    ``data``: an EPT violation's read or write, before its exit says which);
+    ``data``: an EPT violation's read or write, before its exit says which,
+    where its walk's event does not carry the error code);
     ``user`` True at CPL 3, False at CPL 0, None where the record does not
     say (an EPT violation's error code has only the write bit)."""
 
@@ -133,8 +134,8 @@ class FaultStory:
     @property
     def error_code(self) -> int | None:
         """The #PF error code of the access (natively: the delivered one)."""
-        if self.first.kind == "nested_walk":
-            ev = self.exit
+        if self.first.kind == "nested_walk" and "error_code" not in self.first.data:
+            ev = self.exit          # a walk that does not carry it: the exit's
             return ev.data.get("error_code") if ev is not None else None
         return self.first.data.get("error_code")
 
@@ -150,7 +151,7 @@ class FaultStory:
         op = "write" if ec & 2 else "fetch" if fetch else "read"
         if self.first.kind != "nested_walk":
             return Access(op, bool(ec & 4))
-        if op == "read" and self.exit is None:
+        if op == "read" and self.error_code is None:
             op = "data"             # the exit's error code tells read from write
         return Access(op, None)
 

@@ -457,3 +457,17 @@ def test_nested_stories_name_the_access_the_shadow_run_names():
     assert compared >= 15
     assert {s.access.op for s in nested} == {"fetch", "write"}
     assert all(str(s.access) == s.access.op for s in nested)     # no user/kernel claimed
+
+
+def test_a_nested_walk_that_carries_its_error_code_names_the_access_at_step_1():
+    """Before the exit (the stepper at step 1) an EPT violation's read or
+    write is "data access", unless the walk's own event says which."""
+    from emu.story import FaultStory
+    from emu.trace import Event
+    walk = {"gpa": 0x7FFFC, "grid": [["data", "npte", 0x51FC, 0]]}
+    bare = FaultStory(Event("nested_walk", 1171, va=0x7FFFC, step=1, data=walk))
+    assert (bare.access.op, str(bare.access)) == ("data", "data access")
+    for ec, op in ((2, "write"), (0, "read")):
+        told = FaultStory(Event("nested_walk", 1171, va=0x7FFFC, step=1,
+                                data={**walk, "error_code": ec}))
+        assert (told.access.op, told.error_code) == (op, ec)
