@@ -181,6 +181,24 @@ def test_open_stops_where_the_answer_happens(capsys, tmp_path):
     assert "step 4 of 6" in after and "▶ 4 the VMM writes the shadow entry" in after
 
 
+@pytest.mark.parametrize("kind, where, stop", [
+    ("translate", "code · eip 0x0000157a <a1>", "stopped at access 1: 'step' runs it"),
+    ("nested-walk", "EPT violation · va 0x61711d80 (data access) · step 1 of 6",
+     "stopped at the question's 2D walk"),
+    ("tlb", "code · eip 0x000012cf <a1>", "stopped at access 1; 'step' runs one"),
+    ("ad-shadow", "code · eip 0x000012bd <a1>", "stopped at access 1; 'next' runs to its exit"),
+    ("cost", "code · eip 0x00001316 <a4>", "stopped at the trace's first step"),
+])
+def test_open_every_kind_at_its_question(capsys, tmp_path, kind, where, stop):
+    script = tmp_path / "s.txt"
+    script.write_text("")
+    code, out, _ = quiz(capsys, "--kind", kind, "--seed", 4, "--difficulty", 2, "--open", 1,
+                        "--script", script, "--width", 200)
+    assert code == 0
+    assert where in out
+    assert f"> {kind} seed 4 problem 1 (difficulty 2): {stop}" in out
+
+
 def test_source_is_a_program_emu_run_runs(capsys, tmp_path):
     code, out, _ = quiz(capsys, "--kind", "translate", "--seed", 9, "--source", 1)
     assert code == 0 and out.startswith("; emu quiz: translate seed 9 problem 1")

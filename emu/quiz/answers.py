@@ -5,24 +5,32 @@ compare equal exactly when they mean the same thing.
 
 from __future__ import annotations
 
+MAX_NUMBER = (1 << 64) - 1
+
 
 class AnswerError(ValueError):
     """An answer that does not have the shape its question asks for."""
 
 
 def number(value, what: str) -> int:
-    """An integer: a JSON number, or a string such as "0x1f" or "31"."""
+    """An integer from 0 to 2**64 - 1: a JSON number, or a string such as
+    "0x1f" or "31" (no answer of the quiz is negative or wider)."""
     if isinstance(value, bool):
         raise AnswerError(f"{what} must be a number, not {str(value).lower()}")
+    got = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str):
+        got = value
+    elif isinstance(value, str):
         try:
-            return int(value.strip().replace("_", ""), 0)
+            got = int(value.strip().replace("_", ""), 0)
         except ValueError:
             pass
-    raise AnswerError(f"{what} must be a number (such as 4096 or \"0x1000\"), "
-                      f"not {_short(value)}")
+    if got is None:
+        raise AnswerError(f"{what} must be a number (such as 4096 or \"0x1000\"), "
+                          f"not {_short(value)}")
+    if not 0 <= got <= MAX_NUMBER:
+        raise AnswerError(f"{what} must be between 0 and 2**64 - 1, not {_short(value)}")
+    return got
 
 
 def word(value, what: str, choices) -> str:

@@ -147,16 +147,18 @@ def _summary(mode: str, events) -> str:
     return f"{mode}: " + "; ".join(parts)
 
 
-UNITS = {"walk": ("hardware walk references", DEFAULT_COSTS.walk_ref),
-         "vm_exit": ("VM exits", DEFAULT_COSTS.vm_exit),
-         "vm_entry": ("VM entries", DEFAULT_COSTS.vm_entry),
-         "vmm_guest_walk": ("guest-table references by the VMM", DEFAULT_COSTS.vmm_walk_ref),
-         "vmm_pmap": ("PMap lookups", DEFAULT_COSTS.vmm_pmap_lookup),
-         "vmm_alloc": ("pages allocated and zeroed",
-                       DEFAULT_COSTS.vmm_alloc + DEFAULT_COSTS.vmm_zero_page),
-         "vmm_fill_shadow": ("sptes written", DEFAULT_COSTS.vmm_fill_shadow),
-         "vmm_fill_nested": ("nptes written", DEFAULT_COSTS.vmm_fill_shadow),
-         "vmm_inject": ("injections", DEFAULT_COSTS.vmm_inject)}
+UNITS = {   # category -> (one, more than one, cycles each)
+    "walk": ("hardware walk reference", "hardware walk references", DEFAULT_COSTS.walk_ref),
+    "vm_exit": ("VM exit", "VM exits", DEFAULT_COSTS.vm_exit),
+    "vm_entry": ("VM entry", "VM entries", DEFAULT_COSTS.vm_entry),
+    "vmm_guest_walk": ("guest-table reference by the VMM", "guest-table references by the VMM",
+                       DEFAULT_COSTS.vmm_walk_ref),
+    "vmm_pmap": ("PMap lookup", "PMap lookups", DEFAULT_COSTS.vmm_pmap_lookup),
+    "vmm_alloc": ("page allocated and zeroed", "pages allocated and zeroed",
+                  DEFAULT_COSTS.vmm_alloc + DEFAULT_COSTS.vmm_zero_page),
+    "vmm_fill_shadow": ("spte written", "sptes written", DEFAULT_COSTS.vmm_fill_shadow),
+    "vmm_fill_nested": ("npte written", "nptes written", DEFAULT_COSTS.vmm_fill_shadow),
+    "vmm_inject": ("injection", "injections", DEFAULT_COSTS.vmm_inject)}
 FIRST = ("guest", "walk", "vm_exit", "vm_entry")
 
 
@@ -172,9 +174,10 @@ def categories(cycles: dict) -> dict:
 def _why_cat(mode: str, cat: str, value: int, summary: str) -> str:
     if not value:
         return f"{mode} paging spends nothing there; {summary}"
-    what, unit = UNITS.get(cat, (None, 0))
-    if what and value % unit == 0:
-        return f"{value // unit} {what} x {unit}; {summary}"
+    one, more, unit = UNITS.get(cat, (None, None, 0))
+    if one and value % unit == 0:
+        n = value // unit
+        return f"{n} {one if n == 1 else more} x {unit}; {summary}"
     if cat == "guest":
         return f"the trace's instructions (ISA cycles) and memory references; {summary}"
     return summary

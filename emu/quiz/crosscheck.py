@@ -18,11 +18,23 @@ from .harness import MEM_MIB, Access, assemble_program
 from .machine import config, go_to, session_at
 
 
-def ordinary_run(source: str, cfg: Config, name: str = "quiz.s"):
-    """Run ``source`` to its end with every trace event kept."""
+def ordinary_run(source: str, cfg: Config, name: str = "quiz.s", counts=None):
+    """Run ``source`` to its end with every trace event kept.  With
+    ``counts`` (a list), ``counts[i]`` is the nested walker's count of table
+    references (``stats()``: nested_refs + guest_refs, what ``--stats-json``
+    prints) when event i happened."""
     system = System(assemble_program(source, name), cfg)
     events: list = []
-    system.bus.subscribe(events.append)
+    if counts is None:
+        system.bus.subscribe(events.append)
+    else:
+        walker = system.mmu.walker
+
+        def keep(ev):
+            st = walker.stats()
+            events.append(ev)
+            counts.append(st["nested_refs"] + st["guest_refs"])
+        system.bus.subscribe(keep)
     system.env.run(until=system.start())    # System.run() but for the memory's hash
     if (system.outcome, system.exit_status) != ("poweroff", 0):
         raise AssertionError(f"the quiz program ended with {system.outcome}: {system.message}")
@@ -100,13 +112,21 @@ def six_steps(problem) -> list[str]:
 
 
 def nested_walk(problem) -> list[str]:
+    """The walk the trace records (its grid) and, whatever the outcome, the
+    number of table references the walker counted from the marker to the
+    walk's end (a guest #PF has no walk event: only the count checks it)."""
     w = work(problem)
     q = problem.spec.question
+    counts: list = []
     system, events = ordinary_run(w.program, config("nested", ntlb_entries=problem.spec.ntlb),
-                                  "quiz-nested-walk.s")
+                                  "quiz-nested-walk.s", counts)
     after = _after_marker(system, events)
+    counts = counts[len(events) - len(after) - 1:]      # from the marker's exit
     a = w.answer
-    for ev in after:
+    for i, ev in enumerate(after, 1):
+        refs_counted = counts[i] - counts[0]
+        if refs_counted != a["refs"] and ev.kind in ("nested_walk", "deliver"):
+            return [f"the walker counts {refs_counted} references; the quiz says {a['refs']}"]
         if ev.kind == "nested_walk" and ev.va is not None and ev.va >> 12 == q.va >> 12:
             got = "ept-violation" if ev.step == 1 else "tlb-fill"
             refs = [{"what": col, "ma": ma} for _, col, ma, _ in ev.data["grid"]

@@ -56,6 +56,8 @@ def read(path: str) -> dict:
         raise EmuError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
     except RecursionError:
         raise EmuError(f"{path}: nested too deeply to be a quiz's answers") from None
+    except ValueError:         # an integer of more digits than Python converts
+        raise EmuError(f"{path}: a number too long to be a quiz's answer") from None
     if not isinstance(data, dict):
         raise EmuError(f"{path}: expected a JSON object (a quiz from 'emu quiz --format "
                        "json' with its answers filled in)")

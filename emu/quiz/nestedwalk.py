@@ -216,9 +216,10 @@ def work(problem) -> Worked:
         why_case = f"the guest's walk fails: {error_code_text(data.get('error_code') or 0)}"
     else:
         why_case = "every guest and nested entry on the way is present"
-    why_refs = (f"{rows} rows of the grid, each a nested walk (npde, npte) unless the NTLB "
-                f"holds the page ({hits} hit{'s' if hits != 1 else ''}), plus the guest "
-                f"entries read" if grid else "no walk: no reference")
+    why_refs = (f"{rows} row{'s' if rows != 1 else ''} of the grid, each a nested walk "
+                f"(npde, npte) unless the NTLB holds the page "
+                f"({hits} hit{'s' if hits != 1 else ''}), plus the guest entries read"
+                if grid else "no walk: no reference")
     why_list = "; ".join(_row_text(row, cells) for row, cells in _rows(grid)) or "none"
     t = st["tables"]
     state = [Section(f"nested paging · guest CR3 = {lay.pd:#010x} · CR4.PSE = {int(lay.pse)}, "

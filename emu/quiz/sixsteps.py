@@ -203,8 +203,11 @@ def _why(spec, case, data, events, ec, spte, changed, emulate, before) -> list[s
                  f"(W only once the gpte's D is set); it goes in the shadow table for "
                  f"va {vpn << 12:#010x}")
     elif emulate is not None:
-        third = (f"no fill: the write is emulated ({len(emulate.data.get('changed', []))} "
-                 f"guest entries changed, {emulate.data.get('dropped', 0)} sptes dropped)")
+        n_changed = len(emulate.data.get("changed", []))
+        n_dropped = emulate.data.get("dropped", 0)
+        third = (f"no fill: the write is emulated ({n_changed} guest "
+                 f"entr{'y' if n_changed == 1 else 'ies'} changed, {n_dropped} "
+                 f"spte{'' if n_dropped == 1 else 's'} dropped)")
     else:
         third = "no VMM step 4: the VMM writes no spte for this access"
     if changed:

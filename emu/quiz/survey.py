@@ -3,7 +3,8 @@
     python -m emu.quiz.survey [--seeds N] [--kind K ...] [--no-check]
 
 For each kind, problems 1 of seeds 0..N-1 (the difficulty cycling 1, 2, 3)
-are generated and solved; it prints how many are distinct, which cases
+are generated and solved; it prints how many are distinct (and how many
+of seeds 0..N-1 at each difficulty alone), which cases
 their answers cover (and which of the cases each kind must cover are
 missing), how many are degenerate, and, unless --no-check, how many
 disagree with the emulator run another way (``crosscheck.py``).  The exit
@@ -19,13 +20,15 @@ import sys
 import time
 from collections import Counter
 
-from . import KINDS, make, work
+from . import DIFFICULTIES, KINDS, make, work
 from .harness import Access, Invlpg, Reload
 
 # The cases each kind's answers must cover over enough seeds.
 REQUIRED = {
     "translate": {"pa:read", "pa:write", "pa:fetch", "pa:4M", "pf:0x0", "pf:0x2", "pf:0x3",
-                  "pf:0x4", "pf:0x5", "pf:0x6", "pf:0x7", "pf:rsvd"},
+                  "pf:0x4", "pf:0x5", "pf:0x6", "pf:0x7", "pf:rsvd",
+                  *(f"{fate}:{op}:{who}" for fate in ("pa", "pf")
+                    for op in ("read", "write", "fetch") for who in ("user", "kernel"))},
     "six-steps": {"outcome:tlb-hit", "outcome:shadow-walk", "outcome:hidden", "outcome:true",
                   "outcome:dirty", "outcome:tracing", "outcome:wp-emulate", "ec:0x0", "ec:0x2",
                   "ec:0x3", "ec:0x4", "ec:0x5", "ec:0x6", "ec:0x7", "ec:rsvd"},
@@ -33,8 +36,8 @@ REQUIRED = {
                     "outcome:page-fault", "refs:8", "refs:5", "ntlb-hit"},
     "tlb": {"hit", "miss:free", "miss:evict", "policy:lru:evict", "policy:fifo:evict",
             "global:survives-reload", "invlpg:misses"},
-    "ad-shadow": {"exit:none", "exit:hidden", "exit:dirty", "bits:A0D0", "bits:A1D0",
-                  "bits:A1D1", "gpde:A-set"},
+    "ad-shadow": {"exit:none", "exit:hidden", "exit:dirty", "bits:A0D0", "bits:A0D1",
+                  "bits:A1D0", "bits:A1D1", "gpde:A-set"},
     "cost": {"winner:shadow", "winner:nested", "shadow:vm_exit", "shadow:vmm_cr3",
              "shadow:vmm_emulate", "nested:vmm_fill_nested"},
 }
@@ -58,6 +61,8 @@ def cases(problem) -> set[str]:
     a, spec, out = w.answer, problem.spec, set()
     if problem.kind == "translate":
         for acc, ans in zip(spec.accesses, a["accesses"]):
+            who = "user" if acc.user else "kernel"
+            out.add(f"{'pa' if 'pa' in ans else 'pf'}:{acc.op}:{who}")
             if "pa" in ans:
                 out.add(f"pa:{acc.op}")
                 gpde = spec.layout.pdes.get(acc.va >> 22, 0)
@@ -146,6 +151,11 @@ def degenerate(problem) -> str | None:
     return None
 
 
+def distinct(kind: str, seeds, difficulty: int) -> int:
+    """How many different problems 1 of ``seeds`` are, at one difficulty."""
+    return len({canonical(make(kind, seed, 1, difficulty).spec) for seed in seeds})
+
+
 def survey(kind: str, seeds, check: bool = True):
     """(distinct specs, case counts, degenerate list, disagreements list)."""
     from .crosscheck import CHECKS
@@ -182,10 +192,15 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         specs, counts, bad, wrong = survey(kind, range(args.seeds), not args.no_check)
         missing = sorted(REQUIRED[kind] - set(counts))
+        each = [distinct(kind, range(args.seeds), d) for d in DIFFICULTIES]
         seconds = time.perf_counter() - t0
-        print(f"{kind}: {args.seeds} problems, {len(specs)} distinct, {len(bad)} degenerate, "
+        print(f"{kind}: {args.seeds} problems, {len(specs)} distinct "
+              f"({'/'.join(map(str, each))} at difficulty 1/2/3 alone), "
+              f"{len(bad)} degenerate, "
               + ("" if args.no_check else f"{len(wrong)} disagreeing with the emulator, ")
               + f"{seconds:.1f} s")
+        print(f"  required cases: {len(REQUIRED[kind]) - len(missing)} of "
+              f"{len(REQUIRED[kind])} seen")
         print("  cases: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if missing:
             print("  MISSING: " + ", ".join(missing))
@@ -193,7 +208,8 @@ def main(argv=None) -> int:
             print(f"  degenerate: seed {seed}: {why}")
         for seed, found in wrong[:5]:
             print(f"  DISAGREES: seed {seed}: {found[0]}")
-        if missing or bad or wrong or len(specs) != args.seeds:
+        if missing or bad or wrong or len(specs) != args.seeds or \
+                any(n != args.seeds for n in each):
             status = 1
     return status
 
