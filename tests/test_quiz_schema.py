@@ -103,3 +103,11 @@ def test_the_whys_count_one_in_the_singular():
         "(0 hits), plus the guest entries read")
     assert work(make("six-steps", 2, 1, 3)).why[2] == (
         "no fill: the write is emulated (1 guest entry changed, 0 sptes dropped)")
+
+
+def test_the_why_of_a_filled_spte_says_the_hardware_set_its_a_and_d():
+    w = work(make("six-steps", 7, 1, 2))
+    assert w.solution[2:] == ["spte at ma 0x0000e3b4 := 0x00010007",
+                              "spte at ma 0x0000e3b4: 0x00000000 -> 0x00010067"]
+    assert w.why[3] == ("spte written by the VMM as 0x00010007, then A and D set by the "
+                        "hardware's walk when the access retries")

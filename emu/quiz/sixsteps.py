@@ -217,6 +217,12 @@ def _why(spec, case, data, events, ec, spte, changed, emulate, before) -> list[s
             if c.old and bits & ~(PTE_A | PTE_D) == 0:
                 what = " and ".join(n for b, n in ((PTE_A, "A"), (PTE_D, "D")) if bits & b)
                 kinds.append(f"{c.name} {what}")
+            elif (spte is not None and (c.space, c.at) == ("ma", spte[0])
+                  and c.new != spte[1] and (c.new ^ spte[1]) & ~(PTE_A | PTE_D) == 0):
+                what = " and ".join(n for b, n in ((PTE_A, "A"), (PTE_D, "D"))
+                                    if (c.new ^ spte[1]) & b)
+                kinds.append(f"spte written by the VMM as {spte[1]:#010x}, then {what} set by "
+                             "the hardware's walk when the access retries")
             else:
                 kinds.append(f"{c.name} written")
         fourth = "; ".join(kinds)
