@@ -218,14 +218,25 @@ def test_source_is_a_program_emu_run_runs(capsys, tmp_path):
                             f"{n}: wrote")
 
 
+# Every format of one quiz of each kind in turn, in one process.
+EVERY_FORMAT = """
+import sys
+from emu.cli import main
+for fmt in ("json", "markdown", "text"):
+    main(["quiz", "--seed", "11", "--difficulty", "3", "--solve", "--format", fmt])
+    sys.stdout.write("\\f")
+"""
+
+
 def test_the_same_seed_gives_the_same_bytes_in_any_process():
     outs = []
     for hashseed in ("1", "4242"):
-        done = subprocess.run([sys.executable, "-m", "emu", "quiz", "--seed", "11",
-                               "--difficulty", "3", "--solve", "--format", "json"],
-                              capture_output=True, timeout=300,
-                              env=dict(os.environ, PYTHONHASHSEED=hashseed))
+        done = subprocess.run([sys.executable, "-c", EVERY_FORMAT], capture_output=True,
+                              timeout=300, env=dict(os.environ, PYTHONHASHSEED=hashseed))
         assert done.returncode == 0, done.stderr
         outs.append(done.stdout)
     assert outs[0] == outs[1]
-    assert len(json.loads(outs[0])["problems"]) == 6
+    as_json, markdown, text, rest = outs[0].decode().split("\f")
+    assert rest == ""
+    assert len(json.loads(as_json)["problems"]) == 6
+    assert markdown.count("\n## Problem ") == 6 and text.count("\nProblem ") == 6
