@@ -20,6 +20,7 @@ from rich.console import Console
 
 from ..asm import disassemble, format_line
 from ..errors import EmuError
+from ..hw.paging import PTE_P, decode_flags
 from ..ui import views
 from ..ui.probe import Probe
 
@@ -94,8 +95,12 @@ def walk(session, va: int) -> str:
     s = session.system
     p = Probe(s)
     parts = [views.pt_view(session, va)]
-    if s.vmm is not None:
+    nested = getattr(s.vmm, "nested", None) if s.vmm is not None else None
+    if nested is not None and hasattr(nested, "tables"):
+        parts.append(nested_walk(session, va))
+    elif s.vmm is not None:
         parts.append(views.spt_view(session, va))
+    if s.vmm is not None:
         pa = p.va_to_pa(va)
         if pa is not None:
             ppn = pa >> 12
@@ -114,6 +119,48 @@ def walk(session, va: int) -> str:
                             f"{'D' if e.dirty else ''})")
     parts.append("TLB: " + ("; ".join(hits) if hits else "no entry for this page"))
     return _text(*parts)
+
+
+def nested_walk(session, va: int) -> str:
+    """The second dimension of a nested walk of ``va``: each guest-physical
+    address the guest's walk reads (its pde, its pte) and the one it finds,
+    through the VMM's nested table (npde, npte) to a machine address."""
+    s = session.system
+    p = Probe(s)
+    nested = s.vmm.nested
+    steps = []
+    w = p.walk(va)
+    if w is None:
+        steps.append(("data", va & 0xFFFFFFFF))        # guest paging off: pa = va
+    else:
+        steps += [(lv.name, lv.entry_pa) for lv in w.levels]
+        if not w.fault:
+            steps.append(("data", w.pa))
+    lines = [f"va {va:#010x}: the nested walk of each guest-physical address "
+             f"(nested root mpn {nested.root:#x})"]
+    shown = None
+    for what, pa in steps:
+        ppn, pdx = pa >> 12, pa >> 22
+        npde = p.machine_table(nested.root)[pdx]
+        pt = nested.tables.get(pdx)
+        if pdx != shown:
+            lines.append(f"  npde[{pdx:#05x}] = {npde:#010x}  [{decode_flags(npde, pde=True)}]"
+                         if npde & PTE_P else f"  npde[{pdx:#05x}] = {npde:#010x}  [np]")
+            shown = pdx
+        name = f"{what} @ pa" if what != "data" else "data @ pa"
+        if not npde & PTE_P or pt is None:
+            lines.append(f"    {name} {pa:#010x}: nested page fault (an EPT violation)")
+            continue
+        npte = p.machine_table(pt)[ppn & 0x3FF]
+        entry = f"    {name} {pa:#010x}: npte[{ppn & 0x3FF:#05x}] = {npte:#010x}"
+        if not npte & PTE_P:
+            lines.append(f"{entry}  [np]: nested page fault (an EPT violation)")
+            continue
+        ma = (npte & ~0xFFF) | (pa & 0xFFF)
+        lines.append(f"{entry}  [{decode_flags(npte)}] -> ma {ma:#010x}")
+    if w is not None and w.fault:
+        lines.append(f"  the guest's walk faults first: #PF, error code {w.error_code:#x}")
+    return "\n".join(lines)
 
 
 def mode(session) -> str:

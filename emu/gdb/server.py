@@ -19,7 +19,8 @@ from __future__ import annotations
 import select
 import socket
 import threading
-from binascii import Error as HexError, hexlify, unhexlify
+from binascii import Error as HexError
+from binascii import hexlify, unhexlify
 
 from ..errors import EmuError
 from . import monitor
