@@ -19,8 +19,11 @@ For each, in its own process (so that its peak RSS is its own):
   ``back`` over the whole ``step N`` (to the start);
 * the process's peak RSS and the snapshot store's size.
 
-Targets (each line says whether it is met): ``back`` within 100 ms after
-10 million instructions; snapshot memory within its budget (256 MiB by
+Times are the process's CPU time and wall-clock time; the targets are
+judged on CPU time, which other work on the machine does not inflate (the
+load average is printed; the wall figures are meaningful on an idle
+machine only).  Targets (each line says whether it is met): ``back``
+within 100 ms after 10 million instructions; snapshot memory within its budget (256 MiB by
 default; ``--budget-mib`` for a smaller one, which thins the snapshots out);
 a free run with snapshots at most 1.3x the host time of one without.
 """
@@ -71,18 +74,21 @@ def one(name: str, insns: int, budget: int) -> dict:
     image = image_for(name, insns)
     config = Config(mode=WORKLOADS[name][1], max_cycles=1 << 40)
     out = {"workload": name, "mode": config.mode}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     plain = System(image, config).run()
     out["free_run_s"] = time.perf_counter() - t0
+    out["free_run_cpu_s"] = time.process_time() - c0
     out["instructions"] = plain.instructions
     recorder = Recorder(SnapshotStore(budget))
     system = System(image, config)
     recorder.attach(system)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     recorded = system.run()
     out["free_run_snapshots_s"] = time.perf_counter() - t0
+    out["free_run_snapshots_cpu_s"] = time.process_time() - c0
     assert recorded.guest_visible() == plain.guest_visible()
     out["free_run_ratio"] = out["free_run_snapshots_s"] / out["free_run_s"]
+    out["free_run_cpu_ratio"] = out["free_run_snapshots_cpu_s"] / out["free_run_cpu_s"]
     st = recorder.stats()
     out.update(free_snapshots=st["taken"], free_thinned=st["thinned"],
                free_store_mib=st["bytes"] / 2**20, free_store_peak_mib=st["peak_bytes"] / 2**20)
@@ -98,19 +104,25 @@ def one(name: str, insns: int, budget: int) -> dict:
     out["session_store_mib"] = session.recorder.store.size / 2**20
     out["session_store_peak_mib"] = session.recorder.store.peak / 2**20
 
+    def timed(motion) -> tuple[float, float]:
+        """(wall, CPU) milliseconds of ``motion()``."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        motion()
+        return (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
+
     def step_back():
         session.step()
-        t0 = time.perf_counter()
-        session.back()
-        return time.perf_counter() - t0
-    out["back_one_step_ms"] = statistics.median(step_back() for _ in range(5)) * 1000
-    t0 = time.perf_counter()
-    session.reverse_step()
-    out["reverse_step_ms"] = (time.perf_counter() - t0) * 1000
-    t0 = time.perf_counter()
-    while session.history:
-        session.back(len(session.history))
-    out["back_to_start_ms"] = (time.perf_counter() - t0) * 1000
+        return timed(session.back)
+    backs = [step_back() for _ in range(5)]
+    out["back_one_step_ms"] = statistics.median(w for w, _ in backs)
+    out["back_one_step_cpu_ms"] = statistics.median(c for _, c in backs)
+    out["reverse_step_ms"], out["reverse_step_cpu_ms"] = timed(session.reverse_step)
+
+    def to_start():
+        while session.history:
+            session.back(len(session.history))
+    out["back_to_start_ms"], out["back_to_start_cpu_ms"] = timed(to_start)
+    out["load_average"] = os.getloadavg()[0]
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -135,29 +147,37 @@ def main() -> int:
             return 1
         r = json.loads(p.stdout)
         print(f"{name}: {r['instructions']:,} instructions ({r['mode']}), snapshot budget "
-              f"{args.budget_mib} MiB")
-        print(f"  free run                     {r['free_run_s']:8.2f} s")
-        print(f"  free run with snapshots      {r['free_run_snapshots_s']:8.2f} s  "
-              f"(x{r['free_run_ratio']:.2f}; {r['free_snapshots']} snapshots taken, "
+              f"{args.budget_mib} MiB; load average {r['load_average']:.1f} "
+              f"on {os.cpu_count()} CPUs")
+        print("                                   CPU        wall")
+        print(f"  free run                     {r['free_run_cpu_s']:8.2f} s  "
+              f"{r['free_run_s']:8.2f} s")
+        print(f"  free run with snapshots      {r['free_run_snapshots_cpu_s']:8.2f} s  "
+              f"{r['free_run_snapshots_s']:8.2f} s  (x{r['free_run_cpu_ratio']:.2f} CPU, "
+              f"x{r['free_run_ratio']:.2f} wall; {r['free_snapshots']} snapshots taken, "
               f"{r['free_thinned']} thinned out, {r['free_store_mib']:.1f} MiB, "
               f"peak {r['free_store_peak_mib']:.1f} MiB)")
-        print(f"  stepper: step to {r['session_at']:,}   {r['session_step_s']:8.2f} s  "
-              f"({r['session_snapshots']} snapshots kept, {r['session_thinned']} thinned out, "
-              f"{r['session_store_mib']:.1f} MiB, peak {r['session_store_peak_mib']:.1f} MiB)")
-        print(f"  back over one step           {r['back_one_step_ms']:8.1f} ms")
-        print(f"  reverse-step                 {r['reverse_step_ms']:8.1f} ms")
-        print(f"  back to the start            {r['back_to_start_ms']:8.1f} ms")
+        print(f"  stepper: step to {r['session_at']:,}              "
+              f"{r['session_step_s']:8.2f} s  ({r['session_snapshots']} snapshots kept, "
+              f"{r['session_thinned']} thinned out, {r['session_store_mib']:.1f} MiB, "
+              f"peak {r['session_store_peak_mib']:.1f} MiB)")
+        for label, key in (("back over one step", "back_one_step"),
+                           ("reverse-step", "reverse_step"),
+                           ("back to the start", "back_to_start")):
+            print(f"  {label:28s} {r[key + '_cpu_ms']:8.1f} ms {r[key + '_ms']:8.1f} ms")
         print(f"  peak RSS                     {r['peak_rss_mib']:8.0f} MiB")
         store_peak = max(r["free_store_peak_mib"], r["session_store_peak_mib"])
+        back_cpu = max(r["back_one_step_cpu_ms"], r["back_to_start_cpu_ms"])
+        back_wall = max(r["back_one_step_ms"], r["back_to_start_ms"])
         for what, ok in (
-                (f"back within {BACK_MS} ms", max(r["back_one_step_ms"],
-                                                  r["back_to_start_ms"]) <= BACK_MS),
-                (f"snapshots at most {SNAPSHOT_RATIO}x the host time",
-                 r["free_run_ratio"] <= SNAPSHOT_RATIO),
+                (f"back within {BACK_MS} ms (CPU {back_cpu:.0f}, wall {back_wall:.0f})",
+                 back_cpu <= BACK_MS),
+                (f"snapshots at most {SNAPSHOT_RATIO}x the host time (CPU)",
+                 r["free_run_cpu_ratio"] <= SNAPSHOT_RATIO),
                 (f"snapshot memory within {args.budget_mib} MiB "
                  f"(after thinning; peak {store_peak:.1f})",
                  max(r["free_store_mib"], r["session_store_mib"]) <= args.budget_mib)):
-            print(f"  target: {what:52s} {'met' if ok else 'MISSED'}")
+            print(f"  target: {what:56s} {'met' if ok else 'MISSED'}")
     return 0
 
 
