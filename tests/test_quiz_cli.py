@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -55,6 +56,21 @@ def test_markdown_is_a_handout_with_answers_at_the_end(capsys):
     assert out.count("\n## Problem ") == 2 and out.count("```text") >= 4
     assert out.index("## Answers") > out.index("## Problem 2: tlb")
     assert "### Problem 2: tlb\n\n1. miss" in out or "### Problem 2: tlb\n\n1. hit" in out
+
+
+def test_markdown_renders_as_the_handout_it_means(capsys):
+    # CommonMark (markdown-it, what rich renders Markdown with): headings,
+    # paragraphs, lists, code blocks and spans, the bold state lines; no
+    # stray emphasis and no HTML tag out of the text (the cost's vmm_<step>).
+    from markdown_it import MarkdownIt
+    code, out, _ = quiz(capsys, "--seed", 3, "--count", 12, "--difficulty", 2, "--format",
+                        "markdown", "--solve")
+    assert code == 0
+    html = MarkdownIt("commonmark").render(out)
+    assert sorted(set(re.findall(r"</?([a-z0-9]+)", html))) == [
+        "code", "h1", "h2", "h3", "li", "ol", "p", "pre", "strong"]
+    assert "<em>" not in html and "vmm_&lt;step&gt; = the VMM's steps" in html
+    assert out.count("```") % 2 == 0
 
 
 def test_json_has_the_schema_check_reads(capsys):

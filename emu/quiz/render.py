@@ -54,9 +54,9 @@ def markdown(kind: str, seed: int, difficulty: int, plist, solve: bool) -> str:
            "stepper, stopped where its answer happens.", ""]
     for p in plist:
         w = work(p)
-        out += [f"## Problem {p.number}: {p.kind}", "", w.intro, ""]
+        out += [f"## Problem {p.number}: {p.kind}", "", _md(w.intro), ""]
         for sec in w.state:
-            title = sec.title[0].upper() + sec.title[1:]
+            title = _md(sec.title[0].upper() + sec.title[1:])
             out.append(f"**{title}**" if not sec.lines else f"{title}:")
             out.append("")
             if sec.lines:
@@ -104,8 +104,12 @@ def _wrap(paragraph: str, width: int = 92) -> list[str]:
 
 
 def _md(text: str) -> str:
-    """Hex numbers in code spans, so a handout keeps them on one line."""
+    """Text for Markdown: the characters Markdown would read as markup
+    (emphasis, an HTML tag such as ``vmm_<step>``, a code span) escaped (an
+    underscore inside a word is no markup), and hex numbers in code spans,
+    so a handout keeps them on one line."""
     import re
+    text = re.sub(r"([\\`*<]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))", r"\\\1", text)
     return re.sub(r"\b(0x[0-9a-f]+)\b", r"`\1`", text)
 
 
