@@ -243,6 +243,24 @@ def test_reverse_continue_with_no_earlier_hit_is_the_start_of_the_history(server
     c.close()
 
 
+def test_a_watchpoint_fires_after_the_access_and_backwards_before_it(server):
+    # The heap's first store faults (demand paging, then a hidden fault under
+    # shadow paging): no hit, as a debug register would not fire; the retried
+    # store is.  Going backwards, GDB's convention: stopped before the store.
+    port, logs = server
+    c = RawClient(port)
+    assert c.ask("Z2,480000,4") == "OK"
+    assert c.ask("c") == "T0508:3d004000;thread:1;watch:480000;"        # after the store
+    assert c.ask("m480000,4") == "e8030000"                              # 1000
+    assert c.ask("bc") == "T0508:36004000;thread:1;watch:480000;"       # before it
+    assert c.ask("m480000,4") == "00000000"
+    assert c.ask("bc") == "T0508:00100000;thread:1;replaylog:begin;"
+    assert c.ask("z2,480000,4") == "OK"
+    assert c.ask("Z4,481000,4") == "OK"          # an access watchpoint: the first is a store
+    assert c.ask("c") == "T0508:3d004000;thread:1;awatch:481000;"
+    c.close()
+
+
 def test_the_console_is_printed_once_when_the_run_goes_back_and_forth():
     printed: list[str] = []
     srv = Server(Target(Session(load(programs.resolve("demand")), Config(mode="shadow"))),

@@ -12,6 +12,7 @@ stops there (``Session.rebase``).
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -198,21 +199,42 @@ class Target:
 
     def reverse_continue(self) -> StopReply:
         s = self.session
+        if s.watch:
+            # Going backwards, GDB stops before the access, as its own
+            # record target does (the watched value is the one before it):
+            # first the instruction just before here, which the search
+            # below does not look at (it ends here).
+            msg = s.reverse_step()
+            if "at the start of the history" in msg:
+                return self._stopped(msg, reverse=True)
+            s.stepi()
+            if s.message == "watchpoint":
+                h = s.watch.hits[-1] if s.watch.hits else None
+                s.reverse_step()
+                return self._stopped_watch_back(
+                    f"watchpoint: {'write' if h and h.write else 'read'} of "
+                    f"va {h.va if h else 0:#010x}")
         msg = s.reverse_continue() if (s.breakpoints or s.watch) else \
             s._reverse("reverse-continue", None, "at the start of the history")
         if "at the start of the history" in msg:
             return self._stopped(msg, reverse=True)
         if "watchpoint" in msg:
+            s.reverse_step()            # before the access (see above)
             return self._stopped_watch_back(msg)
         if "breakpoint" in msg:
             return self._stopped("breakpoint")
         return self._stopped(msg, reverse=True)
 
     def _stopped_watch_back(self, msg: str) -> StopReply:
-        w = self.session.watch.watches
-        kind = {"write": "watch", "read": "rwatch", "access": "awatch"}[w[-1].kind] \
+        m = re.search(r"watchpoint: (write|read) of va 0x([0-9a-f]+)", msg)
+        va = int(m.group(2), 16) if m else 0
+        write = m is not None and m.group(1) == "write"
+        ws = [w for w in self.session.watch.watches if w.sees(va, 4, write)] or \
+            self.session.watch.watches
+        w = ws[0] if ws else None
+        kind = {"write": "watch", "read": "rwatch", "access": "awatch"}[w.kind] \
             if w else "watch"
-        self.last = StopReply(reason=kind, value=f"{w[-1].va if w else 0:x}")
+        self.last = StopReply(reason=kind, value=f"{w.va if w else va:x}")
         return self.last
 
 

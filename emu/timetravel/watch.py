@@ -9,8 +9,10 @@ and the VMM's work are not guest accesses (``last-write`` finds those).
 The watch wraps the MMU's four access functions (``rd32 wr32 rd8 wr8``, the
 globals every translated block calls, in both of the MMU's hit paths) and
 its ``read``/``write`` methods, only while it is installed: a run without
-watchpoints runs the MMU's own functions.  Hits are kept in ``hits`` until
-the driver takes them.
+watchpoints runs the MMU's own functions.  An access counts once it is
+done: one that faults (a #PF, a VM exit for a hidden fault) is no hit, as a
+debug register does not fire for it; the instruction's retry is.  Hits are
+kept in ``hits`` until the driver takes them.
 """
 
 from __future__ import annotations
@@ -101,15 +103,17 @@ class AccessWatch:
         read, write = mmu.read, mmu.write
 
         def slow_read(va, size, counted=True, fetch=False):
+            out = read(va, size, counted, fetch)
             if not fetch and self._vpns and ((va >> 12) in self._vpns
                                              or ((va + size - 1) >> 12) in self._vpns):
                 check(va, size, False)
-            return read(va, size, counted, fetch)
+            return out
 
         def slow_write(va, size, value, counted=True):
+            out = write(va, size, value, counted)
             if self._vpns and ((va >> 12) in self._vpns or ((va + size - 1) >> 12) in self._vpns):
                 check(va, size, True)
-            return write(va, size, value, counted)
+            return out
         mmu.read, mmu.write = slow_read, slow_write
         self._mmu = mmu
         self._saved = saved
@@ -130,15 +134,17 @@ class AccessWatch:
 def _wrapped(fn, size: int, write: bool, vpns: set, check, watch):
     if write:
         def access(va, value):
+            out = fn(va, value)
             if watch._vpns and ((va >> 12) in watch._vpns
                                 or ((va + size - 1) >> 12) in watch._vpns):
                 check(va, size, True)
-            return fn(va, value)
+            return out
     else:
         def access(va):
+            out = fn(va)
             if watch._vpns and ((va >> 12) in watch._vpns
                                 or ((va + size - 1) >> 12) in watch._vpns):
                 check(va, size, False)
-            return fn(va)
+            return out
     access.__name__ = getattr(fn, "__name__", "access")
     return access
