@@ -441,3 +441,34 @@ def test_the_steppers_script_goes_back_and_asks_who_wrote(tmp_path):
         "> reverse-continue: no breakpoint hit before; at the start of the history; at 0 "
         "instructions, eip 0x00001000"]
     assert session.system.cpu.icount == 0
+
+
+@pytest.mark.parametrize("mode, fault, plain", [
+    ("shadow", "true", ["VM exit (cr3_write); at 13,385 instructions, eip 0x000014b5",
+                        "a fault begins (step 1 of 6); at 13,340 instructions, eip 0x00400036"]),
+    ("native", "pf", ["the hardware delivers an exception to the guest; at 12,885 "
+                      "instructions, eip 0x000018ea",
+                      "the hardware delivers an exception to the guest; at 12,420 "
+                      "instructions, eip 0x000018ea"]),
+])
+def test_reverse_continue_to_a_fault_a_write_or_a_fault_breakpoint(mode, fault, plain):
+    def at_sum():
+        image, config = program_config("demand", mode)
+        session = Session(image, config)
+        session.add_breakpoint("addr", image.labels["user_main.sum"], "user_main.sum")
+        session.cont()
+        session.delete_breakpoint(None)
+        return session
+    session = at_sum()                  # no breakpoints: the last fault or VM exit
+    assert [session.reverse_continue() for _ in plain] == \
+        [f"reverse-continue: {why}" for why in plain]
+    session = at_sum()
+    session.add_breakpoint("write", 0x480000, "0x480000")
+    assert session.reverse_continue() == (
+        "reverse-continue: breakpoint 2 on a write to va 0x00480000: 0x00000000 -> 0x000007d0;"
+        " at 11,946 instructions, eip 0x0040003d")
+    session = at_sum()
+    session.add_breakpoint("fault", fault, fault)
+    at = {"native": "12,885 instructions, eip 0x000018ea",
+          "shadow": "12,884 instructions, eip 0x00400036"}[mode]
+    assert session.reverse_continue() == f"reverse-continue: breakpoint 2 on fault {fault}; at {at}"
