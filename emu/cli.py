@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--html", metavar="FILE", help="save what the console showed as HTML")
     st.add_argument("--svg-each", metavar="DIR",
                     help="save each screen as its own SVG in DIR (screen-001.svg ...)")
+    from .gdb.command import _mib
+    st.add_argument("--snapshot-mib", type=_mib, default=256,
+                    help="memory for the snapshots of back and reverse-* (default: %(default)s)")
     sub.add_parser("list", help="list the bundled guest programs")
     for name, module in PLUGINS.items():
         _plugin(module).add_parser(sub, name)
@@ -358,7 +361,8 @@ def cmd_step(args) -> int:
     if args.svg_each is not None:
         check_folder(args.svg_each)
     return run(load(args.program), config_from(args), script=args.script, svg=args.svg,
-               html=args.html, width=args.width, svg_each=args.svg_each)
+               html=args.html, width=args.width, svg_each=args.svg_each,
+               snapshot_mib=args.snapshot_mib)
 
 
 def cmd_list(args) -> int:

@@ -472,3 +472,20 @@ def test_reverse_continue_to_a_fault_a_write_or_a_fault_breakpoint(mode, fault, 
     at = {"native": "12,885 instructions, eip 0x000018ea",
           "shadow": "12,884 instructions, eip 0x00400036"}[mode]
     assert session.reverse_continue() == f"reverse-continue: breakpoint 2 on fault {fault}; at {at}"
+
+
+def test_the_steppers_snapshot_budget_is_an_option(tmp_path):
+    import subprocess
+    import sys
+    script = tmp_path / "s.txt"
+    script.write_text("step 3000\nback\nquit\n")
+    argv = [sys.executable, "-m", "emu", "step", "demand", "--script", str(script)]
+    done = subprocess.run(argv + ["--snapshot-mib", "1"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    assert "> back: undid step 3000; at the start of the run" in done.stdout
+    bad = subprocess.run(argv + ["--snapshot-mib", "0"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr == ("emu: error: argument --snapshot-mib: 0 MiB is not between 1 and "
+                          "65536 (see 'emu step --help')\n")

@@ -361,10 +361,11 @@ for _command in HELP:
 
 def run(image, config, *, script: str | None = None, svg: str | None = None,
         html: str | None = None, width: int | None = None, stdin=None, stdout=None,
-        svg_each: str | None = None) -> int:
+        svg_each: str | None = None, snapshot_mib: int = 256) -> int:
     """``emu step``: the stepper over ``image``; returns the exit status.
     ``svg``/``html``: the whole session; ``svg_each``: a folder that gets
-    each screen drawn as its own SVG; ``-``: standard output."""
+    each screen drawn as its own SVG; ``-``: standard output;
+    ``snapshot_mib``: the budget of the snapshots going back uses."""
     stdin = stdin or sys.stdin
     if stdout is None and "-" in (svg, html):
         stdout = sys.stderr         # standard output takes the export
@@ -383,7 +384,8 @@ def run(image, config, *, script: str | None = None, svg: str | None = None,
         console = Console(file=stdout, width=width or WIDTH, height=HEIGHT, color_system=None,
                           force_terminal=False, force_interactive=False, record=record,
                           highlight=False, emoji=False)
-    session = Session(image, config)
+    from ..timetravel import SnapshotStore
+    session = Session(image, config, store=SnapshotStore(snapshot_mib << 20))
     stepper = Stepper(session, console, interactive=interactive,
                       height=None if interactive else HEIGHT)
     if svg_each is not None:
