@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from simpy.core import Infinity as INFINITY
+
 from .hw.cpu import Stop
 from .hw.devices import PowerOff
 from .hw.events import shutdown_report
@@ -41,6 +43,7 @@ class VcpuMixin:
         release = self.host.release if vmm is not None else None
         name = self.name
         hooks = vars(cpu)               # a driver's hook on the batch lives here
+        direct = self._console_direct if vmm is None else self._console_exit_direct
         # See _console_split (under a VMM whose every exit is checked, the
         # exit goes the whole way).
         split = None if not (by_insns and self.CONSOLE_IN_PLACE) or (
@@ -72,11 +75,16 @@ class VcpuMixin:
                 continue
             # Unwatched, the batch after a character for the console starts
             # in place (``_console_split``).
-            cpu.console_out = None if (
+            out = cpu.console_out = None if (
                 not split or bus.active or self.progress is not None
                 or self.max_batch_insns is not None or "run" in hooks) else split
+            # (nothing at all due: the character needs not even a split)
+            self._direct_outs = 0
+            self._direct_slack, self._direct_c0 = left - max_c, cpu.cycles
+            cpu.console_direct = direct if (
+                out is not None and env.peek() == INFINITY) else None
             stop = cpu.run(max_i, max_c)
-            if stop.insns and release is not None:
+            if stop.insns > self._direct_outs and release is not None:
                 release(name)           # progress: its exits' pages may go
             reason = stop.reason
             # The batch's time is owed, and taken now only if something
@@ -154,8 +162,9 @@ class VcpuMixin:
         retired, the character written) when the exit takes no simulated
         time past the next event and nobody watches (no trace, no checks
         of every exit).  The record of the exit is never made."""
-        if insns:
+        if insns > self._direct_outs:
             self.host.release(self.name)   # progress: its exits' pages may go
+        self._direct_outs = 0
         vmm = self.vmm
         costs = vmm.costs
         owed = self._owed = self._owed + cycles
@@ -184,7 +193,48 @@ class VcpuMixin:
         left = self.config.max_cycles - now
         if left <= 0:
             return 0, 0                    # the batch ends at once: _vcpu ends the run
-        return self._budgets(left, now)    # (0 in either: _vcpu lets the timer act)
+        budgets = self._budgets(left, now)  # (0 in either: _vcpu lets the timer act)
+        self._direct_slack, self._direct_c0 = left - budgets[1], self.cpu.cycles
+        return budgets
+
+    # No other event can come before the batch ends (``Cpu.console_direct``).
+    # The batch's cycle budget counts only its instructions' own cycles: what
+    # it owes besides -- deliveries and walks (``cpu.cycles`` and the MMU's
+    # stall, taken at the batch's end), exits -- is seen at each split, which
+    # may cut the next budget short.  So a character goes on in the batch
+    # only while all that leaves the batch's budget within the run's
+    # (``_direct_slack``): then the batch stops where the run would have.
+    def _direct_room(self, cost: int) -> bool:
+        cpu = self.cpu
+        return cpu.cycles - self._direct_c0 + cpu.mmu.stall + cost <= self._direct_slack
+
+    def _console_direct(self, value: int) -> bool:
+        """Natively: write the character."""
+        if not self._direct_room(0):
+            return False
+        self.io.write_console(value)
+        return True
+
+    def _console_exit_direct(self, value: int) -> bool:
+        """Under a VMM: what ``_console_exit_split`` does with the exit, in
+        the batch.  The outs answered so are no progress of the batch's own
+        (``_direct_outs``): a page its last exit pinned stays pinned, as
+        when each out ends the batch."""
+        vmm = self.vmm
+        costs = vmm.costs
+        cost = costs.vm_exit + costs.vmm_io
+        if not self._direct_room(cost):
+            return False
+        self._direct_slack -= cost
+        self._direct_outs += 1
+        exits, spent = vmm.exits, vmm.cycles
+        exits["io"] = exits.get("io", 0) + 1
+        vmm.mmu.restart_vpn = None
+        spent["vm_exit"] = spent.get("vm_exit", 0) + costs.vm_exit
+        spent["io"] = spent.get("io", 0) + costs.vmm_io
+        self._owed += cost
+        self.io.write_console(value)
+        return True
 
     def _take_owed(self):
         """Take the cycles the vCPU owes (a generator)."""

@@ -81,3 +81,35 @@ def test_several_vms_on_a_small_machine_give_the_same_figures(monkeypatch, mode)
     assert [(n, _figures(r)) for n, r in fast.results] == \
         [(n, _figures(r)) for n, r in slow.results]
     assert fast.host == slow.host and fast.cycles == slow.cycles
+
+
+@pytest.mark.parametrize("mode", ["native", "shadow", "nested"])
+@pytest.mark.parametrize("share", [0.1, 0.37, 0.71, 0.93])
+def test_a_budget_that_ends_among_console_exits_ends_at_the_same_instruction(
+        monkeypatch, mode, share):
+    """What a batch owes besides its instructions' cycles (deliveries,
+    walks, exits answered in place) is not seen by its cycle budget: the
+    characters stop going on in place while the run's budget could be
+    passed."""
+    image, cfg = load("demand"), _config("demand", mode, None)
+    whole = System(image, cfg).run()
+    cfg = cfg.with_(max_cycles=int(whole.cycles * share))
+    fast = System(image, cfg).run()
+    monkeypatch.setattr(VcpuMixin, "CONSOLE_IN_PLACE", False)
+    slow = System(image, cfg).run()
+    assert fast.outcome == "budget"
+    assert _figures(fast) == _figures(slow)
+
+
+@pytest.mark.parametrize("mode", ["shadow", "nested"])
+@pytest.mark.parametrize("name", ["bigpages", "tlbthrash"])
+def test_one_vm_that_swaps_gives_the_same_figures(monkeypatch, name, mode):
+    """Alone on a machine too small for it: pages reclaimed and read back
+    between the characters, pinned pages let go on progress only."""
+    image = load(name)
+    cfg = _config(name, mode, None).with_(machine_mib=1, swap_latency=300)
+    fast = System(image, cfg).run()
+    monkeypatch.setattr(VcpuMixin, "CONSOLE_IN_PLACE", False)
+    slow = System(image, cfg).run()
+    assert fast.stats["host"]["swap_outs"] > 0
+    assert _figures(fast) == _figures(slow)

@@ -104,6 +104,13 @@ class Cpu(EventDelivery, SystemInstructions):
         # system wrote the character (and answered the exit) -- or None --
         # the batch returns the io stop (or the exit), nothing more to count.
         self.console_out = None
+        # When no other event can come before the batch ends, the system
+        # sets ``console_direct(value)`` too: an out to the console writes
+        # the character (and under a VMM answers the I/O exit) and the
+        # batch goes on, as after any instruction -- or it returns False,
+        # and the out goes the way above.  The same figures: nothing else
+        # can look in between.
+        self.console_direct = None
         self._system = {}
         for row in isa.TABLE:
             if row.kind in (isa.SYSTEM, isa.PRIV):

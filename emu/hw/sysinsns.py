@@ -201,6 +201,10 @@ class SystemInstructions:
             self.r[reg] = value & 0xFFFFFFFF
 
     def _io(self, eip, nxt, port, value, reg):
+        if port == CONSOLE_PORT and value is not None:
+            direct = self.console_direct
+            if direct is not None and direct(value):
+                return nxt                  # written (and the exit answered) in place
         if "io" in self.intercepts:
             self.eip = eip
             if port == CONSOLE_PORT and value is not None and self.console_out is not None:
