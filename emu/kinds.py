@@ -13,7 +13,8 @@ EVENT_KINDS: dict[str, str] = {
     "walk": "natively: the hardware walked the guest's table and found the page",
     "shadow_walk": "shadow paging: the hardware walked the shadow table (step 1 when it "
                    "faulted, step 6 when the restart's walk succeeds)",
-    "nested_walk": "nested paging: the two-dimensional walk (grid: every reference)",
+    "nested_walk": "nested paging: the two-dimensional walk (grid: every reference; "
+                   "error_code: the access's)",
     "tlb_fill": "a translation went into the TLB (step 6: the restart of a fault)",
     "deliver": "the CPU delivered an exception or interrupt through the guest's IDT",
     "timer_tick": "the timer raised its interrupt",

@@ -123,7 +123,7 @@ class NestedMonitor(Monitor):
     def step1(self, exit: EptViolationExit) -> None:
         # The 2D walk that found no nested entry, reference by reference.
         self.emit("nested_walk", va=exit.va, step=1, gpa=exit.gpa,
-                  grid=[list(r) for r in exit.grid])
+                  error_code=exit.error_code, grid=[list(r) for r in exit.grid])
 
     def _ept_violation(self, exit: EptViolationExit) -> Outcome:
         gpa, va = exit.gpa, exit.va
