@@ -23,9 +23,10 @@ Times are the process's CPU time and wall-clock time; the targets are
 judged on CPU time, which other work on the machine does not inflate (the
 load average is printed; the wall figures are meaningful on an idle
 machine only).  Targets (each line says whether it is met): ``back``
-within 100 ms after 10 million instructions; snapshot memory within its budget (256 MiB by
-default; ``--budget-mib`` for a smaller one, which thins the snapshots out);
-a free run with snapshots at most 1.3x the host time of one without.
+within 100 ms after 10 million instructions; snapshot memory within its
+budget (256 MiB by default; ``--budget-mib`` for a smaller one, which thins
+the snapshots out); a free run with snapshots at most 1.3x the host time
+of one without.
 """
 
 from __future__ import annotations

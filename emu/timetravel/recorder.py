@@ -4,8 +4,8 @@
 the vCPU starts goes through it, and when a snapshot is due (by host time,
 or every N batches for tests) and the machine is quiescent there
 (``snapshot.restart_order``), it takes one into its ``SnapshotStore``.  The
-hook is an attribute of the CPU object and costs one comparison a batch;
-the CPU and the system are not changed otherwise.
+hook is an attribute of the CPU object and costs a comparison or two a
+batch; the CPU and the system are not changed otherwise.
 
 Spacing.  By default a snapshot is due ``interval`` seconds of the
 process's CPU time after the last one, and never sooner than
@@ -60,6 +60,8 @@ class Recorder:
         self.declined = 0              # due, but the machine was not quiescent
         self._next = 0.0
         self._batches = 0
+        self._next_icount = 0          # no look at the clock before this count
+        self._mark = (0.0, 0)          # (CPU time, instructions) at the last look
         self._hook = None
         self.before_take = self.after_take = None   # callables around each snapshot
 
@@ -83,6 +85,7 @@ class Recorder:
         cpu.run = batch
         self.system = system
         self._hook = batch
+        self._next_icount = 0
 
     def detach(self) -> None:
         if self.system is not None and vars(self.system.cpu).get("run") is self._hook:
@@ -96,7 +99,20 @@ class Recorder:
         if self.every is not None:
             self._batches += 1
             return self._batches % self.every == 1 or self.every == 1
-        return _clock() >= self._next
+        # The clock is read only once the instructions retired since the last
+        # look say it may be time (a system call on every batch would cost
+        # the run about 1%).
+        icount = self.system.cpu.icount
+        if icount < self._next_icount:
+            return False
+        now = _clock()
+        if now >= self._next:
+            return True
+        if now > self._mark[0] and icount > self._mark[1]:
+            rate = (icount - self._mark[1]) / (now - self._mark[0])
+            self._next_icount = icount + int((self._next - now) * rate * 0.8)
+        self._mark = (now, icount)
+        return False
 
     def take(self, system) -> snap_mod.Snapshot | None:
         """A snapshot now, if the machine is quiescent (else None): from the
@@ -121,6 +137,7 @@ class Recorder:
         t1 = _clock()
         self.seconds += t1 - t0
         self._next = t1 + max(self.interval, (t1 - t0) / self.overhead)
+        self._mark = (t1, system.cpu.icount)
         return snap
 
     # --- going back -----------------------------------------------------------------------
@@ -130,6 +147,7 @@ class Recorder:
         system = snap_mod.restore(snap, console_sink=console_sink)
         self.attach(system)
         self._next = _clock() + self.interval
+        self._mark = (self._next - self.interval, system.cpu.icount)
         self._batches = 1
         return system
 
