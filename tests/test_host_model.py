@@ -184,3 +184,75 @@ HostMachine.TestCase.settings = settings(
     deadline=None, derandomize=True, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestHostStateMachine = HostMachine.TestCase
+
+
+# --- a machine full of shared pages ------------------------------------------------------
+def _full_of_shared_pages(latency: int):
+    """Two VMs whose 12 guest pages each hold the same bytes pairwise, all
+    shared, on a machine with room for little else."""
+    env = simpy.Environment()
+    host = Host(env, 16 * PAGE, reserve=1, swap_latency=latency)
+    host.check = check_host
+    vmms, guests = {}, {}
+    for name in ("a", "b"):
+        pmap = PMap(name, GUEST_PAGES * PAGE, host.machine)
+        vmms[name] = StandInVmm(name, host.machine)
+        vmms[name].tables = set()
+        host.attach(name, pmap, vmms[name], _Quiet(), lambda: False)
+        guests[name] = GuestPhys(pmap)
+    for ppn in range(12):
+        for name in ("a", "b"):
+            guests[name].write32(ppn * PAGE, 0x1000 + ppn)
+        host.scan()                       # the pair becomes one shared page
+    return env, host, vmms, guests
+
+
+def _touch(host, name, ppn, done):
+    """A fault that writes a fresh page (a simpy process)."""
+    mpn, how = yield from host.obtain(name, ppn, True)
+    host.machine.mem.page(mpn)[:4] = (0x2000 + ppn).to_bytes(4, "little")
+    host.release(name)
+    done.append(how)
+
+
+def test_reclaim_takes_a_shared_page_from_every_sharer_when_nothing_else_is_left():
+    for latency in (0, 1, 100):
+        env, host, vmms, guests = _full_of_shared_pages(latency)
+        assert host.stats()["shared_pages"] == 12 and host.machine.free_pages() == 3
+        # Touch 8 fresh pages in each VM: only shared pages can make room.
+        done = []
+
+        for ppn in range(12, 20):
+            for name in ("a", "b"):
+                env.process(_touch(host, name, ppn, done))
+                env.run()
+        assert done == ["allocated"] * 16
+        assert host.stats()["shared_pages"] < 12 and host.swap_outs > 0
+        # Nothing lost, nothing crossed: each VM reads back what it wrote,
+        # the shared pages' bytes from the disk.
+        for name in ("a", "b"):
+            for ppn in range(12):
+                assert guests[name].read32(ppn * PAGE) == 0x1000 + ppn, (latency, name, ppn)
+            for ppn in range(12, 20):
+                assert guests[name].read32(ppn * PAGE) == 0x2000 + ppn, (latency, name, ppn)
+        check_host(host)
+        env.run()
+
+
+def test_a_shared_page_touched_while_its_write_is_in_flight_is_not_taken():
+    env, host, vmms, guests = _full_of_shared_pages(20_000)
+    victim = host._pick()
+    assert victim is not None and victim[0] is None       # a shared page
+    mpn = victim[2]
+    got = []
+
+    def evict():
+        got.append((yield from host._evict(*victim)))
+    env.process(evict())
+    env.run(until=env.now + 100)                          # the write is on its way
+    name, ppn = sorted(host.sharers[mpn])[0]
+    host._pin(name, mpn)                                  # a fault takes it meanwhile
+    env.run()
+    assert got == [None] and mpn in host.sharers          # still shared, nothing lost
+    host.release(name)
+    check_host(host)

@@ -45,61 +45,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import simpy
 
-from ..hw.memory import PAGE_SIZE
 from .host_sharing import SharingMixin
 from .pmap import (
     FREE,
     MAPPED,
     READING_IN,
+    SHARED_PAGE,
     WRITING_OUT,
     MachineMemory,
     OutOfMachineMemory,
     PMap,
 )
-
-
-class SwapDisk:
-    """A simulated disk for swapped pages: one transfer at a time."""
-
-    STATS = {"writes": "pages written (swap-outs)", "reads": "pages read (swap-ins)",
-             "busy_cycles": "cycles the disk spent transferring",
-             "sync_reads": "pages the VMM read back at once (guest table walks, loading)"}
-
-    def __init__(self, env, latency: int, bandwidth: int):
-        self.env = env
-        self.resource = simpy.Resource(env, capacity=1)
-        self.cost = latency + PAGE_SIZE // max(bandwidth, 1)
-        self.store: dict[tuple, bytes] = {}      # swap slot -> its page
-        self.writes = self.reads = self.sync_reads = 0
-        self.busy_cycles = 0
-
-    def transfer(self):
-        """One page's transfer (a generator: the caller waits for the disk)."""
-        with self.resource.request() as req:
-            yield req
-            yield self.env.timeout(self.cost)
-        self.busy_cycles += self.cost
-
-    def stats(self) -> dict:
-        return {"writes": self.writes, "reads": self.reads, "sync_reads": self.sync_reads,
-                "busy_cycles": self.busy_cycles, "cycles_per_page": self.cost,
-                "pages_on_disk": len(self.store)}
-
-
-@dataclass(eq=False)
-class SwapIo:
-    """A guest page's swap transfer in flight (``PMap.in_flight``)."""
-
-    kind: str              # writing-out | reading-in (the page's state)
-    ppn: int
-    mpn: int
-    key: tuple             # its swap slot
-    done: simpy.Event      # succeeds when the transfer is over
-    data: bytes = b""      # a write-out: what goes to the disk
-    rescue: bool = False   # a write-out: a fault wants the page back
-    settled: bool = False  # the VMM brought the page back synchronously
+from .swap import SwapDisk, SwapIo
 
 
 @dataclass(eq=False)
@@ -291,7 +249,10 @@ class Host(SharingMixin):
             mpn = self.hand
             self.hand = self.hand + 1 if self.hand + 1 < n else 1
             self.clock_scanned += 1
-            if machine.state.get(mpn) != MAPPED or mpn in self.pinned:
+            state = machine.state.get(mpn)
+            if state == SHARED_PAGE and self._shared_victim(mpn):
+                return None, None, mpn         # every sharer's page goes (host_sharing)
+            if state != MAPPED or mpn in self.pinned:
                 continue
             vm = self.vms.get(machine.owner[mpn])
             if vm is None or vm.finished():
@@ -307,7 +268,10 @@ class Host(SharingMixin):
     def _evict(self, vm: Guest, ppn: int, mpn: int):
         """Take ``vm``'s page back: zap its mappings, then drop it (all zeros)
         or write it out.  Returns the freed mpn, or None when a fault took
-        the page back during its write (a generator)."""
+        the page back during its write (a generator).  ``vm`` None: the
+        shared page ``mpn``, taken from every sharer."""
+        if vm is None:
+            return (yield from self._evict_shared(mpn))
         vm.hooks.unmap_page(ppn, mpn)           # every mapping goes first
         page = self.machine.mem.page(mpn)
         zero = not np.frombuffer(page, dtype=np.uint64).any()
@@ -419,6 +383,9 @@ class Host(SharingMixin):
             return False
         vm, ppn, mpn = victim
         machine = self.machine
+        if vm is None:
+            self._let_shared_go(mpn, bytes(machine.mem.page(mpn)))
+            return True
         vm.hooks.unmap_page(ppn, mpn)
         data = bytes(machine.mem.page(mpn))
         vm.pmap.unbind(ppn)

@@ -4,7 +4,8 @@
 contents (zero pages the common case) to one read-only machine page
 (``_sharing``, ``scan``, ``_make_shared``), and the copy-on-write break that
 gives a writer its private copy back (``unshare_now``, ``_cow``,
-``_drop_shared``).  ``host.py`` holds the rest of the host (its state,
+``_drop_shared``), and the reclaim of a shared page (``_shared_victim``,
+``_evict_shared``, ``_let_shared_go``).  ``host.py`` holds the rest of the host (its state,
 allocation, reclaim and the swap disk); see its module doc.
 """
 
@@ -43,6 +44,63 @@ class SharingMixin:
         refs.discard((vm.name, ppn))
         if not refs:
             self._drop_shared(shared)
+        return mpn
+
+    # --- reclaiming a shared page ---------------------------------------------------
+    # When the machine is full of shared pages, reclaim must be able to take
+    # one: then every sharer's guest page goes to the disk (shared -> free;
+    # each guest page shared -> swapped), its mappings zapped first.  The
+    # page is read-only while shared -- a write breaks away from it -- so
+    # its contents go to the disk while it stays mapped, and the sharers
+    # are let go only when the write is done.
+    def _shared_victim(self, mpn: int) -> bool:
+        """May the CLOCK hand take the shared page ``mpn``?  Not while a
+        sharer's mapping was accessed since the hand last passed (the bits
+        are cleared as for a private page) or a sharer may not let it go."""
+        if mpn in self.pinned:
+            return False
+        referenced = False
+        for name, ppn in sorted(self.sharers[mpn]):
+            vm = self.vms.get(name)
+            if vm is None or not vm.hooks.evictable(ppn, mpn):
+                return False
+            referenced |= vm.hooks.referenced(ppn, mpn)
+        return not referenced
+
+    def _evict_shared(self, mpn: int):
+        """Take the shared page ``mpn`` back from every sharer (a generator):
+        the freed mpn, or None when it stopped being shared or was pinned
+        while its contents went to the disk."""
+        data = bytes(self.machine.mem.page(mpn))
+        if any(data):
+            self.swap_outs += 1
+            self.disk.writes += 1
+            yield from self.disk.transfer()
+            if mpn not in self.sharers or mpn in self.pinned:
+                return None
+        return self._let_shared_go(mpn, data)
+
+    def _let_shared_go(self, mpn: int, data: bytes) -> int:
+        """Every sharer's guest page of ``mpn`` leaves it for the disk (or,
+        all zeros, becomes unbacked); then the page is free."""
+        refs = sorted(self.sharers[mpn])
+        for name, ppn in refs:
+            self.vms[name].hooks.unmap_page(ppn, mpn)     # every mapping goes first
+        zero = not any(data)
+        for name, ppn in refs:
+            vm = self.vms[name]
+            vm.pmap.unbind(ppn)
+            if zero:
+                self.zero_dropped += 1
+            else:
+                key = (name, ppn)
+                self.disk.store[key] = data
+                vm.pmap.swapped[ppn] = key
+            if vm.bus.active:
+                vm.bus.emit("reclaim", va=None, ppn=ppn, mpn=mpn, zero=zero)
+        self.reclaimed += 1
+        self._drop_shared(mpn)
+        self._checked()
         return mpn
 
     def _drop_shared(self, mpn: int) -> None:

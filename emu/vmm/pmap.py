@@ -173,7 +173,7 @@ class PMap:
         self.shared: set[int] = set()        # ppns backed by a shared page
         self.shared_mpns: dict[int, int] = {}  # shared mpn -> how many of our ppns map it
         self.swapped: dict[int, tuple] = {}  # on-disk ppn -> its swap slot
-        self.in_flight: dict[int, object] = {}  # ppn -> its swap I/O (host.SwapIo)
+        self.in_flight: dict[int, object] = {}  # ppn -> its swap I/O (swap.SwapIo)
         self.host = None                     # the Host, for synchronous swap-in/unshare
         self.lookups = 0
         self.allocated = 0
