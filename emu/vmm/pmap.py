@@ -16,7 +16,8 @@ one state, with an owner::
     free -> mapped <-> shared                      (content-based sharing)
     mapped -> writing-out -> free | mapped         (swap-out; a touch rescues it)
     free -> reading-in -> mapped                   (swap-in)
-    mapped -> free ; shared -> free                (zero page dropped, last sharer gone)
+    mapped -> free ; shared -> free                (zero page dropped, last sharer gone,
+                                                    a shared page reclaimed from every sharer)
 
 ``set_state`` is the one place a page changes state; it refuses any other
 transition.  Every mapping of a page (spte, npte, TLB entry) is zapped
