@@ -240,9 +240,10 @@ class Host(SharingMixin):
         self.machine.free(mpn)
 
     def _pick(self):
-        """The CLOCK hand: the first private guest page, not pinned, whose
-        mappings were not accessed since it last passed (clearing the
-        accessed bits it sees); (guest, ppn, mpn) or None."""
+        """The CLOCK hand: the first guest page, not pinned, whose mappings
+        were not accessed since it last passed (clearing the accessed bits
+        it sees); (guest, ppn, mpn), (None, None, mpn) for a shared page
+        (every sharer's: ``_shared_victim``), or None."""
         machine = self.machine
         n = machine.npages
         for _ in range(2 * n):
