@@ -256,3 +256,25 @@ def test_a_shared_page_touched_while_its_write_is_in_flight_is_not_taken():
     assert got == [None] and mpn in host.sharers          # still shared, nothing lost
     host.release(name)
     check_host(host)
+
+
+def test_a_pin_ends_with_its_page_and_a_page_stays_pinned_while_any_holder_is():
+    env, host, vmms, guests = _full_of_shared_pages(0)
+    shared = sorted(host.sharers)[0]
+    host._pin("a", shared)
+    host._pin("b", shared)
+    host.release("a")
+    assert shared in host.pinned                      # b has made no progress yet
+    host.release("b")
+    assert shared not in host.pinned
+    # a pins a page, the page is freed (a's own COW break of its last
+    # sharer), b gets the same page: b's pin is b's, a's release keeps it
+    mpn = host.machine.alloc("a")
+    host._pin("a", mpn)
+    host.machine.free(mpn)
+    assert mpn not in host.pinned
+    again = host.machine.alloc("b")
+    assert again == mpn
+    host._pin("b", again)
+    host.release("a")
+    assert host.pinned == {mpn: {"b"}}

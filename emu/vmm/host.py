@@ -96,12 +96,13 @@ class Host(SharingMixin):
         self.env = env
         self.machine = MachineMemory(machine_bytes)
         self.machine.on_empty = self._evict_now
+        self.machine.on_free = self._unpin_freed
         self.reserve = reserve
         self.disk = SwapDisk(env, swap_latency, swap_bandwidth)
         self.share_interval = share_interval
         self.hash_cost = hash_cost
         self.vms: dict[str, Guest] = {}
-        self.pinned: dict[int, str] = {}         # mpn -> the VM whose exit pinned it
+        self.pinned: dict[int, set[str]] = {}    # mpn -> the VMs whose exits pinned it
         self._pins: dict[str, list[int]] = {}    # VM -> the pages it pinned
         self.hand = 1
         self.sharers: dict[int, set[tuple[str, int]]] = {}   # shared mpn -> (vm, ppn)
@@ -127,19 +128,28 @@ class Host(SharingMixin):
             self.check(self)
 
     # --- pins -----------------------------------------------------------------------
+    # A page stays pinned while any VM whose exit pinned it has not made
+    # progress since (a shared page may be pinned by several); a pin ends
+    # with the page too: a freed page handed to another VM is not pinned for
+    # it by the old holder's pin (which its release would end under it).
     def _pin(self, name: str, mpn: int) -> None:
-        if mpn not in self.pinned:
-            self.pinned[mpn] = name
+        holders = self.pinned.setdefault(mpn, set())
+        if name not in holders:
+            holders.add(name)
             self._pins.setdefault(name, []).append(mpn)
 
     def release(self, name: str) -> None:
         """VM ``name`` retired an instruction: the pages its exits pinned may
         go again."""
-        pins = self._pins.pop(name, None)
-        if pins:
-            for mpn in pins:
-                if self.pinned.get(mpn) == name:
+        for mpn in self._pins.pop(name, ()):
+            holders = self.pinned.get(mpn)
+            if holders is not None:
+                holders.discard(name)
+                if not holders:
                     del self.pinned[mpn]
+
+    def _unpin_freed(self, mpn: int, owner) -> None:
+        self.pinned.pop(mpn, None)
 
     # --- the fault path -----------------------------------------------------------
     def obtain(self, name: str, ppn: int, write: bool):
@@ -210,8 +220,7 @@ class Host(SharingMixin):
             pmap.bind(ppn, mpn)
             pmap.allocated += 1
             how = "allocated"
-        if mpn not in self.pinned:
-            self._pin(name, mpn)
+        self._pin(name, mpn)
         return mpn, how
 
     def _allocate(self, vm: Guest, state: str):
