@@ -199,7 +199,7 @@ def test_open_stops_where_the_answer_happens(capsys, tmp_path):
 
 @pytest.mark.parametrize("kind, where, stop", [
     ("translate", "code · eip 0x0000157a <a1>", "stopped at access 1: 'step' runs it"),
-    ("nested-walk", "EPT violation · va 0x61711d80 (data access) · step 1 of 6",
+    ("nested-walk", "EPT violation · va 0x61711d80 (read) · step 1 of 6",
      "stopped at the question's 2D walk"),
     ("tlb", "code · eip 0x000012cf <a1>", "stopped at access 1; 'step' runs one"),
     ("ad-shadow", "code · eip 0x000012bd <a1>", "stopped at access 1; 'next' runs to its exit"),
