@@ -10,6 +10,7 @@ from .exceptions import (
     DF,
     GP,
     HAS_ERROR_CODE,
+    HPF,
     NP,
     NPF,
     PF,
@@ -21,6 +22,7 @@ from .exits import (
     CrReadExit,
     CrWriteExit,
     HaltExit,
+    HostPageExit,
     InvlpgExit,
     PageFaultExit,
     make_ept_violation_exit,
@@ -60,6 +62,8 @@ class EventDelivery:
                 w if w is not None and w.va == va else None)})
         if vector == NPF:
             return self._exit("npf", eip, va=f.cr2, gpa=f.gpa, error_code=f.error_code)
+        if vector == HPF:
+            return self._exit("host_page", eip, va=f.cr2, error_code=f.error_code)
         return self.deliver(vector, f.error_code, f.cr2, eip)
 
     def _exit(self, reason: str, eip: int, **detail) -> Stop:
@@ -73,6 +77,8 @@ class EventDelivery:
             exit = make_ept_violation_exit(eip, v, detail["va"], detail["gpa"],
                                            detail["error_code"],
                                            getattr(self.mmu.walker, "last_grid", ()))
+        elif reason == "host_page":
+            exit = HostPageExit(eip, v, detail["va"], detail["error_code"])
         elif reason == "hlt":
             exit = HaltExit(eip, v, detail["next_eip"])
         elif reason == "invlpg":
@@ -196,6 +202,8 @@ class EventDelivery:
         self.delivery_faulted = True
         if f.vector == NPF:
             return self._exit("npf", eip, va=f.cr2, gpa=f.gpa, error_code=f.error_code)
+        if f.vector == HPF:
+            return self._exit("host_page", eip, va=f.cr2, error_code=f.error_code)
         if f.vector == PF and "pf" in self.intercepts:
             # The VMM sees the #PF; ``vectoring`` keeps the first event, which
             # is delivered again when the guest resumes.

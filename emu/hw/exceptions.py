@@ -15,10 +15,11 @@ GP = 13   # general protection
 PF = 14   # page fault
 TIMER_VECTOR = 32
 NPF = 256  # not an x86 vector: an EPT violation (nested paging), always a VM exit
+HPF = 257  # not an x86 vector: a TLB entry whose page the host took, always a VM exit
 
 NAMES = {DE: "#DE divide error", UD: "#UD invalid opcode", DF: "#DF double fault",
          NP: "#NP not present", GP: "#GP general protection", PF: "#PF page fault",
-         NPF: "EPT violation"}
+         NPF: "EPT violation", HPF: "host page taken"}
 
 # Vectors that push an error code (x86: 8, 10-14, 17).
 HAS_ERROR_CODE = frozenset({DF, 10, NP, 12, GP, PF, 17})

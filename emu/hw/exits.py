@@ -75,6 +75,22 @@ class EptViolationExit(VmExit):
 
 
 @dataclass(frozen=True, slots=True)
+class HostPageExit(VmExit):
+    """An access through a TLB entry whose page the host took (reclaim,
+    sharing): the guest's TLB still holds the translation, so the monitor
+    brings the page back and the entry translates to it again -- no walk,
+    no A/D bit, as the hit it is natively (``Mmu.detach_pn``)."""
+
+    reason: ClassVar[str] = "host_page"
+    va: int
+    error_code: int                # as a #PF's: 2 write, 4 user, 16 fetch
+
+    @property
+    def write(self) -> bool:
+        return bool(self.error_code & 2)
+
+
+@dataclass(frozen=True, slots=True)
 class CrWriteExit(VmExit):
     """A MOV to CR0, CR3 or CR4."""
 
@@ -140,5 +156,5 @@ make_page_fault_exit = _maker(PageFaultExit)
 make_ept_violation_exit = _maker(EptViolationExit)
 make_io_exit = _maker(IoExit)
 
-__all__ = ["CrReadExit", "CrWriteExit", "EptViolationExit", "HaltExit", "InvlpgExit",
-           "IoExit", "PageFaultExit", "VmExit"]
+__all__ = ["CrReadExit", "CrWriteExit", "EptViolationExit", "HaltExit", "HostPageExit",
+           "InvlpgExit", "IoExit", "PageFaultExit", "VmExit"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 from struct import Struct
 
 from . import paging
-from .exceptions import PF, GuestFault
+from .exceptions import HPF, PF, GuestFault
 from .memory import PAGE_MASK, PAGE_SHIFT, PhysMem
 from .mmu_invalidate import InvalidationMixin
 from .tlb import Tlb, TlbEntry
@@ -165,12 +165,18 @@ class Mmu(InvalidationMixin):
         user = self.user
         if e is not None and (e.user or not user) and (
                 not write or (e.dirty and (e.writable or (not user and not self.wp)))):
+            if e.gpn is not None and (write or e.page is None):
+                # detached (or back read-only, shared): the host brings the page
+                raise GuestFault(HPF, (2 if write else 0) | (4 if user else 0)
+                                 | (16 if fetch else 0), va & 0xFFFFFFFF)
             if e.large:
                 pn = e.pn + (vpn & 0x3FF)
                 page = self.mem.page(pn)
             else:
                 pn, page = e.pn, e.page
-            self._fill_fast(vpn, pn, page, e.writable, e.user, e.dirty, fetch)
+            whole = e.gpn is None       # (back for reads only: no write fast map)
+            self._fill_fast(vpn, pn, page, e.writable and whole, e.user, e.dirty and whole,
+                            fetch)
             return page, pn
         # A miss, or an entry that does not allow this access: walk (Intel
         # cores re-walk to set D, and drop an entry that faults).

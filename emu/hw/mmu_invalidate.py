@@ -102,6 +102,41 @@ class InvalidationMixin:
         if blocks:
             blocks.clear()
 
+    def detach_pn(self, pn: int, gpn: int) -> None:
+        """The host takes page ``pn``, the guest's page ``gpn``: every 4 KiB
+        translation the TLBs cache to it stays where it is -- the guest's
+        TLB still holds it, as it may until an INVLPG or a flush, even when
+        the guest's tables say otherwise by then -- but without its page.
+        An access it allows is a VM exit (``HPF``) that brings the page back
+        (``reattach``); one it does not walks, as a miss.  A large entry
+        goes (it maps 1,024 pages at once)."""
+        for t in self._tlbs():
+            for e in t.valid_entries():
+                if not _maps(e, pn):
+                    continue
+                if e.large:
+                    t.invlpg(e.vpn)
+                    t.invlpgs -= 1
+                    continue
+                e.pn, e.page, e.gpn = -1, None, gpn
+                self.rfast.pop(e.vpn, None)
+                self.wfast.pop(e.vpn, None)
+                self.ifast.pop(e.vpn, None)
+        blocks = self.code.get(pn)
+        if blocks:
+            blocks.clear()
+
+    def reattach(self, vpn: int, gpn: int, pn: int, shared: bool = False) -> None:
+        """Guest page ``gpn`` is back in page ``pn``: the detached entries
+        of ``vpn`` that stand for it translate to it again -- for reads
+        only while ``pn`` is a shared page (a write through them exits
+        again, and the host gives the guest page its own copy)."""
+        for t in self._tlbs():
+            e = t.probe(vpn)
+            if e is not None and e.gpn == gpn:
+                e.pn, e.page = pn, self.mem.page(pn)
+                e.gpn = gpn if shared else None
+
     def code_written(self, pn: int) -> None:
         """Page ``pn`` was written behind the CPU's back (VMM, loader)."""
         self._wrote(pn)

@@ -50,6 +50,9 @@ class TlbEntry:
     dirty: bool       # D of the mapping entry (a write through a clean entry re-walks)
     global_: bool     # G=1 in the mapping entry and CR4.PGE=1: survives CR3 loads
     large: bool = False  # maps a whole 4 MiB page (vpn and pn 1024-aligned)
+    # Detached (a VMM's host took the page): the guest page the entry stands
+    # for; ``pn`` is -1 and ``page`` None until the page is back (``Mmu.detach_pn``).
+    gpn: int | None = None
 
 
 class Tlb:

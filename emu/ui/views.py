@@ -43,6 +43,8 @@ def _more(rows: list, limit: int, what: str) -> tuple[list, Text | None]:
 def _tlb_cell(e) -> str:
     rights = ("W" if e.writable else "r") + ("U" if e.user else "s") + \
         ("D" if e.dirty else "-") + ("G" if e.global_ else "")
+    if getattr(e, "gpn", None) is not None and e.page is None:
+        return f"{e.vpn:05x}→ppn {e.gpn:05x}, page taken {rights}"   # (Mmu.detach_pn)
     return f"{e.vpn:05x}→{e.pn:05x} {rights}"
 
 

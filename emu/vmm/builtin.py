@@ -46,7 +46,7 @@ class BuiltinShadowVmm(PageFaultPath, Emulation, ControlPath, ShadowVmm):
             if self.hw.shadow.test_and_clear_accessed(sp, idx):
                 used = True
         if used:
-            self.hw.tlb.forget_page(mpn)   # so that the next use sets A again
+            self.hw.tlb.detach_page(ppn, mpn)   # so that the next use sets A again
         return used
 
     def unmap_page(self, ppn: int, mpn: int) -> None:

@@ -89,6 +89,15 @@ class NestedTables:
             return True
         return False
 
+    def mark_accessed(self, ppn: int) -> None:
+        """Set the npte's A bit (a use the hardware's walk did not make)."""
+        pt = self.tables.get(ppn >> 10)
+        if pt is not None:
+            page = self._page(pt)
+            npte = _U32.unpack_from(page, (ppn & 0x3FF) * 4)[0]
+            if npte & PTE_P:
+                _U32.pack_into(page, (ppn & 0x3FF) * 4, npte | PTE_A)
+
     def entries(self):
         """(ppn, npte) of every present nested entry."""
         for pdx, pt in sorted(self.tables.items()):
@@ -149,14 +158,19 @@ class NestedMonitor(Monitor):
     def referenced(self, ppn: int, mpn: int) -> bool:
         if self.nested.test_and_clear_accessed(ppn):
             self.walker.forget(ppn)
-            self.mmu.forget_pn(mpn)    # so that the next use walks and sets A again
+            self.detach(ppn, mpn)      # so that the next use exits and sets A again
+            self.mmu.forget_pn(mpn)
             return True
         return False
 
     def unmap_page(self, ppn: int, mpn: int) -> None:
         self.nested.unmap(ppn)
         self.walker.forget(ppn)
+        self.detach(ppn, mpn)          # the guest's TLB keeps what it holds
         self.mmu.forget_pn(mpn)
+
+    def page_back(self, ppn: int, mpn: int) -> None:
+        self.nested.mark_accessed(ppn)
 
     def stats(self) -> dict:
         out = super().stats()

@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..hw import paging
 from ..hw.exceptions import PF
 from ..hw.exits import CrWriteExit, InvlpgExit, PageFaultExit
-from ..hw.paging import CR0_WP, CR4_PSE
+from ..hw.paging import CR0_WP, CR4_PSE, PTE_A
 from .api import Action, Fault, PfResult, VmmError
 from .runtime import EMULATED, INJECTED, RESUMED, Monitor, Outcome, walk_json
 from .shadow import ShadowTables
@@ -198,6 +198,13 @@ class TlbView:
         """No translation (or translated code) may use machine page ``mpn``."""
         self._mmu.forget_pn(mpn)
 
+    def detach_page(self, ppn: int, mpn: int) -> None:
+        """The cached translations to ``mpn`` (guest page ``ppn``) lose their
+        page but stay in the TLB, as the guest's TLB keeps them: the next use
+        brings the page back without a walk (``Mmu.detach_pn``)."""
+        self._mon.detach(ppn, mpn)
+        self._mmu.forget_pn(mpn)
+
     def probe(self, vpn: int):
         """The data TLB's entry for ``vpn``, without touching it."""
         return self._mmu.dtlb.probe(vpn)
@@ -236,7 +243,12 @@ class ShadowMonitor(Monitor):
         return self.vmm.referenced(ppn, mpn)
 
     def unmap_page(self, ppn: int, mpn: int) -> None:
+        self.detach(ppn, mpn)          # the guest's TLB keeps what it holds
         self.vmm.unmap_page(ppn, mpn)
+
+    def page_back(self, ppn: int, mpn: int) -> None:
+        for sp, idx in self.shadow.sptes_mapping(mpn):   # used: A, for the CLOCK
+            sp.page[idx * 4] |= PTE_A
 
     def step1(self, exit: PageFaultExit) -> None:
         self.emit("shadow_walk", va=exit.va, step=1, error_code=exit.error_code,

@@ -34,7 +34,15 @@ from functools import partial
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ..hw.exits import CrReadExit, CrWriteExit, HaltExit, InvlpgExit, IoExit, VmExit
+from ..hw.exits import (
+    CrReadExit,
+    CrWriteExit,
+    HaltExit,
+    HostPageExit,
+    InvlpgExit,
+    IoExit,
+    VmExit,
+)
 from ..hw.memory import BusError
 from .api import Action
 from .pmap import OutOfMachineMemory
@@ -92,7 +100,8 @@ class Monitor:
         self.check = None          # callable() run after every exit (--check-invariants)
         self.handler_limit: float | None = None   # host seconds a handler may run
         self.handlers: dict[type, object] = {
-            CrReadExit: self._cr3_read, HaltExit: self._halt, IoExit: self._io}
+            CrReadExit: self._cr3_read, HaltExit: self._halt, IoExit: self._io,
+            HostPageExit: self._host_page}
         self._owed = 0             # step costs not yet taken (see the module doc)
         self._limit = INFINITY     # ... and how many may be owed before they are taken
         self._worker = None        # the greenlet the handlers run in
@@ -292,6 +301,33 @@ class Monitor:
         self.advance(exit)
         return Outcome(Action.IO, exit)
 
+    def _host_page(self, exit: HostPageExit) -> Outcome:
+        """The guest used a TLB entry whose page the host took: bring its
+        guest page back (a private copy if the entry lets it write) and
+        let the entry translate to it again (to a shared page, for reads
+        only); the access restarts and hits."""
+        vpn = exit.va >> 12
+        mmu = self.mmu
+        held = [e for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values()
+                if (e := t.probe(vpn)) is not None and e.gpn is not None]
+        if held:
+            gpn = held[0].gpn
+            mpn = self.obtain(gpn, exit.va, exit.write)
+            mmu.reattach(vpn, gpn, mpn, gpn in self.pmap.shared)
+            self.page_back(gpn, mpn)
+        return RESUMED
+
+    def page_back(self, ppn: int, mpn: int) -> None:
+        """A detached TLB entry translates to ``mpn`` again: the page is in use."""
+
+    def detach(self, ppn: int, mpn: int) -> None:
+        """The host takes ``mpn`` (guest page ``ppn``) from this VM: the
+        TLB entries to it are detached, not dropped (``Mmu.detach_pn``) --
+        unless the VM binds several guest pages to it (a shared page), when
+        the entries cannot say which they stand for and go."""
+        if self.pmap.shared_mpns.get(mpn, 1) == 1:
+            self.mmu.detach_pn(mpn, ppn)
+
     # --- the PMap (step 3) -----------------------------------------------------------
     def obtain(self, ppn: int, va: int, write: bool) -> int:
         """The machine page for ``ppn``, for a fault at ``va`` about to map
@@ -320,8 +356,10 @@ class Monitor:
         mmu = self.mmu
         for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values():
             for e in t.valid_entries():
+                if e.gpn is not None and e.page is None:
+                    continue            # detached: it reaches no page (Mmu.detach_pn)
                 yield (f"{t.name} entry for va {e.vpn << 12:#010x}" if describe else None,
-                       e.pn, e.page, e.writable and e.dirty)
+                       e.pn, e.page, e.writable and e.dirty and e.gpn is None)
         probe = mmu.dtlb.probe
         for kind, fast in (("read", mmu.rfast), ("write", mmu.wfast)):
             for vpn, page in fast.items():
