@@ -312,6 +312,14 @@ class Monitor:
                 if (e := t.probe(vpn)) is not None and e.gpn is not None]
         if held:
             gpn = held[0].gpn
+            if exit.write and gpn in self.pmap.shared:
+                # A write to a page now shared: the VMM's own copy-on-write
+                # fault (and its story), as for any write to a shared page.
+                for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values():
+                    if t.probe(vpn) is not None:
+                        t.invlpg(vpn)
+                        t.invlpgs -= 1
+                return RESUMED
             mpn = self.obtain(gpn, exit.va, exit.write)
             mmu.reattach(vpn, gpn, mpn, gpn in self.pmap.shared)
             self.page_back(gpn, mpn)
