@@ -308,14 +308,14 @@ class Monitor:
         only); the access restarts and hits."""
         vpn = exit.va >> 12
         mmu = self.mmu
-        held = [e for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values()
+        held = [e for t in mmu._tlbs()
                 if (e := t.probe(vpn)) is not None and e.gpn is not None]
         if held:
             gpn = held[0].gpn
             if exit.write and gpn in self.pmap.shared:
                 # A write to a page now shared: the VMM's own copy-on-write
                 # fault (and its story), as for any write to a shared page.
-                for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values():
+                for t in mmu._tlbs():
                     if t.probe(vpn) is not None:
                         t.invlpg(vpn)
                         t.invlpgs -= 1
