@@ -46,7 +46,7 @@ class VcpuMixin:
         direct = self._console_direct if vmm is None else self._console_exit_direct
         # See _console_split (under a VMM whose every exit is checked, the
         # exit goes the whole way).
-        split = None if not (by_insns and self.CONSOLE_IN_PLACE) or (
+        split = None if not self.CONSOLE_IN_PLACE or (
             vmm is not None and vmm.check is not None) else (
             self._console_split if vmm is None else self._console_exit_split)
         while True:
@@ -138,9 +138,9 @@ class VcpuMixin:
         return max_i, max_c
 
     def _console_split(self, detail: dict, insns: int, cycles: int):
-        """The CPU's ``console_out`` (native, instruction clock, nobody
-        watching): a batch ended with an out to the console, ``insns`` and
-        ``cycles`` its counts.  Do what ``_vcpu`` does after such a batch
+        """The CPU's ``console_out`` (native, nobody watching): a batch
+        ended with an out to the console, ``insns`` and ``cycles`` its
+        counts.  Do what ``_vcpu`` does after such a batch
         and before the next -- or nothing and return None when that is
         more than taking the cycles, ticking the timer and writing the
         character (another event is due first) -- and return the next
@@ -150,8 +150,7 @@ class VcpuMixin:
         env_now = env.now
         if owed >= env.peek() - env_now:
             return None                    # _vcpu takes it, as after any batch
-        if self.timer.due(self.cpu.icount):
-            self._tick()
+        self._split_tick()
         self.io.write_console(detail["value"])
         return self._next_budgets(env_now, owed)
 
@@ -174,8 +173,7 @@ class VcpuMixin:
         if total >= env.peek() - env_now:
             return None                    # the exit goes the whole way
         cpu = self.cpu
-        if self.timer.due(cpu.icount):
-            self._tick()
+        self._split_tick()
         exits, spent = vmm.exits, vmm.cycles
         exits["io"] = exits.get("io", 0) + 1
         vmm.mmu.restart_vpn = None
@@ -186,6 +184,13 @@ class VcpuMixin:
         cpu.icount += 1
         self.io.write_console(detail["value"])
         return self._next_budgets(env_now, total)
+
+    def _split_tick(self) -> None:
+        """The instruction clock's tick after a batch (``_vcpu``); the cycle
+        clock's timer is a process of its own, and its next tick is an event
+        that comes after the split (or there is no split)."""
+        if self.config.clock == "instructions" and self.timer.due(self.cpu.icount):
+            self._tick()
 
     def _next_budgets(self, env_now, owed: int):
         """The budgets of the batch that follows a console split in place."""

@@ -113,3 +113,23 @@ def test_one_vm_that_swaps_gives_the_same_figures(monkeypatch, name, mode):
     slow = System(image, cfg).run()
     assert fast.stats["host"]["swap_outs"] > 0
     assert _figures(fast) == _figures(slow)
+
+
+@pytest.mark.parametrize("mode", ["native", "shadow", "nested"])
+@pytest.mark.parametrize("name", ["syscalls", "multiproc", "exceptions", "forkwait"])
+def test_under_the_cycle_clock_too(monkeypatch, name, mode):
+    """Under the cycle clock the timer is a process of its own: a character
+    goes on in place only while its next tick comes after what the vCPU
+    owes, so the ticks (and the interrupts of a preemptive kernel) land on
+    the same instructions."""
+    image = load(name)
+    cfg = _config(name, mode, None).with_(clock="cycles")
+    fast = System(image, cfg).run()
+    monkeypatch.setattr(VcpuMixin, "CONSOLE_IN_PLACE", False)
+    slow = System(image, cfg).run()
+    monkeypatch.setattr(VcpuMixin, "CONSOLE_IN_PLACE", True)
+    monkeypatch.setattr(VcpuMixin, "_console_split", _declines)
+    monkeypatch.setattr(VcpuMixin, "_console_exit_split", _declines)
+    declined = System(image, cfg).run()
+    assert fast.stats["timer"] == slow.stats["timer"]
+    assert _figures(fast) == _figures(slow) == _figures(declined)
