@@ -38,7 +38,7 @@ from .macros import strip_comment
 from .parser import Parser
 from .preproc import Preprocessor
 from .sections import ADDRESS_END, Section, declare, place
-from .source import read_source
+from .source import read_source, recorded, unchanged
 from .stmts import (
     Align,
     Data,
@@ -372,10 +372,29 @@ def assemble(source: str, filename: str = "<input>",
     a fragment need not.  ``listing`` fills ``Image.listing``.  Raises
     AsmError.
     """
+    include_dirs = tuple(os.fspath(d) for d in include_dirs)
+    key = (source, filename, include_dirs, require_start, listing, os.getcwd())
+    made = _MADE.get(key)
+    if made is not None and unchanged(made[1]):
+        return made[0]
     try:
-        return Assembler(include_dirs, listing).run(source, filename, require_start)
+        with recorded() as reads:
+            image = Assembler(include_dirs, listing).run(source, filename, require_start)
     except RecursionError:  # a safety net: the parser limits nesting itself
         raise AsmError("source too deeply nested", filename, 0, 0, "") from None
+    if len(_MADE) >= MADE_LIMIT:
+        _MADE.pop(next(iter(_MADE)))
+    _MADE[key] = (image, reads)
+    return image
+
+
+# Programs assembled in this process, by their source, name, include
+# directories, options and working directory, with the reads that made
+# them: the same source whose includes read the same again gives the same
+# (immutable) Image without assembling it again -- the runs of one guest in
+# every mode, the tests.
+_MADE: dict = {}
+MADE_LIMIT = 64
 
 
 def assemble_file(path: str | os.PathLike, include_dirs: Iterable[str | os.PathLike] = (),

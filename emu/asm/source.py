@@ -10,15 +10,64 @@ line, or line 0 of the file itself for the top-level file.
 from __future__ import annotations
 
 import os
+import threading
 
 from ..errors import AsmError
 from .lexer import Loc
 
 MAX_SOURCE = 1 << 20        # bytes in one source file (the largest kernel is ~27 KB)
 
+# What an assembly read from the file system, while one is recorded
+# (``recorded``): ("find", args, result) and ("read", path, text), in order.
+_record = threading.local()
+
+
+class recorded:
+    """``with recorded() as reads:`` the file system reads of the assembly
+    within, for ``unchanged`` to check later."""
+
+    def __enter__(self) -> list:
+        self.outer = getattr(_record, "reads", None)
+        _record.reads = []
+        return _record.reads
+
+    def __exit__(self, *exc) -> None:
+        _record.reads = self.outer
+
+
+def _note(entry: tuple) -> None:
+    reads = getattr(_record, "reads", None)
+    if reads is not None:
+        reads.append(entry)
+
+
+def unchanged(reads: list) -> bool:
+    """Whether every read of ``reads`` gives the same answer now: the same
+    include files found, with the same text."""
+    try:
+        for kind, what, answer in reads:
+            if kind == "find":
+                found = _find_include(*what)
+                if (found, os.path.realpath(found[0])) != answer:
+                    return False
+            elif _read_source(what, what) != answer:
+                return False
+    except AsmError:
+        return False
+    return True
+
 
 def read_source(path: str, display: str, named_at: Loc | None = None,
                 col: int = 0) -> str:
+    """Text of the source file ``path`` (``_read_source``), noted when the
+    assembly is recorded."""
+    text = _read_source(path, display, named_at, col)
+    _note(("read", path, text))
+    return text
+
+
+def _read_source(path: str, display: str, named_at: Loc | None = None,
+                 col: int = 0) -> str:
     """Text of the source file ``path``, named ``display`` in messages.
 
     Problems with the file as a whole are reported at ``named_at``, column
@@ -79,6 +128,14 @@ def _at_byte(data: bytes, offset: int, display: str, message: str) -> AsmError:
 
 def find_include(name: str, including: str, include_dirs: tuple[str, ...]
                  ) -> tuple[str, list[str]]:
+    """``_find_include``, noted when the assembly is recorded."""
+    found = _find_include(name, including, include_dirs)
+    _note(("find", (name, including, include_dirs), (found, os.path.realpath(found[0]))))
+    return found
+
+
+def _find_include(name: str, including: str, include_dirs: tuple[str, ...]
+                  ) -> tuple[str, list[str]]:
     """Resolve ``%include name``: (path found or "", directories searched).
 
     Searched in order: the including file's directory (the current directory
