@@ -158,3 +158,21 @@ error: usage: monitor walk VA
 Kill the program being debugged? (y or n) [answered Y; input not from terminal]
 [Inferior 1 (Remote target) killed]
 """
+
+
+def test_walk_says_when_the_host_took_a_tlb_entrys_page():
+    """A TLB entry the host detached (``Mmu.detach_pn``) has no machine page
+    until the guest uses it again: ``monitor walk`` names the guest page."""
+    s = at_sum("shadow")
+    mmu = s.system.mmu
+    entry = mmu.dtlb.probe(0x7f)
+    va, mpn = entry.vpn << 12, entry.pn
+    gpn = next(p for p, m in s.system.vmm.pmap.mpn_of.items() if m == mpn)
+    assert monitor.walk(s, va).splitlines()[-1] == (
+        f"TLB: dtlb: va {va:#010x} -> pn {mpn:#x} (WsD)")
+    mmu.detach_pn(mpn, gpn)
+    assert monitor.walk(s, va).splitlines()[-1] == (
+        f"TLB: dtlb: va {va:#010x} -> ppn {gpn:#x}, page taken by the host (WsD)")
+    mmu.reattach(0x7f, gpn, mpn, shared=True)
+    assert monitor.walk(s, va).splitlines()[-1] == (
+        f"TLB: dtlb: va {va:#010x} -> pn {mpn:#x}, shared: reads only (WsD)")

@@ -114,7 +114,13 @@ def walk(session, va: int) -> str:
         for e in t.valid_entries():
             span = 1024 if e.large else 1
             if e.vpn <= va >> 12 < e.vpn + span:
-                hits.append(f"{t.name}: va {e.vpn << 12:#010x} -> pn {e.pn:#x} "
+                if e.gpn is None:
+                    to = f"pn {e.pn:#x}"
+                elif e.page is None and not e.large:          # (Mmu.detach_pn)
+                    to = f"ppn {e.gpn:#x}, page taken by the host"
+                else:                                          # (Mmu.reattach, shared)
+                    to = f"pn {e.pn:#x}, shared: reads only"
+                hits.append(f"{t.name}: va {e.vpn << 12:#010x} -> {to} "
                             f"({'W' if e.writable else 'r'}{'U' if e.user else 's'}"
                             f"{'D' if e.dirty else ''})")
     parts.append("TLB: " + ("; ".join(hits) if hits else "no entry for this page"))
