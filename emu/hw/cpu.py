@@ -28,7 +28,7 @@ from .. import isa
 from .devices import CONSOLE_PORT
 from .events import EventDelivery
 from .exceptions import GP, UD, GuestFault
-from .memory import BusError
+from .memory import PAGE_SIZE, BusError
 from .mmu import Mmu
 from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen
 from .stops import INTERCEPTS, Stop  # noqa: F401  (the CPU's public surface)
@@ -289,12 +289,14 @@ class Cpu(EventDelivery, SystemInstructions):
         known = self._known.get((pn, key))
         if known is not None and page[off:off + len(known[0])] == known[0]:
             raw, block = known
+            hi = off + len(raw)        # the bytes it was read from end here
         else:
             block = None
             seen = _SEEN.get(key)
             if (seen is not None and seen[0] is self.costs and seen[1] == self.loop_blocks
                     and page[off:off + len(seen[2])] == seen[2]):
                 raw, recipe = seen[2], seen[3]
+                hi = off + len(raw)
             else:
                 end = [off]            # the page's bytes the decoder read end here
                 outside = []           # it read another page's too
@@ -314,6 +316,7 @@ class Cpu(EventDelivery, SystemInstructions):
                     recipe = ("block", made_block(decoded, eip, self.costs, self.loop_blocks))
                 else:
                     recipe = self._lone(fetch, eip)
+                hi = PAGE_SIZE if outside else end[0]
                 if recipe is None or outside:
                     raw = None         # crosses into another page: never kept
                 else:
@@ -337,6 +340,7 @@ class Cpu(EventDelivery, SystemInstructions):
         if not blocks:
             mmu.code_page_used(pn)
         blocks[key] = block
+        mmu.mark_code(pn, off, max(hi, off + 1))
         return block
 
     def _lone(self, fetch, eip: int):

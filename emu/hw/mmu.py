@@ -27,7 +27,7 @@ from struct import Struct
 
 from . import paging
 from .exceptions import HPF, PF, GuestFault
-from .memory import PAGE_MASK, PAGE_SHIFT, PhysMem
+from .memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PhysMem
 from .mmu_invalidate import InvalidationMixin
 from .tlb import Tlb, TlbEntry
 
@@ -73,6 +73,11 @@ class Mmu(InvalidationMixin):
         self.wfast: dict[int, bytearray] = {}
         self.ifast: dict[int, dict] = {}
         self.code: dict[int, dict] = {}
+        # The bytes of each page that translated code was read from (1 each):
+        # a write elsewhere on the page (the kernel's variables beside its
+        # code) leaves the page's translations as they are.  A byte stays
+        # marked until a write to a marked byte drops them all (``write``).
+        self.code_bytes: dict[int, bytearray] = {}
         # Statistics.
         self.walks = 0
         self.walk_refs = 0
@@ -245,6 +250,23 @@ class Mmu(InvalidationMixin):
             self.wfast[vpn] = page
         return page, pn
 
+    def wrote_bytes(self, pn: int, lo: int, hi: int) -> None:
+        """Bytes ``lo`` to ``hi`` of page ``pn`` were written: its translated
+        code is stale if it was read from any of them."""
+        blocks = self.code.get(pn)
+        if blocks:
+            marked = self.code_bytes.get(pn)
+            if marked is None or marked.find(1, lo, hi) >= 0:
+                blocks.clear()
+                self.code_bytes.pop(pn, None)
+
+    def mark_code(self, pn: int, lo: int, hi: int) -> None:
+        """Translated code was read from bytes ``lo`` to ``hi`` of page ``pn``."""
+        marked = self.code_bytes.get(pn)
+        if marked is None:
+            marked = self.code_bytes[pn] = bytearray(PAGE_SIZE)
+        marked[lo:hi] = b"\x01" * (hi - lo)
+
     def _fill_fast(self, vpn, pn, page, writable, user_ok, dirty, fetch) -> None:
         user = self.user
         if user and not user_ok:
@@ -288,9 +310,12 @@ class Mmu(InvalidationMixin):
                 _pack32(page, off, value & 0xFFFFFFFF)
             else:
                 page[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
-            blocks = self.code.get(pn)          # (_wrote, inline)
+            blocks = self.code.get(pn)          # (wrote_bytes, inline)
             if blocks:
-                blocks.clear()
+                marked = self.code_bytes.get(pn)
+                if marked is None or marked.find(1, off, off + size) >= 0:
+                    blocks.clear()
+                    self.code_bytes.pop(pn, None)
             return
         data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
         first = 4096 - off

@@ -100,7 +100,9 @@ def run(cpu, limit: int, size: int, move: bool) -> None:
         if dst is None:
             cpu.string_done = done
             dst, pn = mmu.translate(d, True, False, True)
-            mmu._wrote(pn)        # translated code on the page is stale now
+            # translated code among the bytes it writes is stale now
+            lo = od - (n - 1) * size if backward else od
+            mmu.wrote_bytes(pn, lo, lo + n * size)
         elif paging:
             tlb.lookups += 1
             if lru:
