@@ -15,8 +15,10 @@ of its instructions retired and re-raises; the CPU accounts for them.
 
 A translation is a ``Block`` tuple ``(fn, ninsns, cycles, drefs, meta)``: the
 dispatcher adds the counts after each call.  Blocks live in the dict of the
-physical page holding their code (``Mmu.code``), cleared when the page is
-written, so self-modifying code and reused pages stay correct.
+physical page holding their code (``Mmu.code``), cleared when a byte they
+were read from is written (``Mmu.code_bytes``: a kernel's variables beside
+its code cost no translation), so self-modifying code and reused pages stay
+correct.
 """
 
 from __future__ import annotations
