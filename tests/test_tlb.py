@@ -7,6 +7,8 @@ and invlpg.
 """
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emu.hw.tlb import POLICIES, Tlb, TlbEntry
 
@@ -421,3 +423,39 @@ def test_flush_keeps_a_global_large_entry_only_when_asked():
 def test_a_tlb_without_large_entries_is_refused():
     with pytest.raises(ValueError, match="large"):
         Tlb(8, 2, large=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(("insert", "large", "lookup", "use", "invlpg",
+                                           "flush")),
+                          st.integers(0, 40)), max_size=200))
+def test_skipping_the_touch_of_the_most_recent_page_changes_no_order(ops):
+    """The MMU's hit path does not tell the TLB of a use of ``recent`` (the
+    page a touch would leave where it is): every set keeps exactly the
+    order it has when every use is told."""
+    told, skipped = Tlb(8, 2, "lru"), Tlb(8, 2, "lru")
+    for op, vpn in ops:
+        for t in (told, skipped):
+            if op == "insert":
+                t.insert(TlbEntry(vpn, vpn, None, True, True, True, vpn % 3 == 0))
+            elif op == "large":
+                base = vpn << 10
+                t.insert(TlbEntry(base, base, None, True, True, True, False, True))
+            elif op == "lookup":
+                t.lookup(vpn)
+            elif op == "use":
+                used = _held(t, vpn)
+                if used is not None and (t is told or used != t.recent):
+                    t.touch(used)
+            elif op == "invlpg":
+                t.invlpg(vpn)
+            else:
+                t.flush(keep_global=vpn % 2 == 0)
+        assert [list(s) for s in told.sets] == [list(s) for s in skipped.sets]
+        assert list(told.large) == list(skipped.large)
+
+
+def _held(t: Tlb, vpn: int):
+    """A vpn the TLB translates (the hit path uses only those), near ``vpn``."""
+    held = [e.vpn for e in t.valid_entries()]
+    return held[vpn % len(held)] if held else None

@@ -161,7 +161,8 @@ class Cpu(EventDelivery, SystemInstructions):
         filled into the returned ``Stop``."""
         mmu = self.mmu
         ifast = mmu.ifast
-        itouch = mmu.itlb.touch if mmu.itlb.policy == "lru" else None
+        itlb = mmu.itlb
+        itouch = itlb.touch if itlb.policy == "lru" else None
         icount = cycles = drefs = ilookups = 0
         cycles0 = self.cycles
         # Paging changes only with a mov to CR0, which ends the batch: every
@@ -185,7 +186,7 @@ class Cpu(EventDelivery, SystemInstructions):
                         if blocks is None:
                             mmu.translate(eip, False, True, False)
                             blocks = ifast[eip >> 12]
-                        elif itouch is not None and mmu.paging:
+                        elif itouch is not None and mmu.paging and eip >> 12 != itlb.recent:
                             itouch(eip >> 12)
                         b = blocks.get(eip)
                         if b is None:

@@ -348,6 +348,7 @@ class Mmu(InvalidationMixin):
         unpack32 = _unpack32
         pack32 = _pack32
         touch = self.dtlb.touch
+        dtlb = self.dtlb           # (a use of its most recent page needs no touch)
         paths = {}
         if True:
             def rd32(va):
@@ -355,7 +356,8 @@ class Mmu(InvalidationMixin):
                 if page is not None:
                     off = va & 0xFFF
                     if off <= 0xFFC:
-                        touch(va >> 12)
+                        if va >> 12 != dtlb.recent:
+                            touch(va >> 12)
                         return unpack32(page, off)[0]
                 return read(va, 4, False)
 
@@ -364,7 +366,8 @@ class Mmu(InvalidationMixin):
                 if page is not None:
                     off = va & 0xFFF
                     if off <= 0xFFC:
-                        touch(va >> 12)
+                        if va >> 12 != dtlb.recent:
+                            touch(va >> 12)
                         pack32(page, off, value)
                         return
                 write(va, 4, value, False)
@@ -372,14 +375,16 @@ class Mmu(InvalidationMixin):
             def rd8(va):
                 page = rfast.get(va >> 12)
                 if page is not None:
-                    touch(va >> 12)
+                    if va >> 12 != dtlb.recent:
+                        touch(va >> 12)
                     return page[va & 0xFFF]
                 return read(va, 1, False)
 
             def wr8(va, value):
                 page = wfast.get(va >> 12)
                 if page is not None:
-                    touch(va >> 12)
+                    if va >> 12 != dtlb.recent:
+                        touch(va >> 12)
                     page[va & 0xFFF] = value
                     return
                 write(va, 1, value, False)

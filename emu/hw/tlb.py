@@ -94,6 +94,9 @@ class Tlb:
         self.evictions = 0
         self.flushes = 0
         self.invlpgs = 0
+        # A vpn that ``touch`` would leave where it is (the most recently
+        # used of its set already), or -1: the MMU's hit path skips the call.
+        self.recent = -1
         # Called with each entry that leaves the TLB (eviction, flush, invlpg).
         self.on_drop = None
 
@@ -105,11 +108,13 @@ class Tlb:
         if e is not None:
             if self.policy == "lru":
                 s.move_to_end(vpn)
+                self.recent = vpn
             return e
         if self.large:
             e = self.large.get(vpn >> 10)
             if e is not None and self.policy == "lru":
                 self.large.move_to_end(vpn >> 10)
+                self.recent = vpn
         return e
 
     def probe(self, vpn: int) -> TlbEntry | None:
@@ -129,6 +134,7 @@ class Tlb:
             s.move_to_end(vpn)
         else:
             self.large.move_to_end(vpn >> 10)
+        self.recent = vpn
 
     def insert(self, entry: TlbEntry) -> TlbEntry | None:
         """Cache ``entry``; returns the entry it evicted, if any."""
@@ -138,6 +144,7 @@ class Tlb:
                                entry, self.ways)
 
     def _insert_in(self, s: OrderedDict, key: int, entry: TlbEntry, ways: int):
+        self.recent = -1
         victim = None
         old = s.pop(key, None)
         if old is not None:
@@ -156,6 +163,7 @@ class Tlb:
     def flush(self, keep_global: bool = True) -> None:
         """Drop every entry (a CR3 load); global ones stay if ``keep_global``."""
         self.flushes += 1
+        self.recent = -1
         for s in (*self.sets, self.large):
             for vpn, e in list(s.items()):
                 if not (keep_global and e.global_):
@@ -165,6 +173,7 @@ class Tlb:
     def invlpg(self, vpn: int) -> None:
         """Drop the entry for ``vpn`` (global or not)."""
         self.invlpgs += 1
+        self.recent = -1
         e = self.sets[vpn & self.set_mask].pop(vpn, None)
         if e is not None:
             self._dropped(e)
