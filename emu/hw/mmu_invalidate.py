@@ -144,12 +144,15 @@ class InvalidationMixin:
     def code_page_used(self, pn: int) -> None:
         """Translated code now exists for page ``pn``: writes to it must take
         the slow path, which invalidates the translations."""
-        for table in (self.dtlb, self.itlb):
-            for e in table.valid_entries():
-                if _maps(e, pn):
-                    self.wfast.pop(e.vpn + (pn - e.pn), None)
-        if not self.paging:
-            self.wfast.pop(pn, None)
+        wfast = self.wfast
+        if not wfast:
+            return
+        # Every way to write the page fast holds its bytes (a TLB entry's
+        # fill put them there): a search of the fast map, not of the TLBs.
+        page = self.mem.pages.get(pn)
+        if page is not None:
+            for vpn in [vpn for vpn, held in wfast.items() if held is page]:
+                del wfast[vpn]
 
     def _drop_i(self, e: TlbEntry) -> None:
         if e.large:
