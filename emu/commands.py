@@ -333,7 +333,7 @@ def replace_args(args, **changes):
 def cmd_compare(args) -> int:
     from rich.console import Console
 
-    from .compare import compare
+    from .compare import Interrupted, compare
     from .ui.compare import render, to_json
     configs = compare_configs(args)
     screen = _screen([args.json, args.svg, args.html])
@@ -341,13 +341,23 @@ def cmd_compare(args) -> int:
         raise UsageError(f"--width must be at least 40 columns, not {args.width}")
     image = load(args.program)
     progress = _CompareProgress() if sys.stderr.isatty() else None
+    width = args.width or (Console(file=screen).width if screen.isatty() else 80)
     try:
-        cmp = compare(image, configs, run=progress.run if progress else None,
-                      progress=progress, program=args.program)
+        with Interruptible([]) as stop:
+            cmp = compare(image, configs, run=_compare_run(progress, stop),
+                          progress=progress, program=args.program)
+    except Interrupted as cut:
+        # What finished is shown; nothing is written (a file of some
+        # configurations would pass for the whole comparison).
+        Console(file=screen, width=width).print(
+            render(cut.comparison, args.program, width=width, split_io=args.split_io))
+        n = len(cut.comparison.runs)
+        print(f"emu: interrupted: {n} of {cut.total} configuration{'s' if cut.total > 1 else ''}"
+              f" ran; no file written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if progress is not None:
             progress.clear()
-    width = args.width or (Console(file=screen).width if screen.isatty() else 80)
     view = render(cmp, args.program, width=width, split_io=args.split_io)
     Console(file=screen, width=width).print(view)
     if args.json:
@@ -364,6 +374,21 @@ def cmd_compare(args) -> int:
     return 0 if not cmp.mismatches else EXIT_DIFFER
 
 
+def _compare_run(progress, stop: Interruptible):
+    """One configuration's run for ``emu compare``: Ctrl-C stops it between
+    two batches (``Interruptible``), with its progress line on a terminal."""
+    def run(image, config):
+        from .system import System
+        system = System(image, config)
+        line = progress.line if progress is not None else None
+        # (Ctrl-C while nothing listens for it: no hook, the batches go on)
+        system.progress = stop._hook(line) if stop.previous is not None else line
+        if progress is not None and progress.line is not None:
+            progress.line.show(system)
+        return system.run()
+    return run
+
+
 class _CompareProgress:
     """On a terminal: which configuration runs, and how far it has got."""
 
@@ -377,14 +402,6 @@ class _CompareProgress:
         self.clear()
         self.label = f"compare: {i + 1} of {n}, {label}"
         self.line = self.make(sys.stderr, delay=0.0, label=self.label)
-
-    def run(self, image, config):
-        from .system import System
-        system = System(image, config)
-        system.progress = self.line
-        if self.line is not None:
-            self.line.show(system)
-        return system.run()
 
     def clear(self) -> None:
         if self.line is not None:

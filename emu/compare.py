@@ -99,15 +99,35 @@ def compare(image, configs: Sequence[tuple[str, Config]] | None = None, *,
         raise ValueError("compare needs at least one configuration")
     run = run or run_config
     runs = []
+    name = program if program is not None else os.path.basename(getattr(image, "source_name", ""))
     for i, (label, config) in enumerate(configs):
         if progress is not None:
             progress(i, len(configs), label)
-        runs.append((label, run(image, config)))
+        try:
+            runs.append((label, run(image, config)))
+        except KeyboardInterrupt:
+            if not runs:
+                raise
+            raise Interrupted(_compared(runs, configs[:len(runs)], tolerate, name),
+                              len(configs)) from None
+    return _compared(runs, configs, tolerate, name)
+
+
+def _compared(runs, configs, tolerate, name: str) -> Comparison:
     reference_label, reference = runs[0]
     mismatches = [f"{label}: {key} differs from {reference_label}"
                   for label, r in runs[1:] for key in differences(reference, r, tolerate)]
-    name = program if program is not None else os.path.basename(getattr(image, "source_name", ""))
     return Comparison(runs, mismatches, list(configs), program=name)
 
 
-__all__ = ["Comparison", "compare", "configurations", "differences", "run_config"]
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a comparison: ``comparison`` holds the configurations
+    that had finished (at least one), of ``total``."""
+
+    def __init__(self, comparison: Comparison, total: int):
+        super().__init__()
+        self.comparison = comparison
+        self.total = total
+
+
+__all__ = ["Comparison", "Interrupted", "compare", "configurations", "differences", "run_config"]

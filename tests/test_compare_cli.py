@@ -309,3 +309,37 @@ def test_progress_on_a_terminal_names_each_configuration():
     for i, label in enumerate(label for label, _ in configurations()):
         assert f"compare: {i + 1} of 6, {label} ·" in text
     assert text.endswith("\r\x1b[K")                                # erased at the end
+
+
+def test_ctrl_c_shows_the_configurations_that_finished(monkeypatch, capsys, tmp_path):
+    """Ctrl-C in the third configuration: the two that ran are shown, the
+    exit status is 130 and no file is written (it would pass for all six)."""
+    from emu.system import System
+    real, calls = System.run, []
+
+    def run(self):
+        calls.append(self.config.mode)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self)
+    monkeypatch.setattr(System, "run", run)
+    out = tmp_path / "cmp.json"
+    assert main(["compare", "hello", "--json", str(out)]) == 130
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[1] == "(poweroff, status 0, 176 instructions, 2 configurations)"
+    assert [ln.split()[:3] for ln in lines[5:8]] == [["native", "466", "1.00x"],
+                                                    ["shadow", "trace-cache", "22,998"], []]
+    assert captured.err == "emu: interrupted: 2 of 6 configurations ran; no file written\n"
+    assert not out.exists()
+
+
+def test_ctrl_c_in_the_first_configuration_is_one_line(monkeypatch, capsys):
+    from emu.system import System
+
+    def run(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(System, "run", run)
+    assert main(["compare", "hello"]) == 130
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "emu: interrupted\n")
