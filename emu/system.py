@@ -18,7 +18,8 @@ The processes are in ``system_vcpu.py`` (a mixin ``System`` inherits).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from copy import deepcopy
+from dataclasses import dataclass, field, fields, replace
 
 import simpy
 
@@ -27,7 +28,7 @@ from .cost import DEFAULT_COSTS, CostModel
 from .errors import ConfigError, ImageError
 from .hw.cpu import INTERCEPTS, Cpu
 from .hw.devices import Console, IoBus, Timer
-from .hw.memory import PhysMem
+from .hw.memory import MemoryImage, PhysMem
 from .hw.mmu import Mmu
 from .hw.nested import NestedWalker
 from .hw.tlb import POLICIES, Tlb
@@ -133,11 +134,22 @@ class Result:
     cycles: int
     host_seconds: float
     registers: dict
-    guest_memory_sha256: str
+    memory: MemoryImage = field(repr=False)   # guest memory at the end
     stats: dict = field(default_factory=dict)
 
+    @property
+    def guest_memory_sha256(self) -> str:
+        """SHA-256 of all guest-physical memory (computed when first asked)."""
+        return self.memory.sha256()
+
     def to_json(self) -> dict:
-        return asdict(self)
+        out = {}
+        for f in fields(self):
+            if f.name == "memory":
+                out["guest_memory_sha256"] = self.guest_memory_sha256
+            else:
+                out[f.name] = deepcopy(getattr(self, f.name))
+        return out
 
     def guest_visible(self) -> dict:
         """The part of the result the guest can tell: equal in every mode.
@@ -337,7 +349,7 @@ class System(VcpuMixin):
             console=self.console.text(), instructions=self.cpu.icount,
             cycles=int(self.env.now), host_seconds=round(self.host_seconds, 6),
             registers=self.cpu.registers(),
-            guest_memory_sha256=self.guest_memory_sha256(), stats=self.stats())
+            memory=self.guest.image(), stats=self.stats())
 
     def stats(self) -> dict:
         out = {"cpu": self.cpu.stats(), "mmu": self.mmu.stats(),

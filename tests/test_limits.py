@@ -7,6 +7,7 @@ exact counts of the pages that exist.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import pathlib
 
@@ -74,3 +75,20 @@ def test_five_thousand_pages_touched_through_4k_page_tables(mode):
 def test_the_touch_kernel_refuses_what_its_table_area_cannot_hold():
     with pytest.raises(AssertionError):
         limits.touch_kernel(1_100_000)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_hash_is_sha256_of_every_byte_of_guest_memory_at_the_end(mode):
+    # The digest is computed when first read; it is of the memory as the
+    # run left it, not as it is when read.
+    source, _ = limits.touch_kernel(40)
+    system, r = run(source, 4, mode)
+    whole = hashlib.sha256(system.guest_read(0, 4 << 20)).hexdigest()
+    system.guest_write(0x3FF000, b"\xAA" * 16)
+    system.guest_write(0x1000, b"\x55")
+    assert r.guest_memory_sha256 == whole
+    assert r.to_json()["guest_memory_sha256"] == whole
+    later = system.result()
+    assert later.guest_memory_sha256 == hashlib.sha256(
+        system.guest_read(0, 4 << 20)).hexdigest() != whole
+    assert later != r and later.registers == r.registers

@@ -113,8 +113,12 @@ class PhysMem:
     # --- whole-memory views ----------------------------------------------
     def sha256(self) -> str:
         """SHA-256 of all of memory, untouched pages as zeros."""
+        return self.image().sha256()
+
+    def image(self) -> MemoryImage:
+        """The memory's contents now, for a digest computed when asked."""
         pages = self.pages
-        return memory_sha256(self.npages, ((pn, pages[pn]) for pn in sorted(pages)))
+        return MemoryImage(self.npages, ((pn, pages[pn]) for pn in sorted(pages)))
 
     def touched(self) -> int:
         return len(self.pages)
@@ -128,16 +132,48 @@ _DIGESTS: dict[bytes, str] = {}
 DIGESTS_KEPT = 256
 
 
+class MemoryImage:
+    """The contents of ``npages`` pages of memory at one moment: the pages
+    that are not zeros, copied.  Its SHA-256 (of every page, zeros where
+    none is kept) is computed when first asked: a run whose digest nobody
+    reads does not pay for hashing its memory."""
+
+    __slots__ = ("npages", "present", "_digest")
+
+    def __init__(self, npages: int, pages):
+        """``pages`` yields (pn, bytes), pn increasing."""
+        self.npages = npages
+        self.present = tuple((pn, bytes(data)) for pn, data in pages if data != ZERO_PAGE)
+        self._digest: str | None = None
+
+    def sha256(self) -> str:
+        if self._digest is None:
+            self._digest = _sha256_of(self.npages, self.present)
+        return self._digest
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, MemoryImage):
+            return NotImplemented
+        return self.sha256() == other.sha256()
+
+    def __hash__(self) -> int:
+        return hash(self.sha256())
+
+    def __repr__(self) -> str:
+        return f"MemoryImage({self.npages} pages, {len(self.present)} not zeros)"
+
+
 def memory_sha256(npages: int, pages) -> str:
     """SHA-256 of ``npages`` pages of memory given sparsely: ``pages``
     yields (pn, bytes), pn increasing; the pages it leaves out are zeros."""
+    return MemoryImage(npages, pages).sha256()
+
+
+def _sha256_of(npages: int, present: tuple) -> str:
     key = hashlib.blake2b(npages.to_bytes(4, "little"), digest_size=32)
-    present = []
-    for pn, data in pages:
-        if data != ZERO_PAGE:
-            key.update(pn.to_bytes(4, "little"))
-            key.update(data)
-            present.append((pn, data))
+    for pn, data in present:
+        key.update(pn.to_bytes(4, "little"))
+        key.update(data)
     k = key.digest()
     digest = _DIGESTS.get(k)
     if digest is None:

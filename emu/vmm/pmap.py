@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from struct import Struct
 
-from ..hw.memory import PAGE_SHIFT, BusError, PhysMem, memory_sha256
+from ..hw.memory import PAGE_SHIFT, BusError, MemoryImage, PhysMem
 
 _unpack32 = Struct("<I").unpack_from
 
@@ -338,7 +338,11 @@ class GuestPhys:
 
     def sha256(self) -> str:
         """SHA-256 of all guest-physical memory, unbacked pages as zeros."""
-        return memory_sha256(self.pmap.npages, self._backed_pages())
+        return self.image().sha256()
+
+    def image(self) -> MemoryImage:
+        """Guest-physical memory's contents now, for a digest computed when asked."""
+        return MemoryImage(self.pmap.npages, self._backed_pages())
 
     def _backed_pages(self):
         """(ppn, bytes) of every guest page with contents, in ppn order."""
