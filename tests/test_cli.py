@@ -172,3 +172,17 @@ def test_asm_listing_and_binary(tmp_path):
 def test_the_narrated_demand_run_is_recorded(capsys):
     assert main(["run", "demand", "--narrate", "--quiet", "--mode", "shadow"]) == 0
     assert capsys.readouterr().out == (EXPECTED / "demand.narrate.txt").read_text()
+
+
+@pytest.mark.parametrize("mode", ["native", "shadow", "nested"])
+def test_a_quiet_run_imports_neither_numpy_nor_rich(mode):
+    # Start-up is most of a small guest's run: emu run --quiet loads only
+    # what running a guest needs (numpy serves the lab's referee, rich the
+    # tables and the stepper).
+    code = ("import sys\nfrom emu.cli import main\n"
+            f"status = main(['run', 'hello', '--quiet', '--mode', '{mode}'])\n"
+            "print(status, sorted(m for m in ('numpy', 'rich') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "0 []"

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..hw import paging
 from ..hw.paging import PTE_D, PTE_P, PTE_PS, PTE_U, PTE_W, pdx, ptx
 from ..vmm.api import PfResult, VmmError
@@ -258,6 +256,7 @@ class Referee:
         self._check_pages(list(self.hw.shadow.pages.values()), what)
 
     def _check_pages(self, pages, what: str) -> None:
+        import numpy as np  # (here: the commands other than emu lab need no numpy)
         shadow = self.hw.shadow
         read32 = self.mon.guest.read32
         mpn_of, shared = self.mon.pmap.mpn_of, self.mon.pmap.shared

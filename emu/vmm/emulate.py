@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from struct import Struct
 
-import numpy as np
-
 from ..hw.paging import CR0_WP, PTE_D, PTE_G, PTE_P, PTE_U, PTE_W, Walk, access_allowed, pdx, ptx
 from .api import Action, Fault, PfResult
 from .runtime import Outcome
@@ -145,8 +143,20 @@ class Emulation:
 
 
 def _changed_dwords(before: bytes, after: bytes) -> list[int]:
+    """The indexes of the dwords that differ, lowest first: the page is
+    compared 256 bytes at a time, and each part that differs as one
+    little-endian number (the bits of its difference name its dwords)."""
     if before == after:
         return []
-    a = np.frombuffer(before, dtype="<u4")
-    b = np.frombuffer(after, dtype="<u4")
-    return [int(i) for i in np.nonzero(a != b)[0]]
+    out = []
+    for at in range(0, len(before), 256):
+        a, b = before[at:at + 256], after[at:at + 256]
+        if a == b:
+            continue
+        diff = int.from_bytes(a, "little") ^ int.from_bytes(b, "little")
+        base = at >> 2
+        while diff:
+            dword = ((diff & -diff).bit_length() - 1) >> 5
+            out.append(base + dword)
+            diff = diff >> ((dword + 1) << 5) << ((dword + 1) << 5)
+    return out

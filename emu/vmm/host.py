@@ -24,7 +24,7 @@ machine); the host makes the transitions, in this order:
   it by, and a fault on a guest page whose write-out is in flight waits for
   the write and takes the page back (it still holds the contents).
 * **Content-based sharing.**  A periodic scan hashes guest pages (zero pages
-  found with numpy, the others by content) and maps identical ones to one
+  found by comparison with a page of zeros, the others by content) and maps identical ones to one
   read-only machine page (mapped -> shared); a write to it exits and gets a
   private copy (a copy-on-write break).  Zero pages are the common case.
 * **Pins.**  The pages an exit hands to a VM stay pinned -- out of reclaim
@@ -44,8 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from ..hw.memory import ZERO_PAGE
 from .host_sharing import SharingMixin
 from .pmap import (
     FREE,
@@ -284,7 +283,7 @@ class Host(SharingMixin):
             return (yield from self._evict_shared(mpn))
         vm.hooks.unmap_page(ppn, mpn)           # every mapping goes first
         page = self.machine.mem.page(mpn)
-        zero = not np.frombuffer(page, dtype=np.uint64).any()
+        zero = page == ZERO_PAGE
         pmap = vm.pmap
         pmap.unbind(ppn)
         self.reclaimed += 1

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from ..hw.memory import ZERO_PAGE
 from .pmap import MAPPED, SHARED_OWNER, SHARED_PAGE, PMap
 
 if TYPE_CHECKING:
@@ -138,7 +137,7 @@ class SharingMixin:
                     continue
                 page = mem.page(mpn)
                 hashed += 1
-                zero = not np.frombuffer(page, dtype=np.uint64).any()
+                zero = page == ZERO_PAGE
                 digest = b"zero" if zero else bytes(page)
                 shared = self.by_content.get(digest)
                 if shared is None:
