@@ -9,6 +9,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emu.hw.memory import BusError, PhysMem
 from emu.hw.paging import PTE_A, PTE_D, PTE_G, PTE_P, PTE_PWT, PTE_U, PTE_W
@@ -425,3 +427,17 @@ def test_check_shadow_catches_a_stale_reverse_map():
     mpn = mon.pmap.mpn_of[9]
     with pytest.raises(InvariantError, match=rf"reverse map of mpn {mpn:#x} is stale"):
         check_shadow(mon)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=4096, max_size=4096),
+       st.lists(st.tuples(st.integers(0, 4095), st.integers(1, 255)), max_size=40))
+def test_the_changed_dwords_of_an_emulated_write_are_those_numpy_finds(page, flips):
+    import numpy as np
+
+    from emu.vmm.emulate import _changed_dwords
+    after = bytearray(page)
+    for at, bits in flips:
+        after[at] ^= bits
+    a, b = np.frombuffer(page, "<u4"), np.frombuffer(bytes(after), "<u4")
+    assert _changed_dwords(page, bytes(after)) == np.flatnonzero(a != b).tolist()
