@@ -167,9 +167,9 @@ class EventDelivery:
             new_esp = (esp - 4 * len(frame)) & 0xFFFFFFFF
             # Translate every page of the frame before writing any of it.
             top = (esp - 1) & 0xFFFFFFFF
-            self.mmu.translate(new_esp, True)
+            self.mmu.check_write(new_esp)
             if top >> 12 != new_esp >> 12:
-                self.mmu.translate(top, True)
+                self.mmu.check_write(top)
             for i, value in enumerate(reversed(frame)):
                 self.mmu.write((new_esp + 4 * i) & 0xFFFFFFFF, 4, value)
         except GuestFault as f:

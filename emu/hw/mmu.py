@@ -291,6 +291,11 @@ class Mmu(InvalidationMixin):
         """Read ``size`` (1, 2 or 4) bytes at ``va``; pages translated lowest first."""
         va &= 0xFFFFFFFF
         off = va & PAGE_MASK
+        if counted and not fetch and off + size <= 4096:
+            page = self.rfast.get(va >> 12)
+            if page is not None:        # (translate's TLB hit, as the hit path has it)
+                self._count_hit(va >> 12)
+                return int.from_bytes(page[off:off + size], "little")
         page, _ = self.translate(va, False, fetch, counted)
         if off + size <= 4096:
             return int.from_bytes(page[off:off + size], "little")
@@ -304,6 +309,16 @@ class Mmu(InvalidationMixin):
         is stored (all-or-nothing)."""
         va &= 0xFFFFFFFF
         off = va & PAGE_MASK
+        if counted and off + size <= 4096:
+            page = self.wfast.get(va >> 12)
+            if page is not None:        # (no code on the page: see _fill_fast)
+                self._count_hit(va >> 12)
+                if size == 4:
+                    _pack32(page, off, value & 0xFFFFFFFF)
+                else:
+                    page[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(
+                        size, "little")
+                return
         page, pn = self.translate(va, True, False, counted)
         if off + size <= 4096:
             if size == 4:
@@ -324,6 +339,24 @@ class Mmu(InvalidationMixin):
         page2[:size - first] = data[first:]
         self._wrote(pn)
         self._wrote(pn2)
+
+    def check_write(self, va: int) -> None:
+        """Translate ``va`` for a write without writing (raises #PF): a
+        counted lookup, answered by the fast write map when it can be."""
+        va &= 0xFFFFFFFF
+        if va >> 12 in self.wfast:
+            self._count_hit(va >> 12)
+        else:
+            self.translate(va, True)
+
+    def _count_hit(self, vpn: int) -> None:
+        """A counted access that the fast maps answer: what ``translate``
+        does on a TLB hit (the lookup counted and, LRU, the use told)."""
+        if self.paging:
+            tlb = self.dtlb
+            tlb.lookups += 1
+            if vpn != tlb.recent:
+                tlb.touch(vpn)
 
     def fetch_byte(self, va: int) -> int:
         """One instruction byte (the translator's decoder reads through this)."""
