@@ -1314,3 +1314,27 @@ def test_a_run_with_paging_off_counts_no_tlb_lookup():
     zero = {"lookups": 0, "hits": 0, "misses": 0, "evictions": 0, "flushes": 0, "invlpg": 0}
     assert tlb_counts(r.stats, "itlb") == zero
     assert tlb_counts(r.stats, "dtlb") == zero
+
+
+@pytest.mark.parametrize("access", ["read", "write"])
+def test_a_slow_access_answered_by_the_fast_maps_is_an_lru_use_and_a_lookup(access):
+    # One set of two ways: pages 0 and 2 fill it, 0 first.  An access to
+    # page 0 by Mmu.read/write (a system instruction's) finds it in the fast
+    # maps; it still counts a lookup and makes 0 the most recent, so page 4
+    # evicts page 2, as it would after translate's TLB hit.
+    mmu = make_mmu(entries=2, ways=2)
+    for n in (0, 2, 4):
+        map_page(mmu, n, FRAME_A + n * 0x1000)
+    mmu.write(VA, 4, 1)                       # (D set: the write fast map holds page 0)
+    mmu.read(VA + 0x2000, 4)                  # the set: 0, then 2 (the most recent)
+    before = mmu.dtlb.lookups
+    assert (VA >> 12) in mmu.rfast and (VA >> 12) in mmu.wfast
+    if access == "read":
+        assert mmu.read(VA, 4) == 1
+    else:
+        mmu.write(VA, 4, 7)
+        assert mmu.mem.read32(FRAME_A) == 7
+    assert mmu.dtlb.lookups == before + 1
+    mmu.read(VA + 0x4000, 4)
+    assert mmu.dtlb.probe(VA >> 12) is not None
+    assert mmu.dtlb.probe((VA >> 12) + 2) is None
