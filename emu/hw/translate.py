@@ -23,6 +23,7 @@ correct.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from .. import isa
@@ -152,8 +153,9 @@ def _generate(decoded: list, eip: int, costs, loops: bool) -> tuple:
             and (pos + last.args[0]) & 0xFFFFFFFF == eip)
     regs = sorted(regs_read | regs_written)
     flags = sorted(flags_used)
-    load = [f"{isa.REGS32[r]} = r[{r}]" for r in regs]
-    load += [f"{f} = cpu.{f}" for f in flags]
+    fresh = _set_before_use(body, {isa.REGS32[r] for r in regs} | set(flags))
+    load = [f"{isa.REGS32[r]} = r[{r}]" for r in regs if isa.REGS32[r] not in fresh]
+    load += [f"{f} = cpu.{f}" for f in flags if f not in fresh]
     store = [f"r[{r}] = {isa.REGS32[r]}" for r in sorted(regs_written)]
     store += [f"cpu.{f} = {f}" for f in sorted(flags_written)]
     if ends_with_return:
@@ -187,6 +189,33 @@ def _generate(decoded: list, eip: int, costs, loops: bool) -> tuple:
     source = "\n".join(lines)
     meta = BlockMeta(tuple(eips), tuple(cyc_before), tuple(drefs_before), source)
     return compile(source, "<block>", "exec"), n, cycles, drefs, loop, meta
+
+
+_NAME = re.compile(r"(?<![.\w])[a-z_]\w*")
+_SET = re.compile(r"([a-z_]\w*) = (.*)")
+
+
+def _set_before_use(body: list[str], names: set[str]) -> set[str]:
+    """The ``names`` the block body sets, unconditionally, before it reads
+    them and before its first instruction that may fault: their values at
+    entry are never used (not by the body, not by the fault path, which
+    stores them back), so they need not be loaded.  A line inside an ``if``
+    reads every name it mentions (it may not run)."""
+    fresh: set[str] = set()
+    seen: set[str] = set()          # read, or set too late
+    for line in body:
+        if line.startswith("k = "):
+            return fresh            # a fault may come: the rest must be loaded
+        m = None if line[:1] == " " or line.endswith(":") else _SET.fullmatch(line)
+        for name in _NAME.findall(m.group(2) if m else line):
+            if name in names:
+                seen.add(name)
+        if m:
+            target = m.group(1)
+            if target in names and target not in seen:
+                fresh.add(target)
+                seen.add(target)
+    return fresh
 
 
 def _indent(lines: list[str], level: int) -> list[str]:
