@@ -162,12 +162,12 @@ class Cpu(EventDelivery, SystemInstructions):
         mmu = self.mmu
         ifast = mmu.ifast
         itlb = mmu.itlb
-        itouch = itlb.touch if itlb.policy == "lru" else None
         icount = cycles = drefs = ilookups = 0
         cycles0 = self.cycles
         # Paging changes only with a mov to CR0, which ends the batch: every
         # lookup of this batch was made in the paging state it starts in.
         paging = mmu.paging
+        itouch = itlb.touch if itlb.policy == "lru" and paging else None
         b = None
         stop = None
         eip = self.eip
@@ -186,7 +186,7 @@ class Cpu(EventDelivery, SystemInstructions):
                         if blocks is None:
                             mmu.translate(eip, False, True, False)
                             blocks = ifast[eip >> 12]
-                        elif itouch is not None and mmu.paging and eip >> 12 != itlb.recent:
+                        elif itouch is not None and eip >> 12 != itlb.recent:
                             itouch(eip >> 12)
                         b = blocks.get(eip)
                         if b is None:
