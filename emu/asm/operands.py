@@ -198,7 +198,12 @@ def _kinds(op: Operand) -> tuple[str, ...]:
     return ("m", "mb")      # unsized: the forms that fit decide (select_form)
 
 
-def _fits(row: isa.Insn, kinds: list[tuple[str, ...]]) -> bool:
+# The rows that fit each (mnemonic, operand kinds) met so far: few, and
+# the ISA table never changes.
+_FITTING: dict = {}
+
+
+def _fits(row: isa.Insn, kinds: tuple[tuple[str, ...], ...]) -> bool:
     return len(row.operands) == len(kinds) and all(
         k in ok for k, ok in zip(row.operands, kinds, strict=True))
 
@@ -210,8 +215,11 @@ def select_form(mnemonic: str, ops: list[Operand], cur: Cursor, col: int) -> isa
     that fits it; when forms of both sizes fit, the size must be written,
     as NASM requires: ``operation size not specified; write `dword [eax]```.
     A mismatch lists the forms in NASM's notation (``add r/m32, imm32``)."""
-    kinds = [_kinds(op) for op in ops]
-    rows = [row for row in isa.FORMS[mnemonic] if _fits(row, kinds)]
+    kinds = tuple(_kinds(op) for op in ops)
+    rows = _FITTING.get((mnemonic, kinds))
+    if rows is None:
+        rows = _FITTING[mnemonic, kinds] = tuple(
+            row for row in isa.FORMS[mnemonic] if _fits(row, kinds))
     for i, op in enumerate(ops):
         if isinstance(op, MemOp) and op.size is None:
             sizes = {row.operands[i] for row in rows}
