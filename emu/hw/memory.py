@@ -163,12 +163,6 @@ class MemoryImage:
         return f"MemoryImage({self.npages} pages, {len(self.present)} not zeros)"
 
 
-def memory_sha256(npages: int, pages) -> str:
-    """SHA-256 of ``npages`` pages of memory given sparsely: ``pages``
-    yields (pn, bytes), pn increasing; the pages it leaves out are zeros."""
-    return MemoryImage(npages, pages).sha256()
-
-
 def _sha256_of(npages: int, present: tuple) -> str:
     key = hashlib.blake2b(npages.to_bytes(4, "little"), digest_size=32)
     for pn, data in present:

@@ -36,6 +36,14 @@ _unpack32 = _U32.unpack_from
 _pack32 = _U32.pack_into
 
 
+def _put(page: bytearray, off: int, size: int, value: int) -> None:
+    """Store the low ``size`` bytes of ``value`` at ``off`` (within the page)."""
+    if size == 4:
+        _pack32(page, off, value & 0xFFFFFFFF)
+    else:
+        page[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
 class Mmu(InvalidationMixin):
     """Translation for one CPU: control state, TLBs, fast maps, walker
     (invalidation: ``InvalidationMixin``, in ``mmu_invalidate.py``)."""
@@ -313,18 +321,11 @@ class Mmu(InvalidationMixin):
             page = self.wfast.get(va >> 12)
             if page is not None:        # (no code on the page: see _fill_fast)
                 self._count_hit(va >> 12)
-                if size == 4:
-                    _pack32(page, off, value & 0xFFFFFFFF)
-                else:
-                    page[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(
-                        size, "little")
+                _put(page, off, size, value)
                 return
         page, pn = self.translate(va, True, False, counted)
         if off + size <= 4096:
-            if size == 4:
-                _pack32(page, off, value & 0xFFFFFFFF)
-            else:
-                page[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+            _put(page, off, size, value)
             blocks = self.code.get(pn)          # (wrote_bytes, inline)
             if blocks:
                 marked = self.code_bytes.get(pn)
