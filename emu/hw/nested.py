@@ -28,10 +28,14 @@ tables deny the access) are ordinary #PF that go to the guest's handler.
 from __future__ import annotations
 
 from collections import OrderedDict
+from struct import Struct
 
 from . import paging
 from .exceptions import NPF, GuestFault
-from .paging import PTE_A, PTE_D, PTE_P, PTE_W
+from .paging import PTE_A, PTE_D, PTE_P, PTE_W, Walk
+
+_new = tuple.__new__
+_unpack32 = Struct("<I").unpack_from
 
 
 class NestedFault(GuestFault):
@@ -127,8 +131,10 @@ class NestedWalker:
                 self.grid.append((row, "ntlb", mpn << 12, mpn))
             return (mpn << 12) | (pa & 0xFFF)
         mem = self.mem
+        pages = mem.pages               # (PhysMem.read32, inline: two per miss)
         npde_ma = self.ncr3 | ((pa >> 20) & 0xFFC)
-        npde = mem.read32(npde_ma)
+        pg = pages.get(npde_ma >> 12)
+        npde = _unpack32(pg, npde_ma & 0xFFF)[0] if pg is not None else mem.read32(npde_ma)
         self.refs += 1
         self.nested_refs += 1
         self.grid.append((row, "npde", npde_ma, npde))
@@ -137,7 +143,8 @@ class NestedWalker:
         if not npde & PTE_A:
             mem.write32(npde_ma, npde | PTE_A)
         npte_ma = (npde & 0xFFFFF000) | ((pa >> 10) & 0xFFC)
-        npte = mem.read32(npte_ma)
+        pg = pages.get(npte_ma >> 12)
+        npte = _unpack32(pg, npte_ma & 0xFFF)[0] if pg is not None else mem.read32(npte_ma)
         self.refs += 1
         self.nested_refs += 1
         self.grid.append((row, "npte", npte_ma, npte))
@@ -179,11 +186,12 @@ class NestedWalker:
             view.seen.clear()
             w = paging.walk(view, cr3, va, write, user, fetch, wp, pse)
             self.guest_refs += w.refs
+            # (the records: Walk._replace's, without its per-field cost)
             if w.fault:
-                return w._replace(refs=self.refs)
+                return _new(Walk, (*w[:14], self.refs))
             ma = self.translate_pa(w.pa, write, "data")
-            return w._replace(pa=ma, frame=ma & 0xFFFFF000, refs=self.refs,
-                              dirty=w.dirty and self.last_writable)
+            return _new(Walk, (*w[:7], ma, ma & 0xFFFFF000, w[9], w[10], w[11],
+                               w[12] and self.last_writable, w[13], self.refs))
         finally:
             self.last_grid = self.grid
 

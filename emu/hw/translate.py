@@ -171,20 +171,20 @@ def _generate(decoded: list, eip: int, costs, loops: bool) -> tuple:
                 f"    limit = min(max_insns // {n}, -(-max_cycles // {max(cycles, 1)}))"]
         inner = ["while True:", *_indent(body, 1), "    it += 1",
                  f"    if _next != {eip} or it >= limit:", "        break"]
-        tail_store = store + ["cpu.iters = it"]
-        fault_store = store + ["cpu.iters = it"]
+        store = store + ["cpu.iters = it"]
     else:
         head = ["def block():", *_indent(load, 1)]
         inner = body
-        tail_store = store
-        fault_store = store
     lines = list(head)
     if may_fault:
+        # The state goes back to the CPU on the way out, a fault's way too
+        # (written once: the compiler copies a finally clause to each exit).
         lines += ["    try:", *_indent(inner, 2), "    except Exception:",
-                  *_indent(fault_store, 2), "        cpu.partial = k", "        raise"]
+                  "        cpu.partial = k", "        raise"]
+        if store:
+            lines += ["    finally:", *_indent(store, 2)]
     else:
-        lines += _indent(inner, 1)
-    lines += _indent(tail_store, 1)
+        lines += [*_indent(inner, 1), *_indent(store, 1)]
     lines.append("    return _next")
     source = "\n".join(lines)
     meta = BlockMeta(tuple(eips), tuple(cyc_before), tuple(drefs_before), source)
