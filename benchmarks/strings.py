@@ -8,9 +8,10 @@ slice copy of 1 MiB measured in the same run, and their ratio (the target:
 the rep at least 1/10 of the copy's speed, i.e. a ratio >= 0.10).
 
 Each rep's time is the run's host time minus that of the same guest without
-the measured instruction (both already touched every page once), each the
-fastest of several runs (the least disturbed by other work on the host), as
-the copy's is.
+the measured instruction (both touch every page once first), over the
+``TIMES`` times the guest runs it (a loop around it, in both guests), each
+run the fastest of several (the least disturbed by other work on the host),
+as the copy's is.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from emu.system import Config, System  # noqa: E402
 
 SIZE = 1 << 20
 SRC, DST = 0x100000, 0x200000
+TIMES = 16                      # each measured rep runs this many times in one run
 PAGING = """
     mov edi, 0x1000             ; page directory at 0x1000, tables from 0x2000
     mov ecx, 1024
@@ -60,10 +62,12 @@ PAGING = """
 def _guest(measured: str, paging: bool) -> str:
     touch = (f"    mov edi, {SRC:#x}\n    mov ecx, {SIZE // 4}\n    rep stosd\n"
              f"    mov edi, {DST:#x}\n    mov ecx, {SIZE // 4}\n    rep stosd\n")
-    setup = (f"    mov esi, {SRC:#x}\n    mov edi, {DST:#x}\n    mov ecx, {SIZE // 4}\n"
+    again = (f"    mov ebx, {TIMES}\n.again:\n"
+             f"    mov esi, {SRC:#x}\n    mov edi, {DST:#x}\n    mov ecx, {SIZE // 4}\n"
              "    mov eax, 0x5A5A5A5A\n")
     return "\n".join(["org 0x8000", "_start:", "    mov esp, 0x80000",
-                      PAGING if paging else "", touch, setup, measured,
+                      PAGING if paging else "", touch, again, measured,
+                      "    dec ebx", "    jnz .again",
                       "    mov eax, 0", "    out 0xF4, eax", ""])
 
 
@@ -78,8 +82,9 @@ def _host_time(source: str, repeat: int) -> float:
 
 
 def rep_time(insn: str, paging: bool, repeat: int) -> float:
+    """One rep over 1 MiB: the guest runs it ``TIMES`` times over."""
     base = _host_time(_guest("", paging), repeat)
-    return max(_host_time(_guest(f"    {insn}", paging), repeat) - base, 1e-9)
+    return max(_host_time(_guest(f"    {insn}", paging), repeat) - base, 1e-9) / TIMES
 
 
 def bytearray_copy_time(repeat: int) -> float:

@@ -30,6 +30,10 @@ class VcpuMixin:
     # (``_console_split``); False: every character ends the batch (the
     # same figures, more slowly -- tests/test_console_in_place.py).
     CONSOLE_IN_PLACE = True
+    # A rep's chunk (``REP_CHUNK``) while nobody watches and nothing else is
+    # due goes on in the CPU's batch (``Cpu.rep_in_place``); False: every
+    # chunk ends the batch (the same figures, more slowly).
+    REP_IN_PLACE = True
 
     # --- the processes -----------------------------------------------------
     def clock_now(self) -> int:
@@ -81,8 +85,11 @@ class VcpuMixin:
             # (nothing at all due: the character needs not even a split)
             self._direct_outs = 0
             self._direct_slack, self._direct_c0 = left - max_c, cpu.cycles
-            cpu.console_direct = direct if (
-                out is not None and env.peek() == INFINITY) else None
+            alone = env.peek() == INFINITY
+            cpu.console_direct = direct if out is not None and alone else None
+            cpu.rep_in_place = self._direct_room if (
+                alone and self.REP_IN_PLACE and not bus.active and self.progress is None
+                and self.max_batch_insns is None and "run" not in hooks) else None
             stop = cpu.run(max_i, max_c)
             if stop.insns > self._direct_outs and release is not None:
                 release(name)           # progress: its exits' pages may go

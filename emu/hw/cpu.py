@@ -111,6 +111,12 @@ class Cpu(EventDelivery, SystemInstructions):
         # and the out goes the way above.  The same figures: nothing else
         # can look in between.
         self.console_direct = None
+        # A rep's chunk ends the batch (``REP_CHUNK``) so that others get
+        # their turn.  When nobody could take it (``console_direct``'s
+        # case), the system sets ``rep_in_place(cost)``: True -- the
+        # cycles owed so far leave the batch within the run's budget -- and
+        # the batch goes on at the rep as the next one would have begun.
+        self.rep_in_place = None
         self._system = {}
         for row in isa.TABLE:
             if row.kind in (isa.SYSTEM, isa.PRIV):
@@ -230,6 +236,9 @@ class Cpu(EventDelivery, SystemInstructions):
                         cycles += b.cycles
                     b = None
                     detail = s.detail
+                    if (s.reason == "budget" and self.rep_in_place is not None
+                            and "rep" in detail and self.rep_in_place(0)):
+                        continue            # the rep goes on in this batch
                     split = self.console_out
                     if split is None or (s.reason != "io" and s.reason != "io-exit") \
                             or detail["port"] != CONSOLE_PORT or detail["value"] is None:

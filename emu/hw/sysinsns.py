@@ -248,7 +248,7 @@ class SystemInstructions:
                     self.rep_overwrote_itself = True
         if done < count:
             self.eip = eip                  # not retired: it goes on next batch
-            raise _StopRun("budget", 0)
+            raise _StopRun("budget", 0, rep=True)
         return nxt
 
     def ea(self, m: isa.Mem) -> int:
