@@ -19,7 +19,7 @@ def block_source(body: str) -> str:
     image = assemble(f"bits 32\norg 0x1000\n{body}\n", "<t>")
     (addr, code), = image.segments
     decoded = decode_block(lambda va: code[va - addr], addr, False)
-    return made_block(decoded, addr, DEFAULT_COSTS)[5].source
+    return made_block(decoded, DEFAULT_COSTS)[5].source
 
 
 def loads(source: str) -> list[str]:

@@ -323,7 +323,7 @@ class Cpu(EventDelivery, SystemInstructions):
 
                 decoded = decode_block(fetch, eip, single)
                 if decoded:
-                    recipe = ("block", made_block(decoded, eip, self.costs, self.loop_blocks))
+                    recipe = ("block", made_block(decoded, self.costs, self.loop_blocks))
                 else:
                     recipe = self._lone(fetch, eip)
                 hi = PAGE_SIZE if outside else end[0]
@@ -368,7 +368,7 @@ class Cpu(EventDelivery, SystemInstructions):
         """This CPU's block made from a recipe (``_translate``)."""
         kind, what = recipe
         if kind == "block":
-            return bind_block(what, self)
+            return bind_block(what, self, eip)
         if kind == "system":
             return self._system_block(what, eip)
 

@@ -65,11 +65,13 @@ def sem(*mnemonics: str, reads=(), writes=(), faults: bool = False):
 class Gen:
     """Emission context for one instruction of a block."""
 
-    def __init__(self, insn, args, eip: int, next_eip: int, live: frozenset):
+    def __init__(self, insn, args, pos: int, next_pos: int, live: frozenset):
         self.insn = insn
         self.args = args
-        self.eip = eip
-        self.next_eip = next_eip
+        # Where the instruction is and where the next one begins: offsets
+        # from the block's first eip, ``E`` in the code (``at``).
+        self.pos = pos
+        self.next_pos = next_pos
         self.live = live             # flags live after this instruction
         self.lines: list[str] = []
         self.regs_read: set[int] = set()
@@ -79,6 +81,13 @@ class Gen:
         self._tmp = 0
 
     # --- emission ------------------------------------------------------
+    @staticmethod
+    def at(offset: int) -> str:
+        """The address ``offset`` bytes from the block's first eip."""
+        if offset == 0:
+            return "E"
+        return f"(E {'-' if offset < 0 else '+'} {abs(offset)}) & 0xFFFFFFFF"
+
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.indent + line)
 

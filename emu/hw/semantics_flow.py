@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..isa import CONDITIONS
-from .semantics import Gen, M, sem
+from .semantics import Gen, sem
 from .semantics_move import push
 
 # x86's conditions, as Python over the flag locals.
@@ -19,13 +19,13 @@ _READS = {c: {f for f in ("cf", "zf", "sf", "of", "pf") if f in expr}
           for c, expr in COND.items()}
 
 
-def _target(g: Gen) -> int:
-    return (g.next_eip + g.args[0]) & M
+def _target(g: Gen) -> str:
+    return g.at(g.next_pos + g.args[0])
 
 
 for _c, _cond in COND.items():
     def _gen_jcc(g: Gen, _cond=_cond) -> None:
-        g.emit(f"return {_target(g)} if ({_cond}) else {g.next_eip}")
+        g.emit(f"return {_target(g)} if ({_cond}) else {g.at(g.next_pos)}")
 
     def _gen_set(g: Gen, _cond=_cond) -> None:
         g.store_only(0, f"(1 if ({_cond}) else 0)")
@@ -51,11 +51,11 @@ def _jmp(g: Gen) -> None:
 @sem("call", faults=True)
 def _call(g: Gen) -> None:
     if g.kind(0) == "rel":
-        target = str(_target(g))
+        target = _target(g)
     else:                      # a copy: "call esp" jumps to esp's old value
         target = g.tmp()
         g.emit(f"{target} = {g.read(0)}")
-    push(g, str(g.next_eip))
+    push(g, g.at(g.next_pos))
     g.emit(f"return {target}")
 
 
@@ -70,9 +70,9 @@ def _ret(g: Gen) -> None:
 @sem("loop")
 def _loop(g: Gen) -> None:
     g.set_reg(1, f"({g.reg(1)} - 1) & 0xFFFFFFFF")
-    g.emit(f"return {_target(g)} if {g.reg(1)} else {g.next_eip}")
+    g.emit(f"return {_target(g)} if {g.reg(1)} else {g.at(g.next_pos)}")
 
 
 @sem("jecxz")
 def _jecxz(g: Gen) -> None:
-    g.emit(f"return {_target(g)} if {g.reg(1)} == 0 else {g.next_eip}")
+    g.emit(f"return {_target(g)} if {g.reg(1)} == 0 else {g.at(g.next_pos)}")

@@ -14,7 +14,11 @@ On a fault the function stores its state, records in ``cpu.partial`` how many
 of its instructions retired and re-raises; the CPU accounts for them.
 
 A translation is a ``Block`` tuple ``(fn, ninsns, cycles, drefs, meta)``: the
-dispatcher adds the counts after each call.  Blocks live in the dict of the
+dispatcher adds the counts after each call.  The code of a block does not
+depend on where it is: its addresses are offsets from ``E``, the block's
+first eip, which its function gets as a default argument -- so the same
+instructions at another address (a library routine in another guest, a
+test's harness at another ``org``) are compiled once per process.  Blocks live in the dict of the
 physical page holding their code (``Mmu.code``), cleared when a byte they
 were read from is written (``Mmu.code_bytes``: a kernel's variables beside
 its code cost no translation), so self-modifying code and reused pages stay
@@ -24,6 +28,7 @@ correct.
 from __future__ import annotations
 
 import re
+from types import CodeType, FunctionType
 from typing import NamedTuple
 
 from .. import isa
@@ -73,11 +78,12 @@ def decode_block(fetch, eip: int, single: bool):
     return out
 
 
-# Translations already made, by what determines them: (eip, loops, costs, the
-# decoded instructions) -> (code object, the Block's counts and meta).  Code
-# is generated and compiled once per process for every run that meets it
-# (every mode and policy of a guest, a page written and translated again);
-# only the function is made anew, in the CPU's environment.
+# Translations already made, by what determines them: (loops, costs, the
+# decoded instructions) -> (code object, the Block's counts and meta, with
+# offsets for addresses).  Code is generated and compiled once per process
+# for every run that meets it (every mode and policy of a guest, a page
+# written and translated again, the same instructions elsewhere); only the
+# function is made anew, in the CPU's environment, at its address.
 _MADE: dict = {}
 MADE_LIMIT = 50_000
 
@@ -85,29 +91,32 @@ MADE_LIMIT = 50_000
 def translate(cpu, decoded: list, eip: int, costs, loops: bool = True) -> Block:
     """The block for ``decoded`` at ``eip`` (generated and compiled, or
     found already made)."""
-    return bind_block(made_block(decoded, eip, costs, loops), cpu)
+    return bind_block(made_block(decoded, costs, loops), cpu, eip)
 
 
-def made_block(decoded: list, eip: int, costs, loops: bool = True) -> tuple:
-    """The compiled block for ``decoded`` at ``eip``, not yet bound to a
-    CPU: (code, ninsns, cycles, drefs, loop, meta)."""
-    key = (eip, loops, costs, *decoded)
+def made_block(decoded: list, costs, loops: bool = True) -> tuple:
+    """The compiled block for ``decoded`` (wherever it is), not yet bound to
+    a CPU and an address: (code, ninsns, cycles, drefs, loop, meta) with
+    ``meta.eips`` offsets from the block's first eip."""
+    key = (loops, costs, *decoded)
     made = _MADE.get(key)
     if made is None:
         if len(_MADE) >= MADE_LIMIT:
             _MADE.clear()
-        made = _MADE[key] = _generate(decoded, eip, costs, loops)
+        made = _MADE[key] = _generate(decoded, costs, loops)
     return made
 
 
-def bind_block(made: tuple, cpu) -> Block:
-    """The ``Block`` of a compiled block for ``cpu``."""
+def bind_block(made: tuple, cpu, eip: int) -> Block:
+    """The ``Block`` of a compiled block for ``cpu``, at ``eip``."""
     code, n, cycles, drefs, loop, meta = made
-    return Block(_bind(code, cpu), n, cycles, drefs, loop, meta)
+    return Block(_bind(code, cpu, eip), n, cycles, drefs, loop,
+                 _new(BlockMeta, (tuple([eip + o for o in meta.eips]), *meta[1:])))
 
 
-def _generate(decoded: list, eip: int, costs, loops: bool) -> tuple:
-    """Generate and compile the block: (code, ninsns, cycles, drefs, loop, meta)."""
+def _generate(decoded: list, costs, loops: bool) -> tuple:
+    """Generate and compile the block: (the code of its function, ninsns,
+    cycles, drefs, loop, meta).  Addresses are offsets from ``E``."""
     n = len(decoded)
     # Liveness of flags after each instruction.
     live_after = [ALL_FLAGS] * n
@@ -125,7 +134,7 @@ def _generate(decoded: list, eip: int, costs, loops: bool) -> tuple:
     flags_written: set[str] = set()
     eips, cyc_before, drefs_before = [], [], []
     cycles = drefs = 0
-    pos = eip
+    pos = 0                         # (offsets from the block's first eip)
     ends_with_return = False
     for i, d in enumerate(decoded):
         nxt = pos + d.length
@@ -150,7 +159,7 @@ def _generate(decoded: list, eip: int, costs, loops: bool) -> tuple:
         pos = nxt
     last = decoded[-1]
     loop = (loops and last.insn.kind == isa.BRANCH and last.insn.operands == ("rel",)
-            and (pos + last.args[0]) & 0xFFFFFFFF == eip)
+            and (pos + last.args[0]) & 0xFFFFFFFF == 0)
     regs = sorted(regs_read | regs_written)
     flags = sorted(flags_used)
     fresh = _set_before_use(body, {isa.REGS32[r] for r in regs} | set(flags))
@@ -161,19 +170,19 @@ def _generate(decoded: list, eip: int, costs, loops: bool) -> tuple:
     if ends_with_return:
         body[-1] = "_next = " + body[-1][len("return "):]
     else:
-        body.append(f"_next = {pos}")
+        body.append(f"_next = {Gen.at(pos)}")
     may_fault = any(line.startswith("k = ") for line in body)
     if loop:
         # A loop block runs its back edge itself, as many iterations as the
         # budgets allow; cpu.iters tells the dispatcher how many ran.
-        head = ["def block(max_insns, max_cycles):", *_indent(load, 1),
+        head = ["def block(max_insns, max_cycles, E=0):", *_indent(load, 1),
                 "    it = 0",
                 f"    limit = min(max_insns // {n}, -(-max_cycles // {max(cycles, 1)}))"]
         inner = ["while True:", *_indent(body, 1), "    it += 1",
-                 f"    if _next != {eip} or it >= limit:", "        break"]
+                 "    if _next != E or it >= limit:", "        break"]
         store = store + ["cpu.iters = it"]
     else:
-        head = ["def block():", *_indent(load, 1)]
+        head = ["def block(E=0):", *_indent(load, 1)]
         inner = body
     lines = list(head)
     if may_fault:
@@ -188,7 +197,9 @@ def _generate(decoded: list, eip: int, costs, loops: bool) -> tuple:
     lines.append("    return _next")
     source = "\n".join(lines)
     meta = BlockMeta(tuple(eips), tuple(cyc_before), tuple(drefs_before), source)
-    return compile(source, "<block>", "exec"), n, cycles, drefs, loop, meta
+    module = compile(source, "<block>", "exec")
+    code = next(c for c in module.co_consts if isinstance(c, CodeType))
+    return code, n, cycles, drefs, loop, meta
 
 
 _NAME = re.compile(r"(?<![.\w])[a-z_]\w*")
@@ -218,17 +229,18 @@ def _set_before_use(body: list[str], names: set[str]) -> set[str]:
     return fresh
 
 
+_new = tuple.__new__
+
+
 def _indent(lines: list[str], level: int) -> list[str]:
     pad = "    " * level
     return [pad + line for line in lines]
 
 
-def _bind(code, cpu):
-    """The block's function, its globals the CPU's environment."""
+def _bind(code, cpu, eip: int):
+    """The block's function at ``eip`` (its ``E``), its globals the CPU's
+    environment."""
     env = cpu.mmu.env           # shared by all blocks: the MMU rebinds rd32 ...
-    env.setdefault("cpu", cpu)
-    env.setdefault("r", cpu.r)
-    env.setdefault("GuestFault", GuestFault)
-    env.setdefault("PFB", PFB)
-    exec(code, env)
-    return env.pop("block")
+    if "cpu" not in env:
+        env.update(cpu=cpu, r=cpu.r, GuestFault=GuestFault, PFB=PFB)
+    return FunctionType(code, env, "block", (eip,))
