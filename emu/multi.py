@@ -12,9 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import simpy
-
 from .errors import ConfigError
+from .simenv import Environment
 from .system import Config, Result, System
 from .vmm.host import Host
 
@@ -75,7 +74,7 @@ def build(images: list, names: list[str], config: Config, write=None):
     if config.mode == "native":
         raise ConfigError("several programs share a machine only under a VMM "
                           "(--mode shadow or --mode nested)")
-    env = simpy.Environment()
+    env = Environment()
     share = config.share_interval
     host = Host(env, config.machine_bytes, reserve=config.reserve_pages,
                 swap_latency=config.swap_latency, swap_bandwidth=config.swap_bandwidth,

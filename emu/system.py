@@ -32,6 +32,7 @@ from .hw.memory import MemoryImage, PhysMem
 from .hw.mmu import Mmu
 from .hw.nested import NestedWalker
 from .hw.tlb import POLICIES, Tlb
+from .simenv import Environment
 from .system_vcpu import BATCH_CYCLES, VcpuMixin  # noqa: F401  (BATCH_CYCLES re-exported)
 from .trace import TraceBus
 from .vmm.host import Host
@@ -175,7 +176,7 @@ class System(VcpuMixin):
         self.vmm_class = vmm_class
         self._own_host = host is None
         self.bus = bus or TraceBus()
-        self.env = host.env if host is not None else simpy.Environment()
+        self.env = host.env if host is not None else Environment()
         self.bus.clock = lambda: int(self.env.now)
         c = config
         ram = c.mem_mib * MIB

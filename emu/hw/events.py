@@ -19,13 +19,12 @@ from .exceptions import (
     describe_vector,
 )
 from .exits import (
-    CrReadExit,
-    CrWriteExit,
-    HaltExit,
-    HostPageExit,
-    InvlpgExit,
-    PageFaultExit,
+    make_cr_read_exit,
+    make_cr_write_exit,
     make_ept_violation_exit,
+    make_halt_exit,
+    make_host_page_exit,
+    make_invlpg_exit,
     make_io_exit,
     make_page_fault_exit,
 )
@@ -71,25 +70,26 @@ class EventDelivery:
         v = self.vectoring
         if reason == "pf":
             w = self.mmu.last_walk           # step 1: the shadow walk that faulted
-            exit = PageFaultExit(eip, v, detail["va"], detail["error_code"],
-                                 w if w is not None and w.va == detail["va"] else None)
+            exit = make_page_fault_exit(eip, v, detail["va"], detail["error_code"],
+                                        w if w is not None and w.va == detail["va"] else None)
         elif reason == "npf":
             exit = make_ept_violation_exit(eip, v, detail["va"], detail["gpa"],
                                            detail["error_code"],
                                            getattr(self.mmu.walker, "last_grid", ()))
         elif reason == "host_page":
-            exit = HostPageExit(eip, v, detail["va"], detail["error_code"])
+            exit = make_host_page_exit(eip, v, detail["va"], detail["error_code"])
         elif reason == "hlt":
-            exit = HaltExit(eip, v, detail["next_eip"])
+            exit = make_halt_exit(eip, v, detail["next_eip"])
         elif reason == "invlpg":
-            exit = InvlpgExit(eip, v, detail["va"], detail["next_eip"])
+            exit = make_invlpg_exit(eip, v, detail["va"], detail["next_eip"])
         elif reason == "cr3_read":
-            exit = CrReadExit(eip, v, detail["reg"], detail["next_eip"])
+            exit = make_cr_read_exit(eip, v, detail["reg"], detail["next_eip"])
         elif reason == "io":
             exit = make_io_exit(eip, v, detail["port"], detail["value"], detail["reg"],
                                 detail["next_eip"])
         else:                                  # cr0_write, cr3_write, cr4_write
-            exit = CrWriteExit(eip, v, detail["cr"], detail["value"], detail["next_eip"])
+            exit = make_cr_write_exit(eip, v, detail["cr"], detail["value"],
+                                      detail["next_eip"])
         return Stop("exit", detail={"exit": exit})
 
     def _interrupt(self) -> None:

@@ -155,6 +155,11 @@ def _maker(cls):
 make_page_fault_exit = _maker(PageFaultExit)
 make_ept_violation_exit = _maker(EptViolationExit)
 make_io_exit = _maker(IoExit)
+make_host_page_exit = _maker(HostPageExit)
+make_halt_exit = _maker(HaltExit)
+make_invlpg_exit = _maker(InvlpgExit)
+make_cr_read_exit = _maker(CrReadExit)
+make_cr_write_exit = _maker(CrWriteExit)
 
 __all__ = ["CrReadExit", "CrWriteExit", "EptViolationExit", "HaltExit", "HostPageExit",
            "InvlpgExit", "IoExit", "PageFaultExit", "VmExit"]

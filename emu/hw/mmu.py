@@ -323,7 +323,16 @@ class Mmu(InvalidationMixin):
                 self._count_hit(va >> 12)
                 _put(page, off, size, value)
                 return
-        page, pn = self.translate(va, True, False, counted)
+        page = None
+        if not self.paging and off + size <= 4096:
+            # Paging off, a page with translated code (which the fast write
+            # map leaves out): the page, without the translation it needs not.
+            page = self.rfast.get(va >> 12)
+            if page is not None and not self.code.get(va >> 12):
+                page = None             # (translate puts it in the fast write map)
+            pn = va >> 12
+        if page is None:
+            page, pn = self.translate(va, True, False, counted)
         if off + size <= 4096:
             _put(page, off, size, value)
             blocks = self.code.get(pn)          # (wrote_bytes, inline)

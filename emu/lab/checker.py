@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import simpy
-
 from ..errors import EmuError
 from ..programs import assemble_file, resolve
+from ..simenv import Environment
 from ..system import Config, System
 from ..vmm.api import VmmError
 from ..vmm.host import Host
@@ -165,7 +164,7 @@ def _build(vmm_class, referees, config: Config, test: Case) -> list[System]:
     image = image_of(test.guest)
     if test.vms == 1:
         return [System(image, config, vmm_class=checked(vmm_class, referees[0]))]
-    env = simpy.Environment()
+    env = Environment()
     host = Host(env, config.machine_bytes, reserve=config.reserve_pages,
                 swap_latency=config.swap_latency, swap_bandwidth=config.swap_bandwidth,
                 share_interval=config.share_interval)

@@ -51,6 +51,7 @@ from simpy.resources.base import BaseResource
 
 from ..errors import EmuError
 from ..hw.devices import Console
+from ..simenv import Environment
 from ..trace import TraceBus
 
 BIG_BYTES = 256          # bytes objects this long and longer are shared, not copied
@@ -370,7 +371,7 @@ def capture(system, previous: dict | None, *, order: tuple[str, ...], extra=None
 def restore(snap: Snapshot, *, console_sink=None):
     """A new ``System`` in the state of ``snap``, its processes started (see
     the module doc); subscribe to its bus before the first ``env.step()``."""
-    env = simpy.Environment(initial_time=snap.cycle)
+    env = Environment(initial_time=snap.cycle)
     system = _Unpickler(io.BytesIO(snap.blob), snap, env, console_sink).load()
     for name, value in list(vars(system.cpu).items()):
         if value is None and name == "run":
