@@ -63,12 +63,15 @@ class _GuestTables:
 
     def read32(self, pa: int) -> int:
         w = self.walker
-        ma = w.translate_pa(pa, False, _ROWS[self.row])
+        row = self.row
+        name = _ROWS[row]
+        ma = w.translate_pa(pa, False, name)
         self.seen[pa] = (ma, w.last_writable)
-        value = w.mem.read32(ma)
+        pg = w.mem.pages.get(ma >> 12)          # (PhysMem.read32, inline: an entry)
+        value = _unpack32(pg, ma & 0xFFF)[0] if pg is not None else w.mem.read32(ma)
         w.refs += 1
-        w.grid.append((_ROWS[self.row], ("gpde", "gpte")[min(self.row, 1)], ma, value))
-        self.row += 1
+        w.grid.append((name, _ENTRIES[row], ma, value))
+        self.row = row + 1
         return value
 
     def write32(self, pa: int, value: int) -> None:
@@ -82,6 +85,7 @@ class _GuestTables:
 
 
 _ROWS = ("gcr3", "gpde", "gpte")
+_ENTRIES = ("gpde", "gpte", "gpte")     # what the reference of each row reads
 
 
 class NestedWalker:
