@@ -332,7 +332,7 @@ class ShadowMonitor(Monitor):
 class _Platform:
     """``self.hw`` of a VMM: the views and hooks it may use, nothing else."""
 
-    __slots__ = ("guest", "pmap", "shadow", "tlb", "costs", "_mon")
+    __slots__ = ("guest", "pmap", "shadow", "tlb", "costs", "_mon", "classified", "filled")
 
     def __init__(self, mon: ShadowMonitor):
         self._mon = mon
@@ -341,6 +341,12 @@ class _Platform:
         self.shadow = mon.shadow
         self.tlb = mon.tlb
         self.costs = mon.costs
+        # The story hooks of every fault: the monitor's own (one call, and
+        # the event's data passed on once).
+        #   classified(fault, va, **data)   step 3: the VMM knows what the fault is
+        #   filled(va, mpn, spte)           step 4 is done
+        self.classified = mon.classified
+        self.filled = mon.filled
 
     @property
     def root(self):
@@ -359,12 +365,6 @@ class _Platform:
     def tracing(self) -> bool:
         """Is somebody watching the trace?  (Build costly event data only then.)"""
         return self._mon.bus.active
-
-    def classified(self, fault: Fault, va: int, **data) -> None:
-        self._mon.classified(fault, va, **data)
-
-    def filled(self, va: int, mpn: int, spte: int) -> None:
-        self._mon.filled(va, mpn, spte)
 
     def emulate_once(self):
         return self._mon.emulate_once()
