@@ -91,6 +91,9 @@ class VcpuMixin:
                 alone and self.REP_IN_PLACE and not bus.active and self.progress is None
                 and self.max_batch_insns is None and "run" not in hooks) else None
             stop = cpu.run(max_i, max_c)
+            # (for this batch only: an exit's handler may run the CPU too --
+            # an emulated instruction -- and nothing may go on in place there)
+            cpu.console_direct = cpu.rep_in_place = None
             if stop.insns > self._direct_outs and release is not None:
                 release(name)           # progress: its exits' pages may go
             reason = stop.reason

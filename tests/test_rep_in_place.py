@@ -134,3 +134,28 @@ def test_several_vms_on_a_small_machine_give_the_same_figures(monkeypatch, mode)
     assert [(n, _figures(r)) for n, r in fast.results] == \
         [(n, _figures(r)) for n, r in slow.results]
     assert fast.host == slow.host and fast.cycles == slow.cycles
+
+
+# A rep that starts in a page table the shadow traces: the VMM emulates it
+# (``emulate_once``, the CPU run from inside the exit) and the rest of its
+# first chunk runs there, over pages already mapped.  Inside the exit the
+# rep stops at its chunk, as in a batch that nobody let go on.
+TRACED = """
+    mov edi, 0xA2000               ; map the pages after the page table first
+    mov eax, 0
+    mov ecx, 6 * 1024
+    rep stosd
+    mov edi, 0xA1800               ; entries 512.. of the page table (va 2-4 MiB), on
+    mov ecx, 6000
+    rep stosd
+"""
+
+
+@pytest.mark.parametrize("policy", ["trace-cache", "trace-drop"])
+def test_a_rep_the_vmm_emulates_stops_at_its_chunk(monkeypatch, policy):
+    image = assemble(_source(TRACED), "<strings>")
+    fast, slow, _ = _both(monkeypatch, lambda: System(
+        image, Config(mode="shadow", shadow_policy=policy, mem_mib=1)).run())
+    assert fast.outcome == "poweroff", fast.message
+    assert fast.stats["vmm"]["emulated"] > 0
+    assert _figures(fast) == _figures(slow)
