@@ -35,6 +35,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emu.asm import assemble
 from emu.cost import DEFAULT_COSTS
@@ -1338,3 +1340,41 @@ def test_a_slow_access_answered_by_the_fast_maps_is_an_lru_use_and_a_lookup(acce
     mmu.read(VA + 0x4000, 4)
     assert mmu.dtlb.probe(VA >> 12) is not None
     assert mmu.dtlb.probe((VA >> 12) + 2) is None
+
+
+# A flush that empties a TLB clears its fast maps at once (``Tlb.on_flush``);
+# one that keeps global entries drops the others one by one.  Either way
+# the fast maps and the TLBs end as the entry-by-entry path leaves them.
+FLUSH_OPS = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["read", "write", "fetch"]), st.integers(0, 15)),
+    st.tuples(st.just("cr3"), st.booleans()),            # keep global entries?
+    st.tuples(st.just("invlpg"), st.integers(0, 15)),
+), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=FLUSH_OPS, kind=st.sampled_from(["split", "unified"]),
+       globals_=st.integers(0, 0xFFFF), entries=st.sampled_from([4, 8, 64]))
+def test_a_flush_leaves_the_fast_maps_as_dropping_each_entry_does(ops, kind, globals_,
+                                                                 entries):
+    def state(mmu):
+        return (sorted(mmu.rfast), sorted(mmu.wfast), sorted(mmu.ifast),
+                [(e.vpn, e.global_) for t in mmu._tlbs() for e in t.valid_entries()])
+
+    mmus = [make_mmu(pge=True, kind=kind, entries=entries, ways=min(entries, 4))
+            for _ in range(2)]
+    for t in mmus[1]._tlbs():
+        t.on_flush = None                    # the entry-by-entry path
+    for mmu in mmus:
+        for n in range(16):
+            map_page(mmu, n, FRAME_A + (n << 12), P | W | U | D | (G if globals_ >> n & 1 else 0))
+    for op, arg in ops:
+        for mmu in mmus:
+            if op == "cr3":
+                mmu.pge = arg
+                mmu.load_cr3(M_PD)
+            elif op == "invlpg":
+                mmu.invlpg(VA + (arg << 12))
+            else:
+                mmu.translate(VA + (arg << 12), op == "write", op == "fetch")
+        assert state(mmus[0]) == state(mmus[1])

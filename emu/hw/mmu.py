@@ -105,10 +105,13 @@ class Mmu(InvalidationMixin):
         self.watch = None
         self.walk_ref_cost = costs.walk_ref
         itlb.on_drop = self._drop_i
+        itlb.on_flush = self._flushed_i
         if dtlb is not itlb:
             dtlb.on_drop = self._drop_d
+            dtlb.on_flush = self._flushed_d
         else:
             itlb.on_drop = self._drop_both
+            itlb.on_flush = self.reset_fast
         # The globals of every translated block: the hit path lives here, so
         # rebinding an entry changes it for all blocks at once.
         self.env: dict = {}

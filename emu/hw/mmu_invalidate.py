@@ -174,6 +174,16 @@ class InvalidationMixin:
         self._drop_i(e)
         self._drop_d(e)
 
+    # A flush that empties a TLB: its whole view goes at once (with paging
+    # off a fast map holds pages no TLB entry stands for: they are made
+    # again on their next use, at no cost the guest can see).
+    def _flushed_i(self) -> None:
+        self.ifast.clear()
+
+    def _flushed_d(self) -> None:
+        self.rfast.clear()
+        self.wfast.clear()
+
 
 def _maps(e: TlbEntry, pn: int) -> bool:
     """Does TLB entry ``e`` translate to physical page ``pn``?"""

@@ -99,6 +99,8 @@ class Tlb:
         self.recent = -1
         # Called with each entry that leaves the TLB (eviction, flush, invlpg).
         self.on_drop = None
+        # Called instead, once, when a flush empties the whole TLB.
+        self.on_flush = None
 
     # --- the hardware operations ----------------------------------------
     def lookup(self, vpn: int) -> TlbEntry | None:
@@ -174,7 +176,14 @@ class Tlb:
         """Drop every entry (a CR3 load); global ones stay if ``keep_global``."""
         self.flushes += 1
         self.recent = -1
-        for s in (*self.sets, self.large):
+        every = (*self.sets, self.large)
+        if self.on_flush is not None and not (
+                keep_global and any(e.global_ for s in every for e in s.values())):
+            for s in every:
+                s.clear()
+            self.on_flush()
+            return
+        for s in every:
             for vpn, e in list(s.items()):
                 if not (keep_global and e.global_):
                     del s[vpn]
