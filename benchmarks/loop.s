@@ -18,5 +18,5 @@ _start:
     jne .loop
     and eax, 0xFF
     out POWER, eax
-align 16
-data: dd 3, 0
+align 4096                          ; data on a page of its own: a store beside
+data: dd 3, 0                       ; translated code is checked against its bytes

@@ -8,7 +8,11 @@ tables at CR3 (the guest's natively, the shadow root under shadow paging).
 The hit path.  Translated code calls ``rd32/wr32/rd8/wr8`` closures that make
 ONE dict lookup: ``rfast``/``wfast`` map a vpn to the page's bytearray, holding
 only translations the TLB has *and* whose rights allow the access at the
-current CPL (a write also needs D already set).  Everything else goes to the
+current CPL (a write also needs D already set).  A page with translated code
+is never in ``wfast``: a write there may make code stale.  Such a page the
+write is allowed to is in ``cwfast`` (vpn -> (page, pn)): the slow path's
+first look, which lets a write through at once unless it touches a byte
+translated code was read from (a kernel's variables beside its code).  Everything else goes to the
 slow path, which consults the TLB, walks on a miss, raises #PF, and fills the
 fast maps.  The fast maps are a view of the TLB: an entry leaving the TLB
 leaves them (``Tlb.on_drop``); a change of CPL, CR0.WP or paging clears them.
@@ -79,6 +83,7 @@ class Mmu(InvalidationMixin):
         # Fast maps (see module doc) and translated code per physical page.
         self.rfast: dict[int, bytearray] = {}
         self.wfast: dict[int, bytearray] = {}
+        self.cwfast: dict[int, tuple[bytearray, int]] = {}
         self.ifast: dict[int, dict] = {}
         self.code: dict[int, dict] = {}
         # The bytes of each page that translated code was read from (1 each):
@@ -123,6 +128,7 @@ class Mmu(InvalidationMixin):
         """Forget the fast maps (CPL, WP or paging changed)."""
         self.rfast.clear()
         self.wfast.clear()
+        self.cwfast.clear()
         self.ifast.clear()
 
     def set_user(self, user: bool) -> None:
@@ -257,8 +263,11 @@ class Mmu(InvalidationMixin):
             self.ifast[vpn] = blocks
             return page, pn
         self.rfast[vpn] = page
-        if dirty and (writable or (not user and not self.wp)) and not self.code.get(pn):
-            self.wfast[vpn] = page
+        if dirty and (writable or (not user and not self.wp)):
+            if self.code.get(pn):
+                self.cwfast[vpn] = (page, pn)
+            else:
+                self.wfast[vpn] = page
         return page, pn
 
     def wrote_bytes(self, pn: int, lo: int, hi: int) -> None:
@@ -289,8 +298,11 @@ class Mmu(InvalidationMixin):
             self.ifast[vpn] = blocks
             return
         self.rfast[vpn] = page
-        if dirty and (writable or (not user and not self.wp)) and not self.code.get(pn):
-            self.wfast[vpn] = page
+        if dirty and (writable or (not user and not self.wp)):
+            if self.code.get(pn):
+                self.cwfast[vpn] = (page, pn)
+            else:
+                self.wfast[vpn] = page
 
     def _wrote(self, pn: int) -> None:
         blocks = self.code.get(pn)
@@ -320,22 +332,26 @@ class Mmu(InvalidationMixin):
         is stored (all-or-nothing)."""
         va &= 0xFFFFFFFF
         off = va & PAGE_MASK
-        if counted and off + size <= 4096:
-            page = self.wfast.get(va >> 12)
+        if off + size <= 4096:
+            vpn = va >> 12
+            page = self.wfast.get(vpn) if counted else None
             if page is not None:        # (no code on the page: see _fill_fast)
-                self._count_hit(va >> 12)
+                self._count_hit(vpn)
                 _put(page, off, size, value)
                 return
-        page = None
-        if not self.paging and off + size <= 4096:
-            # Paging off, a page with translated code (which the fast write
-            # map leaves out): the page, without the translation it needs not.
-            page = self.rfast.get(va >> 12)
-            if page is not None and not self.code.get(va >> 12):
-                page = None             # (translate puts it in the fast write map)
-            pn = va >> 12
-        if page is None:
-            page, pn = self.translate(va, True, False, counted)
+            held = self.cwfast.get(vpn)
+            if held is not None:        # code on the page: is it written?
+                marked = self.code_bytes.get(held[1])
+                if marked is not None and marked.find(1, off, off + size) < 0:
+                    if counted:
+                        self._count_hit(vpn)
+                    elif self.paging:   # (the hit path's use of an LRU TLB)
+                        dtlb = self.dtlb
+                        if vpn != dtlb.recent:
+                            dtlb.touch(vpn)
+                    _put(held[0], off, size, value)
+                    return
+        page, pn = self.translate(va, True, False, counted)
         if off + size <= 4096:
             _put(page, off, size, value)
             blocks = self.code.get(pn)          # (wrote_bytes, inline)
@@ -389,6 +405,8 @@ class Mmu(InvalidationMixin):
     def _build_hit_paths(self) -> dict:
         rfast = self.rfast
         wfast = self.wfast
+        cwfast = self.cwfast       # (a page with code: the written bytes are checked)
+        code_bytes = self.code_bytes
         read = self.read
         write = self.write
         unpack32 = _unpack32
@@ -416,6 +434,15 @@ class Mmu(InvalidationMixin):
                             touch(va >> 12)
                         pack32(page, off, value)
                         return
+                held = cwfast.get(va >> 12)
+                if held is not None:
+                    off = va & 0xFFF
+                    marked = code_bytes.get(held[1])
+                    if off <= 0xFFC and marked is not None and marked.find(1, off, off + 4) < 0:
+                        if va >> 12 != dtlb.recent:
+                            touch(va >> 12)
+                        pack32(held[0], off, value)
+                        return
                 write(va, 4, value, False)
 
             def rd8(va):
@@ -433,6 +460,14 @@ class Mmu(InvalidationMixin):
                         touch(va >> 12)
                     page[va & 0xFFF] = value
                     return
+                held = cwfast.get(va >> 12)
+                if held is not None:
+                    marked = code_bytes.get(held[1])
+                    if marked is not None and not marked[va & 0xFFF]:
+                        if va >> 12 != dtlb.recent:
+                            touch(va >> 12)
+                        held[0][va & 0xFFF] = value
+                        return
                 write(va, 1, value, False)
         paths[True] = dict(rd32=rd32, wr32=wr32, rd8=rd8, wr8=wr8)
         if True:
@@ -451,6 +486,13 @@ class Mmu(InvalidationMixin):
                     if off <= 0xFFC:
                         pack32(page, off, value)
                         return
+                held = cwfast.get(va >> 12)
+                if held is not None:
+                    off = va & 0xFFF
+                    marked = code_bytes.get(held[1])
+                    if off <= 0xFFC and marked is not None and marked.find(1, off, off + 4) < 0:
+                        pack32(held[0], off, value)
+                        return
                 write(va, 4, value, False)
 
             def rd8(va):
@@ -464,6 +506,12 @@ class Mmu(InvalidationMixin):
                 if page is not None:
                     page[va & 0xFFF] = value
                     return
+                held = cwfast.get(va >> 12)
+                if held is not None:
+                    marked = code_bytes.get(held[1])
+                    if marked is not None and not marked[va & 0xFFF]:
+                        held[0][va & 0xFFF] = value
+                        return
                 write(va, 1, value, False)
 
         paths[False] = dict(rd32=rd32, wr32=wr32, rd8=rd8, wr8=wr8)

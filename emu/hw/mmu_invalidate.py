@@ -31,6 +31,7 @@ class InvalidationMixin:
         for v in range(vpn, vpn + count):
             self.rfast.pop(v, None)
             self.wfast.pop(v, None)
+            self.cwfast.pop(v, None)
             self.ifast.pop(v, None)
 
     def drop_page(self, va: int) -> None:
@@ -50,6 +51,7 @@ class InvalidationMixin:
             dtlb.invlpgs -= 1
         self.rfast.pop(vpn, None)
         self.wfast.pop(vpn, None)
+        self.cwfast.pop(vpn, None)
         self.ifast.pop(vpn, None)
 
     def invlpg(self, va: int) -> None:
@@ -63,6 +65,7 @@ class InvalidationMixin:
         # Paging off: nothing cached in the TLB, but fast maps may hold it.
         self.rfast.pop(vpn, None)
         self.wfast.pop(vpn, None)
+        self.cwfast.pop(vpn, None)
         self.ifast.pop(vpn, None)
 
     def flush_all(self) -> None:
@@ -82,6 +85,7 @@ class InvalidationMixin:
             if e is not None:
                 e.writable = False
         self.wfast.pop(vpn, None)
+        self.cwfast.pop(vpn, None)
 
     def downgrade_pn(self, pn: int) -> None:
         """Make every cached translation to page ``pn`` read-only."""
@@ -90,6 +94,7 @@ class InvalidationMixin:
                 if _maps(e, pn):
                     e.writable = False
                     self.wfast.pop(e.vpn + (pn - e.pn), None)
+                    self.cwfast.pop(e.vpn + (pn - e.pn), None)
 
     def forget_pn(self, pn: int) -> None:
         """Page ``pn`` left its owner: no translation or code may use it."""
@@ -121,6 +126,7 @@ class InvalidationMixin:
                 e.pn, e.page, e.gpn = -1, None, gpn
                 self.rfast.pop(e.vpn, None)
                 self.wfast.pop(e.vpn, None)
+                self.cwfast.pop(e.vpn, None)
                 self.ifast.pop(e.vpn, None)
         blocks = self.code.get(pn)
         if blocks:
@@ -166,9 +172,11 @@ class InvalidationMixin:
             for vpn in range(e.vpn, e.vpn + 1024):
                 self.rfast.pop(vpn, None)
                 self.wfast.pop(vpn, None)
+                self.cwfast.pop(vpn, None)
         else:
             self.rfast.pop(e.vpn, None)
             self.wfast.pop(e.vpn, None)
+            self.cwfast.pop(e.vpn, None)
 
     def _drop_both(self, e: TlbEntry) -> None:
         self._drop_i(e)
@@ -183,6 +191,7 @@ class InvalidationMixin:
     def _flushed_d(self) -> None:
         self.rfast.clear()
         self.wfast.clear()
+        self.cwfast.clear()
 
 
 def _maps(e: TlbEntry, pn: int) -> bool:

@@ -369,7 +369,8 @@ class Monitor:
                 yield (f"{t.name} entry for va {e.vpn << 12:#010x}" if describe else None,
                        e.pn, e.page, e.writable and e.dirty and e.gpn is None)
         probe = mmu.dtlb.probe
-        for kind, fast in (("read", mmu.rfast), ("write", mmu.wfast)):
+        code_pages = {vpn: page for vpn, (page, _) in mmu.cwfast.items()}
+        for kind, fast in (("read", mmu.rfast), ("write", mmu.wfast), ("write", code_pages)):
             for vpn, page in fast.items():
                 e = probe(vpn)
                 pn = None if e is None else e.pn + (vpn - e.vpn if e.large else 0)
