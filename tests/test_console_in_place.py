@@ -78,9 +78,13 @@ def test_several_vms_on_a_small_machine_give_the_same_figures(monkeypatch, mode)
     fast = run_many(images, names, cfg)
     monkeypatch.setattr(VcpuMixin, "CONSOLE_IN_PLACE", False)
     slow = run_many(images, names, cfg)
-    assert [(n, _figures(r)) for n, r in fast.results] == \
-        [(n, _figures(r)) for n, r in slow.results]
-    assert fast.host == slow.host and fast.cycles == slow.cycles
+    assert_same_machine(fast, slow)
+
+
+def assert_same_machine(a, b) -> None:
+    """Two runs of several VMs on one machine gave the same figures."""
+    assert [(n, _figures(r)) for n, r in a.results] == [(n, _figures(r)) for n, r in b.results]
+    assert a.host == b.host and a.cycles == b.cycles
 
 
 @pytest.mark.parametrize("mode", ["native", "shadow", "nested"])

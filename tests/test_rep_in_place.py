@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import pytest
 from harness import TRAP_SETUP, paging_on, trap_data
+from test_console_in_place import _config, _figures, assert_same_machine
 from test_strings import CASES, HOLE, PF_HANDLER, TLBS
 
 from emu import programs
 from emu.asm import assemble
-from emu.cli import build_parser, config_from, load
+from emu.cli import load
 from emu.hw import strings
 from emu.multi import run_many
 from emu.system import MODES, Config, System
 from emu.system_vcpu import VcpuMixin
-
-
-def _figures(r) -> dict:
-    out = r.to_json()
-    out.pop("host_seconds")
-    return out
 
 
 def _source(body: str, handlers: dict | None = None, code: str = "") -> str:
@@ -111,16 +106,10 @@ def test_a_timer_interrupts_a_rep_in_the_same_place(monkeypatch, mode, clock):
     assert _figures(fast) == _figures(slow)
 
 
-def _config(name: str, mode: str) -> Config:
-    args = build_parser().parse_args(
-        ["run", name, *programs.default_options(programs.resolve(name))])
-    return config_from(args).with_(mode=mode)
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", [name for name, _ in programs.catalogue()])
 def test_every_guest_gives_the_same_figures(monkeypatch, name, mode):
-    image, cfg = load(name), _config(name, mode)
+    image, cfg = load(name), _config(name, mode, None)   # (its emu-options line)
     fast, slow, _ = _both(monkeypatch, lambda: System(image, cfg).run())
     assert _figures(fast) == _figures(slow)
 
@@ -131,9 +120,7 @@ def test_several_vms_on_a_small_machine_give_the_same_figures(monkeypatch, mode)
     images = [load(n) for n in names]
     cfg = Config(mode=mode, machine_mib=2, swap_latency=500, share_interval=20_000)
     fast, slow, _ = _both(monkeypatch, lambda: run_many(images, names, cfg))
-    assert [(n, _figures(r)) for n, r in fast.results] == \
-        [(n, _figures(r)) for n, r in slow.results]
-    assert fast.host == slow.host and fast.cycles == slow.cycles
+    assert_same_machine(fast, slow)
 
 
 # A rep that starts in a page table the shadow traces: the VMM emulates it
