@@ -239,7 +239,8 @@ class VcpuMixin:
         vmm = self.vmm
         costs = vmm.costs
         cost = costs.vm_exit + costs.vmm_io
-        if not self._direct_room(cost):
+        cpu = self.cpu                     # (_direct_room(cost), inline: every character)
+        if cpu.cycles - self._direct_c0 + cpu.mmu.stall + cost > self._direct_slack:
             return False
         self._direct_slack -= cost
         self._direct_outs += 1
