@@ -18,11 +18,12 @@ dispatcher adds the counts after each call.  The code of a block does not
 depend on where it is: its addresses are offsets from ``E``, the block's
 first eip, which its function gets as a default argument -- so the same
 instructions at another address (a library routine in another guest, a
-test's harness at another ``org``) are compiled once per process.  Blocks live in the dict of the
-physical page holding their code (``Mmu.code``), cleared when a byte they
-were read from is written (``Mmu.code_bytes``: a kernel's variables beside
-its code cost no translation), so self-modifying code and reused pages stay
-correct.
+test's harness at another ``org``) are compiled once per process.
+
+Blocks live in the dict of the physical page holding their code
+(``Mmu.code``), cleared when a byte they were read from is written
+(``Mmu.code_bytes``: a kernel's variables beside its code cost no
+translation), so self-modifying code and reused pages stay correct.
 """
 
 from __future__ import annotations
