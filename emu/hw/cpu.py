@@ -225,7 +225,7 @@ class Cpu(EventDelivery, SystemInstructions):
                             cycles += meta.cycles_before[k] + it * b.cycles
                             drefs += meta.drefs_before[k] + it * b.drefs
                             ilookups += it
-                            eip = meta.eips[k]
+                            eip += meta.offsets[k]     # (eip: where the block began)
                     self.partial = None
                     b = None
                     self.eip = eip
@@ -268,7 +268,7 @@ class Cpu(EventDelivery, SystemInstructions):
                 it = self.iters if b.loop else 0
                 icount += k + it * b.ninsns       # what the block retired before it
                 cycles += b.meta.cycles_before[k] + it * b.cycles
-                eip = b.meta.eips[k]
+                eip += b.meta.offsets[k]          # (eip: where the block began)
             self.partial = None
             self.eip = eip
             stop = Stop("crash", detail={"message": str(e), "eip": eip})

@@ -41,7 +41,7 @@ SINGLE = 1 << 32   # key offset of one-instruction translations (exact stepping)
 
 
 class BlockMeta(NamedTuple):
-    eips: tuple[int, ...]          # address of each instruction
+    offsets: tuple[int, ...]       # each instruction's offset from the block's first eip
     cycles_before: tuple[int, ...]  # cycles of the instructions before each one
     drefs_before: tuple[int, ...]  # data references before each one
     source: str                    # the generated Python (for the curious)
@@ -97,8 +97,7 @@ def translate(cpu, decoded: list, eip: int, costs, loops: bool = True) -> Block:
 
 def made_block(decoded: list, costs, loops: bool = True) -> tuple:
     """The compiled block for ``decoded`` (wherever it is), not yet bound to
-    a CPU and an address: (code, ninsns, cycles, drefs, loop, meta) with
-    ``meta.eips`` offsets from the block's first eip."""
+    a CPU and an address: (code, ninsns, cycles, drefs, loop, meta)."""
     key = (loops, costs, *decoded)
     made = _MADE.get(key)
     if made is None:
@@ -111,8 +110,7 @@ def made_block(decoded: list, costs, loops: bool = True) -> tuple:
 def bind_block(made: tuple, cpu, eip: int) -> Block:
     """The ``Block`` of a compiled block for ``cpu``, at ``eip``."""
     code, n, cycles, drefs, loop, meta = made
-    return Block(_bind(code, cpu, eip), n, cycles, drefs, loop,
-                 _new(BlockMeta, (tuple([eip + o for o in meta.eips]), *meta[1:])))
+    return _new(Block, (_bind(code, cpu, eip), n, cycles, drefs, loop, meta))
 
 
 def _generate(decoded: list, costs, loops: bool) -> tuple:
@@ -133,7 +131,7 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
     regs_written: set[int] = set()
     flags_used: set[str] = set()
     flags_written: set[str] = set()
-    eips, cyc_before, drefs_before = [], [], []
+    offsets, cyc_before, drefs_before = [], [], []
     cycles = drefs = 0
     pos = 0                         # (offsets from the block's first eip)
     ends_with_return = False
@@ -149,7 +147,7 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
         regs_written |= g.regs_written
         flags_used |= sems[i].reads | sems[i].writes
         flags_written |= sems[i].writes
-        eips.append(pos)
+        offsets.append(pos)
         cyc_before.append(cycles)
         drefs_before.append(drefs)
         cycles += d.insn.cycles + g.mem_refs * costs.mem_ref
@@ -197,7 +195,7 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
         lines += [*_indent(inner, 1), *_indent(store, 1)]
     lines.append("    return _next")
     source = "\n".join(lines)
-    meta = BlockMeta(tuple(eips), tuple(cyc_before), tuple(drefs_before), source)
+    meta = BlockMeta(tuple(offsets), tuple(cyc_before), tuple(drefs_before), source)
     module = compile(source, "<block>", "exec")
     code = next(c for c in module.co_consts if isinstance(c, CodeType))
     return code, n, cycles, drefs, loop, meta
