@@ -79,17 +79,16 @@ class VcpuMixin:
                 continue
             # Unwatched, the batch after a character for the console starts
             # in place (``_console_split``).
-            out = cpu.console_out = None if (
-                not split or bus.active or self.progress is not None
-                or self.max_batch_insns is not None or "run" in hooks) else split
-            # (nothing at all due: the character needs not even a split)
+            unwatched = not (bus.active or self.progress is not None
+                             or self.max_batch_insns is not None or "run" in hooks)
+            out = cpu.console_out = split if unwatched else None
+            # (nothing at all due: the character needs not even a split, and
+            # a rep's chunk does not end the batch)
             self._direct_outs = 0
             self._direct_slack, self._direct_c0 = left - max_c, cpu.cycles
-            alone = env.peek() == INFINITY
+            alone = unwatched and env.peek() == INFINITY
             cpu.console_direct = direct if out is not None and alone else None
-            cpu.rep_in_place = self._direct_room if (
-                alone and self.REP_IN_PLACE and not bus.active and self.progress is None
-                and self.max_batch_insns is None and "run" not in hooks) else None
+            cpu.rep_in_place = self._direct_room if alone and self.REP_IN_PLACE else None
             stop = cpu.run(max_i, max_c)
             # (for this batch only: an exit's handler may run the CPU too --
             # an emulated instruction -- and nothing may go on in place there)
@@ -225,8 +224,7 @@ class VcpuMixin:
 
     def _console_direct(self, value: int) -> bool:
         """Natively: write the character."""
-        cpu = self.cpu                     # (_direct_room(0), inline: every character)
-        if cpu.cycles - self._direct_c0 + cpu.mmu.stall > self._direct_slack:
+        if not self._direct_room(0):
             return False
         self.io.write_console(value)
         return True
@@ -239,8 +237,7 @@ class VcpuMixin:
         vmm = self.vmm
         costs = vmm.costs
         cost = costs.vm_exit + costs.vmm_io
-        cpu = self.cpu                     # (_direct_room(cost), inline: every character)
-        if cpu.cycles - self._direct_c0 + cpu.mmu.stall + cost > self._direct_slack:
+        if not self._direct_room(cost):
             return False
         self._direct_slack -= cost
         self._direct_outs += 1

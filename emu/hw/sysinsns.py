@@ -190,10 +190,6 @@ class SystemInstructions:
         if d.insn.operands[0] == "dx":
             port = self.r[2] & 0xFFFF
         value = self.r[reg] & 0xFF if d.insn.operands[1] == "al" else self.r[reg]
-        if port == CONSOLE_PORT:            # (_io's first case, inline: every character)
-            direct = self.console_direct
-            if direct is not None and direct(value):
-                return nxt
         return self._io(eip, nxt, port, value, None)
 
     def port_in(self, reg, value: int) -> None:
