@@ -343,12 +343,7 @@ class Mmu(InvalidationMixin):
             if held is not None:        # code on the page: is it written?
                 marked = self.code_bytes.get(held[1])
                 if marked is not None and marked.find(1, off, off + size) < 0:
-                    if counted:
-                        self._count_hit(vpn)
-                    elif self.paging:   # (the hit path's use of an LRU TLB)
-                        dtlb = self.dtlb
-                        if vpn != dtlb.recent:
-                            dtlb.touch(vpn)
+                    self._count_hit(vpn, counted)
                     _put(held[0], off, size, value)
                     return
         page, pn = self.translate(va, True, False, counted)
@@ -378,12 +373,14 @@ class Mmu(InvalidationMixin):
         else:
             self.translate(va, True)
 
-    def _count_hit(self, vpn: int) -> None:
-        """A counted access that the fast maps answer: what ``translate``
-        does on a TLB hit (the lookup counted and, LRU, the use told)."""
+    def _count_hit(self, vpn: int, counted: bool = True) -> None:
+        """An access that the fast maps answer: what ``translate`` does on a
+        TLB hit (the lookup counted, unless the caller counts it, and, LRU,
+        the use told)."""
         if self.paging:
             tlb = self.dtlb
-            tlb.lookups += 1
+            if counted:
+                tlb.lookups += 1
             if vpn != tlb.recent:
                 tlb.touch(vpn)
 

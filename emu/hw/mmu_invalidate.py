@@ -29,10 +29,7 @@ class InvalidationMixin:
                     t.invlpg(e.vpn)
                     t.invlpgs -= 1
         for v in range(vpn, vpn + count):
-            self.rfast.pop(v, None)
-            self.wfast.pop(v, None)
-            self.cwfast.pop(v, None)
-            self.ifast.pop(v, None)
+            self._forget_vpn(v)
 
     def drop_page(self, va: int) -> None:
         """What a #PF at ``va`` invalidates (Intel SDM vol. 3A, 4.10.4.1): every
@@ -49,10 +46,7 @@ class InvalidationMixin:
         if dtlb is not itlb and dtlb.probe(vpn) is not None:
             dtlb.invlpg(vpn)
             dtlb.invlpgs -= 1
-        self.rfast.pop(vpn, None)
-        self.wfast.pop(vpn, None)
-        self.cwfast.pop(vpn, None)
-        self.ifast.pop(vpn, None)
+        self._forget_vpn(vpn)
 
     def invlpg(self, va: int) -> None:
         vpn = (va & 0xFFFFFFFF) >> PAGE_SHIFT
@@ -63,6 +57,10 @@ class InvalidationMixin:
         if self.dtlb is not self.itlb:
             self.dtlb.invlpg(vpn)
         # Paging off: nothing cached in the TLB, but fast maps may hold it.
+        self._forget_vpn(vpn)
+
+    def _forget_vpn(self, vpn: int) -> None:
+        """No fast map answers for ``vpn`` any more."""
         self.rfast.pop(vpn, None)
         self.wfast.pop(vpn, None)
         self.cwfast.pop(vpn, None)
@@ -124,10 +122,7 @@ class InvalidationMixin:
                     t.invlpgs -= 1
                     continue
                 e.pn, e.page, e.gpn = -1, None, gpn
-                self.rfast.pop(e.vpn, None)
-                self.wfast.pop(e.vpn, None)
-                self.cwfast.pop(e.vpn, None)
-                self.ifast.pop(e.vpn, None)
+                self._forget_vpn(e.vpn)
         blocks = self.code.get(pn)
         if blocks:
             blocks.clear()

@@ -142,18 +142,8 @@ class Tlb:
         """Cache ``entry``; returns the entry it evicted, if any."""
         if entry.large:
             return self._insert_in(self.large, entry.vpn >> 10, entry, self.large_entries)
-        vpn = entry.vpn
-        s = self.sets[vpn & self.set_mask]
-        if vpn in s or len(s) < self.ways or self.policy == "random":
-            return self._insert_in(s, vpn, entry, self.ways)
-        # (_insert_in's LRU / FIFO eviction, inline: every miss of a full set)
-        self.recent = -1
-        _, victim = s.popitem(last=False)
-        self.evictions += 1
-        if self.on_drop is not None:
-            self.on_drop(victim)
-        s[vpn] = entry
-        return victim
+        return self._insert_in(self.sets[entry.vpn & self.set_mask], entry.vpn,
+                               entry, self.ways)
 
     def _insert_in(self, s: OrderedDict, key: int, entry: TlbEntry, ways: int):
         self.recent = -1
