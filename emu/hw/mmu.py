@@ -5,17 +5,18 @@ RAM natively, machine memory under a VMM).  With CR0.PG=0 the va is the
 physical address.  With paging on, the TLB answers or the walker walks the
 tables at CR3 (the guest's natively, the shadow root under shadow paging).
 
-The hit path.  Translated code calls ``rd32/wr32/rd8/wr8`` closures that make
-ONE dict lookup: ``rfast``/``wfast`` map a vpn to the page's bytearray, holding
-only translations the TLB has *and* whose rights allow the access at the
-current CPL (a write also needs D already set).  A page with translated code
-is never in ``wfast``: a write there may make code stale.  Such a page the
-write is allowed to is in ``cwfast`` (vpn -> (page, pn)): the slow path's
-first look, which lets a write through at once unless it touches a byte
-translated code was read from (a kernel's variables beside its code).  Everything else goes to the
-slow path, which consults the TLB, walks on a miss, raises #PF, and fills the
-fast maps.  The fast maps are a view of the TLB: an entry leaving the TLB
-leaves them (``Tlb.on_drop``); a change of CPL, CR0.WP or paging clears them.
+The hit path (``hitpath.py``).  Translated code calls ``rd32/wr32/rd8/wr8``
+closures that make ONE dict lookup: ``rfast``/``wfast`` map a vpn to the
+page's bytearray, holding only translations the TLB has *and* whose rights
+allow the access at the current CPL (a write also needs D already set).  A
+page with translated code is never in ``wfast``: a write there may make
+code stale.  Such a page the write is allowed to is in ``cwfast`` (vpn ->
+(page, pn)), the write's second look: it goes through at once unless it
+touches a byte translated code was read from (a kernel's variables beside
+its code).  Everything else goes to the slow path, which consults the TLB,
+walks on a miss, raises #PF, and fills the fast maps.  The fast maps are a
+view of the TLB: an entry leaving the TLB leaves them (``Tlb.on_drop``); a
+change of CPL, CR0.WP or paging clears them.
 ``ifast`` maps a vpn to the dict of translated blocks of its physical page.
 
 Lookups are counted in bulk by the CPU (each translated block knows how many
@@ -29,14 +30,13 @@ from __future__ import annotations
 
 from struct import Struct
 
-from . import paging
+from . import hitpath, paging
 from .exceptions import HPF, PF, GuestFault
 from .memory import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PhysMem
 from .mmu_invalidate import InvalidationMixin
 from .tlb import Tlb, TlbEntry
 
 _U32 = Struct("<I")
-_unpack32 = _U32.unpack_from
 _pack32 = _U32.pack_into
 
 
@@ -120,7 +120,7 @@ class Mmu(InvalidationMixin):
         # The globals of every translated block: the hit path lives here, so
         # rebinding an entry changes it for all blocks at once.
         self.env: dict = {}
-        self._paths = self._build_hit_paths()
+        self._paths = hitpath.build(self)
         self._bind_hit_path()
 
     # --- state changes -----------------------------------------------------
@@ -398,121 +398,6 @@ class Mmu(InvalidationMixin):
         self.env.update(self._paths[lru])
         self.rd32, self.wr32 = self.env["rd32"], self.env["wr32"]
         self.rd8, self.wr8 = self.env["rd8"], self.env["wr8"]
-
-    def _build_hit_paths(self) -> dict:
-        rfast = self.rfast
-        wfast = self.wfast
-        cwfast = self.cwfast       # (a page with code: the written bytes are checked)
-        code_bytes = self.code_bytes
-        read = self.read
-        write = self.write
-        unpack32 = _unpack32
-        pack32 = _pack32
-        touch = self.dtlb.touch
-        dtlb = self.dtlb           # (a use of its most recent page needs no touch)
-        paths = {}
-        if True:
-            def rd32(va):
-                page = rfast.get(va >> 12)
-                if page is not None:
-                    off = va & 0xFFF
-                    if off <= 0xFFC:
-                        if va >> 12 != dtlb.recent:
-                            touch(va >> 12)
-                        return unpack32(page, off)[0]
-                return read(va, 4, False)
-
-            def wr32(va, value):
-                page = wfast.get(va >> 12)
-                if page is not None:
-                    off = va & 0xFFF
-                    if off <= 0xFFC:
-                        if va >> 12 != dtlb.recent:
-                            touch(va >> 12)
-                        pack32(page, off, value)
-                        return
-                held = cwfast.get(va >> 12)
-                if held is not None:
-                    off = va & 0xFFF
-                    marked = code_bytes.get(held[1])
-                    if off <= 0xFFC and marked is not None and marked.find(1, off, off + 4) < 0:
-                        if va >> 12 != dtlb.recent:
-                            touch(va >> 12)
-                        pack32(held[0], off, value)
-                        return
-                write(va, 4, value, False)
-
-            def rd8(va):
-                page = rfast.get(va >> 12)
-                if page is not None:
-                    if va >> 12 != dtlb.recent:
-                        touch(va >> 12)
-                    return page[va & 0xFFF]
-                return read(va, 1, False)
-
-            def wr8(va, value):
-                page = wfast.get(va >> 12)
-                if page is not None:
-                    if va >> 12 != dtlb.recent:
-                        touch(va >> 12)
-                    page[va & 0xFFF] = value
-                    return
-                held = cwfast.get(va >> 12)
-                if held is not None:
-                    marked = code_bytes.get(held[1])
-                    if marked is not None and not marked[va & 0xFFF]:
-                        if va >> 12 != dtlb.recent:
-                            touch(va >> 12)
-                        held[0][va & 0xFFF] = value
-                        return
-                write(va, 1, value, False)
-        paths[True] = dict(rd32=rd32, wr32=wr32, rd8=rd8, wr8=wr8)
-        if True:
-            def rd32(va):
-                page = rfast.get(va >> 12)
-                if page is not None:
-                    off = va & 0xFFF
-                    if off <= 0xFFC:
-                        return unpack32(page, off)[0]
-                return read(va, 4, False)
-
-            def wr32(va, value):
-                page = wfast.get(va >> 12)
-                if page is not None:
-                    off = va & 0xFFF
-                    if off <= 0xFFC:
-                        pack32(page, off, value)
-                        return
-                held = cwfast.get(va >> 12)
-                if held is not None:
-                    off = va & 0xFFF
-                    marked = code_bytes.get(held[1])
-                    if off <= 0xFFC and marked is not None and marked.find(1, off, off + 4) < 0:
-                        pack32(held[0], off, value)
-                        return
-                write(va, 4, value, False)
-
-            def rd8(va):
-                page = rfast.get(va >> 12)
-                if page is not None:
-                    return page[va & 0xFFF]
-                return read(va, 1, False)
-
-            def wr8(va, value):
-                page = wfast.get(va >> 12)
-                if page is not None:
-                    page[va & 0xFFF] = value
-                    return
-                held = cwfast.get(va >> 12)
-                if held is not None:
-                    marked = code_bytes.get(held[1])
-                    if marked is not None and not marked[va & 0xFFF]:
-                        held[0][va & 0xFFF] = value
-                        return
-                write(va, 1, value, False)
-
-        paths[False] = dict(rd32=rd32, wr32=wr32, rd8=rd8, wr8=wr8)
-        return paths
 
     # --- statistics -------------------------------------------------------
     def stats(self) -> dict:
