@@ -87,6 +87,24 @@ class _Env:
         return self.asm.lookup_rel(name, col, self.loc, self.pass1)
 
 
+class _Guard:
+    """``Assembler._guard``'s context."""
+
+    __slots__ = ("resolving", "name", "col", "loc")
+
+    def __init__(self, resolving: set, name: str, col: int, loc: Loc):
+        self.resolving, self.name, self.col, self.loc = resolving, name, col, loc
+
+    def __enter__(self) -> None:
+        if self.name in self.resolving:
+            raise self.loc.error(f"circular definition: '{clip(self.name)}' depends on "
+                                 "itself", self.col)
+        self.resolving.add(self.name)
+
+    def __exit__(self, *exc) -> None:
+        self.resolving.discard(self.name)
+
+
 class Assembler:
     """One assembly: preprocess, parse, lay out, place, resolve, encode."""
 
@@ -151,19 +169,10 @@ class Assembler:
         cache[name] = value
         return value
 
-    def _guard(self, name: str, col: int, loc: Loc):
-        asm = self
-
-        class Guard:
-            def __enter__(self):
-                if name in asm.resolving:
-                    raise loc.error(f"circular definition: '{clip(name)}' depends on itself",
-                                    col)
-                asm.resolving.add(name)
-
-            def __exit__(self, *exc):
-                asm.resolving.discard(name)
-        return Guard()
+    def _guard(self, name: str, col: int, loc: Loc) -> _Guard:
+        """A context that resolves ``name``: entering it again inside is a
+        circular definition."""
+        return _Guard(self.resolving, name, col, loc)
 
     def _define(self, name: str, stmt: Stmt, what: str) -> None:
         first = self.defined_at.get(name)

@@ -144,8 +144,28 @@ def clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+# The tokens of each line text lexed before (tokens are immutable and depend
+# on the text alone): an include file's lines, met again by every program
+# that includes it, are lexed once per process.  A line that does not lex
+# is never kept (its error names the Loc).
+_LEXED: dict[str, tuple[Token, ...]] = {}
+LEXED_LIMIT = 50_000
+
+
 def tokenize(loc: Loc) -> list[Token]:
     """Split ``loc.text`` into tokens; raise AsmError at the first bad one."""
+    text = loc.text
+    known = _LEXED.get(text)
+    if known is not None:
+        return list(known)
+    out = _tokenize(loc)
+    if len(_LEXED) >= LEXED_LIMIT:
+        _LEXED.clear()
+    _LEXED[text] = tuple(out)
+    return out
+
+
+def _tokenize(loc: Loc) -> list[Token]:
     text = loc.text
     out: list[Token] = []
     i, n = 0, len(text)
