@@ -247,6 +247,20 @@ class Mmu(InvalidationMixin):
                                             bool(rights & 2), bool(rights & 4),
                                             bool(after & _D), bool(pte & _G and self.pge),
                                             user, fetch)
+        elif not hooks and not self.large_pages:
+            # The 2D walk, unwatched, when it succeeds (``NestedWalker.fast``).
+            got = self.walker.fast(self.cr3, va, write, user, self.wp, self.pse)
+            if got is not None:
+                pn, writable, user_ok, dirty, global_, large, refs = got
+                self.walks += 1
+                self.walk_refs += refs
+                self.stall += refs * self.walk_ref_cost
+                self.last_walk = None
+                missed.discard(key)
+                if large:
+                    self.split_regions.add(vpn >> 10)
+                return self._filled(tlb, vpn, pn, writable, user_ok, dirty,
+                                    global_ and self.pge, user, fetch)
         try:
             w = self.walker(self.mem, self.cr3, va, write, user, fetch, self.wp, self.pse)
         except GuestFault as f:   # an EPT violation in the middle of a 2D walk

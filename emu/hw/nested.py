@@ -32,7 +32,7 @@ from struct import Struct
 
 from . import paging
 from .exceptions import NPF, GuestFault
-from .paging import PTE_A, PTE_D, PTE_P, PTE_W, Walk
+from .paging import PDE_PS_RSVD, PTE_A, PTE_D, PTE_G, PTE_P, PTE_PS, PTE_U, PTE_W, Walk
 
 _new = tuple.__new__
 _unpack32 = Struct("<I").unpack_from
@@ -198,6 +198,147 @@ class NestedWalker:
                                w[12] and self.last_writable, w[13], self.refs))
         finally:
             self.last_grid = self.grid
+
+    # --- the walk nobody watches ----------------------------------------
+    def _peek(self, ppn: int) -> tuple | None:
+        """The nested translation of guest page ``ppn`` as ``translate_pa``
+        would find it, changing nothing: (mpn, writable, npde_ma, npde,
+        npte_ma, npte); npde_ma is None for an NTLB hit.  None: a missing
+        nested entry (the full walk raises the fault)."""
+        cached = self.ntlb.get(ppn)
+        if cached is not None:
+            return cached[0], cached[1], None, 0, 0, 0
+        pages = self.mem.pages
+        npde_ma = self.ncr3 | ((ppn >> 8) & 0xFFC)
+        pg = pages.get(npde_ma >> 12)
+        if pg is None:
+            return None
+        npde = _unpack32(pg, npde_ma & 0xFFF)[0]
+        if not npde & PTE_P:
+            return None
+        npte_ma = (npde & 0xFFFFF000) | ((ppn << 2) & 0xFFC)
+        pg = pages.get(npte_ma >> 12)
+        if pg is None:
+            return None
+        npte = _unpack32(pg, npte_ma & 0xFFF)[0]
+        if not npte & PTE_P:
+            return None
+        return npte >> 12, bool(npte & PTE_W), npde_ma, npde, npte_ma, npte
+
+    def _commit(self, ppn: int, peeked: tuple, write: bool) -> None:
+        """What ``translate_pa`` does to the NTLB, the nested entries and
+        the counts for the translation ``_peek`` found."""
+        mpn, writable, npde_ma, npde, npte_ma, npte = peeked
+        ntlb = self.ntlb
+        if npde_ma is None:
+            ntlb.move_to_end(ppn)
+            self.ntlb_hits += 1
+            return
+        mem = self.mem
+        if not npde & PTE_A:
+            mem.write32(npde_ma, npde | PTE_A)
+        after = npte | (PTE_A | PTE_D if write else PTE_A)
+        if after != npte:
+            mem.write32(npte_ma, after)
+        self.refs += 2
+        self.nested_refs += 2
+        self.ntlb_misses += 1
+        if self.ntlb_entries:
+            ntlb[ppn] = (mpn, writable)
+            if len(ntlb) > self.ntlb_entries:
+                ntlb.popitem(last=False)
+
+    def fast(self, cr3: int, va: int, write: bool, user: bool, wp: bool, pse: bool):
+        """The 2D walk of ``va`` for a run nobody watches, when it succeeds
+        and guest paging is on: (mpn of the data, writable, user_ok, dirty,
+        global, large, refs) -- the figures of ``__call__``'s record, the
+        same entries written, the same counts and NTLB order -- without the
+        record and the grid (read only by a fault's exit and by watchers).
+        Everything is read before anything is written; None (nothing
+        changed) sends the caller to the full walk: a fault of either
+        dimension, a reserved bit, or an NTLB eviction that could change a
+        later lookup of the same walk."""
+        if not self.guest_paging():
+            return None
+        pages = self.mem.pages
+        pde_pa = (cr3 & 0xFFFFF000) | ((va >> 20) & 0xFFC)
+        t_pd = self._peek(pde_pa >> 12)
+        if t_pd is None:
+            return None
+        pg = pages.get(t_pd[0])
+        if pg is None:
+            return None
+        pde = _unpack32(pg, pde_pa & 0xFFF)[0]
+        if not pde & PTE_P:
+            return None
+        need = (PTE_U if user else 0) | (PTE_W if write and (user or wp) else 0)
+        if pse and pde & PTE_PS:
+            if pde & PDE_PS_RSVD or (pde & need) != need:
+                return None
+            pde_after = pde | (PTE_A | PTE_D if write else PTE_A)
+            if pde_after != pde and not t_pd[1]:
+                return None                 # the A/D update meets a read-only npte
+            data_ppn = ((pde & 0xFFC00000) | (va & 0x3FF000)) >> 12
+            walked = ((pde_pa >> 12, t_pd, False),)
+            rights, mapping, mapping_after, large = pde, pde, pde_after, True
+        else:
+            pte_pa = (pde & 0xFFFFF000) | ((va >> 10) & 0xFFC)
+            t_pt = self._peek(pte_pa >> 12)
+            if t_pt is None:
+                return None
+            if not pde & PTE_A and not t_pd[1]:
+                return None
+            pg = pages.get(t_pt[0])
+            if pg is None:
+                return None
+            pte = _unpack32(pg, pte_pa & 0xFFF)[0]
+            rights = pde & pte
+            if not pte & PTE_P or (rights & need) != need:
+                return None
+            mapping_after = pte | (PTE_A | PTE_D if write else PTE_A)
+            if mapping_after != pte and not t_pt[1]:
+                return None
+            data_ppn = (pte & 0xFFFFF000) >> 12
+            walked = ((pde_pa >> 12, t_pd, False), (pte_pa >> 12, t_pt, False))
+            mapping, large = pte, False
+        t_data = self._peek(data_ppn)
+        if t_data is None or (write and not t_data[1]):
+            return None
+        walked += ((data_ppn, t_data, write),)
+        # A miss inserts into the NTLB: if it may evict an entry a later
+        # translation of this walk found, the full walk tells.
+        # (and a page that missed and comes again would hit the second time).
+        if self.ntlb_entries:
+            room = self.ntlb_entries - len(self.ntlb)
+            missed: list = []
+            for ppn, t, _ in walked:
+                if ppn in missed or (t[2] is None and len(missed) > room):
+                    return None
+                if t[2] is not None:
+                    missed.append(ppn)
+        # Commit, in the full walk's order.
+        self.refs = 0
+        self._va = va
+        mem = self.mem
+        self._commit(*walked[0])
+        if large:
+            if pde_after != pde:
+                mem.write32((t_pd[0] << 12) | (pde_pa & 0xFFF), pde_after)
+            guest_refs = 1
+        else:
+            if not pde & PTE_A:
+                mem.write32((t_pd[0] << 12) | (pde_pa & 0xFFF), pde | PTE_A)
+            self._commit(*walked[1])
+            if mapping_after != mapping:
+                mem.write32((t_pt[0] << 12) | (pte_pa & 0xFFF), mapping_after)
+            guest_refs = 2
+        self.refs += guest_refs
+        self.guest_refs += guest_refs
+        self._commit(*walked[-1])
+        self.last_writable = t_data[1]
+        return (t_data[0], bool(rights & PTE_W), bool(rights & PTE_U),
+                bool(mapping_after & PTE_D) and t_data[1], bool(mapping & PTE_G), large,
+                self.refs)
 
     def stats(self) -> dict:
         return {"ntlb_entries": self.ntlb_entries, "ntlb_hits": self.ntlb_hits,
