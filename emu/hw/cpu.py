@@ -117,10 +117,7 @@ class Cpu(EventDelivery, SystemInstructions):
         # cycles owed so far leave the batch within the run's budget -- and
         # the batch goes on at the rep as the next one would have begun.
         self.rep_in_place = None
-        self._system = {}
-        for row in isa.TABLE:
-            if row.kind in (isa.SYSTEM, isa.PRIV):
-                self._system[row.opcode] = getattr(self, "_op_" + _opname(row))
+        self._system = {opcode: getattr(self, name) for opcode, name in _SYSTEM_OPS}
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -393,7 +390,7 @@ class Cpu(EventDelivery, SystemInstructions):
             if priv and self.cpl != 0:
                 raise GuestFault(GP, 0)
             return op(d, eip, next_eip)
-        return Block(system, 1, d.insn.cycles, 0, False, None)
+        return _new(Block, (system, 1, d.insn.cycles, 0, False, None))
 
     # --- statistics -------------------------------------------------------
     def stats(self) -> dict:
@@ -403,6 +400,11 @@ class Cpu(EventDelivery, SystemInstructions):
                 "blocks_translated": self.blocks_translated}
 
 
+
+# The method of each system instruction's row, by opcode (``Cpu._system``).
+_SYSTEM_OPS = tuple((row.opcode, "_op_" + _opname(row)) for row in isa.TABLE
+                    if row.kind in (isa.SYSTEM, isa.PRIV))
+_new = tuple.__new__
 
 _SAMPLE_ARG = {"m": isa.Mem(isa.EBX, None, 1, 4), "mb": isa.Mem(isa.EBX, None, 1, 4, True)}
 

@@ -88,7 +88,8 @@ class Tlb:
         self.sets: list[OrderedDict[int, TlbEntry]] = [OrderedDict() for _ in range(nsets)]
         self.large_entries = large
         self.large: OrderedDict[int, TlbEntry] = OrderedDict()   # keyed by vpn >> 10
-        self.rng = random.Random(seed)
+        # (only the random policy draws: the others need no generator)
+        self.rng = random.Random(seed) if policy == "random" else None
         self.lookups = 0
         self.misses = 0
         self.evictions = 0
