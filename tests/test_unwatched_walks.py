@@ -18,6 +18,7 @@ from emu import programs
 from emu.asm.assembler import assemble
 from emu.cli import build_parser, config_from
 from emu.hw import mmu as mmu_module
+from emu.hw import paging
 from emu.hw.nested import NestedWalker
 from emu.system import Config, System
 
@@ -34,7 +35,7 @@ CASES = [pytest.param(name, mode, shape, id=f"{name}-{mode}-{label}")
 
 def _full_walks_only(monkeypatch) -> None:
     """Every walk made by the full walkers, as a watched run makes them."""
-    monkeypatch.setattr(mmu_module, "_walk", object())          # not paging.walk
+    monkeypatch.setattr(paging, "walk_quiet", lambda *a: None)
     monkeypatch.setattr(NestedWalker, "fast", lambda self, *a: None)
 
 

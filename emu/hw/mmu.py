@@ -38,11 +38,6 @@ from .tlb import Tlb, TlbEntry
 
 _U32 = Struct("<I")
 _pack32 = _U32.pack_into
-_unpack32 = _U32.unpack_from
-_walk = paging.walk
-_FRAME, _PS, _G = paging.FRAME_4K, paging.PTE_PS, paging.PTE_G
-_A, _D = paging.PTE_A, paging.PTE_D
-_AD = _A | _D
 
 
 def _put(page: bytearray, off: int, size: int, value: int) -> None:
@@ -127,6 +122,18 @@ class Mmu(InvalidationMixin):
         self.env: dict = {}
         self._paths = hitpath.build(self)
         self._bind_hit_path()
+
+    @property
+    def walker(self):
+        """The hardware walker: ``paging.walk``, or the nested walker."""
+        return self._walker
+
+    @walker.setter
+    def walker(self, walker) -> None:
+        self._walker = walker
+        # its walk without a record, for a run nobody watches (``translate``)
+        self._quiet = paging.walk_quiet if walker is paging.walk else getattr(
+            walker, "fast", None)
 
     # --- state changes -----------------------------------------------------
     def reset_fast(self) -> None:
@@ -215,41 +222,11 @@ class Mmu(InvalidationMixin):
             tlb.misses += 1
             if hooks and self.on_miss is not None:
                 self.on_miss(va, fetch)
-        if not hooks and self.walker is _walk:
-            # The walk of a 4 KiB page that succeeds, unwatched: ``paging.walk``
-            # without its record (which only a fault or a watcher reads).  It
-            # reads both entries before it writes any bit; anything else (a
-            # fault, a 4 MiB page, a table outside memory) is walked in full.
-            pages = self.mem.pages
-            pde_pa = (self.cr3 & _FRAME) | ((va >> 20) & 0xFFC)
-            pd = pages.get(pde_pa >> 12)
-            if pd is not None:
-                pde = _unpack32(pd, pde_pa & 0xFFF)[0]
-                pte_pa = (pde & _FRAME) | ((va >> 10) & 0xFFC)
-                pt = pages.get(pte_pa >> 12) if pde & 1 and not (
-                    self.pse and pde & _PS) else None
-                if pt is not None:
-                    pte = _unpack32(pt, pte_pa & 0xFFF)[0]
-                    rights = pde & pte
-                    need = (4 if user else 0) | (2 if write and (user or self.wp) else 0)
-                    if pte & 1 and rights & need == need:
-                        if not pde & _A:
-                            _pack32(pd, pde_pa & 0xFFF, pde | _A)
-                        after = pte | (_AD if write else _A)
-                        if after != pte:
-                            _pack32(pt, pte_pa & 0xFFF, after)
-                        self.walks += 1
-                        self.walk_refs += 2
-                        self.stall += 2 * self.walk_ref_cost
-                        self.last_walk = None
-                        missed.discard(key)
-                        return self._filled(tlb, vpn, (pte & _FRAME) >> PAGE_SHIFT,
-                                            bool(rights & 2), bool(rights & 4),
-                                            bool(after & _D), bool(pte & _G and self.pge),
-                                            user, fetch)
-        elif not hooks and not self.large_pages:
-            # The 2D walk, unwatched, when it succeeds (``NestedWalker.fast``).
-            got = self.walker.fast(self.cr3, va, write, user, self.wp, self.pse)
+        quiet = self._quiet
+        if not hooks and quiet is not None:
+            # The walk's figures without its record (only a fault's exit and
+            # a watcher read it); None: the walk is made in full.
+            got = quiet(self.mem, self.cr3, va, write, user, self.wp, self.pse)
             if got is not None:
                 pn, writable, user_ok, dirty, global_, large, refs = got
                 self.walks += 1
@@ -257,12 +234,12 @@ class Mmu(InvalidationMixin):
                 self.stall += refs * self.walk_ref_cost
                 self.last_walk = None
                 missed.discard(key)
-                if large:
+                if large:       # (nested only, where the TLB holds 4 KiB entries)
                     self.split_regions.add(vpn >> 10)
                 return self._filled(tlb, vpn, pn, writable, user_ok, dirty,
-                                    global_ and self.pge, user, fetch)
+                                    global_ and self.pge, fetch)
         try:
-            w = self.walker(self.mem, self.cr3, va, write, user, fetch, self.wp, self.pse)
+            w = self._walker(self.mem, self.cr3, va, write, user, fetch, self.wp, self.pse)
         except GuestFault as f:   # an EPT violation in the middle of a 2D walk
             self.walks += 1
             self.walk_refs += f.refs
@@ -304,47 +281,19 @@ class Mmu(InvalidationMixin):
         self.tlb_fills += 1
         if hooks and self.on_fill is not None:
             self.on_fill(entry, fetch)
-        # (_fill_fast, inline)
-        if user and not user_ok:
-            return page, pn
-        if fetch:
-            blocks = self.code.get(pn)
-            if blocks is None:
-                blocks = self.code[pn] = {}
-            self.ifast[vpn] = blocks
-            return page, pn
-        self.rfast[vpn] = page
-        if dirty and (writable or (not user and not self.wp)):
-            if self.code.get(pn):
-                self.cwfast[vpn] = (page, pn)
-            else:
-                self.wfast[vpn] = page
+        self._fill_fast(vpn, pn, page, writable, user_ok, dirty, fetch)
         return page, pn
 
     def _filled(self, tlb: Tlb, vpn: int, pn: int, writable: bool, user_ok: bool,
-                dirty: bool, global_: bool, user: bool,
-                fetch: bool) -> tuple[bytearray, int]:
-        """The TLB fill and fast maps after an unwatched walk of a 4 KiB page
-        (``translate``'s own, for the walk it made inline)."""
+                dirty: bool, global_: bool, fetch: bool) -> tuple[bytearray, int]:
+        """The TLB fill and fast maps after a walk of a 4 KiB page made
+        without its record (``translate``)."""
         page = self.mem.pages.get(pn)
         if page is None:
             page = self.mem.page(pn)
         tlb.insert(TlbEntry(vpn, pn, page, writable, user_ok, dirty, global_))
         self.tlb_fills += 1
-        if user and not user_ok:
-            return page, pn
-        if fetch:
-            blocks = self.code.get(pn)
-            if blocks is None:
-                blocks = self.code[pn] = {}
-            self.ifast[vpn] = blocks
-            return page, pn
-        self.rfast[vpn] = page
-        if dirty and (writable or (not user and not self.wp)):
-            if self.code.get(pn):
-                self.cwfast[vpn] = (page, pn)
-            else:
-                self.wfast[vpn] = page
+        self._fill_fast(vpn, pn, page, writable, user_ok, dirty, fetch)
         return page, pn
 
     def wrote_bytes(self, pn: int, lo: int, hi: int) -> None:

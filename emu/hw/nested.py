@@ -225,6 +225,17 @@ class NestedWalker:
             return None
         return npte >> 12, bool(npte & PTE_W), npde_ma, npde, npte_ma, npte
 
+    def _peek_entry(self, pa: int) -> tuple | None:
+        """(the guest entry at ``pa``, its page's ``_peek``), changing
+        nothing; None where the full walk would fault or read no page."""
+        peeked = self._peek(pa >> 12)
+        if peeked is None:
+            return None
+        pg = self.mem.pages.get(peeked[0])
+        if pg is None:
+            return None
+        return _unpack32(pg, pa & 0xFFF)[0], peeked
+
     def _commit(self, ppn: int, peeked: tuple, write: bool) -> None:
         """What ``translate_pa`` does to the NTLB, the nested entries and
         the counts for the translation ``_peek`` found."""
@@ -248,8 +259,9 @@ class NestedWalker:
             if len(ntlb) > self.ntlb_entries:
                 ntlb.popitem(last=False)
 
-    def fast(self, cr3: int, va: int, write: bool, user: bool, wp: bool, pse: bool):
-        """The 2D walk of ``va`` for a run nobody watches, when it succeeds
+    def fast(self, mem, cr3: int, va: int, write: bool, user: bool, wp: bool, pse: bool):
+        """The 2D walk of ``va`` for a run nobody watches (``paging.walk_quiet``'s
+        counterpart; ``mem`` is ignored, as by ``__call__``), when it succeeds
         and guest paging is on: (mpn of the data, writable, user_ok, dirty,
         global, large, refs) -- the figures of ``__call__``'s record, the
         same entries written, the same counts and NTLB order -- without the
@@ -260,15 +272,11 @@ class NestedWalker:
         later lookup of the same walk."""
         if not self.guest_paging():
             return None
-        pages = self.mem.pages
         pde_pa = (cr3 & 0xFFFFF000) | ((va >> 20) & 0xFFC)
-        t_pd = self._peek(pde_pa >> 12)
-        if t_pd is None:
+        got = self._peek_entry(pde_pa)
+        if got is None:
             return None
-        pg = pages.get(t_pd[0])
-        if pg is None:
-            return None
-        pde = _unpack32(pg, pde_pa & 0xFFF)[0]
+        pde, t_pd = got
         if not pde & PTE_P:
             return None
         need = (PTE_U if user else 0) | (PTE_W if write and (user or wp) else 0)
@@ -282,16 +290,13 @@ class NestedWalker:
             walked = ((pde_pa >> 12, t_pd, False),)
             rights, mapping, mapping_after, large = pde, pde, pde_after, True
         else:
-            pte_pa = (pde & 0xFFFFF000) | ((va >> 10) & 0xFFC)
-            t_pt = self._peek(pte_pa >> 12)
-            if t_pt is None:
-                return None
             if not pde & PTE_A and not t_pd[1]:
                 return None
-            pg = pages.get(t_pt[0])
-            if pg is None:
+            pte_pa = (pde & 0xFFFFF000) | ((va >> 10) & 0xFFC)
+            got = self._peek_entry(pte_pa)
+            if got is None:
                 return None
-            pte = _unpack32(pg, pte_pa & 0xFFF)[0]
+            pte, t_pt = got
             rights = pde & pte
             if not pte & PTE_P or (rights & need) != need:
                 return None
@@ -305,9 +310,9 @@ class NestedWalker:
         if t_data is None or (write and not t_data[1]):
             return None
         walked += ((data_ppn, t_data, write),)
-        # A miss inserts into the NTLB: if it may evict an entry a later
-        # translation of this walk found, the full walk tells.
-        # (and a page that missed and comes again would hit the second time).
+        # A miss inserts into the NTLB: where that may evict an entry a later
+        # translation of this walk found, or a page that missed comes again
+        # (and would hit), the full walk tells.
         if self.ntlb_entries:
             room = self.ntlb_entries - len(self.ntlb)
             missed: list = []
@@ -319,7 +324,7 @@ class NestedWalker:
         # Commit, in the full walk's order.
         self.refs = 0
         self._va = va
-        mem = self.mem
+        mem = self.mem                      # (the ``mem`` argument is the same memory)
         self._commit(*walked[0])
         if large:
             if pde_after != pde:
