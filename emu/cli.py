@@ -271,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emu: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:   # sys.exit() in a --vmm file (argparse's own go on)
+        from .lab.loader import student_message
+        student = student_message(e)
+        if student is None:
+            raise
+        print(f"emu: error: {student}", file=sys.stderr)
+        return EXIT_INPUT
     except BrokenPipeError:
         return 0
     except OSError as e:     # a file that fails part way (a full disk ...)

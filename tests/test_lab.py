@@ -84,6 +84,9 @@ MUTANT_CASES = [
      "gives to vm1"),
     ("raises", 1, "lab_touch", "handle_page_fault: your VMM raised KeyError: 4672 at "
      "{path}:9 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),
+    # sys.exit() in a handler is the VMM's error, not the grader's end
+    ("exits", 1, "lab_touch", "handle_page_fault: your VMM raised SystemExit: sys.exit(0) at "
+     "{path}:10 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),
 ]
 
 
@@ -287,6 +290,37 @@ def test_generated_kernels_catch_a_missing_zap():
 
 def test_a_test_names_its_copies():
     assert Case("lab_swap", vms=2).name == "lab_swap x2"
+
+
+def test_a_vmm_that_exits_or_raises_is_its_own_error_on_every_command(tmp_path):
+    exits, raises = str(MUTANTS / "exits.py"), str(MUTANTS / "raises.py")
+    line = f"emu: error: your VMM raised SystemExit: sys.exit(0) at {exits}:10 in " \
+           "handle_page_fault\n"
+    r = emu("run", "lab_touch", "--vmm", exits, cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (1, line)
+    r = emu("lab", "check", exits, "--level", "1", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "your VMM raised SystemExit: sys.exit(0)" in r.stdout
+    # several VMs on one machine (simpy raises the handler's exception anew)
+    r = emu("run", "lab_touch", "lab_touch", "--vmm", raises, "--quiet", cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (
+        1, f"emu: error: your VMM raised KeyError: 4672 at {raises}:9 in handle_page_fault\n")
+    # the stepper says whose error it is, and goes on
+    script = tmp_path / "s.txt"
+    script.write_text("continue\nquit\n")
+    r = emu("step", "lab_touch", "--vmm", raises, "--script", str(script), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    shown = " ".join(r.stdout.split())            # (the console wraps long lines)
+    assert f"error: your VMM raised KeyError: 4672 at {raises}:9 in handle_page_fault" in shown
+    assert "internal error" not in shown
+    # sys.exit() outside a handler: when the VMM is made
+    init = tmp_path / "init.py"
+    init.write_text("import sys\nfrom emu.vmm.builtin import BuiltinShadowVmm\n\n\n"
+                    "class Quits(BuiltinShadowVmm):\n    def __init__(self, hw, policy):\n"
+                    "        sys.exit(3)\n")
+    r = emu("run", "lab_touch", "--vmm", "init.py", cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (
+        1, "emu: error: your VMM raised SystemExit: sys.exit(3) at init.py:7 in __init__\n")
 
 
 def test_check_many_grades_a_folder_through_the_sweep_engine(tmp_path):

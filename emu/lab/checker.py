@@ -133,7 +133,7 @@ def _run(vmm_class, lv: Level, test: Case, path: str | None) -> Finding | None:
         return Finding("isolation", str(e).splitlines()[0])
     except EmuError as e:
         return Finding("run", str(e))
-    except Exception as e:  # noqa: BLE001  (the student's code raised it)
+    except (Exception, SystemExit) as e:  # noqa: BLE001  (the student's code raised it)
         return _crashed(e, path, referees)
     for i, r in enumerate(results):
         who = f"VM {i + 1}: " if test.vms > 1 else ""

@@ -79,23 +79,39 @@ def student_error(exc: BaseException, path: str | None, doing: str = "") -> str:
         return f"your VMM ran for too long{doing}{at}: an endless loop? {exc}"
     if isinstance(exc, VmmError):
         return str(exc)
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, SystemExit):
+        text = f"sys.exit({exc.code!r})"
+    else:
+        text = str(exc).splitlines()[0] if str(exc) else ""
+    name = getattr(exc, "shown_as", type(exc).__name__)
+    what = f"{name}: {text}" if text else name
     at = f" at {where}" if where else ""
     return f"your VMM raised {what}{at}{doing}"
 
 
 def student_message(exc: BaseException) -> str | None:
     """The one line for an exception raised in a loaded student VMM (or
-    while it ran: a time limit, an API rule), or None if emu's own."""
-    path = None
-    for fs, _ in traceback.walk_tb(exc.__traceback__):
-        name = fs.f_globals.get("__name__", "")
-        if name.startswith(MODULE_PREFIX):
-            path = fs.f_code.co_filename
-    if path is None and not isinstance(exc, (HandlerTimeout, VmmError)):
-        return None
-    return student_error(exc, _shown(path) if path else None)
+    while it ran: a time limit, an API rule), or None if emu's own.  An
+    exception raised again as another (simpy raises a process's exception
+    anew, the first its cause) is the student's if its cause is."""
+    for e in _chain(exc):
+        path = None
+        for fs, _ in traceback.walk_tb(e.__traceback__):
+            name = fs.f_globals.get("__name__", "")
+            if name.startswith(MODULE_PREFIX):
+                path = fs.f_code.co_filename
+        if path is not None or isinstance(e, (HandlerTimeout, VmmError)):
+            return student_error(e, _shown(path) if path else None)
+    return None
+
+
+def _chain(exc: BaseException):
+    """``exc`` and the exceptions it was raised from (causes, contexts)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen and len(seen) < 16:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 def _shown(path: str) -> str:

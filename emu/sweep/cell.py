@@ -131,7 +131,7 @@ def run_cell(cell: RunCell) -> dict:
                 transient=True,                     # another machine may finish it
                 message=f"host-time limit of {cell.timeout:g} s reached after "
                         f"{record['cycles']:,} cycles")
-    except Exception as e:      # a bad image, a student's VMM, or a bug in the emulator
+    except (Exception, SystemExit) as e:   # a bad image, a student's VMM, or a bug in emu
         student = _student_message(e) if cell.config.vmm is not None else None
         what = "" if isinstance(e, EmuError) else "internal error: "
         record = {"outcome": "error", "exit_status": None,

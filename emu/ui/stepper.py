@@ -106,10 +106,13 @@ class Stepper(cmd.Cmd):
             return super().onecmd(line)
         except (EmuError, ValueError) as e:
             self.error(str(e))
-        except Exception as e:          # a bug: one line, and the session goes on
+        except Exception as e:          # a --vmm file's error, or a bug: one line, and on
             if os.environ.get("EMU_DEBUG"):
                 raise
-            self.error(f"internal error: {type(e).__name__}: {e} (EMU_DEBUG=1 for details)")
+            from ..lab.loader import student_message
+            student = student_message(e)
+            self.error(student if student is not None else
+                       f"internal error: {type(e).__name__}: {e} (EMU_DEBUG=1 for details)")
         return False
 
     def default(self, line: str) -> bool:

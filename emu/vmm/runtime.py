@@ -68,6 +68,15 @@ class HandlerTimeout(Exception):
     """A VMM handler ran longer than the monitor's time limit."""
 
 
+class HandlerExited(Exception):
+    """A handler raised ``SystemExit`` (``sys.exit()`` in a VMM): an error of
+    the VMM's like any other, not the end of the program that runs it (a
+    grader checking a class's VMMs, a sweep).  Its traceback is the
+    handler's."""
+
+    shown_as = "SystemExit"
+
+
 class Monitor:
     """One VM's VMM context: exits in, outcomes out (see the module doc).
 
@@ -176,6 +185,9 @@ class Monitor:
         self._limit = INFINITY
         if msg[0] == "err":
             e = msg[1]
+            if isinstance(e, SystemExit):
+                raise HandlerExited(f"sys.exit({e.code!r})").with_traceback(
+                    e.__traceback__) from None
             if not isinstance(e, (BusError, OutOfMachineMemory)):
                 raise e
             outcome = Outcome(Action.CRASH, detail={"message": str(e), "eip": self.cpu.eip})
@@ -397,8 +409,8 @@ def walk_json(w) -> dict | None:
     return out
 
 
-__all__ = ["EMULATED", "HALTED", "INJECTED", "RESUMED", "CrWriteExit", "HandlerTimeout",
-           "InvlpgExit", "Monitor", "Outcome", "walk_json"]
+__all__ = ["EMULATED", "HALTED", "INJECTED", "RESUMED", "CrWriteExit", "HandlerExited",
+           "HandlerTimeout", "InvlpgExit", "Monitor", "Outcome", "walk_json"]
 
 
 def _work(monitor):
