@@ -183,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write an ELF32 i386 file with the labels and source lines, for gdb")
     d = sub.add_parser("disasm", help="disassemble a program")
     d.add_argument("program", help="a .s file, or a raw binary with --org")
-    d.add_argument("--org", type=lambda t: int(t, 0), default=None,
-                   help="load address of a raw binary")
+    d.add_argument("--org", type=_address, default=None,
+                   help="load address of a raw binary (up to 1 MiB of it)")
     c = sub.add_parser("compare", help="run a guest natively, under shadow paging (each "
                        "policy) and nested paging, and compare",
                        description="Native is the reference; --mode keeps one mode beside "
@@ -343,18 +343,41 @@ def cmd_disasm(args) -> int:
         sys.stdout.write(format_listing(image))
         return 0
     path = args.program
+    if os.path.isdir(path):
+        raise EmuError(f"{path}: a directory, not a binary")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise EmuError(f"{path}: not a regular file")     # a device or a FIFO may never end
     try:
         with open(path, "rb") as fh:
-            blob = fh.read(1 << 24)
+            blob = fh.read(MAX_BINARY + 1)
     except OSError as e:
         raise EmuError(f"cannot read {path}: {e.strerror}") from None
+    if len(blob) > MAX_BINARY:
+        raise EmuError(f"{path}: too large to disassemble (more than {MAX_BINARY >> 20} MiB)")
     org = args.org
+    if org + len(blob) > 1 << 32:
+        raise EmuError(f"{path}: {len(blob):,} bytes at {org:#x} go past the 4 GiB "
+                       "address space")
 
     def read_byte(addr: int) -> int:
         return blob[addr - org]
     for line in disassemble(read_byte, org, org + len(blob)):
         print(format_line(line))
     return 0
+
+
+MAX_BINARY = 1 << 20      # bytes of a raw binary emu disasm reads
+
+
+def _address(text: str) -> int:
+    """An address on the command line: 0 to 0xFFFFFFFF, in any base Python reads."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an address: '{text}'") from None
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{text} is outside the 32-bit address space")
+    return value
 
 
 def cmd_step(args) -> int:

@@ -169,6 +169,28 @@ def test_asm_listing_and_binary(tmp_path):
     assert dis.returncode == 0 and "mov esp, 0x80000" in dis.stdout
 
 
+@pytest.mark.parametrize("args,status,message", [
+    (["/dev/zero", "--org", "0"], 1, "emu: error: /dev/zero: not a regular file"),
+    (["{tmp}", "--org", "0"], 1, "emu: error: {tmp}: a directory, not a binary"),
+    (["{big}", "--org", "0"], 1, "emu: error: {big}: too large to disassemble (more than 1 MiB)"),
+    (["{bin}", "--org", "0xfffffff0"], 1,
+     "emu: error: {bin}: 32 bytes at 0xfffffff0 go past the 4 GiB address space"),
+    (["{bin}", "--org", "zz"], 2,
+     "emu: error: argument --org: not an address: 'zz' (see 'emu disasm --help')"),
+    (["{bin}", "--org", "-5"], 2, "emu: error: argument --org: -5 is outside the 32-bit "
+     "address space (see 'emu disasm --help')"),
+    (["{bin}", "--org", "0x100000000"], 2, "emu: error: argument --org: 0x100000000 is "
+     "outside the 32-bit address space (see 'emu disasm --help')"),
+])
+def test_disasm_of_a_raw_binary_refuses_what_it_cannot_list(tmp_path, args, status, message):
+    names = {"tmp": tmp_path, "big": tmp_path / "big.bin", "bin": tmp_path / "small.bin"}
+    names["big"].write_bytes(bytes((1 << 20) + 1))
+    names["bin"].write_bytes(bytes(32))
+    done = emu("disasm", *(a.format(**names) for a in args))
+    assert (done.returncode, done.stdout, done.stderr) == (status, "",
+                                                            message.format(**names) + "\n")
+
+
 def test_the_narrated_demand_run_is_recorded(capsys):
     assert main(["run", "demand", "--narrate", "--quiet", "--mode", "shadow"]) == 0
     assert capsys.readouterr().out == (EXPECTED / "demand.narrate.txt").read_text()
