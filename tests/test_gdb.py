@@ -370,6 +370,23 @@ def test_a_gdb_session_can_kill_the_machine(elf):
     assert "killed by the debugger" in server.stderr.read()
 
 
+@pytest.mark.parametrize("mode", ["native", "shadow", "nested"])
+def test_the_server_ends_when_the_client_leaves_after_the_run_ended(elf, mode):
+    # (as gdbserver ends with its process: a new client could only be told
+    # that the target is not running)
+    server, port = start("demand", "--mode", mode)
+    try:
+        lines = gdb(elf, port, "continue")
+        out, err = server.communicate(timeout=TIMEOUT)
+    finally:
+        server.kill()
+    assert lines[-1] == "[Inferior 1 (Remote target) exited normally]"
+    assert server.returncode == 0
+    assert out.endswith("demand: all processes done after 12 page-ins\n")
+    assert err.splitlines()[-1] == ("emu gdb: the guest's run ended (poweroff, powered off "
+                                    "with status 0) and the client left")
+
+
 def test_a_students_vmm_is_debugged_like_the_built_in_one(elf, tmp_path):
     mine = tmp_path / "mine.py"
     mine.write_text("from emu.vmm.builtin import BuiltinShadowVmm\n\n\n"

@@ -78,12 +78,15 @@ def main(args) -> int:
     if how == "kill":
         log("killed by the debugger")
         return 0
-    session.delete_breakpoint(None) if session.breakpoints else None
-    session.watch.watches.clear()
-    session.cont()                      # detached: the guest runs on to its end
-    server.console()
     s = session.system
-    log(f"detached; the guest ran on: {s.outcome}, {s.message}")
+    if how == "over":
+        log(f"the guest's run ended ({s.outcome}, {s.message}) and the client left")
+    else:
+        session.delete_breakpoint(None) if session.breakpoints else None
+        session.watch.watches.clear()
+        session.cont()                  # detached: the guest runs on to its end
+        server.console()
+        log(f"detached; the guest ran on: {s.outcome}, {s.message}")
     if s.outcome == "poweroff":
         return (s.exit_status or 0) & 0xFF
     return EXIT_CRASH if s.outcome == "crash" else EXIT_BUDGET

@@ -3,7 +3,8 @@
 ``Server(target, host, port).serve()`` listens (on localhost unless told
 otherwise), takes a client, answers its packets until it detaches, kills
 the machine or goes away, and then waits for the next one (a client that
-vanishes leaves the machine as it was).  A client that sends garbage, bad
+vanishes leaves the machine as it was) -- unless the guest's run is over,
+when the server ends with the client (as gdbserver ends with its process).  A client that sends garbage, bad
 checksums or oversized packets gets a NAK and a log line; the session goes
 on.  Nothing a client sends ends in a traceback: a request the target
 refuses is an ``Exx`` reply.
@@ -48,7 +49,7 @@ class Server:
         self.log = log or (lambda line: None)
         self.out = out                 # callable(text): the guest's console output
         self.sock: socket.socket | None = None
-        self.ended: str | None = None  # detach | kill
+        self.ended: str | None = None  # detach | kill | over (the run ended, the client left)
         self._printed = 0
 
     def listen(self) -> int:
@@ -58,7 +59,8 @@ class Server:
         return self.port
 
     def serve(self) -> str:
-        """Serve clients until one detaches or kills; returns which."""
+        """Serve clients until one detaches or kills, or leaves after the
+        run's end; returns which (``ended``)."""
         if self.sock is None:
             self.listen()
         try:
@@ -142,7 +144,12 @@ class Connection:
                     elif item.kind == "interrupt":
                         self.log("interrupt while stopped: ignored")
         except Disconnected as e:
-            self.log(f"{e}; waiting for the next client")
+            if self.target.session.finished:
+                # The run is over: a new client could only be told so.
+                self.log(f"{e}; the run is over")
+                self.server.ended = "over"
+            else:
+                self.log(f"{e}; waiting for the next client")
 
     # --- packets ----------------------------------------------------------------------------
     def handle(self, data: bytes) -> None:
