@@ -4,10 +4,10 @@
 otherwise), takes a client, answers its packets until it detaches, kills
 the machine or goes away, and then waits for the next one (a client that
 vanishes leaves the machine as it was) -- unless the guest's run is over,
-when the server ends with the client (as gdbserver ends with its process).  A client that sends garbage, bad
-checksums or oversized packets gets a NAK and a log line; the session goes
-on.  Nothing a client sends ends in a traceback: a request the target
-refuses is an ``Exx`` reply.
+when the server ends with the client (as gdbserver ends with its process).
+A client that sends garbage, bad checksums or oversized packets gets a NAK
+and a log line; the session goes on.  Nothing a client sends ends in a
+traceback: a request the target refuses is an ``Exx`` reply.
 
 Packets answered (GDB's manual, "Packets"): ``?``, ``qSupported``,
 ``QStartNoAckMode``, ``qXfer:features:read``, ``g G p P m M X``, ``c s``,
