@@ -247,6 +247,49 @@ def test_back_restores_the_screen_exactly():
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_back_after_going_backwards_returns_to_the_place_before(mode):
+    image = load("demand")
+    session = Session(image, Config(mode=mode))
+    session.add_breakpoint("addr", image.labels["page_fault"], "page_fault")
+    session.cont()
+    there = (session.system.cpu.icount, session.registers())
+    session.step(5)
+    session.reverse_step()
+    assert session.system.cpu.icount == there[0] + 4
+    assert session.back(1) == (f"back: undid step 5; at {there[0]:,} instructions "
+                               "(breakpoint 1 at 0x000011a0 (page_fault))")
+    assert (session.system.cpu.icount, session.registers()) == there
+    # reverse-continue goes back to the breakpoint's hit: the motions after
+    # it are gone from the history, 'back' undoes the one before
+    session.step(5)
+    session.reverse_continue()
+    assert (session.system.cpu.icount, session.registers()) == there
+    assert session.back(1) == "back: undid continue; at the start of the run"
+
+
+@pytest.mark.parametrize("reverse", ["reverse_step", "reverse_continue", "reverse_micro"])
+def test_back_after_going_backwards_never_lands_on_a_wrong_place(reverse):
+    # A stop inside a VM exit is inside a step; going backwards replays from
+    # a snapshot one instruction at a time, after which that place is no
+    # longer the same number of steps in: 'back' forgets it (it went to
+    # another place, 'replay diverged', before) and goes to one it keeps.
+    session = Session(load("demand"), Config(mode="shadow"))
+    session.add_breakpoint("exit", "cr0_write", "cr0_write")
+    session.cont()
+    session.step(5)
+    getattr(session, reverse)()
+    message = session.back(1)
+    assert "diverged" not in message
+    if message.startswith("back: undid step 5"):
+        assert session.system.cpu.icount == 7802
+    else:
+        assert message == "back: undid continue; at the start of the run"
+        assert session.system.cpu.icount == 0
+    session.step(3)
+    assert session.system.cpu.icount == 3 or session.system.cpu.icount == 7805
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_step_counts_instructions_exactly_through_faults_and_exits(mode):
     session = Session(load("demand"), Config(mode=mode))
     session.next()

@@ -48,13 +48,19 @@ class HistoryMixin:
         self.interrupted = False
         regs = self.registers()
         place = search(self, look, coarse=coarse) if look is not None else None
+        before = [tuple(e) for e in self.log]
         if place is None:
             self._to_origin()
             why = nothing
         else:
             goto_place(self, place)
             why = place.why
-        self.history = [m for m in self.history if m.pos.nsteps <= self.nsteps]
+        # Going there rewrote the log after a snapshot (in batches of one
+        # instruction): a place reached before is still the same number of
+        # steps in only if the log up to it is the same.
+        self.history = [m for m in self.history if m.pos.nsteps <= self.nsteps
+                        and log_prefix(before, m.pos.nsteps) == log_prefix(self.log,
+                                                                           m.pos.nsteps)]
         self.regs_before, self.shown_before = regs, self.shown
         cpu = self.system.cpu
         self.message = f"{command}: {why}; at {cpu.icount:,} instructions, eip {cpu.eip:#010x}"
@@ -145,6 +151,22 @@ class HistoryMixin:
         self.recorder.store.clear()
         self.origin = self.nsteps
         self.snapshot_here()
+
+
+def log_prefix(log, n: int) -> list | None:
+    """The first ``n`` steps of a run-length ``log``, as (limit, count)
+    runs (None if it has fewer)."""
+    out: list = []
+    for limit, count in log:
+        if n <= 0:
+            break
+        take = min(count, n)
+        if out and out[-1][0] == limit:
+            out[-1] = (limit, out[-1][1] + take)
+        else:
+            out.append((limit, take))
+        n -= take
+    return out if n <= 0 else None
 
 
 def split_log(log: list[list], cut: tuple[int, int], more: int = 0):
