@@ -259,12 +259,15 @@ def test_back_after_going_backwards_returns_to_the_place_before(mode):
     assert session.back(1) == (f"back: undid step 5; at {there[0]:,} instructions "
                                "(breakpoint 1 at 0x000011a0 (page_fault))")
     assert (session.system.cpu.icount, session.registers()) == there
-    # reverse-continue goes back to the breakpoint's hit: the motions after
-    # it are gone from the history, 'back' undoes the one before
+    # reverse-continue goes back to the breakpoint's hit, where 'step 5'
+    # began: undoing it stays there, undoing 'continue' goes to the start
     session.step(5)
     session.reverse_continue()
     assert (session.system.cpu.icount, session.registers()) == there
+    assert session.back(1).startswith(f"back: undid step 5; at {there[0]:,} instructions")
+    assert (session.system.cpu.icount, session.registers()) == there
     assert session.back(1) == "back: undid continue; at the start of the run"
+    assert session.system.cpu.icount == 0
 
 
 @pytest.mark.parametrize("reverse", ["reverse_step", "reverse_continue", "reverse_micro"])

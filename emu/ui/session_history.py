@@ -11,7 +11,7 @@ the session.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .story import describe
 
@@ -57,10 +57,17 @@ class HistoryMixin:
             why = place.why
         # Going there rewrote the log after a snapshot (in batches of one
         # instruction): a place reached before is still the same number of
-        # steps in only if the log up to it is the same.
-        self.history = [m for m in self.history if m.pos.nsteps <= self.nsteps
-                        and log_prefix(before, m.pos.nsteps) == log_prefix(self.log,
-                                                                           m.pos.nsteps)]
+        # steps in only if the log up to it is the same -- or it is this
+        # place (the same instructions retired, the same events shown).
+        here = (self.shown, self.system.cpu.icount)
+        kept = []
+        for m in self.history:
+            if m.pos.nsteps <= self.nsteps and log_prefix(before, m.pos.nsteps) == \
+                    log_prefix(self.log, m.pos.nsteps):
+                kept.append(m)
+            elif (m.pos.shown, m.pos.icount) == here:
+                kept.append(replace(m, pos=Pos(self.nsteps, *here)))
+        self.history = kept
         self.regs_before, self.shown_before = regs, self.shown
         cpu = self.system.cpu
         self.message = f"{command}: {why}; at {cpu.icount:,} instructions, eip {cpu.eip:#010x}"
