@@ -88,16 +88,20 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_machine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=MODES, default=Config.mode,
-                   help="how memory is virtualized (default: %(default)s)")
+def add_machine_options(p: argparse.ArgumentParser, every: bool = False) -> None:
+    """The options of a machine.  ``every``: no mode or shadow policy by
+    default (``emu compare`` runs every one)."""
+    p.add_argument("--mode", choices=MODES, default=None if every else Config.mode,
+                   help="how memory is virtualized (default: " +
+                        ("every mode)" if every else "%(default)s)"))
     p.add_argument("--mem-mib", type=_positive, default=Config.mem_mib,
                    help="guest RAM in MiB (default: %(default)s)")
     p.add_argument("--machine-mib", type=_positive, default=None,
                    help="machine memory under a VMM in MiB (default: RAM + 25%%)")
-    p.add_argument("--shadow-policy", choices=SHADOW_POLICIES, default=Config.shadow_policy,
+    p.add_argument("--shadow-policy", choices=SHADOW_POLICIES,
+                   default=None if every else Config.shadow_policy,
                    help="shadow coherence (trace|oos) and CR3 (cache|drop) policy "
-                        "(default: %(default)s)")
+                        "(default: " + ("every policy)" if every else "%(default)s)"))
     p.add_argument("--check-invariants", action="store_true",
                    help="check resource control after every VM exit")
     p.add_argument("--max-cycles", type=_positive, default=Config.max_cycles,
@@ -190,8 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Native is the reference; --mode keeps one mode beside "
                                    "it, --shadow-policy one shadow policy.")
     c.add_argument("program")
-    add_machine_options(c)
-    c.set_defaults(mode=None, shadow_policy=None)      # none given: every configuration
+    add_machine_options(c, every=True)      # none given: every configuration
     c.add_argument("--width", type=_positive, default=None,
                    help="columns of the table and chart (default: the terminal's, or 80)")
     c.add_argument("--split-io", action="store_true",
@@ -384,6 +387,9 @@ def cmd_step(args) -> int:
     from .ui.stepper import read_script, run
     if args.script is not None:
         read_script(args.script)        # a missing script: one line, before any work
+    if args.width is not None and args.width < 60:
+        raise UsageError(f"--width must be at least 60 columns (the code beside the "
+                         f"registers), not {args.width}")
     if sum(p == "-" for p in (args.svg, args.html)) > 1:
         raise UsageError("only one output can be '-' (standard output)")
     for path in (args.svg, args.html):
@@ -396,12 +402,14 @@ def cmd_step(args) -> int:
 
 
 def cmd_list(args) -> int:
-    for name, title in programs.catalogue():
+    lab = programs.lab_catalogue()
+    for name, title in programs.catalogue() + ([("", ""), ("", "the lab's guests (emu lab):")]
+                                               if lab else []) + lab:
         # A title starts with the program's name ("hello: the smallest ..."):
         # the column already says it.
         if title.startswith(f"{name}:"):
             title = title[len(name) + 1:].strip()
-        print(f"{name:20s} {title}")
+        print(f"{name:20s} {title}".rstrip() if name else title)
     return 0
 
 

@@ -62,8 +62,18 @@ def resolve(program: str) -> str:
 
 def catalogue() -> list[tuple[str, str]]:
     """(name, first comment line) of each bundled program."""
+    return _titles(programs_dir())
+
+
+def lab_catalogue() -> list[tuple[str, str]]:
+    """(name, first comment line) of each of the lab's guests (``emu lab``),
+    which run by name too."""
+    return _titles(Path(__file__).parent / "lab" / "guests")
+
+
+def _titles(folder: Path) -> list[tuple[str, str]]:
     out = []
-    for path in sorted(programs_dir().glob("*.s")):
+    for path in sorted(folder.glob("*.s")):
         title = ""
         with open(path, encoding="utf-8") as fh:
             for line in fh:

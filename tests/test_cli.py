@@ -157,6 +157,10 @@ def test_list_shows_the_bundled_programs():
     assert "demand" in done.stdout and "hello" in done.stdout
     hello = [line for line in done.stdout.splitlines() if line.startswith("hello ")]
     assert hello == [f"{'hello':20s} the smallest kernel -- print a line and power off"]
+    # then the lab's guests, which run by name too
+    lab = done.stdout.split("\nthe lab's guests (emu lab):\n")[1].splitlines()
+    assert lab[0] == f"{'lab_dirty':20s} the guest's accessed and dirty bits, exact"
+    assert emu("run", lab[0].split()[0], "--quiet").returncode == 0
 
 
 def test_asm_listing_and_binary(tmp_path):

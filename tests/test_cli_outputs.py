@@ -102,6 +102,9 @@ def test_step_exports_to_dash(tmp_path):
     line = one_line_error(emu("step", "hello", "--script", script, "--svg", "-", "--html", "-"),
                           2)
     assert line == "emu: error: only one output can be '-' (standard output)"
+    line = one_line_error(emu("step", "hello", "--script", script, "--width", "5"), 2)
+    assert line == ("emu: error: --width must be at least 60 columns (the code beside the "
+                    "registers), not 5")
 
 
 # --- file modes follow the umask ------------------------------------------------------

@@ -224,7 +224,14 @@ def test_requests_answered_refused_or_unsupported(server):
     assert c.ask("bs", ack=False) == "T0508:00100000;thread:1;replaylog:begin;"
     assert c.ask("M1000,2:zz", ack=False) == "E01"
     assert c.ask("Z2", ack=False) == "E01"
+    assert c.ask("Z2,ffffffff,4", ack=False) == "E01"        # a range past 4 GiB
+    assert c.ask("Z2,fffffffc,4", ack=False) == "OK"         # ... its last dword is not
+    assert c.ask("G00", ack=False) == "E01"                  # not a whole register
+    assert c.ask("G" + regs[:10].hex(), ack=False) == "E01"
+    assert c.ask("G" + regs.hex(), ack=False) == "OK"        # all of them, as GDB sends
+    assert c.ask("G" + regs[:8].hex(), ack=False) == "OK"    # the first ones, whole
     c.close()
+    assert "G packet of 1 byte(s): not a whole number of registers" in logs
     assert "malformed packet b'mzz,4': a field missing or not a number" in logs
     assert "malformed packet b'M1000,2:zz': hex data that does not decode" in logs
     assert "malformed packet b'Z2': a field missing or not a number" in logs

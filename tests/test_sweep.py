@@ -141,7 +141,8 @@ BAD_SPECS = [
     ("[axis]\nguest = ['hello']\n",
      "s.toml: unknown table [axis] (a spec has [sweep], [config], [axes] and [[run]])"),
     ("[sweep]\ntimeout = -1\n[axes]\nguest = ['hello']\n",
-     "s.toml: [sweep] timeout: must be between 0 and one week of seconds, not -1"),
+     "s.toml: [sweep] timeout: must be more than 0 seconds and at most a week (604800), "
+     "not -1"),
     ("[sweep]\nname = 'x'\n", "s.toml: nothing to run (give [axes] or [[run]] tables)"),
 ]
 

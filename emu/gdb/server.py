@@ -199,6 +199,12 @@ class Connection:
             return b"".join(t.register_values()).hex()
         if head == "G":
             raw = unhexlify(text[1:])
+            ends = [0]
+            for _, size, _ in REGISTERS:
+                ends.append(ends[-1] + size)
+            if len(raw) not in ends[1:]:    # (GDB sends them all; fewer: whole ones)
+                self.log(f"G packet of {len(raw)} byte(s): not a whole number of registers")
+                return E_BAD
             pos = 0
             for i, (_, size, _) in enumerate(REGISTERS):
                 if pos + size > len(raw):

@@ -134,8 +134,8 @@ class Target:
                 self.breakpoints[va] = self.session.add_breakpoint("addr", va, f"{va:#x}")
             return True
         watch = {2: "write", 3: "read", 4: "access"}.get(kind)
-        if watch is None:
-            return False
+        if watch is None or va + max(1, length) > 1 << 32:
+            return False                # (a range past 4 GiB: no address is there)
         self.session.watch.add(va, max(1, length), watch)
         return True
 

@@ -245,7 +245,8 @@ def timeout_value(value, where: str) -> float:
     except ValueError:
         raise SpecError(f"{where}: '{value}' is not a number of seconds") from None
     if not 0 < seconds <= 86400 * 7:
-        raise SpecError(f"{where}: must be between 0 and one week of seconds, not {value}")
+        raise SpecError(f"{where}: must be more than 0 seconds and at most a week (604800), "
+                        f"not {value}")
     return seconds
 
 
