@@ -205,7 +205,7 @@ def cmd_run(args) -> int:
 
         from .ui.summary import summary
         Console(file=screen).print(summary(result))
-    elif result.outcome != "poweroff":
+    if result.outcome not in ("poweroff", "interrupted"):     # (as for several VMs)
         print(f"emu: {result.outcome}: {result.message}", file=sys.stderr)
     if result.outcome == "interrupted" and not args.quiet:
         print("emu: interrupted", file=sys.stderr)

@@ -292,6 +292,20 @@ def test_a_test_names_its_copies():
     assert Case("lab_swap", vms=2).name == "lab_swap x2"
 
 
+def test_a_run_that_crashes_says_how_it_ended(tmp_path):
+    # The worked solution with the guest's frame ignored (ppn from va): the
+    # guest's console stops, and the finding says why -- the crash.
+    text = (ROOT / "examples" / "lab" / "level1.py").read_text()
+    wrong = tmp_path / "vmm.py"
+    wrong.write_text(text.replace("ppn = walk.frame >> 12", "ppn = va >> 12"))
+    lv = level(1)
+    result = run_test(load_vmm(str(wrong)), lv, lv.tests[0], str(wrong))
+    assert str(result.finding) == (
+        "output: the guest's console stops before line 2 ('sum through the data mapping:  "
+        "0x00000db0'); the run ended: crash, pa 0x40000000 is outside memory (16 MiB) "
+        "(eip 0x000010a6)")
+
+
 def test_a_vmm_that_exits_or_raises_is_its_own_error_on_every_command(tmp_path):
     exits, raises = str(MUTANTS / "exits.py"), str(MUTANTS / "raises.py")
     line = f"emu: error: your VMM raised SystemExit: sys.exit(0) at {exits}:10 in " \

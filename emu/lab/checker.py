@@ -187,13 +187,16 @@ def _run_all(systems: list[System]):
 def _differs(ref, r) -> str | None:
     if r.console != ref.console:
         want, got = ref.console.splitlines(), r.console.splitlines()
+        # (and how the run ended, where that differs too: a crash says why)
+        ended = "" if (r.outcome, r.exit_status) == (ref.outcome, ref.exit_status) else \
+            f"; the run ended: {r.outcome}, {r.message}"
         for n, (a, b) in enumerate(zip(want, got), 1):
             if a != b:
-                return (f"the guest's console line {n} is {b!r}, natively {a!r}")
+                return (f"the guest's console line {n} is {b!r}, natively {a!r}{ended}")
         n = min(len(want), len(got)) + 1
         if len(got) < len(want):
-            return f"the guest's console stops before line {n} ({want[n - 1]!r})"
-        return f"the guest prints more than natively: line {n} is {got[n - 1]!r}"
+            return f"the guest's console stops before line {n} ({want[n - 1]!r}){ended}"
+        return f"the guest prints more than natively: line {n} is {got[n - 1]!r}{ended}"
     if (r.outcome, r.exit_status) != (ref.outcome, ref.exit_status):
         return (f"the guest ended with {r.outcome} (status {r.exit_status}: {r.message}); "
                 f"natively {ref.outcome} (status {ref.exit_status})")
