@@ -188,3 +188,14 @@ def test_the_counters_each_guest_section_quotes_are_its_runs():
             assert (native[key], shadow[key]) == (native_value, shadow_value), (name, which)
             checked += 1
     assert checked >= 40
+
+
+def test_the_readmes_python_api_example_runs_as_written(capsys):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## The Python API"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[:code.index("```")]
+    exec(compile(code, "README.md", "exec"), {})
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.endswith("{'true': 13, 'hidden': 38, 'dirty': 1, 'tracing': 14, 'unsync': 0, "
+                         "'wp-emulate': 0, 'cow': 0}")
