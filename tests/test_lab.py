@@ -87,6 +87,9 @@ MUTANT_CASES = [
     # sys.exit() in a handler is the VMM's error, not the grader's end
     ("exits", 1, "lab_touch", "handle_page_fault: your VMM raised SystemExit: sys.exit(0) at "
      "{path}:10 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),
+    # ... and a KeyboardInterrupt it raises, which no Ctrl-C sent
+    ("interrupts", 1, "lab_touch", "handle_page_fault: your VMM raised KeyboardInterrupt at "
+     "{path}:8 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),
 ]
 
 
@@ -290,6 +293,20 @@ def test_generated_kernels_catch_a_missing_zap():
 
 def test_a_test_names_its_copies():
     assert Case("lab_swap", vms=2).name == "lab_swap x2"
+
+
+def test_a_ctrl_c_still_stops_the_grading():
+    import signal
+    import time
+    p = subprocess.Popen([sys.executable, "-m", "emu", "lab", "check", "builtin"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)                   # (it is grading: 34 tests take seconds)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert (p.returncode, err) == (130, "emu: interrupted\n")
 
 
 def test_a_run_that_crashes_says_how_it_ended(tmp_path):

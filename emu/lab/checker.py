@@ -121,8 +121,13 @@ def _run(vmm_class, lv: Level, test: Case, path: str | None) -> Finding | None:
                     check_invariants=test.vms > 1)
     referees = [Referee(lv.rules) for _ in range(test.vms)]
     try:
-        systems = _build(vmm_class, referees, config, test)
-        results = _run_all(systems)
+        with interrupts_seen() as seen:
+            systems = _build(vmm_class, referees, config, test)
+            results = _run_all(systems)
+    except KeyboardInterrupt as e:
+        if seen.count:                  # a Ctrl-C: the grading stops
+            raise
+        return _crashed(e, path, referees)      # raised by the VMM's own code
     except Violation as v:
         return v.finding
     except VmmError as e:            # an API rule: set_spte's isolation check ...
@@ -151,6 +156,34 @@ def _run(vmm_class, lv: Level, test: Case, path: str | None) -> Finding | None:
                            f"VMM takes {theirs:,} with the {lv.policy} policy: "
                            f"at most {test.efficiency:g}x that is expected ({lv.writes})")
     return None
+
+
+class interrupts_seen:
+    """``with interrupts_seen() as seen:`` -- ``seen.count``: the SIGINTs
+    this process received meanwhile (the main thread only; elsewhere none
+    are watched, and any KeyboardInterrupt counts as one).  A
+    KeyboardInterrupt without one was raised by code: the student's."""
+
+    def __enter__(self):
+        import signal
+        import threading
+        self.count = 0
+        self.old = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            def received(signum, frame):
+                self.count += 1
+                raise KeyboardInterrupt
+            self.old = signal.signal(signal.SIGINT, received)
+        else:
+            self.count = 1
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            import signal
+            signal.signal(signal.SIGINT, self.old)
+        return False
 
 
 def _crashed(e: BaseException, path: str | None, referees) -> Finding:
