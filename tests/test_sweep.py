@@ -442,3 +442,25 @@ def test_the_example_specs_are_valid():
 def test_spec_errors_are_emu_errors():
     with pytest.raises(SpecError):
         make_plan(spec_of(mode="native"))
+
+
+def test_an_output_that_is_a_fifo_is_written_to_not_replaced(tmp_path):
+    # (a device or FIFO -- /dev/null -- must never be renamed over)
+    import stat
+    import threading
+
+    from emu.lab import many
+    from emu.sweep import results
+    for name, write in (
+            ("rows.csv", lambda p: results._atomic(p, lambda tmp: results._write_text(
+                tmp, "a,b\n"))),
+            ("grades.csv", lambda p: many.write([dict.fromkeys(many.FIELDS, "x")], p))):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        got = []
+        reader = threading.Thread(target=lambda f=fifo, g=got: g.append(f.read_text()))
+        reader.start()
+        write(str(fifo))
+        reader.join(10)
+        assert got and got[0].startswith(("a,b", "submission,"))
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)

@@ -131,12 +131,14 @@ def write(rows: list[dict], out: str) -> None:
         return
     if not out.endswith(".csv"):
         raise EmuError(f"{out}: --out writes .csv or .json")
-    tmp = out + ".tmp"
+    special = os.path.exists(out) and not os.path.isfile(out)   # (a FIFO: written to)
+    tmp = out if special else out + ".tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, out)
+    if not special:
+        os.replace(tmp, out)
 
 
 def dump(rows: list[dict]) -> str:

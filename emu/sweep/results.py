@@ -165,7 +165,16 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _atomic(path: str, write) -> None:
-    """``write(tmp)`` then rename over ``path``: never a half-written file."""
+    """``write(tmp)`` then rename over ``path``: never a half-written file.
+    A device or a FIFO (``/dev/null``) is written to, never replaced."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise EmuError(f"cannot write {path}: it is a directory")
+        try:
+            write(path)
+        except OSError as e:
+            raise EmuError(f"cannot write {path}: {e.strerror or e}") from None
+        return
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".emu-")
