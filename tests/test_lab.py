@@ -354,6 +354,37 @@ def test_a_vmm_that_exits_or_raises_is_its_own_error_on_every_command(tmp_path):
         1, "emu: error: your VMM raised SystemExit: sys.exit(3) at init.py:7 in __init__\n")
 
 
+def test_check_many_keeps_each_submission_to_itself(tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    raises = (MUTANTS / "raises.py").read_text()
+    # patches the checker (every later test would pass), prints, deletes files
+    (folder / "a_monkey.py").write_text("import emu.lab.checker as c\n"
+                                        "c._run = lambda *a, **k: None\n" + raises)
+    (folder / "b_printer.py").write_text(raises.replace(
+        "        if self.hw.guest.paging:", "        print('x' * 100)\n"
+        "        if self.hw.guest.paging:"))
+    (folder / "c_deleter.py").write_text("import os\nfor f in os.listdir('.'):\n"
+                                         "    os.remove(f)\n" + raises)
+    (folder / "d_raises.py").write_text(raises)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("kept")
+    r = emu("lab", "check", "--many", str(folder), "--level", "1", "--only", "--jobs", "1",
+            cwd=work)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split(None, 3) for line in r.stdout.splitlines()[1:] if line.strip()]
+    assert [row[:3] for row in rows] == [
+        ["a_monkey.py", "-", "0"], ["b_printer.py", "2/5", "0"], ["c_deleter.py", "2/5", "0"],
+        ["d_raises.py", "2/5", "0"]]
+    assert rows[0][3] == ("your VMM changed emu's own code (emu.lab.checker._run): "
+                          "not graded")
+    assert rows[3][3].startswith("level 1 lab_touch: handle_page_fault: your VMM raised "
+                                 f"KeyError: 4672 at {folder / 'd_raises.py'}:9")
+    assert "xxxx" not in r.stdout
+    assert (work / "keep.txt").read_text() == "kept"
+
+
 def test_check_many_grades_a_folder_through_the_sweep_engine(tmp_path):
     folder = tmp_path / "class"
     (folder / "carol").mkdir(parents=True)

@@ -3,10 +3,15 @@
 Each submission -- a ``.py`` file in the folder, or a ``vmm.py`` in a
 sub-folder per student -- is one job for the sweep's engines
 (``emu.sweep.engine``): worker processes on this machine by default, a
-Dask cluster with ``--scheduler``.  A worker loads the student's file and
-runs the levels; what comes back is one row per submission, written as one
-table (text, and CSV or JSON with ``--out``).  A submission that cannot be
-loaded, or that crashes its worker, is a row with the reason.
+Dask cluster with ``--scheduler``.  A job grades its submission in a
+process of its own (``python -m emu.lab.many``), started in an empty
+temporary folder: what one student's code does to emu's modules, to the
+process or to the files around it reaches no other submission, and what it
+prints is not the grader's output.  A submission whose code changed emu's
+own functions or classes gets no score.  What comes back is one row per
+submission, written as one table (text, and CSV or JSON with ``--out``).
+A submission that cannot be loaded, or whose process dies, is a row with
+the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import os
 import pickle
 import subprocess
 import sys
-import threading
 
 from ..errors import EmuError
 
@@ -44,20 +48,26 @@ CHILD_TIMEOUT = 1800.0      # host seconds a child process may take to grade one
 
 
 def grade(payload) -> dict:
-    """One submission (a job: runs on a worker).  Each handler of the
-    student's VMM runs under a host-time alarm, which only the main thread
-    of a process can set: on a thread of a Dask worker the grading goes to
-    a child process (``python -m emu.lab.many``)."""
-    if threading.current_thread() is not threading.main_thread():
-        return _in_child(payload)
+    """One submission (a job: runs on a worker): graded in a child process
+    of its own (see the module doc; the handlers' host-time alarm also
+    needs a process's main thread, which a Dask worker's job is not on)."""
+    return _in_child(payload)
+
+
+def grade_here(payload) -> dict:
+    """One submission, graded in this process (the child's work)."""
     path, levels = payload
     from .checker import check
     from .loader import load_vmm
+    before = _emu_code()
     try:
         cls = load_vmm(path)
     except EmuError as e:
         return _failed(path, f"cannot load: {e}")
     results = check(cls, levels, path)
+    changed = _changed(before, _emu_code())
+    if changed:
+        return _failed(path, f"your VMM changed emu's own code ({changed}): not graded")
     first = next((f"level {lr.level.number} {t.test}: {t.finding}"
                   for lr in results for t in lr.tests if not t.passed), "")
     return {"submission": path, "score": sum(lr.passed for lr in results),
@@ -70,27 +80,68 @@ def _failed(path: str, why: str) -> dict:
             "first_failure": why}
 
 
+def _emu_code() -> dict:
+    """What emu's modules and classes hold now, by identity: (module, name)
+    and (module, class, name) -> object."""
+    out = {}
+    for name, module in list(sys.modules.items()):
+        if name != "emu" and not name.startswith("emu."):
+            continue
+        for key, value in list(vars(module).items()):
+            out[name, key] = value
+            if isinstance(value, type) and value.__module__ == name:
+                for attr, member in list(vars(value).items()):
+                    out[name, key, attr] = member
+    return out
+
+
+def _changed(before: dict, after: dict) -> str | None:
+    """The first name of ``before`` that ``after`` holds another object for."""
+    for key, value in before.items():
+        if key in after and after[key] is not value:
+            return ".".join(key)
+    return None
+
+
 def _in_child(payload) -> dict:
-    """``grade(payload)`` in a child process: the payload in on standard
-    input, the row out on standard output."""
-    path = payload[0]
+    """``grade_here(payload)`` in a child process, in an empty temporary
+    folder: the payload in on standard input, the row out on standard
+    output.  (Paths are made absolute for it, and said as given.)"""
+    import tempfile
+    path, levels = payload
+    real = os.path.abspath(path)
     try:
-        done = subprocess.run([sys.executable, "-m", __name__], input=pickle.dumps(payload),
-                              capture_output=True, timeout=CHILD_TIMEOUT)
+        with tempfile.TemporaryDirectory(prefix="emu-lab-") as cwd:
+            done = subprocess.run([sys.executable, "-m", __name__],
+                                  input=pickle.dumps((real, levels)), capture_output=True,
+                                  timeout=CHILD_TIMEOUT, cwd=cwd, env=_child_env())
     except subprocess.TimeoutExpired:
         return _failed(path, f"grading took more than {CHILD_TIMEOUT:g} s (stopped)")
     try:
-        return json.loads(done.stdout)
+        row = json.loads(done.stdout)
     except ValueError:
         last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
         return _failed(path, f"the process grading it died (status {done.returncode})"
                              f"{': ' + last[0] if last[0] else ''}")
+    row["submission"] = path
+    if row.get("first_failure"):
+        row["first_failure"] = row["first_failure"].replace(real, path)
+    return row
+
+
+def _child_env() -> dict:
+    """The child's environment: this one, with emu importable from where
+    this process imports it (the child starts in another folder)."""
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _child() -> None:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr             # what the student's VMM prints is not the row
-    row = grade(pickle.loads(sys.stdin.buffer.read()))
+    row = grade_here(pickle.loads(sys.stdin.buffer.read()))
     out.write(json.dumps(row).encode())
     out.flush()
 
