@@ -645,6 +645,13 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("align 4, 256", "expected a mnemonic or directive, found '256'", 1, 10),
     ("section a start=0x100\ndb 1, 2\nsection b start=0x101\ndb 3", "sections 'a' "
      "(0x100..0x101) and 'b' (0x101..0x101) overlap", 3, 1),
+    ("section a start=0x10\nnop\nsection b start=0x10\ndb 1", "sections 'a' "
+     "(0x10..0x10) and 'b' (0x10..0x10) overlap", 3, 1),          # (the same span)
+    ("section x nobits start=0x100\nresb 4\nsection y nobits start=0x100\nresb 4",
+     "sections 'x' (0x100..0x103) and 'y' (0x100..0x103) overlap", 3, 1),
+    ("nop\nsection a follows=b\ndb 1\nsection b follows=a\ndb 2",
+     "sections follow one another in a loop: 'a' follows 'b' follows 'a'", 2, 1),
+    ("nop\nsection a follows=a\ndb 1", "section 'a' follows itself", 2, 1),
     ("org 0x100\ndb 1\norg 0x200", "program origin redefined: a program has one org "
      "(0x100); place code elsewhere with 'section NAME start=ADDR'", 3, 1),
     ("org 1 << 32", "org address 0x100000000 out of range (0..0xffffffff)", 1, 5),

@@ -147,6 +147,18 @@ def place(sections: list[Section], origin: int | None) -> None:
 def _follows(order: list[Section]) -> list[Section]:
     """Move each follows= group after the section it names."""
     order = list(order)
+    by_name = {t.name: t for t in order}
+    for s in order:                     # a loop of follows= places nothing
+        chain = [s]
+        while chain[-1].follows is not None and chain[-1].follows in by_name:
+            chain.append(by_name[chain[-1].follows])
+            if chain[-1] is s and len(chain) == 2:
+                raise _at(s).error(f"section '{clip(s.name)}' follows itself")
+            if chain[-1] is s:
+                raise _at(s).error("sections follow one another in a loop: " + " follows ".join(
+                    f"'{clip(t.name)}'" for t in chain))
+            if chain[-1] in chain[:-1]:
+                break                   # (a loop without s: said from one of its own)
     seen: dict[str, Section] = {}
     for s in [s for s in order if s.follows is not None]:
         target = next((t for t in order if t.name == s.follows), None)
@@ -185,7 +197,8 @@ def _by_start(order: list[Section]) -> list[Section]:
 
 
 def _check(sections: list[Section]) -> None:
-    spans = sorted((s.load, s.load + s.size, s) for s in sections if s.size)
+    spans = sorted(((s.load, s.load + s.size, s) for s in sections if s.size),
+                   key=lambda span: span[:2])
     for s in sections:
         if s.load + s.size > ADDRESS_END or s.base + s.size > ADDRESS_END:
             raise _at(s).error(f"section '{clip(s.name)}' goes past address 0xffffffff")
