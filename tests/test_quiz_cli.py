@@ -256,3 +256,18 @@ def test_the_same_seed_gives_the_same_bytes_in_any_process():
     assert rest == ""
     assert len(json.loads(as_json)["problems"]) == 6
     assert markdown.count("\n## Problem ") == 6 and text.count("\nProblem ") == 6
+
+
+def test_a_dropped_spte_is_not_present_in_the_answer_and_the_state(capsys):
+    # The VMM leaves a stale record (its own note, P=0) where it drops an
+    # spte: the answer and the state show the entry as the hardware sees
+    # it, not present -- a student cannot know the VMM's note.
+    code, out, _ = quiz(capsys, "--kind", "six-steps", "--seed", "11", "--difficulty", "3",
+                        "--solve")
+    assert code == 0
+    assert "spte at ma 0x0000c890: 0x0000b067 -> 0x00000000" in out
+    assert "why: gpte written; gpte A and D; spte dropped (not present); spte written" in out
+    code, out, _ = quiz(capsys, "--kind", "six-steps", "--seed", "11", "--difficulty", "3",
+                        "--solve", "--format", "json")
+    assert code == 0 and json.loads(out)
+    assert str(0x00228246) not in out and "0x00228246" not in out   # (the stale record)

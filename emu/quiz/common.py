@@ -123,14 +123,20 @@ def machine_table(system, mpn: int) -> dict:
 def shadow_tables(system) -> tuple[int, dict]:
     """(ma of the root, {ma of a shadow table: {index: entry}}) of the
     tables the hardware walks under shadow paging (from its CR3), the
-    exercise's part (the tables below pdx 1 and up)."""
+    exercise's part (the tables below pdx 1 and up).  Present entries
+    only: the hardware reads nothing else of a not-present one, and what
+    the VMM keeps in its free bits (a stale record) is its own."""
     root = system.mmu.cr3 & ~0xFFF
-    spd = machine_table(system, root >> 12)
+    spd = _present(machine_table(system, root >> 12))
     out = {root: spd}
     for pdx, spde in spd.items():
-        if spde & PTE_P and pdx:
-            out[spde & ~0xFFF] = machine_table(system, spde >> 12)
+        if pdx:
+            out[spde & ~0xFFF] = _present(machine_table(system, spde >> 12))
     return root, out
+
+
+def _present(table: dict) -> dict:
+    return {i: e for i, e in table.items() if e & PTE_P}
 
 
 def pmap_lines(system, ppns) -> list[str]:

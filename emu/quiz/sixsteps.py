@@ -223,6 +223,8 @@ def _why(spec, case, data, events, ec, spte, changed, emulate, before) -> list[s
                                     if (c.new ^ spte[1]) & b)
                 kinds.append(f"spte written by the VMM as {spte[1]:#010x}, then {what} set by "
                              "the hardware's walk when the access retries")
+            elif c.space == "ma" and not c.new:
+                kinds.append(f"{c.name} dropped (not present)")
             else:
                 kinds.append(f"{c.name} written")
         fourth = "; ".join(kinds)
