@@ -271,3 +271,12 @@ def test_a_dropped_spte_is_not_present_in_the_answer_and_the_state(capsys):
                         "--solve", "--format", "json")
     assert code == 0 and json.loads(out)
     assert str(0x00228246) not in out and "0x00228246" not in out   # (the stale record)
+
+
+def test_a_number_in_an_answer_is_ascii_digits_as_python_writes_them():
+    from emu.quiz.answers import AnswerError, number
+    assert [number(v, "pa") for v in (31, "31", " 0x1f ", "0b11111", "0x0010_0000")] == [
+        31, 31, 31, 31, 0x100000]
+    for bad in ("\uff11\uff12", "\u0661\u0662", "0x__1", "1__0", "12a", "", True, 1.5, -1):
+        with pytest.raises(AnswerError):
+            number(bad, "pa")

@@ -13,16 +13,17 @@ class AnswerError(ValueError):
 
 
 def number(value, what: str) -> int:
-    """An integer from 0 to 2**64 - 1: a JSON number, or a string such as
-    "0x1f" or "31" (no answer of the quiz is negative or wider)."""
+    """An integer from 0 to 2**64 - 1: a JSON number, or a string of ASCII
+    digits such as "0x1f", "31" or "0x0010_0000" (Python's integer
+    literals; no answer of the quiz is negative or wider)."""
     if isinstance(value, bool):
         raise AnswerError(f"{what} must be a number, not {str(value).lower()}")
     got = None
     if isinstance(value, int):
         got = value
-    elif isinstance(value, str):
+    elif isinstance(value, str) and value.isascii():   # (int() reads any script's digits)
         try:
-            got = int(value.strip().replace("_", ""), 0)
+            got = int(value.strip(), 0)
         except ValueError:
             pass
     if got is None:
