@@ -143,6 +143,9 @@ BAD_SPECS = [
     ("[sweep]\ntimeout = -1\n[axes]\nguest = ['hello']\n",
      "s.toml: [sweep] timeout: must be more than 0 seconds and at most a week (604800), "
      "not -1"),
+    ("[sweep]\nname = '../../evil'\n[axes]\nguest = ['hello']\n",
+     "s.toml: [sweep] name '../../evil' must be a plain name (no folders, not starting "
+     "with '.'): it names NAME-results"),
     ("[sweep]\nname = 'x'\n", "s.toml: nothing to run (give [axes] or [[run]] tables)"),
 ]
 

@@ -216,6 +216,11 @@ def read_spec(path: str) -> Spec:
         if key == "name":
             if not isinstance(value, str) or not value:
                 raise SpecError(f"{path}: [sweep] name must be a non-empty string")
+            if not value.isprintable() or "/" in value or "\\" in value or \
+                    value.startswith(".") or value != value.strip():
+                # (it names the results folder, NAME-results, here)
+                raise SpecError(f"{path}: [sweep] name {value!r} must be a plain name (no "
+                                "folders, not starting with '.'): it names NAME-results")
             spec.name = value
         elif key == "timeout":
             spec.timeout = timeout_value(value, f"{path}: [sweep] timeout")
