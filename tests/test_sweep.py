@@ -171,6 +171,8 @@ def test_a_bad_spec_is_one_line_before_anything_runs(tmp_path, capsys, monkeypat
                            "every [[run]], or --guest)"),
     ([], "nothing to run: give a SPEC.toml or axes such as --guest hello"),
     (["missing.toml"], "missing.toml: no such file"),
+    (["--guest", "hello", "--in-process", "-j", "2"],
+     "--in-process runs one run at a time, here: it does not go with --jobs"),
 ])
 def test_bad_axes_on_the_command_line_are_one_line(tmp_path, capsys, monkeypatch, argv,
                                                    message):

@@ -90,6 +90,9 @@ def make_engine(args):
                          "it does not go with --jobs or --in-process")
     if args.scheduler:
         return DaskCluster(scheduler_address(args.scheduler))
+    if args.in_process and args.jobs is not None:
+        raise UsageError("--in-process runs one run at a time, here: it does not go with "
+                         "--jobs")
     if args.in_process:
         return InProcess()
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
