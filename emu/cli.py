@@ -372,15 +372,22 @@ def cmd_disasm(args) -> int:
 MAX_BINARY = 1 << 20      # bytes of a raw binary emu disasm reads
 
 
-def _address(text: str) -> int:
-    """An address on the command line: 0 to 0xFFFFFFFF, in any base Python reads."""
+def bounded(text: str, lo: int, hi: int, bad: str, outside: str) -> int:
+    """An integer option from ``lo`` to ``hi``, in any base Python reads;
+    ``bad`` and ``outside`` say what is wrong (``{text}``, ``{value}``)."""
     try:
         value = int(text, 0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an address: '{text}'") from None
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise argparse.ArgumentTypeError(f"{text} is outside the 32-bit address space")
+        raise argparse.ArgumentTypeError(bad.format(text=clip(text))) from None
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(outside.format(text=clip(text), value=value))
     return value
+
+
+def _address(text: str) -> int:
+    """An address on the command line: 0 to 0xFFFFFFFF."""
+    return bounded(text, 0, 0xFFFFFFFF, "not an address: '{text}'",
+                   "{text} is outside the 32-bit address space")
 
 
 def cmd_step(args) -> int:

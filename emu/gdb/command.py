@@ -11,14 +11,9 @@ DEFAULT_PORT = 1234
 
 
 def _port(text: str) -> int:
-    import argparse
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is not between 0 and 65535")
-    return value
+    from ..cli import bounded
+    return bounded(text, 0, 65535, "'{text}' is not a port number",
+                   "port {value} is not between 0 and 65535")
 
 
 def _mib(text: str) -> int:
