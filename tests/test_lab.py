@@ -410,3 +410,18 @@ def test_check_many_grades_a_folder_through_the_sweep_engine(tmp_path):
     r = emu("lab", "check", "--many", str(tmp_path / "nowhere"))
     assert (r.returncode, r.stderr) == (1, f"emu: error: {tmp_path / 'nowhere'}: not a folder "
                                            "of submissions\n")
+
+
+def test_check_many_without_the_sweep_extra_says_how_to_get_it(tmp_path, capsys,
+                                                                monkeypatch):
+    import importlib.util
+
+    from emu.cli import main
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("dask", "distributed")
+                        else real(name, *a))
+    (tmp_path / "a.py").write_text((MUTANTS / "raises.py").read_text())
+    assert main(["lab", "check", "--many", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == ("emu: error: emu lab check --many needs dask, "
+                                       "distributed: pip install 'shadowpaging-emu[sweep]'\n")

@@ -152,6 +152,34 @@ def test_a_scheduler_that_cannot_be_reached_is_one_line():
     assert "\n" not in str(e.value)
 
 
+def test_something_else_at_the_schedulers_address_is_one_line():
+    # (a web server, say: its bytes read as a frame length of exbibytes)
+    import socket
+    import subprocess
+    import threading
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer():
+        for _ in range(4):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 3)
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        done = subprocess.run([sys.executable, "-m", "emu", "sweep", "--guest", "hello",
+                               "--scheduler", f"tcp://127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        server.close()
+    assert (done.returncode, done.stderr) == (
+        1, f"emu: error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: what "
+           "answers there does not speak Dask's protocol\n")
+
+
 def test_emu_sweep_scheduler_runs_on_the_cluster(cluster, tmp_path, capsys, monkeypatch):
     from emu.cli import main
     local, _ = cluster

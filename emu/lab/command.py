@@ -130,6 +130,8 @@ def cmd_check(args) -> int:
 
 def check_many(args, levels: list[int]) -> int:
     from ..cli import UsageError
+    from ..sweep.cli import require
+    require("emu lab check --many")         # (it grades through the sweep's engines)
     from ..sweep.engine import DaskCluster, LocalProcesses, scheduler_address
     from .many import grade_many, submissions, table, write
     if args.json or args.gradescope:

@@ -101,19 +101,19 @@ def make_engine(args):
     return LocalProcesses(jobs)
 
 
-def _require() -> None:
+def require(command: str = "emu sweep") -> None:
     """The sweep's libraries, or one line saying how to get them."""
     import importlib.util
     missing = [name for name in ("dask", "distributed", "pyarrow", "matplotlib")
                if importlib.util.find_spec(name) is None]
     if missing:
         from ..errors import EmuError
-        raise EmuError(f"emu sweep needs {', '.join(missing)}: "
+        raise EmuError(f"{command} needs {', '.join(missing)}: "
                        "pip install 'shadowpaging-emu[sweep]'")
 
 
 def main(args) -> int:
-    _require()
+    require()
     engine = make_engine(args)              # a bad option is one line before any work
     try:
         spec = build_spec(args)

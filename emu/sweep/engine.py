@@ -190,13 +190,25 @@ class DaskCluster:
         self.on_note: Callable[[str], None] | None = None     # live messages
 
     def connect(self):
+        import asyncio
+
         from distributed import Client
+        from distributed.comm import connect
+
+        async def probe():
+            comm = await connect(self.address, timeout=self.connect_timeout)
+            await comm.close()
         try:
+            # The handshake first: a Client that fails half made (something
+            # else answers there) hangs in its finaliser when Python exits.
+            asyncio.run(probe())
             return Client(self.address, timeout=self.connect_timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as e:
+        except Exception as e:      # (whatever answers there, if anything, may be no scheduler)
             from ..errors import EmuError
-            raise EmuError(f"cannot reach the Dask scheduler at {self.address}: "
-                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if isinstance(e, MemoryError):  # a frame length read from something else's bytes
+                why = "what answers there does not speak Dask's protocol"
+            raise EmuError(f"cannot reach the Dask scheduler at {self.address}: {why}") from None
 
     def run(self, jobs: list[Job], on_done) -> EngineReport:
         from distributed import as_completed
