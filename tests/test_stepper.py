@@ -410,3 +410,17 @@ def test_progress_line_on_a_terminal():
     assert text.startswith("\r\x1b[K") and "2,000 instructions" in text and "faults" in text
     line.clear()
     assert stream.getvalue().endswith("\r\x1b[K") and not line.shown
+
+
+def test_a_comment_after_a_command_is_a_comment():
+    # README's first session, typed as shown
+    out = io.StringIO()
+    console = Console(file=out, width=WIDTH, height=HEIGHT, color_system=None)
+    session = Session(load("demand"), Config(mode="shadow"))
+    Stepper(session, console, height=HEIGHT).run_lines([
+        "break exit cr0_write      # stop where the guest turns paging on",
+        "continue", "# a line of its own", "next                      # run to the next fault"])
+    text = out.getvalue()
+    assert "error:" not in text and "takes one reason" not in text
+    assert "> breakpoint 1 on VM exit cr0_write" in text
+    assert session.breakpoints and session.system.cpu.icount > 7000

@@ -35,6 +35,7 @@ from .commands import ALIASES, HELP, MAX_SCRIPT, MOTIONS, read_script, script_li
 from .screen import screen
 from .session import Session
 
+_COMMENT = re.compile(r"(^|\s)#.*$")   # a comment after a command (or alone)
 WIDTH, HEIGHT = 100, 40        # the console when it is not a terminal
 PROMPT = "(emu) "
 
@@ -102,6 +103,7 @@ class Stepper(cmd.Cmd):
         return command, arg, line
 
     def onecmd(self, line: str) -> bool:
+        line = _COMMENT.sub("", line)       # "break page_fault   # why": as in a script
         try:
             return super().onecmd(line)
         except (EmuError, ValueError) as e:
