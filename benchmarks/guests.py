@@ -162,7 +162,11 @@ def collect(args) -> dict:
     rate, hidden = hidden_rate(repeat, clock)
     return {"loop_rate": loop_rate, "rows": rows, "hidden_rate": rate, "hidden": hidden,
             "suite": fresh_suite_seconds(args.wall), "repeat": repeat,
-            "clock": "wall-clock" if args.wall else "CPU", "quick": args.quick}
+            "clock": "wall-clock" if args.wall else "CPU", "quick": args.quick,
+            "command": " ".join(["python benchmarks/guests.py"]
+                                + (["--quick"] if args.quick else [])
+                                + ([f"--repeat {args.repeat}"] if args.repeat else [])
+                                + (["--wall"] if args.wall else []) + ["--readme"])}
 
 
 # --- reporting -------------------------------------------------------------------------
@@ -239,7 +243,8 @@ def report(data: dict) -> str:
 
 def readme_block(data: dict) -> str:
     lines = [BEGIN, "",
-             f"`python benchmarks/guests.py --readme` wrote this table: every bundled "
+             f"`{data.get('command', 'python benchmarks/guests.py --readme')}` wrote this "
+             "table: every bundled "
              f"guest natively, under shadow paging"
              f"{'' if data.get('quick') else ' with each policy'} and under nested "
              f"paging ({data['clock']} time, " + (
