@@ -130,7 +130,7 @@ def run_one(source: str, mem_mib: int, mode: str) -> dict:
     system = System(image, Config(mode=mode, mem_mib=mem_mib, max_cycles=1 << 40))
     t0 = time.perf_counter()
     r = system.run()
-    r.guest_memory_sha256           # (the hash of all guest RAM, computed when read)
+    digest = r.guest_memory_sha256  # (the hash of all guest RAM, computed when read)
     seconds = time.perf_counter() - t0
     if mode == "native":
         backed = system.guest.touched()         # guest RAM pages that exist
@@ -139,7 +139,7 @@ def run_one(source: str, mem_mib: int, mode: str) -> dict:
     return {"mode": mode, "outcome": r.outcome, "exit_status": r.exit_status,
             "seconds": round(seconds, 2), "instructions": r.instructions,
             "maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "backed_pages": backed,
+            "backed_pages": backed, "memory_sha256": digest,
             "hidden_faults": r.stats.get("vmm", {}).get("faults", {}).get("hidden")}
 
 

@@ -41,6 +41,12 @@ def test_the_notebook_runs_without_errors(executed):
         assert not [o for o in cell.outputs if o.output_type == "error"]
 
 
+def test_each_view_shows_once(executed):
+    # (rich, asked for HTML inside a kernel, must not display it besides)
+    for cell in executed:
+        assert not [o for o in cell.outputs if o.output_type == "display_data"]
+
+
 def test_a_result_displays_as_the_run_summary(executed):
     text = html_output(executed[0])
     assert "run poweroff — powered off with status 0" in text

@@ -18,8 +18,11 @@ PRE = ('<pre style="white-space:pre;overflow-x:auto;line-height:1.25;'
 
 def to_html(renderable, width: int = 100) -> str:
     """``renderable`` as an HTML fragment, ``width`` columns wide."""
+    # (force_jupyter=False: inside a notebook rich would also display what it
+    # prints, and each view would show twice)
     console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True,
-                      color_system="truecolor", highlight=False, emoji=False)
+                      force_jupyter=False, color_system="truecolor", highlight=False,
+                      emoji=False)
     console.print(renderable)
     return console.export_html(inline_styles=True, code_format=PRE)
 
