@@ -97,7 +97,8 @@ def add_machine_options(p: argparse.ArgumentParser, every: bool = False) -> None
     p.add_argument("--mem-mib", type=_positive, default=Config.mem_mib,
                    help="guest RAM in MiB (default: %(default)s)")
     p.add_argument("--machine-mib", type=_positive, default=None,
-                   help="machine memory under a VMM in MiB (default: RAM + 25%%)")
+                   help="machine memory under a VMM in MiB (default: RAM + 25%%, at least "
+                        "4 MiB more)")
     p.add_argument("--shadow-policy", choices=SHADOW_POLICIES,
                    default=None if every else Config.shadow_policy,
                    help="shadow coherence (trace|oos) and CR3 (cache|drop) policy "
