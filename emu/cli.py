@@ -51,6 +51,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
+    def parse_args(self, args=None, namespace=None):
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:      # (found by this parser, left by a subcommand's: name the latter)
+            command = getattr(ns, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            raise UsageError(f"unrecognized arguments: {' '.join(extras)} "
+                             f"(see '{prog} --help')")
+        return ns
+
     def parse_known_args(self, args=None, namespace=None):
         if args is not None:
             args = list(args)

@@ -77,9 +77,14 @@ def test_garbage_bytes(tmp_path):
 
 
 def test_an_unknown_option():
+    # (the help to read is the command's)
     line = one_line_error(emu("run", "hello", "--frobnicate"), 2)
     assert line == ("emu: error: unrecognized arguments: --frobnicate "
-                    "(see 'emu --help')")
+                    "(see 'emu run --help')")
+    line = one_line_error(emu("quiz", "-s", "7"), 2)
+    assert line == "emu: error: unrecognized arguments: -s 7 (see 'emu quiz --help')"
+    line = one_line_error(emu("--frobnicate"), 2)
+    assert line == "emu: error: unrecognized arguments: --frobnicate (see 'emu --help')"
 
 
 @pytest.mark.parametrize("args,needle", [
