@@ -119,33 +119,50 @@ def write_text(path: str, text: str) -> None:
 
 
 def write_json_atomic(path: str, data) -> None:
-    """Write JSON so that a failure never leaves a half-written file (a
-    temporary file renamed over ``path``, with the mode the file has or a
-    new file would get; a device or FIFO is written to directly, never
-    replaced; ``-``: standard output)."""
+    """Write JSON so that a failure never leaves a half-written file
+    (``replace_file``; ``-``: standard output)."""
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     if path == STDOUT:
         write_text(path, text)
         return
+    replace_file(path, lambda p: _write_file(p, text))
+
+
+def replace_file(path: str, write) -> None:
+    """``write(p)`` writes the whole file at ``p``: a temporary file beside
+    ``path``, renamed over it (never a half-written file; the mode the file
+    has, or the one a new file gets) -- or, where ``path`` is a device or a
+    FIFO (``/dev/null``), ``path`` itself, written to and never replaced.
+    A failure is a one-line ``EmuError``."""
     if os.path.exists(path) and not os.path.isfile(path):
         if os.path.isdir(path):
             raise _fail(path, "Is a directory")
-        write_text(path, text)
+        try:
+            write(path)
+        except OSError as e:
+            raise _fail(path, e.strerror or str(e)) from None
         return
     try:
         mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else new_file_mode()
     except OSError:
         mode = new_file_mode()
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".emu-", suffix=".json")
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".emu-")
+        os.fchmod(fd, mode)             # (not mkstemp's 0600)
+        os.close(fd)
     except OSError as e:
         raise _fail(path, e.strerror or str(e)) from None
     try:
-        with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(text)
+        write(tmp)
         os.replace(tmp, path)
     except OSError as e:
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise _fail(path, e.strerror or str(e)) from None
+
+
+def _write_file(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)

@@ -453,12 +453,12 @@ def test_an_output_that_is_a_fifo_is_written_to_not_replaced(tmp_path):
     # (a device or FIFO -- /dev/null -- must never be renamed over)
     import stat
     import threading
+    from pathlib import Path
 
     from emu.lab import many
-    from emu.sweep import results
+    from emu.outputs import replace_file
     for name, write in (
-            ("rows.csv", lambda p: results._atomic(p, lambda tmp: results._write_text(
-                tmp, "a,b\n"))),
+            ("rows.csv", lambda p: replace_file(p, lambda tmp: Path(tmp).write_text("a,b\n"))),
             ("grades.csv", lambda p: many.write([dict.fromkeys(many.FIELDS, "x")], p))):
         fifo = tmp_path / name
         os.mkfifo(fifo)

@@ -176,20 +176,18 @@ def table(rows: list[dict], folder: str) -> str:
 
 
 def write(rows: list[dict], out: str) -> None:
-    from ..outputs import write_json_atomic
+    from ..outputs import replace_file, write_json_atomic
     if out.endswith(".json"):
         write_json_atomic(out, rows)
         return
     if not out.endswith(".csv"):
         raise EmuError(f"{out}: --out writes .csv or .json")
-    special = os.path.exists(out) and not os.path.isfile(out)   # (a FIFO: written to)
-    tmp = out if special else out + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    if not special:
-        os.replace(tmp, out)
+    def write_csv(path: str) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+    replace_file(out, write_csv)
 
 
 def dump(rows: list[dict]) -> str:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
 from ..errors import EmuError
-from .cache import UMASK
+from ..outputs import replace_file, write_json_atomic
 
 HEAD = ("key", "outcome", "exit_status", "message", "instructions", "cycles", "host_seconds")
 _SKIP = ("mode", "transient", "stats")
@@ -127,9 +126,8 @@ def write_dataset(rows: list[dict], folder: str, meta: dict) -> str:
         raise EmuError(f"cannot write {folder}: {e.strerror}") from None
     table = to_table(rows, meta)
     path = os.path.join(folder, PARQUET_NAME)
-    _atomic(path, lambda tmp: pq.write_table(table, tmp))
-    text = json.dumps(meta, indent=1, sort_keys=True) + "\n"
-    _atomic(os.path.join(folder, INFO_NAME), lambda tmp: _write_text(tmp, text))
+    replace_file(path, lambda tmp: pq.write_table(table, tmp))
+    write_json_atomic(os.path.join(folder, INFO_NAME), meta)
     return path
 
 
@@ -147,47 +145,4 @@ def write_csv(rows: list[dict], path: str) -> None:
         sys.stdout.write(sink.getvalue().to_pybytes().decode())
         sys.stdout.flush()
         return
-    if os.path.exists(path) and not os.path.isfile(path):
-        if os.path.isdir(path):
-            raise EmuError(f"cannot write {path}: Is a directory")
-        try:                            # a device or a FIFO: written, never replaced
-            with open(path, "wb") as fh:
-                pcsv.write_csv(table, fh)
-        except OSError as e:
-            raise EmuError(f"cannot write {path}: {e.strerror}") from None
-        return
-    _atomic(path, lambda tmp: pcsv.write_csv(table, tmp))
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
-def _atomic(path: str, write) -> None:
-    """``write(tmp)`` then rename over ``path``: never a half-written file.
-    A device or a FIFO (``/dev/null``) is written to, never replaced."""
-    if os.path.exists(path) and not os.path.isfile(path):
-        if os.path.isdir(path):
-            raise EmuError(f"cannot write {path}: it is a directory")
-        try:
-            write(path)
-        except OSError as e:
-            raise EmuError(f"cannot write {path}: {e.strerror or e}") from None
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".emu-")
-        os.fchmod(fd, 0o666 & ~UMASK)           # as open() would, not mkstemp's 0600
-        os.close(fd)
-    except OSError as e:
-        raise EmuError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise EmuError(f"cannot write {path}: {e.strerror or e}") from None
+    replace_file(path, lambda tmp: pcsv.write_csv(table, tmp))
