@@ -161,7 +161,7 @@ def _follows(order: list[Section]) -> list[Section]:
                 break                   # (a loop without s: said from one of its own)
     seen: dict[str, Section] = {}
     for s in [s for s in order if s.follows is not None]:
-        target = next((t for t in order if t.name == s.follows), None)
+        target = by_name.get(s.follows)
         if target is None:
             raise _at(s).error(f"section '{clip(s.name)}' follows unknown section "
                                f"'{clip(s.follows)}' (or a nobits one)")

@@ -30,6 +30,9 @@ from .target import StopReply, Target
 from .tdesc import REGISTERS, target_xml
 
 E_BAD, E_FAULT = "E01", "E14"
+# Where each register ends in a ``g``/``G`` packet's bytes.
+_REGISTER_ENDS = frozenset(sum(size for _, size, _ in REGISTERS[:i + 1])
+                           for i in range(len(REGISTERS)))
 SUPPORTED = (f"PacketSize={MAX_PACKET:x};qXfer:features:read+;QStartNoAckMode+;swbreak+;"
              "hwbreak+;ReverseStep+;ReverseContinue+;vContSupported+")
 
@@ -199,10 +202,7 @@ class Connection:
             return b"".join(t.register_values()).hex()
         if head == "G":
             raw = unhexlify(text[1:])
-            ends = [0]
-            for _, size, _ in REGISTERS:
-                ends.append(ends[-1] + size)
-            if len(raw) not in ends[1:]:    # (GDB sends them all; fewer: whole ones)
+            if len(raw) not in _REGISTER_ENDS:  # (GDB sends them all; fewer: whole ones)
                 self.log(f"G packet of {len(raw)} byte(s): not a whole number of registers")
                 return E_BAD
             pos = 0

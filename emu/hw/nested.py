@@ -38,6 +38,16 @@ _new = tuple.__new__
 _unpack32 = Struct("<I").unpack_from
 
 
+def _present(pages: dict, ma: int) -> int | None:
+    """The present entry at ``ma`` of memory ``pages`` (None: not present,
+    or its page not there)."""
+    pg = pages.get(ma >> 12)
+    if pg is None:
+        return None
+    entry = _unpack32(pg, ma & 0xFFF)[0]
+    return entry if entry & PTE_P else None
+
+
 class NestedFault(GuestFault):
     """An EPT violation: no nested entry for guest-physical ``gpa``."""
 
@@ -161,11 +171,17 @@ class NestedWalker:
         self.last_writable = bool(npte & PTE_W)
         if row is not None:
             self.ntlb_misses += 1
-        if self.ntlb_entries:
-            self.ntlb[ppn] = (mpn, self.last_writable)
-            if len(self.ntlb) > self.ntlb_entries:
-                self.ntlb.popitem(last=False)
+        self._cache(ppn, mpn, self.last_writable)
         return (mpn << 12) | (pa & 0xFFF)
+
+    def _cache(self, ppn: int, mpn: int, writable: bool) -> None:
+        """A walked nested translation goes into the NTLB (least recently
+        used out)."""
+        if self.ntlb_entries:
+            ntlb = self.ntlb
+            ntlb[ppn] = (mpn, writable)
+            if len(ntlb) > self.ntlb_entries:
+                ntlb.popitem(last=False)
 
     def __call__(self, mem, cr3: int, va: int, write: bool = False, user: bool = False,
                  fetch: bool = False, wp: bool = False, pse: bool = False):
@@ -210,18 +226,12 @@ class NestedWalker:
             return cached[0], cached[1], None, 0, 0, 0
         pages = self.mem.pages
         npde_ma = self.ncr3 | ((ppn >> 8) & 0xFFC)
-        pg = pages.get(npde_ma >> 12)
-        if pg is None:
-            return None
-        npde = _unpack32(pg, npde_ma & 0xFFF)[0]
-        if not npde & PTE_P:
+        npde = _present(pages, npde_ma)
+        if npde is None:
             return None
         npte_ma = (npde & 0xFFFFF000) | ((ppn << 2) & 0xFFC)
-        pg = pages.get(npte_ma >> 12)
-        if pg is None:
-            return None
-        npte = _unpack32(pg, npte_ma & 0xFFF)[0]
-        if not npte & PTE_P:
+        npte = _present(pages, npte_ma)
+        if npte is None:
             return None
         return npte >> 12, bool(npte & PTE_W), npde_ma, npde, npte_ma, npte
 
@@ -254,10 +264,7 @@ class NestedWalker:
         self.refs += 2
         self.nested_refs += 2
         self.ntlb_misses += 1
-        if self.ntlb_entries:
-            ntlb[ppn] = (mpn, writable)
-            if len(ntlb) > self.ntlb_entries:
-                ntlb.popitem(last=False)
+        self._cache(ppn, mpn, writable)
 
     def fast(self, mem, cr3: int, va: int, write: bool, user: bool, wp: bool, pse: bool):
         """The 2D walk of ``va`` for a run nobody watches (``paging.walk_quiet``'s

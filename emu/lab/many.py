@@ -47,13 +47,6 @@ def submissions(folder: str) -> list[str]:
 CHILD_TIMEOUT = 1800.0      # host seconds a child process may take to grade one submission
 
 
-def grade(payload) -> dict:
-    """One submission (a job: runs on a worker): graded in a child process
-    of its own (see the module doc; the handlers' host-time alarm also
-    needs a process's main thread, which a Dask worker's job is not on)."""
-    return _in_child(payload)
-
-
 def grade_here(payload) -> dict:
     """One submission, graded in this process (the child's work)."""
     path, levels = payload
@@ -103,10 +96,13 @@ def _changed(before: dict, after: dict) -> str | None:
     return None
 
 
-def _in_child(payload) -> dict:
-    """``grade_here(payload)`` in a child process, in an empty temporary
-    folder: the payload in on standard input, the row out on standard
-    output.  (Paths are made absolute for it, and said as given.)"""
+def grade(payload) -> dict:
+    """One submission (a job: runs on a worker): ``grade_here(payload)`` in
+    a child process of its own, in an empty temporary folder (see the
+    module doc; the handlers' host-time alarm also needs a process's main
+    thread, which a Dask worker's job is not on).  The payload goes in on
+    standard input, the row comes out on standard output; paths are made
+    absolute for it, and said as given."""
     import tempfile
     path, levels = payload
     real = os.path.abspath(path)

@@ -60,10 +60,10 @@ class HistoryMixin:
         # steps in only if the log up to it is the same -- or it is this
         # place (the same instructions retired, the same events shown).
         here = (self.shown, self.system.cpu.icount)
+        same = min(shared_steps(before, self.log), self.nsteps)
         kept = []
         for m in self.history:
-            if m.pos.nsteps <= self.nsteps and log_prefix(before, m.pos.nsteps) == \
-                    log_prefix(self.log, m.pos.nsteps):
+            if m.pos.nsteps <= same:
                 kept.append(m)
             elif (m.pos.shown, m.pos.icount) == here:
                 kept.append(replace(m, pos=Pos(self.nsteps, *here)))
@@ -160,20 +160,23 @@ class HistoryMixin:
         self.snapshot_here()
 
 
-def log_prefix(log, n: int) -> list | None:
-    """The first ``n`` steps of a run-length ``log``, as (limit, count)
-    runs (None if it has fewer)."""
-    out: list = []
-    for limit, count in log:
-        if n <= 0:
-            break
-        take = min(count, n)
-        if out and out[-1][0] == limit:
-            out[-1] = (limit, out[-1][1] + take)
-        else:
-            out.append((limit, take))
-        n -= take
-    return out if n <= 0 else None
+def shared_steps(a, b) -> int:
+    """How many first steps two run-length logs ([limit, count] runs) have
+    the same: the batch limit of each step, in order."""
+    def steps(log):
+        for limit, count in log:
+            if count:
+                yield limit, count
+    shared = 0
+    ia, ib = steps(a), steps(b)
+    la = next(ia, None)
+    lb = next(ib, None)
+    while la is not None and lb is not None and la[0] == lb[0]:
+        n = min(la[1], lb[1])
+        shared += n
+        la = (la[0], la[1] - n) if la[1] > n else next(ia, None)
+        lb = (lb[0], lb[1] - n) if lb[1] > n else next(ib, None)
+    return shared
 
 
 def split_log(log: list[list], cut: tuple[int, int], more: int = 0):
