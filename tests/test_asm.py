@@ -605,6 +605,10 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("a equ 1\na equ 2", "duplicate symbol 'a' (first defined at <input>:1)", 2, 1),
     ("mov al, 256", "value 256 out of range for an 8-bit immediate (-128..255)", 1, 9),
     ("int -129", "value -129 out of range for an 8-bit immediate (-128..255)", 1, 5),
+    ("out 0x100, al", "port 256 out of range for out's immediate port (0..255): put a "
+     "higher port in dx", 1, 5),
+    ("in eax, -1", "port -1 out of range for in's immediate port (0..255): put a "
+     "higher port in dx", 1, 9),
     ("mov eax, 1 << 32", "value 0x100000000 out of range for a 32-bit immediate "
      "(-4294967295..4294967295)", 1, 10),
     ("jmp -1", "value -1 out of range for a branch target (0x0..0xffffffff)", 1, 5),

@@ -31,6 +31,7 @@ from .lexer import Cursor
 
 I8_RANGE = (-128, 255)
 I16_RANGE = (-32768, 65535)
+PORT_RANGE = (0, 255)           # in/out's immediate port (NASM warns outside it)
 # As NASM: any value a 32-bit register can hold, signed or not, so that
 # ``and eax, ~CR0_PG`` (a negative number) assembles.
 I32_RANGE = (-(1 << 32) + 1, (1 << 32) - 1)
@@ -272,6 +273,13 @@ def encode_insn(row: isa.Insn, ops: list[Operand], env: Env, next_eip: int) -> b
             args.append(op.num)
         elif isinstance(op, MemOp):
             args.append(_mem_value(op, kind == "mb", env))
+        elif kind == "i8" and row.mnemonic in ("in", "out"):
+            v = op.expr.ev(env)
+            if not PORT_RANGE[0] <= v <= PORT_RANGE[1]:
+                raise env.loc.error(f"port {_show(v)} out of range for {row.mnemonic}'s "
+                                    "immediate port (0..255): put a higher port in dx",
+                                    op.col)
+            args.append(v)
         elif kind == "i8":
             v = check_range(op.expr.ev(env), I8_RANGE, "an 8-bit immediate", env, op.col)
             args.append(v & 0xFF)
