@@ -165,3 +165,53 @@ def test_invlpg_invalidates_every_cached_directory_entry():
 """
     native = run_all(body)
     assert (native.registers["ebx"], native.exit_status) == (0x1111, 0x2222)
+
+
+def flush_then_edit(event: str, setup: str = "") -> str:
+    """Map va -> A, read it, ``event`` (which empties the TLB of va), then
+    point the PTE at B WITHOUT INVLPG and read va: the TLB holds nothing for
+    va since the event, so the read walks the new entry -- natively with any
+    TLB shape.  Under the out-of-sync policies the table page goes out of
+    sync at that write, after the event: the spte built from the old entry
+    must not outlive the translation the TLB no longer holds."""
+    return f"""
+    mov dword [{PAGE_A:#x}], {A_VALUE:#x}
+    mov dword [{PAGE_B:#x}], {B_VALUE:#x}
+{setup}
+{paging_on()}
+    mov ebx, [{VA:#x}]
+{event}
+    mov dword [{PTE:#x}], {PAGE_B | 7:#x}
+    mov eax, [{VA:#x}]
+"""
+
+
+@pytest.mark.parametrize("event,setup", [
+    ("    mov eax, cr3\n    mov cr3, eax", ""),
+    ("    mov eax, cr4\n    or eax, 0x80\n    mov cr4, eax", ""),
+    ("    mov eax, cr4\n    and eax, ~0x80\n    mov cr4, eax",
+     "    mov eax, cr4\n    or eax, 0x80\n    mov cr4, eax"),
+    ("    mov eax, cr0\n    and eax, ~0x10000\n    mov cr0, eax", ""),
+    ("    invlpg [0x300000]", ""),
+], ids=["cr3-same", "pge-on", "pge-off", "cr0-wp", "invlpg"])
+def test_an_entry_rewritten_after_the_flush_is_walked_anew(event, setup):
+    native = run_all(flush_then_edit(event, setup))
+    assert (native.registers["ebx"], native.exit_status) == (A_VALUE, B_VALUE)
+
+
+def test_an_entry_rewritten_twice_after_its_refill_stays_cached_until_the_flush():
+    """After the table went out of sync and va was refilled from the new
+    entry (B), a third entry (A again) without INVLPG is not seen while the
+    TLB holds B -- natively too, with any TLB shape (nothing else is used)
+    -- and is seen after a CR3 load."""
+    body = flush_then_edit("    mov eax, cr3\n    mov cr3, eax") + f"""
+    mov ecx, eax
+    mov dword [{PTE:#x}], {PAGE_A | 7:#x}
+    mov edx, [{VA:#x}]
+    mov eax, cr3
+    mov cr3, eax
+    mov eax, [{VA:#x}]
+"""
+    native = run_all(body)
+    assert (native.registers["ecx"], native.registers["edx"], native.exit_status) == (
+        B_VALUE, B_VALUE, A_VALUE)

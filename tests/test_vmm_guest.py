@@ -104,7 +104,9 @@ def demand(policy: str | None):
 
 
 # --- demand.s: fault and exit counts -----------------------------------------------
-HIDDEN = {"trace-cache": 38, "trace-drop": 59, "oos-cache": 50, "oos-drop": 59}
+# (oos: the sptes built from a table go when it goes out of sync; two of them
+# are used again.)
+HIDDEN = {"trace-cache": 38, "trace-drop": 59, "oos-cache": 52, "oos-drop": 61}
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -223,7 +225,7 @@ def test_under_oos_the_write_unsyncs_and_invlpg_drops_the_spte():
     _, r = run(kernel(RETARGET), "shadow", "oos-cache", bus)
     assert r.console == "0x00000033"
     assert [(e.kind, e.data.get("dropped")) for e in events] == [
-        ("unsync_fault", None), ("invlpg", 2)]
+        ("unsync_fault", None), ("invlpg", 1)]    # the spte went at the unsync, the spde now
 
 
 @pytest.mark.parametrize("mode,policy", MODES, ids=MODE_IDS)

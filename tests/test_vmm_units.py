@@ -307,10 +307,14 @@ def test_oos_unsync_unprotects_and_resync_zaps_and_protects_again():
     other, _ = pm.back(9)
     st.set_spte(pt, 0, other, PWU, 9, True)
     st.set_spte(pt, 1, other, PWU, 9, True)
-    st.mark_unsync(2)
+    # Out of sync, the guest may rewrite the table unseen: what was built
+    # from it goes (the TLB keeps what it holds; the rest refills on demand).
+    assert st.mark_unsync(2) == 2
+    assert pt.entry(0) == pt.entry(1) == 0
     assert not st.is_protected(2)
     assert st.set_spte(data, 4, table_mpn, PWU, 2, True) == (table_mpn << 12) | PWU
-    assert st.resync() == 2                  # pt's two entries
+    st.set_spte(pt, 1, other, PWU, 9, True)  # refilled while out of sync
+    assert st.resync() == 1                  # pt's refilled entry
     assert pt.entry(0) == pt.entry(1) == 0 and st.unsync == set()
     assert st.is_protected(2)
     assert data.entry(4) == (table_mpn << 12) | PTE_P | PTE_U
@@ -416,9 +420,10 @@ def test_check_shadow_catches_a_writable_protected_guest_table_under_tracing():
 
 def test_check_shadow_allows_a_writable_unsynced_table_under_oos():
     mon, _, pt = vm("oos-cache")
-    mon.shadow.mark_unsync(2)
-    poke(pt, 4, pt.entry(4) | PTE_W)
-    assert check_shadow(mon) == 3
+    mon.shadow.mark_unsync(2)                # (pt, the shadow of ppn 2, is emptied)
+    table = mon.pmap.mpn_of[2]
+    assert mon.shadow.set_spte(pt, 4, table, PWU | PTE_D, 2, True) & PTE_W   # a refill
+    assert check_shadow(mon) == 2
 
 
 def test_check_shadow_catches_a_stale_reverse_map():

@@ -7,9 +7,9 @@ Its shadow policies (``--shadow-policy``), two choices combined:
 
     trace   every shadowed guest table page stays write-protected; a write
             to it is emulated and the affected shadow entries dropped
-    oos     the first write to a shadowed table page unprotects it and marks
-            it out of sync; it is resynced at every invalidation event
-            (docs/design.md)
+    oos     the first write to a shadowed table page unprotects it, drops
+            the shadow entries built from it and marks it out of sync; it
+            is resynced at every invalidation event (docs/design.md)
     cache   on a guest CR3 load keep every shadow, switch roots
     drop    on a guest CR3 load free every shadow and start again
 """

@@ -23,9 +23,11 @@ Coherence policies (``--shadow-policy``), two choices combined:
 
     trace   every shadowed guest table page stays write-protected; a write to
             it is emulated and the affected shadow entries dropped
-    oos     the first write to a shadowed table page unprotects it and marks it
-            out of sync; it is resynced (its shadow entries dropped) at the
-            next CR3 load, and the entry of one va at INVLPG
+    oos     the first write to a shadowed table page unprotects it, drops the
+            shadow entries built from it (they refill from the guest's
+            entries on demand; the TLB keeps what it holds) and marks it out
+            of sync; it is resynced (the entries refilled since dropped) at
+            the next CR3 load, and the entry of one va at INVLPG
     cache   on a guest CR3 load keep every shadow, switch roots
     drop    on a guest CR3 load free every shadow and start again
 

@@ -22,10 +22,22 @@ SRC_4M = FRAME_4M | PTE_PS | PTE_G | PTE_U | PTE_W | PTE_P   # what a "4m" table
 class OutOfSyncTables:
     """The synchronisation of ``ShadowTables`` with the guest's tables."""
 
-    def mark_unsync(self, gppn: int) -> None:
-        """oos policy: let ``gppn`` be written freely until the next resync."""
+    def mark_unsync(self, gppn: int) -> int:
+        """oos policy: let ``gppn`` be written freely until the next resync.
+        The shadow entries built from it go now: from here on the guest may
+        rewrite its entries unseen, and natively a use of va that the TLB
+        does not hold walks the rewritten entry -- so must the shadow (it
+        refills from the guest's entry on demand).  The translations the TLB
+        holds stay, as they do natively, until an invalidation event.
+        Returns the entries dropped."""
         self.unsync.add(gppn)
         self.unsynced += 1
+        n = 0
+        for key in sorted(self.tracked.get(gppn, ())):
+            sp = self.pages.get(key)
+            if sp is not None:
+                n += self.zap(sp)
+        return n
 
     def resync(self) -> int:
         """Bring every out-of-sync table page back in sync: drop the entries
