@@ -27,7 +27,7 @@ from __future__ import annotations
 from .. import isa
 from .devices import CONSOLE_PORT
 from .events import EventDelivery
-from .exceptions import GP, UD, GuestFault
+from .exceptions import GP, UD, CodeWritten, GuestFault
 from .memory import PAGE_SIZE, BusError
 from .mmu import Mmu
 from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen
@@ -174,6 +174,7 @@ class Cpu(EventDelivery, SystemInstructions):
         b = None
         stop = None
         eip = self.eip
+        mmu.env["_smc"] = False
         try:
             while stop is None:
                 try:
@@ -212,6 +213,21 @@ class Cpu(EventDelivery, SystemInstructions):
                             drefs += d
                     self.eip = eip
                     stop = Stop("budget")
+                except CodeWritten:
+                    # The block stored to translated code: it ends after that
+                    # instruction (``cpu.partial`` of them retired), and the
+                    # batch goes on there, translated anew.
+                    k = self.partial
+                    meta = b.meta
+                    it = self.iters if b.loop else 0
+                    icount += k + it * b.ninsns
+                    cycles += meta.cycles_before[k] + it * b.cycles
+                    drefs += meta.drefs_before[k] + it * b.drefs
+                    ilookups += it
+                    self.eip = eip = eip + meta.offsets[k]
+                    self.partial = None
+                    b = None
+                    mmu.env["_smc"] = False
                 except GuestFault as f:
                     if b is not None:
                         k = self.partial

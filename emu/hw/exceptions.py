@@ -25,6 +25,15 @@ NAMES = {DE: "#DE divide error", UD: "#UD invalid opcode", DF: "#DF double fault
 HAS_ERROR_CODE = frozenset({DF, 10, NP, 12, GP, PF, 17})
 
 
+class CodeWritten(Exception):
+    """Raised by a translated block after an instruction whose store made
+    translated code stale (``Mmu.code_gone``): the rest of the block may be
+    code that is no longer there, so the CPU goes on from the next
+    instruction, translated anew -- as x86 (P6 and later) sees a store to
+    an instruction it has already fetched (Intel SDM vol. 3A, 11.6).
+    ``cpu.partial`` holds how many of the block's instructions retired."""
+
+
 class GuestFault(Exception):
     """An exception raised by the guest's instruction stream."""
 

@@ -119,7 +119,7 @@ class Mmu(InvalidationMixin):
             itlb.on_flush = self.reset_fast
         # The globals of every translated block: the hit path lives here, so
         # rebinding an entry changes it for all blocks at once.
-        self.env: dict = {}
+        self.env: dict = {"_smc": False}
         self._paths = hitpath.build(self)
         self._bind_hit_path()
 
@@ -303,8 +303,15 @@ class Mmu(InvalidationMixin):
         if blocks:
             marked = self.code_bytes.get(pn)
             if marked is None or marked.find(1, lo, hi) >= 0:
-                blocks.clear()
-                self.code_bytes.pop(pn, None)
+                self.code_gone(pn, blocks)
+
+    def code_gone(self, pn: int, blocks: dict) -> None:
+        """Page ``pn``'s translated code is stale: its blocks go, and a
+        block running now stops after the instruction that stored
+        (``CodeWritten``: its ``_smc`` check)."""
+        blocks.clear()
+        self.code_bytes.pop(pn, None)
+        self.env["_smc"] = True
 
     def mark_code(self, pn: int, lo: int, hi: int) -> None:
         """Translated code was read from bytes ``lo`` to ``hi`` of page ``pn``."""
@@ -333,7 +340,7 @@ class Mmu(InvalidationMixin):
     def _wrote(self, pn: int) -> None:
         blocks = self.code.get(pn)
         if blocks:
-            blocks.clear()
+            self.code_gone(pn, blocks)
 
     # --- slow data accesses -----------------------------------------------
     def read(self, va: int, size: int, counted: bool = True, fetch: bool = False) -> int:
@@ -379,8 +386,7 @@ class Mmu(InvalidationMixin):
             if blocks:
                 marked = self.code_bytes.get(pn)
                 if marked is None or marked.find(1, off, off + size) >= 0:
-                    blocks.clear()
-                    self.code_bytes.pop(pn, None)
+                    self.code_gone(pn, blocks)
             return
         data = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
         first = 4096 - off

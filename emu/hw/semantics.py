@@ -77,6 +77,7 @@ class Gen:
         self.regs_read: set[int] = set()
         self.regs_written: set[int] = set()
         self.mem_refs = 0
+        self.stores = 0              # memory writes (``translate``'s code check)
         self.indent = 0
         self._tmp = 0
 
@@ -158,6 +159,7 @@ class Gen:
 
     def store(self, a: str, expr: str, byte: bool = False) -> None:
         self.mem_refs += 1
+        self.stores += 1
         self.emit(f"wr8({a}, {expr})" if byte else f"wr32({a}, {expr})")
 
     # --- generic operands (by operand index) -------------------------------

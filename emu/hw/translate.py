@@ -23,7 +23,10 @@ test's harness at another ``org``) are compiled once per process.
 Blocks live in the dict of the physical page holding their code
 (``Mmu.code``), cleared when a byte they were read from is written
 (``Mmu.code_bytes``: a kernel's variables beside its code cost no
-translation), so self-modifying code and reused pages stay correct.
+translation), so self-modifying code and reused pages stay correct.  A
+store that makes code stale while a block runs ends that block after the
+storing instruction (its ``_smc`` check raises ``CodeWritten``): the next
+instruction may be one the store rewrote.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from types import CodeType, FunctionType
 from typing import NamedTuple
 
 from .. import isa
-from .exceptions import GuestFault
+from .exceptions import CodeWritten, GuestFault
 from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen
 
 MAX_BLOCK = 32
@@ -122,10 +125,11 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
     live = ALL_FLAGS
     sems = [SEMANTICS[d.insn.mnemonic] for d in decoded]
     for i in range(n - 1, -1, -1):
-        live_after[i] = live
-        live = (live - sems[i].writes) | sems[i].reads
-        if sems[i].faults or any(k in isa.MEM_KINDS for k in decoded[i].insn.operands):
-            live = ALL_FLAGS
+        # (an instruction that may write memory may end the block after it
+        # -- CodeWritten -- so all flags are live after it too)
+        touches = sems[i].faults or any(k in isa.MEM_KINDS for k in decoded[i].insn.operands)
+        live_after[i] = ALL_FLAGS if touches and i < n - 1 else live
+        live = ALL_FLAGS if touches else (live - sems[i].writes) | sems[i].reads
     body: list[str] = []
     regs_read: set[int] = set()
     regs_written: set[int] = set()
@@ -143,6 +147,11 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
         if may_fault:
             body.append(f"k = {i}")
         body.extend(g.lines)
+        if g.stores and i < n - 1:
+            # Self-modifying code: a store that made translated code stale
+            # (Mmu.code_gone) ends the block here; the CPU goes on at the
+            # next instruction, translated anew.
+            body += ["if _smc:", f"    k = {i + 1}", "    raise CodeWritten"]
         regs_read |= g.regs_read
         regs_written |= g.regs_written
         flags_used |= sems[i].reads | sems[i].writes
@@ -241,5 +250,6 @@ def _bind(code, cpu, eip: int):
     environment."""
     env = cpu.mmu.env           # shared by all blocks: the MMU rebinds rd32 ...
     if "cpu" not in env:
-        env.update(cpu=cpu, r=cpu.r, GuestFault=GuestFault, PFB=PFB)
+        env.update(cpu=cpu, r=cpu.r, GuestFault=GuestFault, CodeWritten=CodeWritten,
+                   PFB=PFB)
     return FunctionType(code, env, "block", (eip,))
