@@ -43,6 +43,18 @@ ERRORS = [
     ("..start: nop", "'..start' is not supported (names that start with '..' are special "
      "symbols of other output formats)", 1, 1),
     ('include "x.inc"', "'include' is not supported: write '%include'", 1, 1),
+    # prefixes: refused by name, never read as a label without its colon
+    ("repne movsb", "'repne' is not supported (the F2 prefix: there is no cmps or scas, "
+     "and on movs and stos x86 leaves it undefined; write rep; see docs/language.md)", 1, 1),
+    ("x: repnz stosd", "'repnz' is not supported (the F2 prefix: there is no cmps or scas, "
+     "and on movs and stos x86 leaves it undefined; write rep; see docs/language.md)", 1, 4),
+    ("lock add eax, ebx", "'lock' is not supported (the LOCK prefix: one CPU, no bus to "
+     "lock; see docs/language.md)", 1, 1),
+    ("o16 mov eax, ebx", "'o16' is not supported (operand-size prefixes; see "
+     "docs/language.md)", 1, 1),
+    ("a32 mov eax, [ebx]", "'a32' is not supported (address-size prefixes; see "
+     "docs/language.md)", 1, 1),
+    ("repe nop", "expected movsd, stosd, movsb or stosb after 'repe', found 'nop'", 1, 6),
     ("%macro m 1\n%+\n%endmacro\nm 1", "'%+' is not supported in macros (parameters are "
      "%1 .. %N, %0 and %%label) (in macro 'm' called at t.s:4)", 2, 1),
     # --- the preprocessor ---
@@ -176,3 +188,11 @@ def test_start_may_be_anywhere_and_is_the_entry():
 
 def test_a_fragment_needs_no_start():
     assert assemble("nop").entry == 0
+
+
+@pytest.mark.parametrize("prefix", ["rep", "repe", "repz", "REPZ"])
+def test_repe_and_repz_are_rep_on_movs_and_stos(prefix):
+    """NASM assembles all three to F3: on movs and stos they mean rep."""
+    plain = assemble("rep movsb\nrep stosd\n", "t.s")
+    other = assemble(f"{prefix} movsb\n{prefix} stosd\n", "t.s")
+    assert other.sections == plain.sections

@@ -64,10 +64,20 @@ NOT_SUPPORTED = {
     "float": "floats", "warning": "warning control", "map": "map files",
     "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",
     "sectalign": "section alignment control", "list": "listing control",
+    # prefixes (repe/repz are rep: the same prefix on movs and stos)
+    "repne": "the F2 prefix: there is no cmps or scas, and on movs and stos x86 leaves "
+             "it undefined; write rep",
+    "repnz": "the F2 prefix: there is no cmps or scas, and on movs and stos x86 leaves "
+             "it undefined; write rep",
+    "lock": "the LOCK prefix: one CPU, no bus to lock",
+    "o16": "operand-size prefixes", "o32": "operand-size prefixes",
+    "a16": "address-size prefixes", "a32": "address-size prefixes",
+    "xacquire": "lock elision", "xrelease": "lock elision",
 }
+REP_WORDS = ("rep", "repe", "repz")     # one prefix (F3) on movs and stos
 STRING_INSNS = ("movsd", "stosd", "movsb", "stosb")
 RESERVED = frozenset(REGISTERS) | {"byte", "dword", "ptr", "word", "qword"}
-KEYWORDS = DIRECTIVES | isa.MNEMONICS | frozenset(isa.ALIASES) | {"rep"} | set(NOT_SUPPORTED)
+KEYWORDS = DIRECTIVES | isa.MNEMONICS | frozenset(isa.ALIASES) | set(REP_WORDS) | set(NOT_SUPPORTED)
 
 
 @dataclass
@@ -301,10 +311,10 @@ class Parser:
 
     def _instruction(self, cur: Cursor, tok: Token, word: str) -> Instruction:
         mnemonic = isa.ALIASES.get(word, word)
-        if word == "rep":
+        if word in REP_WORDS:
             nxt = cur.peek()
             if nxt is None or nxt.kind != "ident" or nxt.text.lower() not in STRING_INSNS:
-                raise cur.error_here("expected movsd, stosd, movsb or stosb after 'rep'")
+                raise cur.error_here(f"expected movsd, stosd, movsb or stosb after '{word}'")
             cur.pos += 1
             mnemonic = "rep " + nxt.text.lower()
         if mnemonic not in isa.FORMS:
