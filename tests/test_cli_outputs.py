@@ -228,7 +228,7 @@ def test_a_program_cut_off_mid_instruction_ends_in_one_line(tmp_path, capsys, mo
     src = tmp_path / "cut.s"
     src.write_text("org 0x1000\n_start:\n    mov eax, 1\n    db 0x02, 0x00\n")  # half a mov
     line = ("emu: crash: #UD invalid opcode at eip 0x0000100c with no IDT loaded -> "
-            "#GP general protection (error code 0x32) -> double fault -> triple "
+            "#GP general protection (error code 0x33) -> double fault -> triple "
             "fault: the machine shut down\n")
     assert inproc(capsys, "run", src, "--quiet", "--mode", mode) == (3, "", line)
     code, out, err = inproc(capsys, "run", src, "--quiet", "--mode", mode, "--narrate")

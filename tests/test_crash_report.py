@@ -98,7 +98,7 @@ def test_a_vector_beyond_the_idt_limit(mode):
     eip = line_of(image, "ud2")
     assert message == (
         f"#UD invalid opcode at eip {eip:#010x} (crash.s:7: `ud2`) with vector 6 beyond "
-        "the IDT limit 0x2f -> #GP general protection (error code 0x32) with vector 13 "
+        "the IDT limit 0x2f -> #GP general protection (error code 0x33) with vector 13 "
         "beyond the IDT limit 0x2f -> double fault with vector 8 beyond the IDT limit "
         "0x2f -> triple fault: the machine shut down")
 
@@ -167,5 +167,5 @@ def test_a_timer_interrupt_with_no_idt(mode):
     eip = image.labels["spin"]
     assert message == (
         f"timer interrupt at eip {eip:#010x} (crash.s:10: `jmp spin`) with no IDT loaded -> "
-        "#GP general protection (error code 0x102) -> double fault -> triple fault: the "
+        "#GP general protection (error code 0x103) -> double fault -> triple fault: the "
         "machine shut down")

@@ -52,6 +52,10 @@ STUB_INSNS = 3            # a trap stub: save eax, mov eax, out
 def mode(request):
     return request.param
 
+# The EXT bit of an error code: the event whose gate faulted was not the
+# program's own int n (Intel SDM vol. 3A, 6.13).
+EXT = 1
+
 
 def trap(mode, body, gates=None, handlers=None, limit=None, data="", **config):
     """Run ``body`` expecting it to end in a trap stub; (system, result)."""
@@ -235,7 +239,7 @@ def test_gp_iret_from_cpl3_to_cpl0(mode):
 def test_gp_gate_of_a_bad_type(mode, attr):
     s, r = trap(mode, "fault:\n    ud2\n", gates={UD: attr})
     assert r.exit_status == GP
-    kframe(s, r, "fault", ec=UD * 8 + 2)
+    kframe(s, r, "fault", ec=UD * 8 + 2 + EXT)
 
 
 def test_gp_idt_limit_exceeded_by_the_timer(mode):
@@ -243,7 +247,7 @@ def test_gp_idt_limit_exceeded_by_the_timer(mode):
     body = init("IF") + "    mov eax, 3\n    out 0x40, eax\nspin:\n    jmp spin\n"
     s, r = trap(mode, body, limit=32 * 8 - 1)
     assert r.exit_status == GP
-    assert frame(s, r, 4) == [32 * 8 + 2, sym(s, "spin"), 0x08, 0x202]
+    assert frame(s, r, 4) == [32 * 8 + 2 + EXT, sym(s, "spin"), 0x08, 0x202]
 
 
 def test_gp_idt_limit_must_cover_all_8_bytes(mode):
@@ -286,7 +290,7 @@ def test_np_fault_whose_gate_is_not_present(mode):
     # #UD is benign: its not-present gate gives #NP, not #DF.
     s, r = trap(mode, "fault:\n    ud2\n", gates={UD: 0x0E00})
     assert r.exit_status == NP
-    kframe(s, r, "fault", ec=UD * 8 + 2)
+    kframe(s, r, "fault", ec=UD * 8 + 2 + EXT)
 
 
 # --- #PF ---------------------------------------------------------------------
@@ -561,7 +565,7 @@ def test_df_np_while_delivering_pf(mode):
 def test_ud_then_np_is_not_a_double_fault(mode):
     s, r = trap(mode, "fault:\n    ud2\n", gates={UD: 0x0E00})
     assert r.exit_status == NP
-    kframe(s, r, "fault", ec=UD * 8 + 2)
+    kframe(s, r, "fault", ec=UD * 8 + 2 + EXT)
 
 
 @pytest.mark.parametrize("how", ["df_gate_not_present", "stack_in_a_hole", "idt_limit_0"])
@@ -812,3 +816,24 @@ def test_the_cycle_budget_stops_a_runaway_rep_stosd(mode):
     if mode == "native":                 # whole chunks of 4,096 iterations
         assert stored % 4096 == 0
     assert r.registers["edi"] == 0x10000 + 4 * stored
+
+
+def test_a_page_fault_that_becomes_a_double_fault_sets_cr2(mode):
+    """SDM vol. 3A, 6.15 (interrupt 14): a #PF while a #PF is delivered
+    overwrites CR2 with its address, even though it becomes a #DF.  The IDT
+    is moved so that gate 8 is mapped and gate 14 lies in the hole."""
+    base = HOLE - 0x50                     # gate 8 at HOLE - 0x10, gate 14 at HOLE + 0x20
+    body = paging_on(hole=HOLE) + f"""
+    mov eax, [idt + 8 * 8]
+    mov [{base + 0x40:#x}], eax
+    mov eax, [idt + 8 * 8 + 4]
+    mov [{base + 0x44:#x}], eax
+    lidt [moved_idt]
+fault:
+    mov eax, [{HOLE + 0x100:#x}]
+"""
+    data = f"align 8\nmoved_idt:\n    dw 0x7FF\n    dd {base:#x}\n"
+    s, r = trap(mode, body, data=data)
+    assert r.exit_status == 8
+    kframe(s, r, "fault", ec=0, eflags=0x86)
+    assert regs(r)["cr2"] == HOLE + 0x20

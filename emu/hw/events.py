@@ -130,6 +130,10 @@ class EventDelivery:
         cpl = self.cpl
         user_before = self.mmu.user
         gate = f"IDT gate {vector if vector < 32 else hex(vector)}"
+        # The error code of a fault on the gate: its IDT index (bit 1: IDT),
+        # with EXT (bit 0) unless the event is the program's own int n
+        # (Intel SDM vol. 3A, 6.13).
+        gate_ec = vector * 8 + 2 + (0 if soft else 1)
         self._why = None                   # why the delivery failed, if it does
         stage = "reading its IDT gate"
         try:
@@ -138,20 +142,20 @@ class EventDelivery:
                 self._why = ("with no IDT loaded" if self.idt_limit == self.idt_base == 0
                              else f"with vector {vector} beyond the IDT limit "
                                   f"{self.idt_limit:#x}")
-                raise GuestFault(GP, vector * 8 + 2)
+                raise GuestFault(GP, gate_ec)
             handler = self.mmu.read(self.idt_base + vector * 8, 4)
             attr = self.mmu.read(self.idt_base + vector * 8 + 4, 4)
             # The SDM's order: gate type, then (int n only) DPL, then present.
             gate_type = (attr >> 8) & 0xF
             if gate_type not in (0xE, 0xF):
                 self._why = f"with {gate} not an interrupt or trap gate (type {gate_type:#x})"
-                raise GuestFault(GP, vector * 8 + 2)
+                raise GuestFault(GP, gate_ec)
             if soft and cpl > (attr >> 13) & 3:
                 self._why = f"with {gate} closed to ring 3 (DPL {(attr >> 13) & 3})"
-                raise GuestFault(GP, vector * 8 + 2)
+                raise GuestFault(GP, gate_ec)
             if not attr & 0x8000:
                 self._why = f"with {gate} not present"
-                raise GuestFault(NP, vector * 8 + 2)
+                raise GuestFault(NP, gate_ec)
             r = self.r
             stage = "pushing its frame"
             if cpl == 3:
@@ -221,7 +225,11 @@ class EventDelivery:
         })
 
     def combine(self, first: int, f: GuestFault, eip: int, benign: bool) -> Stop | None:
-        """x86's double-fault rules for a fault ``f`` while delivering ``first``."""
+        """x86's double-fault rules for a fault ``f`` while delivering ``first``.
+        A #PF sets CR2 when it is detected, even one that becomes a double
+        fault (Intel SDM vol. 3A, 6.15, interrupt 14)."""
+        if f.vector == PF:
+            self.cr2 = f.cr2
         if first == DF:
             chain, self.fault_chain = self.fault_chain, ()
             return Stop("shutdown", detail={
