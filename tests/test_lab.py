@@ -66,6 +66,11 @@ MUTANT_CASES = [
     ("no_accessed", 1, "lab_touch", "step 2: after the fault at va 0x00001240 the guest's pte "
      "at pa 0x00101004 is 0x00001003, A clear: walk the guest's table with hw.guest.walk(...), "
      "which sets A (and D on a write) as the hardware would"),
+    ("spde_rights", 1, "lab_touch", "step 4: the spde 0x0000c007 for va 0x40000000 lets user "
+     "code reach pages whose gpde 0x00102023 is supervisor-only (link with the gpde's U/S and "
+     "R/W)"),
+    ("spde_rights", 2, "lab_true", "step 4: the spde 0x0000b007 for va 0x00800000 grants write "
+     "where the gpde 0x00102025 is read-only (link with the gpde's U/S and R/W)"),
     ("no_dirty", 3, "lab_dirty", "step 4: spte 0x00002003 grants write to a page whose gpte "
      "0x00001023 is clean (D=0): the guest will never see D set"),
     ("no_fill", 1, "lab_touch", "step 4: you returned RETRY, but the shadow still refuses the "

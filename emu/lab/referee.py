@@ -292,6 +292,15 @@ class Referee:
         if not ok:
             return self.stale(what, f"the spde for va {va:#010x} links shadow {child.key}, but the "
                        f"guest's gpde is {gpde:#010x}")
+        # The spde's rights are the gpde's: more would let an access through
+        # that the guest's directory entry refuses, whatever the spte says.
+        if e & PTE_U and not gpde & PTE_U:
+            self.fail("step 4", f"the spde {e:#010x} for va {va:#010x} lets user code reach "
+                      f"pages whose gpde {gpde:#010x} is supervisor-only (link with the "
+                      "gpde's U/S and R/W)")
+        if e & PTE_W and not gpde & PTE_W:
+            self.fail("step 4", f"the spde {e:#010x} for va {va:#010x} grants write where the "
+                      f"gpde {gpde:#010x} is read-only (link with the gpde's U/S and R/W)")
 
     def _check_spte(self, sp, idx, e, read32, mpn_of, shared, what) -> None:
         role, mpn = sp.key[0], e >> 12
