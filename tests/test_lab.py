@@ -63,9 +63,12 @@ MUTANT_CASES = [
      "code 0x4 (not present, read, user)"),
     ("hidden_as_true", 2, "lab_true", "step 3: you injected a true fault at va 0x00800010 "
      "(read, user), but the guest's gpte 0x00303007 allows it: a hidden fault"),
-    ("no_accessed", 1, "lab_touch", "step 2: after the fault at va 0x00001240 the guest's pte "
-     "at pa 0x00101004 is 0x00001003, A clear: walk the guest's table with hw.guest.walk(...), "
+    ("no_accessed", 1, "lab_touch", "step 2: after the fault at va 0x00001240 the guest's pde "
+     "at pa 0x00100000 is 0x00101007, A clear: walk the guest's table with hw.guest.walk(...), "
      "which sets A (and D on a write) as the hardware would"),
+    ("no_accessed_pde", 1, "lab_touch", "step 2: after the fault at va 0x00001240 the guest's "
+     "pde at pa 0x00100000 is 0x00101007, A clear: walk the guest's table with "
+     "hw.guest.walk(...), which sets A (and D on a write) as the hardware would"),
     ("spde_rights", 1, "lab_touch", "step 4: the spde 0x0000c007 for va 0x40000000 lets user "
      "code reach pages whose gpde 0x00102023 is supervisor-only (link with the gpde's U/S and "
      "R/W)"),

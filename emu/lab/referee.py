@@ -155,6 +155,7 @@ class Referee:
                 self.fail("step 3", f"you injected #PF at va {iva:#010x} with error code "
                           f"{error_code_text(iec)}, but the guest's walk of va {va:#010x} "
                           f"gives error code {error_code_text(oracle.error_code)}{hint}")
+            self._check_accessed(va, oracle)
             return
         if denied:
             self.fail("step 3", f"the guest's tables deny the access at va {va:#010x} "
@@ -162,14 +163,7 @@ class Referee:
                       f"hw.guest.inject_page_fault(va, error_code {oracle.error_code:#x})")
         if result not in (PfResult.RETRY, PfResult.SPURIOUS):
             return
-        if oracle is not None:
-            level = oracle.levels[-1]
-            after = self.mon.guest.read32(level.entry_pa)
-            if not after & paging.PTE_A:
-                self.fail("step 2", f"after the fault at va {va:#010x} the guest's "
-                          f"{level.name} at pa {level.entry_pa:#010x} is {after:#010x}, A "
-                          "clear: walk the guest's table with hw.guest.walk(...), which "
-                          "sets A (and D on a write) as the hardware would")
+        self._check_accessed(va, oracle)
         sw = self.shadow_walk(exit)
         ppn = (oracle.frame if oracle is not None else va) >> 12
         if sw.fault and exit.write and ppn in self.hw.shadow.tracked:
@@ -344,6 +338,22 @@ class Referee:
             if ppn in shared:
                 self.fail("step 4", f"the {name} grants write to a page the host shares "
                           "between VMs: a write must exit and copy it first")
+
+    def _check_accessed(self, va: int, oracle) -> None:
+        """Every entry the hardware's walk would have set A in (the gpde it
+        follows, even to a gpte that then faults; the gpte that maps) has
+        A in the guest's memory."""
+        if oracle is None:
+            return
+        for level in oracle.levels:
+            if not level.value_after & paging.PTE_A:
+                continue
+            after = self.mon.guest.read32(level.entry_pa)
+            if not after & paging.PTE_A:
+                self.fail("step 2", f"after the fault at va {va:#010x} the guest's "
+                          f"{level.name} at pa {level.entry_pa:#010x} is {after:#010x}, A "
+                          "clear: walk the guest's table with hw.guest.walk(...), which "
+                          "sets A (and D on a write) as the hardware would")
 
     def stale(self, what: str, evidence: str) -> None:
         if self.rules.follow_writes:
