@@ -69,6 +69,13 @@ MUTANT_CASES = [
     ("no_accessed_pde", 1, "lab_touch", "step 2: after the fault at va 0x00001240 the guest's "
      "pde at pa 0x00100000 is 0x00101007, A clear: walk the guest's table with "
      "hw.guest.walk(...), which sets A (and D on a write) as the hardware would"),
+    ("says_inject", 1, "lab_touch", "step 5: you returned PfResult.INJECT for the fault at va "
+     "0x00001000 but injected nothing (hw.guest.inject_page_fault)"),
+    ("wrong_result", 2, "lab_true", "step 5: you injected #PF at va 0x00300123 but returned "
+     "PfResult.RETRY: the guest's handler runs next -- return PfResult.INJECT"),
+    ("wrong_result", 4, "lab_ptwrite", "step 5: you let the instruction at va 0x00102000 "
+     "through (hw.emulate_once) but returned PfResult.RETRY: it would run again -- return "
+     "PfResult.EMULATE"),
     ("spde_rights", 1, "lab_touch", "step 4: the spde 0x0000c007 for va 0x40000000 lets user "
      "code reach pages whose gpde 0x00102023 is supervisor-only (link with the gpde's U/S and "
      "R/W)"),

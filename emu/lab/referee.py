@@ -100,6 +100,7 @@ class Referee:
     def __init__(self, rules: Rules):
         self.rules = rules
         self.injected: list[tuple[int, int]] = []
+        self.emulated = 0          # hw.emulate_once calls in this exit's handler
         self.mon = None
         self.hw = None
         self._last = None
@@ -113,6 +114,12 @@ class Referee:
         self.mon = hw._mon
         self.mon.handler_limit = HANDLER_LIMIT
         hw.guest = _RecordingGuest(hw.guest, self)
+        emulate_once = self.mon.emulate_once
+
+        def recorded():
+            self.emulated += 1
+            return emulate_once()
+        self.mon.emulate_once = recorded       # (what hw.emulate_once calls)
 
     def fail(self, step: str, message: str):
         raise Violation(Finding(step, message))
@@ -129,6 +136,7 @@ class Referee:
                       f"{exit.eip:#010x}) without going on: each time you resume, the "
                       "shadow still refuses the access")
         del self.injected[:]
+        self.emulated = 0
         if not self.hw.guest.paging:
             return None
         return self.guest_walk(exit)
@@ -141,6 +149,7 @@ class Referee:
     def after_page_fault(self, exit, oracle, result) -> None:
         va, acc = exit.va, access_text(exit.write, exit.user, exit.fetch)
         denied = oracle is not None and oracle.fault
+        self._check_result(va, result)
         if self.injected:
             iva, iec = self.injected[0]
             if not denied:
@@ -338,6 +347,24 @@ class Referee:
             if ppn in shared:
                 self.fail("step 4", f"the {name} grants write to a page the host shares "
                           "between VMs: a write must exit and copy it first")
+
+    def _check_result(self, va: int, result) -> None:
+        """The result says what the handler did (step 5: how the guest goes on)."""
+        if self.injected and result is not PfResult.INJECT:
+            self.fail("step 5", f"you injected #PF at va {self.injected[0][0]:#010x} but "
+                      f"returned {result}: the guest's handler runs next -- return "
+                      "PfResult.INJECT")
+        if result is PfResult.INJECT and not self.injected:
+            self.fail("step 5", f"you returned PfResult.INJECT for the fault at va {va:#010x} "
+                      "but injected nothing (hw.guest.inject_page_fault)")
+        if self.emulated and result is not PfResult.EMULATE and not self.injected:
+            self.fail("step 5", f"you let the instruction at va {va:#010x} through "
+                      f"(hw.emulate_once) but returned {result}: it would run again -- return "
+                      "PfResult.EMULATE")
+        if result is PfResult.EMULATE and not self.emulated:
+            self.fail("step 5", f"you returned PfResult.EMULATE for the fault at va {va:#010x} "
+                      "but did not do the instruction's work (hw.emulate_once): the guest "
+                      "would go on without it")
 
     def _check_accessed(self, va: int, oracle) -> None:
         """Every entry the hardware's walk would have set A in (the gpde it
