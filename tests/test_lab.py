@@ -140,6 +140,44 @@ def test_an_endless_handler_is_stopped_and_named(monkeypatch):
         "(the guest's INVLPG of va 0x40000000)")
 
 
+def test_an_endless_handler_that_catches_exception_is_stopped_too(monkeypatch):
+    monkeypatch.setattr(referee, "HANDLER_LIMIT", 0.3)
+    path = str(MUTANTS / "swallows.py")
+    lv = level(4)
+    result = run_test(load_vmm(path), lv, lv.tests[0], path)
+    assert result.finding.step == "handle_invlpg"
+    assert result.finding.message.endswith(
+        "in handle_invlpg): an endless loop? the VMM's handler ran for more than 0.3 s "
+        "(the guest's INVLPG of va 0x40000000)")
+
+
+BARE = """
+from emu.vmm.builtin import BuiltinShadowVmm
+
+
+class Bare(BuiltinShadowVmm):
+    def handle_page_fault(self, exit):
+        while True:
+            try:
+                while True:
+                    pass
+            except BaseException:  # catches every attempt to stop it
+                pass
+"""
+
+
+def test_a_handler_that_catches_every_stop_ends_the_process_in_one_line(tmp_path):
+    (tmp_path / "bare.py").write_text(BARE)
+    r = subprocess.run([sys.executable, "-c", "from emu.lab import referee; "
+                        "referee.HANDLER_LIMIT = 0.2; from emu.cli import main; "
+                        "raise SystemExit(main(['lab', 'check', 'bare.py', '--level', '1']))"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == (
+        "emu: error: your VMM ran past its time limit and caught every attempt to stop it "
+        "(a bare 'except:' in a loop?): stopped")
+
+
 # --- the skeleton and the worked solution ------------------------------------------------------
 
 def test_the_skeleton_unchanged_fails_level_1_and_says_where_to_start(tmp_path):

@@ -17,7 +17,7 @@ import traceback
 
 from ..errors import EmuError
 from ..vmm.api import ShadowVmm, VmmError
-from ..vmm.runtime import HandlerTimeout
+from ..vmm.runtime import ALARM_REPEAT, HandlerAlarm, HandlerTimeout, alarm_handler
 
 BUILTIN = "builtin"
 MODULE_PREFIX = "emu_student_vmm_"
@@ -148,15 +148,15 @@ class time_limit:
             return self
         seconds = self.seconds
 
-        def expired(signum, frame):
-            raise HandlerTimeout(f"(more than {seconds:g} s)")
-        self.old = signal.signal(signal.SIGALRM, expired)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        self.old = signal.signal(signal.SIGALRM, alarm_handler(f"(more than {seconds:g} s)"))
+        signal.setitimer(signal.ITIMER_REAL, seconds, ALARM_REPEAT)
         self.armed = True
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, exc, tb):
         if self.armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.old)
+        if isinstance(exc, HandlerAlarm):
+            raise HandlerTimeout(str(exc)).with_traceback(tb) from None
         return False

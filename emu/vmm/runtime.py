@@ -27,6 +27,7 @@ event overhead: an exit that waits for nothing is a plain call
 
 from __future__ import annotations
 
+import os
 import signal
 import weakref
 from dataclasses import dataclass
@@ -66,6 +67,35 @@ INFINITY = float("inf")
 
 class HandlerTimeout(Exception):
     """A VMM handler ran longer than the monitor's time limit."""
+
+
+class HandlerAlarm(BaseException):
+    """The time limit's signal inside a handler: a ``BaseException``, so a
+    student's ``except Exception`` around a loop cannot swallow it, and
+    raised again every ``ALARM_REPEAT`` s until the handler gives up (a bare
+    ``except:`` swallows one).  Raised out of the handler as
+    ``HandlerTimeout``."""
+
+
+ALARM_REPEAT = 0.25
+ALARM_GIVE_UP = 20          # alarms swallowed (5 s past the limit): the process ends
+
+
+def alarm_handler(message: str):
+    """The SIGALRM handler of a handler's time limit: ``HandlerAlarm`` each
+    time; when a handler has swallowed ``ALARM_GIVE_UP`` of them (a bare
+    ``except:`` in a loop) nothing in this process can stop it, and the
+    process ends with one line (exit status 1) rather than hang."""
+    fired = [0]
+
+    def expired(signum, frame):
+        fired[0] += 1
+        if fired[0] > ALARM_GIVE_UP:
+            os.write(2, b"emu: error: your VMM ran past its time limit and caught every "
+                        b"attempt to stop it (a bare 'except:' in a loop?): stopped\n")
+            os._exit(1)
+        raise HandlerAlarm(message)
+    return expired
 
 
 class HandlerExited(Exception):
@@ -188,6 +218,8 @@ class Monitor:
             if isinstance(e, SystemExit):
                 raise HandlerExited(f"sys.exit({e.code!r})").with_traceback(
                     e.__traceback__) from None
+            if isinstance(e, HandlerAlarm):
+                raise HandlerTimeout(str(e)).with_traceback(e.__traceback__) from None
             if not isinstance(e, (BusError, OutOfMachineMemory)):
                 raise e
             outcome = Outcome(Action.CRASH, detail={"message": str(e), "eip": self.cpu.eip})
@@ -244,10 +276,9 @@ class Monitor:
         """Limit the handler's host time (a student's VMM may loop)."""
         limit = self.handler_limit
 
-        def expired(signum, frame):
-            raise HandlerTimeout(f"the VMM's handler ran for more than {limit:g} s")
-        signal.signal(signal.SIGALRM, expired)
-        signal.setitimer(signal.ITIMER_REAL, limit)
+        signal.signal(signal.SIGALRM, alarm_handler(
+            f"the VMM's handler ran for more than {limit:g} s"))
+        signal.setitimer(signal.ITIMER_REAL, limit, ALARM_REPEAT)
 
     def _disarm(self) -> None:
         if self.handler_limit is not None:
