@@ -106,7 +106,7 @@ def test_a_nested_walk_shows_where_the_guests_walk_stops():
 @pytest.mark.parametrize("line, message", [
     ("frob", "unknown monitor command 'frob' ('monitor help' lists them)"),
     ("walk", "usage: monitor walk VA"),
-    ("walk nonsense", "'nonsense' is not a number, register or symbol"),
+    ("walk nonsense", "bad address 'nonsense': 'nonsense' is not a number, register or symbol"),
     ("last-write xx 4", "usage: monitor last-write va|pa|ma ADDR"),
     ("disas 0xfffff000", "va 0xfffff000 is not mapped"),
 ])

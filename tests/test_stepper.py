@@ -424,3 +424,28 @@ def test_a_comment_after_a_command_is_a_comment():
     assert "error:" not in text and "takes one reason" not in text
     assert "> breakpoint 1 on VM exit cr0_write" in text
     assert session.breakpoints and session.system.cpu.icount > 7000
+
+
+@pytest.mark.parametrize("text,value", [
+    ("0x1000", 0x1000), ("_start + 4", None), ("$esp - 8", None), ("-4 + 8", 4),
+    ("0xffffffff", 0xFFFFFFFF)])
+def test_an_address_is_terms_joined_by_plus_and_minus(text, value):
+    from emu.ui.commands import address_value
+    symbols, regs = {"_start": 0x1000}, {"esp": 0x2000}
+    expected = value if value is not None else {"_start + 4": 0x1004, "$esp - 8": 0x1FF8}[text]
+    assert address_value(text, symbols, regs) == expected
+
+
+@pytest.mark.parametrize("text,message", [
+    ("0x1000 0x2000", "bad address '0x1000 0x2000': two values with no + or - between them"),
+    ("0x100000000", "bad address '0x100000000': 0x100000000 is outside the 4 GiB address "
+     "space"),
+    ("0 - 1", "bad address '0 - 1': -0x1 is outside the 4 GiB address space"),
+    ("esp +", "bad address 'esp +': it ends with an operator"),
+    ("frob", "bad address 'frob': 'frob' is not a number, register or symbol")])
+def test_an_address_never_sums_two_values_or_wraps_past_4_gib(text, message):
+    from emu.errors import EmuError
+    from emu.ui.commands import address_value
+    with pytest.raises(EmuError) as info:
+        address_value(text, {}, {"esp": 0x2000})
+    assert str(info.value) == message

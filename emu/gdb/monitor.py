@@ -22,6 +22,7 @@ from ..asm import disassemble, format_line
 from ..errors import EmuError
 from ..hw.paging import PTE_P, decode_flags
 from ..ui import views
+from ..ui.commands import address_value
 from ..ui.probe import Probe
 
 WIDTH = 100
@@ -38,26 +39,7 @@ def _text(*renderables) -> str:
 
 
 def _number(session, text: str) -> int:
-    text = text.strip()
-    symbols = session.image.symbols
-    regs = session.registers()
-    total, sign = 0, 1
-    for tok in re.findall(r"[+-]|[^+\-\s]+", text):
-        if tok in "+-":
-            sign = -1 if tok == "-" else 1
-            continue
-        if tok in symbols:
-            value = symbols[tok]
-        elif tok.lower().lstrip("$") in regs:
-            value = regs[tok.lower().lstrip("$")]
-        else:
-            try:
-                value = int(tok, 0)
-            except ValueError:
-                raise EmuError(f"'{tok}' is not a number, register or symbol") from None
-        total += sign * value
-        sign = 1
-    return total & 0xFFFFFFFF
+    return address_value(text, session.image.symbols, session.registers())
 
 
 def run(session, line: str) -> str:

@@ -5,6 +5,8 @@ must not fill memory; every failure one line, ``EmuError``)."""
 
 from __future__ import annotations
 
+import re
+
 from ..errors import EmuError
 
 ALIASES = {"s": "step", "si": "step", "n": "next", "m": "micro", "c": "continue",
@@ -89,3 +91,44 @@ def script_lines(fh, name: str) -> list[str]:
     if "\0" in text:
         raise EmuError(f"cannot read script {name}: it holds NUL bytes (a binary file?)")
     return text.splitlines()
+
+
+_TERM = re.compile(r"\s*([+-])\s*|\s*([^+\-\s]+)\s*")
+
+
+def address_value(text: str, symbols: dict, registers: dict) -> int:
+    """An address typed in a command: numbers, symbols and registers (a
+    leading ``$`` allowed) joined by ``+`` and ``-``, in the 4 GiB address
+    space.  Two values with nothing between them (``0x1000 0x2000``) or a
+    value past 4 GiB is an error, never summed or cut to 32 bits."""
+    text = text.strip()
+    if not text:
+        raise EmuError("an address is missing")
+    total, sign, expect_value = 0, 1, True
+    for op, tok in _TERM.findall(text):
+        if op:
+            if not expect_value and op:
+                sign, expect_value = (-1 if op == "-" else 1), True
+            else:
+                sign = -sign if op == "-" else sign
+            continue
+        if not expect_value:
+            raise EmuError(f"bad address '{text}': two values with no + or - between them")
+        name = tok.lower().lstrip("$")
+        if tok in symbols:
+            value = symbols[tok]
+        elif name in registers:
+            value = registers[name]
+        else:
+            try:
+                value = int(tok, 0)
+            except ValueError:
+                raise EmuError(f"bad address '{text}': '{tok}' is not a number, register "
+                               "or symbol") from None
+        total += sign * value
+        sign, expect_value = 1, False
+    if expect_value:
+        raise EmuError(f"bad address '{text}': it ends with an operator")
+    if not 0 <= total <= 0xFFFFFFFF:
+        raise EmuError(f"bad address '{text}': {total:#x} is outside the 4 GiB address space")
+    return total

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from ..errors import EmuError
 from . import views
-from .commands import ALIASES, HELP, MAX_SCRIPT, MOTIONS, read_script, script_lines  # noqa: F401  (emu step, emu quiz)
+from .commands import ALIASES, HELP, MAX_SCRIPT, MOTIONS, address_value, read_script, script_lines  # noqa: F401  (emu step, emu quiz)
 from .screen import screen
 from .session import Session
 
@@ -175,29 +175,7 @@ class Stepper(cmd.Cmd):
 
     def address(self, text: str) -> int:
         """A number, symbol or register, with + and - terms."""
-        text = text.strip()
-        if not text:
-            raise EmuError("an address is missing")
-        regs = self.session.registers()
-        symbols = self.session.image.symbols
-        total, sign = 0, 1
-        for tok in re.findall(r"[+-]|[^+\-\s]+", text):
-            if tok in "+-":
-                sign = -1 if tok == "-" else 1
-                continue
-            if tok in symbols:
-                value = symbols[tok]
-            elif tok.lower() in regs:
-                value = regs[tok.lower()]
-            else:
-                try:
-                    value = int(tok, 0)
-                except ValueError:
-                    raise EmuError(f"bad address '{text}': '{tok}' is not a number, "
-                                   "register or symbol") from None
-            total += sign * value
-            sign = 1
-        return total & 0xFFFFFFFF
+        return address_value(text, self.session.image.symbols, self.session.registers())
 
     # --- motions --------------------------------------------------------------------
     def do_step(self, arg):
