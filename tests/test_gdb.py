@@ -230,6 +230,9 @@ def test_requests_answered_refused_or_unsupported(server):
     assert c.ask("G" + regs[:10].hex(), ack=False) == "E01"
     assert c.ask("G" + regs.hex(), ack=False) == "OK"        # all of them, as GDB sends
     assert c.ask("G" + regs[:8].hex(), ack=False) == "OK"    # the first ones, whole
+    # a refused register (cs) refuses the packet: nothing of it is written
+    assert c.ask("G" + "00" * len(regs), ack=False) == "E01"
+    assert c.ask("g", ack=False) == regs.hex()
     c.close()
     assert "G packet of 1 byte(s): not a whole number of registers" in logs
     assert "malformed packet b'mzz,4': a field missing or not a number" in logs

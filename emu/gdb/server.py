@@ -205,13 +205,14 @@ class Connection:
             if len(raw) not in _REGISTER_ENDS:  # (GDB sends them all; fewer: whole ones)
                 self.log(f"G packet of {len(raw)} byte(s): not a whole number of registers")
                 return E_BAD
-            pos = 0
+            pos, changes, values = 0, [], t.register_values()
             for i, (_, size, _) in enumerate(REGISTERS):
                 if pos + size > len(raw):
                     break
-                if raw[pos:pos + size] != t.register_values()[i]:
-                    t.write_register(i, raw[pos:pos + size])
+                if raw[pos:pos + size] != values[i]:
+                    changes.append((i, raw[pos:pos + size]))
                 pos += size
+            t.write_registers(changes)
             return "OK"
         if head == "p":
             n = int(text[1:], 16)

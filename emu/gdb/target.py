@@ -73,6 +73,21 @@ class Target:
             out.append((v & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
         return out
 
+    WRITABLE = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip", "eflags")
+
+    def write_registers(self, changes: list[tuple[int, bytes]]) -> None:
+        """Write several registers, or none: every one is checked first (a
+        refused one leaves the machine and its history as they were)."""
+        values = self.register_values()
+        for index, data in changes:
+            name, size, _ = REGISTERS[index]
+            if len(data) != size:
+                raise EmuError(f"register {name} takes {size} bytes")
+            if name not in self.WRITABLE and values[index] != data:
+                raise EmuError(f"{name} cannot be written from the debugger")
+        for index, data in changes:
+            self.write_register(index, data)
+
     def write_register(self, index: int, data: bytes) -> None:
         if not 0 <= index < len(REGISTERS):
             raise EmuError(f"no register {index}")
