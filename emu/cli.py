@@ -166,6 +166,18 @@ def _vmm_file(args) -> str | None:
     return vmm
 
 
+OPTIONED = ("run", "compare", "step", "gdb")   # the commands that read emu-options lines
+
+
+def with_program_options(argv: list[str], args):
+    """``args`` with the program's ``; emu-options:`` lines read first (the
+    command line's own options win), for the commands that run a program."""
+    if args.command not in OPTIONED:
+        return args
+    extra = programs.default_options(programs.resolve(args.program))
+    return build_parser().parse_args([argv[0], *extra, *argv[1:]]) if extra else args
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="emu", description="A teaching emulator of memory virtualization.")
     p.add_argument("--version", action="version", version=f"emu {__version__}")
@@ -257,11 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             return _demo()
-        if args.command in ("run", "compare", "step"):
-            extra = programs.default_options(programs.resolve(args.program))
-            if extra:
-                # The program's options first: the command line's own win.
-                args = build_parser().parse_args([argv[0], *extra, *argv[1:]])
+        args = with_program_options(argv, args)
         if args.command in PLUGINS:
             return _plugin(PLUGINS[args.command]).main(args)
         if args.command in ("run", "compare"):

@@ -217,3 +217,16 @@ def test_a_quiet_run_imports_neither_numpy_nor_rich(mode):
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "0 []"
+
+
+@pytest.mark.parametrize("command", ["run", "compare", "step", "gdb"])
+def test_every_command_that_runs_a_program_reads_its_emu_options_line(command):
+    """bad_runaway's line gives it a 2,000,000-cycle budget and the cycle
+    clock; the command line's own option wins."""
+    from emu.cli import build_parser, with_program_options
+    argv = [command, "bad_runaway"]
+    args = with_program_options(argv, build_parser().parse_args(argv))
+    assert (args.max_cycles, args.clock) == (2_000_000, "cycles")
+    argv = [command, "bad_runaway", "--max-cycles", "5000"]
+    args = with_program_options(argv, build_parser().parse_args(argv))
+    assert args.max_cycles == 5000
