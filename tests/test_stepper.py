@@ -449,3 +449,12 @@ def test_an_address_never_sums_two_values_or_wraps_past_4_gib(text, message):
     with pytest.raises(EmuError) as info:
         address_value(text, {}, {"esp": 0x2000})
     assert str(info.value) == message
+
+
+def test_delete_all_with_no_breakpoints_deletes_none():
+    from emu.errors import EmuError
+    from emu.ui.breakpoints import Breakpoints
+    b = Breakpoints()
+    assert b.delete(None) == 0
+    with pytest.raises(EmuError, match="^no breakpoint 3$"):
+        b.delete(3)

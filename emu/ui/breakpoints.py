@@ -92,7 +92,7 @@ class Breakpoints:
         before = len(self.items)
         self.items = [bp for bp in self.items if number is not None and bp.number != number]
         gone = before - len(self.items)
-        if not gone:
+        if not gone and number is not None:
             raise EmuError(f"no breakpoint {number}")
         return gone
 
