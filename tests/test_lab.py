@@ -478,3 +478,17 @@ def test_check_many_without_the_sweep_extra_says_how_to_get_it(tmp_path, capsys,
     assert main(["lab", "check", "--many", str(tmp_path)]) == 1
     assert capsys.readouterr().err == ("emu: error: emu lab check --many needs dask, "
                                        "distributed: pip install 'shadowpaging-emu[sweep]'\n")
+
+
+def test_many_names_a_folder_called_like_a_file_and_refuses_a_bad_out_at_once(tmp_path):
+    (tmp_path / "class" / "dir.py").mkdir(parents=True)
+    (tmp_path / "class" / "junk.py").write_bytes(b"\x00\xff not python")
+    r = emu("lab", "check", "--many", str(tmp_path / "class"), "--level", "1",
+            "--out", str(tmp_path / "grades.txt"))
+    assert (r.returncode, r.stdout) == (2, "")          # before any grading
+    assert r.stderr.strip() == f"emu: error: {tmp_path / 'grades.txt'}: --out writes .csv or .json"
+    r = emu("lab", "check", "--many", str(tmp_path / "class"), "--level", "1", "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()
+    assert rows[1] == "dir.py   -            0  cannot load: a folder, not a Python file"
+    assert rows[2].startswith("junk.py  -            0  cannot load: ")

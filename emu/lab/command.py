@@ -139,6 +139,8 @@ def check_many(args, levels: list[int]) -> int:
     if args.scheduler and args.jobs is not None:
         raise UsageError("--scheduler grades on the cluster's workers: no --jobs with it")
     submissions(args.many)                  # a bad folder is one line before any work
+    if args.out and not args.out.endswith((".csv", ".json")):
+        raise UsageError(f"{args.out}: --out writes .csv or .json")   # (before any grading)
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if not 1 <= jobs <= 1024:
         raise UsageError(f"--jobs must be between 1 and 1024, not {jobs}")

@@ -35,10 +35,10 @@ def submissions(folder: str) -> list[str]:
     found = []
     for entry in sorted(os.listdir(folder)):
         path = os.path.join(folder, entry)
-        if entry.endswith(".py") and os.path.isfile(path):
-            found.append(path)
-        elif os.path.isfile(os.path.join(path, "vmm.py")):
+        if os.path.isfile(os.path.join(path, "vmm.py")):
             found.append(os.path.join(path, "vmm.py"))
+        elif entry.endswith(".py"):
+            found.append(path)          # (a folder too: its row says it does not load)
     if not found:
         raise EmuError(f"{folder}: no submissions (NAME.py files, or NAME/vmm.py)")
     return found
@@ -146,11 +146,14 @@ def grade_many(folder: str, levels: list[int], engine) -> list[dict]:
     from ..sweep.engine import Job
     paths = submissions(folder)
     jobs = []
+    rows: dict[str, dict] = {}
     for p in paths:
+        if os.path.isdir(p):
+            rows[p] = _failed(p, "cannot load: a folder, not a Python file")
+            continue
         with open(p, "rb") as f:
             key = hashlib.sha256(f.read() + repr((p, levels)).encode()).hexdigest()[:24]
         jobs.append(Job(key=f"lab-{key}", fn=grade, payload=(p, levels)))
-    rows: dict[str, dict] = {}
 
     def done(job, record):
         if "outcome" in record:     # the engine's: a lost worker, or grading raised
