@@ -102,6 +102,8 @@ MUTANT_CASES = [
     # sys.exit() in a handler is the VMM's error, not the grader's end
     ("exits", 1, "lab_touch", "handle_page_fault: your VMM raised SystemExit: sys.exit(0) at "
      "{path}:10 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),
+    ("os_exits", 1, "lab_touch", "handle_page_fault: your VMM raised SystemExit: os._exit(0) "
+     "at {path}:11 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),
     # ... and a KeyboardInterrupt it raises, which no Ctrl-C sent
     ("interrupts", 1, "lab_touch", "handle_page_fault: your VMM raised KeyboardInterrupt at "
      "{path}:8 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),

@@ -17,7 +17,7 @@ import traceback
 
 from ..errors import EmuError
 from ..vmm.api import ShadowVmm, VmmError
-from ..vmm.runtime import ALARM_REPEAT, HandlerAlarm, HandlerTimeout, alarm_handler
+from ..vmm.runtime import ALARM_REPEAT, HandlerAlarm, HandlerTimeout, OsExit, alarm_handler
 
 BUILTIN = "builtin"
 MODULE_PREFIX = "emu_student_vmm_"
@@ -26,6 +26,19 @@ IMPORT_LIMIT = 10.0          # host seconds a VMM file may take to import
 
 class StudentError(EmuError):
     """The student's VMM failed (one line: what, where)."""
+
+
+_REAL_EXIT = os._exit
+
+
+def _guarded_exit(status=0):
+    """``os._exit`` once a student's VMM is loaded: called from the VMM's
+    own code it is ``sys.exit`` (an error of the VMM's, reported in one
+    line), not the silent end of the grader -- status 0 and no report."""
+    frame = sys._getframe(1)
+    if frame.f_globals.get("__name__", "").startswith(MODULE_PREFIX):
+        raise OsExit(status)
+    _REAL_EXIT(status)
 
 
 def load_vmm(path: str) -> type:
@@ -42,6 +55,7 @@ def load_vmm(path: str) -> type:
     real = os.path.realpath(path)
     digest = hashlib.sha1(real.encode()).hexdigest()[:12]
     name = f"{MODULE_PREFIX}{digest}"
+    os._exit = _guarded_exit
     spec = importlib.util.spec_from_file_location(name, real)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -79,7 +93,9 @@ def student_error(exc: BaseException, path: str | None, doing: str = "") -> str:
         return f"your VMM ran for too long{doing}{at}: an endless loop? {exc}"
     if isinstance(exc, VmmError):
         return str(exc)
-    if isinstance(exc, SystemExit):
+    if isinstance(exc, OsExit):
+        text = exc.call()
+    elif isinstance(exc, SystemExit):
         text = f"sys.exit({exc.code!r})"
     else:
         text = str(exc).splitlines()[0] if str(exc) else ""

@@ -69,6 +69,14 @@ class HandlerTimeout(Exception):
     """A VMM handler ran longer than the monitor's time limit."""
 
 
+class OsExit(SystemExit):
+    """``os._exit(status)`` called by a student's VMM (``lab/loader.py``
+    turns it into this): reported as its own call, like ``sys.exit``."""
+
+    def call(self) -> str:
+        return f"os._exit({self.code!r})"
+
+
 class HandlerAlarm(BaseException):
     """The time limit's signal inside a handler: a ``BaseException``, so a
     student's ``except Exception`` around a loop cannot swallow it, and
@@ -216,7 +224,8 @@ class Monitor:
         if msg[0] == "err":
             e = msg[1]
             if isinstance(e, SystemExit):
-                raise HandlerExited(f"sys.exit({e.code!r})").with_traceback(
+                call = e.call() if isinstance(e, OsExit) else f"sys.exit({e.code!r})"
+                raise HandlerExited(call).with_traceback(
                     e.__traceback__) from None
             if isinstance(e, HandlerAlarm):
                 raise HandlerTimeout(str(e)).with_traceback(e.__traceback__) from None
