@@ -226,6 +226,10 @@ def test_requests_answered_refused_or_unsupported(server):
     assert c.ask("Z2", ack=False) == "E01"
     assert c.ask("Z2,ffffffff,4", ack=False) == "E01"        # a range past 4 GiB
     assert c.ask("Z2,fffffffc,4", ack=False) == "OK"         # ... its last dword is not
+    assert c.ask("m100000000,4", ack=False) == "E14"         # past 4 GiB: not cut to 0
+    assert c.ask("M100001000,1:00", ack=False) == "E14"
+    assert c.ask("Z0,100001000,1", ack=False) == "E01"
+    assert c.ask("m1000,-4", ack=False) == "E01"
     assert c.ask("G00", ack=False) == "E01"                  # not a whole register
     assert c.ask("G" + regs[:10].hex(), ack=False) == "E01"
     assert c.ask("G" + regs.hex(), ack=False) == "OK"        # all of them, as GDB sends
