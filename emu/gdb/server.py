@@ -226,8 +226,6 @@ class Connection:
             addr, length = (int(x, 16) for x in text[1:].split(","))
             if length < 0:
                 return E_BAD
-            if addr > 0xFFFFFFFF:
-                return E_FAULT              # past the 4 GiB address space (never cut to 32 bits)
             length = min(length, MAX_PACKET // 2)
             mem = t.read_memory(addr, length)
             return mem.hex() if mem is not None else E_FAULT
@@ -237,8 +235,6 @@ class Connection:
             payload = unhexlify(hexdata)
             if len(payload) != length:
                 return E_BAD
-            if addr > 0xFFFFFFFF:
-                return E_FAULT
             return "OK" if t.write_memory(addr, payload) else E_FAULT
         if head == "X":
             colon = data.index(b":")
@@ -246,16 +242,12 @@ class Connection:
             payload = data[colon + 1:]
             if len(payload) != length:
                 return E_BAD
-            if addr > 0xFFFFFFFF:
-                return E_FAULT
             return "OK" if length == 0 or t.write_memory(addr, payload) else E_FAULT
         if head in ("Z", "z"):
             kind, addr, length = text[1:].split(",")[:3]
             kind = int(kind)
             if kind > 4:
                 return ""
-            if int(addr, 16) > 0xFFFFFFFF:
-                return E_BAD                # past the 4 GiB address space
             ok = (t.insert if head == "Z" else t.remove)(kind, int(addr, 16), int(length, 16))
             return "OK" if ok else E_BAD
         if head in ("c", "s") or head in ("C", "S"):

@@ -117,10 +117,15 @@ class Target:
 
     # --- memory -----------------------------------------------------------------------
     def read_memory(self, va: int, n: int) -> bytes | None:
-        """``n`` bytes at ``va`` through the guest's tables; None where unmapped."""
-        return Probe(self.system).read_va(va & 0xFFFFFFFF, n)
+        """``n`` bytes at ``va`` through the guest's tables; None where unmapped
+        (or past the 4 GiB address space: never cut to 32 bits)."""
+        if va > 0xFFFFFFFF:
+            return None
+        return Probe(self.system).read_va(va, n)
 
     def write_memory(self, va: int, data: bytes) -> bool:
+        if va > 0xFFFFFFFF:
+            return False
         p = Probe(self.system)
         spans = []
         pos = 0
@@ -143,7 +148,8 @@ class Target:
 
     # --- breakpoints and watchpoints ------------------------------------------------------
     def insert(self, kind: int, va: int, length: int) -> bool:
-        va &= 0xFFFFFFFF
+        if va > 0xFFFFFFFF:
+            return False
         if kind in (0, 1):
             if va not in self.breakpoints:
                 self.breakpoints[va] = self.session.add_breakpoint("addr", va, f"{va:#x}")
@@ -155,7 +161,8 @@ class Target:
         return True
 
     def remove(self, kind: int, va: int, length: int) -> bool:
-        va &= 0xFFFFFFFF
+        if va > 0xFFFFFFFF:
+            return False
         if kind in (0, 1):
             bp = self.breakpoints.pop(va, None)
             if bp is not None:

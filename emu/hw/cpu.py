@@ -213,22 +213,7 @@ class Cpu(EventDelivery, SystemInstructions):
                             drefs += d
                     self.eip = eip
                     stop = Stop("budget")
-                except CodeWritten:
-                    # The block stored to translated code: it ends after that
-                    # instruction (``cpu.partial`` of them retired), and the
-                    # batch goes on there, translated anew.
-                    k = self.partial
-                    meta = b.meta
-                    it = self.iters if b.loop else 0
-                    icount += k + it * b.ninsns
-                    cycles += meta.cycles_before[k] + it * b.cycles
-                    drefs += meta.drefs_before[k] + it * b.drefs
-                    ilookups += it
-                    self.eip = eip = eip + meta.offsets[k]
-                    self.partial = None
-                    b = None
-                    mmu.env["_smc"] = False
-                except GuestFault as f:
+                except (GuestFault, CodeWritten) as f:
                     if b is not None:
                         k = self.partial
                         if k is not None:
@@ -242,6 +227,12 @@ class Cpu(EventDelivery, SystemInstructions):
                     self.partial = None
                     b = None
                     self.eip = eip
+                    if f.__class__ is CodeWritten:
+                        # The block stored to translated code: it ended after
+                        # that instruction, and the batch goes on there,
+                        # translated anew.
+                        mmu.env["_smc"] = False
+                        continue
                     stop = self._exception(f, eip)
                 except _StopRun as s:
                     icount += s.retired

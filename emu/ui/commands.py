@@ -107,10 +107,10 @@ def address_value(text: str, symbols: dict, registers: dict) -> int:
     total, sign, expect_value = 0, 1, True
     for op, tok in _TERM.findall(text):
         if op:
-            if not expect_value and op:
-                sign, expect_value = (-1 if op == "-" else 1), True
-            else:
+            if expect_value:                # a sign: "-4", "esp - -4"
                 sign = -sign if op == "-" else sign
+            else:
+                sign, expect_value = (-1 if op == "-" else 1), True
             continue
         if not expect_value:
             raise EmuError(f"bad address '{text}': two values with no + or - between them")

@@ -32,6 +32,10 @@ class OutOfSyncTables:
         Returns the entries dropped."""
         self.unsync.add(gppn)
         self.unsynced += 1
+        return self._zap_built_from(gppn)
+
+    def _zap_built_from(self, gppn: int) -> int:
+        """Drop the entries of every shadow built from guest table ``gppn``."""
         n = 0
         for key in sorted(self.tracked.get(gppn, ())):
             sp = self.pages.get(key)
@@ -45,10 +49,7 @@ class OutOfSyncTables:
         protect it again.  Returns the entries dropped."""
         n = 0
         for gppn in sorted(self.unsync):
-            for key in sorted(self.tracked.get(gppn, ())):
-                sp = self.pages.get(key)
-                if sp is not None:
-                    n += self.zap(sp)
+            n += self._zap_built_from(gppn)
             self.resyncs += 1
         pages = sorted(self.unsync)
         self.unsync.clear()
