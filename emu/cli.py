@@ -261,7 +261,10 @@ def _plugin(module: str):
     return importlib.import_module(module)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, watch: bool = False) -> int:
+    """The program; ``watch`` (the console script): a student's VMM runs
+    under a watcher process that stops it where it cannot stop itself
+    (``vmm/handler_time.py``)."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         if not argv:
@@ -270,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             return _demo()
         args = with_program_options(argv, args)
+        if watch and _runs_student_code(args):
+            from .vmm import handler_time
+            handler_time.supervise()
         if args.command in PLUGINS:
             return _plugin(PLUGINS[args.command]).main(args)
         if args.command in ("run", "compare"):
@@ -438,10 +444,19 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _runs_student_code(args) -> bool:
+    """Does the command run a student's VMM file in this process?"""
+    vmm = getattr(args, "vmm", None)
+    if vmm is not None and vmm != "builtin":
+        return True
+    return (args.command == "lab" and getattr(args, "lab_command", None) == "check"
+            and not args.many and args.file not in (None, "builtin"))
+
+
 def entry() -> None:
     """The console script."""
     try:
-        code = main()
+        code = main(watch=True)
         sys.stdout.flush()
     except BrokenPipeError:
         code = 0

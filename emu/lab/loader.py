@@ -16,8 +16,9 @@ import sys
 import traceback
 
 from ..errors import EmuError
+from ..vmm import handler_time
 from ..vmm.api import ShadowVmm, VmmError
-from ..vmm.runtime import ALARM_REPEAT, HandlerAlarm, HandlerTimeout, OsExit, alarm_handler
+from ..vmm.handler_time import HandlerAlarm, HandlerTimeout, OsExit
 
 BUILTIN = "builtin"
 MODULE_PREFIX = "emu_student_vmm_"
@@ -163,15 +164,13 @@ class time_limit:
         if threading.current_thread() is not threading.main_thread():
             return self
         seconds = self.seconds
-
-        self.old = signal.signal(signal.SIGALRM, alarm_handler(f"(more than {seconds:g} s)"))
-        signal.setitimer(signal.ITIMER_REAL, seconds, ALARM_REPEAT)
+        self.old = handler_time.start(seconds, f"(more than {seconds:g} s)")
         self.armed = True
         return self
 
     def __exit__(self, kind, exc, tb):
         if self.armed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            handler_time.stop()
             signal.signal(signal.SIGALRM, self.old)
         if isinstance(exc, HandlerAlarm):
             raise HandlerTimeout(str(exc)).with_traceback(tb) from None

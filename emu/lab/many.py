@@ -135,9 +135,12 @@ def _child_env() -> dict:
 
 
 def _child() -> None:
+    from ..vmm import handler_time
+    payload = pickle.loads(sys.stdin.buffer.read())
+    handler_time.supervise()            # a handler stuck in C: a row in seconds
     out = sys.stdout.buffer
     sys.stdout = sys.stderr             # what the student's VMM prints is not the row
-    row = grade_here(pickle.loads(sys.stdin.buffer.read()))
+    row = grade_here(payload)
     out.write(json.dumps(row).encode())
     out.flush()
 

@@ -27,8 +27,6 @@ event overhead: an exit that waits for nothing is a plain call
 
 from __future__ import annotations
 
-import os
-import signal
 import weakref
 from dataclasses import dataclass
 from functools import partial
@@ -45,7 +43,9 @@ from ..hw.exits import (
     VmExit,
 )
 from ..hw.memory import BusError
+from . import handler_time
 from .api import Action
+from .handler_time import HandlerAlarm, HandlerExited, HandlerTimeout, OsExit
 from .pmap import OutOfMachineMemory
 
 
@@ -63,56 +63,6 @@ RESUMES = (Action.RESUME, Action.INJECT, Action.EMULATE)
 RESUMED, INJECTED, EMULATED, HALTED = (Outcome(a) for a in (
     Action.RESUME, Action.INJECT, Action.EMULATE, Action.HALT))
 INFINITY = float("inf")
-
-
-class HandlerTimeout(Exception):
-    """A VMM handler ran longer than the monitor's time limit."""
-
-
-class OsExit(SystemExit):
-    """``os._exit(status)`` called by a student's VMM (``lab/loader.py``
-    turns it into this): reported as its own call, like ``sys.exit``."""
-
-    def call(self) -> str:
-        return f"os._exit({self.code!r})"
-
-
-class HandlerAlarm(BaseException):
-    """The time limit's signal inside a handler: a ``BaseException``, so a
-    student's ``except Exception`` around a loop cannot swallow it, and
-    raised again every ``ALARM_REPEAT`` s until the handler gives up (a bare
-    ``except:`` swallows one).  Raised out of the handler as
-    ``HandlerTimeout``."""
-
-
-ALARM_REPEAT = 0.25
-ALARM_GIVE_UP = 20          # alarms swallowed (5 s past the limit): the process ends
-
-
-def alarm_handler(message: str):
-    """The SIGALRM handler of a handler's time limit: ``HandlerAlarm`` each
-    time; when a handler has swallowed ``ALARM_GIVE_UP`` of them (a bare
-    ``except:`` in a loop) nothing in this process can stop it, and the
-    process ends with one line (exit status 1) rather than hang."""
-    fired = [0]
-
-    def expired(signum, frame):
-        fired[0] += 1
-        if fired[0] > ALARM_GIVE_UP:
-            os.write(2, b"emu: error: your VMM ran past its time limit and caught every "
-                        b"attempt to stop it (a bare 'except:' in a loop?): stopped\n")
-            os._exit(1)
-        raise HandlerAlarm(message)
-    return expired
-
-
-class HandlerExited(Exception):
-    """A handler raised ``SystemExit`` (``sys.exit()`` in a VMM): an error of
-    the VMM's like any other, not the end of the program that runs it (a
-    grader checking a class's VMMs, a sweep).  Its traceback is the
-    handler's."""
-
-    shown_as = "SystemExit"
 
 
 class Monitor:
@@ -206,7 +156,7 @@ class Monitor:
         worker = self._worker
         while msg[0] == "wait":
             if self.handler_limit is not None:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                handler_time.stop()
             try:
                 value = yield msg[1]
             except BaseException:
@@ -284,14 +234,11 @@ class Monitor:
     def _arm(self) -> None:
         """Limit the handler's host time (a student's VMM may loop)."""
         limit = self.handler_limit
-
-        signal.signal(signal.SIGALRM, alarm_handler(
-            f"the VMM's handler ran for more than {limit:g} s"))
-        signal.setitimer(signal.ITIMER_REAL, limit, ALARM_REPEAT)
+        handler_time.start(limit, f"the VMM's handler ran for more than {limit:g} s")
 
     def _disarm(self) -> None:
         if self.handler_limit is not None:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            handler_time.stop()
 
     def wait(self, event):
         """Wait for a simpy event (in a handler); returns its value.  The

@@ -1,0 +1,196 @@
+"""The host-time limit on a student's VMM code, and what ends it.
+
+A student's handler (or the import of their file) may loop.  Two layers
+stop it, each with one line and exit status 1, never a hang:
+
+* In the process (``start`` / ``stop``): SIGALRM after the limit raises
+  ``HandlerAlarm`` in the handler -- a ``BaseException``, so ``except
+  Exception`` cannot swallow it -- and again every ``ALARM_REPEAT`` s (a
+  bare ``except:`` swallows one).  When ``ALARM_GIVE_UP`` of them have been
+  swallowed, the process ends.
+* Outside it (``supervise``): a Python signal handler runs only between
+  bytecodes, so a handler stuck in one long call into C --
+  ``sum(range(10**12))``, a regular expression's backtracking, a power of
+  a million digits -- never sees the alarm.  When emu runs as a program
+  over a student's code, the process the user started forks before any
+  work and watches: the work goes on in the child, which writes each
+  handler's deadline into a page they share; past it by ``GRACE`` s (after
+  the in-process layer would have acted), the watcher stops the child.
+  The watcher passes the child's exit status on, and a signal sent to it
+  (``kill``) on to the child.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+import struct
+import sys
+import time
+
+
+class HandlerTimeout(Exception):
+    """A VMM handler ran longer than the monitor's time limit."""
+
+
+class HandlerExited(Exception):
+    """A handler raised ``SystemExit`` (``sys.exit()`` in a VMM): an error of
+    the VMM's like any other, not the end of the program that runs it (a
+    grader checking a class's VMMs, a sweep).  Its traceback is the
+    handler's."""
+
+    shown_as = "SystemExit"
+
+
+class OsExit(SystemExit):
+    """``os._exit(status)`` called by a student's VMM (``lab/loader.py``
+    turns it into this): reported as its own call, like ``sys.exit``."""
+
+    def call(self) -> str:
+        return f"os._exit({self.code!r})"
+
+
+class HandlerAlarm(BaseException):
+    """The time limit's signal inside a handler: a ``BaseException``, so a
+    student's ``except Exception`` around a loop cannot swallow it, and
+    raised again every ``ALARM_REPEAT`` s until the handler gives up (a bare
+    ``except:`` swallows one).  Raised out of the handler as
+    ``HandlerTimeout``."""
+
+
+ALARM_REPEAT = 0.25
+ALARM_GIVE_UP = 20          # alarms swallowed (5 s past the limit): the process ends
+GRACE = ALARM_REPEAT * ALARM_GIVE_UP + 1.0   # past the limit: the watcher ends the child
+POLL = 0.25                 # how often the watcher looks at the deadline
+
+
+def alarm_handler(message: str):
+    """The SIGALRM handler of a handler's time limit: ``HandlerAlarm`` each
+    time; when a handler has swallowed ``ALARM_GIVE_UP`` of them (a bare
+    ``except:`` in a loop) nothing in this process can stop it, and the
+    process ends with one line (exit status 1) rather than hang."""
+    fired = [0]
+
+    def expired(signum, frame):
+        fired[0] += 1
+        if fired[0] > ALARM_GIVE_UP:
+            os.write(2, b"emu: error: your VMM ran past its time limit and caught every "
+                        b"attempt to stop it (a bare 'except:' in a loop?): stopped\n")
+            os._exit(1)
+        raise HandlerAlarm(message)
+    return expired
+
+
+# --- the in-process alarm, told to the watcher -----------------------------------------
+
+# (deadline on the monotonic clock, 0 when no limit runs; the limit) in a
+# page shared with the watcher; None when nobody watches.
+_SHARED: mmap.mmap | None = None
+_SLOT = struct.Struct("dd")
+
+
+def start(seconds: float, message: str):
+    """Start the limit: ``HandlerAlarm(message)`` after ``seconds`` (the
+    main thread only); returns the SIGALRM handler it replaced."""
+    old = signal.signal(signal.SIGALRM, alarm_handler(message))
+    signal.setitimer(signal.ITIMER_REAL, seconds, ALARM_REPEAT)
+    if _SHARED is not None:
+        _SLOT.pack_into(_SHARED, 0, time.monotonic() + seconds + GRACE, seconds)
+    return old
+
+
+def stop() -> None:
+    """Stop the limit's clock (the handler waits for simulated time, or is
+    done)."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    if _SHARED is not None:
+        _SLOT.pack_into(_SHARED, 0, 0.0, 0.0)
+
+
+# --- the watcher ------------------------------------------------------------------------
+
+_PASSED_ON = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+                   if hasattr(signal, name))
+
+
+def supervise() -> None:
+    """Fork, and watch the child, which returns from here and does the
+    work; this process ends with the child's status (see the module doc).
+    Call it before any work and any thread; where fork or ``sigtimedwait``
+    is missing, nothing is done (the in-process layer alone)."""
+    global _SHARED
+    if _SHARED is not None or not hasattr(os, "fork") or not hasattr(signal, "sigtimedwait"):
+        return
+    shared = mmap.mmap(-1, _SLOT.size)          # MAP_SHARED: the child's writes are seen
+    watched = {signal.SIGCHLD, *_PASSED_ON}
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    # Blocked before the fork: the watcher takes them with sigtimedwait.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    pid = os.fork()
+    if pid == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _SHARED = shared
+        _die_with_parent()
+        for stream in (sys.stdout, sys.stderr):
+            try:                # what was written before a stop is not lost in a buffer
+                stream.reconfigure(line_buffering=True)
+            except (AttributeError, ValueError):
+                pass
+        return
+    os._exit(_watch(pid, shared, watched))
+
+
+def _watch(pid: int, shared: mmap.mmap, watched: set) -> int:
+    """The watcher's loop: the child's exit status, once it ends."""
+    while True:
+        info = signal.sigtimedwait(watched, POLL)
+        if info is None:
+            deadline, limit = _SLOT.unpack_from(shared)
+            if deadline and time.monotonic() > deadline \
+                    and _SLOT.unpack_from(shared)[0] == deadline:   # (not torn)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                os.write(2, (
+                    f"emu: error: your VMM ran for more than {limit:g} s in one call that "
+                    f"Python cannot interrupt (a long computation in C?): stopped\n").encode())
+                return 1
+        elif info.si_signo == signal.SIGCHLD:
+            done, status = os.waitpid(pid, os.WNOHANG | getattr(os, "WUNTRACED", 0))
+            if done and os.WIFSTOPPED(status):
+                continue
+            if done:
+                return _exit_status(status)
+        elif info.si_pid != 0:
+            # Sent by a process to this one (``kill``): the child's to
+            # take.  From the terminal (Ctrl-C: no sender) it went to the
+            # whole foreground group, the child included.
+            os.kill(pid, info.si_signo)
+
+
+def _exit_status(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return code
+    # Killed by a signal: die of the same one, as the child did.
+    sig = -code
+    signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+    os.kill(os.getpid(), sig)
+    return 128 + sig
+
+
+def _die_with_parent() -> None:
+    """The child ends if the watcher is killed (Linux): no orphan goes on
+    grading or listening on a port."""
+    parent = os.getppid()
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError, ImportError):
+        return
+    if os.getppid() != parent:       # it died before prctl took
+        os._exit(1)
