@@ -311,6 +311,33 @@ def test_an_interrupt_stops_a_running_guest(server):
     c.close()
 
 
+@pytest.mark.program("org 0x1000\n_start: inc eax\n jmp _start\nnever: hlt\n")
+def test_an_interrupt_stops_a_reverse_continue_where_it_began(server):
+    # A long history and a breakpoint never hit: reverse-continue would
+    # replay all of it, one instruction at a time.  ^C stops it (SIGINT)
+    # with the machine where it was; the server answers what comes next.
+    import time
+    port, logs = server
+    c = RawClient(port)
+    c.send(frame(b"c"))
+    assert c.read(1) == b"+"
+    time.sleep(0.5)
+    c.send(b"\x03")
+    assert c.reply().startswith("T02")
+    regs = c.ask("g")
+    assert c.ask("Z0,1003,1") == "OK"              # 'never': not reached
+    c.send(frame(b"bc"))
+    assert c.read(1) == b"+"
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    c.send(b"\x03")
+    assert c.reply().startswith("T02")
+    assert time.monotonic() - t0 < 5
+    assert c.ask("g") == regs
+    assert c.ask("z0,1003,1") == "OK"
+    c.close()
+
+
 # --- the command line and real GDB -----------------------------------------------------------
 
 def emu_gdb(*args) -> subprocess.Popen:

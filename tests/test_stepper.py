@@ -458,3 +458,36 @@ def test_delete_all_with_no_breakpoints_deletes_none():
     assert b.delete(None) == 0
     with pytest.raises(EmuError, match="^no breakpoint 3$"):
         b.delete(3)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_stops_a_reverse_search_where_it_began(mode, monkeypatch):
+    # Ctrl-C sets the session's flag (the stepper's SIGINT handler); the
+    # search sees it between instructions of its replay and gives up, and
+    # the session has not moved.  The same reverse-continue afterwards
+    # finds what it finds without one.
+    from emu.ui import reverse
+    image = load("demand")
+    session = Session(image, Config(mode=mode))
+    session.add_breakpoint("addr", image.labels["page_fault"], "page_fault")
+    session.cont()
+    session.cont()
+    here = (session.system.cpu.icount, session.registers(), session.shown)
+    replayed = []
+    step = reverse.Throwaway.step
+
+    def pressed(self, limit):
+        replayed.append(limit)
+        if len(replayed) == 3000:
+            session.interrupted = True          # Ctrl-C, a while into the search
+        return step(self, limit)
+    monkeypatch.setattr(reverse.Throwaway, "step", pressed)
+    message = session.reverse_continue()
+    assert message == (f"reverse-continue: interrupted (still where it began); at "
+                       f"{here[0]:,} instructions, eip {session.system.cpu.eip:#010x}")
+    assert (session.system.cpu.icount, session.registers(), session.shown) == here
+    assert len(replayed) < 3000 + 2 * 1024 + 100     # it stopped soon after
+    assert not session.interrupted
+    monkeypatch.setattr(reverse.Throwaway, "step", step)
+    assert session.reverse_continue().startswith("reverse-continue: breakpoint 1 at 0x000011a0")
+    assert session.system.cpu.icount < here[0]

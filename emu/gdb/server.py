@@ -300,7 +300,7 @@ class Connection:
     def resume(self, how: str) -> str:
         t = self.target
         stop = None
-        if how == "cont":
+        if how in ("cont", "reverse_continue", "reverse_step"):
             # A ^C that came in the same read as this packet stops the run too.
             early = any(i.kind == "interrupt" for i in self.rest)
             self.rest = [i for i in self.rest if i.kind != "interrupt"]

@@ -217,6 +217,8 @@ class Target:
 
     def reverse_step(self) -> StopReply:
         msg = self.session.reverse_step()
+        if msg.startswith("reverse-step: interrupted"):
+            return self._stopped("interrupted")
         return self._stopped(msg, reverse=True)
 
     def reverse_continue(self) -> StopReply:
@@ -227,6 +229,8 @@ class Target:
             # first the instruction just before here, which the search
             # below does not look at (it ends here).
             msg = s.reverse_step()
+            if msg.startswith("reverse-step: interrupted"):
+                return self._stopped("interrupted")
             if "at the start of the history" in msg:
                 return self._stopped(msg, reverse=True)
             s.stepi()
@@ -238,6 +242,8 @@ class Target:
                     f"va {h.va if h else 0:#010x}")
         msg = s.reverse_continue() if (s.breakpoints or s.watch) else \
             s._reverse("reverse-continue", None, "at the start of the history")
+        if msg.startswith("reverse-continue: interrupted"):
+            return self._stopped("interrupted")
         if "at the start of the history" in msg:
             return self._stopped(msg, reverse=True)
         if "watchpoint" in msg:

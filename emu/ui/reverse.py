@@ -35,6 +35,16 @@ from .breakpoints import event_hit
 MAX_POINTS = 5_000_000      # held points one search may replay
 
 
+class SearchInterrupted(Exception):
+    """A search stopped by Ctrl-C (``session.interrupted``): the session
+    has not moved."""
+
+
+def _check(session) -> None:
+    if session.interrupted:
+        raise SearchInterrupted
+
+
 @dataclass(frozen=True)
 class Place:
     """Where a search stopped: ``points`` held points after ``snap`` (None:
@@ -114,11 +124,13 @@ def search(session, look, *, coarse: bool = False) -> Place | None:
     names as ``(points, event or None, why)``; None if there is none.
     ``coarse``: what ``look`` wants is near the present (the instruction
     before it): the replay gets there in long batches that stop short of
-    the present, then goes one instruction at a time."""
+    the present, then goes one instruction at a time.  Ctrl-C (the
+    session's ``interrupted``) raises ``SearchInterrupted``."""
     cpu = session.system.cpu
     end = (cpu.icount, cpu.eip, int(session.system.env.now))
     inclusive = False
     for snap in _start_points(session):
+        _check(session)
         found, start, approached = _scan(session, snap, end, look, inclusive, coarse)
         if found is None and approached:
             found, start, _ = _scan(session, snap, end, look, inclusive)
@@ -129,7 +141,7 @@ def search(session, look, *, coarse: bool = False) -> Place | None:
     return None
 
 
-def _approach(t, end) -> tuple:
+def _approach(session, t, end) -> tuple:
     """Advance throwaway ``t`` towards ``end`` in batches that each stop at
     least ``APPROACH`` instructions before it (a batch retires at most its
     limit, and the VMM's handling that follows a few more at most); the
@@ -138,6 +150,7 @@ def _approach(t, end) -> tuple:
     cpu = system.cpu
     prefix = []
     while True:
+        _check(session)
         left = end[0] - cpu.icount
         if left <= 2 * APPROACH or int(system.env.now) >= end[2]:
             return tuple(prefix)
@@ -158,9 +171,11 @@ def _scan(session, snap, end, look, inclusive: bool, approach: bool = False):
         start = (cpu.icount, cpu.eip, int(system.env.now))
         if start == end:
             return None, start, False
-        prefix = _approach(t, end) if approach else ()
+        prefix = _approach(session, t, end) if approach else ()
         found = None
         for k in range(1, MAX_POINTS):
+            if k & 1023 == 0:
+                _check(session)
             before = (cpu.icount, cpu.eip)
             n0 = len(t.events)
             if t.watch:

@@ -44,10 +44,17 @@ class HistoryMixin:
         """Go back to the place ``look`` names last (``reverse.search``), or
         to the start of the history when there is none (``look`` None: go
         there without looking)."""
-        from .reverse import goto_place, search
+        from .reverse import SearchInterrupted, goto_place, search
         self.interrupted = False
         regs = self.registers()
-        place = search(self, look, coarse=coarse) if look is not None else None
+        try:
+            place = search(self, look, coarse=coarse) if look is not None else None
+        except SearchInterrupted:
+            self.interrupted = False
+            cpu = self.system.cpu
+            self.message = (f"{command}: interrupted (still where it began); at "
+                            f"{cpu.icount:,} instructions, eip {cpu.eip:#010x}")
+            return self.message
         before = [tuple(e) for e in self.log]
         if place is None:
             self._to_origin()
