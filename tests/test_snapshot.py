@@ -404,7 +404,7 @@ def test_a_debuggers_write_is_where_the_history_begins():
     session.step(500)
     session.rebase()
     session.step(10)
-    assert session.reverse_step().startswith("reverse-step: reverse-step")
+    assert session.reverse_step().startswith("reverse-step: back one instruction; at ")
     for _ in range(12):
         session.reverse_step()
     assert session.system.cpu.icount == 500

@@ -259,7 +259,7 @@ def previous_instruction(session):
 
     def look(t, k, before, events):
         c = t.system.cpu
-        return (k, None, "reverse-step") if (c.icount, c.eip) != now else None
+        return (k, None, "back one instruction") if (c.icount, c.eip) != now else None
     return look
 
 
