@@ -89,7 +89,7 @@ ALIASES = {**JCC_ALIASES,
            **{"set" + a: "set" + c for a, c in CONDITION_ALIASES.items()},
            **{"cmov" + a: "cmov" + c for a, c in CONDITION_ALIASES.items()},
            "sal": "shl", "pusha": "pushad", "popa": "popad",
-           "pushf": "pushfd", "popf": "popfd"}
+           "pushf": "pushfd", "popf": "popfd", "iretd": "iret"}
 
 # --- flags: what each mnemonic does to them (Intel SDM vol. 2) ----------------
 _ARITH = "CF PF AF ZF SF OF"

@@ -84,6 +84,20 @@ def test_dword_before_an_immediate_changes_nothing():
     assert code("push dword 0x10") == code("push 0x10")
 
 
+def test_a_size_before_a_register_of_that_size_changes_nothing():
+    # NASM accepts the size a register already has ("push dword eax").
+    assert code("push dword eax") == code("push eax")
+    assert code("mov dword ptr ebx, dword ecx") == code("mov ebx, ecx")
+    assert code("mov byte al, 5") == code("mov al, 5")
+    assert code("add byte [eax], byte bl") == code("add [eax], bl")
+    assert str(error("push dword al")) == \
+        "<input>:1:12: error: 'dword' does not fit register 'al'"
+
+
+def test_iretd_is_iret():
+    assert code("iretd") == code("iret")
+
+
 def test_control_register_read_and_write():
     assert code("mov cr3, eax\nmov ebx, cr0") == bytes(
         [op("mov", "c", "r"), 0x30, op("mov", "r", "c"), 0x30])
@@ -642,7 +656,8 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("mov ds, eax", "register 'ds' is not supported (segment registers are fixed)", 1, 5),
     ("mov cr1, eax", "register 'cr1' is not supported "
      "(the control registers are cr0 cr2 cr3 cr4)", 1, 5),
-    ("mov byte eax, 1", "expected a memory operand '[...]' after 'byte', found 'eax'", 1, 10),
+    ("mov byte eax, 1", "'byte' does not fit register 'eax'", 1, 10),
+    ("mov al, byte 1", "expected a memory operand '[...]' after 'byte', found '1'", 1, 14),
     ("push word 1", "'word' is not supported (sizes are byte and dword)", 1, 6),
     ("align 6", "align 6 is not a power of two", 1, 7),
     ("align 0", "align 0 is not a power of two", 1, 7),

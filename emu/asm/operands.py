@@ -76,6 +76,9 @@ def parse_operand(cur: Cursor) -> Operand:
         if nxt is not None and nxt.is_word("ptr"):
             cur.pos += 1
         if not cur.at_op("["):
+            reg = _sized_register(cur, size)
+            if reg is not None:
+                return reg              # "push dword eax": the register's own size
             if size == "byte":
                 raise cur.error_here("expected a memory operand '[...]' after 'byte'")
             return _immediate(cur)      # "push dword 5": the size says nothing
@@ -93,6 +96,22 @@ def parse_operand(cur: Cursor) -> Operand:
         return RegOp(kind, num, low, tok.col)
     cur.pos -= 1
     return _immediate(cur)
+
+
+def _sized_register(cur: Cursor, size: str) -> RegOp | None:
+    """A register after a size (NASM allows the one it already has)."""
+    tok = cur.peek()
+    if tok is None or tok.kind != "ident" or tok.text.lower() not in REGISTERS:
+        return None
+    after = cur.peek(1)
+    if after is not None and not after.is_op(","):
+        return None
+    low = tok.text.lower()
+    kind, num = REGISTERS[low]
+    if (size, kind) not in (("dword", "r"), ("byte", "b")):
+        raise cur.loc.error(f"'{size}' does not fit register '{tok.text}'", tok.col)
+    cur.pos += 1
+    return RegOp(kind, num, low, tok.col)
 
 
 def _immediate(cur: Cursor) -> ImmOp:
