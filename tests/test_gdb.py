@@ -183,6 +183,19 @@ def test_garbage_bad_checksums_and_huge_packets_get_a_log_line_and_a_nak(server)
     c.close()
 
 
+def test_a_monitor_line_is_logged_without_its_control_characters(server):
+    # The log goes to the terminal emu runs in: an escape sequence from the
+    # client is shown, not acted on.
+    port, logs = server
+    c = RawClient(port)
+    for line in ("mode\x1b[2J", "mode"):
+        out = c.ask("qRcmd," + line.encode().hex())
+        while out != "OK":          # the output's O packets, then OK
+            out = c.reply()
+    assert logs[1:] == ["monitor 'mode\\x1b[2J'", "monitor mode"]
+    c.close()
+
+
 def test_a_client_that_vanishes_mid_packet_leaves_the_server_to_the_next(server):
     port, logs = server
     c = RawClient(port)

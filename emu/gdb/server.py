@@ -288,7 +288,8 @@ class Connection:
         return (b"l" if offset + len(chunk) >= len(doc) else b"m") + escape(chunk)
 
     def monitor(self, line: str) -> str:
-        self.log(f"monitor {line}")
+        # (the client's text, on this terminal: control characters shown, not sent)
+        self.log(f"monitor {line if line.isprintable() else repr(line)}")
         try:
             out = monitor.run(self.target.session, line)
         except EmuError as e:
