@@ -243,6 +243,13 @@ def test_requests_answered_refused_or_unsupported(server):
     assert c.ask("M100001000,1:00", ack=False) == "E14"
     assert c.ask("Z0,100001000,1", ack=False) == "E01"
     assert c.ask("m1000,-4", ack=False) == "E01"
+    # numbers are hex digits only: no sign, space or '_' (Python's int took them)
+    assert c.ask("p-1", ack=False) == "E01"                  # not the last register
+    assert c.ask("m1_000,4", ack=False) == "E01"
+    assert c.ask("m+1000,4", ack=False) == "E01"
+    assert c.ask("m 1000,4", ack=False) == "E01"
+    assert c.ask("Z-1,1000,1", ack=False) == "E01"
+    assert c.ask("c100000000", ack=False) == "E01"           # an eip past 32 bits
     assert c.ask("G00", ack=False) == "E01"                  # not a whole register
     assert c.ask("G" + regs[:10].hex(), ack=False) == "E01"
     assert c.ask("G" + regs.hex(), ack=False) == "OK"        # all of them, as GDB sends

@@ -21,6 +21,17 @@ MAX_PACKET = 16384          # the PacketSize we announce (bytes of data), and ac
 _ESCAPED = frozenset(b"$#}*")
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def hex_number(text: str) -> int:
+    """A field of hex digits, as the protocol writes numbers: anything else
+    (a sign, a space, Python's '_' separators, nothing) is a ValueError."""
+    if not text or not _HEX_DIGITS.issuperset(text):
+        raise ValueError(f"not a hex number: {text[:20]!r}")
+    return int(text, 16)
+
+
 @dataclass(frozen=True)
 class Item:
     """What the decoder found: ``packet`` (data), ``ack``, ``nak``,
@@ -127,7 +138,7 @@ class Decoder:
                 data = bytes(self._data)
                 self._data = bytearray()
                 try:
-                    ok = int(self._sum, 16) == checksum(data)
+                    ok = hex_number(self._sum) == checksum(data)
                 except ValueError:
                     ok = False
                 if ok:

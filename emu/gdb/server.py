@@ -25,7 +25,7 @@ from binascii import hexlify, unhexlify
 
 from ..errors import EmuError
 from . import monitor
-from .rsp import MAX_PACKET, Decoder, escape, frame
+from .rsp import MAX_PACKET, Decoder, escape, frame, hex_number
 from .target import StopReply, Target
 from .tdesc import REGISTERS, target_xml
 
@@ -162,9 +162,10 @@ class Connection:
         except EmuError as e:
             self.log(f"request refused: {e}")
             reply = E_BAD
-        except (ValueError, IndexError, KeyError) as e:
+        except (ValueError, IndexError, KeyError, OverflowError) as e:
             why = "hex data that does not decode" if isinstance(e, HexError) else \
                 "a field missing or not a number" if isinstance(e, ValueError) else \
+                "a number out of range" if isinstance(e, OverflowError) else \
                 "a field missing"
             self.log(f"malformed packet {data[:40]!r}: {why}")
             reply = E_BAD
@@ -215,44 +216,46 @@ class Connection:
             t.write_registers(changes)
             return "OK"
         if head == "p":
-            n = int(text[1:], 16)
+            n = hex_number(text[1:])
             values = t.register_values()
             return values[n].hex() if n < len(values) else E_BAD
         if head == "P":
             n, value = text[1:].split("=", 1)
-            t.write_register(int(n, 16), unhexlify(value))
+            t.write_register(hex_number(n), unhexlify(value))
             return "OK"
         if head == "m":
-            addr, length = (int(x, 16) for x in text[1:].split(","))
-            if length < 0:
-                return E_BAD
+            addr, length = (hex_number(x) for x in text[1:].split(","))
             length = min(length, MAX_PACKET // 2)
             mem = t.read_memory(addr, length)
             return mem.hex() if mem is not None else E_FAULT
         if head == "M":
             where, hexdata = text[1:].split(":", 1)
-            addr, length = (int(x, 16) for x in where.split(","))
+            addr, length = (hex_number(x) for x in where.split(","))
             payload = unhexlify(hexdata)
             if len(payload) != length:
                 return E_BAD
             return "OK" if t.write_memory(addr, payload) else E_FAULT
         if head == "X":
             colon = data.index(b":")
-            addr, length = (int(x, 16) for x in data[1:colon].decode().split(","))
+            addr, length = (hex_number(x) for x in data[1:colon].decode("latin-1").split(","))
             payload = data[colon + 1:]
             if len(payload) != length:
                 return E_BAD
             return "OK" if length == 0 or t.write_memory(addr, payload) else E_FAULT
         if head in ("Z", "z"):
             kind, addr, length = text[1:].split(",")[:3]
-            kind = int(kind)
+            kind = hex_number(kind)
             if kind > 4:
                 return ""
-            ok = (t.insert if head == "Z" else t.remove)(kind, int(addr, 16), int(length, 16))
+            ok = (t.insert if head == "Z" else t.remove)(kind, hex_number(addr),
+                                                      hex_number(length))
             return "OK" if ok else E_BAD
         if head in ("c", "s") or head in ("C", "S"):
             if len(text) > 1 and head in "cs":
-                t.write_register(8, int(text[1:], 16).to_bytes(4, "little"))
+                eip = hex_number(text[1:])
+                if eip >> 32:
+                    return E_BAD
+                t.write_register(8, eip.to_bytes(4, "little"))
             return self.resume("step" if head in "sS" else "cont")
         if text == "vCont?":
             return "vCont;c;C;s;S"
@@ -282,7 +285,7 @@ class Connection:
         annex, span = text[len("qXfer:features:read:"):].rsplit(":", 1)
         if annex != "target.xml":
             return "E00"
-        offset, length = (int(x, 16) for x in span.split(","))
+        offset, length = (hex_number(x) for x in span.split(","))
         doc = target_xml().encode()
         chunk = doc[offset:offset + min(length, MAX_PACKET - 16)]
         return (b"l" if offset + len(chunk) >= len(doc) else b"m") + escape(chunk)
