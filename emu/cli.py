@@ -446,9 +446,8 @@ def cmd_list(args) -> int:
 
 def _runs_student_code(args) -> bool:
     """Does the command run a student's VMM file in this process?"""
-    vmm = getattr(args, "vmm", None)
-    if vmm is not None and vmm != "builtin":
-        return True
+    if args.command in OPTIONED and getattr(args, "vmm", None) not in (None, "builtin"):
+        return True             # (a sweep's --vmm is an axis: its runs are cells)
     return (args.command == "lab" and getattr(args, "lab_command", None) == "check"
             and not args.many and args.file not in (None, "builtin"))
 

@@ -109,6 +109,23 @@ def test_a_signal_sent_to_the_watcher_reaches_the_child():
     assert p.returncode == -signal.SIGTERM      # the child's death, passed on
 
 
+def test_a_sigint_to_the_whole_group_reaches_the_child_once():
+    # killpg, as a harness or a terminal sends it: the child got it already,
+    # and the watcher does not send it again.
+    p = _python(_watched("n = []\n"
+                         "import signal\n"
+                         "signal.signal(signal.SIGINT, lambda *a: n.append(1))\n"
+                         "print('ready', flush=True)\n"
+                         "t = time.monotonic() + 1.5\n"
+                         "while time.monotonic() < t:\n"
+                         "    time.sleep(0.05)\n"
+                         "print(len(n))\n"), start_new_session=True)
+    assert p.stdout.readline() == "ready\n"
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = _communicate(p)
+    assert (p.returncode, out, err) == (0, "1\n", "")
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/status") as f:

@@ -6,6 +6,7 @@ one line; the lab's guests give their exact output in every mode."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -350,14 +351,27 @@ def test_a_test_names_its_copies():
     assert Case("lab_swap", vms=2).name == "lab_swap x2"
 
 
-def test_a_ctrl_c_still_stops_the_grading():
+@pytest.mark.parametrize("vmm,to", [("builtin", "process"), ("file", "process"),
+                                    ("file", "group")])
+def test_a_ctrl_c_still_stops_the_grading(vmm, to, tmp_path):
+    # A student's file is graded under a watcher process (vmm/handler_time.py):
+    # a SIGINT sent to it, or to the whole group, stops the grading once.
     import signal
     import time
-    p = subprocess.Popen([sys.executable, "-m", "emu", "lab", "check", "builtin"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if vmm == "file":
+        vmm = str(tmp_path / "vmm.py")
+        (tmp_path / "vmm.py").write_text(
+            "from emu.vmm import builtin\n\n\n"
+            "class Mine(builtin.BuiltinShadowVmm):\n    name = 'mine'\n")
+    p = subprocess.Popen([sys.executable, "-m", "emu", "lab", "check", vmm],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
     try:
         time.sleep(3)                   # (it is grading: 34 tests take seconds)
-        p.send_signal(signal.SIGINT)
+        if to == "group":
+            os.killpg(p.pid, signal.SIGINT)
+        else:
+            p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:
         p.kill()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import select
 import signal
 import struct
 import sys
@@ -63,6 +64,7 @@ ALARM_REPEAT = 0.25
 ALARM_GIVE_UP = 20          # alarms swallowed (5 s past the limit): the process ends
 GRACE = ALARM_REPEAT * ALARM_GIVE_UP + 1.0   # past the limit: the watcher ends the child
 POLL = 0.25                 # how often the watcher looks at the deadline
+INT_WAIT = 0.2              # how long it waits to hear the child got a SIGINT too
 
 
 def alarm_handler(message: str):
@@ -123,6 +125,10 @@ def supervise() -> None:
     if _SHARED is not None or not hasattr(os, "fork") or not hasattr(signal, "sigtimedwait"):
         return
     shared = mmap.mmap(-1, _SLOT.size)          # MAP_SHARED: the child's writes are seen
+    # The child's signal numbers, as it receives them (its wakeup fd): a
+    # SIGINT sent to the whole group reached it already, and is not sent
+    # again (a second KeyboardInterrupt would cut its "interrupted" short).
+    told, tell = os.pipe()
     watched = {signal.SIGCHLD, *_PASSED_ON}
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
@@ -132,6 +138,9 @@ def supervise() -> None:
     if pid == 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _SHARED = shared
+        os.close(told)
+        os.set_blocking(tell, False)
+        signal.set_wakeup_fd(tell, warn_on_full_buffer=False)
         _die_with_parent()
         for stream in (sys.stdout, sys.stderr):
             try:                # what was written before a stop is not lost in a buffer
@@ -139,14 +148,28 @@ def supervise() -> None:
             except (AttributeError, ValueError):
                 pass
         return
-    os._exit(_watch(pid, shared, watched))
+    os.close(tell)
+    os.set_blocking(told, False)
+    os._exit(_watch(pid, shared, watched, told))
 
 
-def _watch(pid: int, shared: mmap.mmap, watched: set) -> int:
+def _received(told: int, wait: float = 0.0) -> bytes:
+    """The signal numbers the child received since the last look (waiting
+    up to ``wait`` s for one)."""
+    if wait and not select.select([told], [], [], wait)[0]:
+        return b""
+    try:
+        return os.read(told, 4096)
+    except (BlockingIOError, InterruptedError):
+        return b""
+
+
+def _watch(pid: int, shared: mmap.mmap, watched: set, told: int) -> int:
     """The watcher's loop: the child's exit status, once it ends."""
     while True:
         info = signal.sigtimedwait(watched, POLL)
         if info is None:
+            _received(told)                     # (forgotten: they came before)
             deadline, limit = _SLOT.unpack_from(shared)
             if deadline and time.monotonic() > deadline \
                     and _SLOT.unpack_from(shared)[0] == deadline:   # (not torn)
@@ -163,10 +186,17 @@ def _watch(pid: int, shared: mmap.mmap, watched: set) -> int:
             if done:
                 return _exit_status(status)
         elif info.si_pid != 0:
-            # Sent by a process to this one (``kill``): the child's to
-            # take.  From the terminal (Ctrl-C: no sender) it went to the
-            # whole foreground group, the child included.
+            # Sent by a process (``kill``): the child's to take.  From the
+            # terminal (Ctrl-C: no sender) it went to the whole foreground
+            # group, the child included -- and so did a SIGINT sent to the
+            # group (``killpg``), which the child says it received.
+            if info.si_signo == signal.SIGINT and \
+                    bytes([signal.SIGINT]) in _received(told, INT_WAIT):
+                continue
             os.kill(pid, info.si_signo)
+            _received(told, INT_WAIT)           # (the child's word for this one)
+        elif info.si_signo == signal.SIGINT:
+            _received(told, INT_WAIT)           # (the child's word for the terminal's)
 
 
 def _exit_status(status: int) -> int:
