@@ -98,6 +98,13 @@ MUTANT_CASES = [
      "own tables"),
     ("other_vm", 7, "lab_swap x2", "isolation: spte maps mpn 0x2, which is a page the PMap "
      "gives to vm1"),
+    ("no_detach", 7, "lab_swap x2", "reclaim: after referenced(ppn 0x1, mpn 0x2) the TLB "
+     "still caches va 0x00001000 -> mpn 0x2: the guest's next use of the page hits it and "
+     "sets no A bit, so it will look unused (hw.tlb.forget_page(mpn) once its A bits are "
+     "cleared)"),
+    ("always_used", 7, "lab_swap x2", "reclaim: referenced(ppn 0x1, mpn 0x2) said the page "
+     "was used, but no spte that maps it had A set: test and clear the A bits of every spte "
+     "that maps mpn (hw.shadow.sptes_mapping, hw.shadow.test_and_clear_accessed)"),
     ("raises", 1, "lab_touch", "handle_page_fault: your VMM raised KeyError: 4672 at "
      "{path}:9 in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)"),
     # sys.exit() in a handler is the VMM's error, not the grader's end

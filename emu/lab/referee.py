@@ -382,6 +382,41 @@ class Referee:
                           "clear: walk the guest's table with hw.guest.walk(...), which "
                           "sets A (and D on a write) as the hardware would")
 
+    # --- the host's hooks (level 7) ----------------------------------------------------
+    def used_bits(self, mpn: int) -> list:
+        """The sptes that map ``mpn`` with A set."""
+        return [(sp, idx) for sp, idx in self.mon.shadow.sptes_mapping(mpn)
+                if sp.entry(idx) & paging.PTE_A]
+
+    def after_referenced(self, ppn: int, mpn: int, used: list, result) -> None:
+        """``referenced(ppn, mpn)`` returned ``result``; ``used``: the sptes
+        with A set before the call."""
+        what = f"referenced(ppn {ppn:#x}, mpn {mpn:#x})"
+        if bool(result) != bool(used):
+            said = "used" if result else "not used"
+            truth = (f"the spte {used[0][0].entry(used[0][1]):#010x} (entry "
+                     f"{used[0][1]:#x} of shadow page mpn {used[0][0].mpn:#x}) had A set"
+                     if used else "no spte that maps it had A set")
+            self.fail("reclaim", f"{what} said the page was {said}, but {truth}: "
+                      "test and clear the A bits of every spte that maps mpn "
+                      "(hw.shadow.sptes_mapping, hw.shadow.test_and_clear_accessed)")
+        left = self.used_bits(mpn)
+        if left:
+            sp, idx = left[0]
+            self.fail("reclaim", f"after {what} the spte {sp.entry(idx):#010x} (entry "
+                      f"{idx:#x} of shadow page mpn {sp.mpn:#x}) still has A set: the "
+                      "next call cannot tell whether the guest used the page since")
+        if result:
+            mmu = self.mon.mmu
+            for t in mmu._tlbs():
+                for e in t.valid_entries():
+                    if not e.large and e.pn == mpn:
+                        self.fail("reclaim", f"after {what} the TLB still caches va "
+                                  f"{e.vpn << 12:#010x} -> mpn {mpn:#x}: the guest's "
+                                  "next use of the page hits it and sets no A bit, so "
+                                  "it will look unused (hw.tlb.forget_page(mpn) once "
+                                  "its A bits are cleared)")
+
     def stale(self, what: str, evidence: str) -> None:
         if self.rules.follow_writes:
             self.fail("step 3 (guest page-table write)",
@@ -448,6 +483,12 @@ def checked(cls, referee: Referee) -> type:
             referee.doing = ("handle_invlpg", f"the guest's INVLPG of va {exit.va:#010x}")
             super().handle_invlpg(exit)
             referee.check_all(f"INVLPG of va {exit.va:#010x}")
+
+        def referenced(self, ppn, mpn):
+            used = referee.used_bits(mpn)
+            result = super().referenced(ppn, mpn)
+            referee.after_referenced(ppn, mpn, used, result)
+            return result
 
     Checked.__name__ = cls.__name__
     Checked.__qualname__ = cls.__qualname__
