@@ -491,3 +491,27 @@ def test_ctrl_c_stops_a_reverse_search_where_it_began(mode, monkeypatch):
     monkeypatch.setattr(reverse.Throwaway, "step", step)
     assert session.reverse_continue().startswith("reverse-continue: breakpoint 1 at 0x000011a0")
     assert session.system.cpu.icount < here[0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("guest", ["bad_triple", "bad_cr3_outside"])
+def test_reverse_step_from_a_crash_goes_to_the_faulting_instruction(guest, mode):
+    # The fault that ends the run retires nothing (and natively may take no
+    # time): one step back is the machine alive at that instruction, and a
+    # step forward crashes again, the same way -- not the instruction before.
+    session = Session(load(guest), Config(mode=mode))
+    session.cont()
+    crashed = session.system
+    end = (crashed.cpu.icount, crashed.cpu.eip, crashed.message)
+    assert crashed.outcome == "crash"
+    assert session.reverse_step() == (
+        f"reverse-step: back before the fault that ended the run; at {end[0]:,} "
+        f"instructions, eip {end[1]:#010x}")
+    assert session.system.outcome is None
+    assert (session.system.cpu.icount, session.system.cpu.eip) == end[:2]
+    session.stepi()
+    assert session.system.outcome == "crash"
+    assert (session.system.cpu.icount, session.system.cpu.eip, session.system.message) == end
+    session.reverse_step()
+    assert session.reverse_step().startswith(
+        f"reverse-step: back one instruction; at {end[0] - 1:,} instructions")

@@ -126,8 +126,7 @@ def search(session, look, *, coarse: bool = False) -> Place | None:
     before it): the replay gets there in long batches that stop short of
     the present, then goes one instruction at a time.  Ctrl-C (the
     session's ``interrupted``) raises ``SearchInterrupted``."""
-    cpu = session.system.cpu
-    end = (cpu.icount, cpu.eip, int(session.system.env.now))
+    end = _place(session.system)
     inclusive = False
     for snap in _start_points(session):
         _check(session)
@@ -139,6 +138,14 @@ def search(session, look, *, coarse: bool = False) -> Place | None:
         if start != end:
             end, inclusive = start, True      # that snapshot's place: not looked at yet
     return None
+
+
+def _place(system) -> tuple:
+    """Where a machine is, for a search: (icount, eip, cycle, ended).  A
+    fault that ends the run may take no time and retire nothing: the
+    place before it differs from the end only in being alive."""
+    cpu = system.cpu
+    return cpu.icount, cpu.eip, int(system.env.now), system.outcome is not None
 
 
 def _approach(session, t, end) -> tuple:
@@ -161,14 +168,14 @@ def _approach(session, t, end) -> tuple:
 
 
 def _scan(session, snap, end, look, inclusive: bool, approach: bool = False):
-    """Replay from ``snap`` up to ``end`` (icount, eip, cycle; looked at too
-    if ``inclusive``), one instruction at a time (with ``approach``, long
+    """Replay from ``snap`` up to ``end`` (a ``_place``; looked at too if
+    ``inclusive``), one instruction at a time (with ``approach``, long
     batches first, see ``_approach``): the last place ``look`` names,
     ``snap``'s state, and whether it approached."""
     t = Throwaway(session, snap)
     try:
         cpu, system = t.system.cpu, t.system
-        start = (cpu.icount, cpu.eip, int(system.env.now))
+        start = _place(system)
         if start == end:
             return None, start, False
         prefix = _approach(session, t, end) if approach else ()
@@ -181,7 +188,7 @@ def _scan(session, snap, end, look, inclusive: bool, approach: bool = False):
             if t.watch:
                 t.watch.hits.clear()
             alive = advance_held(t.step, system)
-            now = (cpu.icount, cpu.eip, int(system.env.now))
+            now = _place(system)
             if now[2] > end[2] or (now == end and not inclusive):
                 break
             hit = look(t, k, before, t.events[n0:])
@@ -253,13 +260,21 @@ def _restore_held(session, snap) -> None:
 # --- what to look for ------------------------------------------------------------------
 
 def previous_instruction(session):
-    """look(): every held point whose (icount, eip) differs from now."""
+    """look(): every held point whose (icount, eip) differs from now -- and,
+    when the run has ended, every one where it had not: a fault that ends
+    the run (a triple fault, a bus error) retires nothing, and the place
+    before it is the faulting instruction itself, alive."""
     cpu = session.system.cpu
     now = (cpu.icount, cpu.eip)
+    ended = session.system.outcome is not None
 
     def look(t, k, before, events):
         c = t.system.cpu
-        return (k, None, "back one instruction") if (c.icount, c.eip) != now else None
+        if (c.icount, c.eip) != now:
+            return k, None, "back one instruction"
+        if ended and t.system.outcome is None:
+            return k, None, "back before the fault that ended the run"
+        return None
     return look
 
 
