@@ -94,6 +94,17 @@ def test_a_size_before_a_register_of_that_size_changes_nothing():
         "<input>:1:12: error: 'dword' does not fit register 'al'"
 
 
+def test_esp_is_never_an_index():
+    # x86 cannot encode esp as an index: unscaled it is the base, as NASM
+    # assembles it; scaled (or esp+esp) NASM refuses the address, and so do we.
+    assert code("mov eax, [eax+esp]") == code("mov eax, [esp+eax]")
+    assert code("mov eax, [esp*1+8]") == code("mov eax, [esp+8]")
+    for bad in ("[eax+esp*2]", "[esp*4]", "[esp+esp]"):
+        assert str(error(f"mov eax, {bad}")) == (
+            "<input>:1:10: error: bad memory operand: esp cannot be an index register "
+            "(scaled, or added to itself): x86 has no such address")
+
+
 def test_iretd_is_iret():
     assert code("iretd") == code("iret")
 

@@ -327,4 +327,12 @@ def _mem_value(op: MemOp, byte: bool, env: Env) -> isa.Mem:
         if scale not in (1, 2, 4, 8):
             raise env.loc.error(f"scale must be 1, 2, 4 or 8, not {_show(scale)}",
                                 op.scale.start)
-    return isa.Mem(op.base, op.index, scale, disp, byte)
+    base, index = op.base, op.index
+    if index == isa.ESP:
+        # x86 cannot index with esp: unscaled, it is the base ([eax+esp] is
+        # [esp+eax], as NASM assembles it); scaled or twice, NASM refuses it.
+        if scale != 1 or base == isa.ESP:
+            raise env.loc.error(_BAD + "esp cannot be an index register (scaled, or "
+                                "added to itself): x86 has no such address", op.col)
+        base, index = isa.ESP, base
+    return isa.Mem(base, index, scale, disp, byte)
