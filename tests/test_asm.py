@@ -105,6 +105,18 @@ def test_esp_is_never_an_index():
             "(scaled, or added to itself): x86 has no such address")
 
 
+def test_a_sized_immediate_as_nasm_reads_it():
+    # 'byte' on an immediate: NASM's sign-extended imm8 in a 32-bit operation;
+    # a size on the immediate sizes an unsized memory operand.
+    assert code("push byte -1") == code("push 0xffffffff")
+    assert code("add eax, byte 5") == code("add eax, 5")
+    assert code("add dword [eax], byte -2") == code("add dword [eax], -2")
+    assert code("mov al, byte 5") == code("mov al, 5")
+    assert code("mov [eax], byte 5") == code("mov byte [eax], 5")
+    assert code("cmp [eax], byte 5") == code("cmp byte [eax], 5")
+    assert code("mov [eax], dword 5") == code("mov dword [eax], 5")
+
+
 def test_iretd_is_iret():
     assert code("iretd") == code("iret")
 
@@ -668,7 +680,8 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("mov cr1, eax", "register 'cr1' is not supported "
      "(the control registers are cr0 cr2 cr3 cr4)", 1, 5),
     ("mov byte eax, 1", "'byte' does not fit register 'eax'", 1, 10),
-    ("mov al, byte 1", "expected a memory operand '[...]' after 'byte', found '1'", 1, 14),
+    ("push byte 200", "value 200 out of range for a sign-extended 8-bit immediate "
+     "(-128..127)", 1, 11),
     ("push word 1", "'word' is not supported (sizes are byte and dword)", 1, 6),
     ("align 6", "align 6 is not a power of two", 1, 7),
     ("align 0", "align 0 is not a power of two", 1, 7),

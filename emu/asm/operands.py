@@ -30,6 +30,7 @@ from .expr import REGISTERS, Binary, Env, Node, Reg, Unary, parse_expr, walk
 from .lexer import Cursor
 
 I8_RANGE = (-128, 255)
+SIGNED8_RANGE = (-128, 127)
 I16_RANGE = (-32768, 65535)
 PORT_RANGE = (0, 255)           # in/out's immediate port (NASM warns outside it)
 # As NASM: any value a 32-bit register can hold, signed or not, so that
@@ -50,6 +51,7 @@ class RegOp:
 class ImmOp:
     expr: Node
     col: int
+    size: str | None = None         # "byte 3" (NASM's imm8, sign-extended), "dword 3"
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,8 @@ def parse_operand(cur: Cursor) -> Operand:
             reg = _sized_register(cur, size)
             if reg is not None:
                 return reg              # "push dword eax": the register's own size
-            if size == "byte":
-                raise cur.error_here("expected a memory operand '[...]' after 'byte'")
-            return _immediate(cur)      # "push dword 5": the size says nothing
+            imm = _immediate(cur)       # "push dword 5", "push byte 5"
+            return ImmOp(imm.expr, imm.col, size)
         tok = cur.next()
     elif tok.kind == "ident" and tok.text.lower() in ("word", "qword", "short",
                                                        "near", "far"):
@@ -212,7 +213,7 @@ def _kinds(op: Operand) -> tuple[str, ...]:
             return ("dx", "w")
         return (op.kind,)
     if isinstance(op, ImmOp):
-        return ("i", "i8", "i16", "rel")
+        return ("i", "i8") if op.size == "byte" else ("i", "i8", "i16", "rel")
     if op.size is not None:
         return ("mb",) if op.size == "byte" else ("m",)
     return ("m", "mb")      # unsized: the forms that fit decide (select_form)
@@ -243,6 +244,12 @@ def select_form(mnemonic: str, ops: list[Operand], cur: Cursor, col: int) -> isa
     for i, op in enumerate(ops):
         if isinstance(op, MemOp) and op.size is None:
             sizes = {row.operands[i] for row in rows}
+            told = [o.size for o in ops if isinstance(o, ImmOp) and o.size]
+            if len(sizes) > 1 and told:
+                # NASM: a sized immediate sizes the memory ("mov [eax], byte 5")
+                want = "mb" if told[0] == "byte" else "m"
+                rows = tuple(row for row in rows if row.operands[i] == want)
+                sizes = {want}
             if len(sizes) > 1:
                 raise cur.loc.error("operation size not specified; write "
                                     f"`dword {op.text}`", op.col)
@@ -305,6 +312,11 @@ def encode_insn(row: isa.Insn, ops: list[Operand], env: Env, next_eip: int) -> b
         elif kind == "i16":
             v = check_range(op.expr.ev(env), I16_RANGE, "a 16-bit immediate", env, op.col)
             args.append(v & 0xFFFF)
+        elif kind == "i" and op.size == "byte":
+            # NASM's sign-extended imm8 ("push byte -1", "add eax, byte 5")
+            v = check_range(op.expr.ev(env), SIGNED8_RANGE, "a sign-extended 8-bit "
+                            "immediate", env, op.col)
+            args.append(v & 0xFFFFFFFF)
         elif kind == "i":
             v = check_range(op.expr.ev(env), I32_RANGE, "a 32-bit immediate", env,
                             op.col)
