@@ -117,6 +117,15 @@ def test_a_sized_immediate_as_nasm_reads_it():
     assert code("mov [eax], dword 5") == code("mov dword [eax], 5")
 
 
+def test_short_and_near_are_a_branch_target_s_reach():
+    # Every branch reaches everywhere here (rel32): NASM's 'short' and 'near'
+    # change nothing on a branch, and are no immediate elsewhere.
+    src = "org 0x1000\n_start: jmp {}_start\njz {}_start\ncall {}_start\n"
+    assert code(src.format("short ", "short ", "near ")) == code(src.format("", "", ""))
+    assert str(error("mov eax, short 5")).startswith(
+        "<input>:1:1: error: no form of 'mov' takes (r32, short imm); forms: ")
+
+
 def test_iretd_is_iret():
     assert code("iretd") == code("iret")
 

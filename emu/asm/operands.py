@@ -51,7 +51,8 @@ class RegOp:
 class ImmOp:
     expr: Node
     col: int
-    size: str | None = None         # "byte 3" (NASM's imm8, sign-extended), "dword 3"
+    size: str | None = None         # "byte 3" (NASM's imm8, sign-extended), "dword 3",
+                                    # "short x" / "near x" (a branch target)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,12 @@ def parse_operand(cur: Cursor) -> Operand:
             imm = _immediate(cur)       # "push dword 5", "push byte 5"
             return ImmOp(imm.expr, imm.col, size)
         tok = cur.next()
+    elif tok.kind == "ident" and tok.text.lower() in ("short", "near") and \
+            not cur.at_op("[") and cur.peek() is not None:
+        # "jmp short .next": a branch's reach, for NASM's encodings; every
+        # branch here reaches everywhere (rel32): only a branch takes it
+        imm = _immediate(cur)
+        return ImmOp(imm.expr, imm.col, tok.text.lower())
     elif tok.kind == "ident" and tok.text.lower() in ("word", "qword", "short",
                                                        "near", "far"):
         raise cur.loc.error(f"'{tok.text}' is not supported (sizes are byte and dword)",
@@ -213,6 +220,8 @@ def _kinds(op: Operand) -> tuple[str, ...]:
             return ("dx", "w")
         return (op.kind,)
     if isinstance(op, ImmOp):
+        if op.size in ("short", "near"):
+            return ("rel",)
         return ("i", "i8") if op.size == "byte" else ("i", "i8", "i16", "rel")
     if op.size is not None:
         return ("mb",) if op.size == "byte" else ("m",)
@@ -266,7 +275,7 @@ def _describe(op: Operand) -> str:
     if isinstance(op, RegOp):
         return {"r": "r32", "b": "r8", "c": "cr", "w": "r16", "dx": "dx"}[op.kind]
     if isinstance(op, ImmOp):
-        return "imm"
+        return f"{op.size} imm" if op.size in ("short", "near") else "imm"
     return {"byte": "m8", "dword": "m32", None: "m"}[op.size]
 
 
