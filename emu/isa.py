@@ -298,6 +298,7 @@ _row("in", ("al", "i8"), PRIV, 10, "read a byte from an I/O port")
 _row("in", ("al", "dx"), PRIV, 10, "read a byte from the I/O port in dx")
 _row("out", ("i8", "al"), PRIV, 10, "write a byte to an I/O port")
 _row("out", ("dx", "al"), PRIV, 10, "write a byte to the I/O port in dx")
+_row("ret", ("i16",), BRANCH, 2, "pop eip; esp += imm (the callee pops its arguments)")
 
 
 def _opcode(position: int) -> int:

@@ -1203,6 +1203,20 @@ def test_enter_with_nesting_copies_the_outer_frame_pointers(mode):
     assert (regs(r)["ebp"], regs(r)["esp"]) == (frame, STACK_TOP - 20)
 
 
+def test_ret_imm16_pops_the_arguments_too(mode):
+    # stdcall: the callee pops its arguments (the count unsigned, as the SDM
+    # says: 0x8000 is 32 KiB more, not less)
+    body = ("    push 7\n    push 9\n    call .f\n    mov ecx, esp\n    jmp .out\n"
+            ".f:\n    mov ebx, [esp + 4]\n    ret 8\n"
+            ".g:\n    ret 0x8000\n"
+            f".out:\n    mov dword [{STACK_TOP - 0x10000:#x}], .back\n"
+            f"    mov esp, {STACK_TOP - 0x10000:#x}\n    jmp .g\n"
+            ".back:\n")
+    s, r = run(mode, body)
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (9, STACK_TOP)
+    assert regs(r)["esp"] == STACK_TOP - 0x10000 + 4 + 0x8000
+
+
 def test_pusha_popa_are_pushad_popad(mode):
     a, b = assemble_bytes("pusha\npopa\npushf\npopf"), assemble_bytes(
         "pushad\npopad\npushfd\npopfd")

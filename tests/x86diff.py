@@ -244,6 +244,10 @@ def make_encoding(row: isa.Insn, k: int, rng, ks, x86_base: int) -> Encoding:
             args.append(_imm32(rng))
         elif kind == "i8":
             args.append(_imm8(row, rng))
+        elif kind == "i16" and row.mnemonic == "ret":
+            # The count of bytes ret pops: the SDM adds it unsigned; Unicorn
+            # (QEMU) sign-extends it -- they agree below 0x8000 (DECISIONS.md)
+            args.append(rng.choice((0, 4, 16, rng.randrange(0x8000))))
         elif kind == "i16":
             args.append(rng.choice((0, 4, 16, rng.randrange(0x10000))))
         elif kind == "rel":

@@ -63,7 +63,8 @@ def _call(g: Gen) -> None:
 def _ret(g: Gen) -> None:
     t = g.tmp()
     g.emit(f"{t} = {g.load(g.reg(4))}")
-    g.set_reg(4, f"({g.reg(4)} + 4) & 0xFFFFFFFF")
+    pops = 4 + (g.args[0] & 0xFFFF if g.args else 0)      # ret imm16: its arguments too
+    g.set_reg(4, f"({g.reg(4)} + {pops}) & 0xFFFFFFFF")
     g.emit(f"return {t}")
 
 
