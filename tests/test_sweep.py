@@ -221,6 +221,21 @@ def test_a_vmm_that_raises_is_a_row_that_names_its_line(tmp_path):
     assert rows[0]["message"].endswith("stuck.py:6 in handle_page_fault")
 
 
+def test_a_vmm_stuck_in_one_call_into_c_is_a_row_not_a_hung_sweep(tmp_path):
+    # The cell's child process is watched from outside (vmm/handler_time.py):
+    # the alarm cannot stop sum(range(...)) in C, the watcher can.
+    stuck = write(tmp_path, "stuck.py", "from emu.vmm.builtin import BuiltinShadowVmm\n\n\n"
+                  "class InC(BuiltinShadowVmm):\n"
+                  "    def handle_page_fault(self, exit):\n"
+                  "        return sum(range(10 ** 13))\n")
+    rows = run_sweep(make_plan(spec_of(guest="hello", mode="shadow", vmm=stuck)),
+                     InProcess(), Cache(None)).rows
+    assert (rows[0]["outcome"], rows[0]["message"]) == ("error", (
+        "your VMM ran for more than 5 s in one call that Python cannot interrupt "
+        "(a long computation in C?): stopped"))
+    assert not rows[0].get("transient")          # the student's, every time: cached
+
+
 def test_a_vmm_run_off_the_main_thread_goes_to_a_child_process(tmp_path):
     """A Dask worker runs tasks on threads; the alarm that bounds each
     handler of a student's VMM needs the main thread."""

@@ -21,7 +21,6 @@ import json
 import pickle
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 from ..asm import Image
 from ..errors import EmuError
 from ..system import Config, System
+from ..vmm.handler_time import STOPPED
 
 KEY_FORMAT = 1          # bump when the record's layout changes
 
@@ -106,13 +106,14 @@ class HostTimeout(Exception):
 CHILD_GRACE = 60.0      # host seconds a child process may take beyond the run's limit
 
 
-def run_cell(cell: RunCell) -> dict:
+def run_cell(cell: RunCell, here: bool = False) -> dict:
     """Run one cell; never raises for anything the run does.  A run of a
-    student's VMM (``config.vmm``) needs the main thread, whose alarm
-    signal bounds each of its handlers: on a thread of a Dask worker it
-    runs in a child process (``_in_child``)."""
-    if cell.config.vmm is not None and threading.current_thread() is not \
-            threading.main_thread():
+    student's VMM (``config.vmm``) goes to a child process of its own
+    (``_in_child``; ``here``: this is it): the alarm that bounds each of its
+    handlers needs a main thread (a Dask worker runs tasks on threads), and
+    a handler stuck in one call into C needs a process that watches from
+    outside (``vmm/handler_time.py``)."""
+    if cell.config.vmm is not None and not here:
         return _in_child(cell)
     if cell.emu != emulator_version():
         return {"outcome": "error", "exit_status": None, "transient": True,
@@ -172,6 +173,11 @@ def _in_child(cell: RunCell) -> dict:
         return json.loads(done.stdout)
     except ValueError:
         last = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        if done.returncode == 1 and last[0].startswith(STOPPED):
+            # the watcher stopped a handler stuck in C: the student's, every time
+            return {"outcome": "error", "exit_status": None,
+                    "host_seconds": round(time.perf_counter() - t0, 6),
+                    "message": last[0][len("emu: error: "):]}
         return {"outcome": "error", "exit_status": None, "transient": True,
                 "host_seconds": round(time.perf_counter() - t0, 6),
                 "message": f"the child process running it died (status "
@@ -179,10 +185,12 @@ def _in_child(cell: RunCell) -> dict:
 
 
 def _child() -> None:
+    from ..vmm import handler_time
+    cell = pickle.loads(sys.stdin.buffer.read())
+    handler_time.supervise()
     out = sys.stdout.buffer
     sys.stdout = sys.stderr             # what the guest's VMM prints is not the record
-    cell = pickle.loads(sys.stdin.buffer.read())
-    out.write(json.dumps(run_cell(cell)).encode())
+    out.write(json.dumps(run_cell(cell, here=True)).encode())
     out.flush()
 
 

@@ -64,6 +64,7 @@ ALARM_REPEAT = 0.25
 ALARM_GIVE_UP = 20          # alarms swallowed (5 s past the limit): the process ends
 GRACE = ALARM_REPEAT * ALARM_GIVE_UP + 1.0   # past the limit: the watcher ends the child
 POLL = 0.25                 # how often the watcher looks at the deadline
+STOPPED = "emu: error: your VMM ran for more than"     # the watcher's line begins so
 INT_WAIT = 0.2              # how long it waits to hear the child got a SIGINT too
 
 
@@ -175,9 +176,8 @@ def _watch(pid: int, shared: mmap.mmap, watched: set, told: int) -> int:
                     and _SLOT.unpack_from(shared)[0] == deadline:   # (not torn)
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                os.write(2, (
-                    f"emu: error: your VMM ran for more than {limit:g} s in one call that "
-                    f"Python cannot interrupt (a long computation in C?): stopped\n").encode())
+                os.write(2, (f"{STOPPED} {limit:g} s in one call that Python cannot "
+                             "interrupt (a long computation in C?): stopped\n").encode())
                 return 1
         elif info.si_signo == signal.SIGCHLD:
             done, status = os.waitpid(pid, os.WNOHANG | getattr(os, "WUNTRACED", 0))
