@@ -299,6 +299,8 @@ _row("in", ("al", "dx"), PRIV, 10, "read a byte from the I/O port in dx")
 _row("out", ("i8", "al"), PRIV, 10, "write a byte to an I/O port")
 _row("out", ("dx", "al"), PRIV, 10, "write a byte to the I/O port in dx")
 _row("ret", ("i16",), BRANCH, 2, "pop eip; esp += imm (the callee pops its arguments)")
+_row("lodsb", (), doc="al = [esi]; esi += 1 (DF=1: esi -= 1)")
+_row("lodsd", (), doc="eax = [esi]; esi += 4 (DF=1: esi -= 4)")
 
 
 def _opcode(position: int) -> int:

@@ -337,6 +337,16 @@ def test_pf_instruction_fetch_from_a_hole(mode):
     assert frame(s, r, 4)[:3] == [0, HOLE + 0x10, 0x08]
 
 
+@pytest.mark.parametrize("insn", ["lodsb", "lodsd"])
+def test_pf_in_lods_leaves_esi(mode, insn):
+    body = paging_on(hole=HOLE) + (f"    mov esi, {HOLE + 8:#x}\n    mov eax, 0x5A5A5A5A\n"
+                                   f"fault:\n    {insn}\n")
+    s, r = trap(mode, body)
+    assert r.exit_status == PF
+    assert (regs(r)["cr2"], regs(r)["esi"]) == (HOLE + 8, HOLE + 8)
+    assert frame(s, r, 4)[:2] == [0, sym(s, "fault")]
+
+
 def test_pf_fetch_of_an_instruction_crossing_into_a_hole(mode):
     # mov eax, imm32 at HOLE - 2: its last 4 bytes are in the hole.
     opcode = isa.BY_KEY[("mov", ("r", "i"))].opcode

@@ -1217,6 +1217,19 @@ def test_ret_imm16_pops_the_arguments_too(mode):
     assert regs(r)["esp"] == STACK_TOP - 0x10000 + 4 + 0x8000
 
 
+def test_lods_loads_from_esi_and_steps_it_by_df(mode):
+    data = "src: dd 0x11223344, 0x55667788\n"
+    body = (init(eax=0xAAAAAAAA) + "    mov esi, src\n    lodsb\n    mov ebx, eax\n"
+            "    lodsd\n    mov ecx, esi\n    std\n    lodsb\n    mov edx, eax\n"
+            "    lodsd\n    cld\n")
+    s, r = run(mode, body, data=data)
+    src = sym(s, "src")
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (0xAAAAAA44, src + 5)
+    # bytes at src: 44 33 22 11 88 77 66 55; backwards from src + 5
+    assert regs(r)["edx"] == 0x88112277
+    assert (regs(r)["eax"], regs(r)["esi"]) == (0x55667788, src)
+
+
 def test_pusha_popa_are_pushad_popad(mode):
     a, b = assemble_bytes("pusha\npopa\npushf\npopf"), assemble_bytes(
         "pushad\npopad\npushfd\npopfd")

@@ -49,7 +49,8 @@ DATA, DATA_SIZE = 0x20000, 0x2000
 STACK, STACK_SIZE = 0x30000, 0x1000
 MODELLED = isa.CF | isa.PF | isa.AF | isa.ZF | isa.SF | isa.OF | isa.DF | isa.IF
 COUNTED = ("shl", "shr", "sar", "rol", "ror")
-STRING_X86 = {"movsd": b"\xa5", "movsb": b"\xa4", "stosd": b"\xab", "stosb": b"\xaa"}
+STRING_X86 = {"movsd": b"\xa5", "movsb": b"\xa4", "stosd": b"\xab", "stosb": b"\xaa",
+              "lodsd": b"\xad", "lodsb": b"\xac"}
 # Unicorn register ids in the project's order (eax .. edi), then EFLAGS.
 _UC_REGS = (X.UC_X86_REG_EAX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX, X.UC_X86_REG_EBX,
             X.UC_X86_REG_ESP, X.UC_X86_REG_EBP, X.UC_X86_REG_ESI, X.UC_X86_REG_EDI,

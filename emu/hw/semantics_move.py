@@ -149,6 +149,20 @@ def _cmc(g: Gen) -> None:
     g.flag("cf", "0 if cf else 1")
 
 
+@sem("lodsb", "lodsd", faults=True)
+def _lods(g: Gen) -> None:
+    """Load from [esi], then step esi by the size, backwards with DF (the
+    load first: a fault leaves esi as it was)."""
+    byte = g.insn.mnemonic == "lodsb"
+    n = 1 if byte else 4
+    v = g.let(g.load(g.reg(6), byte))
+    if byte:
+        g.set_reg8(0, v)
+    else:
+        g.set_reg(0, v)
+    g.set_reg(6, f"({g.reg(6)} - {n} if cpu.df else {g.reg(6)} + {n}) & 0xFFFFFFFF")
+
+
 @sem("cld")
 def _cld(g: Gen) -> None:
     g.emit("cpu.df = 0")
