@@ -20,9 +20,10 @@ from ..simenv import Environment
 from ..system import Config, System
 from ..vmm.api import VmmError
 from ..vmm.host import Host
+from .checked import checked
 from .levels import LEVELS, Case, Level
 from .loader import student_error
-from .referee import Finding, Referee, Violation, checked
+from .referee import Finding, Referee, Violation
 
 GUESTS = Path(__file__).parent / "guests"
 GENERATED = "gen-"

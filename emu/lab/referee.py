@@ -1,7 +1,7 @@
 """The lab's referee: after every VM exit, is the student's VMM right?
 
-``checked(cls, referee)`` makes a subclass of the student's VMM whose
-handlers call theirs and then let the referee look.  The referee knows the
+``checked(cls, referee)`` (``checked.py``) makes a subclass of the
+student's VMM whose handlers call theirs and then let the referee look.  The referee knows the
 answer independently of the student's code: it walks the guest's tables
 itself (without setting A/D bits), walks the shadow the student left the
 hardware, and reads the PMap.  The first thing wrong stops the run with a
@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 from ..hw import paging
 from ..hw.paging import PTE_D, PTE_P, PTE_PS, PTE_U, PTE_W, pdx, ptx
-from ..vmm.api import PfResult, VmmError
-from .loader import time_limit
+from ..vmm.api import PfResult
 
 LIVELOCK = 64           # exits at one place without an instruction retired
 FULL_EVERY = 128        # a look at every shadow entry every so many #PF exits
@@ -432,64 +431,3 @@ def _why(walk) -> str:
     kind = walk.fault_kind
     lv = walk.levels[-1]
     return f"{lv.name} {lv.value:#010x}: {kind}, error code {walk.error_code:#x}"
-
-
-def checked(cls, referee: Referee) -> type:
-    """A subclass of the student's VMM class whose work the referee checks."""
-
-    class Checked(cls):
-        def __init__(self, hw, policy="trace-cache"):
-            referee.attach(hw)
-            with time_limit(HANDLER_LIMIT, "while it was being created"):
-                super().__init__(hw, policy)
-
-        def start(self):
-            with time_limit(HANDLER_LIMIT, "in start()"):
-                super().start()
-
-        def handle_page_fault(self, exit):
-            referee.doing = ("handle_page_fault", f"the #PF exit at va {exit.va:#010x}, "
-                             f"{access_text(exit.write, exit.user, exit.fetch)}")
-            oracle = referee.before_page_fault(exit)
-            result = super().handle_page_fault(exit)
-            if not isinstance(result, PfResult):
-                raise VmmError(f"handle_page_fault returned {result!r}, not a PfResult")
-            referee.after_page_fault(exit, oracle, result)
-            referee.after_page_fault_exit(exit, oracle)
-            return result
-
-        def handle_cr3_write(self, exit):
-            referee.doing = ("handle_cr3_write", f"the guest's write of {exit.value:#010x} "
-                             "to CR3")
-            super().handle_cr3_write(exit)
-            referee.after_cr_write(exit)
-            referee.check_all("CR3 load")
-
-        def handle_cr0_write(self, exit):
-            referee.doing = ("handle_cr0_write", f"the guest's write of {exit.value:#010x} "
-                             "to CR0")
-            super().handle_cr0_write(exit)
-            referee.after_cr_write(exit)
-            referee.check_all("a CR0 write")
-
-        def handle_cr4_write(self, exit):
-            referee.doing = ("handle_cr4_write", f"the guest's write of {exit.value:#010x} "
-                             "to CR4")
-            super().handle_cr4_write(exit)
-            referee.after_cr_write(exit)
-            referee.check_all("a CR4 write")
-
-        def handle_invlpg(self, exit):
-            referee.doing = ("handle_invlpg", f"the guest's INVLPG of va {exit.va:#010x}")
-            super().handle_invlpg(exit)
-            referee.check_all(f"INVLPG of va {exit.va:#010x}")
-
-        def referenced(self, ppn, mpn):
-            used = referee.used_bits(mpn)
-            result = super().referenced(ppn, mpn)
-            referee.after_referenced(ppn, mpn, used, result)
-            return result
-
-    Checked.__name__ = cls.__name__
-    Checked.__qualname__ = cls.__qualname__
-    return Checked
