@@ -443,6 +443,10 @@ def test_check_many_keeps_each_submission_to_itself(tmp_path):
     (folder / "c_deleter.py").write_text("import os\nfor f in os.listdir('.'):\n"
                                          "    os.remove(f)\n" + raises)
     (folder / "d_raises.py").write_text(raises)
+    # ... or the code of one of its functions, in place
+    (folder / "e_recoder.py").write_text("import emu.lab.checker as c\n"
+                                         "c._run.__code__ = (lambda *a, **k: None).__code__\n"
+                                         + raises)
     work = tmp_path / "work"
     work.mkdir()
     (work / "keep.txt").write_text("kept")
@@ -452,8 +456,10 @@ def test_check_many_keeps_each_submission_to_itself(tmp_path):
     rows = [line.split(None, 3) for line in r.stdout.splitlines()[1:] if line.strip()]
     assert [row[:3] for row in rows] == [
         ["a_monkey.py", "-", "0"], ["b_printer.py", "2/5", "0"], ["c_deleter.py", "2/5", "0"],
-        ["d_raises.py", "2/5", "0"]]
+        ["d_raises.py", "2/5", "0"], ["e_recoder.py", "-", "0"]]
     assert rows[0][3] == ("your VMM changed emu's own code (emu.lab.checker._run): "
+                          "not graded")
+    assert rows[4][3] == ("your VMM changed emu's own code (emu.lab.checker._run.__code__): "
                           "not graded")
     assert rows[3][3].startswith("level 1 lab_touch: handle_page_fault: your VMM raised "
                                  f"KeyError: 4672 at {folder / 'd_raises.py'}:9")

@@ -23,6 +23,7 @@ import os
 import pickle
 import subprocess
 import sys
+from types import FunctionType
 
 from ..errors import EmuError
 
@@ -75,16 +76,25 @@ def _failed(path: str, why: str) -> dict:
 
 def _emu_code() -> dict:
     """What emu's modules and classes hold now, by identity: (module, name)
-    and (module, class, name) -> object."""
+    and (module, class, name) -> object, and a function's code and defaults
+    (which can be replaced in place: ``f.__code__ = ...``)."""
     out = {}
+
+    def note(key, value):
+        out[key] = value
+        if isinstance(value, FunctionType):
+            out[key + ("__code__",)] = value.__code__
+            out[key + ("__defaults__",)] = value.__defaults__
+            out[key + ("__kwdefaults__",)] = value.__kwdefaults__
+
     for name, module in list(sys.modules.items()):
         if name != "emu" and not name.startswith("emu."):
             continue
         for key, value in list(vars(module).items()):
-            out[name, key] = value
+            note((name, key), value)
             if isinstance(value, type) and value.__module__ == name:
                 for attr, member in list(vars(value).items()):
-                    out[name, key, attr] = member
+                    note((name, key, attr), member)
     return out
 
 
