@@ -467,6 +467,22 @@ def test_check_many_keeps_each_submission_to_itself(tmp_path):
     assert (work / "keep.txt").read_text() == "kept"
 
 
+def test_a_single_check_refuses_a_vmm_that_changed_the_checker(tmp_path):
+    # The Gradescope path grades one file per run: a file that patches the
+    # checker (every test "passes") gets no score there either.
+    cheat = tmp_path / "vmm.py"
+    cheat.write_text("import emu.lab.checker as c\nc._run = lambda *a, **k: None\n"
+                     + (MUTANTS / "raises.py").read_text())
+    why = "your VMM changed emu's own code (emu.lab.checker._run): not graded"
+    r = emu("lab", "check", str(cheat), "--level", "1")
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", f"emu: error: {why}\n")
+    out = tmp_path / "results.json"
+    r = emu("lab", "check", str(cheat), "--level", "1", "--gradescope", str(out))
+    assert r.returncode == 1
+    assert json.loads(out.read_text()) == {"score": 0, "max_score": 5, "output": why,
+                                           "visibility": "visible", "tests": []}
+
+
 def test_check_many_grades_a_folder_through_the_sweep_engine(tmp_path):
     folder = tmp_path / "class"
     (folder / "carol").mkdir(parents=True)

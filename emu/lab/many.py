@@ -53,13 +53,13 @@ def grade_here(payload) -> dict:
     path, levels = payload
     from .checker import check
     from .loader import load_vmm
-    before = _emu_code()
+    before = emu_code()
     try:
         cls = load_vmm(path)
     except EmuError as e:
         return _failed(path, f"cannot load: {e}")
     results = check(cls, levels, path)
-    changed = _changed(before, _emu_code())
+    changed = changed_code(before, emu_code())
     if changed:
         return _failed(path, f"your VMM changed emu's own code ({changed}): not graded")
     first = next((f"level {lr.level.number} {t.test}: {t.finding}"
@@ -74,7 +74,7 @@ def _failed(path: str, why: str) -> dict:
             "first_failure": why}
 
 
-def _emu_code() -> dict:
+def emu_code() -> dict:
     """What emu's modules and classes hold now, by identity: (module, name)
     and (module, class, name) -> object, and a function's code and defaults
     (which can be replaced in place: ``f.__code__ = ...``)."""
@@ -98,7 +98,7 @@ def _emu_code() -> dict:
     return out
 
 
-def _changed(before: dict, after: dict) -> str | None:
+def changed_code(before: dict, after: dict) -> str | None:
     """The first name of ``before`` that ``after`` holds another object for."""
     for key, value in before.items():
         if key in after and after[key] is not value:
