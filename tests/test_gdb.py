@@ -358,6 +358,34 @@ def test_an_interrupt_stops_a_reverse_continue_where_it_began(server):
     c.close()
 
 
+@pytest.mark.program("org 0x1000\n_start: inc eax\n jmp _start\nnever: hlt\n")
+def test_an_interrupt_stops_a_monitor_last_write_search(server):
+    # 'monitor last-write' of a dword nothing writes replays the whole
+    # history; ^C gives it up.
+    import time
+    port, logs = server
+    c = RawClient(port)
+    c.send(frame(b"c"))
+    assert c.read(1) == b"+"
+    time.sleep(0.5)
+    c.send(b"\x03")
+    assert c.reply().startswith("T02")
+    c.send(frame(b"qRcmd," + b"last-write va 0x1010".hex().encode()))
+    assert c.read(1) == b"+"
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    c.send(b"\x03")
+    text = b""
+    out = c.reply()
+    while out != "OK":
+        text += bytes.fromhex(out[1:])
+        out = c.reply()
+    assert text.decode() == "last-write va 0x00001010: interrupted\n"
+    assert time.monotonic() - t0 < 5
+    assert c.ask("?").startswith("T02")             # still there, still answering
+    c.close()
+
+
 # --- the command line and real GDB -----------------------------------------------------------
 
 def emu_gdb(*args) -> subprocess.Popen:

@@ -293,10 +293,13 @@ class Connection:
     def monitor(self, line: str) -> str:
         # (the client's text, on this terminal: control characters shown, not sent)
         self.log(f"monitor {line if line.isprintable() else repr(line)}")
+        stop = _Interrupter(self.conn, self.target.session)    # (last-write searches)
         try:
             out = monitor.run(self.target.session, line)
         except EmuError as e:
             out = f"error: {e}\n"
+        finally:
+            self.pending = self.decoder.feed(stop.finish())
         for i in range(0, len(out), 2000):
             self.send("O" + hexlify(out[i:i + 2000].encode()).decode())
         return "OK"

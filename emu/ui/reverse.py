@@ -387,6 +387,7 @@ def last_write(session, space: str, addr: int) -> tuple[Write | None, int]:
     cpu = session.system.cpu
     end = (cpu.icount, cpu.eip, int(session.system.env.now))
     for snap in _start_points(session):
+        _check(session)
         found, start = _scan_writes(session, snap, end, read)
         if found is not None:
             return found, ma
@@ -416,7 +417,9 @@ def _scan_writes(session, snap, end, read):
             ctx["vmm"] = False
     system.bus.subscribe(on_event)
     try:
-        for _ in range(MAX_POINTS):
+        for k in range(MAX_POINTS):
+            if k & 1023 == 1023:
+                _check(session)
             ctx.update(eip=cpu.eip, icount=cpu.icount, cpl=cpu.cpl, vmm=False)
             alive = advance_held(t.step, system)
             v = read(system)

@@ -143,8 +143,13 @@ class HistoryMixin:
 
     def last_write(self, space: str, addr: int) -> str:
         """Who last changed the dword at ``addr`` (va, pa or ma), and when."""
-        from .reverse import last_write
-        w, ma = last_write(self, space, addr)
+        from .reverse import SearchInterrupted, last_write
+        self.interrupted = False
+        try:
+            w, ma = last_write(self, space, addr)
+        except SearchInterrupted:
+            self.interrupted = False
+            return f"last-write {space} {addr:#010x}: interrupted"
         where = f"{space} {addr:#010x}" + (f" (ma {ma:#010x})" if space != "ma" else "")
         if w is None:
             return f"last-write {where}: not changed since the start of the history"
