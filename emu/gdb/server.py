@@ -22,6 +22,7 @@ import socket
 import threading
 from binascii import Error as HexError
 from binascii import hexlify, unhexlify
+from contextlib import contextmanager, nullcontext
 
 from ..errors import EmuError
 from . import monitor
@@ -293,30 +294,32 @@ class Connection:
     def monitor(self, line: str) -> str:
         # (the client's text, on this terminal: control characters shown, not sent)
         self.log(f"monitor {line if line.isprintable() else repr(line)}")
-        stop = _Interrupter(self.conn, self.target.session)    # (last-write searches)
         try:
-            out = monitor.run(self.target.session, line)
+            with self._watching():                  # (a last-write search)
+                out = monitor.run(self.target.session, line)
         except EmuError as e:
             out = f"error: {e}\n"
-        finally:
-            self.pending = self.decoder.feed(stop.finish())
         for i in range(0, len(out), 2000):
             self.send("O" + hexlify(out[i:i + 2000].encode()).decode())
         return "OK"
 
+    @contextmanager
+    def _watching(self):
+        """While a command runs, ^C stops it (the session's ``interrupted``);
+        what else the client sends meanwhile is read after it."""
+        # A ^C that came in the same read as the command's packet counts too.
+        early = any(i.kind == "interrupt" for i in self.rest)
+        self.rest = [i for i in self.rest if i.kind != "interrupt"]
+        stop = _Interrupter(self.conn, self.target.session, early)
+        try:
+            yield
+        finally:
+            self.pending = self.decoder.feed(stop.finish())
+
     def resume(self, how: str) -> str:
         t = self.target
-        stop = None
-        if how in ("cont", "reverse_continue", "reverse_step"):
-            # A ^C that came in the same read as this packet stops the run too.
-            early = any(i.kind == "interrupt" for i in self.rest)
-            self.rest = [i for i in self.rest if i.kind != "interrupt"]
-            stop = _Interrupter(self.conn, t.session, early)
-        try:
+        with nullcontext() if how == "step" else self._watching():
             reply: StopReply = getattr(t, how)()
-        finally:
-            if stop is not None:
-                self.pending = self.decoder.feed(stop.finish())
         self.server.console()
         if reply.message:
             self.log(reply.message)

@@ -181,7 +181,7 @@ class Target:
             else:
                 reply = StopReply(killed=SIGSEGV if sys_.outcome == "crash" else SIGXCPU,
                                   message=sys_.message)
-        elif why == "interrupted":
+        elif why == "interrupted" or _gave_up(why):
             reply = StopReply(SIGINT)
         elif why == "watchpoint":
             hits = s.watch.hits
@@ -216,10 +216,7 @@ class Target:
         return self._stopped(msg if msg in ("watchpoint", "interrupted") else None)
 
     def reverse_step(self) -> StopReply:
-        msg = self.session.reverse_step()
-        if msg.startswith("reverse-step: interrupted"):
-            return self._stopped("interrupted")
-        return self._stopped(msg, reverse=True)
+        return self._stopped(self.session.reverse_step(), reverse=True)
 
     def reverse_continue(self) -> StopReply:
         s = self.session
@@ -229,9 +226,7 @@ class Target:
             # first the instruction just before here, which the search
             # below does not look at (it ends here).
             msg = s.reverse_step()
-            if msg.startswith("reverse-step: interrupted"):
-                return self._stopped("interrupted")
-            if "at the start of the history" in msg:
+            if _gave_up(msg) or "at the start of the history" in msg:
                 return self._stopped(msg, reverse=True)
             s.stepi()
             if s.message == "watchpoint":
@@ -242,8 +237,6 @@ class Target:
                     f"va {h.va if h else 0:#010x}")
         msg = s.reverse_continue() if (s.breakpoints or s.watch) else \
             s._reverse("reverse-continue", None, "at the start of the history")
-        if msg.startswith("reverse-continue: interrupted"):
-            return self._stopped("interrupted")
         if "at the start of the history" in msg:
             return self._stopped(msg, reverse=True)
         if "watchpoint" in msg:
@@ -264,6 +257,12 @@ class Target:
             if w else "watch"
         self.last = StopReply(reason=kind, value=f"{w.va if w else va:x}")
         return self.last
+
+
+def _gave_up(msg: str | None) -> bool:
+    """Did ^C stop the session's search (``reverse-continue: interrupted
+    (still where it began); ...``)?"""
+    return bool(msg) and msg.partition(": ")[2].startswith("interrupted")
 
 
 __all__ = ["StopReply", "Target"]

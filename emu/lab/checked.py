@@ -12,6 +12,12 @@ from .referee import HANDLER_LIMIT, Referee, access_text
 def checked(cls, referee: Referee) -> type:
     """A subclass of the student's VMM class whose work the referee checks."""
 
+    def control_write(vmm, handler: str, exit, cr: str, event: str) -> None:
+        referee.doing = (handler, f"the guest's write of {exit.value:#010x} to {cr}")
+        getattr(super(Checked, vmm), handler)(exit)
+        referee.after_cr_write(exit)
+        referee.check_all(event)
+
     class Checked(cls):
         def __init__(self, hw, policy="trace-cache"):
             referee.attach(hw)
@@ -34,25 +40,13 @@ def checked(cls, referee: Referee) -> type:
             return result
 
         def handle_cr3_write(self, exit):
-            referee.doing = ("handle_cr3_write", f"the guest's write of {exit.value:#010x} "
-                             "to CR3")
-            super().handle_cr3_write(exit)
-            referee.after_cr_write(exit)
-            referee.check_all("CR3 load")
+            control_write(self, "handle_cr3_write", exit, "CR3", "CR3 load")
 
         def handle_cr0_write(self, exit):
-            referee.doing = ("handle_cr0_write", f"the guest's write of {exit.value:#010x} "
-                             "to CR0")
-            super().handle_cr0_write(exit)
-            referee.after_cr_write(exit)
-            referee.check_all("a CR0 write")
+            control_write(self, "handle_cr0_write", exit, "CR0", "a CR0 write")
 
         def handle_cr4_write(self, exit):
-            referee.doing = ("handle_cr4_write", f"the guest's write of {exit.value:#010x} "
-                             "to CR4")
-            super().handle_cr4_write(exit)
-            referee.after_cr_write(exit)
-            referee.check_all("a CR4 write")
+            control_write(self, "handle_cr4_write", exit, "CR4", "a CR4 write")
 
         def handle_invlpg(self, exit):
             referee.doing = ("handle_invlpg", f"the guest's INVLPG of va {exit.va:#010x}")

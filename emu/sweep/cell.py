@@ -177,7 +177,7 @@ def _in_child(cell: RunCell) -> dict:
             # the watcher stopped a handler stuck in C: the student's, every time
             return {"outcome": "error", "exit_status": None,
                     "host_seconds": round(time.perf_counter() - t0, 6),
-                    "message": last[0][len("emu: error: "):]}
+                    "message": last[0].removeprefix("emu: error: ")}
         return {"outcome": "error", "exit_status": None, "transient": True,
                 "host_seconds": round(time.perf_counter() - t0, 6),
                 "message": f"the child process running it died (status "

@@ -143,7 +143,8 @@ class HistoryMixin:
 
     def last_write(self, space: str, addr: int) -> str:
         """Who last changed the dword at ``addr`` (va, pa or ma), and when."""
-        from .reverse import SearchInterrupted, last_write
+        from .lastwrite import last_write
+        from .reverse import SearchInterrupted
         self.interrupted = False
         try:
             w, ma = last_write(self, space, addr)

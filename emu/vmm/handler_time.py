@@ -180,9 +180,7 @@ def _watch(pid: int, shared: mmap.mmap, watched: set, told: int) -> int:
                              "interrupt (a long computation in C?): stopped\n").encode())
                 return 1
         elif info.si_signo == signal.SIGCHLD:
-            done, status = os.waitpid(pid, os.WNOHANG | getattr(os, "WUNTRACED", 0))
-            if done and os.WIFSTOPPED(status):
-                continue
+            done, status = os.waitpid(pid, os.WNOHANG)   # (a stopped child: not done)
             if done:
                 return _exit_status(status)
         elif info.si_pid != 0:

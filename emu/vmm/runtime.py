@@ -155,8 +155,7 @@ class Monitor:
         msg, self._msg = self._msg, None
         worker = self._worker
         while msg[0] == "wait":
-            if self.handler_limit is not None:
-                handler_time.stop()
+            self._disarm()
             try:
                 value = yield msg[1]
             except BaseException:
