@@ -89,7 +89,16 @@ ALIASES = {**JCC_ALIASES,
            **{"set" + a: "set" + c for a, c in CONDITION_ALIASES.items()},
            **{"cmov" + a: "cmov" + c for a, c in CONDITION_ALIASES.items()},
            "sal": "shl", "pusha": "pushad", "popa": "popad",
-           "pushf": "pushfd", "popf": "popfd", "iretd": "iret"}
+           "pushf": "pushfd", "popf": "popfd", "iretd": "iret",
+           "loopz": "loope", "loopnz": "loopne"}
+# The string instructions and their prefixed rows.  F3 is one prefix with
+# three names: rep on movs and stos, repe on cmps and scas (which stop when
+# ZF says the elements differ); F2 (repne) exists on cmps and scas only.
+MOVE_STRINGS = ("movsd", "stosd", "movsb", "stosb")
+COMPARE_STRINGS = ("scasb", "scasd", "cmpsb", "cmpsd")
+ALIASES.update({f"{p} {s}": f"rep {s}" for p in ("repe", "repz") for s in MOVE_STRINGS})
+ALIASES.update({f"{p} {s}": f"repe {s}" for p in ("rep", "repz") for s in COMPARE_STRINGS})
+ALIASES.update({f"repnz {s}": f"repne {s}" for s in COMPARE_STRINGS})
 
 # --- flags: what each mnemonic does to them (Intel SDM vol. 2) ----------------
 _ARITH = "CF PF AF ZF SF OF"
@@ -108,6 +117,7 @@ _FLAGS = {
     "sahf": ("CF PF AF ZF SF", ""), "clc": ("CF", ""), "stc": ("CF", ""),
     "cmc": ("CF", ""), "cld": ("DF", ""), "std": ("DF", ""), "cli": ("IF", ""),
     "sti": ("IF", ""), "int": ("IF", ""),
+    **{mn: (_ARITH, "") for s in COMPARE_STRINGS for mn in (s, "repe " + s, "repne " + s)},
 }
 # Flags undefined only for some operand values: (flag, condition), the
 # condition one of COUNT_NOT_1 or COUNT_GE_WIDTH (of the masked count).
@@ -242,7 +252,7 @@ _row("in", ("r", "i8"), PRIV, 10, "read an I/O port")
 _row("in", ("r", "dx"), PRIV, 10, "read the I/O port in dx")
 _row("out", ("i8", "r"), PRIV, 10, "write an I/O port")
 _row("out", ("dx", "r"), PRIV, 10, "write the I/O port in dx")
-for _mn in ("movsd", "stosd", "movsb", "stosb"):
+for _mn in MOVE_STRINGS:
     _row(_mn, (), SYSTEM, 1, "string move/store (DF: forward or backward)")
     _row("rep " + _mn, (), SYSTEM, 1, "repeat ecx times (interruptible)")
 _row("ud2", (), SYSTEM, 1, "raise #UD")
@@ -301,6 +311,17 @@ _row("out", ("dx", "al"), PRIV, 10, "write a byte to the I/O port in dx")
 _row("ret", ("i16",), BRANCH, 2, "pop eip; esp += imm (the callee pops its arguments)")
 _row("lodsb", (), doc="al = [esi]; esi += 1 (DF=1: esi -= 1)")
 _row("lodsd", (), doc="eax = [esi]; esi += 4 (DF=1: esi -= 4)")
+_row("scasb", (), doc="the flags of al - [edi]; edi += 1 (DF=1: edi -= 1)")
+_row("scasd", (), doc="the flags of eax - [edi]; edi += 4 (DF=1: edi -= 4)")
+_row("cmpsb", (), doc="the flags of [esi] - [edi]; esi, edi += 1 (DF=1: -= 1)")
+_row("cmpsd", (), doc="the flags of [esi] - [edi]; esi, edi += 4 (DF=1: -= 4)")
+for _mn in COMPARE_STRINGS:
+    _row("repe " + _mn, (), SYSTEM, 1, "while ecx != 0: compare, ecx -= 1, stop if they "
+         "differ (ZF=0); interruptible")
+    _row("repne " + _mn, (), SYSTEM, 1, "while ecx != 0: compare, ecx -= 1, stop if they "
+         "are equal (ZF=1); interruptible")
+_row("loope", ("rel",), BRANCH, doc="ecx -= 1; jump if ecx != 0 and ZF=1")
+_row("loopne", ("rel",), BRANCH, doc="ecx -= 1; jump if ecx != 0 and ZF=0")
 
 
 def _opcode(position: int) -> int:

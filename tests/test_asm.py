@@ -160,6 +160,17 @@ def test_rep_prefix_makes_the_rep_row():
     assert code("rep movsd\nREP STOSB") == bytes([op("rep movsd"), op("rep stosb")])
 
 
+@pytest.mark.parametrize("insn", ["cmpsb", "cmpsd", "scasb", "scasd"])
+def test_repeat_prefixes_of_cmps_and_scas(insn):
+    # NASM: rep, repe and repz are the one prefix F3 (on cmps and scas, repe);
+    # repne and repnz are F2.
+    repe, repne = isa.BY_KEY[(f"repe {insn}", ())].code, isa.BY_KEY[(f"repne {insn}", ())].code
+    assert code(f"rep {insn}\nrepe {insn}\nRepZ {insn.upper()}") == repe * 3
+    assert code(f"repne {insn}\nrepnz {insn}") == repne * 2
+    assert code(insn) == isa.BY_KEY[(insn, ())].code
+    assert len({repe, repne, code(insn)}) == 3
+
+
 # --- encodings: memory operands ---------------------------------------------
 
 def test_mem_absolute():
@@ -264,6 +275,12 @@ def test_jcc_aliases_encode_like_their_target():
 
 def test_loop_takes_a_rel():
     assert code("l: loop l") == bytes([op("loop", "rel")]) + d32(-5)
+
+
+def test_loope_and_loopne_take_a_rel_and_their_z_names():
+    page2 = isa.BY_KEY[("loope", ("rel",))].code
+    assert code("l: loope l") == page2 + d32(-6)
+    assert code("l: loopz l\nloopnz l") == code("l: loope l\nloopne l")
 
 
 def test_jump_through_register_and_memory():
@@ -730,7 +747,8 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("dd " + "-" * 40 + "1", "expression nested too deeply (limit 32)", 1, 36),
     ("dd " + "+".join(["1"] * 300), "expression too complex (limit 256 levels)", 1, 515),
     ("a equ b\nb equ a", "circular definition: 'a' depends on itself", 2, 7),
-    ("rep nop", "expected movsd, stosd, movsb or stosb after 'rep', found 'nop'", 1, 5),
+    ("rep nop", "expected movsd, stosd, movsb, stosb, scasb, scasd, cmpsb or cmpsd after "
+     "'rep', found 'nop'", 1, 5),
     ("mov eax,", "unexpected end of line", 1, 9),
     ("mov eax, 1 2", "expected end of line, found '2'", 1, 12),
     ("db", "'db' needs at least one value", 1, 1),

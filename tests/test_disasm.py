@@ -49,6 +49,19 @@ def test_round_trip_every_row(row):
     assert _reassemble(text) == data, text
 
 
+def test_prefixed_strings_and_loops_print_their_canonical_names():
+    # What NASM accepts under other names comes back as one spelling, which
+    # assembles to the same bytes.
+    source = ("x: rep cmpsb\nrepz scasd\nrepnz cmpsd\nrepne scasb\nrepe movsd\n"
+              "loopz x\nloopnz x\nscasb\ncmpsd\n")
+    data = _reassemble(source)
+    lines = disassemble(lambda a: data[a - ADDR], ADDR, ADDR + len(data), {"x": ADDR})
+    texts = [line.text for line in lines]
+    assert texts == ["repe cmpsb", "repe scasd", "repne cmpsd", "repne scasb", "rep movsd",
+                     "loope x", "loopne x", "scasb", "cmpsd"]
+    assert _reassemble("x: " + "\n".join(texts)) == data
+
+
 @pytest.mark.parametrize("mem", [
     isa.Mem(None, None, 1, 0x1234),
     isa.Mem(None, None, 1, -4),

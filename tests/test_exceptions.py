@@ -679,6 +679,85 @@ def test_rep_stosb_fault_midway_keeps_the_progress(mode):
     assert s.guest_read(HOLE - 3, 3) == b"AAA"
 
 
+@pytest.mark.parametrize("insn", ["scasb", "scasd", "cmpsb", "cmpsd"])
+def test_pf_in_scas_cmps_changes_nothing(mode, insn):
+    body = paging_on(hole=HOLE) + init("CF OF", esi=0x2000, edi=HOLE + 8, ecx=5, eax=9) + \
+        "fault:\n" + f"    {insn}\n"
+    s, r = trap(mode, body)
+    assert r.exit_status == PF
+    assert regs(r)["cr2"] == HOLE + 8
+    kframe(s, r, "fault", ec=0, eflags=flag_value("CF OF"))
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (0x2000, HOLE + 8, 5)
+
+
+@pytest.mark.parametrize("insn", ["cmpsd", "repe cmpsb", "repne cmpsd"])
+def test_cmps_reads_esi_before_edi(mode, insn):
+    # Both in the hole: the fault is [esi]'s (docs/DECISIONS.md).
+    body = paging_on(hole=HOLE) + init(esi=HOLE + 0x10, edi=HOLE + 0x20, ecx=5) + \
+        "fault:\n" + f"    {insn}\n"
+    s, r = trap(mode, body)
+    assert r.exit_status == PF
+    assert regs(r)["cr2"] == HOLE + 0x10
+    kframe(s, r, "fault", ec=0, eflags=flag_value(""))
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (HOLE + 0x10, HOLE + 0x20, 5)
+
+
+def test_repe_cmpsd_fault_midway_keeps_the_progress(mode):
+    # Two equal dwords before the hole, then the fault on [edi]: ecx, esi,
+    # edi and the flags are those after the second iteration.
+    body = paging_on(hole=HOLE) + f"""
+    mov dword [{HOLE - 8:#x}], 7
+    mov dword [{HOLE - 4:#x}], 8
+""" + init(esi=0, edi=HOLE - 8, ecx=5) + "    mov esi, src\nfault:\n    repe cmpsd\n"
+    s, r = trap(mode, body, data="src: dd 7, 8, 9\n")
+    assert r.exit_status == PF
+    assert regs(r)["cr2"] == HOLE
+    kframe(s, r, "fault", ec=0, eflags=0x46)          # ZF PF of 8 - 8
+    assert (regs(r)["esi"], regs(r)["edi"], regs(r)["ecx"]) == (sym(s, "src") + 8, HOLE, 3)
+
+
+def test_repne_scasb_fault_midway_keeps_the_progress(mode):
+    body = paging_on(hole=HOLE) + f"    mov dword [{HOLE - 4:#x}], 0\n" + \
+        init(edi=HOLE - 3, ecx=10, eax=0x41) + "fault:\n    repne scasb\n"
+    s, r = trap(mode, body)
+    assert r.exit_status == PF
+    kframe(s, r, "fault", ec=0, eflags=0x6)           # PF of 0x41 - 0
+    assert (regs(r)["edi"], regs(r)["ecx"]) == (HOLE, 7)
+
+
+@pytest.mark.parametrize("insn", ["repe cmpsd", "repne scasb"])
+def test_repeated_compare_with_ecx_0_reads_nothing(mode, insn):
+    body = paging_on(hole=HOLE) + init("SF", esi=HOLE, edi=HOLE, ecx=0, eax=0x77) + \
+        f"    {insn}\n"
+    s, r = trap(mode, body)
+    assert r.exit_status == 0x77                      # no #PF: powered off with eax
+    assert regs(r)["eflags"] == flag_value("SF")
+
+
+def test_pf_in_repe_cmpsd_then_restart_finishes_it(mode):
+    # The guest's #PF handler maps the hole and irets: the rep goes on from
+    # the dword it faulted on, to the first difference.
+    pte = PGTAB + (HOLE >> 12) * 4
+    body = paging_on(hole=HOLE) + init(esi=0, edi=HOLE - 8, ecx=10) + \
+        "    mov esi, src\n    repe cmpsd\n    pushfd\n    pop ebx\n    mov eax, 0\n"
+    data = f"""
+src: times 6 dd 0
+    dd 5
+fix_pf:
+    mov dword [{pte:#x}], {HOLE | 7:#x}
+    add esp, 4
+    iret
+"""
+    s, r = run_snippet(body, mode, setup=TRAP_SETUP,
+                       data=trap_data(handlers={PF: "fix_pf"}) + data)
+    assert (r.outcome, r.exit_status) == ("poweroff", 0), r.message
+    assert r.stats["cpu"]["exceptions"] == {"14": 1}
+    # 6 equal dwords (2 before the hole), then 5 - 0
+    assert (regs(r)["ecx"], regs(r)["esi"], regs(r)["edi"]) == (3, sym(s, "src") + 28,
+                                                               HOLE + 20)
+    assert regs(r)["ebx"] == 0x6                      # PF of 5 - 0
+
+
 # --- faults in the middle of a translated block ----------------------------------------
 def test_fault_mid_block_keeps_earlier_effects_and_counts_exactly(mode):
     body = paging_on(hole=HOLE) + """
@@ -811,6 +890,34 @@ the_rep:
     buf = sym(s, "buffer")
     assert words(s, buf, 40001) == [0x5A5A5A5A] * 40000 + [0]
     assert regs(r)["ecx"] == 0 and regs(r)["edi"] == buf + 160000
+
+
+def test_timer_interrupts_a_long_repe_scasd_and_it_goes_on(mode):
+    # As for rep stosd: the tick lands between iterations, eip at the rep,
+    # ecx part way down; after the last iret the rep ends at the one dword
+    # that differs, having retired once.
+    body = init("IF", ebx=0) + """
+    mov dword [buffer + 4 * 40000], 1
+    mov eax, 20000
+    out 0x40, eax
+    mov edi, buffer
+    mov ecx, 50000
+    mov eax, 0
+the_rep:
+    repe scasd
+    cli
+    mov ebp, ecx
+    mov eax, 0
+    out 0x40, eax
+    mov eax, [ticks]
+"""
+    s, r = trap(mode, body, handlers={TIMER: "tick"}, data=REP_TICK, clock="cycles")
+    assert r.exit_status >= 2
+    assert var(s, "tick_eip") == sym(s, "the_rep")
+    assert 50000 - 40001 < var(s, "tick_ecx") < 50000
+    if mode == "native":      # whole chunks of 4,096 iterations
+        assert (50000 - var(s, "tick_ecx")) % 4096 == 0
+    assert (regs(r)["ebp"], regs(r)["edi"]) == (50000 - 40001, sym(s, "buffer") + 160004)
 
 
 def test_the_cycle_budget_stops_a_runaway_rep_stosd(mode):

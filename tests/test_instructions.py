@@ -20,6 +20,7 @@ from harness import (
     STACK_TOP,
     TRAP_SETUP,
     enter_user,
+    flag_value,
     flags,
     init,
     load_tr,
@@ -816,6 +817,154 @@ def test_rep_stosb_stores_ecx_bytes(mode):
     s, r, src, dst = _string(mode, "rep stosb", 5)
     assert words(s, dst, 2) == [0xD4D4D4D4, 0xD4]
     assert (regs(r)["edi"], regs(r)["ecx"]) == (dst + 5, 0)
+
+
+# --- compare strings: scas, cmps, repe/repne --------------------------------------
+def _flags_after(insn: str, reg: str) -> str:
+    """``insn``, then EFLAGS into ``reg``."""
+    return f"    {insn}\n    pushfd\n    pop {reg}\n"
+
+
+def test_scas_compares_al_eax_with_edi_and_steps_edi_by_df(mode):
+    data = "buf: db 0x41, 0x42, 0x43, 0x44, 0x45, 0x80, 0, 0\n"
+    body = (init("CF SF OF") + "    mov edi, buf\n    mov eax, 0x99999941\n"
+            + _flags_after("scasb", "ebx")              # 0x41 - 0x41
+            + "    mov eax, 0x45444341\n" + _flags_after("scasd", "ecx")   # - 0x45444342
+            + "    mov esi, edi\n    std\n    mov al, 0x40\n"
+            + _flags_after("scasb", "edx")              # 0x40 - 0x80, down
+            + "    mov ebp, edi\n    mov eax, 0x8046\n    scasd\n    cld\n")  # - 0x8045
+    s, r = run(mode, body, data=data)
+    buf = sym(s, "buf")
+    assert (regs(r)["ebx"], regs(r)["ecx"], regs(r)["edx"]) == (0x46, 0x97, 0xC87)
+    assert (regs(r)["esi"], regs(r)["ebp"], regs(r)["edi"]) == (buf + 5, buf + 4, buf)
+    assert regs(r)["eflags"] == 0x2               # 1: no flag (and cld)
+
+
+def test_cmps_compares_esi_with_edi_and_steps_both_by_df(mode):
+    data = "s1: db 0x10, 0x20, 0x30, 0x40, 0x50\ns2: db 0x10, 0x21, 0x30, 0x40, 0x50\n"
+    body = (init("CF SF OF") + "    mov esi, s1\n    mov edi, s2\n"
+            + _flags_after("cmpsb", "ebx")              # 0x10 - 0x10
+            + _flags_after("cmpsd", "ecx")              # 0x50403020 - 0x50403021
+            + "    mov ebp, esi\n    mov eax, edi\n    std\n    mov esi, s2 + 1\n"
+            + "    mov edi, s1 + 1\n" + _flags_after("cmpsb", "edx")   # 0x21 - 0x20, down
+            + "    cmpsd\n    cld\n")                  # [s2] - [s1]: 0x40302110 - 0x40302010
+    s, r = run(mode, body, data=data)
+    s1, s2 = sym(s, "s1"), sym(s, "s2")
+    assert (regs(r)["ebx"], regs(r)["ecx"], regs(r)["edx"]) == (0x46, 0x97, 0x402)
+    assert (regs(r)["ebp"], regs(r)["eax"]) == (s1 + 5, s2 + 5)
+    assert (regs(r)["esi"], regs(r)["edi"]) == (s2 - 4, s1 - 4)
+    assert regs(r)["eflags"] == 0x6               # PF of 0x100
+
+
+STRINGS = 'a: db "hello world"\nb: db "hellx world"\nmsg: db "hello", 0\n' \
+          "d1: dd 1, 2, 3, 4\nd2: dd 9, 2, 3, 4\n"
+
+
+def test_repe_cmpsb_stops_after_the_first_difference(mode):
+    body = init("OF", ecx=11) + "    mov esi, a\n    mov edi, b\n    repe cmpsb\n"
+    s, r = run(mode, body, data=STRINGS)
+    # h e l l equal, then 'o' - 'x': five iterations
+    assert (regs(r)["ecx"], regs(r)["esi"], regs(r)["edi"]) == (6, sym(s, "a") + 5,
+                                                               sym(s, "b") + 5)
+    assert regs(r)["eflags"] == 0x83              # CF SF of 0x6F - 0x78 (0xF7)
+
+
+def test_rep_is_repe_on_cmps_and_runs_ecx_down_while_equal(mode):
+    body = init(ecx=3) + "    mov esi, d1 + 4\n    mov edi, d2 + 4\n    rep cmpsd\n"
+    s, r = run(mode, body, data=STRINGS)
+    assert (regs(r)["ecx"], regs(r)["esi"], regs(r)["edi"]) == (0, sym(s, "d1") + 16,
+                                                               sym(s, "d2") + 16)
+    assert regs(r)["eflags"] == 0x46              # ZF PF of 4 - 4
+
+
+def test_repe_cmpsd_backward_stops_at_the_difference(mode):
+    body = init(ecx=10) + "    std\n    mov esi, d1 + 12\n    mov edi, d2 + 12\n" \
+        "    repe cmpsd\n"
+    s, r = run(mode, body, data=STRINGS)
+    assert (regs(r)["ecx"], regs(r)["esi"], regs(r)["edi"]) == (6, sym(s, "d1") - 4,
+                                                               sym(s, "d2") - 4)
+    assert regs(r)["eflags"] == 0x493             # DF, and CF AF SF of 1 - 9
+
+
+def test_repne_scasb_measures_a_string(mode):
+    # the C library's strlen: scan for the 0 with ecx = -1, then ~ecx - 1
+    body = init("CF SF OF", eax=0x12345600, ecx=0xFFFFFFFF) + "    mov edi, msg\n" + \
+        _flags_after("repne scasb", "ebx") + "    mov edx, ecx\n    not ecx\n    dec ecx\n"
+    s, r = run(mode, body, data=STRINGS)
+    assert (regs(r)["edx"], regs(r)["ecx"]) == (0xFFFFFFF9, 5)
+    assert (regs(r)["edi"], regs(r)["ebx"]) == (sym(s, "msg") + 6, 0x46)
+
+
+def test_repne_scasd_runs_out_when_nothing_is_equal(mode):
+    body = init("CF ZF SF OF", eax=7, ecx=4) + "    mov edi, d1\n    repnz scasd\n"
+    s, r = run(mode, body, data=STRINGS)
+    assert (regs(r)["ecx"], regs(r)["edi"]) == (0, sym(s, "d1") + 16)
+    assert regs(r)["eflags"] == 0x6               # PF of 7 - 4
+
+
+def test_repne_cmpsb_stops_at_the_first_equal_byte(mode):
+    body = init("ZF", ecx=20) + "    mov esi, d1\n    mov edi, d2\n    repne cmpsb\n"
+    s, r = run(mode, body, data=STRINGS)
+    # 1 - 9 differ, then 0 - 0
+    assert (regs(r)["ecx"], regs(r)["esi"]) == (18, sym(s, "d1") + 2)
+    assert regs(r)["eflags"] == 0x46
+
+
+@pytest.mark.parametrize("insn", ["repe scasb", "repe scasd", "repe cmpsb", "repe cmpsd",
+                                  "repne scasb", "repne scasd", "repne cmpsb",
+                                  "repne cmpsd"])
+def test_repeated_compare_with_ecx_0_does_nothing(mode, insn):
+    # esi and edi point past the guest's RAM: an access would end the run
+    body = init("CF SF OF", ecx=0, esi=0xFFFFFFF0, edi=0xFFFFFFF0, eax=0x61) + f"    {insn}\n"
+    s, r = run(mode, body)
+    assert (regs(r)["ecx"], regs(r)["esi"], regs(r)["edi"]) == (0, 0xFFFFFFF0, 0xFFFFFFF0)
+    assert regs(r)["eflags"] == flag_value("CF SF OF")
+
+
+def test_a_long_repe_cmpsb_goes_on_past_rep_chunk_and_retires_once(mode):
+    # 9,000 equal bytes, then a difference: three chunks of at most 4,096
+    data = "x1: times 9000 db 0x5A\n    db 1\nx2: times 9000 db 0x5A\n    db 2\n"
+    body = init(ecx=20000) + "    mov esi, x1\n    mov edi, x2\n    repe cmpsb\n"
+    s, r = run(mode, body, data=data)
+    assert (regs(r)["ecx"], regs(r)["esi"]) == (20000 - 9001, sym(s, "x1") + 9001)
+    assert regs(r)["eflags"] == 0x97              # 1 - 2
+    # mov esp, push/popfd, 3 movs, the repe, out
+    assert r.instructions == 1 + 2 + 3 + 1 + 1
+
+
+def test_loope_loops_while_equal_and_keeps_flags(mode):
+    data = "arr: dd 7, 7, 3, 7, 7\n"
+    body = init(ecx=5) + "    mov esi, arr\nagain:\n    lodsd\n    cmp eax, 7\n" \
+        "    loope again\n"
+    s, r = run(mode, body, data=data)
+    assert (regs(r)["ecx"], regs(r)["esi"]) == (2, sym(s, "arr") + 12)
+    assert flags(r) == {"CF", "SF"}               # of 3 - 7, kept by loope
+
+
+def test_loopne_loops_while_not_equal_and_keeps_flags(mode):
+    data = "arr: dd 1, 2, 7, 4\n"
+    body = init(ecx=4) + "    mov esi, arr\nagain:\n    lodsd\n    cmp eax, 7\n" \
+        "    loopnz again\n"
+    s, r = run(mode, body, data=data)
+    assert (regs(r)["ecx"], regs(r)["esi"]) == (1, sym(s, "arr") + 12)
+    assert flags(r) == {"ZF"}
+
+
+@pytest.mark.parametrize("insn,test", [("loope", "cmp eax, eax"),      # ZF=1
+                                       ("loopne", "test ebx, ebx")])   # ZF=0
+def test_loope_loopne_stop_when_ecx_reaches_0(mode, insn, test):
+    body = init(ecx=3, ebx=0) + f"again:\n    inc ebx\n    {test}\n    {insn} again\n"
+    s, r = run(mode, body)
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (3, 0)
+
+
+def test_long_loopne_runs_exactly(mode):
+    # a loop block ending in loopne: its back edge reads ZF
+    body = init(ecx=5000, ebx=0) + "l1:\n    inc ebx\n    cmp ebx, 1000\n    loopne l1\n"
+    s, r = run(mode, body)
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (1000, 4000)
+    # mov esp + push/popfd + 2 movs + 3000 + out
+    assert r.instructions == 1 + 2 + 2 + 3000 + 1
 
 
 # --- system instructions -----------------------------------------------------------

@@ -44,17 +44,27 @@ ERRORS = [
      "symbols of other output formats)", 1, 1),
     ('include "x.inc"', "'include' is not supported: write '%include'", 1, 1),
     # prefixes: refused by name, never read as a label without its colon
-    ("repne movsb", "'repne' is not supported (the F2 prefix: there is no cmps or scas, "
-     "and on movs and stos x86 leaves it undefined; write rep; see docs/language.md)", 1, 1),
-    ("x: repnz stosd", "'repnz' is not supported (the F2 prefix: there is no cmps or scas, "
-     "and on movs and stos x86 leaves it undefined; write rep; see docs/language.md)", 1, 4),
+    ("repne movsb", "'repne movsb' is not supported (x86 leaves the F2 prefix undefined on "
+     "movs and stos: write 'rep movsb')", 1, 1),
+    ("x: repnz stosd", "'repnz stosd' is not supported (x86 leaves the F2 prefix undefined "
+     "on movs and stos: write 'rep stosd')", 1, 4),
+    ("repne lodsb", "expected scasb, scasd, cmpsb or cmpsd after 'repne', found 'lodsb'",
+     1, 7),
+    ("repe add eax, 1", "expected movsd, stosd, movsb, stosb, scasb, scasd, cmpsb or cmpsd "
+     "after 'repe', found 'add'", 1, 6),
+    ("repz", "expected movsd, stosd, movsb, stosb, scasb, scasd, cmpsb or cmpsd after "
+     "'repz', found end of line", 1, 5),
+    ("scasd eax", "no form of 'scasd' takes (r32); forms: scasd", 1, 1),
+    ("rep cmpsb [esi], [edi]", "no form of 'repe cmpsb' takes (m, m); forms: repe cmpsb",
+     1, 1),
     ("lock add eax, ebx", "'lock' is not supported (the LOCK prefix: one CPU, no bus to "
      "lock; see docs/language.md)", 1, 1),
     ("o16 mov eax, ebx", "'o16' is not supported (operand-size prefixes; see "
      "docs/language.md)", 1, 1),
     ("a32 mov eax, [ebx]", "'a32' is not supported (address-size prefixes; see "
      "docs/language.md)", 1, 1),
-    ("repe nop", "expected movsd, stosd, movsb or stosb after 'repe', found 'nop'", 1, 6),
+    ("repe nop", "expected movsd, stosd, movsb, stosb, scasb, scasd, cmpsb or cmpsd after "
+     "'repe', found 'nop'", 1, 6),
     ("%macro m 1\n%+\n%endmacro\nm 1", "'%+' is not supported in macros (parameters are "
      "%1 .. %N, %0 and %%label) (in macro 'm' called at t.s:4)", 2, 1),
     # --- the preprocessor ---

@@ -25,6 +25,7 @@ import textwrap
 
 import pytest
 
+from emu import isa
 from emu.asm import Image, assemble, assemble_file
 from emu.system import MODES, Config, System
 
@@ -230,6 +231,39 @@ def test_data_assembles_to_nasms_bytes(name, tmp_path):
     done = nasm(src, tmp_path / "out.bin")
     assert (done.returncode, done.stderr) == (0, "")
     assert blob(assemble(source, str(src))) == (tmp_path / "out.bin").read_bytes()
+
+
+# --- the string prefixes: each spelling means what NASM encodes -----------------------
+
+# x86's bytes of the rows (Intel SDM vol. 2): F3 is rep/repe, F2 repne.
+X86_STRING = {"movsb": "a4", "movsd": "a5", "stosb": "aa", "stosd": "ab", "cmpsb": "a6",
+              "cmpsd": "a7", "scasb": "ae", "scasd": "af"}
+X86_PREFIX = {"rep": "f3", "repe": "f3", "repne": "f2"}
+X86_LOOP = {"loope": "e1", "loopne": "e0", "loop": "e2"}
+SPELLINGS = ([f"{p} {s}" for p in ("rep", "repe", "repz", "repne", "repnz")
+              for s in ("cmpsb", "cmpsd", "scasb", "scasd")]
+             + [f"{p} {s}" for p in ("rep", "repe", "repz") for s in ("movsb", "stosd")]
+             + ["cmpsb", "scasd", "loope x", "loopz x", "loopne x", "loopnz x"])
+
+
+def _x86_of_row(mnemonic: str) -> str:
+    prefix, _, name = mnemonic.rpartition(" ")
+    if name in X86_LOOP:
+        return X86_LOOP[name] + "fe"             # rel8 -2: to itself
+    return X86_PREFIX.get(prefix, "") + X86_STRING[name]
+
+
+def test_string_prefixes_and_loops_mean_what_nasm_encodes(tmp_path):
+    # Each spelling emu accepts makes the row whose x86 bytes NASM writes
+    # for it (rep on cmps is repe, repnz is repne, loopz is loope ...).
+    for text in SPELLINGS:
+        src = tmp_path / "one.s"
+        src.write_text(f"bits 32\nx: {text}\n")
+        done = nasm(src, tmp_path / "one.bin")
+        assert (done.returncode, done.stdout + done.stderr) == (0, ""), text
+        code = assemble(f"x: {text}").segments[0][1]
+        row = isa.decode(code.__getitem__, 0).insn
+        assert _x86_of_row(row.mnemonic) == (tmp_path / "one.bin").read_bytes().hex(), text
 
 
 # --- NASM-style programs run -------------------------------------------------------

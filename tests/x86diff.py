@@ -50,11 +50,21 @@ STACK, STACK_SIZE = 0x30000, 0x1000
 MODELLED = isa.CF | isa.PF | isa.AF | isa.ZF | isa.SF | isa.OF | isa.DF | isa.IF
 COUNTED = ("shl", "shr", "sar", "rol", "ror")
 STRING_X86 = {"movsd": b"\xa5", "movsb": b"\xa4", "stosd": b"\xab", "stosb": b"\xaa",
-              "lodsd": b"\xad", "lodsb": b"\xac"}
+              "lodsd": b"\xad", "lodsb": b"\xac", "scasd": b"\xaf", "scasb": b"\xae",
+              "cmpsd": b"\xa7", "cmpsb": b"\xa6"}
+# The repeat prefixes of the rows "rep movsd", "repe cmpsb", "repne scasd" ...
+PREFIX_X86 = {"rep": b"\xf3", "repe": b"\xf3", "repne": b"\xf2"}
+COUNTING = ("loop", "loope", "loopne", "jecxz")
 # Unicorn register ids in the project's order (eax .. edi), then EFLAGS.
 _UC_REGS = (X.UC_X86_REG_EAX, X.UC_X86_REG_ECX, X.UC_X86_REG_EDX, X.UC_X86_REG_EBX,
             X.UC_X86_REG_ESP, X.UC_X86_REG_EBP, X.UC_X86_REG_ESI, X.UC_X86_REG_EDI,
             X.UC_X86_REG_EFLAGS, X.UC_X86_REG_EIP)
+
+
+def split_prefix(mnemonic: str) -> tuple[str | None, str]:
+    """("repe", "cmpsb") for "repe cmpsb"; (None, mnemonic) without a prefix."""
+    prefix, _, name = mnemonic.rpartition(" ")
+    return prefix or None, name
 
 
 def forms() -> list[isa.Insn]:
@@ -269,9 +279,9 @@ def make_encoding(row: isa.Insn, k: int, rng, ks, x86_base: int) -> Encoding:
         args[row.operands.index("rel")] = (target - nxt) & M
     ours = isa.encode(row, tuple(args))
     text = _text(row, tuple(args), target)
-    name = row.mnemonic.removeprefix("rep ")
+    prefix, name = split_prefix(row.mnemonic)
     if name in STRING_X86:
-        x86 = (b"\xf3" if row.mnemonic.startswith("rep ") else b"") + STRING_X86[name]
+        x86 = PREFIX_X86.get(prefix, b"") + STRING_X86[name]
     else:
         try:
             enc, _ = ks.asm(text, x86_addr)
@@ -326,12 +336,15 @@ def make_state(enc: Encoding, rng):
         regs[5] = STACK + 0x600 + 4 * rng.randrange(64)
     if mn in ("div", "idiv") and rng.random() < 0.6:
         regs[2] = rng.randrange(4) if mn == "div" else (M if regs[0] >> 31 else 0)
-    if mn in ("loop", "jecxz") or mn.startswith("rep "):
+    prefix, name = split_prefix(mn)
+    if mn in COUNTING or prefix:
         regs[1] = rng.choice((0, 1, 2, rng.randrange(12)))
-    if mn.removeprefix("rep ") in STRING_X86:
+    if name in STRING_X86:
         regs[6] = rng.randrange(DATA + 0x100, DATA + DATA_SIZE - 0x100)
         regs[7] = rng.choice((rng.randrange(DATA + 0x100, DATA + DATA_SIZE - 0x100),
                               regs[6] + rng.randint(-8, 8)))
+    if name in isa.COMPARE_STRINGS:
+        _equal_elements(name, regs, flags, data, rng)
     if mn in COUNTED and row.operands[1] == "cl" and rng.random() < 0.7:
         regs[1] = (regs[1] & ~0xFF) | rng.choice((0, 1, 2, 7, 8, 9, 31, 32, 33))
     _place(enc, regs, rng)
@@ -362,6 +375,24 @@ def make_state(enc: Encoding, rng):
         value = 2 | (rng.getrandbits(32) & MODELLED)
         stack[off:off + 4] = value.to_bytes(4, "little")
     return regs, flags, bytes(data), bytes(stack)
+
+
+def _equal_elements(name: str, regs: list[int], flags: int, data: bytearray, rng) -> None:
+    """Make some of the first elements a cmps/scas meets equal (al/eax or
+    [esi] and [edi] alike), so that repe and repne stop at any iteration:
+    none, all, or some at random."""
+    size = 1 if name.endswith("b") else 4
+    step = -size if flags & isa.DF else size
+    p = rng.choice((0, 1, 0.3, 0.7, 0.9))
+    for j in range(12):
+        if rng.random() >= p:
+            continue
+        d = regs[7] + j * step - DATA
+        if name.startswith("scas"):
+            data[d:d + size] = (regs[0] & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+        else:
+            a = regs[6] + j * step - DATA
+            data[d:d + size] = data[a:a + size]
 
 
 # --- comparing --------------------------------------------------------------------------
@@ -466,7 +497,7 @@ def run_form(row: isa.Insn, cases: int, seed: int = 0) -> tuple[int, list[str]]:
             x = (list(regs), flags, enc.x86_addr, DE, data, stack)
         else:
             x = x86.run(enc.x86_addr, len(enc.x86), list(regs), flags, data, stack,
-                        row.mnemonic.startswith("rep "))
+                        split_prefix(row.mnemonic)[0] is not None)
         problem = compare(enc, state, o, x)
         if problem:
             failures.append(problem)

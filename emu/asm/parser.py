@@ -64,18 +64,18 @@ NOT_SUPPORTED = {
     "float": "floats", "warning": "warning control", "map": "map files",
     "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",
     "sectalign": "section alignment control", "list": "listing control",
-    # prefixes (repe/repz are rep: the same prefix on movs and stos)
-    "repne": "the F2 prefix: there is no cmps or scas, and on movs and stos x86 leaves "
-             "it undefined; write rep",
-    "repnz": "the F2 prefix: there is no cmps or scas, and on movs and stos x86 leaves "
-             "it undefined; write rep",
+    # prefixes (rep/repe/repz and repne/repnz are read with their instruction)
     "lock": "the LOCK prefix: one CPU, no bus to lock",
     "o16": "operand-size prefixes", "o32": "operand-size prefixes",
     "a16": "address-size prefixes", "a32": "address-size prefixes",
     "xacquire": "lock elision", "xrelease": "lock elision",
 }
-REP_WORDS = ("rep", "repe", "repz")     # one prefix (F3) on movs and stos
-STRING_INSNS = ("movsd", "stosd", "movsb", "stosb")
+# The repeat prefixes: F3 (rep, repe, repz: one prefix, rep on movs and stos,
+# repe on cmps and scas) and F2 (repne, repnz: cmps and scas only; on movs
+# and stos x86 leaves it undefined).  Each makes one row with its instruction.
+REP_WORDS = ("rep", "repe", "repz", "repne", "repnz")
+F2_WORDS = ("repne", "repnz")
+STRING_INSNS = (*isa.MOVE_STRINGS, *isa.COMPARE_STRINGS)
 RESERVED = frozenset(REGISTERS) | {"byte", "dword", "ptr", "word", "qword"}
 KEYWORDS = DIRECTIVES | isa.MNEMONICS | frozenset(isa.ALIASES) | set(REP_WORDS) | set(NOT_SUPPORTED)
 
@@ -309,14 +309,27 @@ class Parser:
                    for it in items)
         return Data(cur.loc, tok.col, width, items, size)
 
+    def _prefixed(self, cur: Cursor, tok: Token, word: str) -> str:
+        """The row of a repeat prefix and the string instruction after it
+        (``repz cmpsb`` is ``repe cmpsb``, ``repe movsd`` is ``rep movsd``)."""
+        f2 = word in F2_WORDS
+        names = isa.COMPARE_STRINGS if f2 else STRING_INSNS
+        nxt = cur.peek()
+        insn = nxt.text.lower() if nxt is not None and nxt.kind == "ident" else None
+        if f2 and insn in isa.MOVE_STRINGS:
+            raise cur.loc.error(f"'{word} {insn}' is not supported (x86 leaves the F2 prefix "
+                                f"undefined on movs and stos: write 'rep {insn}')", tok.col)
+        if insn not in names:
+            raise cur.error_here(f"expected {', '.join(names[:-1])} or {names[-1]} after "
+                                 f"'{word}'")
+        cur.pos += 1
+        name = f"{word} {insn}"
+        return isa.ALIASES.get(name, name)
+
     def _instruction(self, cur: Cursor, tok: Token, word: str) -> Instruction:
         mnemonic = isa.ALIASES.get(word, word)
         if word in REP_WORDS:
-            nxt = cur.peek()
-            if nxt is None or nxt.kind != "ident" or nxt.text.lower() not in STRING_INSNS:
-                raise cur.error_here(f"expected movsd, stosd, movsb or stosb after '{word}'")
-            cur.pos += 1
-            mnemonic = "rep " + nxt.text.lower()
+            mnemonic = self._prefixed(cur, tok, word)
         if mnemonic not in isa.FORMS:
             hint = ""
             nxt = cur.peek()

@@ -74,6 +74,18 @@ def _loop(g: Gen) -> None:
     g.emit(f"return {_target(g)} if {g.reg(1)} else {g.at(g.next_pos)}")
 
 
+@sem("loope", reads={"zf"})
+def _loope(g: Gen) -> None:
+    g.set_reg(1, f"({g.reg(1)} - 1) & 0xFFFFFFFF")
+    g.emit(f"return {_target(g)} if {g.reg(1)} and zf else {g.at(g.next_pos)}")
+
+
+@sem("loopne", reads={"zf"})
+def _loopne(g: Gen) -> None:
+    g.set_reg(1, f"({g.reg(1)} - 1) & 0xFFFFFFFF")
+    g.emit(f"return {_target(g)} if {g.reg(1)} and not zf else {g.at(g.next_pos)}")
+
+
 @sem("jecxz")
 def _jecxz(g: Gen) -> None:
     g.emit(f"return {_target(g)} if {g.reg(1)} == 0 else {g.at(g.next_pos)}")

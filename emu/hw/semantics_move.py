@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .semantics import ALL_FLAGS, Gen, sem
+from .semantics import ALL_FLAGS, Gen, arith_flags, mask, sem
 
 # EFLAGS as the block sees it (cf zf sf of may be bools; pf/af are lazy).
 EFLAGS_EXPR = ("(2 | cf | PFB[pf & 0xFF] | ((af ^ pf) & 0x10) | (zf << 6) | (sf << 7)"
@@ -161,6 +161,27 @@ def _lods(g: Gen) -> None:
     else:
         g.set_reg(0, v)
     g.set_reg(6, f"({g.reg(6)} - {n} if cpu.df else {g.reg(6)} + {n}) & 0xFFFFFFFF")
+
+
+@sem("scasb", "scasd", "cmpsb", "cmpsd", writes=ALL_FLAGS, faults=True)
+def _scas_cmps(g: Gen) -> None:
+    """The flags of cmp: al/eax (scas) or [esi] (cmps) minus [edi]; then
+    step edi (and esi) by the size, backwards with DF.  The loads first,
+    [esi] before [edi]: a fault changes nothing.  The repe/repne rows are
+    system ones (``sysinsns``)."""
+    mn = g.insn.mnemonic
+    byte = mn.endswith("b")
+    n, w = (1, 8) if byte else (4, 32)
+    if mn.startswith("cmps"):
+        a = g.let(g.load(g.reg(6), byte))
+    else:
+        a = g.let(g.reg8(0) if byte else g.reg(0))
+    b = g.let(g.load(g.reg(7), byte))
+    r = g.tmp()
+    g.emit(f"{r} = ({a} - {b}) & {mask(w)}")
+    g.set_flags(arith_flags(a, b, r, w, f"{a} < {b}", f"(({a} ^ {b}) & ({a} ^ {r})) >> {w - 1}"))
+    for reg in ((6, 7) if mn.startswith("cmps") else (7,)):
+        g.set_reg(reg, f"({g.reg(reg)} - {n} if cpu.df else {g.reg(reg)} + {n}) & 0xFFFFFFFF")
 
 
 @sem("cld")

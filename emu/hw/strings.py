@@ -1,4 +1,5 @@
-"""``movs``/``stos`` (with or without ``rep``), a page at a time.
+"""``movs``/``stos`` (with or without ``rep``), a page at a time; ``repe``/
+``repne`` ``cmps``/``scas`` element by element.
 
 The architectural story is element by element: each iteration reads
 ``[esi]`` (movs), writes ``[edi]``, then steps esi/edi by the element size
@@ -24,6 +25,10 @@ order, walk cycles -- with one translation per page:
 
 A ``rep`` runs at most ``REP_CHUNK`` iterations per batch
 (docs/DECISIONS.md); a fault leaves esi, edi and ecx after the elements done.
+
+``compare`` runs ``repe``/``repne`` ``cmps``/``scas`` through ``Mmu.read``,
+one element at a time: each reads ``[esi]`` (cmps) then ``[edi]``, so every
+walk, fill, fault and A bit is the element-wise one by construction.
 """
 
 from __future__ import annotations
@@ -47,6 +52,43 @@ def element_wise(cpu, n: int, size: int, move: bool, step: int) -> int:
         r[7] = (r[7] + step) & M
         cpu.string_done += 1
     return n
+
+
+def compare(cpu, limit: int, size: int, scan: bool, stop_zf: int) -> bool:
+    """Run up to ``limit`` iterations of ``cmps`` (``scan``: ``scas``): the
+    flags of a - [edi], a being al/eax or [esi]; esi (cmps) and edi step by
+    the size.  True when an iteration's ZF was ``stop_zf`` (0 for repe, 1
+    for repne), which ends the repeat.  ``cpu.string_done`` counts the
+    completed iterations and the flags are those of the last one, also when
+    a fault propagates (the faulting iteration changes nothing)."""
+    mmu, r = cpu.mmu, cpu.r
+    step = -size if cpu.df else size
+    width = 0xFF if size == 1 else M
+    sign = 8 * size - 1
+    a = b = None
+    stopped = False
+    try:
+        for _ in range(limit):
+            x = r[0] & width if scan else mmu.read(r[6], size)
+            y = mmu.read(r[7], size)
+            a, b = x, y
+            if not scan:
+                r[6] = (r[6] + step) & M
+            r[7] = (r[7] + step) & M
+            cpu.string_done += 1
+            if (x == y) == stop_zf:
+                stopped = True
+                break
+    finally:
+        if a is not None:
+            res = (a - b) & width
+            cpu.cf = int(a < b)
+            cpu.zf = int(res == 0)
+            cpu.sf = res >> sign
+            cpu.of = ((a ^ b) & (a ^ res)) >> sign
+            cpu.pf = res            # lazy PF and AF (semantics.py)
+            cpu.af = a ^ b
+    return stopped
 
 
 def run(cpu, limit: int, size: int, move: bool) -> None:

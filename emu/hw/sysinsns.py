@@ -14,7 +14,7 @@ from .devices import CONSOLE_PORT
 from .exceptions import GP, NP, UD, GuestFault
 from .stops import CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, KERNEL_CS, USER_CS, USER_SS
 from .stops import StopRun as _StopRun
-from .strings import REP_CHUNK  # noqa: F401  (documented in docs/DECISIONS.md)
+from .strings import REP_CHUNK  # (documented in docs/DECISIONS.md)
 
 
 class SystemInstructions:
@@ -251,6 +251,26 @@ class SystemInstructions:
             raise _StopRun("budget", 0, rep=True)
         return nxt
 
+    def _compare_string(self, d, eip, nxt, size: int, scan: bool, stop_zf: int):
+        """repe/repne cmps/scas: ``_string``'s rules, and the repeat also
+        ends after an iteration whose ZF is ``stop_zf`` (0: repe, 1: repne).
+        With ecx = 0 nothing happens: no flag, no memory access.  Element by
+        element through ``Mmu.read`` (``strings.compare``)."""
+        r = self.r
+        count = r[1]
+        self.string_done = 0
+        stopped = False
+        try:
+            stopped = strings.compare(self, min(count, REP_CHUNK), size, scan, stop_zf)
+        finally:
+            done = self.string_done
+            r[1] = (count - done) & 0xFFFFFFFF
+            self.cycles += done * (1 + (1 if scan else 2) * self.costs.mem_ref)
+        if not stopped and done < count:
+            self.eip = eip                  # not retired: it goes on next batch
+            raise _StopRun("budget", 0, rep=True)
+        return nxt
+
     def ea(self, m: isa.Mem) -> int:
         """The effective (linear) address of a memory operand."""
         a = m.disp
@@ -263,8 +283,7 @@ class SystemInstructions:
 
 
 def _opname(row: isa.Insn) -> str:
-    name = row.mnemonic.replace("rep ", "rep_")
-    return name
+    return row.mnemonic.replace(" ", "_")      # "rep movsd": _op_rep_movsd
 
 
 def _string_op(size: int, move: bool, rep: bool):
@@ -278,3 +297,14 @@ for _mn, _size, _move in (("movsd", 4, True), ("stosd", 4, False),
     setattr(SystemInstructions, "_op_" + _mn, _string_op(_size, _move, False))
     setattr(SystemInstructions, "_op_rep_" + _mn, _string_op(_size, _move, True))
 
+
+def _compare_op(size: int, scan: bool, stop_zf: int):
+    def op(self, d, eip, nxt):
+        return self._compare_string(d, eip, nxt, size, scan, stop_zf)
+    return op
+
+
+for _mn, _size, _scan in (("scasb", 1, True), ("scasd", 4, True),
+                          ("cmpsb", 1, False), ("cmpsd", 4, False)):
+    setattr(SystemInstructions, "_op_repe_" + _mn, _compare_op(_size, _scan, 0))
+    setattr(SystemInstructions, "_op_repne_" + _mn, _compare_op(_size, _scan, 1))
