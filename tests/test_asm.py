@@ -126,6 +126,22 @@ def test_short_and_near_are_a_branch_target_s_reach():
         "<input>:1:1: error: no form of 'mov' takes (r32, short imm); forms: ")
 
 
+def test_a_short_branch_out_of_reach_is_an_error_as_in_nasm():
+    # 'short' says the target is near: -128..127 bytes from the next
+    # instruction, both ends included (a jmp is 5 bytes here).
+    near = "org 0x1000\n_start: jmp short there\ntimes {} nop\nthere: hlt\n"
+    assert code(near.format(127)) == code(near.replace("short ", "").format(127))
+    e = error(near.format(128))
+    assert str(e) == ("<input>:2:19: error: short jump is out of range: the target is 128 "
+                      "bytes from the next instruction (a short branch reaches -128..127)")
+    back = "org 0x1000\n_start: hlt\nhere: times {} nop\njz short here\n"
+    jz = len(code("jz 0"))
+    code(back.format(128 - jz))
+    assert "the target is -129 bytes" in str(error(back.format(129 - jz)))
+    # without 'short' any distance is fine; 'near' never limits it
+    code(near.replace("short", "near").format(5000))
+
+
 def test_iretd_is_iret():
     assert code("iretd") == code("iret")
 

@@ -332,6 +332,12 @@ def encode_insn(row: isa.Insn, ops: list[Operand], env: Env, next_eip: int) -> b
             args.append(v & 0xFFFFFFFF)
         else:  # rel
             v = check_range(op.expr.ev(env), ADDR_RANGE, "a branch target", env, op.col)
+            if op.size == "short" and not -128 <= v - next_eip <= 127:
+                # (every branch here reaches everywhere, but a short one says
+                # it is near: NASM refuses it too)
+                raise env.loc.error(f"short jump is out of range: the target is "
+                                    f"{v - next_eip} bytes from the next instruction "
+                                    "(a short branch reaches -128..127)", op.col)
             args.append((v - next_eip) & 0xFFFFFFFF)
     return isa.encode(row, tuple(args))
 
