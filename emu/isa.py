@@ -75,6 +75,9 @@ _ALU2_DOC = {"add": "dst += src", "adc": "dst += src + CF", "sub": "dst -= src",
 ALU2_FORMS = (("r", "r"), ("r", "i"), ("r", "m"), ("m", "r"), ("m", "i"))
 ALU2_BYTE_FORMS = (("b", "b"), ("b", "i8"), ("b", "mb"), ("mb", "b"), ("mb", "i8"))
 SHIFTS = ("shl", "shr", "sar", "rol", "ror")
+# The instructions with a count (imm8 or cl, their last operand) masked to 5
+# bits, which change no flag when it is 0.
+COUNTED = (*SHIFTS, "rcl", "rcr", "shld", "shrd")
 # The x86 condition codes, in encoding order (o no b ae e ne be a s ns p np l ge le g).
 CONDITIONS = ("o", "no", "b", "ae", "e", "ne", "be", "a",
               "s", "ns", "p", "np", "l", "ge", "le", "g")
@@ -109,14 +112,16 @@ _FLAGS = {
     **{mn: ("CF PF ZF SF OF", "AF") for mn in ("and", "or", "xor", "test")},
     **{mn: ("PF AF ZF SF OF", "") for mn in ("inc", "dec")},
     **{mn: ("CF PF ZF SF OF", "AF") for mn in ("shl", "shr", "sar")},
-    **{mn: ("CF OF", "") for mn in ("rol", "ror")},
+    **{mn: ("CF OF", "") for mn in ("rol", "ror", "rcl", "rcr")},
+    **{mn: ("CF PF ZF SF OF", "AF") for mn in ("shld", "shrd")},
+    **{mn: ("ZF", "CF PF AF SF OF") for mn in ("bsf", "bsr")},
     **{mn: ("CF OF", "PF AF ZF SF") for mn in ("mul", "imul")},
     **{mn: ("", _ARITH) for mn in ("div", "idiv")},
     **{mn: ("CF", "PF AF SF OF") for mn in ("bt", "bts", "btr", "btc")},
     "popfd": ("CF PF AF ZF SF OF DF IF", ""), "iret": ("CF PF AF ZF SF OF DF IF", ""),
     "sahf": ("CF PF AF ZF SF", ""), "clc": ("CF", ""), "stc": ("CF", ""),
     "cmc": ("CF", ""), "cld": ("DF", ""), "std": ("DF", ""), "cli": ("IF", ""),
-    "sti": ("IF", ""), "int": ("IF", ""),
+    "sti": ("IF", ""), "int": ("IF", ""), "int3": ("IF", ""),
     **{mn: (_ARITH, "") for s in COMPARE_STRINGS for mn in (s, "repe " + s, "repne " + s)},
 }
 # Flags undefined only for some operand values: (flag, condition), the
@@ -124,13 +129,15 @@ _FLAGS = {
 COUNT_NOT_1 = "count != 1"
 COUNT_GE_WIDTH = "count >= width"
 _FLAGS_WHEN = {
-    **{mn: (("OF", COUNT_NOT_1),) for mn in ("sar", "rol", "ror")},
+    **{mn: (("OF", COUNT_NOT_1),) for mn in ("sar", "rol", "ror", "rcl", "rcr", "shld",
+                                             "shrd")},
     **{mn: (("OF", COUNT_NOT_1), ("CF", COUNT_GE_WIDTH)) for mn in ("shl", "shr")},
 }
 # Rows whose effect differs from a real x86's by design (see cpu.py's doc and
 # docs/DECISIONS.md): not comparable with an x86 model; tested on their own.
 _DIFFERS = {
     "int": "delivers through the project's IDT gates (dd handler, attr), fixed selectors",
+    "int3": "delivers through the project's IDT gates (dd handler, attr), fixed selectors",
     "iret": "pops the project's frames (fixed selectors, no segment checks)",
     "hlt": "waits for the project's timer device",
     "lidt": "loads an IDT of the project's gate format (dd handler, attr)",
@@ -322,6 +329,25 @@ for _mn in COMPARE_STRINGS:
          "are equal (ZF=1); interruptible")
 _row("loope", ("rel",), BRANCH, doc="ecx -= 1; jump if ecx != 0 and ZF=1")
 _row("loopne", ("rel",), BRANCH, doc="ecx -= 1; jump if ecx != 0 and ZF=0")
+for _mn, _doc in (("bsf", "dst = the number of the lowest set bit of src; src = 0: ZF=1, "
+                          "dst kept"),
+                  ("bsr", "dst = the number of the highest set bit of src; src = 0: ZF=1, "
+                          "dst kept")):
+    _row(_mn, ("r", "r"), doc=_doc)
+    _row(_mn, ("r", "m"), doc=_doc)
+_row("cbw", (), doc="ax = al sign-extended (the upper half of eax kept)")
+_row("cwde", (), doc="eax = ax sign-extended")
+for _mn, _doc in (("shld", "shift dst left, bits in from the top of src"),
+                  ("shrd", "shift dst right, bits in from the bottom of src")):
+    for _f in (("r", "r", "i8"), ("r", "r", "cl"), ("m", "r", "i8"), ("m", "r", "cl")):
+        _row(_mn, _f, doc=_doc + " (src kept), by a count masked to 5 bits")
+for _mn, _doc in (("rcl", "rotate left through CF"), ("rcr", "rotate right through CF")):
+    for _f in (("r", "i8"), ("r", "cl"), ("m", "i8"), ("m", "cl"), ("b", "i8"), ("b", "cl"),
+               ("mb", "i8"), ("mb", "cl")):
+        _row(_mn, _f, doc=_doc + " by a count masked to 5 bits (a byte: then mod 9)")
+_row("int3", (), SYSTEM, 10, "software interrupt 3 (the breakpoint) through the IDT, as "
+     "int 3")
+_row("pause", (), doc="do nothing (on x86 a hint in a spin loop)")
 
 
 def _opcode(position: int) -> int:

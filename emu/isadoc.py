@@ -31,7 +31,7 @@ def _flags(rows: list[isa.Insn]) -> list[str]:
         lines.append(f"undefined {' '.join(row.undefined)}")
     for flag, cond in row.undefined_when:
         lines.append(f"undefined {flag} {_WHEN[cond]}")
-    if row.mnemonic in ("shl", "shr", "sar", "rol", "ror"):
+    if row.mnemonic in isa.COUNTED:
         lines.append("a count of 0 changes no flag")
     return lines
 

@@ -187,6 +187,39 @@ def test_repeat_prefixes_of_cmps_and_scas(insn):
     assert len({repe, repne, code(insn)}) == 3
 
 
+def row_code(mnemonic: str, *kinds: str) -> bytes:
+    """The opcode bytes of a row (two on page 2)."""
+    return isa.BY_KEY[(mnemonic, kinds)].code
+
+
+def test_bit_scans_take_a_register_or_memory_source():
+    assert code("bsf ecx, edx\nBSR eax, [ebx + 4]") == (
+        row_code("bsf", "r", "r") + bytes([0x12])
+        + row_code("bsr", "r", "m") + bytes([0x00, 0xB0]) + d32(4))
+
+
+def test_double_shifts_take_an_imm8_or_cl_count():
+    assert code("shld eax, ebx, 3\nshrd [esi], edi, cl\nshrd dword [esi], edi, 0x1F") == (
+        row_code("shld", "r", "r", "i8") + bytes([0x03, 3])
+        + row_code("shrd", "m", "r", "cl") + bytes([0x70, 0xE0]) + d32(0)
+        + row_code("shrd", "m", "r", "i8") + bytes([0x70, 0xE0]) + d32(0) + bytes([0x1F]))
+
+
+def test_rotates_through_carry_have_the_forms_of_rol():
+    assert code("rcl edx, 1\nrcr bh, cl\nrcl byte [eax], 9\nrcr dword [eax], cl") == (
+        row_code("rcl", "r", "i8") + bytes([0x20, 1])
+        + row_code("rcr", "b", "cl") + bytes([0x70])
+        + row_code("rcl", "mb", "i8") + bytes([0x80]) + d32(0) + bytes([9])
+        + row_code("rcr", "m", "cl") + bytes([0x80]) + d32(0))
+    assert {r.operands for r in isa.FORMS["rcl"]} == {r.operands for r in isa.FORMS["rol"]}
+
+
+def test_cbw_cwde_pause_and_int3_are_their_own_rows():
+    assert code("cbw\ncwde\npause\nint3") == b"".join(
+        row_code(mn) for mn in ("cbw", "cwde", "pause", "int3"))
+    assert code("int 3") == bytes([op("int", "i8"), 3])       # the same effect, two rows
+
+
 # --- encodings: memory operands ---------------------------------------------
 
 def test_mem_absolute():
@@ -675,6 +708,18 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
      "mov r/m32, r32 | mov r/m32, imm32 | mov r8, r/m8 | mov r/m8, r8 | mov r/m8, imm8 | "
      "mov r32, cr | mov cr, r32", 1, 1),
     ("nop eax", "no form of 'nop' takes (r32); forms: nop", 1, 1),
+    ("bsf eax, 5", "no form of 'bsf' takes (r32, imm); forms: bsf r32, r/m32", 1, 1),
+    ("bsr [eax], ebx", "no form of 'bsr' takes (m, r32); forms: bsr r32, r/m32", 1, 1),
+    ("shld eax, ebx", "no form of 'shld' takes (r32, r32); forms: shld r/m32, r32, imm8 | "
+     "shld r/m32, r32, cl", 1, 1),
+    ("shrd eax, ebx, edx", "no form of 'shrd' takes (r32, r32, r32); forms: "
+     "shrd r/m32, r32, imm8 | shrd r/m32, r32, cl", 1, 1),
+    ("shld eax, ebx, 256", "value 256 out of range for an 8-bit immediate (-128..255)",
+     1, 16),
+    ("rcl eax, edx", "no form of 'rcl' takes (r32, r32); forms: rcl r/m32, imm8 | "
+     "rcl r/m32, cl | rcl r/m8, imm8 | rcl r/m8, cl", 1, 1),
+    ("rcr [eax], 1", "operation size not specified; write `dword [eax]`", 1, 5),
+    ("int3 3", "no form of 'int3' takes (imm); forms: int3", 1, 1),
     ("movzx eax, dword [ebx]", "no form of 'movzx' takes (r32, m32); forms: "
      "movzx r32, r/m8", 1, 1),
     ("mov eax, nowhere", "undefined symbol 'nowhere'", 1, 10),

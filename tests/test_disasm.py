@@ -12,7 +12,7 @@ from emu.asm import Line, assemble, disassemble, format_listing
 
 ADDR = 0x4000
 
-# Sample values per operand kind, by operand position (first, second).
+# Sample values per operand kind, by operand position (first, second, third).
 _SAMPLES = {
     "r": (isa.EBX, isa.ESI),
     "b": (isa.EDX, isa.EBX + 4),        # dl, bh
@@ -20,11 +20,11 @@ _SAMPLES = {
     "w": (isa.ECX, isa.EDI),            # cx, di
     "i": (0x12345678, 0xFFFFFFF0, 0x80000001),
     "i16": (0xBEEF, 0x7F),
-    "i8": (0xAB, 0x7F),
+    "i8": (0xAB, 0x7F, 0x1F),
     "m": (isa.Mem(isa.EBX, isa.ESI, 4, -8),) * 2,
     "mb": (isa.Mem(isa.EBP, None, 1, 0x10, True),) * 2,
     "rel": (-0x20, 0x40),
-    "cl": (isa.ECX,) * 2,
+    "cl": (isa.ECX,) * 3,
     "dx": (isa.EDX,) * 2,
     "al": (isa.EAX,) * 2,
 }
@@ -60,6 +60,18 @@ def test_prefixed_strings_and_loops_print_their_canonical_names():
     assert texts == ["repe cmpsb", "repe scasd", "repne cmpsd", "repne scasb", "rep movsd",
                      "loope x", "loopne x", "scasb", "cmpsd"]
     assert _reassemble("x: " + "\n".join(texts)) == data
+
+
+def test_int3_pause_and_the_new_forms_print_as_nasm_writes_them():
+    source = ("int3\nint 3\npause\ncbw\ncwde\nbsf eax, [ebx + 8]\nshld [esi], edi, cl\n"
+              "shrd eax, edx, 31\nrcl dword [eax], 1\nrcr byte [eax], cl\nrcl bh, 9\n")
+    data = _reassemble(source)
+    lines = disassemble(lambda a: data[a - ADDR], ADDR, ADDR + len(data))
+    assert [line.text for line in lines] == [
+        "int3", "int 3", "pause", "cbw", "cwde", "bsf eax, [ebx + 0x8]",
+        "shld [esi], edi, cl", "shrd eax, edx, 0x1f", "rcl dword [eax], 1",
+        "rcr byte [eax], cl", "rcl bh, 9"]
+    assert _reassemble("\n".join(line.text for line in lines)) == data
 
 
 @pytest.mark.parametrize("mem", [

@@ -200,6 +200,28 @@ def test_faulting_int_at_cpl0_does_not_retire(mode):
     assert r.instructions == SETUP_INSNS + STUB_INSNS
 
 
+def test_gp_int3_to_dpl0_gate_from_cpl3_error_code(mode):
+    # int3 is a software interrupt like int 3: the gate's DPL is checked
+    s, r = trap(mode, enter_user("user") + "user:\nfault:\n    int3\n")
+    assert r.exit_status == GP
+    uframe(s, r, "fault", ec=3 * 8 + 2)
+
+
+@pytest.mark.parametrize("insn", ["int3", "int 3"])
+def test_int3_is_int_3_the_breakpoint_vector(mode, insn):
+    s, r = trap(mode, init("CF SF IF") + f"    {insn}\nnext:\n")
+    assert r.exit_status == 3
+    kframe(s, r, "next", eflags=flag_value("CF SF IF"))
+    assert regs(r)["eflags"] == 0x2 | flag_value("CF SF")     # an interrupt gate: IF=0
+
+
+def test_int3_from_cpl3_through_a_dpl3_gate(mode):
+    s, r = trap(mode, enter_user("user", esp=0x8F000) + "user:\n    int3\nnext:\n",
+                gates={3: 0xEF00})
+    assert r.exit_status == 3
+    uframe(s, r, "next", esp=0x8F000)
+
+
 def test_int_to_dpl3_gate_from_cpl3(mode):
     s, r = trap(mode, enter_user("user", esp=0x8F000) + "user:\n    int 0x80\nnext:\n",
                 gates={0x80: 0xEF00})
@@ -300,6 +322,9 @@ PF_CASES = [
     (0, "mov dword [0xC0FFC], 1", 2, 0xC0FFC),
     (0, "mov dword [0xC1008], 1", 3, 0xC1008),        # read-only, CR0.WP
     (0, "inc dword [0xC1000]", 3, 0xC1000),
+    (0, "shld [0xC1008], eax, 0", 3, 0xC1008),       # a count of 0 writes too
+    (0, "rcl byte [0xC1004], 0", 3, 0xC1004),
+    (0, "rcr dword [0xC1000], cl", 3, 0xC1000),
     (0, "movzx eax, byte [0xC0001]", 0, 0xC0001),
     (0, "mov eax, [0xBFFFE]", 0, 0xC0000),            # crosses into the hole
     (3, "mov eax, [0xC2010]", 5, 0xC2010),            # supervisor page
@@ -610,6 +635,12 @@ FAULTING = [
     "movzx eax, byte [0xC0010]",
     "mov byte [0xC0010], al",
     "jmp [0xC0010]",
+    "shld [0xC0010], ebx, 4",
+    "shrd [0xC0010], ebx, cl",
+    "rcl dword [0xC0010], 1",
+    "rcr byte [0xC0010], cl",
+    "bsf eax, [0xC0010]",
+    "bsr eax, [0xC0010]",
 ]
 
 

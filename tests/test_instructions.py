@@ -7,8 +7,10 @@ instructions are in ``test_exceptions.py``.
 
 Semantics chosen where x86 leaves a flag undefined: mul/imul leave ZF and SF
 unchanged; div/idiv leave every flag unchanged; a shift count of 0 changes
-no flag; shl/shr/sar set OF for any count as if it were 1; rol/ror change
-only CF and OF; logic ops clear CF and OF; not changes no flag.
+no flag; shl/shr/sar set OF for any count as if it were 1; rol/ror and
+rcl/rcr change only CF and OF; shld/shrd set OF to the sign change; bsf/bsr
+change only ZF (and keep dst when src is 0); logic ops clear CF and OF; not
+changes no flag.
 """
 
 from __future__ import annotations
@@ -1153,6 +1155,10 @@ ALIASING = [
     (dict(eax=0x8000), "movsx eax, ah", dict(eax=0xFFFFFF80)),
     (dict(eax=0x1234), "xchg eax, eax", dict(eax=0x1234)),
     (dict(ebx=0x80000000), "xchg ebx, [ebx]", dict(ebx=0x80000000)),
+    (dict(ecx=0x80), "bsf ecx, ecx", dict(ecx=7)),
+    (dict(eax=0x12345678), "shld eax, eax, 8", dict(eax=0x34567812)),
+    (dict(ecx=0x12345604), "shrd ecx, ecx, cl", dict(ecx=0x41234560)),    # by the old cl
+    (dict(ecx=3), "rcl ecx, cl", dict(ecx=0x18)),
 ]
 
 
@@ -1465,3 +1471,148 @@ def test_out_and_in_of_al(mode):
     s, r = run(mode, body)
     assert r.console == "hi"
     assert (regs(r)["ebx"], regs(r)["ecx"]) == (0xAABBCCFF, 0xFF)
+
+
+# --- bit scans -------------------------------------------------------------------------
+# (mnemonic, src, ARITH flags before, dst after (0x5A before), ARITH flags after): only
+# ZF changes (CF OF SF AF PF, undefined, are kept); src = 0 keeps dst.
+BIT_SCANS = [
+    ("bsf", 0x00010000, 0x895, 16, 0x895),
+    ("bsf", 0x80000000, 0x000, 31, 0x000),
+    ("bsf", 0xFFFFFFFF, 0x040, 0, 0x000),
+    ("bsf", 0, 0x895, 0x5A, 0x8D5),
+    ("bsr", 0x00010001, 0x8D5, 16, 0x895),
+    ("bsr", 1, 0x000, 0, 0x000),
+    ("bsr", 0xFFFFFFFF, 0x000, 31, 0x000),
+    ("bsr", 0, 0x000, 0x5A, 0x040),
+]
+
+
+@pytest.mark.parametrize("form", ["r,r", "r,m"])
+@pytest.mark.parametrize("case", BIT_SCANS, ids=[f"{c[0]}-{c[1]:#x}" for c in BIT_SCANS])
+def test_bit_scan_finds_the_lowest_or_highest_set_bit(mode, case, form):
+    mn, src, fin, dst, fout = case
+    setup = set_flags(2 | fin) + init(eax=0x5A, ebx=src).split("popfd\n", 1)[1]
+    insn = f"{mn} eax, ebx" if form == "r,r" else f"{mn} eax, [val]"
+    s, r = run(mode, setup + f"    {insn}\n", data=f"val: dd {src:#x}")
+    assert (regs(r)["eax"], regs(r)["ebx"]) == (dst, src)
+    assert eflags(r) & ARITH == fout
+
+
+# --- cbw, cwde ---------------------------------------------------------------------------
+@pytest.mark.parametrize("insn,eax,after", [
+    ("cbw", 0x12345680, 0x1234FF80),        # only ax changes
+    ("cbw", 0xFFFFFF7F, 0xFFFF007F),
+    ("cbw", 0x0000FF01, 0x00000001),
+    ("cwde", 0x12348000, 0xFFFF8000),
+    ("cwde", 0xABCD7FFF, 0x00007FFF),
+])
+def test_cbw_and_cwde_sign_extend_al_and_ax(mode, insn, eax, after):
+    s, r = run(mode, set_flags(0x8D7) + f"    mov eax, {eax:#x}\n    {insn}\n")
+    assert regs(r)["eax"] == after
+    assert eflags(r) & ARITH == ARITH          # no flag changes
+
+
+# --- double shifts -----------------------------------------------------------------------
+# (mnemonic, dst, src, count, ARITH flags before, result, ARITH flags after).  OF is the
+# sign change for every count (the SDM defines it for 1 only); AF is cleared.
+DOUBLE_SHIFTS = [
+    ("shld", 0x12345678, 0x9ABCDEF0, 4, 0x000, 0x23456789, 0x001),
+    ("shld", 0x40000000, 0x80000000, 1, 0x000, 0x80000001, 0x880),
+    ("shld", 0x00000003, 0xFFFFFFFE, 31, 0x000, 0xFFFFFFFF, 0x885),
+    ("shld", 0x80000000, 0, 1, 0x010, 0, 0x845),
+    ("shld", 0x12345678, 0x9ABCDEF0, 0, ARITH, 0x12345678, ARITH),
+    ("shld", 0x12345678, 0x9ABCDEF0, 32, 0x044, 0x12345678, 0x044),
+    ("shrd", 0x12345678, 0x9ABCDEF0, 4, ARITH, 0x01234567, 0x001),
+    ("shrd", 1, 1, 1, 0x000, 0x80000000, 0x885),
+    ("shrd", 0xFF, 0xAB, 8, 0x000, 0xAB000000, 0x885),
+    ("shrd", 2, 0, 33, ARITH, 1, 0x000),
+]
+
+
+@pytest.mark.parametrize("form", ["r,r,i8", "r,r,cl", "m,r,i8", "m,r,cl"])
+@pytest.mark.parametrize("case", DOUBLE_SHIFTS,
+                         ids=[f"{c[0]}-{c[1]:#x}-by{c[3]}" for c in DOUBLE_SHIFTS])
+def test_double_shift_result_and_flags(mode, case, form):
+    mn, a, b, count, fin, result, fout = case
+    dst = "eax" if form.startswith("r") else "[val]"
+    cnt = "cl" if form.endswith("cl") else str(count)
+    ecx = 0xABCD00 | count if form.endswith("cl") else 0x1234
+    setup = set_flags(2 | fin) + init(eax=a, ebx=b, ecx=ecx).split("popfd\n", 1)[1]
+    s, r = run(mode, setup + f"    {mn} {dst}, ebx, {cnt}\n", data=f"val: dd {a:#x}")
+    assert (regs(r)["eax"] if dst == "eax" else var(s, "val")) == result
+    assert (regs(r)["ebx"], regs(r)["ecx"]) == (b, ecx)
+    assert eflags(r) & ARITH == fout
+
+
+# --- rotates through CF --------------------------------------------------------------------
+# (mnemonic, value, count, ARITH flags before, result, ARITH flags after): only CF and
+# OF change; OF by the formula of a count of 1 over the result, for every count.
+CARRY_ROTATES = [
+    ("rcl", 0x80000000, 1, 0x000, 0, 0x801),
+    ("rcl", 0x40000000, 1, 0x001, 0x80000001, 0x800),
+    ("rcl", 0x12345678, 4, 0x0D5, 0x23456788, 0x8D5),
+    ("rcl", 1, 31, 0x000, 0x80000000, 0x800),
+    ("rcl", 0x12345678, 0, 0x801, 0x12345678, 0x801),
+    ("rcl", 0x12345678, 32, 0x044, 0x12345678, 0x044),
+    ("rcl", 0xFFFFFFFF, 33, 0x000, 0xFFFFFFFE, 0x001),
+    ("rcr", 1, 1, 0x000, 0, 0x001),
+    ("rcr", 1, 1, 0x001, 0x80000000, 0x801),
+    ("rcr", 0x12345678, 4, 0x0D5, 0x11234567, 0x0D5),
+    ("rcr", 0x80000000, 31, 0x001, 3, 0x000),
+    ("rcr", 0x12345678, 32, 0x801, 0x12345678, 0x801),
+]
+
+
+@pytest.mark.parametrize("form", ["r,i8", "r,cl", "m,i8", "m,cl"])
+@pytest.mark.parametrize("case", CARRY_ROTATES,
+                         ids=[f"{c[0]}-{c[1]:#x}-by{c[2]}-{c[3]:#x}" for c in CARRY_ROTATES])
+def test_rotate_through_carry_result_and_flags(mode, case, form):
+    mn, a, count, fin, result, fout = case
+    dst = "eax" if form.startswith("r") else "dword [val]"
+    cnt = "cl" if form.endswith("cl") else str(count)
+    ecx = 0xABCD00 | count if form.endswith("cl") else 0x1234
+    setup = set_flags(2 | fin) + init(eax=a, ecx=ecx).split("popfd\n", 1)[1]
+    s, r = run(mode, setup + f"    {mn} {dst}, {cnt}\n", data=f"val: dd {a:#x}")
+    assert (regs(r)["eax"] if dst == "eax" else var(s, "val")) == result
+    assert regs(r)["ecx"] == ecx
+    assert eflags(r) & ARITH == fout
+
+
+# A byte rotates through 9 bits: the masked count is taken mod 9.
+CARRY_ROTATES_8 = [
+    # (flags before, registers, val byte, instruction, expected registers, val, ARITH flags)
+    (0, dict(eax=0x81), 0, "rcl al, 1", dict(eax=0x02), 0, 0x801),
+    (0x0D4, dict(eax=0x81), 0, "rcl al, 1", dict(eax=0x02), 0, 0x8D5),
+    (1, dict(ebx=0x0100), 0, "rcl bh, 8", dict(ebx=0x8000), 0, 0x001),
+    (1, dict(ecx=10), 0x40, "rcl byte [val], cl", {}, 0x81, 0x800),         # 10 mod 9
+    (0, dict(ecx=0x20), 0x11, "rcl byte [val], cl", {}, 0x11, 0),           # masked: 0
+    (0, dict(eax=0x0500), 0, "rcr ah, 3", dict(eax=0x4000), 0, 0x801),
+    (1, dict(ebx=0x81), 0, "rcr bl, 9", dict(ebx=0x81), 0, 0x801),         # CF kept
+    (0x801, dict(ecx=0x12), 0x3C, "rcr byte [val], cl", {}, 0x3C, 0x001),  # 18 mod 9
+]
+
+
+@pytest.mark.parametrize("fin,setup,val,insn,expect,val_after,fout", CARRY_ROTATES_8,
+                         ids=[f"{c[3]}-{c[0]:#x}" for c in CARRY_ROTATES_8])
+def test_byte_rotate_through_carry(mode, fin, setup, val, insn, expect, val_after, fout):
+    test_byte_forms(mode, fin, setup, val, insn, expect, val_after, fout)
+
+
+def test_rotate_through_carry_chains_a_64_bit_shift(mode):
+    # edx:eax <<= 1 and >>= 1 the way 16-bit code shifted long numbers
+    body = init(eax=0x80000001, edx=0x40000000) + "    shl eax, 1\n    rcl edx, 1\n" \
+        "    mov ebx, eax\n    mov ecx, edx\n    shr ecx, 1\n    rcr ebx, 1\n"
+    s, r = run(mode, body)
+    assert (regs(r)["edx"], regs(r)["eax"]) == (0x80000001, 2)
+    assert (regs(r)["ecx"], regs(r)["ebx"]) == (0x40000000, 0x80000001)
+
+
+# --- pause -----------------------------------------------------------------------------------
+def test_pause_is_a_nop_of_the_same_cost(mode):
+    body = init(ALL, **REG_INIT) + "    pause\n    pause\n"
+    s, r = run(mode, body)
+    _, nops = run(mode, init(ALL, **REG_INIT) + "    nop\n    nop\n")
+    assert {k: regs(r)[k] for k in REG_INIT} == REG_INIT
+    assert flags(r) == fl(ALL)
+    assert (r.instructions, r.cycles) == (nops.instructions, nops.cycles)

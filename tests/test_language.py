@@ -57,6 +57,8 @@ ERRORS = [
     ("scasd eax", "no form of 'scasd' takes (r32); forms: scasd", 1, 1),
     ("rep cmpsb [esi], [edi]", "no form of 'repe cmpsb' takes (m, m); forms: repe cmpsb",
      1, 1),
+    ("cwd", "'cwd' is not supported (16-bit operands: it writes dx; cdq sign-extends eax "
+     "into edx; see docs/language.md)", 1, 1),
     ("lock add eax, ebx", "'lock' is not supported (the LOCK prefix: one CPU, no bus to "
      "lock; see docs/language.md)", 1, 1),
     ("o16 mov eax, ebx", "'o16' is not supported (operand-size prefixes; see "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 import shutil
 import subprocess
 import textwrap
@@ -292,3 +293,47 @@ def test_the_example_of_the_language_reference_runs_and_nasm_accepts_it(tmp_path
     for mode in MODES:
         r = System(assemble_file(src), Config(mode=mode, mem_mib=1)).run()
         assert (r.outcome, r.exit_status, r.console) == ("poweroff", 0, "hello\n")
+
+
+# --- the bit scans, double shifts, rotates through CF ... : NASM's meaning --------------
+
+# Each spelling as NASM assembles it and ndisasm (NASM's disassembler) reads
+# those x86 bytes back, against emu's row for it read back by emu's
+# disassembler: the same instruction, operands and sizes.
+X86_SPELLINGS = [
+    "bsf eax, ebx", "bsf ecx, [esi + 8]", "bsr edi, dword [eax]", "bsr ebp, esp",
+    "cbw", "cwde", "int3", "int 3", "pause",
+    "shld eax, ebx, 3", "shld [eax], ecx, cl", "shld dword [eax], ecx, 31",
+    "shrd edx, esi, cl", "shrd [ebx + esi*4 - 4], eax, 1", "shrd ecx, ecx, 0",
+    "rcl eax, 1", "rcl eax, 5", "rcl eax, cl", "rcl dword [eax], 1", "rcl byte [eax], cl",
+    "rcl al, 7", "rcl dl, 1", "rcr bh, cl", "rcr byte [0x1234], 9", "rcr dword [eax], 200",
+    "rcr esi, cl", "rcr byte [ecx + 2], 1", "rcr edi, 33",
+]
+
+
+def _canonical(text: str) -> str:
+    """An instruction's text with spacing, number bases and redundant sizes
+    (dword, NASM's 'byte' before an imm8) made alike."""
+    t = re.sub(r"byte (?=[0-9])", "", text.lower().replace("dword ", ""))
+    return re.sub(r"0x[0-9a-f]+|\d+", lambda m: str(int(m.group(0), 0)), t.replace(" ", ""))
+
+
+def test_new_instructions_mean_what_nasm_encodes(tmp_path):
+    src = tmp_path / "x86.s"
+    src.write_text("bits 32\n" + "\n".join(X86_SPELLINGS) + "\n")
+    done = nasm(src, tmp_path / "x86.bin")
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    ndisasm = shutil.which("ndisasm")
+    assert ndisasm is not None, "ndisasm (NASM's) is not installed"
+    listing = subprocess.run([ndisasm, "-b", "32", str(tmp_path / "x86.bin")],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    theirs = [line.split(None, 2)[2] for line in listing.splitlines()]
+    code = assemble("\n".join(X86_SPELLINGS)).segments[0][1]
+    ours, at = [], 0
+    while at < len(code):
+        d = isa.decode(code.__getitem__, at)
+        ours.append(isa.format_insn(d, at))
+        at += d.length
+    assert len(theirs) == len(ours) == len(X86_SPELLINGS)
+    for spelling, mine, nasms in zip(X86_SPELLINGS, ours, theirs, strict=True):
+        assert _canonical(mine) == _canonical(nasms), (spelling, mine, nasms)

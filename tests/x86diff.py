@@ -48,7 +48,7 @@ CODE_X86_SIZE = 0x100000
 DATA, DATA_SIZE = 0x20000, 0x2000
 STACK, STACK_SIZE = 0x30000, 0x1000
 MODELLED = isa.CF | isa.PF | isa.AF | isa.ZF | isa.SF | isa.OF | isa.DF | isa.IF
-COUNTED = ("shl", "shr", "sar", "rol", "ror")
+COUNTED = isa.COUNTED          # a count (the last operand) masked to 5 bits
 STRING_X86 = {"movsd": b"\xa5", "movsb": b"\xa4", "stosd": b"\xab", "stosb": b"\xaa",
               "lodsd": b"\xad", "lodsb": b"\xac", "scasd": b"\xaf", "scasb": b"\xae",
               "cmpsd": b"\xa7", "cmpsb": b"\xa6"}
@@ -345,10 +345,20 @@ def make_state(enc: Encoding, rng):
                               regs[6] + rng.randint(-8, 8)))
     if name in isa.COMPARE_STRINGS:
         _equal_elements(name, regs, flags, data, rng)
-    if mn in COUNTED and row.operands[1] == "cl" and rng.random() < 0.7:
-        regs[1] = (regs[1] & ~0xFF) | rng.choice((0, 1, 2, 7, 8, 9, 31, 32, 33))
+    if mn in COUNTED and row.operands[-1] == "cl" and rng.random() < 0.7:
+        regs[1] = (regs[1] & ~0xFF) | rng.choice((0, 1, 2, 7, 8, 9, 10, 17, 18, 27, 31, 32,
+                                                  33))
     _place(enc, regs, rng)
     m = enc.mem
+    if mn in ("bsf", "bsr") and rng.random() < 0.4:
+        # a source of 0 (dst kept, ZF=1) or of few bits
+        value = rng.choice((0, 0, 1 << rng.randrange(32), rng.getrandbits(32) & 0x80000F00))
+        if m is None:
+            if enc.args[1] != 4:
+                regs[enc.args[1]] = value
+        else:
+            off = _ea(m, regs) - DATA
+            data[off:off + 4] = value.to_bytes(4, "little")
     if mn.startswith("bt") and m is not None and row.operands[1] == "r":
         regs[enc.args[1]] = rng.randint(-2048, 2047) & M
     if mn == "cmpxchg" and rng.random() < 0.5 and (m is None or 0 not in (m.base, m.index)):
@@ -400,7 +410,7 @@ def undefined_flags(row: isa.Insn, args: tuple, regs: list[int]) -> int:
     """EFLAGS bits x86 leaves undefined for this instruction with these operands."""
     names = set(row.undefined)
     if row.mnemonic in COUNTED:
-        count = (args[1] if row.operands[1] == "i8" else regs[1]) & 31
+        count = (args[-1] if row.operands[-1] == "i8" else regs[1]) & 31
         if count == 0:
             return 0       # a count of 0 changes no flag: all of them are defined
         width = 8 if row.operands[0] in ("b", "mb") else 32

@@ -69,6 +69,8 @@ NOT_SUPPORTED = {
     "o16": "operand-size prefixes", "o32": "operand-size prefixes",
     "a16": "address-size prefixes", "a32": "address-size prefixes",
     "xacquire": "lock elision", "xrelease": "lock elision",
+    # 16-bit operands: no form here; named because cbw, cwde and cdq are here
+    "cwd": "16-bit operands: it writes dx; cdq sign-extends eax into edx",
 }
 # The repeat prefixes: F3 (rep, repe, repz: one prefix, rep on movs and stos,
 # repe on cmps and scas) and F2 (repne, repnz: cmps and scas only; on movs

@@ -9,8 +9,9 @@ a ``GuestFault``; every generator does its memory accesses before it changes
 any register or flag, so a faulting instruction changes nothing and can be
 restarted.  A generator whose row is a branch ends with a ``return`` of the
 next eip.  The generators live by family in ``semantics_alu`` (arithmetic,
-logic, shifts, bits), ``semantics_move`` (data movement, stack, flags) and
-``semantics_flow`` (branches), imported at the bottom of this module.
+logic, bits), ``semantics_shift`` (shifts and rotates), ``semantics_move``
+(data movement, stack, flags) and ``semantics_flow`` (branches), imported
+at the bottom of this module.
 
 Flags in generated code: ``cf zf sf of`` are 0/1 (or bool).  PF and AF are
 lazy, so that the common case pays one assignment each: ``pf`` holds the
@@ -257,4 +258,4 @@ def mask(width: int) -> str:
 
 
 # The families register themselves on import.
-from . import semantics_alu, semantics_flow, semantics_move  # noqa: E402,F401
+from . import semantics_alu, semantics_flow, semantics_move, semantics_shift  # noqa: E402,F401

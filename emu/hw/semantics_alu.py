@@ -1,10 +1,10 @@
-"""Semantics of arithmetic, logic, shifts and bit instructions (see
-``semantics`` for the conventions).
+"""Semantics of arithmetic, logic and bit instructions (see ``semantics``
+for the conventions; the shifts and rotates are in ``semantics_shift``).
 
 Where x86 leaves a flag undefined the choices are (docs/DECISIONS.md):
-logic ops and shifts clear AF; mul and imul leave ZF SF PF AF alone, div
-and idiv every flag; bt* leave OF SF PF AF alone; a shift sets OF as if its
-count were 1; a count of 0 changes no flag.
+logic ops clear AF; mul and imul leave ZF SF PF AF alone, div and idiv
+every flag; bt* leave OF SF PF AF alone; bsf and bsr leave CF OF SF AF PF
+alone (and the destination, when the source is 0).
 """
 
 from __future__ import annotations
@@ -195,92 +195,6 @@ def _cmpxchg(g: Gen) -> None:
     g.indent -= 1
 
 
-# --- shifts and rotates -------------------------------------------------------
-# A count of 0 changes no flag.  With an immediate count that is known here;
-# with cl the generated code tests it, so cl forms read and write every flag
-# they may leave alone.  A memory operand is written back whatever the count.
-def _shift(g: Gen, body) -> None:
-    w = g.width(0)
-    a, store = g.dest(0)
-    memory = g.kind(0) in ("m", "mb")
-    if g.kind(1) == "i8":
-        count = g.args[1] & 31
-        if count:
-            r, flags = body(g, a, str(count), w)
-            store(r, flags)
-        elif memory:
-            store(a)
-        return
-    c = g.tmp()
-    g.emit(f"{c} = {g.reg(1)} & 31")
-    live, g.live = g.live, ALL_FLAGS
-    g.emit(f"if {c}:")
-    g.indent += 1
-    r, flags = body(g, a, c, w)
-    if memory:
-        g.indent -= 1
-        g.emit("else:")
-        g.emit(f"    {r} = {a}")
-        store(r)
-        g.emit(f"if {c}:")
-        g.indent += 1
-        g.set_flags(flags)
-    else:
-        store(r, flags)
-    g.indent -= 1
-    g.live = live
-
-
-def _shl_body(g, a, c, w):
-    r, t = g.tmp(), g.tmp()
-    g.emit(f"{t} = {a} << {c}")
-    g.emit(f"{r} = {t} & {mask(w)}")
-    cf = f"({t} >> {w}) & 1"
-    return r, {"cf": cf, "of": f"({r} >> {w - 1}) ^ (({t} >> {w}) & 1)", **result_flags(r, w)}
-
-
-def _shr_body(g, a, c, w):
-    r = g.tmp()
-    g.emit(f"{r} = {a} >> {c}")
-    return r, {"cf": f"({a} >> ({c} - 1)) & 1", "of": f"{a} >> {w - 1}", **result_flags(r, w)}
-
-
-def _sar_body(g, a, c, w):
-    r, s = g.tmp(), g.tmp()
-    g.emit(f"{s} = {signed(a, w)}")
-    g.emit(f"{r} = ({s} >> {c}) & {mask(w)}")
-    return r, {"cf": f"({s} >> ({c} - 1)) & 1", "of": "0", **result_flags(r, w)}
-
-
-def _rotation(g, c, w) -> str:
-    if w == 32:
-        return c
-    e = g.tmp()
-    g.emit(f"{e} = {c} & 7")
-    return e
-
-
-def _rol_body(g, a, c, w):
-    e = _rotation(g, c, w)
-    r = g.tmp()
-    g.emit(f"{r} = (({a} << {e}) | ({a} >> ({w} - {e}))) & {mask(w)}")
-    return r, {"cf": f"{r} & 1", "of": f"({r} >> {w - 1}) ^ ({r} & 1)"}
-
-
-def _ror_body(g, a, c, w):
-    e = _rotation(g, c, w)
-    r = g.tmp()
-    g.emit(f"{r} = (({a} >> {e}) | ({a} << ({w} - {e}))) & {mask(w)}")
-    return r, {"cf": f"{r} >> {w - 1}", "of": f"(({r} >> {w - 1}) ^ ({r} >> {w - 2})) & 1"}
-
-
-for _mn, _body in (("shl", _shl_body), ("shr", _shr_body), ("sar", _sar_body),
-                   ("rol", _rol_body), ("ror", _ror_body)):
-    def _gen(g: Gen, _body=_body) -> None:
-        _shift(g, _body)
-    sem(_mn, reads=ALL_FLAGS, writes=ALL_FLAGS)(_gen)
-
-
 # --- multiply and divide -------------------------------------------------------
 @sem("mul", writes={"cf", "of"})
 def _mul(g: Gen) -> None:
@@ -347,6 +261,19 @@ def _cdq(g: Gen) -> None:
     g.set_reg(2, f"0xFFFFFFFF if {g.reg(0)} & 0x80000000 else 0")
 
 
+@sem("cbw")
+def _cbw(g: Gen) -> None:
+    # ax = al sign-extended: the upper half of eax stays
+    a = g.reg(0)
+    g.set_reg(0, f"({a} & 0xFFFF007F) | 0xFF80 if {a} & 0x80 else {a} & 0xFFFF007F")
+
+
+@sem("cwde")
+def _cwde(g: Gen) -> None:
+    a = g.reg(0)
+    g.set_reg(0, f"({a} & 0x7FFF) | 0xFFFF8000 if {a} & 0x8000 else {a} & 0x7FFF")
+
+
 # --- bits ----------------------------------------------------------------------
 _BIT_OPS = {"bt": None, "bts": "{v} | {m}", "btr": "{v} & ~{m} & 0xFFFFFFFF",
             "btc": "{v} ^ {m}"}
@@ -385,6 +312,19 @@ for _mn, _op in _BIT_OPS.items():
     def _gen_bit(g: Gen, _op=_op) -> None:
         _bit(g, _op)
     sem(_mn, writes={"cf"})(_gen_bit)
+
+
+@sem("bsf", "bsr", writes={"zf"})
+def _bit_scan(g: Gen) -> None:
+    """dst = the number of the lowest (bsf) or highest (bsr) set bit of src,
+    ZF=0; src = 0: ZF=1 and dst kept (as Intel and AMD CPUs do; the SDM
+    leaves dst undefined)."""
+    v = g.let(g.read(1))
+    dst = g.reg(g.args[0])
+    g.flag("zf", f"{v} == 0")
+    index = (f"({v} & -{v}).bit_length() - 1" if g.insn.mnemonic == "bsf"
+             else f"{v}.bit_length() - 1")
+    g.set_reg(g.args[0], f"{index} if {v} else {dst}")
 
 
 @sem("bswap")

@@ -211,6 +211,6 @@ def _sahf(g: Gen) -> None:
     g.flag("sf", f"{h} >> 7")
 
 
-@sem("nop")
+@sem("nop", "pause")
 def _nop(g: Gen) -> None:
     pass

@@ -21,16 +21,22 @@ class SystemInstructions:
     """The CPU's system instructions."""
 
     # --- system instructions (one method per row; names from _opname) -------
-    def _op_int(self, d, eip, nxt):
+    def _op_int(self, d, eip, nxt, vector=None):
         self.eip = eip
         self.delivery_faulted = False
-        stop = self.deliver(d.args[0], None, None, nxt, soft=True)
+        stop = self.deliver(d.args[0] if vector is None else vector, None, None, nxt,
+                            soft=True)
         if stop is not None:
             raise _StopRun(stop.reason, 0, **stop.detail)
         if self.delivery_faulted:
             # The int did not complete: a fault took its place (not retired).
             raise _StopRun("budget", 0)
         return self.eip
+
+    def _op_int3(self, d, eip, nxt):
+        # NASM's one-byte breakpoint: int 3 (a software interrupt, checked
+        # against the gate's DPL like any int n)
+        return self._op_int(d, eip, nxt, 3)
 
     def _op_iret(self, d, eip, nxt):
         mmu, r = self.mmu, self.r
