@@ -54,3 +54,37 @@ def test_code_that_changed_is_disassembled(mode):
     assert s.system.cpu.eip == patched
     assert code_lines(s, 3) == [(None, "patched:"), (patched, "nop"),
                                 (patched + 1, "db 0x00")]     # (opcode 0: none)
+
+
+DATA = """\
+bits 32
+org 0x1000
+_start:
+    mov byte [msg + 1], 'E'     ; the guest changes its own string
+    mov eax, table
+    jmp eax                     ; runs the table's bytes as code
+msg:    db "hello", 0
+table:  dd 0xf4e6, 7            ; (as code: whatever it decodes to)
+pad:    times 3 db 0x90
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_data_lines_are_shown_as_the_source_wrote_them(mode):
+    image = assemble(DATA, "data.s")
+    msg, table, pad = (image.labels[n] for n in ("msg", "table", "pad"))
+    assert image.data == {msg: (("data.s", 7, 'msg:    db "hello", 0'), 6),
+                          table: (("data.s", 8, "table:  dd 0xf4e6, 7"), 8),
+                          pad: (("data.s", 9, "pad:    times 3 db 0x90"), 3)}
+    s = Session(image, Config(mode=mode, mem_mib=1))
+    rows = code_lines(s, 12)
+    at = rows.index((None, "msg:"))
+    assert rows[at:at + 6] == [(None, "msg:"), (msg, 'db "hello", 0'),
+                         (None, "table:"), (table, "dd 0xf4e6, 7"),
+                         (None, "pad:"), (pad, "times 3 db 0x90")]
+    s.step(1)                   # "hello" is "hEllo" now: its bytes, disassembled
+    assert (msg, "db 0x68, 0x45, 0x6c, 0x6c, 0x6f, 0x00") in code_lines(s, 12)
+    s.step(2)                   # at the table: data run as code is decoded
+    assert s.system.cpu.eip == table
+    rows = code_lines(s, 12)
+    assert (table, "dd 0xf4e6, 7") not in rows and any(a == table for a, _ in rows)

@@ -177,3 +177,36 @@ def test_listing_format():
 
 def test_listing_of_an_empty_image_is_empty():
     assert format_listing(assemble("; nothing")) == ""
+
+
+def test_data_lines_are_one_line_each_unless_the_cpu_is_in_them():
+    image = assemble(textwrap.dedent("""\
+        org 0x1000
+        _start: nop
+        msg: db "0123456789abcdefghi", 0
+        tail: dd 5
+        """), "<d>")
+    (start, blob), = image.segments
+    lengths = image.data_lengths()
+    assert lengths == {0x1001: 20, 0x1015: 4}
+
+    def lines(**kw):
+        return disassemble(lambda a: blob[a - start], start, start + len(blob),
+                           image.labels, lengths, **kw)
+    got = lines()
+    assert [(ln.addr, ln.text, ln.label) for ln in got] == [
+        (0x1000, "nop", "_start"),
+        (0x1001, "db 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, ...", "msg"),
+        (0x1015, "db 0x05, 0x00, 0x00, 0x00", "tail")]
+    assert got[1].bytes == b"0123456789abcdefghi\0"
+    # the bytes column keeps its width: the rest of a long data line is '...'
+    wide = str(got[1])
+    assert wide.index("db 0x30") == str(got[0]).index("nop")
+    assert "..." in wide.split("db")[0]
+    # where the CPU is inside a data line, its bytes are decoded as code
+    kept = lines(keep=0x1003)
+    assert got[1].text not in [ln.text for ln in kept]
+    assert (0x1015, "db 0x05, 0x00, 0x00, 0x00") in [(ln.addr, ln.text) for ln in kept]
+    # a data line that does not end inside the range is decoded too
+    assert disassemble(lambda a: blob[a - start], start, start + 5, image.labels,
+                       lengths)[1].text != got[1].text

@@ -307,7 +307,7 @@ class Assembler:
         for stmt in stmts:
             if isinstance(stmt, EquDef) and stmt.name not in self.values:
                 self._equ(stmt.name, stmt.col, stmt.loc, False)
-        lines = self.pass2(stmts)
+        lines, data = self.pass2(stmts)
         segments = tuple(sorted((s.load, bytes(s.data)) for s in self.sections if s.data))
         symbols = {**self.values, **self.labels}
         if "_start" in symbols:
@@ -324,12 +324,15 @@ class Assembler:
             listing = self.recorder.lines(self.pre.rows,
                                           len(self.pre.rows) >= preproc.MAX_ROWS)
         return Image(segments, entry, symbols, dict(self.labels), lines, filename, infos,
-                     listing)
+                     listing, data)
 
     # --- pass 2: bytes -----------------------------------------------------
 
-    def pass2(self, stmts: list[Stmt]) -> dict[int, SourceLine]:
+    def pass2(self, stmts: list[Stmt]) -> tuple[dict, dict]:
+        """The bytes of every section; returns the source lines of the
+        instructions and of the data (``Image.lines``, ``Image.data``)."""
         lines: dict[int, SourceLine] = {}
+        data: dict[int, tuple[SourceLine, int]] = {}
         rec = self.recorder
         for stmt, (sec, off, count) in zip(stmts, self.layout, strict=True):
             addr = sec.base + off
@@ -364,10 +367,14 @@ class Assembler:
                     sec.data += inner.encode(env, addr + k * inner.size)
             elif count:
                 sec.data += inner.encode(env) * count
+            if len(sec.data) > start and not isinstance(inner, Instruction):
+                data[addr] = (SourceLine(stmt.loc.file, stmt.loc.line,
+                                         strip_comment(stmt.loc.text).strip()),
+                              len(sec.data) - start)
             if rec is not None:
                 rec.output(stmt, addr, sec.data, start, isinstance(inner, Instruction),
                            isinstance(inner, Reserve))
-        return lines
+        return lines, data
 
 
 def assemble(source: str, filename: str = "<input>",

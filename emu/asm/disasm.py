@@ -29,6 +29,7 @@ from .image import Image
 MAX_INSN_BYTES = max(isa.length_of(row, (True, True)) for row in isa.TABLE
                      if row.opcode < 0x100)
 BYTES_WIDTH = 3 * MAX_INSN_BYTES - 1
+DATA_SHOWN = 8                  # the bytes of a data line its text shows
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,16 @@ def _label_names(symbols: Mapping[str, int] | None) -> dict[int, str]:
 
 
 def disassemble(read_byte: Callable[[int], int], start: int, end: int,
-                symbols: Mapping[str, int] | None = None) -> list[Line]:
+                symbols: Mapping[str, int] | None = None,
+                data: Mapping[int, int] | None = None, keep: int | None = None) -> list[Line]:
     """Decode the bytes in [start, end).
 
     ``read_byte(addr)`` returns one byte; it is never called outside the
     range.  ``symbols`` (name -> address, normally ``Image.labels``) names
-    branch targets and labels the lines they point at.
+    branch targets and labels the lines they point at.  ``data`` (address
+    -> length, ``Image.data_lengths()``) marks the bytes of data lines:
+    each is one line (``db`` and its first bytes), not decoded -- unless it
+    holds the address ``keep`` (where the CPU is: data run as code).
     """
     names = _label_names(symbols)
     marks = sorted(a for a in names if start < a < end)
@@ -77,6 +82,14 @@ def disassemble(read_byte: Callable[[int], int], start: int, end: int,
     pc = start
     while pc < end:
         label = names.get(pc)
+        n = data.get(pc) if data else None
+        if n and pc + n <= end and not (keep is not None and pc <= keep < pc + n):
+            raw = bytes(read_byte(a) for a in range(pc, pc + n))
+            shown = ", ".join(f"{b:#04x}" for b in raw[:DATA_SHOWN])
+            out.append(Line(pc, raw, f"db {shown}" + (", ..." if n > DATA_SHOWN else ""),
+                            label))
+            pc += n
+            continue
         try:
             d = isa.decode(fetch, pc)
             nxt = bisect.bisect_right(marks, pc)
@@ -95,7 +108,9 @@ def disassemble(read_byte: Callable[[int], int], start: int, end: int,
 
 def format_line(line: Line) -> str:
     """``  0x00001000  01 23 45 ...  text`` (no label line)."""
-    hexes = " ".join(f"{b:02x}" for b in line.bytes)
+    hexes = " ".join(f"{b:02x}" for b in line.bytes[:MAX_INSN_BYTES])
+    if len(line.bytes) > MAX_INSN_BYTES:        # a data line's (``disassemble``)
+        hexes = hexes[:BYTES_WIDTH - 3] + "..."
     return f"  {line.addr:#010x}  {hexes:<{BYTES_WIDTH}}  {line.text}"
 
 

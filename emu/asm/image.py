@@ -59,6 +59,9 @@ class Image:
     symbols    every label and equ constant -> value
     labels     the labels alone -> address
     lines      instruction address -> its SourceLine
+    data       address of the bytes a data line (db, dd, times ... db,
+               resb in a section with bytes) made -> (its SourceLine, how
+               many bytes)
     sections   every section's place (SectionInfo), in address order
     listing    the source lines with what each made (``assemble(...,
                listing=True)``), else None
@@ -72,6 +75,7 @@ class Image:
     source_name: str = "<input>"
     sections: tuple[SectionInfo, ...] = ()
     listing: tuple[ListingLine, ...] | None = None
+    data: dict[int, tuple[SourceLine, int]] = field(default_factory=dict)
     # Labels sorted by address; at one address non-local labels come first,
     # then by name: "main" is preferred to "main.loop".
     _addrs: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
@@ -96,6 +100,10 @@ class Image:
     def source_at(self, addr: int) -> SourceLine | None:
         """The source line of the instruction at ``addr``, if one starts there."""
         return self.lines.get(addr)
+
+    def data_lengths(self) -> dict[int, int]:
+        """Address -> length of the bytes of every data line (``data``)."""
+        return {addr: n for addr, (_, n) in self.data.items()}
 
     def symbol_at(self, addr: int) -> str | None:
         """The label exactly at ``addr`` (a non-local one if there is one)."""

@@ -189,7 +189,8 @@ def disas(session, args: list[str]) -> str:
     if not data:
         raise EmuError(f"va {start:#010x} is not mapped")
     lines = disassemble(lambda a: data[a - start], start, start + len(data),
-                        session.image.labels)[:count]
+                        session.image.labels, session.image.data_lengths(),
+                        session.system.cpu.eip)[:count]
     out = []
     for line in lines:
         label = line.label or session.image.symbol_at(line.addr)

@@ -76,7 +76,7 @@ def code_lines(session, count: int) -> list[tuple[int | None, str]]:
         if len(data) <= eip - start:
             continue
         lines = disassemble(lambda a, s=start, d=data: d[a - s], start,
-                            start + len(data), image.labels)
+                            start + len(data), image.labels, image.data_lengths(), eip)
         at = next((i for i, ln in enumerate(lines) if ln.addr == eip), None)
         if at is None:
             continue
@@ -91,10 +91,14 @@ def code_lines(session, count: int) -> list[tuple[int | None, str]]:
 
 
 def source_text(image, line) -> str:
-    """The instruction as its source wrote it (constants by name, a macro's
-    line expanded), when the bytes at its address are still the image's;
-    else its disassembly."""
+    """The instruction (or data) as its source wrote it (constants by name,
+    a macro's line expanded), when the bytes at its address are still the
+    image's; else its disassembly."""
     src = image.source_at(line.addr)
+    if src is None:
+        held = image.data.get(line.addr)    # a data line: its bytes, all of them
+        if held is not None and held[1] == len(line.bytes):
+            src = held[0]
     if src is None or any(image.byte_at(line.addr + i) != b for i, b in enumerate(line.bytes)):
         return line.text
     return _LABEL.sub("", src.text) or line.text
