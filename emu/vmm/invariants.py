@@ -255,15 +255,16 @@ def check_host(host, only: str | None = None) -> int:
 
 def _translations_ok(vm, machine) -> bool:
     """``_check_translations`` finds nothing wrong (it says what is, when
-    this is False): the same tests, without the words."""
+    this is False): the same tests, without the words.  (Each page is
+    asked of the PMap, as there: a VM holds a few dozen translations, and
+    the pages change between two checks more often than not.)"""
     hooks = vm.hooks
     if not hasattr(hooks, "mmu"):
         return False
-    owned = _owned(hooks)
+    owns = hooks.pmap.owns
     pages, state = machine.mem.pages, machine.state
-    size = len(owned)
     for _, pn, page, writable in hooks.translations(describe=False):
-        if pn is None or pn >= size or not owned[pn] \
+        if pn is None or not owns(pn) \
                 or (page is not None and pages.get(pn) is not page) \
                 or (writable and state.get(pn) == SHARED_PAGE):
             return False
@@ -292,11 +293,13 @@ def _check_pages(host) -> None:
                 or list(map(pmap.mpn_of.get, pmap.ppn_of.values())) != list(pmap.ppn_of) \
                 or not pmap.shared.isdisjoint(pmap.ppn_of.values()):
             return _check_pages_one_by_one(host)
-        # ppn_of's pages are exactly those mapped for this VM
-        n = len(pmap.ppn_of)
-        if groups.get((MAPPED, name), 0) != n or (n and Counter(zip(
-                map(state.get, pmap.ppn_of), map(owner.get, pmap.ppn_of))) != {
-                    (MAPPED, name): n}):
+        # ppn_of's pages are exactly those mapped for this VM: as many, and
+        # each of them mapped and this VM's
+        ppn_of = pmap.ppn_of
+        n = len(ppn_of)
+        if groups.get((MAPPED, name), 0) != n or (n and (
+                list(map(state.get, ppn_of)).count(MAPPED) != n
+                or list(map(owner.get, ppn_of)).count(name) != n)):
             return _check_pages_one_by_one(host)
         counts: dict[int, int] = {}
         for ppn, mpn in shared_items:
