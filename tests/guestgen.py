@@ -14,7 +14,8 @@ example shrinks to a short, readable program.  The kernel:
   read-only/writable, present or not, G, A, D, PWT, PCD, AVL bits, reserved
   bit 21 in a 4 MiB entry, a directory used as a page table (recursive
   mapping), page tables and data frames mapped as data (aliases);
-* performs reads, writes (dword and byte, page-crossing too), fetches (a
+* performs reads, writes (dword and byte, page-crossing too, and ``rep
+  stosd`` of two dwords in one page: the string path), fetches (a
   call to the frame's stub) at CPL 0 and CPL 3 (an ``iret`` to a user stub
   that ends with ``int 0x80``); remaps (a write to a PDE or PTE); demotes a
   4 MiB page to a page table mapping the same frames and promotes it back;
@@ -127,7 +128,7 @@ def stub_value(page: int) -> int:
 
 
 DATA_OFFSETS = (0, 4, 0x7FC, 0xFFC)     # dwords a data page starts with
-WRITES = ("write", "writeb", "smc")     # access kinds that store
+WRITES = ("write", "writeb", "smc", "stos")   # access kinds that store
 UNRELATED_VA = 0x003FF000               # a kernel page: its INVLPG empties the PDE caches
 
 
@@ -546,7 +547,7 @@ class Compiler:
             return
         self._emit_access(n, kind, user, va, size, value, fix)
         if done is not None and kind in WRITES:
-            data = value.to_bytes(4, "little")[:size]
+            data = (value.to_bytes(4, "little") * max(size // 4, 1))[:size]
             self._write_bytes(done, data)
 
     def _past_ram(self, vpns) -> tuple[int, int] | None:
@@ -579,14 +580,16 @@ class Compiler:
         stub's immediate."""
         probe = self._walk(vpn << 12)
         target = None if probe.fault else probe.pa & 0xFFFFF000
-        size = 1 if kind == "writeb" else 4
+        size = {"writeb": 1, "stos": 8}.get(kind, 4)
         low = byte if size == 1 else 0
         if kind == "fetch":
             return (vpn << 12) + STUB, 1
         if kind == "smc":
             return (vpn << 12) + STUB + STUB_IMM, 4
         if target is not None and TABLES <= target < TABLES + 0x100000:
-            return (vpn << 12) + 4 * SLOTS[slot % len(SLOTS)] + low, size
+            return (vpn << 12) + min(4 * SLOTS[slot % len(SLOTS)] + low, 0x1000 - size), size
+        if kind == "stos":              # (two dwords in one page: a fault comes first)
+            return (vpn << 12) + min(int(off, 16) if off != "cross" else 0xFF8, 0xFF8), size
         if off == "cross":
             nxt = (vpn + 1) & 0xFFFFF
             return (vpn << 12) + (0xFFE if nxt in TEST_VPNS else 0xFFC), size
@@ -718,6 +721,9 @@ class Compiler:
             insn = [f"    mov dword [{va:#010x}], {value:#010x}"]
         elif kind == "writeb":
             insn = [f"    mov byte [{va:#010x}], {value & 0xFF:#04x}"]
+        elif kind == "stos":            # the string path: a rep of two dwords
+            insn = [f"    mov edi, {va:#010x}", f"    mov eax, {value:#010x}",
+                    f"    mov ecx, {size // 4}", "    cld", "    rep stosd"]
         else:
             insn = [f"    call {va:#010x}"]
         if user:
@@ -1014,7 +1020,7 @@ def entries(draw, level: str) -> int:
     return draw(st.sampled_from(PTS + PDS)) | rights | (extra & ~G)
 
 
-ACCESS_KINDS = ("read", "write", "read", "fetch", "writeb", "write", "smc")
+ACCESS_KINDS = ("read", "write", "read", "fetch", "writeb", "write", "smc", "stos")
 OFFSETS = ("0x0", "0x4", "0x7fc", "0xffc", "cross")
 # The invalidation events (see the module doc): what freshens a stale page
 # before its next access, and what may follow a change of entries.
