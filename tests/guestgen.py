@@ -15,7 +15,8 @@ example shrinks to a short, readable program.  The kernel:
   bit 21 in a 4 MiB entry, a directory used as a page table (recursive
   mapping), page tables and data frames mapped as data (aliases);
 * performs reads, writes (dword and byte, page-crossing too, and ``rep
-  stosd`` of two dwords in one page: the string path), fetches (a
+  stosd`` and ``repne scasd`` of two dwords in one page: the string
+  paths), fetches (a
   call to the frame's stub) at CPL 0 and CPL 3 (an ``iret`` to a user stub
   that ends with ``int 0x80``); remaps (a write to a PDE or PTE); demotes a
   4 MiB page to a page table mapping the same frames and promotes it back;
@@ -580,7 +581,7 @@ class Compiler:
         stub's immediate."""
         probe = self._walk(vpn << 12)
         target = None if probe.fault else probe.pa & 0xFFFFF000
-        size = {"writeb": 1, "stos": 8}.get(kind, 4)
+        size = {"writeb": 1, "stos": 8, "scas": 8}.get(kind, 4)
         low = byte if size == 1 else 0
         if kind == "fetch":
             return (vpn << 12) + STUB, 1
@@ -588,7 +589,7 @@ class Compiler:
             return (vpn << 12) + STUB + STUB_IMM, 4
         if target is not None and TABLES <= target < TABLES + 0x100000:
             return (vpn << 12) + min(4 * SLOTS[slot % len(SLOTS)] + low, 0x1000 - size), size
-        if kind == "stos":              # (two dwords in one page: a fault comes first)
+        if kind in ("stos", "scas"):    # (two dwords in one page: a fault comes first)
             return (vpn << 12) + min(int(off, 16) if off != "cross" else 0xFF8, 0xFF8), size
         if off == "cross":
             nxt = (vpn + 1) & 0xFFFFF
@@ -602,7 +603,7 @@ class Compiler:
         immediate; a fetch must run a code stub."""
         if kind == "fetch":
             return pas[0] & 0xFFFFF000 in STUB_PAGES
-        if kind == "read":
+        if kind == "read" or kind == "scas":
             return True
         if kind == "smc":
             page = pas[0] & 0xFFFFF000
@@ -724,6 +725,13 @@ class Compiler:
         elif kind == "stos":            # the string path: a rep of two dwords
             insn = [f"    mov edi, {va:#010x}", f"    mov eax, {value:#010x}",
                     f"    mov ecx, {size // 4}", "    cld", "    rep stosd"]
+        elif kind == "scas":            # ... and a compare: where it stopped, and ZF
+            second = self._walk(va + 4)     # (looking for the second dword: found, mostly)
+            if not second.fault and value & 1:
+                value = self.model.rd32(second.pa)
+            insn = [f"    mov edi, {va:#010x}", f"    mov eax, {value:#010x}",
+                    f"    mov ecx, {size // 4}", "    cld", "    repne scasd",
+                    "    setz al", "    shl ecx, 8", "    or eax, ecx"]
         else:
             insn = [f"    call {va:#010x}"]
         if user:
@@ -733,7 +741,7 @@ class Compiler:
             self.u += [f"u_op{n}:"] + insn + ["    int 0x80"]
         else:
             lines += insn
-            if kind in ("read", "fetch"):
+            if kind in ("read", "fetch", "scas"):
                 lines.append("    call log_eax")
         lines.append(f"op{n}_done:")
         self.k += lines
@@ -1020,7 +1028,8 @@ def entries(draw, level: str) -> int:
     return draw(st.sampled_from(PTS + PDS)) | rights | (extra & ~G)
 
 
-ACCESS_KINDS = ("read", "write", "read", "fetch", "writeb", "write", "smc", "stos")
+ACCESS_KINDS = ("read", "write", "read", "fetch", "writeb", "write", "smc", "stos",
+                "scas")
 OFFSETS = ("0x0", "0x4", "0x7fc", "0xffc", "cross")
 # The invalidation events (see the module doc): what freshens a stale page
 # before its next access, and what may follow a change of entries.
