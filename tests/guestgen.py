@@ -15,8 +15,8 @@ example shrinks to a short, readable program.  The kernel:
   bit 21 in a 4 MiB entry, a directory used as a page table (recursive
   mapping), page tables and data frames mapped as data (aliases);
 * performs reads, writes (dword and byte, page-crossing too, and ``rep
-  stosd`` and ``repne scasd`` of two dwords in one page: the string
-  paths), fetches (a
+  stosd``, ``repne scasd`` and ``rep movsd`` of two dwords in a page --
+  movs from another: the string paths), fetches (a
   call to the frame's stub) at CPL 0 and CPL 3 (an ``iret`` to a user stub
   that ends with ``int 0x80``); remaps (a write to a PDE or PTE); demotes a
   4 MiB page to a page table mapping the same frames and promotes it back;
@@ -513,6 +513,8 @@ class Compiler:
 
     def op_access(self, n: int, kind: str, cpl: int, vslot: int, off: str, slot: int,
                   byte: int, value: int, fault: str, inval: str) -> None:
+        if kind == "movs":
+            return self._op_movs(n, cpl, vslot, off, slot, byte, value, fault, inval)
         vpn = self._target(vslot)
         user = cpl == 3
         if inval == "pf":
@@ -532,7 +534,8 @@ class Compiler:
                         self._emit_invalidate(v, inval)
             fix, done = self._run_access(va, size, kind, user, fault)
             if done is None or (self._allowed(kind, done) and
-                                not self._known_bug(kind, va, size, user)):
+                                not self._known_bug(kind, va, size, user) and
+                                not (kind == "stos" and self._on_own_path([va], done))):
                 break
             self._restore(snap)
         past = self._past_ram(pages)
@@ -550,6 +553,78 @@ class Compiler:
         if done is not None and kind in WRITES:
             data = (value.to_bytes(4, "little") * max(size // 4, 1))[:size]
             self._write_bytes(done, data)
+
+    def _op_movs(self, n, cpl: int, vslot: int, off: str, slot: int, byte: int,
+                 value: int, fault: str, inval: str) -> None:
+        """``rep movsd`` of two dwords from one test page to another (or
+        to the same one, never overlapping): the source page read, then
+        the destination written -- each may fault, the first element first,
+        and the handler fixes the first fault only.  Where the copy may not
+        stay (it would write the kernel, or reach past RAM), a read."""
+        user = cpl == 3
+        dst_vpn = self._target(vslot)
+        src_vpn = TEST_VPNS[value % len(TEST_VPNS)]
+        src = (src_vpn << 12) + (0x10 if byte == 0 else 0xFF0)
+        dst, _ = self._place(dst_vpn, "stos", off, slot, byte)
+        if inval == "pf":
+            inval = "invlpg"            # (the #PF event is for one-page accesses)
+        snap = self._snapshot()
+        for v in sorted({src >> 12, dst >> 12}):
+            if v in self.tlb.stale:
+                self._emit_invalidate(v, inval)
+        parts = ((src, False), (dst, True))
+        fix, done = self._run_parts(parts, user, fault)
+        if (done is not None and (not self._allowed("write", done[1]) or
+                                  self._on_own_path([src, dst], done[1]))) or \
+                self._past_ram(sorted({src >> 12, dst >> 12})) is not None:
+            self._restore(snap)
+            return self.op_access(n, "read", cpl, vslot, off, slot, byte, value, fault,
+                                  inval)
+        insn = [f"    mov esi, {src:#010x}", f"    mov edi, {dst:#010x}",
+                "    mov ecx, 2", "    cld", "    rep movsd"]
+        self._emit_access(n, "movs", user, dst, 8, value, fix, insn)
+        if done is not None:
+            data = bytes(self.model.page(pa >> 12)[pa & 0xFFF] for pa in done[0])
+            self._write_bytes(done[1], data)
+
+    def _on_own_path(self, vas, written) -> bool:
+        """Would a string store of several elements write an entry of the
+        walk of one of ``vas``?  Its next element would use the entry
+        cached or the new one, as a TLB happens to hold it: not this
+        property's."""
+        words = {pa & ~3 for pa in written}
+        return any(pa in words for va in vas
+                   for pa, _ in self.model.lookup(self.cr3, va).path)
+
+    def _run_parts(self, parts, user: bool, fault: str):
+        """``_run_access`` for an access in parts, each (va, write) of 8
+        bytes in one page, walked in order: the fix prepared (or None) and
+        the physical addresses of each part's bytes (None if skipped)."""
+        armed = None
+        while True:
+            failed = None
+            for va, write in parts:
+                w = self._walk(va, write, user)
+                if w.fault:
+                    failed = (va, w)
+                    break
+            if failed is None:
+                return armed, [[self._walk(va + i, write, user).pa for i in range(8)]
+                               for va, write in parts]
+            va, w = failed
+            self.faults.append((va, w.ec))
+            self.tlb.page_fault(va >> 12, self.cr3, self.pge)
+            others = [q & ~0xFFF for q, _ in parts if q >> 12 != va >> 12]
+            if armed is not None or fault != "fix" or not self._fix_ok(w.fixes) or \
+                    self._fix_stales(w.fixes, others):
+                return armed, None
+            for e_pa, and_, or_ in w.fixes:
+                old = self.model.rd32(e_pa)
+                self._write(e_pa, ((old & and_) | or_).to_bytes(4, "little"))
+            inv = va >> 12 in self.tlb.stale
+            if inv:
+                self._invlpg(va >> 12)
+            armed = (w.fixes, inv)
 
     def _past_ram(self, vpns) -> tuple[int, int] | None:
         """(vpn, pn) of the first of ``vpns`` whose entries now map a page
@@ -702,7 +777,7 @@ class Compiler:
                 return False
         return bool(fixes)
 
-    def _emit_access(self, n, kind, user, va, size, value, fix) -> None:
+    def _emit_access(self, n, kind, user, va, size, value, fix, insn=None) -> None:
         who = "user" if user else "supervisor"
         w = self._walk(va)
         where = "" if w.fault else f" (pa {w.pa:#x}, {_table_name(w.pa)})"
@@ -716,7 +791,9 @@ class Compiler:
                       f"    mov dword [fix{i}_or], {or_:#x}"]
         if inv:
             lines.append("    mov dword [fix_inv], 1          ; then INVLPG cr2")
-        if kind == "read":
+        if insn is not None:
+            pass                        # (the caller's: movs)
+        elif kind == "read":
             insn = [f"    mov eax, [{va:#010x}]"]
         elif kind in ("write", "smc"):
             insn = [f"    mov dword [{va:#010x}], {value:#010x}"]
@@ -1029,7 +1106,7 @@ def entries(draw, level: str) -> int:
 
 
 ACCESS_KINDS = ("read", "write", "read", "fetch", "writeb", "write", "smc", "stos",
-                "scas")
+                "scas", "movs")
 OFFSETS = ("0x0", "0x4", "0x7fc", "0xffc", "cross")
 # The invalidation events (see the module doc): what freshens a stale page
 # before its next access, and what may follow a change of entries.
