@@ -513,8 +513,13 @@ class Compiler:
 
     def op_access(self, n: int, kind: str, cpl: int, vslot: int, off: str, slot: int,
                   byte: int, value: int, fault: str, inval: str) -> None:
-        if kind == "movs":
-            return self._op_movs(n, cpl, vslot, off, slot, byte, value, fault, inval)
+        if kind == "movs" or (kind == "stos" and self._crossing_stos(vslot, off)):
+            return self._op_string(n, kind, cpl, vslot, off, slot, byte, value, fault,
+                                   inval)
+        return self._op_plain(n, kind, cpl, vslot, off, slot, byte, value, fault, inval)
+
+    def _op_plain(self, n: int, kind: str, cpl: int, vslot: int, off: str, slot: int,
+                  byte: int, value: int, fault: str, inval: str) -> None:
         vpn = self._target(vslot)
         user = cpl == 3
         if inval == "pf":
@@ -554,38 +559,62 @@ class Compiler:
             data = (value.to_bytes(4, "little") * max(size // 4, 1))[:size]
             self._write_bytes(done, data)
 
-    def _op_movs(self, n, cpl: int, vslot: int, off: str, slot: int, byte: int,
-                 value: int, fault: str, inval: str) -> None:
-        """``rep movsd`` of two dwords from one test page to another (or
-        to the same one, never overlapping): the source page read, then
-        the destination written -- each may fault, the first element first,
-        and the handler fixes the first fault only.  Where the copy may not
-        stay (it would write the kernel, or reach past RAM), a read."""
+    def _crossing_stos(self, vslot: int, off: str) -> bool:
+        """Does a ``rep stosd`` drawn at ``off`` cross into the next page (a
+        data page followed by a test page)?"""
+        vpn = self._target(vslot)
+        probe = self._walk(vpn << 12)
+        table = not probe.fault and TABLES <= probe.pa & 0xFFFFF000 < TABLES + 0x100000
+        return off in ("cross", "0xffc") and not table and (vpn + 1) & 0xFFFFF in TEST_VPNS
+
+    def _op_string(self, n, kind: str, cpl: int, vslot: int, off: str, slot: int,
+                   byte: int, value: int, fault: str, inval: str) -> None:
+        """A ``rep`` of two dwords the CPU runs element by element: ``rep
+        movsd`` from a test page to another (or within one, never
+        overlapping), or a ``rep stosd`` whose second element is on the
+        next page.  Each element walks its source (read) and its
+        destination (write) in order, and may fault after the elements
+        before it stored: the handler fixes the first fault and the rep
+        goes on from the faulting element, or skips the rest.  Where it
+        may not stay (a store to the kernel or to an entry of its own
+        walks, a page past RAM), a read."""
         user = cpl == 3
         dst_vpn = self._target(vslot)
-        src_vpn = TEST_VPNS[value % len(TEST_VPNS)]
-        src = (src_vpn << 12) + (0x10 if byte == 0 else 0xFF0)
-        dst, _ = self._place(dst_vpn, "stos", off, slot, byte)
+        if kind == "stos":
+            dst, src = (dst_vpn << 12) + 0xFFC, None
+        else:
+            src = (TEST_VPNS[value % len(TEST_VPNS)] << 12) + (0x10 if byte == 0 else 0xFF0)
+            dst = self._place(dst_vpn, "stos", off, slot, byte)[0]
+            if self._crossing_stos(vslot, off):
+                dst = (dst_vpn << 12) + 0xFFC
         if inval == "pf":
             inval = "invlpg"            # (the #PF event is for one-page accesses)
+        elements = [([] if src is None else [(src + 4 * i, False)]) + [(dst + 4 * i, True)]
+                    for i in range(2)]
+        vas = [va for el in elements for va, _ in el]
+        pages = sorted({va >> 12 for va in vas})
         snap = self._snapshot()
-        for v in sorted({src >> 12, dst >> 12}):
+        for v in pages:
             if v in self.tlb.stale:
                 self._emit_invalidate(v, inval)
-        parts = ((src, False), (dst, True))
-        fix, done = self._run_parts(parts, user, fault)
-        if (done is not None and (not self._allowed("write", done[1]) or
-                                  self._on_own_path([src, dst], done[1]))) or \
-                self._past_ram(sorted({src >> 12, dst >> 12})) is not None:
+        fix, done = self._run_elements(elements, user, fault)
+        written = [pa for el in done for pa in el[-1]]
+        if not self._allowed("write", written) or self._on_own_path(vas, written) or \
+                self._past_ram(pages) is not None:
             self._restore(snap)
-            return self.op_access(n, "read", cpl, vslot, off, slot, byte, value, fault,
+            return self._op_plain(n, "read", cpl, vslot, off, slot, byte, value, fault,
                                   inval)
-        insn = [f"    mov esi, {src:#010x}", f"    mov edi, {dst:#010x}",
-                "    mov ecx, 2", "    cld", "    rep movsd"]
-        self._emit_access(n, "movs", user, dst, 8, value, fix, insn)
-        if done is not None:
-            data = bytes(self.model.page(pa >> 12)[pa & 0xFFF] for pa in done[0])
-            self._write_bytes(done[1], data)
+        if kind == "stos":
+            insn = [f"    mov edi, {dst:#010x}", f"    mov eax, {value:#010x}",
+                    "    mov ecx, 2", "    cld", "    rep stosd"]
+        else:
+            insn = [f"    mov esi, {src:#010x}", f"    mov edi, {dst:#010x}",
+                    "    mov ecx, 2", "    cld", "    rep movsd"]
+        self._emit_access(n, kind, user, dst, 8, value, fix, insn)
+        for el in done:                 # the elements stored, in order
+            data = value.to_bytes(4, "little") if src is None else \
+                bytes(self.model.page(pa >> 12)[pa & 0xFFF] for pa in el[0])
+            self._write_bytes(el[-1], data)
 
     def _on_own_path(self, vas, written) -> bool:
         """Would a string store of several elements write an entry of the
@@ -596,28 +625,35 @@ class Compiler:
         return any(pa in words for va in vas
                    for pa, _ in self.model.lookup(self.cr3, va).path)
 
-    def _run_parts(self, parts, user: bool, fault: str):
-        """``_run_access`` for an access in parts, each (va, write) of 8
-        bytes in one page, walked in order: the fix prepared (or None) and
-        the physical addresses of each part's bytes (None if skipped)."""
+    def _run_elements(self, elements, user: bool, fault: str):
+        """Model a rep's elements, each a list of (va, write) dwords walked
+        in order, and the #PF handler: the fix prepared (or None) and, for
+        each element that completed, the physical addresses of each of its
+        dwords' bytes.  A fault the handler fixes is retried from its
+        element; one it skips ends the rep there."""
         armed = None
-        while True:
+        done: list = []
+        k = 0
+        while k < len(elements):
             failed = None
-            for va, write in parts:
+            for va, write in elements[k]:
                 w = self._walk(va, write, user)
                 if w.fault:
                     failed = (va, w)
                     break
             if failed is None:
-                return armed, [[self._walk(va + i, write, user).pa for i in range(8)]
-                               for va, write in parts]
+                done.append([[self._walk(va + i, write, user).pa for i in range(4)]
+                             for va, write in elements[k]])
+                k += 1
+                continue
             va, w = failed
             self.faults.append((va, w.ec))
             self.tlb.page_fault(va >> 12, self.cr3, self.pge)
-            others = [q & ~0xFFF for q, _ in parts if q >> 12 != va >> 12]
+            others = sorted({q & ~0xFFF for el in elements for q, _ in el
+                             if q >> 12 != va >> 12})
             if armed is not None or fault != "fix" or not self._fix_ok(w.fixes) or \
                     self._fix_stales(w.fixes, others):
-                return armed, None
+                return armed, done
             for e_pa, and_, or_ in w.fixes:
                 old = self.model.rd32(e_pa)
                 self._write(e_pa, ((old & and_) | or_).to_bytes(4, "little"))
@@ -625,6 +661,7 @@ class Compiler:
             if inv:
                 self._invlpg(va >> 12)
             armed = (w.fixes, inv)
+        return armed, done
 
     def _past_ram(self, vpns) -> tuple[int, int] | None:
         """(vpn, pn) of the first of ``vpns`` whose entries now map a page
