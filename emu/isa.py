@@ -354,7 +354,7 @@ def _opcode(position: int) -> int:
     if position <= PAGE1_ROWS:
         return position
     n = position - PAGE1_ROWS
-    assert n <= 0xFF, "page 2 is full"
+    assert n < 0xFF, "page 2 is full (0xff is never assigned: all-ones memory is #UD)"
     return ESCAPE << 8 | n
 
 

@@ -113,6 +113,8 @@ def test_de_quotient_overflow(mode, insn, edx, eax, ecx):
     "ud2",
     "db 0x00",                                      # opcode 0 is never assigned
     "db 0xFF",                                      # past the end of the table
+    "db 0xFE, 0x00",                                # page 2's 0 and 0xff: never
+    "db 0xFE, 0xFF",                                # assigned
     f"db {isa.BY_KEY[('mov', ('r', 'r'))].opcode}, 0x18",   # register 8
     f"db {isa.BY_KEY[('mov', ('r', 'c'))].opcode}, 0x01",   # cr1
 ])
