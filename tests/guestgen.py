@@ -647,20 +647,12 @@ class Compiler:
                 k += 1
                 continue
             va, w = failed
-            self.faults.append((va, w.ec))
-            self.tlb.page_fault(va >> 12, self.cr3, self.pge)
             others = sorted({q & ~0xFFF for el in elements for q, _ in el
                              if q >> 12 != va >> 12})
-            if armed is not None or fault != "fix" or not self._fix_ok(w.fixes) or \
-                    self._fix_stales(w.fixes, others):
+            fixed = self._handler(va, w, others, armed, fault)
+            if fixed is None:
                 return armed, done
-            for e_pa, and_, or_ in w.fixes:
-                old = self.model.rd32(e_pa)
-                self._write(e_pa, ((old & and_) | or_).to_bytes(4, "little"))
-            inv = va >> 12 in self.tlb.stale
-            if inv:
-                self._invlpg(va >> 12)
-            armed = (w.fixes, inv)
+            armed = fixed
         return armed, done
 
     def _past_ram(self, vpns) -> tuple[int, int] | None:
@@ -777,20 +769,32 @@ class Compiler:
                 return armed, [self._walk((va + i) & 0xFFFFFFFF, write, user).pa
                                for i in range(size)]
             p, w = failed
-            self.faults.append((p, w.ec))
-            self.tlb.page_fault(p >> 12, self.cr3, self.pge)   # drops p's entries
-            if armed is not None or fault != "fix" or not self._fix_ok(w.fixes) or \
-                    self._fix_stales(w.fixes, [q for q in pages if q != p]):
+            fixed = self._handler(p, w, [q for q in pages if q != p], armed, fault)
+            if fixed is None:
                 return armed, None                  # skipped
-            for e_pa, and_, or_ in w.fixes:
-                old = self.model.rd32(e_pa)
-                self._write(e_pa, ((old & and_) | or_).to_bytes(4, "little"))
-            # The handler invalidates cr2 only when the fixed entry may be
-            # cached: a rights fix, not a P fix.
-            inv = p >> 12 in self.tlb.stale
-            if inv:
-                self._invlpg(p >> 12)
-            armed = (w.fixes, inv)
+            armed = fixed
+
+    def _handler(self, va: int, w: Walk, others: list[int], armed, fault: str):
+        """The guest's #PF handler on a fault at ``va`` (walk ``w``) of an
+        access whose other pages are ``others``: the fault logged, then the
+        fix prepared applied -- the new armed fix, (fixes, INVLPG cr2) --
+        or the access skipped (None): a second fault, a skip drawn, or a
+        fix the handler cannot make or that would leave another page of
+        the access stale."""
+        self.faults.append((va, w.ec))
+        self.tlb.page_fault(va >> 12, self.cr3, self.pge)   # drops va's entries
+        if armed is not None or fault != "fix" or not self._fix_ok(w.fixes) or \
+                self._fix_stales(w.fixes, others):
+            return None
+        for e_pa, and_, or_ in w.fixes:
+            old = self.model.rd32(e_pa)
+            self._write(e_pa, ((old & and_) | or_).to_bytes(4, "little"))
+        # The handler invalidates cr2 only when the fixed entry may be
+        # cached: a rights fix, not a P fix.
+        inv = va >> 12 in self.tlb.stale
+        if inv:
+            self._invlpg(va >> 12)
+        return w.fixes, inv
 
     def _fix_stales(self, fixes, others: list[int]) -> bool:
         """Would the fix leave another page of the access stale (its
