@@ -136,8 +136,8 @@ _FLAGS_WHEN = {
 # Rows whose effect differs from a real x86's by design (see cpu.py's doc and
 # docs/DECISIONS.md): not comparable with an x86 model; tested on their own.
 _DIFFERS = {
-    "int": "delivers through the project's IDT gates (dd handler, attr), fixed selectors",
-    "int3": "delivers through the project's IDT gates (dd handler, attr), fixed selectors",
+    **{mn: "delivers through the project's IDT gates (dd handler, attr), fixed selectors"
+       for mn in ("int", "int3")},
     "iret": "pops the project's frames (fixed selectors, no segment checks)",
     "hlt": "waits for the project's timer device",
     "lidt": "loads an IDT of the project's gate format (dd handler, attr)",

@@ -604,13 +604,7 @@ class Compiler:
             self._restore(snap)
             return self._op_plain(n, "read", cpl, vslot, off, slot, byte, value, fault,
                                   inval)
-        if kind == "stos":
-            insn = [f"    mov edi, {dst:#010x}", f"    mov eax, {value:#010x}",
-                    "    mov ecx, 2", "    cld", "    rep stosd"]
-        else:
-            insn = [f"    mov esi, {src:#010x}", f"    mov edi, {dst:#010x}",
-                    "    mov ecx, 2", "    cld", "    rep movsd"]
-        self._emit_access(n, kind, user, dst, 8, value, fix, insn)
+        self._emit_access(n, kind, user, dst, 8, value, fix, src)
         for el in done:                 # the elements stored, in order
             data = value.to_bytes(4, "little") if src is None else \
                 bytes(self.model.page(pa >> 12)[pa & 0xFFF] for pa in el[0])
@@ -818,7 +812,9 @@ class Compiler:
                 return False
         return bool(fixes)
 
-    def _emit_access(self, n, kind, user, va, size, value, fix, insn=None) -> None:
+    def _emit_access(self, n, kind, user, va, size, value, fix, src=None) -> None:
+        """The operation's text: the fix it prepares, then the access (at
+        CPL 3: in a user stub).  ``src``: a movs's source."""
         who = "user" if user else "supervisor"
         w = self._walk(va)
         where = "" if w.fault else f" (pa {w.pa:#x}, {_table_name(w.pa)})"
@@ -832,17 +828,18 @@ class Compiler:
                       f"    mov dword [fix{i}_or], {or_:#x}"]
         if inv:
             lines.append("    mov dword [fix_inv], 1          ; then INVLPG cr2")
-        if insn is not None:
-            pass                        # (the caller's: movs)
-        elif kind == "read":
+        if kind == "read":
             insn = [f"    mov eax, [{va:#010x}]"]
         elif kind in ("write", "smc"):
             insn = [f"    mov dword [{va:#010x}], {value:#010x}"]
         elif kind == "writeb":
             insn = [f"    mov byte [{va:#010x}], {value & 0xFF:#04x}"]
-        elif kind == "stos":            # the string path: a rep of two dwords
+        elif kind == "stos":            # the string paths: a rep of two dwords
             insn = [f"    mov edi, {va:#010x}", f"    mov eax, {value:#010x}",
                     f"    mov ecx, {size // 4}", "    cld", "    rep stosd"]
+        elif kind == "movs":
+            insn = [f"    mov esi, {src:#010x}", f"    mov edi, {va:#010x}",
+                    f"    mov ecx, {size // 4}", "    cld", "    rep movsd"]
         elif kind == "scas":            # ... and a compare: where it stopped, and ZF
             second = self._walk(va + 4)     # (looking for the second dword: found, mostly)
             if not second.fault and value & 1:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -331,19 +332,25 @@ def test_an_interrupt_stops_a_running_guest(server):
     c.close()
 
 
-@pytest.mark.program("org 0x1000\n_start: inc eax\n jmp _start\nnever: hlt\n")
-def test_an_interrupt_stops_a_reverse_continue_where_it_began(server):
-    # A long history and a breakpoint never hit: reverse-continue would
-    # replay all of it, one instruction at a time.  ^C stops it (SIGINT)
-    # with the machine where it was; the server answers what comes next.
-    import time
-    port, logs = server
+def _with_history(port) -> RawClient:
+    """A client of a run that went on for half a second (a long history),
+    stopped by ^C."""
     c = RawClient(port)
     c.send(frame(b"c"))
     assert c.read(1) == b"+"
     time.sleep(0.5)
     c.send(b"\x03")
     assert c.reply().startswith("T02")
+    return c
+
+
+@pytest.mark.program("org 0x1000\n_start: inc eax\n jmp _start\nnever: hlt\n")
+def test_an_interrupt_stops_a_reverse_continue_where_it_began(server):
+    # A long history and a breakpoint never hit: reverse-continue would
+    # replay all of it, one instruction at a time.  ^C stops it (SIGINT)
+    # with the machine where it was; the server answers what comes next.
+    port, logs = server
+    c = _with_history(port)
     regs = c.ask("g")
     assert c.ask("Z0,1003,1") == "OK"              # 'never': not reached
     c.send(frame(b"bc"))
@@ -362,14 +369,8 @@ def test_an_interrupt_stops_a_reverse_continue_where_it_began(server):
 def test_an_interrupt_stops_a_monitor_last_write_search(server):
     # 'monitor last-write' of a dword nothing writes replays the whole
     # history; ^C gives it up.
-    import time
     port, logs = server
-    c = RawClient(port)
-    c.send(frame(b"c"))
-    assert c.read(1) == b"+"
-    time.sleep(0.5)
-    c.send(b"\x03")
-    assert c.reply().startswith("T02")
+    c = _with_history(port)
     c.send(frame(b"qRcmd," + b"last-write va 0x1010".hex().encode()))
     assert c.read(1) == b"+"
     time.sleep(0.3)

@@ -348,9 +348,8 @@ class Assembler:
             if not isinstance(stmt, (Times, Align)):
                 count = 1
             assert isinstance(inner, (Data, Instruction, Reserve))
+            src = SourceLine(stmt.loc.file, stmt.loc.line, strip_comment(stmt.loc.text).strip())
             if isinstance(inner, Instruction):
-                src = SourceLine(stmt.loc.file, stmt.loc.line,
-                                 strip_comment(stmt.loc.text).strip())
                 for k in range(count):
                     lines[addr + k * inner.size] = src
             if count:
@@ -368,9 +367,7 @@ class Assembler:
             elif count:
                 sec.data += inner.encode(env) * count
             if len(sec.data) > start and not isinstance(inner, Instruction):
-                data[addr] = (SourceLine(stmt.loc.file, stmt.loc.line,
-                                         strip_comment(stmt.loc.text).strip()),
-                              len(sec.data) - start)
+                data[addr] = (src, len(sec.data) - start)
             if rec is not None:
                 rec.output(stmt, addr, sec.data, start, isinstance(inner, Instruction),
                            isinstance(inner, Reserve))

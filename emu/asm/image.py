@@ -80,12 +80,14 @@ class Image:
     # then by name: "main" is preferred to "main.loop".
     _addrs: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+    _lengths: dict = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         order = sorted(self.labels.items(),
                        key=lambda kv: (kv[1], "." in kv[0], kv[0]))
         object.__setattr__(self, "_addrs", tuple(a for _, a in order))
         object.__setattr__(self, "_names", tuple(n for n, _ in order))
+        object.__setattr__(self, "_lengths", {a: n for a, (_, n) in self.data.items()})
 
     @property
     def size(self) -> int:
@@ -103,7 +105,7 @@ class Image:
 
     def data_lengths(self) -> dict[int, int]:
         """Address -> length of the bytes of every data line (``data``)."""
-        return {addr: n for addr, (_, n) in self.data.items()}
+        return self._lengths
 
     def symbol_at(self, addr: int) -> str | None:
         """The label exactly at ``addr`` (a non-local one if there is one)."""

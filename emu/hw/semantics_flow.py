@@ -68,22 +68,16 @@ def _ret(g: Gen) -> None:
     g.emit(f"return {t}")
 
 
+# ecx -= 1, then jump while ecx != 0 (and, for loope/loopne, while ZF says so)
+_LOOP_WHILE = {"loop": "", "loope": " and zf", "loopne": " and not zf"}
+
+
 @sem("loop")
+@sem("loope", "loopne", reads={"zf"})
 def _loop(g: Gen) -> None:
     g.set_reg(1, f"({g.reg(1)} - 1) & 0xFFFFFFFF")
-    g.emit(f"return {_target(g)} if {g.reg(1)} else {g.at(g.next_pos)}")
-
-
-@sem("loope", reads={"zf"})
-def _loope(g: Gen) -> None:
-    g.set_reg(1, f"({g.reg(1)} - 1) & 0xFFFFFFFF")
-    g.emit(f"return {_target(g)} if {g.reg(1)} and zf else {g.at(g.next_pos)}")
-
-
-@sem("loopne", reads={"zf"})
-def _loopne(g: Gen) -> None:
-    g.set_reg(1, f"({g.reg(1)} - 1) & 0xFFFFFFFF")
-    g.emit(f"return {_target(g)} if {g.reg(1)} and not zf else {g.at(g.next_pos)}")
+    also = _LOOP_WHILE[g.insn.mnemonic]
+    g.emit(f"return {_target(g)} if {g.reg(1)}{also} else {g.at(g.next_pos)}")
 
 
 @sem("jecxz")
