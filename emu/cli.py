@@ -12,7 +12,7 @@ that crashes (triple fault, bus error, hlt forever) gives 3, one that
 exhausts its cycle budget 4, a run stopped with Ctrl-C 130; bad input (a
 missing file, an assembly error) gives 1 and bad usage 2, each with one
 clear line on standard error.  ``emu run`` and ``emu compare`` live in
-``commands.py``.
+``commands.py``, ``emu asm`` and ``emu disasm`` in ``asm/command.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 import sys
 
 from . import __version__, programs
-from .asm import assemble_file, format_listing
+from .asm import assemble_file
 from .asm.lexer import clip
 from .errors import AsmError, ConfigError, EmuError
 from .hw.tlb import POLICIES
@@ -282,8 +282,10 @@ def main(argv: list[str] | None = None, watch: bool = False) -> int:
             from . import commands
             return {"run": commands.cmd_run, "compare": commands.cmd_compare}[
                 args.command](args)
-        return {"asm": cmd_asm, "disasm": cmd_disasm, "step": cmd_step,
-                "list": cmd_list}[args.command](args)
+        if args.command in ("asm", "disasm"):
+            from .asm import command
+            return {"asm": command.cmd_asm, "disasm": command.cmd_disasm}[args.command](args)
+        return {"step": cmd_step, "list": cmd_list}[args.command](args)
     except AsmError as e:
         print(f"emu: {e}", file=sys.stderr)
         if e.excerpt() and e.text.replace("\t", " ").isprintable():
@@ -332,68 +334,10 @@ def _demo() -> int:
     return main(["run", DEMO_PROGRAM, "--mode", "shadow", "--narrate=brief"])
 
 
-def load(program: str):
+def load(program: str, listing: bool = False):
     """Assemble a program: a path, or the name of a bundled one."""
-    return assemble_file(programs.resolve(program), include_dirs=[programs.include_dir()])
-
-
-def cmd_asm(args) -> int:
-    from .asm import source_listing
-    image = assemble_file(programs.resolve(args.program), include_dirs=[programs.include_dir()],
-                          listing=not args.output)
-    if args.elf:
-        from .asm.elf import write_elf
-        print(write_elf(image, args.elf, args.program))
-    if args.output:
-        if not image.segments:
-            raise EmuError(f"{args.program}: nothing to write (empty program)")
-        lo = image.segments[0][0]
-        hi = max(a + len(b) for a, b in image.segments)
-        blob = bytearray(hi - lo)
-        for a, b in image.segments:
-            blob[a - lo:a - lo + len(b)] = b
-        try:
-            with open(args.output, "wb") as fh:
-                fh.write(blob)
-        except OSError as e:
-            raise EmuError(f"cannot write {args.output}: {e.strerror}") from None
-        print(f"{args.output}: {len(blob)} bytes at {lo:#x}, entry {image.entry:#x}")
-    elif not args.elf:
-        sys.stdout.write(source_listing(image))
-    return 0
-
-
-def cmd_disasm(args) -> int:
-    from .asm import disassemble, format_line
-    if args.org is None:
-        image = load(args.program)
-        sys.stdout.write(format_listing(image))
-        return 0
-    path = args.program
-    if os.path.isdir(path):
-        raise EmuError(f"{path}: a directory, not a binary")
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise EmuError(f"{path}: not a regular file")     # a device or a FIFO may never end
-    try:
-        with open(path, "rb") as fh:
-            blob = fh.read(MAX_BINARY + 1)
-    except OSError as e:
-        raise EmuError(f"cannot read {path}: {e.strerror}") from None
-    if len(blob) > MAX_BINARY:
-        raise EmuError(f"{path}: too large to disassemble (more than {MAX_BINARY >> 20} MiB)")
-    org = args.org
-    if org + len(blob) > 1 << 32:
-        raise EmuError(f"{path}: {len(blob):,} bytes at {org:#x} go past the 4 GiB "
-                       "address space")
-
-    def read_byte(addr: int) -> int:
-        return blob[addr - org]
-    for line in disassemble(read_byte, org, org + len(blob)):
-        print(format_line(line))
-    return 0
-
-
-MAX_BINARY = 1 << 20      # bytes of a raw binary emu disasm reads
+    return assemble_file(programs.resolve(program), include_dirs=[programs.include_dir()],
+                         listing=listing)
 
 
 def bounded(text: str, lo: int, hi: int, bad: str, outside: str) -> int:
