@@ -459,3 +459,24 @@ def _held(t: Tlb, vpn: int):
     """A vpn the TLB translates (the hit path uses only those), near ``vpn``."""
     held = [e.vpn for e in t.valid_entries()]
     return held[vpn % len(held)] if held else None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 3000), st.booleans()),
+                max_size=40),
+       st.integers(0, 3100))
+def test_the_entries_to_a_page_are_those_that_translate_to_it(inserts, pn):
+    """What the host's reclaim asks of each page it takes: every valid
+    entry whose translation reaches ``pn`` (a large one: any of its 1,024
+    pages), in the order of ``valid_entries``."""
+    t = Tlb(16, 4, large=4)
+    for vpn, frame, large in inserts:
+        if large:
+            t.insert(TlbEntry(vpn & ~0x3FF, frame & ~0x3FF, None, True, True, True, False,
+                              large=True))
+        else:
+            t.insert(TlbEntry(vpn, frame, bytearray(1), True, True, True, False))
+    for page in {pn, *(f for _, f, _ in inserts), *(f + 5 for _, f, _ in inserts)}:
+        expected = [e for e in t.valid_entries()
+                    if (e.pn <= page < e.pn + 1024 if e.large else e.pn == page)]
+        assert t.entries_to(page) == expected

@@ -18,6 +18,8 @@ from emu.vmm.api import VmmError
 from emu.vmm.invariants import InvariantError, check_shadow
 from emu.vmm.pmap import (
     RESIDENT,
+    SHARED_OWNER,
+    SHARED_PAGE,
     UNBACKED,
     VMM_OWNER,
     GuestPhys,
@@ -424,6 +426,30 @@ def test_check_shadow_allows_a_writable_unsynced_table_under_oos():
     table = mon.pmap.mpn_of[2]
     assert mon.shadow.set_spte(pt, 4, table, PWU | PTE_D, 2, True) & PTE_W   # a refill
     assert check_shadow(mon) == 2
+
+
+def test_check_shadow_catches_a_writable_shared_page_with_no_table_protected():
+    """A shared page is never writable, whether or not a guest table is
+    write-protected at the time (oos: the only table is out of sync)."""
+    mon, _, pt = vm("oos-cache")
+    mon.shadow.mark_unsync(2)                # (pt, the shadow of ppn 2, is emptied)
+    m, pm = mon.machine, mon.pmap
+    shared = m.alloc(SHARED_OWNER, SHARED_PAGE)
+    pm.bind_shared(12, shared)
+    mon.shadow.set_spte(pt, 6, shared, PTE_P | PTE_U, 12, False)
+    assert check_shadow(mon) == 2
+    poke(pt, 6, pt.entry(6) | PTE_W)
+    with pytest.raises(InvariantError, match=rf"spte \('pt', 2\)\[6\] lets the guest write "
+                                             rf"the shared page mpn {shared:#x}"):
+        check_shadow(mon)
+
+
+def test_check_shadow_catches_a_reverse_map_with_a_reference_too_many():
+    mon, _, pt = vm()
+    mpn = mon.pmap.mpn_of[9]
+    mon.shadow.rmap[mpn].add((pt, 11))          # no spte 11 maps it
+    with pytest.raises(InvariantError, match=rf"reverse map of mpn {mpn:#x} is stale"):
+        check_shadow(mon)
 
 
 def test_check_shadow_catches_a_stale_reverse_map():

@@ -88,19 +88,17 @@ class InvalidationMixin:
     def downgrade_pn(self, pn: int) -> None:
         """Make every cached translation to page ``pn`` read-only."""
         for t in self._tlbs():
-            for e in t.valid_entries():
-                if _maps(e, pn):
-                    e.writable = False
-                    self.wfast.pop(e.vpn + (pn - e.pn), None)
-                    self.cwfast.pop(e.vpn + (pn - e.pn), None)
+            for e in t.entries_to(pn):
+                e.writable = False
+                self.wfast.pop(e.vpn + (pn - e.pn), None)
+                self.cwfast.pop(e.vpn + (pn - e.pn), None)
 
     def forget_pn(self, pn: int) -> None:
         """Page ``pn`` left its owner: no translation or code may use it."""
         for t in self._tlbs():
-            for e in t.valid_entries():
-                if _maps(e, pn):
-                    t.invlpg(e.vpn)
-                    t.invlpgs -= 1
+            for e in t.entries_to(pn):
+                t.invlpg(e.vpn)
+                t.invlpgs -= 1
         blocks = self.code.get(pn)
         if blocks:
             blocks.clear()
@@ -114,9 +112,7 @@ class InvalidationMixin:
         (``reattach``); one it does not walks, as a miss.  A large entry
         goes (it maps 1,024 pages at once)."""
         for t in self._tlbs():
-            for e in t.valid_entries():
-                if not _maps(e, pn):
-                    continue
+            for e in t.entries_to(pn):
                 if e.large:
                     t.invlpg(e.vpn)
                     t.invlpgs -= 1
@@ -188,7 +184,3 @@ class InvalidationMixin:
         self.wfast.clear()
         self.cwfast.clear()
 
-
-def _maps(e: TlbEntry, pn: int) -> bool:
-    """Does TLB entry ``e`` translate to physical page ``pn``?"""
-    return e.pn <= pn < e.pn + 1024 if e.large else e.pn == pn

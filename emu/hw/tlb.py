@@ -200,6 +200,16 @@ class Tlb:
         """Every valid entry, set by set, in replacement order."""
         return [e for s in (*self.sets, self.large) for e in s.values()]
 
+    def entries_to(self, pn: int) -> list[TlbEntry]:
+        """The valid entries that translate to physical page ``pn``, in the
+        order of ``valid_entries`` (a 4 KiB entry maps its ``pn``, a large
+        one the 1,024 pages from its ``pn``; the host's reclaim asks this
+        of every page it takes)."""
+        out = [e for s in self.sets for e in s.values() if e.pn == pn]
+        if self.large:
+            out += [e for e in self.large.values() if e.pn <= pn < e.pn + 1024]
+        return out
+
     def stats(self) -> dict[str, int]:
         return {"entries": self.entries, "ways": self.ways, "large_entries": self.large_entries,
                 "lookups": self.lookups, "hits": self.lookups - self.misses,

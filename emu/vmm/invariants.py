@@ -59,7 +59,7 @@ def check_shadow(monitor) -> int:
                     return _check_shadow_entries(monitor)
         else:
             tables.append(sp.page)
-    seen: dict[int, int] = {}
+    mpns = counts = np.empty(0, dtype=np.int64)
     if tables:
         entries = np.frombuffer(b"".join(tables), dtype="<u4")
         present = (entries & PTE_P) != 0
@@ -69,18 +69,21 @@ def check_shadow(monitor) -> int:
         inside = targets < len(owned)
         if not (inside.all() and owned[targets].all()):
             return _check_shadow_entries(monitor)
-        protected = [pmap.mpn_of[g] for g in shadow.tracked
-                     if g in pmap.mpn_of and shadow.is_protected(g)]
-        if protected:
+        unwritable = [*(pmap.mpn_of[g] for g in shadow.tracked
+                        if g in pmap.mpn_of and shadow.is_protected(g)), *pmap.shared_mpns]
+        if unwritable:
             writable = entries[present & ((entries & PTE_W) != 0)] >> 12
-            if np.isin(writable, [*protected, *pmap.shared_mpns]).any():
+            if np.isin(writable, unwritable).any():
                 return _check_shadow_entries(monitor)
         mpns, counts = np.unique(targets, return_counts=True)
-        seen = dict(zip(mpns.tolist(), counts.tolist()))
-    rmap = dict(zip(shadow.rmap, map(len, shadow.rmap.values())))
-    if 0 in rmap.values():
-        rmap = {mpn: n for mpn, n in rmap.items() if n}
-    if rmap != seen:
+    # the reverse map: as many references to each machine page as sptes map
+    # it (its pages in order, as np.unique gives the sptes')
+    rmap = shadow.rmap
+    keys = np.fromiter(rmap, dtype=np.int64, count=len(rmap))
+    refs = np.fromiter(map(len, rmap.values()), dtype=np.int64, count=len(rmap))
+    keys, refs = keys[refs != 0], refs[refs != 0]
+    order = np.argsort(keys)
+    if not (np.array_equal(keys[order], mpns) and np.array_equal(refs[order], counts)):
         return _check_shadow_entries(monitor)
     monitor.invariant_checks = getattr(monitor, "invariant_checks", 0) + 1
     return checked
@@ -148,7 +151,7 @@ def _check_shadow_entries(monitor) -> int:
                     f"check_shadow: spte {key}[{idx}] = {int(entries[idx]):#010x} maps "
                     f"{what}, not a page of {pmap.name}")
             seen[t] = seen.get(t, 0) + 1
-        if protected:
+        if protected or pmap.shared_mpns:
             writable = present[(entries[present] & PTE_W) != 0]
             for idx in writable.tolist():
                 t = int(entries[idx]) >> 12
