@@ -70,6 +70,38 @@ def test_the_watcher_stops_a_call_into_c_past_the_limit():
         "interrupt (a long computation in C?): stopped\n"))
 
 
+def test_a_call_into_c_is_stopped_soon_after_the_limit_not_after_the_grace():
+    """No alarm handled since the limit: Python has not run since, so the
+    watcher need not wait the ``GRACE`` a handler that swallows alarms gets
+    (here 30 s): it stops the call ``STUCK`` s after the limit."""
+    t0 = time.monotonic()
+    p = _python(_watched("h.start(0.2, 'x')\n"
+                         "sum(range(10 ** 13))\n", grace=30))
+    out, err = _communicate(p)
+    took = time.monotonic() - t0
+    assert (p.returncode, err) == (1, (
+        "emu: error: your VMM ran for more than 0.2 s in one call that Python cannot "
+        "interrupt (a long computation in C?): stopped\n"))
+    assert 0.2 + 1.0 <= took < 20
+
+
+def test_a_handler_that_swallows_the_alarms_is_left_to_the_in_process_layer():
+    """Alarms handled (and swallowed by a bare ``except:``): Python runs, so
+    the watcher does not stop it early; the in-process layer ends it after
+    ``ALARM_GIVE_UP`` alarms, with its own line."""
+    p = _python(_watched("h.ALARM_REPEAT = 0.05\n"
+                         "h.start(0.2, 'x')\n"
+                         "while True:\n"
+                         "    try:\n"
+                         "        time.sleep(1)\n"
+                         "    except BaseException:\n"
+                         "        pass\n", grace=30))
+    out, err = _communicate(p)
+    assert (p.returncode, err) == (1, (
+        "emu: error: your VMM ran past its time limit and caught every attempt to stop it "
+        "(a bare 'except:' in a loop?): stopped\n"))
+
+
 def test_time_outside_a_handler_is_not_counted():
     p = _python(_watched("h.start(0.2, 'x')\n"
                          "h.stop()\n"

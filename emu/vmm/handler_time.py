@@ -14,8 +14,11 @@ stop it, each with one line and exit status 1, never a hang:
   a million digits -- never sees the alarm.  When emu runs as a program
   over a student's code, the process the user started forks before any
   work and watches: the work goes on in the child, which writes each
-  handler's deadline into a page they share; past it by ``GRACE`` s (after
-  the in-process layer would have acted), the watcher stops the child.
+  handler's deadline into a page they share, and each time the alarm's
+  Python handler runs.  Past the limit by ``STUCK`` s with no alarm
+  handled -- Python has not run one bytecode since the limit -- or by
+  ``GRACE`` s whatever happened (after the in-process layer would have
+  acted), the watcher stops the child.
   The watcher passes the child's exit status on, and a signal sent to it
   (``kill``) on to the child.
 """
@@ -63,6 +66,7 @@ class HandlerAlarm(BaseException):
 ALARM_REPEAT = 0.25
 ALARM_GIVE_UP = 20          # alarms swallowed (5 s past the limit): the process ends
 GRACE = ALARM_REPEAT * ALARM_GIVE_UP + 1.0   # past the limit: the watcher ends the child
+STUCK = 4 * ALARM_REPEAT    # ... or sooner, if no alarm was handled in this long
 POLL = 0.25                 # how often the watcher looks at the deadline
 STOPPED = "emu: error: your VMM ran for more than"     # the watcher's line begins so
 INT_WAIT = 0.2              # how long it waits to hear the child got a SIGINT too
@@ -77,6 +81,8 @@ def alarm_handler(message: str):
 
     def expired(signum, frame):
         fired[0] += 1
+        if _SHARED is not None:         # the watcher's sign that Python runs
+            _ALARMS.pack_into(_SHARED, _SLOT.size, fired[0])
         if fired[0] > ALARM_GIVE_UP:
             os.write(2, b"emu: error: your VMM ran past its time limit and caught every "
                         b"attempt to stop it (a bare 'except:' in a loop?): stopped\n")
@@ -87,10 +93,12 @@ def alarm_handler(message: str):
 
 # --- the in-process alarm, told to the watcher -----------------------------------------
 
-# (deadline on the monotonic clock, 0 when no limit runs; the limit) in a
-# page shared with the watcher; None when nobody watches.
+# (deadline on the monotonic clock, 0 when no limit runs; when the limit
+# ends; the limit) in a page shared with the watcher, then the alarms handled
+# since the limit began; None when nobody watches.
 _SHARED: mmap.mmap | None = None
-_SLOT = struct.Struct("dd")
+_SLOT = struct.Struct("ddd")
+_ALARMS = struct.Struct("q")
 
 
 def start(seconds: float, message: str):
@@ -99,7 +107,9 @@ def start(seconds: float, message: str):
     old = signal.signal(signal.SIGALRM, alarm_handler(message))
     signal.setitimer(signal.ITIMER_REAL, seconds, ALARM_REPEAT)
     if _SHARED is not None:
-        _SLOT.pack_into(_SHARED, 0, time.monotonic() + seconds + GRACE, seconds)
+        now = time.monotonic()
+        _ALARMS.pack_into(_SHARED, _SLOT.size, 0)
+        _SLOT.pack_into(_SHARED, 0, now + seconds + GRACE, now + seconds, seconds)
     return old
 
 
@@ -108,7 +118,7 @@ def stop() -> None:
     done)."""
     signal.setitimer(signal.ITIMER_REAL, 0)
     if _SHARED is not None:
-        _SLOT.pack_into(_SHARED, 0, 0.0, 0.0)
+        _SLOT.pack_into(_SHARED, 0, 0.0, 0.0, 0.0)
 
 
 # --- the watcher ------------------------------------------------------------------------
@@ -125,7 +135,7 @@ def supervise() -> None:
     global _SHARED
     if _SHARED is not None or not hasattr(os, "fork") or not hasattr(signal, "sigtimedwait"):
         return
-    shared = mmap.mmap(-1, _SLOT.size)          # MAP_SHARED: the child's writes are seen
+    shared = mmap.mmap(-1, _SLOT.size + _ALARMS.size)   # MAP_SHARED: the child's writes are seen
     # The child's signal numbers, as it receives them (its wakeup fd): a
     # SIGINT sent to the whole group reached it already, and is not sent
     # again (a second KeyboardInterrupt would cut its "interrupted" short).
@@ -171,9 +181,12 @@ def _watch(pid: int, shared: mmap.mmap, watched: set, told: int) -> int:
         info = signal.sigtimedwait(watched, POLL)
         if info is None:
             _received(told)                     # (forgotten: they came before)
-            deadline, limit = _SLOT.unpack_from(shared)
-            if deadline and time.monotonic() > deadline \
-                    and _SLOT.unpack_from(shared)[0] == deadline:   # (not torn)
+            slot = _SLOT.unpack_from(shared)
+            deadline, ends, limit = slot
+            now = time.monotonic()
+            if deadline and (now > deadline or (
+                    now > ends + STUCK and not _ALARMS.unpack_from(shared, _SLOT.size)[0])) \
+                    and _SLOT.unpack_from(shared) == slot:   # (not torn, nor a new limit)
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 os.write(2, (f"{STOPPED} {limit:g} s in one call that Python cannot "
