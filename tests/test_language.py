@@ -26,7 +26,8 @@ ERRORS = [
     ("%ifidn a, b\n%endif", "'%ifidn' is not supported (the conditionals are %if, %ifdef "
      "and %ifndef, with %elif, %else and %endif)", 1, 1),
     ("%frob", "unknown preprocessor directive '%frob'", 1, 1),
-    ("struc point", "'struc' is not supported (structures; see docs/language.md)", 1, 1),
+    ("absolute 0x100", "'absolute' is not supported (absolute sections; see "
+     "docs/language.md)", 1, 1),
     ("extern foo", "'extern' is not supported (a flat binary links nothing; see "
      "docs/language.md)", 1, 1),
     ("incbin \"x.bin\"", "'incbin' is not supported (binary includes; see "
@@ -135,6 +136,22 @@ ERRORS = [
     ("times $ db 0", "a times count must be a number, not an address ('$ - $$' and "
      "'label - $$' are numbers)", 1, 7),
     ("resb -1", "cannot reserve -1 items (0 .. 4 GiB)", 1, 6),
+    # --- structures ---
+    ("struc s\n.a: resd 1", "struc 's' has no endstruc", 1, 1),
+    ("endstruc", "'endstruc' without 'struc'", 1, 1),
+    ("struc s\n.a: dd 1\nendstruc", "only labels, resb/resw/resd/resq and alignb can be "
+     "inside struc 's', not 'dd' (its fields are offsets: the bytes go in an istruc)", 2, 5),
+    ("struc s\nstruc t", "'struc' inside struc 's' (close it with endstruc first)", 2, 1),
+    ("struc", "expected the structure's name after 'struc', found end of line", 1, 6),
+    ("struc .s\nendstruc", "a structure's name cannot be local ('.s')", 1, 7),
+    ("struc s\nalignb 3\nendstruc", "alignb 3 is not a power of two", 2, 1),
+    ("at s.a, dd 1", "'at' outside istruc", 1, 1),
+    ("iend", "'iend' outside istruc", 1, 1),
+    ("struc s\n.a: resd 1\nendstruc\nistruc s\nistruc s", "'istruc' inside istruc 's' "
+     "(close it with iend first)", 5, 1),
+    ("struc s\n.a: resd 1\nendstruc\nx: istruc s", "istruc 's' has no iend", 4, 4),
+    ("struc s\n.a: resd 1\n.b: resd 1\nendstruc\nistruc s\nat s.b, dd 1\nat s.a, dd 2\n"
+     "iend", "times count -8 is negative", 7, 4),
     # --- statements ---
     ("x", "unknown mnemonic 'x' (a label needs a ':' after its name)", 1, 1),
     ("bits", "expected 16, 32 or 64 after 'bits', found end of line", 1, 5),

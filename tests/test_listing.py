@@ -116,3 +116,17 @@ def test_a_listing_stops_at_its_limit_and_says_so(monkeypatch):
     assert image.size == 4
     assert source_listing(image).splitlines()[3:5] == [
         ";; the listing stops after 3 lines (the rest was assembled)", ""]
+
+
+def test_a_struc_lists_each_fields_offset_and_the_size():
+    source = ("struc proc, 4\n"
+              ".pid: resd 1\n"
+              ".name: resb 5\n"
+              "       alignb 4\n"
+              ".state resd 1\n"
+              "endstruc\n"
+              "_start: dd proc.state\n")
+    text = source_listing(assemble(source, "s.s", listing=True))
+    assert [line[:40].split() for line in text.splitlines()[:6]] == [
+        ["1", "=", "0x00000004"], ["2", "=", "0x00000004"], ["3", "=", "0x00000008"],
+        ["4"], ["5", "=", "0x00000010"], ["6", "=", "0x00000010"]]

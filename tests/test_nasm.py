@@ -221,6 +221,36 @@ DATA = {
         times 4 - ($ - $$) % 4 db 0
         z: dd x, y, z
         """,
+    "structures": """
+        struc proc, 4
+            .pid:    resd 1
+            .name:   resb 5
+                     alignb 4
+            .state   resd 1
+            .label:
+            .kids:   resw 3
+            .tail    resq 1
+        endstruc
+        struc point
+            x_of: resd 1
+            .more: resb 3
+            y_of: resd 1
+        endstruc
+        tbl: istruc proc
+            at proc.pid, dd 7
+            at proc.name, db "ab"
+            at proc.kids, dw 1, 2
+        iend
+        pt: istruc point
+            at y_of, dd 0x11223344
+        iend
+        empty: istruc point
+        iend
+        dd proc, proc.pid, proc.name, proc.state, proc.label, proc.kids, proc.tail
+        dd proc_size, point, x_of, x_of.more, y_of, point_size
+        dd tbl, pt, empty, $ - tbl
+        .after: dd .after, tbl + proc.kids - proc
+        """,
 }
 
 

@@ -300,6 +300,7 @@ class Assembler:
         real = filename if filename.startswith("<") else os.path.realpath(filename)
         for loc in self.pre.run(text, filename, ((real, filename),)):
             self.parser.parse_line(loc)
+        self.parser.finish()
         stmts = self.parser.stmts
         self.pass1(stmts, filename)
         place(self.sections, self.origin)

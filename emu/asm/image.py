@@ -96,8 +96,10 @@ class Image:
 
     @property
     def constants(self) -> dict[str, int]:
-        """The equ constants alone -> value (never addresses of code or data)."""
-        return {k: v for k, v in self.symbols.items() if k not in self.labels}
+        """The equ constants alone -> value (never addresses of code or data;
+        not a struc's running offsets, which its fields show)."""
+        return {k: v for k, v in self.symbols.items()
+                if k not in self.labels and not k.startswith("..@struc.")}
 
     def source_at(self, addr: int) -> SourceLine | None:
         """The source line of the instruction at ``addr``, if one starts there."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from .image import Image, ListingLine
 from .preproc import Row
+from .structs import HIDDEN_OFFSET
 
 PER_ROW = 8               # bytes shown on one row
 MAX_ROWS = 4              # rows of bytes shown for one line before "..."
@@ -38,8 +39,8 @@ class Recorder:
 
     def symbol(self, stmt, addr: int, value: int | None) -> None:
         r = self._row(stmt)
-        if r is None:
-            return
+        if r is None or stmt.name.startswith(HIDDEN_OFFSET):
+            return                  # (a struc's running offset: its field shows it)
         if value is not None:
             r.update(kind="equ", value=value)
         else:

@@ -48,18 +48,18 @@ from .stmts import (
     Stmt,
     Times,
 )
+from .structs import STRUCT_WORDS, Structures
 
 DATA_WIDTH = {"db": 1, "dw": 2, "dd": 4, "dq": 8}
 RES_WIDTH = {"resb": 1, "resw": 2, "resd": 4, "resq": 8}
 DIRECTIVES = frozenset(("org", "align", "alignb", "times", "equ", "section", "segment",
-                        "bits", "use32", "global", *DATA_WIDTH, *RES_WIDTH))
+                        "bits", "use32", "global", *DATA_WIDTH, *RES_WIDTH, *STRUCT_WORDS))
 NOT_SUPPORTED = {
     "dt": "10-byte floats", "do": "16-byte data", "dy": "32-byte data", "dz": "64-byte data",
     "rest": "10-byte floats", "reso": "16-byte data", "resy": "32-byte data",
     "resz": "64-byte data", "extern": "a flat binary links nothing",
     "common": "a flat binary links nothing", "static": "a flat binary links nothing",
-    "absolute": "absolute sections", "struc": "structures", "endstruc": "structures",
-    "istruc": "structures", "at": "structures", "iend": "structures",
+    "absolute": "absolute sections",
     "incbin": "binary includes", "cpu": "CPU levels", "default": "64-bit defaults",
     "float": "floats", "warning": "warning control", "map": "map files",
     "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",
@@ -90,6 +90,13 @@ class Parser:
     scope: str = ""
     equs: dict[str, EquDef] = field(default_factory=dict)    # so far
     label_names: set[str] = field(default_factory=set)       # so far
+
+    def __post_init__(self):
+        self.structs = Structures(self)
+
+    def finish(self) -> None:
+        """The program's last line was read: nothing may be left open."""
+        self.structs.finish()
 
     def constant(self, name: str, loc: Loc, col: int, what: str) -> int:
         """The value of the equ constant ``name``, defined above, made of
@@ -141,6 +148,8 @@ class Parser:
                     "bits", "section", "segment", "org", "use32"):
             tokens = tokens[1:-1]               # [bits 32]: NASM's primitive form
         cur = Cursor(tokens, loc, self.scope)
+        if self.structs.layout_line(tokens, cur):
+            return
         first = tokens[0]
         if first.kind == "ident" and len(tokens) > 1 and tokens[1].is_op(":"):
             cur.pos = 2
@@ -224,6 +233,9 @@ class Parser:
             return None
         if word == "global":
             self._names(cur, tok)
+            return None
+        if word in STRUCT_WORDS:
+            self.structs.instance_statement(word, tok, cur)
             return None
         if word in NOT_SUPPORTED:
             raise loc.error(f"'{tok.text}' is not supported ({NOT_SUPPORTED[word]}; see "
