@@ -221,6 +221,57 @@ DATA = {
         times 4 - ($ - $$) % 4 db 0
         z: dd x, y, z
         """,
+    "conditions": """
+        %define A 1
+        %xdefine B A + 1
+        %define A 10
+        %define C A + 1
+        dd B, C
+        %xdefine A A + 5
+        dd A
+        %ixdefine Low 3
+        dd LOW, low
+        %strlen LEN 'hello'
+        %strlen NONE ""
+        %define WORD "four"
+        %strlen WLEN WORD
+        db LEN, NONE, WLEN
+        %macro kind 1
+        %ifidn %1, eax
+            db 'a'
+        %elifidni %1, EBX
+            db 'b'
+        %elifnidn %1, [ecx + 4]
+            db 'n'
+        %else
+            db 's'
+        %endif
+        %endmacro
+        kind eax
+        kind EAX
+        kind ebx
+        kind Ebx
+        kind [ecx+4]
+        kind [ ecx + 4 ]
+        kind [ecx+8]
+        %ifidn "a,b", "a,b"
+            db 1
+        %endif
+        %ifnidni x, X
+            db 2
+        %else
+            db 3
+        %endif
+        %macro unless 2
+        %if %1
+        %exitmacro
+        %endif
+            db %2
+        %endmacro
+        unless 0, 5
+        unless 1, 6
+        unless 0, 7
+        """,
     "structures": """
         struc proc, 4
             .pid:    resd 1

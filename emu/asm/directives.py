@@ -5,15 +5,45 @@ Helpers of ``preproc``; each reports a malformed argument at its column.
 
 from __future__ import annotations
 
+import re
+
 from .lexer import Loc, clip
 from .macros import strip_comment
 
 NOT_SUPPORTED = frozenset((
-    "xdefine", "ixdefine", "defstr", "deftok", "defalias", "undefalias", "iassign",
-    "strlen", "strcat", "substr", "rotate", "push", "pop", "repl", "unmacro",
+    "defstr", "deftok", "defalias", "undefalias", "iassign",
+    "strcat", "substr", "rotate", "push", "pop", "repl", "unmacro",
     "unimacro", "local", "arg", "stacksize", "line", "pragma", "use", "clear",
-    "depend", "warning", "fatal", "while", "endwhile", "exitwhile", "exitmacro",
+    "depend", "warning", "fatal", "while", "endwhile", "exitwhile",
     "pathsearch", "null", "aliases", "ifmacro"))
+# A token of %ifidn's texts: a string, a word or number, one other character
+# (white space between tokens is not compared, as in NASM).
+_TOKEN = re.compile(r"""'[^']*'|"[^"]*"|`(?:[^`\\]|\\.)*`|[A-Za-z0-9_.$@?#~]+|\S""")
+
+
+def same_text(a: str, b: str, fold: bool) -> bool:
+    """%ifidn (``fold``: %ifidni): the same tokens, white space aside."""
+    if fold:
+        a, b = a.lower(), b.lower()
+    return _TOKEN.findall(a) == _TOKEN.findall(b)
+
+
+def two_texts(rest: str, col: int, loc: Loc, word: str) -> tuple[str, str]:
+    """The two comma-separated texts of %ifidn (a comma inside a string or
+    brackets does not count)."""
+    depth, quote = 0, None
+    for i, c in enumerate(rest):
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "'\"`":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            return rest[:i], rest[i + 1:]
+    raise loc.error(f"%{word} needs two texts separated by a comma", col)
 
 
 def directive(text: str) -> tuple[str | None, int]:

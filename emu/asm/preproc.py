@@ -4,11 +4,13 @@ Source lines go in; the lines to assemble come out (``Loc`` values, with
 macros expanded).  Supported, with NASM's meaning::
 
     %define NAME[(a, b)] BODY   %idefine (case-insensitive)   %undef NAME
+    %xdefine, %ixdefine         the same, BODY expanded now
     %assign NAME EXPR           NAME becomes the number EXPR is now
-    %macro NAME N[-M|-*][+] [defaults] .. %endmacro    (%imacro)
+    %strlen NAME 'STRING'       NAME becomes the string's length
+    %macro NAME N[-M|-*][+] [defaults] .. [%exitmacro] .. %endmacro  (%imacro)
     %rep COUNT .. [%exitrep] .. %endrep
-    %if EXPR / %ifdef NAME / %ifndef NAME, %elif / %elifdef / %elifndef,
-    %else, %endif
+    %if EXPR / %ifdef NAME / %ifndef NAME / %ifidn A, B / %ifidni / %ifnidn /
+    %ifnidni, their %elif forms, %else, %endif
     %include "FILE"             %error MESSAGE
 
 Every other ``%`` directive is refused by name ("not supported"), never
@@ -42,6 +44,8 @@ from .directives import (
     is_name,
     one_name,
     param_count,
+    same_text,
+    two_texts,
 )
 from .expr import parse_expr, signed64
 from .lexer import Cursor, Loc, clip, tokenize
@@ -58,12 +62,17 @@ MAX_ROWS = 100_000          # lines a listing shows (the rest are assembled, not
 Chain = tuple[tuple[str, str], ...]
 Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> value
 
-CONDITIONALS = frozenset(("if", "ifdef", "ifndef", "elif", "elifdef", "elifndef", "else",
+CONDITIONS = ("", "def", "ndef", "idn", "idni", "nidn", "nidni")
+CONDITIONALS = frozenset((*(f"{w}{c}" for w in ("if", "elif") for c in CONDITIONS), "else",
                           "endif"))
 
 
 class _ExitRep(Exception):
     """%exitrep: leave the innermost %rep."""
+
+
+class _ExitMacro(Exception):
+    """%exitmacro: leave the innermost macro's expansion."""
 
 
 @dataclass
@@ -99,6 +108,7 @@ class Preprocessor:
         self.text = 0           # characters of expanded lines
         self.unique = 0
         self.reps = 0           # %rep blocks being expanded (for %exitrep)
+        self.in_macros = 0      # macro expansions under way (for %exitmacro)
         self.rows: list[Row] | None = [] if listing else None
 
     def run(self, text: str, display: str, chain: Chain) -> Iterator[Loc]:
@@ -203,6 +213,9 @@ class Preprocessor:
         rest, rest_col = after_word(loc.text, col, word)
         if kind == "if":
             return self._value(loc, rest_col, f"%{word}") != 0
+        if kind.endswith(("idn", "idni")):
+            a, b = two_texts(self.defines.expand(strip_comment(rest), loc), rest_col, loc, word)
+            return same_text(a, b, kind.endswith("i")) != kind.startswith("ifn")
         name = strip_comment(rest).strip()
         if not name or not is_name(name):
             raise loc.error(f"%{word} needs one macro name", rest_col)
@@ -210,11 +223,22 @@ class Preprocessor:
 
     def _directive_line(self, word: str, col: int, loc: Loc) -> None:
         rest, rest_col = after_word(loc.text, col, word)
-        if word in ("define", "idefine"):
+        if word in ("define", "idefine", "xdefine", "ixdefine"):
             name, params, body = define_parts(rest, rest_col, loc, word)
+            if word.endswith("xdefine"):        # the body as it expands now
+                body = self.defines.expand(body, loc)
             self.defines.undef(name)
-            table = self.defines.defines if word == "define" else self.defines.idefines
-            table[name if word == "define" else name.lower()] = Define(params, body)
+            case = not word.startswith("i")
+            table = self.defines.defines if case else self.defines.idefines
+            table[name if case else name.lower()] = Define(params, body)
+        elif word == "strlen":
+            name, _, text = define_parts(rest, rest_col, loc, word, params=False)
+            text = self.defines.expand(text, loc).strip()
+            if len(text) < 2 or text[0] != text[-1] or text[0] not in "'\"":
+                raise loc.error(f"%strlen {name} needs a quoted string, not "
+                                f"'{clip(text)}'", rest_col)
+            self.defines.undef(name)
+            self.defines.defines[name] = Define(None, str(len(text[1:-1].encode())))
         elif word == "undef":
             self.defines.undef(one_name(rest, rest_col, loc, word))
         elif word == "assign":
@@ -232,12 +256,17 @@ class Preprocessor:
             if not self.reps:
                 raise loc.error("%exitrep outside %rep", col)
             raise _ExitRep
+        elif word == "exitmacro":
+            if not self.in_macros:
+                raise loc.error("%exitmacro outside a macro", col)
+            raise _ExitMacro
         elif word in ("endmacro", "endrep"):
             opening = "%macro" if word == "endmacro" else "%rep"
             raise loc.error(f"%{word} without {opening}", col)
         elif word.startswith(("if", "elif")):
             raise loc.error(f"'%{clip(word)}' is not supported (the conditionals are %if, "
-                            "%ifdef and %ifndef, with %elif, %else and %endif)", col)
+                            "%ifdef, %ifndef, %ifidn, %ifidni, %ifnidn and %ifnidni, with "
+                            "their %elif forms, %else and %endif)", col)
         elif word in NOT_SUPPORTED:
             raise loc.error(f"'%{word}' is not supported (see the language reference, "
                             "docs/language.md)", col)
@@ -400,7 +429,13 @@ class Preprocessor:
             for b in macro.body:
                 at = replace(b, context=context)
                 yield replace(at, text=expand_body_line(b.text, args, count, unique, at))
-        yield from self._block(lines(), chain, depth + 1)
+        self.in_macros += 1
+        try:
+            yield from self._block(lines(), chain, depth + 1)
+        except _ExitMacro:
+            pass
+        finally:
+            self.in_macros -= 1
 
 
 def _context(what: str, at: Loc) -> tuple[str, ...]:
