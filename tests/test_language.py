@@ -24,8 +24,12 @@ ERRORS = [
     ("%rotate 1", "'%rotate' is not supported (see the language reference, "
      "docs/language.md)", 1, 1),
     ("%frob", "unknown preprocessor directive '%frob'", 1, 1),
-    ("absolute 0x100", "'absolute' is not supported (absolute sections; see "
-     "docs/language.md)", 1, 1),
+    ("absolute 0x100\nmov eax, 1", "only labels, resb/resw/resd/resq and alignb can "
+     "follow 'absolute', not 'mov' (it places nothing: a 'section' line goes back to code "
+     "and data)", 2, 1),
+    ("absolute", "expected an address after 'absolute', found end of line", 1, 9),
+    ("x: absolute 5", "'absolute' must begin its line", 1, 4),
+    ("absolute 0\nendstruc", "'endstruc' without 'struc'", 2, 1),
     ("extern foo", "'extern' is not supported (a flat binary links nothing; see "
      "docs/language.md)", 1, 1),
     ("incbin \"x.bin\"", "'incbin' is not supported (binary includes; see "

@@ -272,6 +272,25 @@ DATA = {
         unless 1, 6
         unless 0, 7
         """,
+    "absolute": """
+        org 0x1000
+        dd buffer, buffer.end, count, table, table.two, later, buf_len, N
+        absolute 0x8000
+        buffer: resb 16
+        .end:
+        count   resd 1
+                alignb 8
+        table:  resq 2
+        .two:   resw N
+        section .data
+        x: dd 1
+        absolute x + 4
+        later: resb 1
+        N equ 3
+        buf_len equ buffer.end - buffer
+        [section .text]
+        dd later + 1
+        """,
     "structures": """
         struc proc, 4
             .pid:    resd 1

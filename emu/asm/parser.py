@@ -59,7 +59,6 @@ NOT_SUPPORTED = {
     "rest": "10-byte floats", "reso": "16-byte data", "resy": "32-byte data",
     "resz": "64-byte data", "extern": "a flat binary links nothing",
     "common": "a flat binary links nothing", "static": "a flat binary links nothing",
-    "absolute": "absolute sections",
     "incbin": "binary includes", "cpu": "CPU levels", "default": "64-bit defaults",
     "float": "floats", "warning": "warning control", "map": "map files",
     "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",

@@ -33,16 +33,17 @@ from .stmts import Data, EquDef, LabelDef, Times
 
 RES_WIDTH = {"resb": 1, "resw": 2, "resd": 4, "resq": 8}
 
-STRUCT_WORDS = ("struc", "endstruc", "istruc", "at", "iend")
+STRUCT_WORDS = ("struc", "endstruc", "istruc", "at", "iend", "absolute")
 HIDDEN_OFFSET = "..@struc."      # the running offset's constants (no listing line)
 
 
 @dataclass
 class Layout:
-    """The struc being read: its name, where it was opened, and the
-    expressions of its first offset and of the next field's."""
+    """The struc being read (or the absolute section: no name), where it
+    was opened, and the expressions of its first offset and of the next
+    field's."""
 
-    name: str
+    name: str | None
     loc: Loc
     col: int
     base: Node
@@ -70,15 +71,25 @@ class Structures:
 
     # --- struc ... endstruc ----------------------------------------------------------
     def layout_line(self, tokens: list[Token], cur: Cursor) -> bool:
-        """Read the line if it opens a struc or is inside one."""
+        """Read the line if it opens a struc or an absolute section, or is
+        inside one."""
         first = tokens[0]
         word = first.text.lower() if first.kind == "ident" else ""
+        if self.layout is not None and self.layout.name is None and word in (
+                "section", "segment", "absolute", "struc"):
+            self.layout = None                  # the absolute section ends here
         if self.layout is None:
+            if word == "absolute":
+                cur.pos = 1
+                self._absolute(cur, first)
+                return True
             if word != "struc":
                 return False
             cur.pos = 1
             self._open(cur, first)
             return True
+        if word == "endstruc" and self.layout.name is None:
+            raise cur.loc.error("'endstruc' without 'struc'", first.col)
         if word == "endstruc":
             cur.pos = 1
             self._end_here(cur)
@@ -87,8 +98,22 @@ class Structures:
         if word == "struc":
             raise cur.loc.error(f"'struc' inside struc '{clip(self.layout.name)}' "
                                 "(close it with endstruc first)", first.col)
+        if any(t.is_word("equ") for t in tokens[1:3]):
+            return False                        # a constant: the parser's, as anywhere
         self._field(tokens, cur)
         return True
+
+    def _absolute(self, cur: Cursor, tok: Token) -> None:
+        """``absolute ADDR``: what follows, up to the next section, places
+        nothing -- its labels are constants from ADDR on (NASM's way to name
+        the places of a layout: a buffer at a fixed address, a table)."""
+        if cur.at_end():
+            raise cur.error_here("expected an address after 'absolute'")
+        base = parse_expr(cur)
+        self._end_here(cur)
+        self.layout = Layout(None, cur.loc, tok.col, base, base)
+        self.made += 1
+        self._advance(base, cur, tok.col)
 
     def _open(self, cur: Cursor, tok: Token) -> None:
         name_tok = cur.peek()
@@ -111,12 +136,13 @@ class Structures:
         self._advance(base, cur, tok.col)
 
     def _field(self, tokens: list[Token], cur: Cursor) -> None:
-        """``[label[:]] [resX N | alignb N]`` inside a struc."""
+        """``[label[:]] [resX N | alignb N]`` inside a struc or an absolute
+        section (a label without its colon before resX or alignb only)."""
         first = tokens[0]
         parser = self.parser
-        has_label = first.kind == "ident" and (
-            (len(tokens) > 1 and tokens[1].is_op(":"))
-            or first.text.lower() not in RES_WIDTH and first.text.lower() != "alignb")
+        has_label = first.kind == "ident" and len(tokens) > 1 and (
+            tokens[1].is_op(":") or tokens[1].kind == "ident"
+            and tokens[1].text.lower() in (*RES_WIDTH, "alignb"))
         if has_label:
             name = parser._define_name(first, cur)
             cur.pos = 2 if len(tokens) > 1 and tokens[1].is_op(":") else 1
@@ -140,6 +166,11 @@ class Structures:
             up = Binary("+", offset, Num(n - 1, tok.col), tok.col)
             self._advance(Binary("*", Binary("/", up, Num(n, tok.col), tok.col),
                                  Num(n, tok.col), tok.col), cur, tok.col)
+        elif self.layout.name is None:
+            raise cur.loc.error(
+                f"only labels, resb/resw/resd/resq and alignb can follow 'absolute', not "
+                f"'{clip(tok.text)}' (it places nothing: a 'section' line goes back to "
+                "code and data)", tok.col)
         else:
             raise cur.loc.error(
                 f"only labels, resb/resw/resd/resq and alignb can be inside struc "
@@ -172,6 +203,8 @@ class Structures:
         parser = self.parser
         if word == "endstruc":
             raise cur.loc.error("'endstruc' without 'struc'", tok.col)
+        if word == "absolute":
+            raise cur.loc.error("'absolute' must begin its line", tok.col)
         if word == "istruc":
             if self.instance is not None:
                 raise cur.loc.error(f"'istruc' inside istruc '{clip(self.instance.name)}' "
@@ -214,8 +247,9 @@ class Structures:
         self.parser.stmts.append(Times(cur.loc, col, count, zero))
 
     def finish(self) -> None:
-        """The end of the program: nothing may be left open."""
-        if self.layout is not None:
+        """The end of the program: nothing may be left open (but an
+        absolute section, which ends there)."""
+        if self.layout is not None and self.layout.name is not None:
             raise self.layout.loc.error(f"struc '{clip(self.layout.name)}' has no endstruc",
                                         self.layout.col)
         if self.instance is not None:
