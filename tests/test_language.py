@@ -141,9 +141,9 @@ ERRORS = [
     ("%exitmacro", "%exitmacro outside a macro", 1, 1),
     ("%ifidn a\n%endif", "%ifidn needs two texts separated by a comma", 1, 7),
     ("%strlen L abc", "%strlen L needs a quoted string, not 'abc'", 1, 8),
-    ("%ifnum 3\n%endif", "'%ifnum' is not supported (the conditionals are %if, %ifdef, "
-     "%ifndef, %ifidn, %ifidni, %ifnidn and %ifnidni, with their %elif forms, %else and "
-     "%endif)", 1, 1),
+    ("%ifmacro m\n%endif", "'%ifmacro' is not supported (the conditionals are %if, "
+     "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken and %ifempty, each with its "
+     "%ifn form, their %elif forms, %else and %endif)", 1, 1),
     # --- structures ---
     ("struc s\n.a: resd 1", "struc 's' has no endstruc", 1, 1),
     ("endstruc", "'endstruc' without 'struc'", 1, 1),

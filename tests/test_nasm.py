@@ -291,6 +291,65 @@ DATA = {
         [section .text]
         dd later + 1
         """,
+    "token tests": """
+        %macro kind 0-1
+        %ifnum %1
+            db 'n'
+        %elifstr %1
+            db 's'
+        %elifid %1
+            db 'i'
+        %elifempty %1
+            db 'e'
+        %else
+            db '?'
+        %endif
+        %iftoken %1
+            db 't'
+        %endif
+        %ifntoken %1
+            db 'm'
+        %endif
+        %endmacro
+        kind 5
+        kind 0x10
+        kind 10h
+        kind $1F
+        kind 'ab'
+        kind "x y"
+        kind eax
+        kind .local
+        kind _x
+        kind $eax
+        kind $
+        kind $$
+        kind
+        kind 1 + 2
+        kind [eax]
+        kind -1
+        kind --1
+        kind + 1
+        kind a b
+        %define N 3
+        kind N
+        %ifnnum x
+            db 'X'
+        %endif
+        %ifnid 5
+            db 'Y'
+        %endif
+        %ifnstr 5
+            db 'Z'
+        %endif
+        %ifnempty 5
+            db 'W'
+        %endif
+        %if 0
+        %elifnnum 7
+        %elifntoken a b
+            db 'V'
+        %endif
+        """,
     "structures": """
         struc proc, 4
             .pid:    resd 1

@@ -28,6 +28,28 @@ def same_text(a: str, b: str, fold: bool) -> bool:
     return _TOKEN.findall(a) == _TOKEN.findall(b)
 
 
+def token_test(test: str, text: str) -> bool:
+    """%ifid, %ifnum, %ifstr (``test`` id, num, str): the first token of
+    ``text`` is an identifier, a number (not an expression), a string;
+    %iftoken: the text is one token; %ifempty: it has none."""
+    tokens = _TOKEN.findall(text)
+    if test in ("token", "empty"):
+        return len(tokens) == (1 if test == "token" else 0)
+    if test == "num":               # (a sign before the number, as NASM takes)
+        while tokens and tokens[0] in "+-":
+            tokens = tokens[1:]
+    if not tokens:
+        return False
+    first = tokens[0]
+    if test == "str":
+        return first[0] in "'\"`"
+    if test == "num":
+        return first[0].isdigit() or (first[0] == "$" and len(first) > 1
+                                      and first[1].isdigit())
+    return first not in ("$", "$$") and (first[0].isalpha() or first[0] in "_.?@" or (
+        first[0] == "$" and len(first) > 1 and not first[1].isdigit()))
+
+
 def two_texts(rest: str, col: int, loc: Loc, word: str) -> tuple[str, str]:
     """The two comma-separated texts of %ifidn (a comma inside a string or
     brackets does not count)."""

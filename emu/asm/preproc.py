@@ -9,8 +9,9 @@ macros expanded).  Supported, with NASM's meaning::
     %strlen NAME 'STRING'       NAME becomes the string's length
     %macro NAME N[-M|-*][+] [defaults] .. [%exitmacro] .. %endmacro  (%imacro)
     %rep COUNT .. [%exitrep] .. %endrep
-    %if EXPR / %ifdef NAME / %ifndef NAME / %ifidn A, B / %ifidni / %ifnidn /
-    %ifnidni, their %elif forms, %else, %endif
+    %if EXPR / %ifdef NAME / %ifidn A, B / %ifidni / %ifid / %ifnum / %ifstr /
+    %iftoken / %ifempty TEXT, each with its %ifn form (%ifndef ...), their
+    %elif forms, %else, %endif
     %include "FILE"             %error MESSAGE
 
 Every other ``%`` directive is refused by name ("not supported"), never
@@ -45,6 +46,7 @@ from .directives import (
     one_name,
     param_count,
     same_text,
+    token_test,
     two_texts,
 )
 from .expr import parse_expr, signed64
@@ -62,7 +64,9 @@ MAX_ROWS = 100_000          # lines a listing shows (the rest are assembled, not
 Chain = tuple[tuple[str, str], ...]
 Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> value
 
-CONDITIONS = ("", "def", "ndef", "idn", "idni", "nidn", "nidni")
+TOKEN_TESTS = ("id", "num", "str", "token", "empty")
+CONDITIONS = ("", "def", "ndef", "idn", "idni", "nidn", "nidni", *TOKEN_TESTS,
+              *(f"n{t}" for t in TOKEN_TESTS))
 CONDITIONALS = frozenset((*(f"{w}{c}" for w in ("if", "elif") for c in CONDITIONS), "else",
                           "endif"))
 
@@ -216,6 +220,10 @@ class Preprocessor:
         if kind.endswith(("idn", "idni")):
             a, b = two_texts(self.defines.expand(strip_comment(rest), loc), rest_col, loc, word)
             return same_text(a, b, kind.endswith("i")) != kind.startswith("ifn")
+        negated = kind[2:] not in TOKEN_TESTS and kind[3:] in TOKEN_TESTS
+        test = kind[3:] if negated else kind[2:]
+        if test in TOKEN_TESTS:
+            return token_test(test, self.defines.expand(strip_comment(rest), loc)) != negated
         name = strip_comment(rest).strip()
         if not name or not is_name(name):
             raise loc.error(f"%{word} needs one macro name", rest_col)
@@ -265,8 +273,9 @@ class Preprocessor:
             raise loc.error(f"%{word} without {opening}", col)
         elif word.startswith(("if", "elif")):
             raise loc.error(f"'%{clip(word)}' is not supported (the conditionals are %if, "
-                            "%ifdef, %ifndef, %ifidn, %ifidni, %ifnidn and %ifnidni, with "
-                            "their %elif forms, %else and %endif)", col)
+                            "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken and "
+                            "%ifempty, each with its %ifn form, their %elif forms, %else "
+                            "and %endif)", col)
         elif word in NOT_SUPPORTED:
             raise loc.error(f"'%{word}' is not supported (see the language reference, "
                             "docs/language.md)", col)
