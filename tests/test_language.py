@@ -141,6 +141,9 @@ ERRORS = [
     ("%exitmacro", "%exitmacro outside a macro", 1, 1),
     ("%ifidn a\n%endif", "%ifidn needs two texts separated by a comma", 1, 7),
     ("%strlen L abc", "%strlen L needs a quoted string, not 'abc'", 1, 8),
+    ("%strcat L 'a', b", "%strcat L needs a quoted string, not ''a', b'", 1, 8),
+    ("%substr L 'abc'", "%substr L needs a start after the string", 1, 1),
+    ("%strlen L 'a' 'b'", "%strlen L: expected end of line after ''a' 'b''", 1, 8),
     ("%ifmacro m\n%endif", "'%ifmacro' is not supported (the conditionals are %if, "
      "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken and %ifempty, each with its "
      "%ifn form, their %elif forms, %else and %endif)", 1, 1),

@@ -291,6 +291,30 @@ DATA = {
         [section .text]
         dd later + 1
         """,
+    "string macros": """
+        %defstr A hello   world
+        %define X 5
+        %defstr B X + 1
+        %idefstr Low x
+        %strcat E 'ab', "cd", `e\\n`
+        %strcat F "it's", 'x'
+        %strcat Q "it's", '"x"', `\\x01`
+        %substr G 'xyzw' 2
+        %substr H 'xyzw' 2, -1
+        %substr I 'xyzw' 2, -2
+        %substr J 'xyzw' 9
+        %substr K 'xyzw' 1, 3
+        %substr L "abc" 3, 5
+        %substr M 'xyzw' 0
+        %substr N 'xyzw' -1, 2
+        %substr O 'xyzw' 2, -9
+        %define S 'abc'
+        %strlen R S
+        %substr T S X - 3, 2
+        %strlen U `a\\nb`
+        db A, 0, B, 0, LOW, low, 0, E, 0, F, 0, Q, 0, G, 0, H, 0, I, 0, J, 0, K, 0, L, 0
+        db M, 0, N, 0, O, 0, R, T, U
+        """,
     "token tests": """
         %macro kind 0-1
         %ifnum %1

@@ -11,8 +11,7 @@ from .lexer import Loc, clip
 from .macros import strip_comment
 
 NOT_SUPPORTED = frozenset((
-    "defstr", "deftok", "defalias", "undefalias", "iassign",
-    "strcat", "substr", "rotate", "push", "pop", "repl", "unmacro",
+    "deftok", "defalias", "undefalias", "iassign", "rotate", "push", "pop", "repl", "unmacro",
     "unimacro", "local", "arg", "stacksize", "line", "pragma", "use", "clear",
     "depend", "warning", "fatal", "while", "endwhile", "exitwhile",
     "pathsearch", "null", "aliases", "ifmacro"))

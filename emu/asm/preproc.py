@@ -7,6 +7,8 @@ macros expanded).  Supported, with NASM's meaning::
     %xdefine, %ixdefine         the same, BODY expanded now
     %assign NAME EXPR           NAME becomes the number EXPR is now
     %strlen NAME 'STRING'       NAME becomes the string's length
+    %defstr NAME TEXT, %idefstr, %strcat NAME 'A', 'B' ..., %substr NAME 'S' I[, N]
+                                NAME becomes a quoted string
     %macro NAME N[-M|-*][+] [defaults] .. [%exitmacro] .. %endmacro  (%imacro)
     %rep COUNT .. [%exitrep] .. %endrep
     %if EXPR / %ifdef NAME / %ifidn A, B / %ifidni / %ifid / %ifnum / %ifstr /
@@ -239,14 +241,14 @@ class Preprocessor:
             case = not word.startswith("i")
             table = self.defines.defines if case else self.defines.idefines
             table[name if case else name.lower()] = Define(params, body)
-        elif word == "strlen":
+        elif word in ("strlen", "defstr", "idefstr", "strcat", "substr"):
             name, _, text = define_parts(rest, rest_col, loc, word, params=False)
-            text = self.defines.expand(text, loc).strip()
-            if len(text) < 2 or text[0] != text[-1] or text[0] not in "'\"":
-                raise loc.error(f"%strlen {name} needs a quoted string, not "
-                                f"'{clip(text)}'", rest_col)
+            body = self._string_macro(word, name, text, loc, rest_col)
             self.defines.undef(name)
-            self.defines.defines[name] = Define(None, str(len(text[1:-1].encode())))
+            if word == "idefstr":
+                self.defines.idefines[name.lower()] = Define(None, body)
+            else:
+                self.defines.defines[name] = Define(None, body)
         elif word == "undef":
             self.defines.undef(one_name(rest, rest_col, loc, word))
         elif word == "assign":
@@ -281,6 +283,52 @@ class Preprocessor:
                             "docs/language.md)", col)
         else:
             raise loc.error(f"unknown preprocessor directive '%{clip(word)}'", col)
+
+    def _string_macro(self, word: str, name: str, text: str, loc: Loc, col: int) -> str:
+        """The body %strlen, %defstr, %strcat or %substr gives ``name``
+        (``text``: what follows it, macros expanded here)."""
+        text = self.defines.expand(strip_comment(text), loc).strip()
+        if word.endswith("defstr"):
+            return quoted(_one_space(text).encode())
+        line = replace(loc, text=text)
+        cur = Cursor(tokenize(line), line)
+        strings = []
+        while True:
+            tok = cur.peek()
+            if tok is None or tok.kind != "str":
+                raise loc.error(f"%{word} {name} needs a quoted string, not "
+                                f"'{clip(text)}'", col)
+            cur.pos += 1
+            strings.append(tok.value)
+            if word != "strcat" or not cur.at_op(","):
+                break
+            cur.pos += 1
+        if word == "strlen":
+            value = str(len(strings[0]))
+        elif word == "strcat":
+            value = quoted(b"".join(strings))
+        else:
+            value = quoted(self._substring(strings[0], cur, line, name))
+        if not cur.at_end():
+            raise loc.error(f"%{word} {name}: expected end of line after "
+                            f"'{clip(text)}'", col)
+        return value
+
+    def _substring(self, string: bytes, cur: Cursor, line: Loc, name: str) -> bytes:
+        """%substr's START[, LENGTH] (1-based; a negative LENGTH counts back
+        from the end: -1 is up to the last character)."""
+        if cur.at_end():
+            raise line.error(f"%substr {name} needs a start after the string")
+        env = PreEnv(line, "%substr", self.constant)
+        start = parse_expr(cur).ev(env)
+        length = 1
+        if cur.at_op(","):
+            cur.pos += 1
+            length = parse_expr(cur).ev(env)
+        rest = string[max(start, 1) - 1:]         # (a start below 1 is 1, as NASM takes it)
+        if length < 0:
+            length = max(len(rest) + length + 1, 0)
+        return rest[:length]
 
     def _value(self, loc: Loc, col: int, what: str) -> int:
         """The value of the expression that starts at column ``col`` of ``loc``."""
@@ -445,6 +493,39 @@ class Preprocessor:
             pass
         finally:
             self.in_macros -= 1
+
+
+def _one_space(text: str) -> str:
+    """``text`` with each run of white space outside strings made one space
+    (its tokens, as NASM puts them back together)."""
+    out, quote, space = [], None, False
+    for c in text:
+        if quote is None and c in " \t":
+            space = True
+            continue
+        if space:
+            out.append(" ")
+            space = False
+        out.append(c)
+        if quote is None and c in "'\"`":
+            quote = c
+        elif c == quote:
+            quote = None
+    return "".join(out)
+
+
+def quoted(value: bytes) -> str:
+    """``value`` as NASM quotes a string it makes: in single quotes when it
+    has none, else in double quotes, else in backquotes with escapes."""
+    text = value.decode("latin-1")
+    plain = all(32 <= b < 127 for b in value)
+    if plain and "'" not in text:
+        return f"'{text}'"
+    if plain and '"' not in text:
+        return f'"{text}"'
+    out = "".join(c if 32 <= ord(c) < 127 and c not in "`\\" else
+                  "\\" + c if c in "`\\" else f"\\x{ord(c):02x}" for c in text)
+    return f"`{out}`"
 
 
 def _context(what: str, at: Loc) -> tuple[str, ...]:
