@@ -6,8 +6,10 @@ Helpers of ``preproc``; each reports a malformed argument at its column.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
-from .lexer import Loc, clip
+from .expr import parse_expr
+from .lexer import Cursor, Loc, clip, tokenize
 from .macros import strip_comment
 
 NOT_SUPPORTED = frozenset((
@@ -163,3 +165,84 @@ class PreEnv:
                              "before any address is known")
 
     seg_start = here
+
+
+# --- the string directives: %strlen, %defstr, %strcat, %substr ----------------------
+
+def string_macro(word: str, name: str, text: str, loc: Loc, col: int, constant) -> str:
+    """The body %strlen, %defstr (%idefstr), %strcat or %substr gives
+    ``name``; ``text``: what follows it, macros expanded; ``constant``: the
+    equ constants above, for %substr's numbers."""
+    if word.endswith("defstr"):
+        return quoted(_one_space(text).encode())
+    line = replace(loc, text=text)
+    cur = Cursor(tokenize(line), line)
+    strings = []
+    while True:
+        tok = cur.peek()
+        if tok is None or tok.kind != "str":
+            raise loc.error(f"%{word} {name} needs a quoted string, not '{clip(text)}'", col)
+        cur.pos += 1
+        strings.append(tok.value)
+        if word != "strcat" or not cur.at_op(","):
+            break
+        cur.pos += 1
+    if word == "strlen":
+        value = str(len(strings[0]))
+    elif word == "strcat":
+        value = quoted(b"".join(strings))
+    else:
+        value = quoted(_substring(strings[0], cur, line, name, constant))
+    if not cur.at_end():
+        raise loc.error(f"%{word} {name}: expected end of line after '{clip(text)}'", col)
+    return value
+
+
+def _substring(string: bytes, cur: Cursor, line: Loc, name: str, constant) -> bytes:
+    """%substr's START[, LENGTH] (1-based; a negative LENGTH counts back
+    from the end: -1 is up to the last character)."""
+    if cur.at_end():
+        raise line.error(f"%substr {name} needs a start after the string")
+    env = PreEnv(line, "%substr", constant)
+    start = parse_expr(cur).ev(env)
+    length = 1
+    if cur.at_op(","):
+        cur.pos += 1
+        length = parse_expr(cur).ev(env)
+    rest = string[max(start, 1) - 1:]         # (a start below 1 is 1, as NASM takes it)
+    if length < 0:
+        length = max(len(rest) + length + 1, 0)
+    return rest[:length]
+
+
+def _one_space(text: str) -> str:
+    """``text`` with each run of white space outside strings made one space
+    (its tokens, as NASM puts them back together)."""
+    out, quote, space = [], None, False
+    for c in text:
+        if quote is None and c in " \t":
+            space = True
+            continue
+        if space:
+            out.append(" ")
+            space = False
+        out.append(c)
+        if quote is None and c in "'\"`":
+            quote = c
+        elif c == quote:
+            quote = None
+    return "".join(out)
+
+
+def quoted(value: bytes) -> str:
+    """``value`` as NASM quotes a string it makes: in single quotes when it
+    has none, else in double quotes, else in backquotes with escapes."""
+    text = value.decode("latin-1")
+    plain = all(32 <= b < 127 for b in value)
+    if plain and "'" not in text:
+        return f"'{text}'"
+    if plain and '"' not in text:
+        return f'"{text}"'
+    out = "".join(c if 32 <= ord(c) < 127 and c not in "`\\" else
+                  "\\" + c if c in "`\\" else f"\\x{ord(c):02x}" for c in text)
+    return f"`{out}`"

@@ -6,6 +6,10 @@ import bisect
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+# The constants of a struc's running offset (asm/structs.py): its fields show
+# them, nothing else does.
+HIDDEN_OFFSET = "..@struc."
+
 
 class SourceLine(NamedTuple):
     """The line of source an instruction came from (a macro's line expanded)."""
@@ -99,7 +103,7 @@ class Image:
         """The equ constants alone -> value (never addresses of code or data;
         not a struc's running offsets, which its fields show)."""
         return {k: v for k, v in self.symbols.items()
-                if k not in self.labels and not k.startswith("..@struc.")}
+                if k not in self.labels and not k.startswith(HIDDEN_OFFSET)}
 
     def source_at(self, addr: int) -> SourceLine | None:
         """The source line of the instruction at ``addr``, if one starts there."""

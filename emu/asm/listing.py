@@ -17,9 +17,8 @@ naming it.  The sections and the entry point close the listing.
 
 from __future__ import annotations
 
-from .image import Image, ListingLine
+from .image import HIDDEN_OFFSET, Image, ListingLine
 from .preproc import Row
-from .structs import HIDDEN_OFFSET
 
 PER_ROW = 8               # bytes shown on one row
 MAX_ROWS = 4              # rows of bytes shown for one line before "..."

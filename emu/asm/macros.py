@@ -134,6 +134,15 @@ class Expander:
         self.defines.pop(name, None)
         self.idefines.pop(name.lower(), None)
 
+    def define(self, name: str, body: str, params: tuple[str, ...] | None = None,
+               fold: bool = False) -> None:
+        """(Re)define ``name`` (``fold``: ignoring case, as %idefine does)."""
+        self.undef(name)
+        if fold:
+            self.idefines[name.lower()] = Define(params, body)
+        else:
+            self.defines[name] = Define(params, body)
+
     def expand(self, text: str, loc: Loc, active: frozenset = frozenset(),
                depth: int = 0, col: int = 0) -> str:
         """``text`` with every single-line macro expanded (``col``: the column

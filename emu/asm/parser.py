@@ -37,6 +37,7 @@ from .expr import REGISTERS, Node, parse_expr
 from .lexer import Cursor, Loc, Token, clip, tokenize
 from .operands import Operand, insn_length, parse_operand, select_form
 from .stmts import (
+    RES_WIDTH,
     Align,
     Data,
     EquDef,
@@ -51,7 +52,6 @@ from .stmts import (
 from .structs import STRUCT_WORDS, Structures
 
 DATA_WIDTH = {"db": 1, "dw": 2, "dd": 4, "dq": 8}
-RES_WIDTH = {"resb": 1, "resw": 2, "resd": 4, "resq": 8}
 DIRECTIVES = frozenset(("org", "align", "alignb", "times", "equ", "section", "segment",
                         "bits", "use32", "global", *DATA_WIDTH, *RES_WIDTH, *STRUCT_WORDS))
 NOT_SUPPORTED = {

@@ -48,12 +48,13 @@ from .directives import (
     one_name,
     param_count,
     same_text,
+    string_macro,
     token_test,
     two_texts,
 )
 from .expr import parse_expr, signed64
 from .lexer import Cursor, Loc, clip, tokenize
-from .macros import Define, Expander, Macro, expand_body_line, scan, split_args, strip_comment
+from .macros import Expander, Macro, expand_body_line, scan, split_args, strip_comment
 from .source import find_include, read_source
 
 MAX_INCLUDE_DEPTH = 16
@@ -237,26 +238,19 @@ class Preprocessor:
             name, params, body = define_parts(rest, rest_col, loc, word)
             if word.endswith("xdefine"):        # the body as it expands now
                 body = self.defines.expand(body, loc)
-            self.defines.undef(name)
-            case = not word.startswith("i")
-            table = self.defines.defines if case else self.defines.idefines
-            table[name if case else name.lower()] = Define(params, body)
+            self.defines.define(name, body, params, fold=word.startswith("i"))
         elif word in ("strlen", "defstr", "idefstr", "strcat", "substr"):
             name, _, text = define_parts(rest, rest_col, loc, word, params=False)
-            body = self._string_macro(word, name, text, loc, rest_col)
-            self.defines.undef(name)
-            if word == "idefstr":
-                self.defines.idefines[name.lower()] = Define(None, body)
-            else:
-                self.defines.defines[name] = Define(None, body)
+            text = self.defines.expand(strip_comment(text), loc).strip()
+            body = string_macro(word, name, text, loc, rest_col, self.constant)
+            self.defines.define(name, body, fold=word == "idefstr")
         elif word == "undef":
             self.defines.undef(one_name(rest, rest_col, loc, word))
         elif word == "assign":
             name, _, _ = define_parts(rest, rest_col, loc, word, params=False)
             after = rest_col + len(rest) - len(rest.lstrip()) + len(name)
             value = self._value(loc, after, "%assign")
-            self.defines.undef(name)
-            self.defines.defines[name] = Define(None, str(signed64(value)))
+            self.defines.define(name, str(signed64(value)))
         elif word == "error":
             message = rest.strip()
             if len(message) >= 2 and message[0] == message[-1] and message[0] in "\"'`":
@@ -283,52 +277,6 @@ class Preprocessor:
                             "docs/language.md)", col)
         else:
             raise loc.error(f"unknown preprocessor directive '%{clip(word)}'", col)
-
-    def _string_macro(self, word: str, name: str, text: str, loc: Loc, col: int) -> str:
-        """The body %strlen, %defstr, %strcat or %substr gives ``name``
-        (``text``: what follows it, macros expanded here)."""
-        text = self.defines.expand(strip_comment(text), loc).strip()
-        if word.endswith("defstr"):
-            return quoted(_one_space(text).encode())
-        line = replace(loc, text=text)
-        cur = Cursor(tokenize(line), line)
-        strings = []
-        while True:
-            tok = cur.peek()
-            if tok is None or tok.kind != "str":
-                raise loc.error(f"%{word} {name} needs a quoted string, not "
-                                f"'{clip(text)}'", col)
-            cur.pos += 1
-            strings.append(tok.value)
-            if word != "strcat" or not cur.at_op(","):
-                break
-            cur.pos += 1
-        if word == "strlen":
-            value = str(len(strings[0]))
-        elif word == "strcat":
-            value = quoted(b"".join(strings))
-        else:
-            value = quoted(self._substring(strings[0], cur, line, name))
-        if not cur.at_end():
-            raise loc.error(f"%{word} {name}: expected end of line after "
-                            f"'{clip(text)}'", col)
-        return value
-
-    def _substring(self, string: bytes, cur: Cursor, line: Loc, name: str) -> bytes:
-        """%substr's START[, LENGTH] (1-based; a negative LENGTH counts back
-        from the end: -1 is up to the last character)."""
-        if cur.at_end():
-            raise line.error(f"%substr {name} needs a start after the string")
-        env = PreEnv(line, "%substr", self.constant)
-        start = parse_expr(cur).ev(env)
-        length = 1
-        if cur.at_op(","):
-            cur.pos += 1
-            length = parse_expr(cur).ev(env)
-        rest = string[max(start, 1) - 1:]         # (a start below 1 is 1, as NASM takes it)
-        if length < 0:
-            length = max(len(rest) + length + 1, 0)
-        return rest[:length]
 
     def _value(self, loc: Loc, col: int, what: str) -> int:
         """The value of the expression that starts at column ``col`` of ``loc``."""
@@ -493,39 +441,6 @@ class Preprocessor:
             pass
         finally:
             self.in_macros -= 1
-
-
-def _one_space(text: str) -> str:
-    """``text`` with each run of white space outside strings made one space
-    (its tokens, as NASM puts them back together)."""
-    out, quote, space = [], None, False
-    for c in text:
-        if quote is None and c in " \t":
-            space = True
-            continue
-        if space:
-            out.append(" ")
-            space = False
-        out.append(c)
-        if quote is None and c in "'\"`":
-            quote = c
-        elif c == quote:
-            quote = None
-    return "".join(out)
-
-
-def quoted(value: bytes) -> str:
-    """``value`` as NASM quotes a string it makes: in single quotes when it
-    has none, else in double quotes, else in backquotes with escapes."""
-    text = value.decode("latin-1")
-    plain = all(32 <= b < 127 for b in value)
-    if plain and "'" not in text:
-        return f"'{text}'"
-    if plain and '"' not in text:
-        return f'"{text}"'
-    out = "".join(c if 32 <= ord(c) < 127 and c not in "`\\" else
-                  "\\" + c if c in "`\\" else f"\\x{ord(c):02x}" for c in text)
-    return f"`{out}`"
 
 
 def _context(what: str, at: Loc) -> tuple[str, ...]:

@@ -67,6 +67,9 @@ class Data(Stmt):
         return bytes(out)
 
 
+RES_WIDTH = {"resb": 1, "resw": 2, "resd": 4, "resq": 8}   # bytes an item of each reserves
+
+
 @dataclass
 class Reserve(Stmt):
     width: int

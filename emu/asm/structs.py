@@ -28,13 +28,11 @@ from dataclasses import dataclass
 
 from .directives import PreEnv
 from .expr import Binary, Here, Node, Num, Sym, parse_expr
+from .image import HIDDEN_OFFSET
 from .lexer import Cursor, Loc, Token, clip
-from .stmts import Data, EquDef, LabelDef, Times
-
-RES_WIDTH = {"resb": 1, "resw": 2, "resd": 4, "resq": 8}
+from .stmts import RES_WIDTH, Data, EquDef, LabelDef, Times
 
 STRUCT_WORDS = ("struc", "endstruc", "istruc", "at", "iend", "absolute")
-HIDDEN_OFFSET = "..@struc."      # the running offset's constants (no listing line)
 
 
 @dataclass
