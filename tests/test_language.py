@@ -30,6 +30,9 @@ ERRORS = [
     ("absolute", "expected an address after 'absolute', found end of line", 1, 9),
     ("x: absolute 5", "'absolute' must begin its line", 1, 4),
     ("absolute 0\nendstruc", "'endstruc' without 'struc'", 2, 1),
+    ("_start: dd 1\nsection .data\nx: dd 1\nsection .text\nabsolute x\ny equ $$\n"
+     "section .text\ndd y", "'$$' inside an absolute section that starts in another "
+     "section is not supported", 6, 7),
     ("extern foo", "'extern' is not supported (a flat binary links nothing; see "
      "docs/language.md)", 1, 1),
     ("incbin \"x.bin\"", "'incbin' is not supported (binary includes; see "

@@ -291,6 +291,37 @@ DATA = {
         [section .text]
         dd later + 1
         """,
+    "absolute here": """
+        org 0x1000
+        dd 1, 2
+        absolute $
+        v1: resd 1
+        vend equ $
+        vlen equ $ - v1
+        start equ $$
+        absolute 0x2000
+        buf:    resb 16
+        bufend  equ $
+        buflen  equ $ - buf
+        pad:    resb 0x20 - ($ - buf)
+        tail:   resd 1
+        absolute $ + 8
+        after:  resb 1
+        e1 equ ($ - after) * 3
+        absolute $
+        again: resb 2
+        struc rec
+        .a: resb 3
+        in_rec equ $
+        .b: resb 8 - ($ - rec.a)
+        .c: resd 1
+        endstruc
+        section .text
+        x equ $
+        dd v1, vend, vlen, start, buf, bufend, buflen, pad, tail, after, e1, again
+        dd in_rec, rec.b, rec.c, rec_size, x, $$
+        db bufend >> 8, vlen << 2
+        """,
     "string macros": """
         %defstr A hello   world
         %define X 5

@@ -193,7 +193,7 @@ class Parser:
         return name
 
     def _equ(self, name: str, col: int, cur: Cursor) -> None:
-        expr = parse_expr(cur)
+        expr = self.structs.here(parse_expr(cur))
         if not cur.at_end():
             raise cur.error_here("expected end of line")
         stmt = EquDef(cur.loc, col, cur.full_name(name), expr)

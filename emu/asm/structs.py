@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .directives import PreEnv
-from .expr import Binary, Here, Node, Num, Sym, parse_expr
+from .expr import Binary, Here, Node, Num, SegStart, Sym, Unary, parse_expr
 from .image import HIDDEN_OFFSET
 from .lexer import Cursor, Loc, Token, clip
 from .stmts import RES_WIDTH, Data, EquDef, LabelDef, Times
@@ -46,6 +46,7 @@ class Layout:
     col: int
     base: Node
     offset: Node
+    start: Node | None = None      # its first offset's constant (what ``$$`` asks)
 
 
 @dataclass
@@ -73,13 +74,14 @@ class Structures:
         inside one."""
         first = tokens[0]
         word = first.text.lower() if first.kind == "ident" else ""
+        before = self.layout
         if self.layout is not None and self.layout.name is None and word in (
                 "section", "segment", "absolute", "struc"):
             self.layout = None                  # the absolute section ends here
         if self.layout is None:
             if word == "absolute":
                 cur.pos = 1
-                self._absolute(cur, first)
+                self._absolute(cur, first, before)
                 return True
             if word != "struc":
                 return False
@@ -101,17 +103,22 @@ class Structures:
         self._field(tokens, cur)
         return True
 
-    def _absolute(self, cur: Cursor, tok: Token) -> None:
+    def _absolute(self, cur: Cursor, tok: Token, before: Layout | None) -> None:
         """``absolute ADDR``: what follows, up to the next section, places
         nothing -- its labels are constants from ADDR on (NASM's way to name
-        the places of a layout: a buffer at a fixed address, a table)."""
+        the places of a layout: a buffer at a fixed address, a table).
+        ``before``: the absolute section this one follows, where ``$`` in
+        ADDR is."""
         if cur.at_end():
             raise cur.error_here("expected an address after 'absolute'")
         base = parse_expr(cur)
+        if before is not None:
+            base = placed(base, before)
         self._end_here(cur)
         self.layout = Layout(None, cur.loc, tok.col, base, base)
         self.made += 1
         self._advance(base, cur, tok.col)
+        self.layout.start = self.layout.offset
 
     def _open(self, cur: Cursor, tok: Token) -> None:
         name_tok = cur.peek()
@@ -132,6 +139,7 @@ class Structures:
         self._constant(name, base, cur, name_tok.col)
         self.made += 1
         self._advance(base, cur, tok.col)
+        self.layout.start = self.layout.offset
 
     def _field(self, tokens: list[Token], cur: Cursor) -> None:
         """``[label[:]] [resX N | alignb N]`` inside a struc or an absolute
@@ -153,7 +161,7 @@ class Structures:
         word = tok.text.lower() if tok.kind == "ident" else ""
         offset = self.layout.offset
         if word in RES_WIDTH:
-            count = parse_expr(cur)
+            count = placed(parse_expr(cur), self.layout)
             self._advance(Binary("+", offset, Binary("*", Num(RES_WIDTH[word], tok.col), count,
                                                      tok.col), tok.col), cur, tok.col)
         elif word == "alignb":
@@ -188,6 +196,11 @@ class Structures:
         name = f"{HIDDEN_OFFSET}{self.made}.{self.steps}"
         self._constant(name, offset, cur, col)
         self.layout.offset = Sym(name, col)
+
+    def here(self, value: Node) -> Node:
+        """An ``equ``'s expression as NASM reads it where the parser is:
+        inside a struc or an absolute section, ``$`` is the place there."""
+        return value if self.layout is None else placed(value, self.layout)
 
     def _constant(self, name: str, value: Node, cur: Cursor, col: int) -> None:
         stmt = EquDef(cur.loc, col, name, value)
@@ -258,3 +271,46 @@ class Structures:
     def _end_here(cur: Cursor) -> None:
         if not cur.at_end():
             raise cur.error_here("expected end of line")
+
+
+
+def placed(node: Node, layout: Layout) -> Node:
+    """``node`` read inside a struc or an absolute section, as NASM reads
+    it there: ``$`` is the place in it (the next field's offset) and ``$$``
+    the start of the space it counts in (``LayoutStart``)."""
+    if isinstance(node, Here):
+        return Sym(layout.offset.name, node.col)
+    if isinstance(node, SegStart):
+        return LayoutStart(layout.start, node.col)
+    if isinstance(node, Unary):
+        return Unary(node.op, placed(node.operand, layout), node.col)
+    if isinstance(node, Binary):
+        out = Binary(node.op, placed(node.left, layout), placed(node.right, layout), node.col)
+        out.start = node.start
+        return out
+    return node
+
+
+class LayoutStart(Node):
+    """``$$`` inside a struc or an absolute section: 0 where it starts at a
+    number (NASM's absolute space), the section's ``$$`` where it starts at
+    a place in the section it is in (``absolute $``, ``absolute label``)."""
+
+    __slots__ = ("first",)
+
+    def __init__(self, first: Node, col: int):
+        self.first = first
+        self.col = self.start = col
+
+    def _relative(self, env) -> bool:
+        rel = self.first.rel(env)
+        if rel and rel != {env.section: 1}:
+            raise env.loc.error("'$$' inside an absolute section that starts in another "
+                                "section is not supported", self.col)
+        return bool(rel)
+
+    def ev(self, env) -> int:
+        return env.seg_start if self._relative(env) else 0
+
+    def rel(self, env) -> dict:
+        return {env.section: 1} if self._relative(env) else {}
