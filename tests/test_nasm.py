@@ -291,6 +291,12 @@ DATA = {
         [section .text]
         dd later + 1
         """,
+    "shift counts": """
+        dd 1 << 200
+        dq 1 << -1
+        dq 0x100 >> 70, -256 >>> 66, -256 >> 66, 5 <<< 65, 0x123 << 64
+        dd (0b10000000 - 09a77h >> 9 * (29412) + 0o3) & 0xffffffff
+        """,
     "absolute here": """
         org 0x1000
         dd 1, 2

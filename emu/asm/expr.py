@@ -20,7 +20,10 @@ associate left)::
 
 As in NASM, arithmetic is on 64-bit values: ``/`` and ``%`` divide
 unsigned, ``//`` and ``%%`` signed (truncating toward zero), ``>>`` shifts
-in zeros and ``>>>`` copies the sign bit; comparisons are signed.  A
+in zeros and ``>>>`` copies the sign bit, a shift counts by the low six bits
+of its count (``1 << 64`` is 1, ``1 << -1`` is ``1 << 63``: NASM's values,
+made by the 64-bit shifts of the machine it runs on); comparisons are
+signed.  A
 character constant is its bytes, little-endian ('ab' is 0x6261).  Every
 intermediate value must lie strictly between -2**64 and 2**64, which keeps
 hostile input cheap (NASM would wrap; nothing sensible needs it).
@@ -225,14 +228,9 @@ class Binary(Node):
         if op in ("/", "%", "//", "%%"):
             return _divide(op, a, b, env, self.col)
         if op in ("<<", "<<<", ">>", ">>>"):
-            if b < 0:
-                raise env.loc.error(f"negative shift count {b}", self.col)
+            b &= 63             # NASM's count: its low six bits (x86's, for 64 bits)
             if op[0] == ">":
-                return ((a & MASK64) if op == ">>" else signed64(a)) >> min(b, 128)
-            if a == 0:
-                return 0
-            if b >= 128:
-                raise env.loc.error(_TOO_BIG, self.col)
+                return ((a & MASK64) if op == ">>" else signed64(a)) >> b
             return _bounded(a << b, env, self.col)
         if op == "&":
             return a & b
