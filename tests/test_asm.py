@@ -736,10 +736,11 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("mov eax, 1 << 32", "value 0x100000000 out of range for a 32-bit immediate "
      "(-4294967295..4294967295)", 1, 10),
     ("jmp -1", "value -1 out of range for a branch target (0x0..0xffffffff)", 1, 5),
-    ("db 1, 256", "value 256 out of range for db (-128..255)", 1, 7),
-    ("dw 65536", "value 65536 out of range for dw (-32768..65535)", 1, 4),
+    ("db 1, 256", "value 256 out of range for db (-256..255)", 1, 7),
+    ("db -257", "value -257 out of range for db (-256..255)", 1, 4),
+    ("dw 65536", "value 65536 out of range for dw (-65536..65535)", 1, 4),
     ("dd 0x1_0000_0000", "value 4294967296 out of range for dd "
-     "(-2147483648..4294967295)", 1, 4),
+     "(-4294967296..4294967295)", 1, 4),
     ("mov eax, [0x100000000]", "value 0x100000000 out of range for a displacement "
      "(-4294967295..4294967295)", 1, 10),
     ("dd 12ab", "bad number '12ab'", 1, 4),

@@ -22,8 +22,9 @@ As in NASM, arithmetic is on 64-bit values: ``/`` and ``%`` divide
 unsigned, ``//`` and ``%%`` signed (truncating toward zero), ``>>`` shifts
 in zeros and ``>>>`` copies the sign bit, a shift counts by the low six bits
 of its count (``1 << 64`` is 1, ``1 << -1`` is ``1 << 63``: NASM's values,
-made by the 64-bit shifts of the machine it runs on); comparisons are
-signed.  A
+made by the 64-bit shifts of the machine it runs on); a comparison is
+the sign of the difference in 64 bits, as NASM's (signed, but
+``0x8000000000000000 < 5`` is 0: the difference wraps).  A
 character constant is its bytes, little-endian ('ab' is 0x6261).  Every
 intermediate value must lie strictly between -2**64 and 2**64, which keeps
 hostile input cheap (NASM would wrap; nothing sensible needs it).
@@ -281,10 +282,12 @@ _LOGIC = {
     "=": lambda a, b: int(signed64(a) == signed64(b)),
     "!=": lambda a, b: int(signed64(a) != signed64(b)),
     "<>": lambda a, b: int(signed64(a) != signed64(b)),
-    "<": lambda a, b: int(signed64(a) < signed64(b)),
-    "<=": lambda a, b: int(signed64(a) <= signed64(b)),
-    ">": lambda a, b: int(signed64(a) > signed64(b)),
-    ">=": lambda a, b: int(signed64(a) >= signed64(b)),
+    # NASM orders two values by the sign of their difference in 64 bits:
+    # signed, but for a difference that wraps (0x8000000000000000 < 5 is 0).
+    "<": lambda a, b: int(signed64(a - b) < 0),
+    "<=": lambda a, b: int(signed64(a - b) <= 0),
+    ">": lambda a, b: int(signed64(a - b) > 0),
+    ">=": lambda a, b: int(signed64(a - b) >= 0),
     "&&": lambda a, b: int(bool(a & MASK64) and bool(b & MASK64)),
     "||": lambda a, b: int(bool(a & MASK64) or bool(b & MASK64)),
     "^^": lambda a, b: int(bool(a & MASK64) != bool(b & MASK64)),

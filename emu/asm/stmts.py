@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import isa
-from .expr import Node
+from .expr import Node, signed64
 from .lexer import Loc
 from .operands import Operand, encode_insn
 
@@ -53,13 +53,13 @@ class Data(Stmt):
     def encode(self, env) -> bytes:
         out = bytearray()
         bits = self.width * 8
-        lo, hi = -(1 << (bits - 1)), (1 << bits) - 1
+        lo, hi = -(1 << bits), (1 << bits) - 1   # NASM's: it warns only outside these
         name = {1: "db", 2: "dw", 4: "dd", 8: "dq"}[self.width]
         for item in self.items:
             if isinstance(item, bytes):
                 out += item + bytes(-len(item) % self.width)
                 continue
-            v = item.ev(env)
+            v = signed64(item.ev(env))     # (values are 64-bit: 2**64 - 1 is -1)
             if not lo <= v <= hi:
                 raise env.loc.error(f"value {v} out of range for {name} ({lo}..{hi})",
                                     item.start)

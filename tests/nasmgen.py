@@ -1,0 +1,298 @@
+"""Random data programs in NASM's language, and their comparison with NASM.
+
+NASM is the model: every program NASM assembles without a word must
+assemble here to NASM's bytes, or be refused with one of the messages
+where this assembler is stricter by design (docs/language.md, "Where emu is
+stricter than NASM").  The programs mix what a layout is made of: numbers
+in every spelling, expressions over every operator, equ constants, labels
+and local labels, `$` and `$$`, `db`/`dw`/`dd`/`dq` with strings, `times`,
+`align`, sections (`.bss` with `resX` and `alignb`), `absolute` places and
+strucs read with `$`, and the preprocessor's `%assign`/`%define`/`%if`/
+`%rep` over numbers.
+
+    python tests/nasmgen.py --programs N [--seed S]
+
+runs N programs (the suite runs a few hundred: test_nasm.py) and prints
+what it compared; a program that differs is printed whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from emu.asm import assemble  # noqa: E402
+from emu.errors import AsmError  # noqa: E402
+
+OPERATORS = ["+", "-", "*", "/", "//", "%", "%%", "<<", ">>", ">>>", "<<<", "&", "|", "^",
+             "==", "!=", "<", "<=", ">", ">=", "<>", "&&", "||", "^^"]
+STRINGS = ["'ab'", '"xyz"', "'a'", "`a\\n`", "``", '"it\'s"']
+# Where this assembler stops and NASM goes on (each documented): a value
+# beyond 64 bits (NASM wraps it), `==`/`<>` of two addresses (NASM compares
+# their sections and offsets), an error inside an `%elif` NASM does not see.
+STRICTER = ("value too large", "needs numbers, not addresses", "division by zero")
+
+
+class Program:
+    """One random program, built statement by statement."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.n = 0
+        self.numbers: list[str] = []        # equ constants made of numbers
+        self.labels: list[str] = []         # labels of the current section
+        self.scope: str | None = None       # the last non-local label
+        self.section = ".text"
+        self.sections = {".text"}
+        self.lines = ["bits 32", f"org {rng.choice([0, 0x1000, 0x7c00, 0x100000])}"]
+
+    # --- expressions -------------------------------------------------------------------
+    def number(self) -> str:
+        r = self.rng
+        v = r.choice([0, 1, 2, 7, 8, 15, 16, 31, 32, 63, 100, 127, 128, 255, 256,
+                      r.randrange(1 << 8), r.randrange(1 << 16), r.randrange(1 << 32),
+                      1 << 63, (1 << 63) - 1, (1 << 64) - 1, r.randrange(1 << 64)])
+        spell = r.randrange(13)
+        if spell == 0:
+            return hex(v)
+        if spell == 1:
+            return f"0{v:x}h"
+        if spell == 2:
+            return f"{v:b}b"
+        if spell == 3:
+            return f"{v:o}q"
+        if spell == 4:
+            return f"0o{v:o}"
+        if spell == 5:
+            return f"0b{v:b}"
+        if spell == 6:
+            return f"{v}d"
+        if spell == 7 and 32 <= v < 127 and chr(v) not in "'\"`\\":
+            return f"'{chr(v)}'"
+        if spell == 8:
+            return f"0d{v}"
+        if spell == 9:
+            return f"$0{v:x}"
+        if spell == 10 and v > 255:
+            return f"0x{v >> 8:x}_{v & 0xFF:02x}"
+        if spell == 11:
+            return f"{v:o}o"
+        return str(v)
+
+    def leaf(self, numbers_only: bool) -> str:
+        r = self.rng
+        k = r.randrange(10)
+        if k < 5:
+            return self.number()
+        if k < 7 and self.numbers:
+            return r.choice(self.numbers)
+        if not numbers_only and k < 8 and len(self.labels) >= 2:
+            a, b = r.sample(self.labels, 2)
+            return f"({a} - {b})"
+        if not numbers_only and k < 9:
+            return "($ - $$)"
+        return self.number()
+
+    def expr(self, numbers_only: bool = False, depth: int = 0) -> str:
+        r = self.rng
+        if depth > 3 or r.random() < 0.35:
+            return self.leaf(numbers_only)
+        k = r.randrange(10)
+        if k == 0:
+            return r.choice("-~!+") + self.expr(numbers_only, depth + 1)
+        if k == 1:
+            return f"({self.expr(numbers_only, depth + 1)})"
+        op = r.choice(OPERATORS)
+        left, right = self.expr(numbers_only, depth + 1), self.expr(numbers_only, depth + 1)
+        if op in ("<<", "<<<"):
+            left = f"({left} & 0xffffff)"          # (most shifts stay within 64 bits)
+        return f"{left} {op} {right}"
+
+    def masked(self, width: int) -> str:
+        """A value for a ``width``-bit item: mostly masked to fit, sometimes
+        not, sometimes a negative number near the item's bounds."""
+        r = self.rng
+        if r.random() < 0.1 and width < 64:
+            return str(-r.randint(1 << (width - 1), 1 << width))
+        e = self.expr()
+        return e if r.random() < 0.2 else f"({e}) & {hex((1 << width) - 1)}"
+
+    # --- statements --------------------------------------------------------------------
+    def name(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def label(self) -> str:
+        if self.scope is not None and self.rng.random() < 0.4:
+            local = self.name(".l")
+            self.labels.append(self.scope + local)
+            return local
+        self.scope = self.name("g")
+        self.labels.append(self.scope)
+        return self.scope
+
+    def statement(self) -> str:
+        r = self.rng
+        k = r.randrange(20)
+        if k == 0:
+            return self.switch()
+        if self.section == ".bss":
+            return self.reserve(k)
+        if k < 5:
+            width = r.choice([8, 16, 32, 64])
+            items = [r.choice(STRINGS) if width < 64 and r.random() < 0.15 else self.masked(width)
+                     for _ in range(r.randint(1, 3))]
+            return f"{ {8: 'db', 16: 'dw', 32: 'dd', 64: 'dq'}[width]} " + ", ".join(items)
+        if k == 5:
+            return f"times ({self.expr()}) % 5 db {self.number()} & 0xff"
+        if k == 6:
+            name = self.name("c")
+            line = f"{name} equ {self.expr(numbers_only=True)}"
+            self.numbers.append(name)
+            return line
+        if k in (7, 8):
+            return f"{self.label()}:" + (f" db {self.number()} & 0xff" if k == 8 else "")
+        if k == 9:
+            return f"align {r.choice([1, 2, 4, 8, 16])}, db {r.randrange(256)}"
+        if k == 10:
+            name = self.name("A")
+            return f"%assign {name} {self.expr(numbers_only=True)}\ndd ({name}) & 0xffffffff"
+        if k == 11:
+            a, b = self.expr(numbers_only=True), self.expr(numbers_only=True)
+            return f"%if {a}\ndb 1\n%elif {b}\ndb 2\n%else\ndb 3\n%endif"
+        if k == 12:
+            return f"%rep ({self.number()}) % 4\ndb ($ - $$) & 0xff\n%endrep"
+        if k == 13:
+            name = self.name("D")
+            return f"%define {name} ({self.expr(numbers_only=True)})\ndw ({name}) & 0xffff"
+        if k == 14 and self.labels:
+            where = r.choice(self.labels)
+            return f"dd {where}, {where} + {r.randrange(64)}, $, $$ + {r.randrange(8)}"
+        if k == 15:
+            return self.layout()
+        return f"dd ({self.expr()}) & 0xffffffff, $ - $$"
+
+    def switch(self) -> str:
+        sec = self.rng.choice([".text", ".data", ".bss"])
+        self.section = sec
+        self.labels, self.scope = [], None     # (labels of one section: their differences)
+        attrs = ""
+        if sec not in self.sections:
+            self.sections.add(sec)
+            if self.rng.random() < 0.3:
+                attrs = f" align={self.rng.choice([4, 8, 16, 32])}"
+        return f"section {sec}{attrs}"
+
+    def reserve(self, k: int) -> str:
+        r = self.rng
+        if k < 10:
+            head = f"{self.label()}: " if r.random() < 0.5 else ""
+            return f"{head}res{r.choice('bwdq')} {r.randrange(1, 20)}"
+        if k < 13:
+            return f"alignb {r.choice([1, 2, 4, 8, 16])}"
+        return f"resb ({self.expr(numbers_only=True)}) % 7"
+
+    def layout(self) -> str:
+        """An absolute place or a struc, its `$` read by an equ, and a
+        section line back to where the program was."""
+        r = self.rng
+        name = self.name("s")
+        if r.random() < 0.5:
+            head = [f"absolute {r.choice(['$', hex(r.randrange(0x10000)), '$ + 16'])}"]
+        else:
+            head = [f"struc {name}"]
+        body = [f".f{i}: res{r.choice('bwdq')} {r.randrange(1, 6)}" for i in range(r.randint(1, 3))]
+        at = r.randrange(len(body) + 1)
+        body.insert(at, f"{name}_here equ $ - $$ + 0")
+        tail = ["endstruc"] if head[0].startswith("struc") else []
+        self.scope = None
+        self.labels = []
+        back = f"section {self.section}"
+        use = f"dd {name}_here" + (f", {name}_size" if tail else "")
+        return "\n".join(head + body + tail + [back, use])
+
+    def text(self, statements: int) -> str:
+        for _ in range(statements):
+            self.lines.append(self.statement())
+        return "\n".join(self.lines) + "\n"
+
+
+def program(rng: random.Random) -> str:
+    return Program(rng).text(rng.randint(3, 18))
+
+
+def flat(image) -> bytes:
+    """The image as NASM's bin file: from the lowest byte to the highest."""
+    if not image.segments:
+        return b""
+    lo = min(a for a, _ in image.segments)
+    out = bytearray(max(a + len(b) for a, b in image.segments) - lo)
+    for a, b in image.segments:
+        out[a - lo:a - lo + len(b)] = b
+    return bytes(out)
+
+
+def compare(seed: int, programs: int) -> tuple[collections.Counter, list[str]]:
+    """Run ``programs`` random programs through NASM and this assembler:
+    (counts by outcome, the reports of those that disagree)."""
+    nasm = shutil.which("nasm")
+    if nasm is None:
+        raise SystemExit("nasm is not installed (scripts/system-tools installs it)")
+    rng = random.Random(seed)
+    counts: collections.Counter = collections.Counter()
+    reports = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = os.path.join(tmp, "p.s"), os.path.join(tmp, "p.bin")
+        for _ in range(programs):
+            text = program(rng)
+            with open(src, "w") as f:
+                f.write(text)
+            done = subprocess.run([nasm, "-f", "bin", "-o", out, src], capture_output=True,
+                                  text=True, timeout=60)
+            try:
+                mine, refused = flat(assemble(text, src)), None
+            except AsmError as e:
+                mine, refused = None, str(e)
+            if done.returncode or done.stderr:
+                counts["NASM refuses or warns"] += 1
+                continue
+            with open(out, "rb") as f:
+                theirs = f.read()
+            if refused is not None:
+                if any(s in refused for s in STRICTER):
+                    counts["stricter here (documented)"] += 1
+                    continue
+                counts["refused here"] += 1
+                reports.append(f"NASM assembles, emu refuses: {refused}\n{text}")
+            elif mine != theirs:
+                counts["different bytes"] += 1
+                reports.append(f"different bytes:\nNASM {theirs.hex()}\nemu  {mine.hex()}\n{text}")
+            else:
+                counts["same bytes"] += 1
+    return counts, reports
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--programs", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    counts, reports = compare(args.seed, args.programs)
+    for report in reports:
+        print(report)
+    print(f"{args.programs:,} programs (seed {args.seed}): "
+          + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+    sys.exit(1 if reports else 0)
+
+
+if __name__ == "__main__":
+    main()
