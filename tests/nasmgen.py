@@ -10,10 +10,13 @@ and local labels, `$` and `$$`, `db`/`dw`/`dd`/`dq` with strings, `times`,
 strucs read with `$`, and the preprocessor's `%assign`/`%define`/`%if`/
 `%rep` over numbers.
 
-    python tests/nasmgen.py --programs N [--seed S]
+    python tests/nasmgen.py --programs N --addresses M [--seed S]
 
 runs N programs (the suite runs a few hundred: test_nasm.py) and prints
-what it compared; a program that differs is printed whole.
+what it compared; a program that differs is printed whole.  Then M random
+memory operands (``lea r32, [...]``): the address NASM encodes for each,
+read back by ndisasm, must be the one encoded here (NASM's algebra of
+registers included: ``[eax*5]`` is ``[eax + eax*4]``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import collections
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +44,9 @@ STRINGS = ["'ab'", '"xyz"', "'a'", "`a\\n`", "``", '"it\'s"']
 # beyond 64 bits (NASM wraps it), `==`/`<>` of two addresses (NASM compares
 # their sections and offsets), an error inside an `%elif` NASM does not see.
 STRICTER = ("value too large", "needs numbers, not addresses", "division by zero")
+# ... and in a memory operand: registers that cancel out ([eax - eax + 5]),
+# a displacement beyond 32 bits (NASM drops the bits above).
+STRICTER_ADDRESSES = ("registers cancel out", "out of range for a displacement")
 
 
 class Program:
@@ -281,9 +288,115 @@ def compare(seed: int, programs: int) -> tuple[collections.Counter, list[str]]:
     return counts, reports
 
 
+# --- memory operands: the address each spelling means ---------------------------------
+
+REGS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+
+
+def address_term(rng: random.Random) -> str:
+    k = rng.randrange(8)
+    reg = rng.choice(REGS)
+    if k < 3:
+        return reg
+    if k < 5:
+        f = rng.choice([1, 2, 4, 8, 3, 5, 9])
+        return rng.choice([f"{reg}*{f}", f"{f}*{reg}", f"{reg} * {f}"])
+    if k == 5:
+        return str(rng.choice([0, 1, 4, 127, 128, 255, 0x7FFFFFFF, 0x80000000]))
+    if k == 6:
+        return f"({rng.randrange(50)} * {rng.randrange(5)})"
+    return hex(rng.randrange(1 << 31))
+
+
+def address(rng: random.Random) -> str:
+    out = address_term(rng)
+    for _ in range(rng.randint(0, 3)):
+        t = address_term(rng)
+        out += f" {'+' if t[0].isalpha() or rng.random() < 0.7 else '-'} {t}"
+    return out
+
+
+def _meaning(text: str) -> tuple:
+    """(register -> factor, displacement) of ndisasm's ``[...]``."""
+    inside = text[text.index("[") + 1:text.rindex("]")].replace("dword ", "").replace("byte ", "")
+    regs: collections.Counter = collections.Counter()
+    disp = 0
+    for sign, term in re.findall(r"([+-]?)([^+-]+)", inside):
+        term = term.strip()
+        if "*" in term:
+            reg, factor = term.split("*")
+            regs[reg] += int(factor, 0)
+        elif term in REGS:
+            regs[term] += 1
+        else:
+            disp += -int(term, 0) if sign == "-" else int(term, 0)
+    return tuple(sorted(regs.items())), disp & 0xFFFFFFFF
+
+
+def _our_meaning(mem) -> tuple:
+    regs: collections.Counter = collections.Counter()
+    if mem.base is not None:
+        regs[REGS[mem.base]] += 1
+    if mem.index is not None:
+        regs[REGS[mem.index]] += mem.scale
+    return tuple(sorted(regs.items())), mem.disp & 0xFFFFFFFF
+
+
+def compare_addresses(seed: int, lines: int) -> tuple[collections.Counter, list[str]]:
+    """``lea`` of random memory operands: the address NASM encodes (read
+    back by ndisasm) against the one this assembler encodes, for every
+    line NASM takes without a word."""
+    from emu import isa
+    nasm, ndisasm = shutil.which("nasm"), shutil.which("ndisasm")
+    if nasm is None or ndisasm is None:
+        raise SystemExit("nasm is not installed (scripts/system-tools installs it)")
+    rng = random.Random(seed)
+    texts = [f"lea {rng.choice(REGS)}, [{address(rng)}]" for _ in range(lines)]
+    counts: collections.Counter = collections.Counter()
+    reports = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = os.path.join(tmp, "m.s"), os.path.join(tmp, "m.bin")
+        kept = texts
+        for _ in range(5):      # (NASM warns in its last pass, which an error stops)
+            with open(src, "w") as f:
+                f.write("bits 32\n" + "\n".join(kept) + "\n")
+            done = subprocess.run([nasm, "-f", "bin", "-o", out, src], capture_output=True,
+                                  text=True, timeout=60)
+            if not done.stderr:
+                break
+            said = {int(line.split(":")[1]) - 2 for line in done.stderr.splitlines()
+                    if line.startswith(src + ":")}
+            kept = [t for i, t in enumerate(kept) if i not in said]
+        assert done.returncode == 0 and not done.stderr, done.stderr
+        listing = subprocess.run([ndisasm, "-b", "32", out], capture_output=True, text=True,
+                                 timeout=60, check=True).stdout.splitlines()
+    counts["NASM refuses or warns"] = len(texts) - len(kept)
+    assert len(listing) == len(kept)
+    for text, line in zip(kept, listing, strict=True):
+        try:
+            code = assemble(f"_start: {text}").segments[0][1]
+        except AsmError as e:
+            if any(m in str(e) for m in STRICTER_ADDRESSES):
+                counts["stricter here (documented)"] += 1
+                continue
+            counts["refused here"] += 1
+            reports.append(f"NASM assembles, emu refuses: {text}: {e}")
+            continue
+        mine = _our_meaning(isa.decode(code.__getitem__, 0).args[1])
+        theirs = _meaning(line.split(None, 2)[2])
+        if mine != theirs:
+            counts["different addresses"] += 1
+            reports.append(f"different addresses: {text}: NASM {theirs}, emu {mine}")
+        else:
+            counts["same address"] += 1
+    return counts, reports
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--programs", type=int, default=1000)
+    ap.add_argument("--addresses", type=int, default=1000,
+                    help="memory operands (lea) to compare")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     counts, reports = compare(args.seed, args.programs)
@@ -291,7 +404,12 @@ def main() -> None:
         print(report)
     print(f"{args.programs:,} programs (seed {args.seed}): "
           + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
-    sys.exit(1 if reports else 0)
+    more, more_reports = compare_addresses(args.seed, args.addresses)
+    for report in more_reports:
+        print(report)
+    print(f"{args.addresses:,} memory operands (seed {args.seed}): "
+          + ", ".join(f"{k} {v:,}" for k, v in sorted(more.items())))
+    sys.exit(1 if reports or more_reports else 0)
 
 
 if __name__ == "__main__":

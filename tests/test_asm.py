@@ -762,7 +762,15 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("mov eax, [ebx * ecx]", "bad memory operand: registers can only be added, or "
      "multiplied by a scale", 1, 17),
     ("mov eax, [al]", "bad memory operand: 'al' is not a 32-bit register", 1, 11),
-    ("mov eax, [ebx*3]", "scale must be 1, 2, 4 or 8, not 3", 1, 15),
+    ("mov eax, [ebx*7]", "scale must be 1, 2, 4 or 8 (or 3, 5 or 9: [r + r*2], [r + r*4], "
+     "[r + r*8]), not 7", 1, 15),
+    ("mov eax, [ebx + eax*7]", "scale must be 1, 2, 4 or 8, not 7", 1, 21),
+    ("mov eax, [eax*3 + ebx]", "scale must be 1, 2, 4 or 8, not 3", 1, 15),
+    ("mov eax, [eax - eax + 5]", "bad memory operand: its registers cancel out (write the "
+     "number alone)", 1, 11),
+    ("mov eax, [eax*2 - eax*3]", "bad memory operand: a register cannot be subtracted", 1, 19),
+    ("mov eax, [esp*3]", "bad memory operand: esp cannot be an index register (scaled, or "
+     "added to itself): x86 has no such address", 1, 10),
     ("mov eax, ebx + 1", "register 'ebx' cannot be used in an expression", 1, 10),
     ("mov ds, eax", "register 'ds' is not supported (segment registers are fixed)", 1, 5),
     ("mov cr1, eax", "register 'cr1' is not supported "

@@ -632,3 +632,14 @@ def test_random_data_programs_assemble_to_nasms_bytes():
     counts, reports = nasmgen.compare(seed=2026, programs=300)
     assert reports == []
     assert counts["same bytes"] >= 120, counts
+
+
+def test_random_memory_operands_mean_nasms_addresses():
+    # 2,000 random memory operands (lea r32, [...]): for each that NASM
+    # takes without a word, the address it encodes (read back by ndisasm)
+    # is the one encoded here -- NASM's algebra of registers included
+    # ([eax*5] is [eax + eax*4], [eax*4 - eax] is [eax + eax*2]).
+    import nasmgen
+    counts, reports = nasmgen.compare_addresses(seed=2026, lines=2000)
+    assert reports == []
+    assert counts["same address"] >= 1200, counts

@@ -11,7 +11,9 @@ Operand syntax::
 The terms of a memory operand are added or subtracted in any order: at most
 one base register, at most one index register times a scale (1, 2, 4 or 8,
 any expression), and any number of register-free expressions that sum to the
-displacement.  Two unscaled registers make base + index*1.
+displacement.  Two unscaled registers make base + index*1.  As in NASM, the
+terms of one register add up and a factor of 3, 5 or 9 makes the register
+base and index at once ([eax*5] is [eax + eax*4]).
 
 Which row of ``isa.FORMS`` an instruction uses depends only on the operands'
 syntax, never on a value, so every instruction's length is known in pass 1.
@@ -58,12 +60,17 @@ class ImmOp:
 @dataclass(frozen=True)
 class MemOp:
     size: str | None                  # "byte", "dword" or None (unsized)
-    base: int | None
-    index: int | None
-    scale: Node | None                # None means 1
+    regs: tuple[tuple[int, Node | None, int, int], ...]  # (register, factor or None, sign, col)
     disp: tuple[tuple[Node, int], ...]  # (term, +1 or -1)
     col: int
     text: str = ""                    # the source text, "[" to "]"
+
+    @property
+    def has_index(self) -> bool:
+        """Whether the address has an index register: a register written
+        twice or with a factor (known from the syntax, so in pass 1)."""
+        return len(self.regs) > 1 or any(f is not None or sign < 0
+                                         for _, f, sign, _ in self.regs)
 
 
 Operand = RegOp | ImmOp | MemOp
@@ -140,8 +147,7 @@ def _memory(cur: Cursor, size: str | None, col: int) -> MemOp:
     expr = parse_expr(cur)
     close = cur.expect_op("]", "to close the memory operand")
     text = cur.loc.text[col - 1:close.col]
-    plain: list[Reg] = []
-    scaled: list[tuple[Reg, Node]] = []
+    regs: list[tuple[int, Node | None, int]] = []
     disp: list[tuple[Node, int]] = []
     for term, sign in _terms(expr):
         reg, factor = _register_term(term)
@@ -155,24 +161,65 @@ def _memory(cur: Cursor, size: str | None, col: int) -> MemOp:
         if reg.kind != "r":
             raise cur.loc.error(_BAD + f"'{reg.name}' is not a 32-bit register",
                                 reg.col)
-        if sign < 0:
-            raise cur.loc.error(_BAD + "a register cannot be subtracted", reg.col)
-        if factor is None:
-            plain.append(reg)
-        else:
-            if scaled:
-                raise cur.loc.error(_BAD + "only one register can be scaled", reg.col)
-            scaled.append((reg, factor))
-        if len(plain) + len(scaled) > 2:
-            raise cur.loc.error(_BAD + "at most two registers", reg.col)
-    base = plain[0].num if plain else None
-    if scaled:
-        index, scale = scaled[0][0].num, scaled[0][1]
-    elif len(plain) == 2:
-        index, scale = plain[1].num, None
-    else:
-        index, scale = None, None
-    return MemOp(size, base, index, scale, tuple(disp), col, text)
+        regs.append((reg.num, factor, sign, reg.col))
+    return MemOp(size, tuple(regs), tuple(disp), col, text)
+
+
+_SCALES = (1, 2, 4, 8)
+
+
+def _registers(op: MemOp, env: Env) -> tuple[int | None, int | None, int]:
+    """(base, index, scale) of a memory operand's registers.  As in NASM,
+    a register's terms add up ([eax + eax*2] is eax*3, [eax*4 - eax] too)
+    and a factor of 3, 5 or 9 is the register as base and index at once
+    ([eax*5] is [eax + eax*4]); a register and a register times 1, 2, 4
+    or 8 are base and index."""
+    regs = []
+    for num, factor, sign, col in op.regs:
+        k = None if factor is None else factor.ev(env)
+        regs.append((num, k, sign, col, col if factor is None else factor.start))
+    if not regs:
+        return None, None, 1
+    if all(sign > 0 and (k is None or k in _SCALES) for _, k, sign, _, _ in regs) and (
+            len(regs) == 1 or len(regs) == 2 and None in (regs[0][1], regs[1][1])):
+        # base, base + index, base + index*k, index*k: as written
+        (r1, k1, _, _, _), (r2, k2, _, _, _) = (regs * 2)[:2]
+        if len(regs) == 1:
+            return (r1, None, 1) if k1 is None else (None, r1, k1)
+        return (r1, r2, k2 or 1) if k1 is None else (r2, r1, k1)
+    # NASM's algebra: each register's factors added up.
+    total: dict[int, int] = {}
+    reg_at: dict[int, int] = {}         # (where each register is written last)
+    where: dict[int, int] = {}          # (... and its factor, if it has one)
+    for num, k, sign, col, at in regs:
+        total[num] = total.get(num, 0) + sign * (1 if k is None else k)
+        reg_at[num], where[num] = col, at
+    for num, k in total.items():
+        if k < 0:
+            raise env.loc.error(_BAD + "a register cannot be subtracted", reg_at[num])
+    total = {num: k for num, k in total.items() if k}
+    if len(total) > 2:
+        raise env.loc.error(_BAD + "at most two registers", reg_at[list(total)[2]])
+    if not total:
+        raise env.loc.error(_BAD + "its registers cancel out (write the number alone)",
+                            regs[0][3])
+    if len(total) == 1:
+        (num, k), = total.items()
+        if k in _SCALES:
+            return None, num, k                      # (an index: what its length counts)
+        if k - 1 in _SCALES:
+            return num, num, k - 1                   # [r*5]: [r + r*4]
+        raise env.loc.error(f"scale must be 1, 2, 4 or 8 (or 3, 5 or 9: [r + r*2], "
+                            f"[r + r*4], [r + r*8]), not {_show(k)}", where[num])
+    (r1, k1), (r2, k2) = total.items()
+    if k1 == 1 and k2 in _SCALES:
+        return r1, r2, k2
+    if k2 == 1 and k1 in _SCALES:
+        return r2, r1, k1
+    if k1 != 1 and k2 != 1:
+        raise env.loc.error(_BAD + "only one register can be scaled", reg_at[r2])
+    k, at = (k2, where[r2]) if k1 == 1 else (k1, where[r1])
+    raise env.loc.error(f"scale must be 1, 2, 4 or 8, not {_show(k)}", at)
 
 
 def _terms(expr: Node) -> list[tuple[Node, int]]:
@@ -280,7 +327,7 @@ def _describe(op: Operand) -> str:
 
 
 def insn_length(row: isa.Insn, ops: list[Operand]) -> int:
-    return isa.length_of(row, tuple(op.index is not None for op in ops
+    return isa.length_of(row, tuple(op.has_index for op in ops
                                     if isinstance(op, MemOp)))
 
 
@@ -348,13 +395,7 @@ def _mem_value(op: MemOp, byte: bool, env: Env) -> isa.Mem:
         disp += sign * term.ev(env)
     disp = check_range(disp, I32_RANGE, "a displacement", env, op.col)
     disp = (disp + (1 << 31)) % (1 << 32) - (1 << 31)   # as a signed 32-bit value
-    scale = 1
-    if op.scale is not None:
-        scale = op.scale.ev(env)
-        if scale not in (1, 2, 4, 8):
-            raise env.loc.error(f"scale must be 1, 2, 4 or 8, not {_show(scale)}",
-                                op.scale.start)
-    base, index = op.base, op.index
+    base, index, scale = _registers(op, env)
     if index == isa.ESP:
         # x86 cannot index with esp: unscaled, it is the base ([eax+esp] is
         # [esp+eax], as NASM assembles it); scaled or twice, NASM refuses it.

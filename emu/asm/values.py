@@ -36,5 +36,6 @@ def check_stmt(stmt, env: Env) -> None:
                 for section, k in term.rel(env).items():
                     total[section] = total.get(section, 0) + sign * k
             check_value({s: k for s, k in total.items() if k}, env, op.col)
-            if op.scale is not None and op.scale.rel(env):
-                raise env.loc.error(f"a scale {NUMBERS_ONLY}", op.scale.start)
+            for _, factor, _, _ in op.regs:
+                if factor is not None and factor.rel(env):
+                    raise env.loc.error(f"a scale {NUMBERS_ONLY}", factor.start)
