@@ -8,7 +8,7 @@ in every spelling, expressions over every operator, equ constants, labels
 and local labels, `$` and `$$`, `db`/`dw`/`dd`/`dq` with strings, `times`,
 `align`, sections (`.bss` with `resX` and `alignb`), `absolute` places and
 strucs read with `$`, and the preprocessor's `%assign`/`%define`/`%if`/
-`%rep` over numbers.
+`%rep` over numbers; a third are macro programs (``MacroProgram``).
 
     python tests/nasmgen.py --programs N --addresses M [--seed S]
 
@@ -233,7 +233,105 @@ class Program:
         return "\n".join(self.lines) + "\n"
 
 
+class MacroProgram:
+    """A random program of the preprocessor's: multi-line macros with every
+    kind of parameter list (defaults, ``N-*``, greedy ``N+``), ``%0``,
+    ``%N``, ``%{N}``, ``%%`` labels, single-line macros with parameters,
+    ``%rep`` with ``%assign``, ``%ifdef``/``%elifdef``, ``%undef``."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.n = 0
+        self.macros: list[tuple[str, int, int, bool]] = []   # name, min, max, greedy
+        self.smacros: list[tuple[str, int]] = []             # name, parameters
+        self.lines = ["bits 32"]
+
+    def value(self) -> str:
+        r = self.rng
+        k = r.randrange(6)
+        if k == 0 and self.smacros:
+            name, params = r.choice(self.smacros)
+            return f"{name}({', '.join(str(r.randrange(100)) for _ in range(params))})" \
+                if params else name
+        if k == 1:
+            return f"({r.randrange(50)} + {r.randrange(50)})"
+        return str(r.randrange(200))
+
+    def macro(self) -> str:
+        r = self.rng
+        self.n += 1
+        name, lo, greedy = f"m{self.n}", r.randint(0, 3), False
+        kind = r.randrange(4)
+        if kind == 0:
+            spec, hi = f"{lo}", lo
+        elif kind == 1:
+            hi = lo + r.randint(1, 2)
+            defaults = r.randint(0, hi - lo)
+            spec = f"{lo}-{hi}" + "".join(f" {r.randrange(9)}" for _ in range(defaults))
+        elif kind == 2:
+            spec, hi = f"{lo}-*", lo + 3
+        else:
+            lo = max(lo, 1)
+            spec, hi, greedy = f"{lo}+", lo, True
+        body = []
+        for _ in range(r.randint(1, 4)):
+            b = r.randrange(8)
+            if b == 0:
+                body.append("db %0")
+            elif b == 1 and lo >= 1:
+                body.append(f"db %{r.randint(1, lo)}")
+            elif b == 2 and "%%here: db ($ - %%here) + 1" not in body:
+                body.append("%%here: db ($ - %%here) + 1")
+            elif b == 3 and lo >= 1:
+                body.append("%if %1 > 50\ndb 'big'\n%else\ndb 'small'\n%endif")
+            elif b == 4 and lo >= 1:
+                body.append("%rep 2\ndb %{1}\n%endrep")
+            elif b == 5:
+                body.append(f"dw {self.value()}")
+            elif b == 6 and lo >= 2:
+                body.append("db %2, %1")
+            else:
+                body.append(f"db {self.value()}")
+        self.macros.append((name, lo, hi, greedy))
+        return f"%macro {name} {spec}\n" + "\n".join(body) + "\n%endmacro"
+
+    def statement(self) -> str:
+        r = self.rng
+        k = r.randrange(10)
+        self.n += 1
+        if k < 2 or (k < 5 and not self.macros):
+            return self.macro()
+        if k < 5:
+            name, lo, hi, greedy = r.choice(self.macros)
+            count = r.randint(lo, lo + 2 if greedy else hi)
+            return f"{name} " + ", ".join(self.value() for _ in range(count))
+        if k == 5:
+            name, params = f"S{self.n}", r.choice([0, 0, 1, 2])
+            names = [f"p{i}" for i in range(params)]
+            body = " + ".join(names + [str(r.randrange(20))]) if params else self.value()
+            self.smacros.append((name, params))
+            return f"%define {name}{'(' + ', '.join(names) + ')' if params else ''} ({body})"
+        if k == 6:
+            return (f"%assign I 0\n%rep {r.randrange(4)}\ndb I\n"
+                    f"%assign I I + {r.randrange(1, 4)}\n%endrep")
+        if k == 7 and self.smacros:
+            return (f"%ifdef {r.choice(self.smacros)[0]}\ndb 1\n%elifdef NOPE\ndb 2\n"
+                    "%else\ndb 3\n%endif")
+        if k == 8 and self.smacros:
+            name, _ = self.smacros.pop(r.randrange(len(self.smacros)))
+            return f"%undef {name}\n%ifndef {name}\ndb 4\n%endif"
+        return f"db {self.value()}"
+
+    def text(self, statements: int) -> str:
+        for _ in range(statements):
+            self.lines.append(self.statement())
+        return "\n".join(self.lines + ["db 0"]) + "\n"
+
+
 def program(rng: random.Random) -> str:
+    """A data program (two in three) or a preprocessor's."""
+    if rng.randrange(3) == 2:
+        return MacroProgram(rng).text(rng.randint(3, 14))
     return Program(rng).text(rng.randint(3, 18))
 
 

@@ -194,7 +194,7 @@ class Unary(Node):
         if self.op == "-":
             return _bounded(-v, env, self.col)
         if self.op == "~":
-            return ~v
+            return signed64(~v)          # (64 bits: ~0xffffffffffffffff is 0)
         if self.op == "!":
             return int(v & MASK64 == 0)
         return v
