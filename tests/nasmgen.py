@@ -10,13 +10,16 @@ and local labels, `$` and `$$`, `db`/`dw`/`dd`/`dq` with strings, `times`,
 strucs read with `$`, and the preprocessor's `%assign`/`%define`/`%if`/
 `%rep` over numbers; a third are macro programs (``MacroProgram``).
 
-    python tests/nasmgen.py --programs N --addresses M [--seed S]
+    python tests/nasmgen.py --programs N --addresses M --instructions K [--seed S]
 
 runs N programs (the suite runs a few hundred: test_nasm.py) and prints
 what it compared; a program that differs is printed whole.  Then M random
 memory operands (``lea r32, [...]``): the address NASM encodes for each,
 read back by ndisasm, must be the one encoded here (NASM's algebra of
-registers included: ``[eax*5]`` is ``[eax + eax*4]``).
+registers included: ``[eax*5]`` is ``[eax + eax*4]``).  Then K random
+instructions, a row of the ISA table each with random operands: what NASM
+encodes (mnemonic, registers, addresses, immediates, read back by ndisasm)
+must be what is encoded here.
 """
 
 from __future__ import annotations
@@ -454,18 +457,7 @@ def compare_addresses(seed: int, lines: int) -> tuple[collections.Counter, list[
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
         src, out = os.path.join(tmp, "m.s"), os.path.join(tmp, "m.bin")
-        kept = texts
-        for _ in range(5):      # (NASM warns in its last pass, which an error stops)
-            with open(src, "w") as f:
-                f.write("bits 32\n" + "\n".join(kept) + "\n")
-            done = subprocess.run([nasm, "-f", "bin", "-o", out, src], capture_output=True,
-                                  text=True, timeout=60)
-            if not done.stderr:
-                break
-            said = {int(line.split(":")[1]) - 2 for line in done.stderr.splitlines()
-                    if line.startswith(src + ":")}
-            kept = [t for i, t in enumerate(kept) if i not in said]
-        assert done.returncode == 0 and not done.stderr, done.stderr
+        kept = _nasm_takes(nasm, texts, src, out, head="bits 32")
         listing = subprocess.run([ndisasm, "-b", "32", out], capture_output=True, text=True,
                                  timeout=60, check=True).stdout.splitlines()
     counts["NASM refuses or warns"] = len(texts) - len(kept)
@@ -490,11 +482,172 @@ def compare_addresses(seed: int, lines: int) -> tuple[collections.Counter, list[
     return counts, reports
 
 
+# --- instructions: each row's spelling means what NASM encodes -----------------------
+
+# ndisasm's names of conditions, and of a few instructions, that are emu's by
+# another name (jz is je, setpe is setp, popf is popfd ...).
+_CC = {"z": "e", "nz": "ne", "ng": "le", "po": "np", "pe": "p", "nl": "ge", "na": "be",
+       "nc": "ae", "c": "b", "nb": "ae", "nae": "b", "nbe": "a", "nge": "l", "nle": "g"}
+ALIASES = {f"{p}{k}": f"{p}{v}" for p in ("j", "set", "cmov") for k, v in _CC.items()}
+ALIASES.update({"popf": "popfd", "pushf": "pushfd", "iretd": "iret", "pusha": "pushad",
+                "popa": "popad", "retn": "ret"})
+_IMM_MASK = {"i": 0xFFFFFFFF, "i8": 0xFF, "i16": 0xFFFF}
+
+
+def instruction(rng: random.Random, isa) -> str:
+    """One row of the ISA table (not a string prefix's) with random operands."""
+    while True:
+        row = rng.choice(isa.TABLE)
+        if row.mnemonic.split()[0] not in ("rep", "repe", "repne"):
+            break
+    ops = []
+    for kind in row.operands:
+        if kind in ("m", "mb"):
+            size = "byte " if kind == "mb" else rng.choice(["dword ", ""])
+            ops.append(f"{size}[{address(rng)}]")
+        elif kind == "i8":
+            ops.append(str(rng.choice([0, 1, 5, 31, 127, 128, 255, rng.randrange(256)])))
+        elif kind == "i16":
+            ops.append(str(rng.randrange(1 << 16)))
+        elif kind == "i":
+            ops.append(str(rng.choice([0, 1, 127, 128, -1, -128, 0x7FFFFFFF,
+                                       rng.randrange(1 << 32)])))
+        else:
+            ops.append(rng.choice({"r": REGS, "b": isa.REGS8, "w": ("ax", "cx", "dx", "bx"),
+                                   "c": ("cr0", "cr2", "cr3", "cr4"),
+                                   "rel": ("here",)}.get(kind, (kind,))))
+    return f"{row.mnemonic} {', '.join(ops)}".strip()
+
+
+def _ours(d, isa) -> tuple:
+    """(mnemonic, operands...) of a decoded instruction of ours."""
+    out: list = [d.insn.mnemonic]
+    for kind, arg in zip(d.insn.operands, d.args, strict=True):
+        if kind == "r":
+            out.append(REGS[arg])
+        elif kind == "b":
+            out.append(isa.REGS8[arg])
+        elif kind in ("m", "mb"):
+            out.append(_our_meaning(arg))
+        elif kind in _IMM_MASK:
+            out.append(arg & _IMM_MASK[kind])
+        elif kind == "c":
+            out.append(f"cr{arg}")
+        elif kind == "w":
+            out.append(("ax", "cx", "dx", "bx", "sp", "bp", "si", "di")[arg])
+        else:
+            out.append(kind if kind != "rel" else "rel")
+    return tuple(out)
+
+
+def _theirs(text: str, row) -> tuple:
+    """The same of ndisasm's text, read as the row of ours says."""
+    name, _, rest = text.partition(" ")
+    ops = [o.strip() for o in re.split(r",(?![^\[]*\])", rest)] if rest else []
+    if name in ("test", "xchg") and len(ops) == 2 and "[" in ops[0] and \
+            row.operands[0] in ("r", "b"):
+        ops = ops[::-1]                     # (commutative: NASM puts the memory first)
+    if name == "imul" and len(ops) == 3 and ops[0] == ops[1] and len(row.operands) == 2:
+        ops = ops[1:]                       # imul r, imm is imul r, r, imm
+    out: list = [ALIASES.get(name, name)]
+    for kind, op in zip(row.operands, ops):
+        plain = re.sub(r"^(byte|word|dword) ", "", op)
+        if "[" in op:
+            out.append(_meaning(op))
+        elif kind == "rel":
+            out.append("rel")
+        elif kind in _IMM_MASK and re.fullmatch(r"[+-]?(0x)?[0-9a-f]+", plain):
+            out.append(int(plain.replace("+", ""), 0) & _IMM_MASK[kind])
+        else:
+            out.append(plain)
+    if len(ops) != len(row.operands):
+        out.append(("operands", tuple(ops)))
+    return tuple(out)
+
+
+def compare_instructions(seed: int, lines: int) -> tuple[collections.Counter, list[str]]:
+    """Random instructions, a row of the ISA table each: what NASM encodes
+    (read back by ndisasm; its listing says which bytes each line made)
+    against what is encoded here -- mnemonic, registers, addresses and
+    immediates -- for every line NASM takes without a word."""
+    from emu import isa
+    nasm, ndisasm = shutil.which("nasm"), shutil.which("ndisasm")
+    if nasm is None or ndisasm is None:
+        raise SystemExit("nasm is not installed (scripts/system-tools installs it)")
+    rng = random.Random(seed)
+    texts = [instruction(rng, isa) for _ in range(lines)]
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out, lst = (os.path.join(tmp, n) for n in ("i.s", "i.bin", "i.lst"))
+        kept = _nasm_takes(nasm, texts, src, out, head="bits 32\nhere:")
+        subprocess.run([nasm, "-f", "bin", "-l", lst, "-o", out, src], check=True, timeout=60)
+        starts = []                          # (source line, offset) of each line's bytes
+        with open(lst) as f:
+            for row in f:
+                fields = row.split()
+                if (len(fields) >= 3 and fields[0].isdigit() and int(fields[0]) >= 3
+                        and re.fullmatch(r"[0-9A-F]{8}", fields[1])
+                        and (not starts or starts[-1][0] != int(fields[0]))):
+                    starts.append((int(fields[0]), int(fields[1], 16)))
+        listing = subprocess.run([ndisasm, "-b", "32", out], capture_output=True, text=True,
+                                 timeout=60, check=True).stdout.splitlines()
+    at = {int(row[:8], 16): row.split(None, 2)[2] for row in listing if row[:1] != " "}
+    bounds = [off for _, off in starts] + [1 << 40]
+    counts: collections.Counter = collections.Counter()
+    counts["NASM refuses or warns"] = len(texts) - len(kept)
+    reports = []
+    assert len(starts) == len(kept)
+    for i, text in enumerate(kept):
+        theirs_text = " ; ".join(t for off, t in sorted(at.items())
+                                 if bounds[i] <= off < bounds[i + 1])
+        try:
+            code = assemble(f"here:\n_start: {text}").segments[0][1]
+        except AsmError as e:
+            if any(m in str(e) for m in STRICTER_ADDRESSES):
+                counts["stricter here (documented)"] += 1
+                continue
+            counts["refused here"] += 1
+            reports.append(f"NASM assembles, emu refuses: {text}: {e}")
+            continue
+        d = isa.decode(code.__getitem__, 0)
+        mine, theirs = _ours(d, isa), _theirs(theirs_text, d.insn)
+        if mine[0] == "xchg" and (mine[1:] == theirs[:0:-1] or (
+                mine == ("xchg", "eax", "eax") and theirs_text == "nop")):
+            theirs = mine                   # (xchg r, r: either order; x86's nop)
+        if mine != theirs:
+            counts["different meaning"] += 1
+            reports.append(f"different meaning: {text}: NASM {theirs_text} {theirs}, "
+                           f"emu {mine}")
+        else:
+            counts["same meaning"] += 1
+    return counts, reports
+
+
+def _nasm_takes(nasm: str, texts: list[str], src: str, out: str, head: str) -> list[str]:
+    """The lines of ``texts`` NASM assembles without a word (after ``head``'s
+    lines): NASM warns in its last pass, which an error stops, so the lines
+    it names are left out until it names none."""
+    kept = texts
+    first = head.count("\n") + 2            # the source line of kept[0]
+    for _ in range(6):
+        with open(src, "w") as f:
+            f.write(head + "\n" + "\n".join(kept) + "\n")
+        done = subprocess.run([nasm, "-f", "bin", "-o", out, src], capture_output=True,
+                              text=True, timeout=60)
+        if not done.stderr:
+            return kept
+        said = {int(line.split(":")[1]) - first for line in done.stderr.splitlines()
+                if line.startswith(src + ":")}
+        kept = [t for i, t in enumerate(kept) if i not in said]
+    raise AssertionError(f"NASM still complains: {done.stderr[:500]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--programs", type=int, default=1000)
     ap.add_argument("--addresses", type=int, default=1000,
                     help="memory operands (lea) to compare")
+    ap.add_argument("--instructions", type=int, default=1000,
+                    help="instructions (a row of the ISA table each) to compare")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     counts, reports = compare(args.seed, args.programs)
@@ -502,12 +655,16 @@ def main() -> None:
         print(report)
     print(f"{args.programs:,} programs (seed {args.seed}): "
           + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
-    more, more_reports = compare_addresses(args.seed, args.addresses)
-    for report in more_reports:
-        print(report)
-    print(f"{args.addresses:,} memory operands (seed {args.seed}): "
-          + ", ".join(f"{k} {v:,}" for k, v in sorted(more.items())))
-    sys.exit(1 if reports or more_reports else 0)
+    failed = bool(reports)
+    for what, count, run in (("memory operands", args.addresses, compare_addresses),
+                             ("instructions", args.instructions, compare_instructions)):
+        more, more_reports = run(args.seed, count)
+        for report in more_reports:
+            print(report)
+        print(f"{count:,} {what} (seed {args.seed}): "
+              + ", ".join(f"{k} {v:,}" for k, v in sorted(more.items())))
+        failed = failed or bool(more_reports)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
