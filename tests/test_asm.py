@@ -714,7 +714,7 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
      "shld r/m32, r32, cl", 1, 1),
     ("shrd eax, ebx, edx", "no form of 'shrd' takes (r32, r32, r32); forms: "
      "shrd r/m32, r32, imm8 | shrd r/m32, r32, cl", 1, 1),
-    ("shld eax, ebx, 256", "value 256 out of range for an 8-bit immediate (-128..255)",
+    ("shld eax, ebx, 256", "value 256 out of range for shld's 8-bit immediate (0..255)",
      1, 16),
     ("rcl eax, edx", "no form of 'rcl' takes (r32, r32); forms: rcl r/m32, imm8 | "
      "rcl r/m32, cl | rcl r/m8, imm8 | rcl r/m8, cl", 1, 1),
@@ -727,8 +727,11 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("f: nop\n jmp .x", "undefined symbol 'f.x'", 2, 6),
     ("a: nop\na: nop", "duplicate label 'a' (first defined at <input>:1)", 2, 1),
     ("a equ 1\na equ 2", "duplicate symbol 'a' (first defined at <input>:1)", 2, 1),
-    ("mov al, 256", "value 256 out of range for an 8-bit immediate (-128..255)", 1, 9),
-    ("int -129", "value -129 out of range for an 8-bit immediate (-128..255)", 1, 5),
+    ("mov al, 256", "value 256 out of range for an 8-bit immediate (-256..255)", 1, 9),
+    ("mov al, -257", "value -257 out of range for an 8-bit immediate (-256..255)", 1, 9),
+    ("int -1", "value -1 out of range for int's 8-bit immediate (0..255)", 1, 5),
+    ("shl eax, -1", "value -1 out of range for shl's 8-bit immediate (0..255)", 1, 10),
+    ("ret -65537", "value -0x10001 out of range for a 16-bit immediate (-65536..65535)", 1, 5),
     ("out 0x100, al", "port 256 out of range for out's immediate port (0..255): put a "
      "higher port in dx", 1, 5),
     ("in eax, -1", "port -1 out of range for in's immediate port (0..255): put a "

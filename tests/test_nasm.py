@@ -547,6 +547,9 @@ X86_SPELLINGS = [
     "rcl eax, 1", "rcl eax, 5", "rcl eax, cl", "rcl dword [eax], 1", "rcl byte [eax], cl",
     "rcl al, 7", "rcl dl, 1", "rcr bh, cl", "rcr byte [0x1234], 9", "rcr dword [eax], 200",
     "rcr esi, cl", "rcr byte [ecx + 2], 1", "rcr edi, 33",
+    # immediates at NASM's bounds (it warns past them)
+    "mov al, -256", "add bl, -200", "cmp byte [eax], -129", "test dh, 255", "ret -65536",
+    "enter 65535, 255", "shl eax, 255", "int 255",
 ]
 
 

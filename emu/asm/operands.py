@@ -31,9 +31,16 @@ from .. import isa
 from .expr import REGISTERS, Binary, Env, Node, Reg, Unary, parse_expr, walk
 from .lexer import Cursor
 
-I8_RANGE = (-128, 255)
+# NASM's bounds, beyond which it warns (here: an error).  An 8-bit or
+# 16-bit immediate it stores as data takes -2**N .. 2**N - 1 (``mov al,
+# -200`` is 0x38); a count, a bit number, a vector or a nesting level
+# (``COUNTED``'s rows) is unsigned.
+I8_RANGE = (-256, 255)
+COUNT8_RANGE = (0, 255)
+COUNTED = frozenset(("shl", "shr", "sar", "rol", "ror", "rcl", "rcr", "bt", "bts", "btr",
+                     "btc", "int", "enter", "shld", "shrd"))
 SIGNED8_RANGE = (-128, 127)
-I16_RANGE = (-32768, 65535)
+I16_RANGE = (-65536, 65535)
 PORT_RANGE = (0, 255)           # in/out's immediate port (NASM warns outside it)
 # As NASM: any value a 32-bit register can hold, signed or not, so that
 # ``and eax, ~CR0_PG`` (a negative number) assembles.
@@ -361,6 +368,10 @@ def encode_insn(row: isa.Insn, ops: list[Operand], env: Env, next_eip: int) -> b
                 raise env.loc.error(f"port {_show(v)} out of range for {row.mnemonic}'s "
                                     "immediate port (0..255): put a higher port in dx",
                                     op.col)
+            args.append(v)
+        elif kind == "i8" and row.mnemonic in COUNTED:
+            v = check_range(op.expr.ev(env), COUNT8_RANGE, f"{row.mnemonic}'s 8-bit "
+                            "immediate", env, op.col)
             args.append(v)
         elif kind == "i8":
             v = check_range(op.expr.ev(env), I8_RANGE, "an 8-bit immediate", env, op.col)
