@@ -310,6 +310,23 @@ DATA = {
         %endif
         dq ~0xffffffffffffffff, ~0x8000000000000000, ~0, ~-1
         """,
+    "follows groups": """
+        org 0x100
+        section .text
+        t: db 1
+        section .data
+        d: db 2
+        section user progbits align=8
+        u: db 3
+        section extra progbits follows=.data
+        e: db 4
+        section .rodata progbits follows=user
+        r: db 5
+        section more nobits follows=user
+        m: resb 1
+        section .text
+        dd t, d, u, e, r, m
+        """,
     "shift counts": """
         dd 1 << 200
         dq 1 << -1

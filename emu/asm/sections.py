@@ -8,15 +8,17 @@ known and ``place`` gives each an address:
 * ``.text`` (the first section) starts at the ``org`` address (0 without
   one), or at its own ``start=``;
 * a section with ``start=ADDR`` starts there; one with ``follows=NAME`` is
-  moved, with the sections defined after it (up to the next one with
-  ``start=`` or ``follows=``), to just after section NAME; sections with
-  ``start=`` are ordered by address, each with the sections defined after it;
+  moved, with the sections defined after it as NASM groups them (see
+  ``_follows``), to just after section NAME; sections with ``start=`` are
+  ordered by address, each with the sections defined after it;
 * every other progbits section starts after the one before it in that
   order, aligned to its ``align=`` (default 4; ``align N`` inside a section
   raises it to N, as NASM's ``sectalign`` does);
 * nobits sections (``.bss``, or ``nobits``) hold no bytes: ``.bss`` follows
   the last progbits section, any other follows the section defined just
-  before it, each aligned the same way; ``start=`` places one anywhere;
+  before it, each aligned the same way; ``start=`` places one anywhere,
+  ``follows=NAME`` just after section NAME (where NASM may let it overlap
+  the sections after NAME: here that is the overlap error);
 * ``vstart=ADDR``: the section is loaded at its start but its labels (and
   ``$``, ``$$``) are addresses from ADDR, for code that runs somewhere else
   than where it is loaded.
@@ -134,13 +136,38 @@ def place(sections: list[Section], origin: int | None) -> None:
         if s.start >= end:
             end = s.start + s.size
     last = order[-1]
-    for s in sections:
-        if not s.nobits:
-            continue
+    by_name = {s.name: s for s in sections}
+    placing: list[Section] = []
+
+    def place_nobits(s: Section) -> None:
+        if s.load is not None:
+            return
+        if s in placing:
+            raise _at(s).error("sections follow one another in a loop: " + " follows ".join(
+                f"'{clip(t.name)}'" for t in [*placing[placing.index(s):], s]))
+        placing.append(s)
         if s.start is None and s.vstart is None:
-            after = last if s.prev is None or s.name == ".bss" else s.prev
+            if s.follows is not None:           # right after the section it names
+                after = by_name.get(s.follows)
+                if after is None:
+                    raise _at(s).error(f"section '{clip(s.name)}' follows unknown section "
+                                       f"'{clip(s.follows)}'")
+                if after is s:
+                    raise _at(s).error(f"section '{clip(s.name)}' follows itself")
+            else:
+                after = last if s.prev is None or s.name == ".bss" else s.prev
+            if after.nobits:
+                place_nobits(after)
             s.start = _up(after.base + after.size, s.align or DEFAULT_ALIGN)
         s.load = s.base = s.start if s.start is not None else s.vstart  # type: ignore[assignment]
+        placing.pop()
+
+    for s in sections:
+        if s.nobits:
+            s.load = None                       # (not placed yet)
+    for s in sections:
+        if s.nobits:
+            place_nobits(s)
     _check(sections)
 
 
@@ -159,27 +186,48 @@ def _follows(order: list[Section]) -> list[Section]:
                     f"'{clip(t.name)}'" for t in chain))
             if chain[-1] in chain[:-1]:
                 break                   # (a loop without s: said from one of its own)
-    seen: dict[str, Section] = {}
-    for s in [s for s in order if s.follows is not None]:
-        target = by_name.get(s.follows)
+    # NASM's order (its bin format's): the first section with follows= that
+    # is not already just after the section it names leads a group, moved
+    # there; the group is that section and the ones after it, up to the
+    # section it follows, one with start=, or -- included -- the section
+    # just before another one with follows= (the section right after the
+    # leader is always in it, whatever its attributes but start=).  Then
+    # the scan goes on from where the group was.
+    i = 0
+    for _ in range(len(order) ** 2 + 1):   # (each pass moves a group on: a bound, not a limit)
+        if i >= len(order):
+            break
+        if order[i].follows is None:
+            while i + 1 < len(order) and (order[i + 1].follows is None
+                                          or order[i + 1].follows == order[i].name):
+                i += 1
+            if i + 1 >= len(order):
+                break
+            i += 1
+        lead = order[i]
+        target = by_name.get(lead.follows)  # type: ignore[arg-type]
         if target is None:
-            raise _at(s).error(f"section '{clip(s.name)}' follows unknown section "
-                               f"'{clip(s.follows)}' (or a nobits one)")
-        if target.name in seen:
-            raise _at(s).error(f"sections '{clip(seen[target.name].name)}' and "
-                               f"'{clip(s.name)}' cannot both follow '{clip(target.name)}'")
-        seen[target.name] = s
-        i = order.index(s)
+            raise _at(lead).error(f"section '{clip(lead.name)}' follows unknown section "
+                                  f"'{clip(lead.follows)}' (or a nobits one)")
+        t = order.index(target)
+        if t + 1 < len(order) and order[t + 1] is not lead and \
+                order[t + 1].follows == target.name:
+            raise _at(lead).error(f"sections '{clip(order[t + 1].name)}' and "
+                                  f"'{clip(lead.name)}' cannot both follow "
+                                  f"'{clip(target.name)}'")
         j = i + 1
-        while j < len(order) and order[j].start is None and order[j].follows is None \
-                and order[j] is not target:
+        while j < len(order) and order[j] is not target and order[j].start is None:
             j += 1
-        group = order[i:j]
-        if target in group:
-            raise _at(s).error(f"section '{clip(s.name)}' follows itself")
+            if j < len(order) and order[j].follows is not None and \
+                    order[j].follows != order[j - 1].name:
+                break
+        group, after = order[i:j], (order[j] if j < len(order) else None)
         del order[i:j]
         k = order.index(target) + 1
         order[k:k] = group
+        if after is None:
+            break
+        i = order.index(after)
     return order
 
 
