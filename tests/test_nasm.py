@@ -327,6 +327,41 @@ DATA = {
         section .text
         dd t, d, u, e, r, m
         """,
+    "continued lines": """
+        db 1, \\
+         2
+        db 5 ; a comment that ends in a backslash takes the next line in \\
+        db 6
+        %define X 7 + \\
+          1
+        db X
+        db 9\\
+        0
+        db "a\\
+        b"
+        """,
+    "standard macros": """
+        %macro where 0
+        db __LINE__
+        db __FILE__
+        %endmacro
+        db __LINE__
+        where
+        db __?LINE?__, __BITS__, __?BITS?__
+        %rep 2
+        db __LINE__
+        %endrep
+        %assign L __LINE__
+        db L
+        %define Q __LINE__
+
+        db Q
+        %defstr F __OUTPUT_FORMAT__
+        db F
+        %ifdef __LINE__
+        db 'd'
+        %endif
+        """,
     "shift counts": """
         dd 1 << 200
         dq 1 << -1

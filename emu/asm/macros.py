@@ -130,6 +130,10 @@ class Expander:
         d = self.defines.get(name)
         return d if d is not None else self.idefines.get(name.lower())
 
+    def defined(self, name: str) -> bool:
+        """Whether ``name`` is a single-line macro (one of NASM's own too)."""
+        return self.get(name) is not None or name in BUILTIN
+
     def undef(self, name: str) -> None:
         self.defines.pop(name, None)
         self.idefines.pop(name.lower(), None)
@@ -147,7 +151,7 @@ class Expander:
                depth: int = 0, col: int = 0) -> str:
         """``text`` with every single-line macro expanded (``col``: the column
         of the outermost macro, for errors inside its expansion)."""
-        if not self.defines and not self.idefines:
+        if not self.defines and not self.idefines and "__" not in text:
             return text
         out: list[str] = []
         pos = 0
@@ -156,6 +160,8 @@ class Expander:
                 continue
             name = text[start:end]
             d = self.get(name)
+            if d is None and name in BUILTIN:
+                d = Define(None, builtin(name, loc))
             if d is None or name in active:
                 continue
             at = col or start + 1
@@ -185,6 +191,24 @@ class Expander:
             return text
         out.append(text[pos:])
         return "".join(out)
+
+
+# NASM's own single-line macros (each also spelled __?NAME?__): the line
+# being read and its file -- for a line of a macro or a %rep, where the
+# line is written, as NASM 2.16 has them --, the mode, the output format.
+BUILTIN = frozenset(f"__{q}{n}{q}__" for n in ("LINE", "FILE", "BITS", "OUTPUT_FORMAT")
+                    for q in ("", "?"))
+
+
+def builtin(name: str, loc: Loc) -> str:
+    """The body of NASM's macro ``name`` on the line ``loc``."""
+    key = name.strip("_?")
+    if key == "LINE":
+        return str(loc.line)
+    if key == "FILE":
+        from .directives import quoted
+        return quoted(loc.file.encode())
+    return "32" if key == "BITS" else "bin"
 
 
 def _call_args(text: str, pos: int) -> tuple[list[str], int] | None:

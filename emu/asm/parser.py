@@ -144,7 +144,9 @@ class Parser:
             return
         if tokens[0].is_op("[") and tokens[-1].is_op("]") and len(tokens) > 2 and \
                 tokens[1].kind == "ident" and tokens[1].text.lower() in (
-                    "bits", "section", "segment", "org", "use32"):
+                    "bits", "section", "segment", "org", "use32", "global", "absolute",
+                    "extern", "common", "static", "cpu", "default", "warning", "map",
+                    "float"):
             tokens = tokens[1:-1]               # [bits 32]: NASM's primitive form
         cur = Cursor(tokens, loc, self.scope)
         if self.structs.layout_line(tokens, cur):

@@ -125,8 +125,7 @@ class Preprocessor:
         split = text.split("\n")
         if len(split) > 1 and split[-1] == "":
             split.pop()                         # (the end of the last line)
-        lines = (Loc(display, n, line.removesuffix("\r")) for n, line in enumerate(split, 1))
-        yield from self._block(lines, chain, 0)
+        yield from self._block(_joined(split, display), chain, 0)
 
     # --- a block of lines: a file, a macro body, a %rep body -------------------
     def _block(self, lines: Iterable[Loc], chain: Chain, depth: int) -> Iterator[Loc]:
@@ -230,7 +229,7 @@ class Preprocessor:
         name = strip_comment(rest).strip()
         if not name or not is_name(name):
             raise loc.error(f"%{word} needs one macro name", rest_col)
-        return (self.defines.get(name) is not None) == (kind == "ifdef")
+        return self.defines.defined(name) == (kind == "ifdef")
 
     def _directive_line(self, word: str, col: int, loc: Loc) -> None:
         rest, rest_col = after_word(loc.text, col, word)
@@ -445,3 +444,23 @@ class Preprocessor:
 
 def _context(what: str, at: Loc) -> tuple[str, ...]:
     return (f"{what} at {at.file}:{at.line}", *at.context)
+
+
+def _joined(split: list[str], display: str) -> Iterator[Loc]:
+    """The lines of a file, a line that ends in a backslash joined to the
+    next one without it (NASM's continuation: before comments are seen, so
+    a comment ending in one takes the next line in too).  A joined line is
+    at the line number where it begins."""
+    first, parts = 0, []
+    for n, line in enumerate(split, 1):
+        line = line.removesuffix("\r")
+        if not parts:
+            first = n
+        if line.endswith("\\"):
+            parts.append(line[:-1])
+            continue
+        parts.append(line)
+        yield Loc(display, first, "".join(parts))
+        parts = []
+    if parts:
+        yield Loc(display, first, "".join(parts))
