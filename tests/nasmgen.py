@@ -241,7 +241,7 @@ class Program:
 class MacroProgram:
     """A random program of the preprocessor's: multi-line macros with every
     kind of parameter list (defaults, ``N-*``, greedy ``N+``), ``%0``,
-    ``%N``, ``%{N}``, ``%%`` labels, single-line macros with parameters,
+    ``%N``, ``%{N}``, ``%%`` labels, ``%rotate``, single-line macros with parameters,
     ``%rep`` with ``%assign``, ``%ifdef``/``%elifdef``, ``%undef``."""
 
     def __init__(self, rng: random.Random):
@@ -272,7 +272,7 @@ class MacroProgram:
         elif kind == 1:
             hi = lo + r.randint(1, 2)
             defaults = r.randint(0, hi - lo)
-            spec = f"{lo}-{hi}" + "".join(f" {r.randrange(9)}" for _ in range(defaults))
+            spec = f"{lo}-{hi} " + ", ".join(str(r.randrange(9)) for _ in range(defaults))
         elif kind == 2:
             spec, hi = f"{lo}-*", lo + 3
         else:
@@ -295,6 +295,9 @@ class MacroProgram:
                 body.append(f"dw {self.value()}")
             elif b == 6 and lo >= 2:
                 body.append("db %2, %1")
+            elif b == 7 and lo >= 1:
+                body.append(r.choice(["%rep %0\ndb %1\n%rotate 1\n%endrep",
+                                      "%rotate -1\ndb %1", f"%rotate {r.randint(-3, 5)}"]))
             else:
                 body.append(f"db {self.value()}")
         self.macros.append((name, lo, hi, greedy))

@@ -21,7 +21,7 @@ def error(source: str, **kw) -> AsmError:
 
 ERRORS = [
     # --- outside the subset: refused by name ---
-    ("%rotate 1", "'%rotate' is not supported (see the language reference, "
+    ("%deftok X 'y'", "'%deftok' is not supported (see the language reference, "
      "docs/language.md)", 1, 1),
     ("%frob", "unknown preprocessor directive '%frob'", 1, 1),
     ("absolute 0x100\nmov eax, 1", "only labels, resb/resw/resd/resq and alignb can "
@@ -30,6 +30,9 @@ ERRORS = [
     ("absolute", "expected an address after 'absolute', found end of line", 1, 9),
     ("x: absolute 5", "'absolute' must begin its line", 1, 4),
     ("absolute 0\nendstruc", "'endstruc' without 'struc'", 2, 1),
+    ("%rotate 1", "%rotate outside a macro", 1, 1),
+    ("%macro m 0\n%rotate 1\n%endmacro\nm", "%rotate in a macro called without "
+     "parameters (in macro 'm' called at t.s:4)", 2, 1),
     ("_start: dd 1\nsection .data\nx: dd 1\nsection .text\nabsolute x\ny equ $$\n"
      "section .text\ndd y", "'$$' inside an absolute section that starts in another "
      "section is not supported", 6, 7),

@@ -362,6 +362,43 @@ DATA = {
         db 'd'
         %endif
         """,
+    "rotate": """
+        %macro multi 1-*
+        %rep %0
+        db %1
+        %rotate 1
+        %endrep
+        %endmacro
+        %macro back 1-*
+        %rep %0
+        %rotate -1
+        db %1
+        %endrep
+        %endmacro
+        %macro two 2
+        %rotate 1
+        db %1, %2, %0
+        %rotate 3
+        db %1, %2
+        %endmacro
+        multi 1, 2, 3
+        back 4, 5, 6
+        two 7, 8
+        %macro outer 1-*
+        %rotate 1
+        %macro inner 1
+        db %1, %0
+        %endmacro
+        inner %1
+        inner 5
+        %endmacro
+        outer 9, 10
+        %macro deflt 0-2 5, 1
+        db %0, %1, %2
+        %endmacro
+        deflt
+        deflt 7
+        """,
     "shift counts": """
         dd 1 << 200
         dq 1 << -1

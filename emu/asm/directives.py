@@ -13,7 +13,7 @@ from .lexer import Cursor, Loc, clip, tokenize
 from .macros import strip_comment
 
 NOT_SUPPORTED = frozenset((
-    "deftok", "defalias", "undefalias", "iassign", "rotate", "push", "pop", "repl", "unmacro",
+    "deftok", "defalias", "undefalias", "iassign", "push", "pop", "repl", "unmacro",
     "unimacro", "local", "arg", "stacksize", "line", "pragma", "use", "clear",
     "depend", "warning", "fatal", "while", "endwhile", "exitwhile",
     "pathsearch", "null", "aliases", "ifmacro"))

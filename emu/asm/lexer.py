@@ -51,6 +51,8 @@ class Loc:
     macro or ``%rep`` produced, where it was expanded, innermost first
     ("macro 'm' called at f.s:3"; a long chain is cut in the middle).
     ``row`` is the line's row in a listing (-1: no listing is being made).
+    ``call``: for a line of a macro's body, the call whose parameters it
+    takes when it is read (its text is then as written in the body).
     """
 
     file: str
@@ -58,6 +60,7 @@ class Loc:
     text: str
     context: tuple[str, ...] = ()
     row: int = -1
+    call: object = None
 
     def error(self, message: str, column: int = 1) -> AsmError:
         where = [f"in {w}" for w in self.context]

@@ -83,6 +83,24 @@ class _ExitMacro(Exception):
 
 
 @dataclass
+class _Call:
+    """A macro call being expanded: its parameters (``%rotate`` turns them),
+    how many, and the number that makes its ``%%`` labels its own."""
+
+    args: list[str]
+    count: int
+    unique: int
+
+
+def _read(loc: Loc) -> Loc:
+    """A line of a macro's body with the parameters its call has now."""
+    call = loc.call
+    assert isinstance(call, _Call)
+    return replace(loc, text=expand_body_line(loc.text, call.args, call.count, call.unique,
+                                              loc), call=None)
+
+
+@dataclass
 class _Cond:
     taking: bool        # lines of the current branch are assembled
     taken: bool         # some branch of this %if was taken
@@ -132,6 +150,9 @@ class Preprocessor:
         conds: list[_Cond] = []
         it = iter(lines)
         for loc in it:
+            call = loc.call
+            if call is not None:                # (parameters as they are now)
+                loc = _read(loc)
             if self.rows is not None:
                 loc = self._note(loc, depth)
             if depth:
@@ -150,6 +171,8 @@ class Preprocessor:
                 yield from self._rep(loc, col, it, chain, depth)
             elif word == "include":
                 yield from self._include(loc, chain)
+            elif word == "rotate":
+                self._rotate(loc, col, call)
             else:
                 self._directive_line(word, col, loc)
         if conds:
@@ -320,6 +343,19 @@ class Preprocessor:
                             "include (every inclusion counts)", name_tok.col)
         yield from self.run(text, path, (*chain, (real, path)))
 
+    def _rotate(self, loc: Loc, col: int, call: object) -> None:
+        """``%rotate N``: the parameters of the macro call this line belongs
+        to turn N places to the left (right for a negative N): %1 is then
+        what %(N+1) was."""
+        _, rest_col = after_word(loc.text, col, "rotate")
+        if not isinstance(call, _Call):
+            raise loc.error("%rotate outside a macro", col)
+        n = signed64(self._value(loc, rest_col, "a %rotate count"))
+        if not call.args:
+            raise loc.error("%rotate in a macro called without parameters", col)
+        n %= len(call.args)
+        call.args[:] = call.args[n:] + call.args[:n]
+
     # --- %rep ------------------------------------------------------------------
     def _rep(self, loc: Loc, col: int, it: Iterator[Loc], chain: Chain,
              depth: int) -> Iterator[Loc]:
@@ -377,6 +413,9 @@ class Preprocessor:
         lo, hi, greedy = param_count(parts[1] if len(parts) > 1 else "0", loc, rest_col)
         defaults = tuple(split_args(parts[2])) if len(parts) > 2 else ()
         body = self._collect(it, loc, depth, ("macro", "imacro"), "endmacro")
+        # (a macro defined by a macro's lines: %1 ... in its body are its own
+        # call's, as in NASM, not the outer call's)
+        body = tuple(replace(b, call=None) if b.call is not None else b for b in body)
         macro = Macro(name, lo, hi, greedy, defaults, body, loc)
         table = self.macros if word == "macro" else self.imacros
         key = name if word == "macro" else name.lower()
@@ -426,16 +465,14 @@ class Preprocessor:
             args = [*args, *extra]
             count = len(args)
         self.unique += 1
-        unique = self.unique
+        state = _Call(list(args), count, self.unique)
         context = _context(f"macro '{name}' called", call)
-
-        def lines() -> Iterator[Loc]:
-            for b in macro.body:
-                at = replace(b, context=context)
-                yield replace(at, text=expand_body_line(b.text, args, count, unique, at))
+        # Its lines take their parameters when they are read (``_block``), so
+        # that a %rotate is seen by the lines after it, in a %rep too.
+        lines = (replace(b, context=context, call=state) for b in macro.body)
         self.in_macros += 1
         try:
-            yield from self._block(lines(), chain, depth + 1)
+            yield from self._block(lines, chain, depth + 1)
         except _ExitMacro:
             pass
         finally:
