@@ -150,9 +150,12 @@ ERRORS = [
     ("%strcat L 'a', b", "%strcat L needs a quoted string, not ''a', b'", 1, 8),
     ("%substr L 'abc'", "%substr L needs a start after the string", 1, 1),
     ("%strlen L 'a' 'b'", "%strlen L: expected end of line after ''a' 'b''", 1, 8),
-    ("%ifmacro m\n%endif", "'%ifmacro' is not supported (the conditionals are %if, "
-     "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken and %ifempty, each with its "
-     "%ifn form, their %elif forms, %else and %endif)", 1, 1),
+    ("%ifctx m\n%endif", "'%ifctx' is not supported (the conditionals are %if, "
+     "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty and %ifmacro, each "
+     "with its %ifn form, their %elif forms, %else and %endif)", 1, 1),
+    ("%ifmacro\n%endif", "%ifmacro needs a macro name and a parameter count", 1, 9),
+    ("%unmacro m", "%unmacro needs a macro name and a parameter count", 1, 9),
+    ("%fatal 'no'", "%fatal: no", 1, 1),
     # --- structures ---
     ("struc s\n.a: resd 1", "struc 's' has no endstruc", 1, 1),
     ("endstruc", "'endstruc' without 'struc'", 1, 1),

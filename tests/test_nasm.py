@@ -399,6 +399,63 @@ DATA = {
         deflt
         deflt 7
         """,
+    "ifmacro": """
+        %macro foo 1
+        db 1
+        %endmacro
+        %macro bar 1-3
+        db 2
+        %endmacro
+        %imacro Qux 2+
+        db 3
+        %endmacro
+        %ifmacro foo
+        db 'a'
+        %endif
+        %ifmacro foo 1
+        db 'b'
+        %endif
+        %ifmacro foo 2
+        db 'c'
+        %endif
+        %ifmacro foo 0-2
+        db 'd'
+        %endif
+        %ifmacro bar 2
+        db 'e'
+        %endif
+        %ifmacro bar 4
+        db 'f'
+        %endif
+        %ifmacro bar 0-*
+        db 'g'
+        %endif
+        %ifnmacro baz
+        db 'h'
+        %endif
+        %ifmacro FOO
+        db 'i'
+        %endif
+        %ifmacro QUX 5
+        db 'l'
+        %endif
+        %ifmacro qux 1
+        db 'm'
+        %endif
+        %unmacro foo 1
+        %ifmacro foo
+        db 'j'
+        %endif
+        %unmacro bar 2
+        %if 0
+        %elifmacro bar 3
+        db 'k'
+        %endif
+        %unimacro qux 2+
+        %ifmacro qux
+        db 'n'
+        %endif
+        """,
     "shift counts": """
         dd 1 << 200
         dq 1 << -1

@@ -13,10 +13,10 @@ from .lexer import Cursor, Loc, clip, tokenize
 from .macros import strip_comment
 
 NOT_SUPPORTED = frozenset((
-    "deftok", "defalias", "undefalias", "iassign", "push", "pop", "repl", "unmacro",
-    "unimacro", "local", "arg", "stacksize", "line", "pragma", "use", "clear",
-    "depend", "warning", "fatal", "while", "endwhile", "exitwhile",
-    "pathsearch", "null", "aliases", "ifmacro"))
+    "deftok", "defalias", "undefalias", "iassign", "push", "pop", "repl",
+    "local", "arg", "stacksize", "line", "pragma", "use", "clear",
+    "depend", "warning", "while", "endwhile", "exitwhile",
+    "pathsearch", "null", "aliases"))
 # A token of %ifidn's texts: a string, a word or number, one other character
 # (white space between tokens is not compared, as in NASM).
 _TOKEN = re.compile(r"""'[^']*'|"[^"]*"|`(?:[^`\\]|\\.)*`|[A-Za-z0-9_.$@?#~]+|\S""")

@@ -69,7 +69,7 @@ Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> 
 
 TOKEN_TESTS = ("id", "num", "str", "token", "empty")
 CONDITIONS = ("", "def", "ndef", "idn", "idni", "nidn", "nidni", *TOKEN_TESTS,
-              *(f"n{t}" for t in TOKEN_TESTS))
+              *(f"n{t}" for t in TOKEN_TESTS), "macro", "nmacro")
 CONDITIONALS = frozenset((*(f"{w}{c}" for w in ("if", "elif") for c in CONDITIONS), "else",
                           "endif"))
 
@@ -245,6 +245,9 @@ class Preprocessor:
         if kind.endswith(("idn", "idni")):
             a, b = two_texts(self.defines.expand(strip_comment(rest), loc), rest_col, loc, word)
             return same_text(a, b, kind.endswith("i")) != kind.startswith("ifn")
+        if kind.endswith("macro"):
+            return self._is_macro(strip_comment(rest), rest_col, loc, word) != (
+                kind == "ifnmacro")
         negated = kind[2:] not in TOKEN_TESTS and kind[3:] in TOKEN_TESTS
         test = kind[3:] if negated else kind[2:]
         if test in TOKEN_TESTS:
@@ -253,6 +256,41 @@ class Preprocessor:
         if not name or not is_name(name):
             raise loc.error(f"%{word} needs one macro name", rest_col)
         return self.defines.defined(name) == (kind == "ifdef")
+
+    def _macros_named(self, text: str, col: int, loc: Loc, word: str,
+                      ) -> tuple[str, tuple[int, int | None, bool] | None]:
+        """The name and the parameter count (None: none given) of
+        ``%ifmacro NAME [COUNT]`` and ``%unmacro NAME COUNT``."""
+        parts = text.split()
+        if not parts or not is_name(parts[0]) or len(parts) > 2:
+            raise loc.error(f"%{word} needs a macro name and a parameter count", col)
+        return parts[0], (param_count(parts[1], loc, col) if len(parts) > 1 else None)
+
+    def _is_macro(self, text: str, col: int, loc: Loc, word: str) -> bool:
+        """``%ifmacro NAME [N | N-M | N-*]``: a multi-line macro NAME (of
+        %macro, or of %imacro in any case) whose parameter count (a greedy
+        ``N+`` counting as N, as NASM has it) meets that range (any count
+        without one) is defined."""
+        name, count = self._macros_named(text, col, loc, word)
+        lo, hi = (0, None) if count is None else count[:2]
+        for m in self.macros.get(name, []) + self.imacros.get(name.lower(), []):
+            if (hi is None or m.lo <= hi) and (m.hi is None or m.hi >= lo):   # (N+: N, here)
+                return True
+        return False
+
+    def _unmacro(self, text: str, col: int, loc: Loc, word: str) -> None:
+        """``%unmacro NAME COUNT``: the macro of that name and exactly that
+        parameter count is no more."""
+        name, count = self._macros_named(text, col, loc, word)
+        if count is None:
+            raise loc.error(f"%{word} needs a macro name and a parameter count", col)
+        table = self.macros if word == "unmacro" else self.imacros
+        key = name if word == "unmacro" else name.lower()
+        left = [m for m in table.get(key, []) if (m.lo, m.hi, m.greedy) != count]
+        if left:
+            table[key] = left
+        else:
+            table.pop(key, None)
 
     def _directive_line(self, word: str, col: int, loc: Loc) -> None:
         rest, rest_col = after_word(loc.text, col, word)
@@ -273,11 +311,13 @@ class Preprocessor:
             after = rest_col + len(rest) - len(rest.lstrip()) + len(name)
             value = self._value(loc, after, "%assign")
             self.defines.define(name, str(signed64(value)))
-        elif word == "error":
+        elif word in ("unmacro", "unimacro"):
+            self._unmacro(strip_comment(rest), rest_col, loc, word)
+        elif word in ("error", "fatal"):
             message = rest.strip()
             if len(message) >= 2 and message[0] == message[-1] and message[0] in "\"'`":
                 message = message[1:-1]
-            raise loc.error(f"%error: {message}", col)
+            raise loc.error(f"%{word}: {message}", col)
         elif word == "exitrep":
             if not self.reps:
                 raise loc.error("%exitrep outside %rep", col)
@@ -291,9 +331,9 @@ class Preprocessor:
             raise loc.error(f"%{word} without {opening}", col)
         elif word.startswith(("if", "elif")):
             raise loc.error(f"'%{clip(word)}' is not supported (the conditionals are %if, "
-                            "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken and "
-                            "%ifempty, each with its %ifn form, their %elif forms, %else "
-                            "and %endif)", col)
+                            "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, "
+                            "%ifempty and %ifmacro, each with its %ifn form, their %elif "
+                            "forms, %else and %endif)", col)
         elif word in NOT_SUPPORTED:
             raise loc.error(f"'%{word}' is not supported (see the language reference, "
                             "docs/language.md)", col)
