@@ -153,7 +153,8 @@ ERRORS = [
     ("%ifctx m\n%endif", "'%ifctx' is not supported (the conditionals are %if, "
      "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty and %ifmacro, each "
      "with its %ifn form, their %elif forms, %else and %endif)", 1, 1),
-    ("%ifmacro\n%endif", "%ifmacro needs a macro name and a parameter count", 1, 9),
+    ("%ifmacro\n%endif", "%ifmacro needs a macro name (and a parameter count, or none)",
+     1, 9),
     ("%unmacro m", "%unmacro needs a macro name and a parameter count", 1, 9),
     ("%fatal 'no'", "%fatal: no", 1, 1),
     # --- structures ---

@@ -263,7 +263,9 @@ class Preprocessor:
         ``%ifmacro NAME [COUNT]`` and ``%unmacro NAME COUNT``."""
         parts = text.split()
         if not parts or not is_name(parts[0]) or len(parts) > 2:
-            raise loc.error(f"%{word} needs a macro name and a parameter count", col)
+            what = "and a parameter count" if "unmacro" in word else \
+                "(and a parameter count, or none)"
+            raise loc.error(f"%{word} needs a macro name {what}", col)
         return parts[0], (param_count(parts[1], loc, col) if len(parts) > 1 else None)
 
     def _is_macro(self, text: str, col: int, loc: Loc, word: str) -> bool:
