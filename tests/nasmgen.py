@@ -45,10 +45,10 @@ from emu.errors import AsmError  # noqa: E402
 OPERATORS = ["+", "-", "*", "/", "//", "%", "%%", "<<", ">>", ">>>", "<<<", "&", "|", "^",
              "==", "!=", "<", "<=", ">", ">=", "<>", "&&", "||", "^^"]
 STRINGS = ["'ab'", '"xyz"', "'a'", "`a\\n`", "``", '"it\'s"']
-# Where this assembler stops and NASM goes on (each documented): a value
-# beyond 64 bits (NASM wraps it), `==`/`<>` of two addresses (NASM compares
-# their sections and offsets), an error inside an `%elif` NASM does not see.
-STRICTER = ("value too large", "needs numbers, not addresses", "division by zero")
+# Where this assembler stops and NASM goes on (each documented): `==`/`<>`
+# of two addresses (NASM compares their sections and offsets), an error
+# inside an `%elif` NASM does not see.
+STRICTER = ("needs numbers, not addresses", "division by zero")
 # ... and in a memory operand: registers that cancel out ([eax - eax + 5]),
 # a displacement beyond 32 bits (NASM drops the bits above).
 STRICTER_ADDRESSES = ("registers cancel out", "out of range for a displacement")

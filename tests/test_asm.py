@@ -813,8 +813,6 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("db 1\nalign 1 << 31", "image larger than 16 MiB", 2, 1),
     ("dd 1 / 0", "division by zero", 1, 6),
     ("dd 1 % (2 - 2)", "division by zero", 1, 6),
-    ("dq 3 << 63", "value too large (intermediate results must be within +-2**64)",
-     1, 6),
     ("dd " + "(" * 40 + "1" + ")" * 40, "expression nested too deeply (limit 32)", 1, 36),
     ("dd " + "-" * 40 + "1", "expression nested too deeply (limit 32)", 1, 36),
     ("dd " + "+".join(["1"] * 300), "expression too complex (limit 256 levels)", 1, 515),

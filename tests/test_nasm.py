@@ -456,6 +456,12 @@ DATA = {
         db 'n'
         %endif
         """,
+    "wrapping": """
+        dq 3 << 63, 0xffffffffffffffff + 1, -0x8000000000000000 - 1
+        dq 0x100000000 * 0x100000000, 0x8000000000000000 * 3, -(-0x8000000000000000)
+        dd 0xffffffffffffffff, 0xffffffff00000000 + 5
+        db 0xffffffffffffffff, 0xffffffffffffff00 + 0x80
+        """,
     "shift counts": """
         dd 1 << 200
         dq 1 << -1
@@ -696,6 +702,9 @@ X86_SPELLINGS = [
     # immediates at NASM's bounds (it warns past them)
     "mov al, -256", "add bl, -200", "cmp byte [eax], -129", "test dh, 255", "ret -65536",
     "enter 65535, 255", "shl eax, 255", "int 255",
+    # values read as 64 bits (0xffffffffffffffff is -1), as NASM's
+    "mov eax, 0xffffffffffffffff", "add byte [ebx], 0xffffffffffffff80",
+    "mov ecx, [eax + 0xffffffffffffffff]",
 ]
 
 

@@ -25,9 +25,9 @@ of its count (``1 << 64`` is 1, ``1 << -1`` is ``1 << 63``: NASM's values,
 made by the 64-bit shifts of the machine it runs on); a comparison is
 the sign of the difference in 64 bits, as NASM's (signed, but
 ``0x8000000000000000 < 5`` is 0: the difference wraps).  A
-character constant is its bytes, little-endian ('ab' is 0x6261).  Every
-intermediate value must lie strictly between -2**64 and 2**64, which keeps
-hostile input cheap (NASM would wrap; nothing sensible needs it).
+character constant is its bytes, little-endian ('ab' is 0x6261).  A sum,
+difference, product or shift beyond 64 bits wraps, as in NASM (which keeps
+hostile input cheap too: no value grows past 64 bits).
 
 Numbers and addresses.  ``$``, ``$$`` and labels are addresses in a
 section; numbers and constants made of numbers are scalars.  An address
@@ -292,13 +292,11 @@ _LOGIC = {
     "||": lambda a, b: int(bool(a & MASK64) or bool(b & MASK64)),
     "^^": lambda a, b: int(bool(a & MASK64) != bool(b & MASK64)),
 }
-_TOO_BIG = "value too large (intermediate results must be within +-2**64)"
-
-
 def _bounded(v: int, env: Env, col: int) -> int:
-    if -LIMIT < v < LIMIT:
-        return v
-    raise env.loc.error(_TOO_BIG, col)
+    """``v`` as NASM has it: a result beyond 64 bits wraps (0xffffffffffffffff
+    + 1 is 0); one within them is kept as it is (2**64 - 1 and -1 are the
+    same 64 bits to everything that reads a value)."""
+    return v if -LIMIT < v < LIMIT else signed64(v)
 
 
 def walk(node: Node):

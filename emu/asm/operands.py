@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import isa
-from .expr import REGISTERS, Binary, Env, Node, Reg, Unary, parse_expr, walk
+from .expr import REGISTERS, Binary, Env, Node, Reg, Unary, parse_expr, signed64, walk
 from .lexer import Cursor
 
 # NASM's bounds, beyond which it warns (here: an error).  An 8-bit or
@@ -363,29 +363,31 @@ def encode_insn(row: isa.Insn, ops: list[Operand], env: Env, next_eip: int) -> b
         elif isinstance(op, MemOp):
             args.append(_mem_value(op, kind == "mb", env))
         elif kind == "i8" and row.mnemonic in ("in", "out"):
-            v = op.expr.ev(env)
+            v = signed64(op.expr.ev(env))
             if not PORT_RANGE[0] <= v <= PORT_RANGE[1]:
                 raise env.loc.error(f"port {_show(v)} out of range for {row.mnemonic}'s "
                                     "immediate port (0..255): put a higher port in dx",
                                     op.col)
             args.append(v)
         elif kind == "i8" and row.mnemonic in COUNTED:
-            v = check_range(op.expr.ev(env), COUNT8_RANGE, f"{row.mnemonic}'s 8-bit "
-                            "immediate", env, op.col)
+            v = check_range(signed64(op.expr.ev(env)), COUNT8_RANGE,
+                            f"{row.mnemonic}'s 8-bit immediate", env, op.col)
             args.append(v)
         elif kind == "i8":
-            v = check_range(op.expr.ev(env), I8_RANGE, "an 8-bit immediate", env, op.col)
+            v = check_range(signed64(op.expr.ev(env)), I8_RANGE, "an 8-bit immediate", env,
+                            op.col)
             args.append(v & 0xFF)
         elif kind == "i16":
-            v = check_range(op.expr.ev(env), I16_RANGE, "a 16-bit immediate", env, op.col)
+            v = check_range(signed64(op.expr.ev(env)), I16_RANGE, "a 16-bit immediate", env,
+                            op.col)
             args.append(v & 0xFFFF)
         elif kind == "i" and op.size == "byte":
             # NASM's sign-extended imm8 ("push byte -1", "add eax, byte 5")
-            v = check_range(op.expr.ev(env), SIGNED8_RANGE, "a sign-extended 8-bit "
+            v = check_range(signed64(op.expr.ev(env)), SIGNED8_RANGE, "a sign-extended 8-bit "
                             "immediate", env, op.col)
             args.append(v & 0xFFFFFFFF)
         elif kind == "i":
-            v = check_range(op.expr.ev(env), I32_RANGE, "a 32-bit immediate", env,
+            v = check_range(signed64(op.expr.ev(env)), I32_RANGE, "a 32-bit immediate", env,
                             op.col)
             args.append(v & 0xFFFFFFFF)
         else:  # rel
@@ -403,7 +405,7 @@ def encode_insn(row: isa.Insn, ops: list[Operand], env: Env, next_eip: int) -> b
 def _mem_value(op: MemOp, byte: bool, env: Env) -> isa.Mem:
     disp = 0
     for term, sign in op.disp:
-        disp += sign * term.ev(env)
+        disp += sign * signed64(term.ev(env))
     disp = check_range(disp, I32_RANGE, "a displacement", env, op.col)
     disp = (disp + (1 << 31)) % (1 << 32) - (1 << 31)   # as a signed 32-bit value
     base, index, scale = _registers(op, env)
