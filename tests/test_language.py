@@ -77,7 +77,14 @@ ERRORS = [
     ("repe nop", "expected movsd, stosd, movsb, stosb, scasb, scasd, cmpsb or cmpsd after "
      "'repe', found 'nop'", 1, 6),
     ("%macro m 1\n%+\n%endmacro\nm 1", "'%+' is not supported in macros (parameters are "
-     "%1 .. %N, %0 and %%label) (in macro 'm' called at t.s:4)", 2, 1),
+     "%1 .. %N, %+N, %-N, %0 and %%label) (in macro 'm' called at t.s:4)", 2, 1),
+    ("%macro m 1\nj%-1 $\n%endmacro\nm eax", "'%-1' needs a condition code (e, ne, a, "
+     "be ...), not 'eax' (in macro 'm' called at t.s:4)", 2, 2),
+    ("%push a\n%pop b", "%pop b: the context on top is 'a'", 2, 5),
+    ("%pop", "%pop: the context stack is empty", 1, 5),
+    ("db %$x", "'%$x': the context stack is empty (%push makes one)", 1, 4),
+    ("%push a\ndb %$$x", "'%$$x': the context stack is only 1 deep", 2, 4),
+    ("%ifctx\n%endif", "%ifctx needs context names", 1, 7),
     # --- the preprocessor ---
     ("%if 1\ndb 1", "%if without %endif", 1, 1),
     ("%endif", "%endif without %if", 1, 1),
@@ -150,9 +157,9 @@ ERRORS = [
     ("%strcat L 'a', b", "%strcat L needs a quoted string, not ''a', b'", 1, 8),
     ("%substr L 'abc'", "%substr L needs a start after the string", 1, 1),
     ("%strlen L 'a' 'b'", "%strlen L: expected end of line after ''a' 'b''", 1, 8),
-    ("%ifctx m\n%endif", "'%ifctx' is not supported (the conditionals are %if, "
-     "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty and %ifmacro, each "
-     "with its %ifn form, their %elif forms, %else and %endif)", 1, 1),
+    ("%ifenv m\n%endif", "'%ifenv' is not supported (the conditionals are %if, "
+     "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty, %ifmacro and "
+     "%ifctx, each with its %ifn form, their %elif forms, %else and %endif)", 1, 1),
     ("%ifmacro\n%endif", "%ifmacro needs a macro name (and a parameter count, or none)",
      1, 9),
     ("%unmacro m", "%unmacro needs a macro name and a parameter count", 1, 9),

@@ -462,6 +462,49 @@ DATA = {
         dd 0xffffffffffffffff, 0xffffffff00000000 + 5
         db 0xffffffffffffffff, 0xffffffffffffff00 + 0x80
         """,
+    "context stack": """
+        %push outer
+        %define %$v 7
+        %assign %$n 3
+        db %$v, %$n
+        %push inner
+        %define %$v 9
+        db %$v, %$$v
+        %ifctx inner
+        db 'y'
+        %endif
+        %ifnctx outer
+        db 'z'
+        %endif
+        %ifctx foo inner
+        db 'w'
+        %endif
+        %repl renamed
+        %ifctx renamed
+        db 'r'
+        %endif
+        %$here: db $ - %$here
+        %pop
+        %pop outer
+        %ifctx outer
+        db 'q'
+        %endif
+        %macro cc 1
+        %defstr P %+1
+        %defstr N %-1
+        db P, '/', N, ' '
+        %endmacro
+        cc e
+        cc nz
+        cc a
+        cc ge
+        cc po
+        cc nae
+        cc c
+        cc pe
+        cc nle
+        cc E
+        """,
     "shift counts": """
         dd 1 << 200
         dq 1 << -1

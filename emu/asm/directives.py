@@ -13,7 +13,7 @@ from .lexer import Cursor, Loc, clip, tokenize
 from .macros import strip_comment
 
 NOT_SUPPORTED = frozenset((
-    "deftok", "defalias", "undefalias", "iassign", "push", "pop", "repl",
+    "deftok", "defalias", "undefalias", "iassign",
     "local", "arg", "stacksize", "line", "pragma", "use", "clear",
     "depend", "warning", "while", "endwhile", "exitwhile",
     "pathsearch", "null", "aliases"))

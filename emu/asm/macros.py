@@ -96,7 +96,16 @@ def scan(text: str):
             elif text[j].isdigit():
                 while j < n and text[j].isdigit():
                     j += 1
-            elif text[j] in "+?$!-[":
+            elif text[j] in "+-" and j + 1 < n and text[j + 1].isdigit():
+                j += 1                          # %+1, %-1: a parameter as a condition
+                while j < n and text[j].isdigit():
+                    j += 1
+            elif text[j] == "$":                # %$name, %$$name: a context's own
+                while j < n and text[j] == "$":
+                    j += 1
+                while j < n and text[j] in _ID_CHARS:
+                    j += 1
+            elif text[j] in "+?!-[":
                 j += 1
             else:
                 yield i, i + 1, "other"
@@ -274,6 +283,23 @@ def split_args(text: str, maxsplit: int = -1) -> list[str]:
     return out
 
 
+# x86's conditions and their opposites (NASM's %-1 turns one into the other).
+_OPPOSITE = {"a": "na", "ae": "nae", "b": "nb", "be": "nbe", "c": "nc", "e": "ne",
+             "g": "ng", "ge": "nge", "l": "nl", "le": "nle", "o": "no", "p": "np",
+             "s": "ns", "z": "nz", "pe": "po"}
+_OPPOSITE.update({v: k for k, v in list(_OPPOSITE.items())})
+
+
+def condition(args: list[str], n: int, opposite: bool, loc: Loc, col: int) -> str:
+    """``%+N`` (``%-N``: ``opposite``): parameter N as a condition code
+    (its opposite), in lower case, as NASM writes it."""
+    cc = args[n - 1].strip().lower() if 0 < n <= len(args) else ""
+    if cc not in _OPPOSITE:
+        raise loc.error(f"'%{'-' if opposite else '+'}{n}' needs a condition code "
+                        f"(e, ne, a, be ...), not '{clip(cc)}'", col)
+    return _OPPOSITE[cc] if opposite else cc
+
+
 def expand_body_line(text: str, args: list[str], count: int, unique: int,
                      loc: Loc) -> str:
     """One line of a macro body with ``%N``, ``%{N}``, ``%0`` and ``%%name``
@@ -291,9 +317,13 @@ def expand_body_line(text: str, args: list[str], count: int, unique: int,
         elif piece[1:].isdigit() or (piece.startswith("%{") and piece[2:-1].isdigit()):
             n = int(piece[1:] if piece[1] != "{" else piece[2:-1])
             out.append(str(count) if n == 0 else args[n - 1] if n <= len(args) else "")
+        elif piece[1] in "+-" and piece[2:].isdigit():
+            out.append(condition(args, int(piece[2:]), piece[1] == "-", loc, start + 1))
+        elif piece.startswith("%$"):
+            out.append(piece)                   # (the context stack's: read with the line)
         else:
             raise loc.error(f"'{clip(piece)}' is not supported in macros "
-                            "(parameters are %1 .. %N, %0 and %%label)", start + 1)
+                            "(parameters are %1 .. %N, %+N, %-N, %0 and %%label)", start + 1)
         if len(out) % 64 == 0 and sum(map(len, out)) > MAX_LINE:
             break
     result = "".join(out)

@@ -69,7 +69,7 @@ Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> 
 
 TOKEN_TESTS = ("id", "num", "str", "token", "empty")
 CONDITIONS = ("", "def", "ndef", "idn", "idni", "nidn", "nidni", *TOKEN_TESTS,
-              *(f"n{t}" for t in TOKEN_TESTS), "macro", "nmacro")
+              *(f"n{t}" for t in TOKEN_TESTS), "macro", "nmacro", "ctx", "nctx")
 CONDITIONALS = frozenset((*(f"{w}{c}" for w in ("if", "elif") for c in CONDITIONS), "else",
                           "endif"))
 
@@ -135,6 +135,7 @@ class Preprocessor:
         self.reps = 0           # %rep blocks being expanded (for %exitrep)
         self.in_macros = 0      # macro expansions under way (for %exitmacro)
         self.rows: list[Row] | None = [] if listing else None
+        self.contexts: list[tuple[str, int]] = []   # %push's stack: (name, its number)
 
     def run(self, text: str, display: str, chain: Chain) -> Iterator[Loc]:
         """The lines of ``text``, the file named ``display``; ``chain`` lists
@@ -163,6 +164,8 @@ class Preprocessor:
                 continue
             if conds and not all(c.taking for c in conds):
                 continue
+            if "%$" in loc.text:                # (the context stack as it is now)
+                loc = self._in_context(loc)
             if word is None:
                 yield from self._line(loc, chain, depth)
             elif word in ("macro", "imacro"):
@@ -239,12 +242,20 @@ class Preprocessor:
 
     def _condition(self, kind: str, word: str, col: int, loc: Loc) -> bool:
         """The value of %if/%ifdef/%ifndef (``kind``), written ``%word``."""
+        if "%$" in loc.text:
+            loc = self._in_context(loc)
         rest, rest_col = after_word(loc.text, col, word)
         if kind == "if":
             return self._value(loc, rest_col, f"%{word}") != 0
         if kind.endswith(("idn", "idni")):
             a, b = two_texts(self.defines.expand(strip_comment(rest), loc), rest_col, loc, word)
             return same_text(a, b, kind.endswith("i")) != kind.startswith("ifn")
+        if kind.endswith("ctx"):
+            names = strip_comment(rest).split()
+            if not names or not all(is_name(n) for n in names):
+                raise loc.error(f"%{word} needs context names", rest_col)
+            top = self.contexts[-1][0] if self.contexts else None
+            return (top in names) != (kind == "ifnctx")
         if kind.endswith("macro"):
             return self._is_macro(strip_comment(rest), rest_col, loc, word) != (
                 kind == "ifnmacro")
@@ -256,6 +267,51 @@ class Preprocessor:
         if not name or not is_name(name):
             raise loc.error(f"%{word} needs one macro name", rest_col)
         return self.defines.defined(name) == (kind == "ifdef")
+
+    # --- the context stack -------------------------------------------------------
+    def _in_context(self, loc: Loc) -> Loc:
+        """The line with each ``%$name`` made the name local to the context
+        on top of the stack (``%$$name``: the one under it, and so on)."""
+        out, pos = [], 0
+        text = loc.text
+        for start, end, kind in scan(text):
+            piece = text[start:end]
+            if kind != "macro-ref" or not piece.startswith("%$"):
+                continue
+            name = piece.lstrip("%$")
+            depth = len(piece) - len(name) - 1
+            if not name:
+                raise loc.error(f"'{clip(piece)}' needs a name after it", start + 1)
+            if depth > len(self.contexts):
+                raise loc.error(f"'{clip(piece)}': " + ("the context stack is empty (%push "
+                                "makes one)" if not self.contexts else
+                                f"the context stack is only {len(self.contexts)} deep"),
+                                start + 1)
+            out += [text[pos:start], f"..@{self.contexts[-depth][1]}.{name}"]
+            pos = end
+        return replace(loc, text="".join(out) + text[pos:]) if out else loc
+
+    def _context_line(self, word: str, rest: str, col: int, loc: Loc) -> None:
+        """``%push NAME``, ``%pop [NAME]``, ``%repl NAME``."""
+        names = strip_comment(rest).split()
+        if len(names) > 1 or (names and not is_name(names[0])):
+            raise loc.error(f"%{word} takes one context name", col)
+        name = names[0] if names else None
+        if word == "push":
+            self.unique += 1
+            self.contexts.append((name or "", self.unique))
+            return
+        if not self.contexts:
+            raise loc.error(f"%{word}: the context stack is empty", col)
+        top = self.contexts[-1][0]
+        if word == "repl":
+            if name is None:
+                raise loc.error("%repl needs the context's new name", col)
+            self.contexts[-1] = (name, self.contexts[-1][1])
+        elif name is not None and name != top:
+            raise loc.error(f"%pop {name}: the context on top is '{clip(top)}'", col)
+        else:
+            self.contexts.pop()
 
     def _macros_named(self, text: str, col: int, loc: Loc, word: str,
                       ) -> tuple[str, tuple[int, int | None, bool] | None]:
@@ -313,6 +369,8 @@ class Preprocessor:
             after = rest_col + len(rest) - len(rest.lstrip()) + len(name)
             value = self._value(loc, after, "%assign")
             self.defines.define(name, str(signed64(value)))
+        elif word in ("push", "pop", "repl"):
+            self._context_line(word, rest, rest_col, loc)
         elif word in ("unmacro", "unimacro"):
             self._unmacro(strip_comment(rest), rest_col, loc, word)
         elif word in ("error", "fatal"):
@@ -334,8 +392,8 @@ class Preprocessor:
         elif word.startswith(("if", "elif")):
             raise loc.error(f"'%{clip(word)}' is not supported (the conditionals are %if, "
                             "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, "
-                            "%ifempty and %ifmacro, each with its %ifn form, their %elif "
-                            "forms, %else and %endif)", col)
+                            "%ifempty, %ifmacro and %ifctx, each with its %ifn form, their "
+                            "%elif forms, %else and %endif)", col)
         elif word in NOT_SUPPORTED:
             raise loc.error(f"'%{word}' is not supported (see the language reference, "
                             "docs/language.md)", col)
