@@ -242,7 +242,8 @@ class MacroProgram:
     """A random program of the preprocessor's: multi-line macros with every
     kind of parameter list (defaults, ``N-*``, greedy ``N+``), ``%0``,
     ``%N``, ``%{N}``, ``%%`` labels, ``%rotate``, single-line macros with parameters,
-    ``%rep`` with ``%assign``, ``%ifdef``/``%elifdef``, ``%undef``."""
+    ``%rep`` with ``%assign``, ``%ifdef``/``%elifdef``, ``%undef``, the
+    context stack (``%push``, ``%$name``, ``%$$name``, ``%ifctx``, ``%pop``)."""
 
     def __init__(self, rng: random.Random):
         self.rng = rng
@@ -328,6 +329,12 @@ class MacroProgram:
         if k == 8 and self.smacros:
             name, _ = self.smacros.pop(r.randrange(len(self.smacros)))
             return f"%undef {name}\n%ifndef {name}\ndb 4\n%endif"
+        if k == 9 and r.random() < 0.5:
+            ctx, other = f"c{self.n}", r.choice(["x", f"c{self.n}"])
+            inner = (f"%push {other}\n%define %$v {self.value()}\ndb %$v, %$$v\n"
+                     f"%ifctx {ctx}\ndb 5\n%endif\n%pop\n") if r.random() < 0.5 else ""
+            return (f"%push {ctx}\n%assign %$v {self.value()}\n%$l: db %$v\n{inner}"
+                    f"%ifnctx {other}\ndb 6\n%endif\ndb $ - %$l\n%pop {ctx}")
         return f"db {self.value()}"
 
     def text(self, statements: int) -> str:
