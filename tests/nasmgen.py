@@ -504,6 +504,21 @@ def _our_meaning(mem) -> tuple:
     return tuple(sorted(regs.items())), mem.disp & 0xFFFFFFFF
 
 
+def _our_code(source: str, text: str, counts: collections.Counter,
+              reports: list[str]) -> bytes | None:
+    """The bytes of one line NASM took (``source`` holds it), or None: the
+    refusal counted as documented, or reported."""
+    try:
+        return assemble(source).segments[0][1]
+    except AsmError as e:
+        if any(m in str(e) for m in STRICTER_ADDRESSES):
+            counts["stricter here (documented)"] += 1
+        else:
+            counts["refused here"] += 1
+            reports.append(f"NASM assembles, emu refuses: {text}: {e}")
+        return None
+
+
 def compare_addresses(seed: int, lines: int) -> tuple[collections.Counter, list[str]]:
     """``lea`` of random memory operands: the address NASM encodes (read
     back by ndisasm) against the one this assembler encodes, for every
@@ -524,14 +539,8 @@ def compare_addresses(seed: int, lines: int) -> tuple[collections.Counter, list[
     counts["NASM refuses or warns"] = len(texts) - len(kept)
     assert len(listing) == len(kept)
     for text, line in zip(kept, listing, strict=True):
-        try:
-            code = assemble(f"_start: {text}").segments[0][1]
-        except AsmError as e:
-            if any(m in str(e) for m in STRICTER_ADDRESSES):
-                counts["stricter here (documented)"] += 1
-                continue
-            counts["refused here"] += 1
-            reports.append(f"NASM assembles, emu refuses: {text}: {e}")
+        code = _our_code(f"_start: {text}", text, counts, reports)
+        if code is None:
             continue
         mine = _our_meaning(isa.decode(code.__getitem__, 0).args[1])
         theirs = _meaning(line.split(None, 2)[2])
@@ -660,14 +669,8 @@ def compare_instructions(seed: int, lines: int) -> tuple[collections.Counter, li
     for i, text in enumerate(kept):
         theirs_text = " ; ".join(t for off, t in sorted(at.items())
                                  if bounds[i] <= off < bounds[i + 1])
-        try:
-            code = assemble(f"here:\n_start: {text}").segments[0][1]
-        except AsmError as e:
-            if any(m in str(e) for m in STRICTER_ADDRESSES):
-                counts["stricter here (documented)"] += 1
-                continue
-            counts["refused here"] += 1
-            reports.append(f"NASM assembles, emu refuses: {text}: {e}")
+        code = _our_code(f"here:\n_start: {text}", text, counts, reports)
+        if code is None:
             continue
         d = isa.decode(code.__getitem__, 0)
         mine, theirs = _ours(d, isa), _theirs(theirs_text, d.insn)
