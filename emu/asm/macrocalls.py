@@ -1,0 +1,224 @@
+"""Multi-line macros and the context stack, for the preprocessor
+(``Preprocessor`` takes this mixin): defining a macro, recognising a call,
+expanding it -- its lines take the call's parameters as they are read, so
+``%rotate`` reaches the lines after it --, ``%ifmacro``/``%unmacro``, and
+NASM's context stack (``%push``, ``%pop``, ``%repl``, ``%$name``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from .directives import after_word, is_name, param_count
+from .expr import signed64
+from .lexer import Loc, clip
+from .macros import Macro, expand_body_line, scan, split_args, strip_comment
+
+MAX_MACRO_DEPTH = 64        # macro calls and %rep blocks inside each other
+Chain = tuple[tuple[str, str], ...]   # (real path, name) of a file and those including it
+
+
+class ExitMacro(Exception):
+    """%exitmacro: leave the innermost macro's expansion."""
+
+
+
+@dataclass
+class _Call:
+    """A macro call being expanded: its parameters (``%rotate`` turns them),
+    how many, and the number that makes its ``%%`` labels its own."""
+
+    args: list[str]
+    count: int
+    unique: int
+
+
+def read_body_line(loc: Loc) -> Loc:
+    """A line of a macro's body with the parameters its call has now."""
+    call = loc.call
+    assert isinstance(call, _Call)
+    return replace(loc, text=expand_body_line(loc.text, call.args, call.count, call.unique,
+                                              loc), call=None)
+
+
+
+def context_of(what: str, at: Loc) -> tuple[str, ...]:
+    return (f"{what} at {at.file}:{at.line}", *at.context)
+
+
+
+class MacroCalls:
+    """The preprocessor's macros and contexts (a part of ``Preprocessor``)."""
+
+    # --- the context stack -------------------------------------------------------
+    def _in_context(self, loc: Loc) -> Loc:
+        """The line with each ``%$name`` made the name local to the context
+        on top of the stack (``%$$name``: the one under it, and so on)."""
+        out, pos = [], 0
+        text = loc.text
+        for start, end, kind in scan(text):
+            piece = text[start:end]
+            if kind != "macro-ref" or not piece.startswith("%$"):
+                continue
+            name = piece.lstrip("%$")
+            depth = len(piece) - len(name) - 1
+            if not name:
+                raise loc.error(f"'{clip(piece)}' needs a name after it", start + 1)
+            if depth > len(self.contexts):
+                raise loc.error(f"'{clip(piece)}': " + ("the context stack is empty (%push "
+                                "makes one)" if not self.contexts else
+                                f"the context stack is only {len(self.contexts)} deep"),
+                                start + 1)
+            out += [text[pos:start], f"..@{self.contexts[-depth][1]}.{name}"]
+            pos = end
+        return replace(loc, text="".join(out) + text[pos:]) if out else loc
+
+    def _context_line(self, word: str, rest: str, col: int, loc: Loc) -> None:
+        """``%push NAME``, ``%pop [NAME]``, ``%repl NAME``."""
+        names = strip_comment(rest).split()
+        if len(names) > 1 or (names and not is_name(names[0])):
+            raise loc.error(f"%{word} takes one context name", col)
+        name = names[0] if names else None
+        if word == "push":
+            self.unique += 1
+            self.contexts.append((name or "", self.unique))
+            return
+        if not self.contexts:
+            raise loc.error(f"%{word}: the context stack is empty", col)
+        top = self.contexts[-1][0]
+        if word == "repl":
+            if name is None:
+                raise loc.error("%repl needs the context's new name", col)
+            self.contexts[-1] = (name, self.contexts[-1][1])
+        elif name is not None and name != top:
+            raise loc.error(f"%pop {name}: the context on top is '{clip(top)}'", col)
+        else:
+            self.contexts.pop()
+
+    def _macros_named(self, text: str, col: int, loc: Loc, word: str,
+                      ) -> tuple[str, tuple[int, int | None, bool] | None]:
+        """The name and the parameter count (None: none given) of
+        ``%ifmacro NAME [COUNT]`` and ``%unmacro NAME COUNT``."""
+        parts = text.split()
+        if not parts or not is_name(parts[0]) or len(parts) > 2:
+            what = "and a parameter count" if "unmacro" in word else \
+                "(and a parameter count, or none)"
+            raise loc.error(f"%{word} needs a macro name {what}", col)
+        return parts[0], (param_count(parts[1], loc, col) if len(parts) > 1 else None)
+
+    def _is_macro(self, text: str, col: int, loc: Loc, word: str) -> bool:
+        """``%ifmacro NAME [N | N-M | N-*]``: a multi-line macro NAME (of
+        %macro, or of %imacro in any case) whose parameter count (a greedy
+        ``N+`` counting as N, as NASM has it) meets that range (any count
+        without one) is defined."""
+        name, count = self._macros_named(text, col, loc, word)
+        lo, hi = (0, None) if count is None else count[:2]
+        for m in self.macros.get(name, []) + self.imacros.get(name.lower(), []):
+            if (hi is None or m.lo <= hi) and (m.hi is None or m.hi >= lo):   # (N+: N, here)
+                return True
+        return False
+
+    def _unmacro(self, text: str, col: int, loc: Loc, word: str) -> None:
+        """``%unmacro NAME COUNT``: the macro of that name and exactly that
+        parameter count is no more."""
+        name, count = self._macros_named(text, col, loc, word)
+        if count is None:
+            raise loc.error(f"%{word} needs a macro name and a parameter count", col)
+        table = self.macros if word == "unmacro" else self.imacros
+        key = name if word == "unmacro" else name.lower()
+        left = [m for m in table.get(key, []) if (m.lo, m.hi, m.greedy) != count]
+        if left:
+            table[key] = left
+        else:
+            table.pop(key, None)
+
+    def _rotate(self, loc: Loc, col: int, call: object) -> None:
+        """``%rotate N``: the parameters of the macro call this line belongs
+        to turn N places to the left (right for a negative N): %1 is then
+        what %(N+1) was."""
+        _, rest_col = after_word(loc.text, col, "rotate")
+        if not isinstance(call, _Call):
+            raise loc.error("%rotate outside a macro", col)
+        n = signed64(self._value(loc, rest_col, "a %rotate count"))
+        if not call.args:
+            raise loc.error("%rotate in a macro called without parameters", col)
+        n %= len(call.args)
+        call.args[:] = call.args[n:] + call.args[:n]
+
+    # --- %macro ------------------------------------------------------------------
+    def _define_macro(self, loc: Loc, col: int, word: str, it: Iterator[Loc],
+                      depth: int) -> None:
+        rest, rest_col = after_word(loc.text, col, word)
+        parts = strip_comment(rest).split(None, 2)
+        if not parts or not is_name(parts[0]):
+            raise loc.error(f"%{word} needs a name", rest_col)
+        name = parts[0]
+        lo, hi, greedy = param_count(parts[1] if len(parts) > 1 else "0", loc, rest_col)
+        defaults = tuple(split_args(parts[2])) if len(parts) > 2 else ()
+        body = self._collect(it, loc, depth, ("macro", "imacro"), "endmacro")
+        # (a macro defined by a macro's lines: %1 ... in its body are its own
+        # call's, as in NASM, not the outer call's)
+        body = tuple(replace(b, call=None) if b.call is not None else b for b in body)
+        macro = Macro(name, lo, hi, greedy, defaults, body, loc)
+        table = self.macros if word == "macro" else self.imacros
+        key = name if word == "macro" else name.lower()
+        table[key] = [m for m in table.get(key, []) if (m.lo, m.hi) != (lo, hi)] + [macro]
+
+    def _macro_call(self, text: str) -> tuple[int, str, int, str] | None:
+        """(end of a ``label:`` before it or 0, name, column, argument text)
+        when ``text`` calls a multi-line macro."""
+        if not self.macros and not self.imacros:
+            return None
+        pieces = scan(text)
+        label_end = 0
+        for start, end, kind in pieces:
+            if kind == "other" and text[start] in " \t":
+                continue
+            if kind != "id":
+                return None
+            name = text[start:end]
+            if name in self.macros or name.lower() in self.imacros:
+                return label_end, name, start + 1, text[end:]
+            if label_end or end >= len(text) or text[end] != ":":
+                return None
+            label_end = end + 1
+            next(pieces)                        # the ':'
+        return None
+
+    def _expand(self, call: Loc, name: str, col: int, args_text: str, chain: Chain,
+                depth: int) -> Iterator[Loc]:
+        candidates = self.macros.get(name, []) + self.imacros.get(name.lower(), [])
+        args = split_args(args_text)
+        macro = next((m for m in candidates if m.takes(len(args))), None)
+        if macro is None:
+            shapes = " or ".join(m.shape() for m in candidates)
+            raise call.error(f"macro '{clip(name)}' takes {shapes} parameters, not "
+                             f"{len(args)}", col)
+        if depth >= MAX_MACRO_DEPTH:
+            raise call.error(f"macros nested too deeply (limit {MAX_MACRO_DEPTH}): does "
+                             f"'{clip(name)}' call itself without end?", col)
+        if macro.greedy:
+            keep = max(macro.lo, macro.hi or macro.lo)
+            if len(args) > keep and keep > 0:
+                args = split_args(args_text, keep - 1)
+        count = len(args)
+        top = macro.hi if macro.hi is not None else count
+        if count < top and macro.defaults:
+            extra = macro.defaults[max(count - macro.lo, 0):top - macro.lo]
+            args = [*args, *extra]
+            count = len(args)
+        self.unique += 1
+        state = _Call(list(args), count, self.unique)
+        context = context_of(f"macro '{name}' called", call)
+        # Its lines take their parameters when they are read (``_block``), so
+        # that a %rotate is seen by the lines after it, in a %rep too.
+        lines = (replace(b, context=context, call=state) for b in macro.body)
+        self.in_macros += 1
+        try:
+            yield from self._block(lines, chain, depth + 1)
+        except ExitMacro:
+            pass
+        finally:
+            self.in_macros -= 1
+
