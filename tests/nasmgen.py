@@ -222,7 +222,9 @@ class Program:
             head = [f"absolute {r.choice(['$', hex(r.randrange(0x10000)), '$ + 16'])}"]
         else:
             head = [f"struc {name}"]
-        body = [f".f{i}: res{r.choice('bwdq')} {r.randrange(1, 6)}" for i in range(r.randint(1, 3))]
+        fields = [(f".f{i}", r.choice("bwdq"), r.randrange(1, 6))
+                  for i in range(r.randint(1, 3))]
+        body = [f"{field}: res{unit} {count}" for field, unit, count in fields]
         at = r.randrange(len(body) + 1)
         body.insert(at, f"{name}_here equ $ - $$ + 0")
         tail = ["endstruc"] if head[0].startswith("struc") else []
@@ -230,6 +232,16 @@ class Program:
         self.labels = []
         back = f"section {self.section}"
         use = f"dd {name}_here" + (f", {name}_size" if tail else "")
+        if tail and self.section != ".bss" and r.random() < 0.7:
+            # an instance: some fields, in order, each with data that fits it
+            use += f"\n{name}_i: istruc {name}"
+            for field, unit, count in fields:
+                if r.random() < 0.6:
+                    width = {"b": 1, "w": 2, "d": 4, "q": 8}[unit]
+                    items = ", ".join(str(r.randrange(1 << (8 * min(width, 4))))
+                                      for _ in range(r.randint(1, count)))
+                    use += f"\nat {name}{field}, d{unit} {items}"
+            use += f"\niend\ndd {name}_i, $ - {name}_i"
         return "\n".join(head + body + tail + [back, use])
 
     def text(self, statements: int) -> str:
