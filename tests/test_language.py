@@ -85,6 +85,16 @@ ERRORS = [
     ("db %$x", "'%$x': the context stack is empty (%push makes one)", 1, 4),
     ("%push a\ndb %$$x", "'%$$x': the context stack is only 1 deep", 2, 4),
     ("%ifctx\n%endif", "%ifctx needs context names", 1, 7),
+    ("%arg a:dword", "%arg needs '%stacksize flat' before it (NASM's offsets without it "
+     "depend on its passes)", 1, 5),
+    ("%stacksize small", "%stacksize small is not supported (only flat: the machine runs "
+     "32-bit code)", 1, 11),
+    ("%stacksize flat\n%arg a", "%arg takes NAME:SIZE items, SIZE one of byte, word, "
+     "dword, qword (not 'a')", 2, 5),
+    ("%stacksize flat\n%local x:dword", "%local needs a context (%push) for its "
+     "%$localsize", 2, 7),
+    ("%stacksize flat\n%push f\n%local x:dword", "%local adds to %$localsize: write "
+     "'%assign %$localsize 0' first", 3, 7),
     # --- the preprocessor ---
     ("%if 1\ndb 1", "%if without %endif", 1, 1),
     ("%endif", "%endif without %if", 1, 1),

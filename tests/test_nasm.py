@@ -505,6 +505,33 @@ DATA = {
         cc nle
         cc E
         """,
+    "stack frame": """
+        %push f
+        %stacksize flat
+        %arg a:dword, b:word, c:byte, d:qword
+        %assign %$localsize 0
+        %local x:dword, y:word, z:byte, w:qword
+        %defstr A a
+        %defstr B b
+        %defstr C c
+        %defstr D d
+        %defstr X x
+        %defstr Y y
+        %defstr Z z
+        %defstr W w
+        %defstr LS %$localsize
+        db A, B, C, D, X, Y, Z, W, LS
+        %pop
+        %push g
+        %arg e:dword
+        %assign %$localsize 4
+        %local v:dword
+        %defstr E e
+        %defstr V v
+        %defstr LS %$localsize
+        db E, V, LS
+        %pop
+        """,
     "shift counts": """
         dd 1 << 200
         dq 1 << -1

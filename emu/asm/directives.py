@@ -14,7 +14,7 @@ from .macros import strip_comment
 
 NOT_SUPPORTED = frozenset((
     "deftok", "defalias", "undefalias", "iassign",
-    "local", "arg", "stacksize", "line", "pragma", "use", "clear",
+    "line", "pragma", "use", "clear",
     "depend", "warning", "while", "endwhile", "exitwhile",
     "pathsearch", "null", "aliases"))
 # A token of %ifidn's texts: a string, a word or number, one other character

@@ -48,6 +48,9 @@ def context_of(what: str, at: Loc) -> tuple[str, ...]:
 
 
 
+_SLOT = {"byte": 4, "word": 4, "dword": 4, "qword": 8}   # %arg/%local: bytes each takes
+
+
 class MacroCalls:
     """The preprocessor's macros and contexts (a part of ``Preprocessor``)."""
 
@@ -95,6 +98,44 @@ class MacroCalls:
             raise loc.error(f"%pop {name}: the context on top is '{clip(top)}'", col)
         else:
             self.contexts.pop()
+
+    # --- %stacksize, %arg, %local ------------------------------------------------------
+    def _frame_line(self, word: str, rest: str, col: int, loc: Loc) -> None:
+        """NASM's names for a stack frame's places: ``%stacksize flat``
+        starts one (arguments from ebp+8, locals below ebp); ``%arg a:dword,
+        b:word`` makes ``a`` the text ``(ebp+8)``, ``b`` ``(ebp+12)`` -- each
+        item in a slot of 4 bytes, or 8 --; ``%local x:dword`` makes ``x``
+        ``(ebp-4)`` and adds its slot to the context's ``%$localsize``."""
+        text = strip_comment(rest).strip()
+        if word == "stacksize":
+            if text != "flat":
+                raise loc.error(f"%stacksize {clip(text) or '(nothing)'} is not supported "
+                                "(only flat: the machine runs 32-bit code)", col)
+            self.frame = [8, 0]
+            return
+        if self.frame is None:
+            raise loc.error(f"%{word} needs '%stacksize flat' before it (NASM's offsets "
+                            "without it depend on its passes)", col)
+        for item in (t.strip() for t in text.split(",")):
+            name, _, kind = item.partition(":")
+            size = _SLOT.get(kind.strip().lower())
+            if not is_name(name.strip()) or size is None:
+                raise loc.error(f"%{word} takes NAME:SIZE items, SIZE one of byte, word, "
+                                f"dword, qword (not '{clip(item)}')", col)
+            if word == "arg":
+                self.defines.define(name.strip(), f"(ebp+{self.frame[0]})")
+                self.frame[0] += size
+                continue
+            if not self.contexts:
+                raise loc.error("%local needs a context (%push) for its %$localsize", col)
+            key = f"..@{self.contexts[-1][1]}.localsize"
+            if self.defines.get(key) is None:
+                raise loc.error("%local adds to %$localsize: write '%assign %$localsize 0' "
+                                "first", col)
+            self.frame[1] += size
+            self.defines.define(name.strip(), f"(ebp-{self.frame[1]})")
+            # (as NASM does it: %assign %$localsize %$localsize+SIZE)
+            self._directive_line("assign", 1, replace(loc, text=f"%assign {key} {key}+{size}"))
 
     def _macros_named(self, text: str, col: int, loc: Loc, word: str,
                       ) -> tuple[str, tuple[int, int | None, bool] | None]:

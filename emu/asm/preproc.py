@@ -114,6 +114,7 @@ class Preprocessor(MacroCalls):
         self.in_macros = 0      # macro expansions under way (for %exitmacro)
         self.rows: list[Row] | None = [] if listing else None
         self.contexts: list[tuple[str, int]] = []   # %push's stack: (name, its number)
+        self.frame: list[int] | None = None  # %stacksize flat's next %arg and %local offsets
 
     def run(self, text: str, display: str, chain: Chain) -> Iterator[Loc]:
         """The lines of ``text``, the file named ``display``; ``chain`` lists
@@ -267,6 +268,8 @@ class Preprocessor(MacroCalls):
             self.defines.define(name, str(signed64(value)))
         elif word in ("push", "pop", "repl"):
             self._context_line(word, rest, rest_col, loc)
+        elif word in ("stacksize", "arg", "local"):
+            self._frame_line(word, rest, rest_col, loc)
         elif word in ("unmacro", "unimacro"):
             self._unmacro(strip_comment(rest), rest_col, loc, word)
         elif word in ("error", "fatal"):

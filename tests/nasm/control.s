@@ -3,9 +3,11 @@
 ; Written as for NASM (nasm -f bin control.s).  `if`/`else`/`endif` keep
 ; their labels on NASM's context stack (%push, %repl, %pop, %$label,
 ; %ifctx) and branch on the opposite of their condition (j%-1);
-; `multipush`/`multipop` walk their parameters with %rotate.  The program
-; classifies a few numbers, nests an if inside another, and checks that
-; the registers a multipush/multipop pair saves come back.
+; `multipush`/`multipop` walk their parameters with %rotate; `sum3`
+; names its arguments and its local with %arg and %local.  The program
+; classifies a few numbers, nests an if inside another, checks that the
+; registers a multipush/multipop pair saves come back, and adds three
+; numbers in a function with a stack frame.
 bits 32
 org 0x1000
 
@@ -100,8 +102,37 @@ _start:
             endif
         endif
         putc 10
+        push 30
+        push 2
+        push 10
+        call sum3
+        add esp, 12
+        cmp eax, 42
+        if e
+            putc '='
+        endif
+        putc 10
         mov eax, 0
         out 0xF4, eax
+
+; sum3(a, b, c): a + b + c, through a local
+sum3:
+%push sum3
+%stacksize flat
+%arg a:dword, b:dword, c:dword
+%assign %$localsize 0
+%local t:dword, u:dword
+        enter %$localsize, 0
+        mov eax, [a]
+        add eax, [b]
+        mov [t], eax
+        mov eax, [c]
+        mov [u], eax
+        mov eax, [t]
+        add eax, [u]
+        leave
+        ret
+%pop
 
 section .data
 numbers: dd 3, 42, 7, 250, 10, 101, -1
