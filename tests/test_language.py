@@ -76,7 +76,7 @@ ERRORS = [
      "docs/language.md)", 1, 1),
     ("repe nop", "expected movsd, stosd, movsb, stosb, scasb, scasd, cmpsb or cmpsd after "
      "'repe', found 'nop'", 1, 6),
-    ("%macro m 1\n%+\n%endmacro\nm 1", "'%+' is not supported in macros (parameters are "
+    ("%macro m 1\n%?\n%endmacro\nm 1", "'%?' is not supported in macros (parameters are "
      "%1 .. %N, %+N, %-N, %0 and %%label) (in macro 'm' called at t.s:4)", 2, 1),
     ("%macro m 1\nj%-1 $\n%endmacro\nm eax", "'%-1' needs a condition code (e, ne, a, "
      "be ...), not 'eax' (in macro 'm' called at t.s:4)", 2, 2),

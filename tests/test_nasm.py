@@ -532,6 +532,23 @@ DATA = {
         db E, V, LS
         %pop
         """,
+    "pasting": """
+        %define AB 5
+        %define X A %+ B
+        db X
+        %define CAT(a, b) a %+ b
+        db CAT(A, B)
+        %define pre lab
+        pre %+ el: db 7
+        db labe %+ l - $$
+        %macro m 1
+        %1 %+ _x: db 9
+        %1_y: db 10
+        %endmacro
+        m foo
+        dd foo_x, foo_y
+        db 1 %+ 2
+        """,
     "shift counts": """
         dd 1 << 200
         dq 1 << -1

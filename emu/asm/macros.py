@@ -283,6 +283,25 @@ def split_args(text: str, maxsplit: int = -1) -> list[str]:
     return out
 
 
+def pasted(text: str) -> str:
+    """``text`` with NASM's ``%+`` done: the tokens on either side of it
+    joined, the blanks around it gone (``lab %+ el`` is ``label``)."""
+    out: list[str] = []
+    joining = False
+    for start, end, kind in scan(text):
+        piece = text[start:end]
+        if kind == "macro-ref" and piece == "%+":
+            while out and out[-1] in (" ", "\t"):
+                out.pop()
+            joining = True
+            continue
+        if joining and piece in (" ", "\t"):
+            continue
+        joining = False
+        out.append(piece)
+    return "".join(out)
+
+
 # x86's conditions and their opposites (NASM's %-1 turns one into the other).
 _OPPOSITE = {"a": "na", "ae": "nae", "b": "nb", "be": "nbe", "c": "nc", "e": "ne",
              "g": "ng", "ge": "nge", "l": "nl", "le": "nle", "o": "no", "p": "np",
@@ -319,8 +338,9 @@ def expand_body_line(text: str, args: list[str], count: int, unique: int,
             out.append(str(count) if n == 0 else args[n - 1] if n <= len(args) else "")
         elif piece[1] in "+-" and piece[2:].isdigit():
             out.append(condition(args, int(piece[2:]), piece[1] == "-", loc, start + 1))
-        elif piece.startswith("%$"):
-            out.append(piece)                   # (the context stack's: read with the line)
+        elif piece.startswith("%$") or piece == "%+":
+            out.append(piece)                   # (read with the line: the context stack's,
+            #                                      pasting)
         else:
             raise loc.error(f"'{clip(piece)}' is not supported in macros "
                             "(parameters are %1 .. %N, %+N, %-N, %0 and %%label)", start + 1)

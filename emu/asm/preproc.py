@@ -56,7 +56,7 @@ from .directives import (
 from .expr import parse_expr, signed64
 from .lexer import Cursor, Loc, clip, tokenize
 from .macrocalls import MAX_MACRO_DEPTH, Chain, ExitMacro, MacroCalls, context_of, read_body_line
-from .macros import Expander, Macro, scan, strip_comment
+from .macros import Expander, Macro, pasted, scan, strip_comment
 from .source import find_include, read_source
 
 MAX_INCLUDE_DEPTH = 16
@@ -179,6 +179,8 @@ class Preprocessor(MacroCalls):
 
     def _line(self, loc: Loc, chain: Chain, depth: int) -> Iterator[Loc]:
         text = self.defines.expand(loc.text, loc)
+        if "%+" in text:                        # NASM's pasting, then the result read again
+            text = self.defines.expand(pasted(text), loc)
         if text is not loc.text:
             loc = replace(loc, text=text)
             self._count(loc, 0, len(text))
