@@ -826,7 +826,7 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("nop\n\tmov eax, @", "undefined symbol '@'", 2, 11),
     ("mov eax, #", "unexpected character '#'", 1, 10),
     ("%frob X", "unknown preprocessor directive '%frob'", 1, 1),
-    ("%deftok X 'ab'", "'%deftok' is not supported (see the language reference, "
+    ("%clear", "'%clear' is not supported (see the language reference, "
      "docs/language.md)", 1, 1),
     ('%include 5', "expected a file name in quotes after include, found '5'", 1, 10),
     ("equ 5", "'equ' cannot be used here", 1, 1),

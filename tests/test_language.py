@@ -21,7 +21,7 @@ def error(source: str, **kw) -> AsmError:
 
 ERRORS = [
     # --- outside the subset: refused by name ---
-    ("%deftok X 'y'", "'%deftok' is not supported (see the language reference, "
+    ("%pragma foo", "'%pragma' is not supported (see the language reference, "
      "docs/language.md)", 1, 1),
     ("%frob", "unknown preprocessor directive '%frob'", 1, 1),
     ("absolute 0x100\nmov eax, 1", "only labels, resb/resw/resd/resq and alignb can "
@@ -76,8 +76,9 @@ ERRORS = [
      "docs/language.md)", 1, 1),
     ("repe nop", "expected movsd, stosd, movsb, stosb, scasb, scasd, cmpsb or cmpsd after "
      "'repe', found 'nop'", 1, 6),
-    ("%macro m 1\n%?\n%endmacro\nm 1", "'%?' is not supported in macros (parameters are "
-     "%1 .. %N, %+N, %-N, %0 and %%label) (in macro 'm' called at t.s:4)", 2, 1),
+    ("%macro m 1\n%!x\n%endmacro\nm 1", "'%!' is not supported in macros (parameters are "
+     "%1 .. %N, %+N, %-N, %0, %?, %?? and %%label) (in macro 'm' called at t.s:4)", 2, 1),
+    ("%deftok T `a\\nb`", "%deftok T: the string holds a control character", 1, 8),
     ("%macro m 1\nj%-1 $\n%endmacro\nm eax", "'%-1' needs a condition code (e, ne, a, "
      "be ...), not 'eax' (in macro 'm' called at t.s:4)", 2, 2),
     ("%push a\n%pop b", "%pop b: the context on top is 'a'", 2, 5),

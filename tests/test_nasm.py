@@ -549,6 +549,25 @@ DATA = {
         dd foo_x, foo_y
         db 1 %+ 2
         """,
+    "macro names and deftok": """
+        %imacro Show 0
+        %defstr N1 %?
+        %defstr N2 %??
+        db N1, '/', N2, ' '
+        %endmacro
+        show
+        SHOW
+        Show
+        %deftok T 'db 5'
+        T
+        %deftok U "AB"
+        %define AB 7
+        db U
+        %defstr S Hello
+        %deftok V S
+        %define Hello 9
+        db V
+        """,
     "shift counts": """
         dd 1 << 200
         dq 1 << -1

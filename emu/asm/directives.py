@@ -13,7 +13,7 @@ from .lexer import Cursor, Loc, clip, tokenize
 from .macros import strip_comment
 
 NOT_SUPPORTED = frozenset((
-    "deftok", "defalias", "undefalias", "iassign",
+    "defalias", "undefalias", "iassign",
     "line", "pragma", "use", "clear",
     "depend", "warning", "while", "endwhile", "exitwhile",
     "pathsearch", "null", "aliases"))
@@ -170,7 +170,7 @@ class PreEnv:
 # --- the string directives: %strlen, %defstr, %strcat, %substr ----------------------
 
 def string_macro(word: str, name: str, text: str, loc: Loc, col: int, constant) -> str:
-    """The body %strlen, %defstr (%idefstr), %strcat or %substr gives
+    """The body %strlen, %defstr (%idefstr), %strcat, %substr or %deftok gives
     ``name``; ``text``: what follows it, macros expanded; ``constant``: the
     equ constants above, for %substr's numbers."""
     if word.endswith("defstr"):
@@ -187,7 +187,11 @@ def string_macro(word: str, name: str, text: str, loc: Loc, col: int, constant) 
         if word != "strcat" or not cur.at_op(","):
             break
         cur.pos += 1
-    if word == "strlen":
+    if word == "deftok":
+        if any(b < 32 and b != 9 for b in strings[0]):
+            raise loc.error(f"%deftok {name}: the string holds a control character", col)
+        value = strings[0].decode("latin-1")    # its text, read as tokens
+    elif word == "strlen":
         value = str(len(strings[0]))
     elif word == "strcat":
         value = quoted(b"".join(strings))

@@ -32,6 +32,7 @@ class _Call:
     args: list[str]
     count: int
     unique: int
+    names: tuple[str, str] = ("", "")   # the macro's name as called, as defined
 
 
 def read_body_line(loc: Loc) -> Loc:
@@ -39,7 +40,7 @@ def read_body_line(loc: Loc) -> Loc:
     call = loc.call
     assert isinstance(call, _Call)
     return replace(loc, text=expand_body_line(loc.text, call.args, call.count, call.unique,
-                                              loc), call=None)
+                                              loc, call.names), call=None)
 
 
 
@@ -250,7 +251,7 @@ class MacroCalls:
             args = [*args, *extra]
             count = len(args)
         self.unique += 1
-        state = _Call(list(args), count, self.unique)
+        state = _Call(list(args), count, self.unique, (name, macro.name))
         context = context_of(f"macro '{name}' called", call)
         # Its lines take their parameters when they are read (``_block``), so
         # that a %rotate is seen by the lines after it, in a %rep too.

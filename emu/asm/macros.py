@@ -105,7 +105,9 @@ def scan(text: str):
                     j += 1
                 while j < n and text[j] in _ID_CHARS:
                     j += 1
-            elif text[j] in "+?!-[":
+            elif text[j] == "?":                # %?, %??: the macro's name
+                j += 2 if j + 1 < n and text[j + 1] == "?" else 1
+            elif text[j] in "+!-[":
                 j += 1
             else:
                 yield i, i + 1, "other"
@@ -320,9 +322,10 @@ def condition(args: list[str], n: int, opposite: bool, loc: Loc, col: int) -> st
 
 
 def expand_body_line(text: str, args: list[str], count: int, unique: int,
-                     loc: Loc) -> str:
-    """One line of a macro body with ``%N``, ``%{N}``, ``%0`` and ``%%name``
-    replaced for the call ``unique`` with ``args``."""
+                     loc: Loc, names: tuple[str, str] = ("", "")) -> str:
+    """One line of a macro body with ``%N``, ``%{N}``, ``%0``, ``%%name``,
+    ``%+N``/``%-N`` and ``%?``/``%??`` (``names``: the macro's name as
+    called and as defined) replaced for the call ``unique`` with ``args``."""
     if "%" not in text:
         return text
     out = []
@@ -338,12 +341,15 @@ def expand_body_line(text: str, args: list[str], count: int, unique: int,
             out.append(str(count) if n == 0 else args[n - 1] if n <= len(args) else "")
         elif piece[1] in "+-" and piece[2:].isdigit():
             out.append(condition(args, int(piece[2:]), piece[1] == "-", loc, start + 1))
+        elif piece in ("%?", "%??"):
+            out.append(names[len(piece) - 2])
         elif piece.startswith("%$") or piece == "%+":
             out.append(piece)                   # (read with the line: the context stack's,
             #                                      pasting)
         else:
             raise loc.error(f"'{clip(piece)}' is not supported in macros "
-                            "(parameters are %1 .. %N, %+N, %-N, %0 and %%label)", start + 1)
+                            "(parameters are %1 .. %N, %+N, %-N, %0, %?, %?? and %%label)",
+                            start + 1)
         if len(out) % 64 == 0 and sum(map(len, out)) > MAX_LINE:
             break
     result = "".join(out)

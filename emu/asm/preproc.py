@@ -256,7 +256,7 @@ class Preprocessor(MacroCalls):
             if word.endswith("xdefine"):        # the body as it expands now
                 body = self.defines.expand(body, loc)
             self.defines.define(name, body, params, fold=word.startswith("i"))
-        elif word in ("strlen", "defstr", "idefstr", "strcat", "substr"):
+        elif word in ("strlen", "defstr", "idefstr", "strcat", "substr", "deftok"):
             name, _, text = define_parts(rest, rest_col, loc, word, params=False)
             text = self.defines.expand(strip_comment(text), loc).strip()
             body = string_macro(word, name, text, loc, rest_col, self.constant)
