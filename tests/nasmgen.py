@@ -551,10 +551,17 @@ def compare_addresses(seed: int, lines: int) -> tuple[collections.Counter, list[
     counts["NASM refuses or warns"] = len(texts) - len(kept)
     assert len(listing) == len(kept)
     for text, line in zip(kept, listing, strict=True):
-        code = _our_code(f"_start: {text}", text, counts, reports)
+        code = _our_code(f"_start: {text}\nnext_: dd next_", text, counts, reports)
         if code is None:
             continue
-        mine = _our_meaning(isa.decode(code.__getitem__, 0).args[1])
+        d = isa.decode(code.__getitem__, 0)
+        if code[d.length:] != d.length.to_bytes(4, "little"):
+            # (the label after it is where pass 1 put the next line; its
+            # bytes, where the instruction's encoding ended)
+            counts["different lengths"] += 1
+            reports.append(f"laid out and encoded in different lengths: {text}")
+            continue
+        mine = _our_meaning(d.args[1])
         theirs = _meaning(line.split(None, 2)[2])
         if mine != theirs:
             counts["different addresses"] += 1
@@ -681,10 +688,16 @@ def compare_instructions(seed: int, lines: int) -> tuple[collections.Counter, li
     for i, text in enumerate(kept):
         theirs_text = " ; ".join(t for off, t in sorted(at.items())
                                  if bounds[i] <= off < bounds[i + 1])
-        code = _our_code(f"here:\n_start: {text}", text, counts, reports)
+        code = _our_code(f"here:\n_start: {text}\nnext_: dd next_", text, counts, reports)
         if code is None:
             continue
         d = isa.decode(code.__getitem__, 0)
+        if code[d.length:] != d.length.to_bytes(4, "little"):
+            # (the label after it is where pass 1 put the next line; its
+            # bytes, where the instruction's encoding ended)
+            counts["different lengths"] += 1
+            reports.append(f"laid out and encoded in different lengths: {text}")
+            continue
         mine, theirs = _ours(d, isa), _theirs(theirs_text, d.insn)
         if mine[0] == "xchg" and (mine[1:] == theirs[:0:-1] or (
                 mine == ("xchg", "eax", "eax") and theirs_text == "nop")):

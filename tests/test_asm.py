@@ -98,7 +98,11 @@ def test_esp_is_never_an_index():
     # x86 cannot encode esp as an index: unscaled it is the base, as NASM
     # assembles it; scaled (or esp+esp) NASM refuses the address, and so do we.
     assert code("mov eax, [eax+esp]") == code("mov eax, [esp+eax]")
-    assert code("mov eax, [esp*1+8]") == code("mov eax, [esp+8]")
+    # [esp*1+8] is [esp+8] (encoded as esp times 1: the length its syntax gives)
+    star, plain = (isa.decode(code(t).__getitem__, 0).args[1]
+                   for t in ("mov eax, [esp*1+8]", "mov eax, [esp+8]"))
+    assert ({star.base, star.index} - {None}, star.scale, star.disp) == (
+        {plain.base, plain.index} - {None}, plain.scale, plain.disp) == ({isa.ESP}, 1, 8)
     for bad in ("[eax+esp*2]", "[esp*4]", "[esp+esp]"):
         assert str(error(f"mov eax, {bad}")) == (
             "<input>:1:10: error: bad memory operand: esp cannot be an index register "
@@ -942,3 +946,15 @@ def test_include_dirs_may_be_pathlike(tmp_path):
     (tmp_path / "z.inc").write_text("db 3\n")
     img = assemble('%include "z.inc"', include_dirs=(tmp_path,))
     assert img.segments == ((0, b"\x03"),)
+
+
+@pytest.mark.parametrize("operand", ["[esp*1]", "[esp*1 + 4]", "[esp + eax - eax]",
+                                     "[4 + 1*esp]"])
+def test_esp_written_with_a_factor_keeps_the_length_pass_1_gave_it(operand):
+    # [esp*1] is [esp]: encoded as esp times 1 (an index), the length the
+    # layout counted -- encoded as a base, it was a byte shorter than the
+    # layout, and every label after it was one byte off.
+    code = assemble(f"_start: lea eax, {operand}\nnext_: dd next_").segments[0][1]
+    d = isa.decode(code.__getitem__, 0)
+    assert code[d.length:] == d.length.to_bytes(4, "little")
+    assert (d.args[1].base, d.args[1].index) in ((None, isa.ESP), (isa.ESP, None))

@@ -415,5 +415,8 @@ def _mem_value(op: MemOp, byte: bool, env: Env) -> isa.Mem:
         if scale != 1 or base == isa.ESP:
             raise env.loc.error(_BAD + "esp cannot be an index register (scaled, or "
                                 "added to itself): x86 has no such address", op.col)
-        base, index = isa.ESP, base
+        if base is not None:
+            base, index = isa.ESP, base
+        # (esp alone, written with a factor -- [esp*1] --, stays an index
+        # times 1: the same address, in the length pass 1 gave it)
     return isa.Mem(base, index, scale, disp, byte)
