@@ -203,7 +203,10 @@ def format_operand(kind: str, value, symbol_of=None, next_eip: int = 0) -> str:
     if m.base is not None:
         parts.append(isa.REGS32[m.base])
     if m.index is not None:
-        parts.append(isa.REGS32[m.index] + (f"*{m.scale}" if m.scale != 1 else ""))
+        # (an index with no base is written with its factor, *1 too: read
+        # back, [eax*1] is that encoding, and [eax] another)
+        parts.append(isa.REGS32[m.index] + (f"*{m.scale}" if m.scale != 1 or m.base is None
+                                            else ""))
     if m.disp or not parts:
         if parts:
             parts.append(f"- {-m.disp:#x}" if m.disp < 0 else f"+ {m.disp:#x}")

@@ -958,3 +958,6 @@ def test_esp_written_with_a_factor_keeps_the_length_pass_1_gave_it(operand):
     d = isa.decode(code.__getitem__, 0)
     assert code[d.length:] == d.length.to_bytes(4, "little")
     assert (d.args[1].base, d.args[1].index) in ((None, isa.ESP), (isa.ESP, None))
+    # written back as it was encoded: assembled again, the same bytes
+    again = assemble(f"_start: {isa.format_insn(d, 0)}").segments[0][1]
+    assert again == code[:d.length]
