@@ -39,6 +39,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from emu import isa  # noqa: E402
 from emu.asm import assemble  # noqa: E402
 from emu.errors import AsmError  # noqa: E402
 
@@ -425,9 +426,7 @@ def flat(image) -> bytes:
 def compare(seed: int, programs: int) -> tuple[collections.Counter, list[str]]:
     """Run ``programs`` random programs through NASM and this assembler:
     (counts by outcome, the reports of those that disagree)."""
-    nasm = shutil.which("nasm")
-    if nasm is None:
-        raise SystemExit("nasm is not installed (scripts/system-tools installs it)")
+    nasm, _ = _tools()
     rng = random.Random(seed)
     counts: collections.Counter = collections.Counter()
     reports = []
@@ -516,12 +515,23 @@ def _our_meaning(mem) -> tuple:
     return tuple(sorted(regs.items())), mem.disp & 0xFFFFFFFF
 
 
-def _our_code(source: str, text: str, counts: collections.Counter,
-              reports: list[str]) -> bytes | None:
-    """The bytes of one line NASM took (``source`` holds it), or None: the
-    refusal counted as documented, or reported."""
+def _tools() -> tuple[str, str]:
+    """The paths of nasm and ndisasm (scripts/system-tools installs them)."""
+    nasm, ndisasm = shutil.which("nasm"), shutil.which("ndisasm")
+    if nasm is None or ndisasm is None:
+        raise SystemExit("nasm is not installed (scripts/system-tools installs it)")
+    return nasm, ndisasm
+
+
+def _our_instruction(head: str, text: str, counts: collections.Counter,
+                     reports: list[str]):
+    """Our decoding of one line NASM took (after ``head``'s lines, at 0), or
+    None: a refusal (counted as documented, or reported), or an encoding
+    whose length is not the one its layout counted (reported: the label
+    after it is where pass 1 put the next line, its bytes where the
+    instruction's encoding ended)."""
     try:
-        return assemble(source).segments[0][1]
+        code = assemble(f"{head}_start: {text}\nnext_: dd next_").segments[0][1]
     except AsmError as e:
         if any(m in str(e) for m in STRICTER_ADDRESSES):
             counts["stricter here (documented)"] += 1
@@ -529,16 +539,19 @@ def _our_code(source: str, text: str, counts: collections.Counter,
             counts["refused here"] += 1
             reports.append(f"NASM assembles, emu refuses: {text}: {e}")
         return None
+    d = isa.decode(code.__getitem__, 0)
+    if code[d.length:] != d.length.to_bytes(4, "little"):
+        counts["different lengths"] += 1
+        reports.append(f"laid out and encoded in different lengths: {text}")
+        return None
+    return d
 
 
 def compare_addresses(seed: int, lines: int) -> tuple[collections.Counter, list[str]]:
     """``lea`` of random memory operands: the address NASM encodes (read
     back by ndisasm) against the one this assembler encodes, for every
     line NASM takes without a word."""
-    from emu import isa
-    nasm, ndisasm = shutil.which("nasm"), shutil.which("ndisasm")
-    if nasm is None or ndisasm is None:
-        raise SystemExit("nasm is not installed (scripts/system-tools installs it)")
+    nasm, ndisasm = _tools()
     rng = random.Random(seed)
     texts = [f"lea {rng.choice(REGS)}, [{address(rng)}]" for _ in range(lines)]
     counts: collections.Counter = collections.Counter()
@@ -551,15 +564,8 @@ def compare_addresses(seed: int, lines: int) -> tuple[collections.Counter, list[
     counts["NASM refuses or warns"] = len(texts) - len(kept)
     assert len(listing) == len(kept)
     for text, line in zip(kept, listing, strict=True):
-        code = _our_code(f"_start: {text}\nnext_: dd next_", text, counts, reports)
-        if code is None:
-            continue
-        d = isa.decode(code.__getitem__, 0)
-        if code[d.length:] != d.length.to_bytes(4, "little"):
-            # (the label after it is where pass 1 put the next line; its
-            # bytes, where the instruction's encoding ended)
-            counts["different lengths"] += 1
-            reports.append(f"laid out and encoded in different lengths: {text}")
+        d = _our_instruction("", text, counts, reports)
+        if d is None:
             continue
         mine = _our_meaning(d.args[1])
         theirs = _meaning(line.split(None, 2)[2])
@@ -659,10 +665,7 @@ def compare_instructions(seed: int, lines: int) -> tuple[collections.Counter, li
     (read back by ndisasm; its listing says which bytes each line made)
     against what is encoded here -- mnemonic, registers, addresses and
     immediates -- for every line NASM takes without a word."""
-    from emu import isa
-    nasm, ndisasm = shutil.which("nasm"), shutil.which("ndisasm")
-    if nasm is None or ndisasm is None:
-        raise SystemExit("nasm is not installed (scripts/system-tools installs it)")
+    nasm, ndisasm = _tools()
     rng = random.Random(seed)
     texts = [instruction(rng, isa) for _ in range(lines)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -688,15 +691,8 @@ def compare_instructions(seed: int, lines: int) -> tuple[collections.Counter, li
     for i, text in enumerate(kept):
         theirs_text = " ; ".join(t for off, t in sorted(at.items())
                                  if bounds[i] <= off < bounds[i + 1])
-        code = _our_code(f"here:\n_start: {text}\nnext_: dd next_", text, counts, reports)
-        if code is None:
-            continue
-        d = isa.decode(code.__getitem__, 0)
-        if code[d.length:] != d.length.to_bytes(4, "little"):
-            # (the label after it is where pass 1 put the next line; its
-            # bytes, where the instruction's encoding ended)
-            counts["different lengths"] += 1
-            reports.append(f"laid out and encoded in different lengths: {text}")
+        d = _our_instruction("here:\n", text, counts, reports)
+        if d is None:
             continue
         mine, theirs = _ours(d, isa), _theirs(theirs_text, d.insn)
         if mine[0] == "xchg" and (mine[1:] == theirs[:0:-1] or (

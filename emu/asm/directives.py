@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from .expr import parse_expr
 from .lexer import Cursor, Loc, clip, tokenize
-from .macros import strip_comment
+from .macros import quoted, strip_comment
 
 NOT_SUPPORTED = frozenset((
     "defalias", "undefalias", "iassign",
@@ -236,17 +236,3 @@ def _one_space(text: str) -> str:
         elif c == quote:
             quote = None
     return "".join(out)
-
-
-def quoted(value: bytes) -> str:
-    """``value`` as NASM quotes a string it makes: in single quotes when it
-    has none, else in double quotes, else in backquotes with escapes."""
-    text = value.decode("latin-1")
-    plain = all(32 <= b < 127 for b in value)
-    if plain and "'" not in text:
-        return f"'{text}'"
-    if plain and '"' not in text:
-        return f'"{text}"'
-    out = "".join(c if 32 <= ord(c) < 127 and c not in "`\\" else
-                  "\\" + c if c in "`\\" else f"\\x{ord(c):02x}" for c in text)
-    return f"`{out}`"

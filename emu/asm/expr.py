@@ -292,6 +292,8 @@ _LOGIC = {
     "||": lambda a, b: int(bool(a & MASK64) or bool(b & MASK64)),
     "^^": lambda a, b: int(bool(a & MASK64) != bool(b & MASK64)),
 }
+
+
 def _bounded(v: int, env: Env, col: int) -> int:
     """``v`` as NASM has it: a result beyond 64 bits wraps (0xffffffffffffffff
     + 1 is 0); one within them is kept as it is (2**64 - 1 and -1 are the

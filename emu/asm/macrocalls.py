@@ -23,7 +23,6 @@ class ExitMacro(Exception):
     """%exitmacro: leave the innermost macro's expansion."""
 
 
-
 @dataclass
 class _Call:
     """A macro call being expanded: its parameters (``%rotate`` turns them),
@@ -43,10 +42,8 @@ def read_body_line(loc: Loc) -> Loc:
                                               loc, call.names), call=None)
 
 
-
 def context_of(what: str, at: Loc) -> tuple[str, ...]:
     return (f"{what} at {at.file}:{at.line}", *at.context)
-
 
 
 _SLOT = {"byte": 4, "word": 4, "dword": 4, "qword": 8}   # %arg/%local: bytes each takes
@@ -167,8 +164,7 @@ class MacroCalls:
         name, count = self._macros_named(text, col, loc, word)
         if count is None:
             raise loc.error(f"%{word} needs a macro name and a parameter count", col)
-        table = self.macros if word == "unmacro" else self.imacros
-        key = name if word == "unmacro" else name.lower()
+        table, key = self._table(word, name)
         left = [m for m in table.get(key, []) if (m.lo, m.hi, m.greedy) != count]
         if left:
             table[key] = left
@@ -203,9 +199,15 @@ class MacroCalls:
         # call's, as in NASM, not the outer call's)
         body = tuple(replace(b, call=None) if b.call is not None else b for b in body)
         macro = Macro(name, lo, hi, greedy, defaults, body, loc)
-        table = self.macros if word == "macro" else self.imacros
-        key = name if word == "macro" else name.lower()
+        table, key = self._table(word, name)
         table[key] = [m for m in table.get(key, []) if (m.lo, m.hi) != (lo, hi)] + [macro]
+
+    def _table(self, word: str, name: str) -> tuple[dict[str, list[Macro]], str]:
+        """The table a macro of ``%word`` (%macro, %unmacro; %imacro,
+        %unimacro) is in, and its key there."""
+        if word.startswith(("imacro", "unimacro")):
+            return self.imacros, name.lower()
+        return self.macros, name
 
     def _macro_call(self, text: str) -> tuple[int, str, int, str] | None:
         """(end of a ``label:`` before it or 0, name, column, argument text)

@@ -217,9 +217,22 @@ def builtin(name: str, loc: Loc) -> str:
     if key == "LINE":
         return str(loc.line)
     if key == "FILE":
-        from .directives import quoted
         return quoted(loc.file.encode())
     return "32" if key == "BITS" else "bin"
+
+
+def quoted(value: bytes) -> str:
+    """``value`` as NASM quotes a string it makes: in single quotes when it
+    has none, else in double quotes, else in backquotes with escapes."""
+    text = value.decode("latin-1")
+    plain = all(32 <= b < 127 for b in value)
+    if plain and "'" not in text:
+        return f"'{text}'"
+    if plain and '"' not in text:
+        return f'"{text}"'
+    out = "".join(c if 32 <= ord(c) < 127 and c not in "`\\" else
+                  "\\" + c if c in "`\\" else f"\\x{ord(c):02x}" for c in text)
+    return f"`{out}`"
 
 
 def _call_args(text: str, pos: int) -> tuple[list[str], int] | None:

@@ -362,44 +362,45 @@ def encode_insn(row: isa.Insn, ops: list[Operand], env: Env, next_eip: int) -> b
             args.append(op.num)
         elif isinstance(op, MemOp):
             args.append(_mem_value(op, kind == "mb", env))
-        elif kind == "i8" and row.mnemonic in ("in", "out"):
-            v = signed64(op.expr.ev(env))
-            if not PORT_RANGE[0] <= v <= PORT_RANGE[1]:
-                raise env.loc.error(f"port {_show(v)} out of range for {row.mnemonic}'s "
-                                    "immediate port (0..255): put a higher port in dx",
-                                    op.col)
-            args.append(v)
-        elif kind == "i8" and row.mnemonic in COUNTED:
-            v = check_range(signed64(op.expr.ev(env)), COUNT8_RANGE,
-                            f"{row.mnemonic}'s 8-bit immediate", env, op.col)
-            args.append(v)
-        elif kind == "i8":
-            v = check_range(signed64(op.expr.ev(env)), I8_RANGE, "an 8-bit immediate", env,
-                            op.col)
-            args.append(v & 0xFF)
-        elif kind == "i16":
-            v = check_range(signed64(op.expr.ev(env)), I16_RANGE, "a 16-bit immediate", env,
-                            op.col)
-            args.append(v & 0xFFFF)
-        elif kind == "i" and op.size == "byte":
-            # NASM's sign-extended imm8 ("push byte -1", "add eax, byte 5")
-            v = check_range(signed64(op.expr.ev(env)), SIGNED8_RANGE, "a sign-extended 8-bit "
-                            "immediate", env, op.col)
-            args.append(v & 0xFFFFFFFF)
-        elif kind == "i":
-            v = check_range(signed64(op.expr.ev(env)), I32_RANGE, "a 32-bit immediate", env,
-                            op.col)
-            args.append(v & 0xFFFFFFFF)
-        else:  # rel
-            v = check_range(op.expr.ev(env), ADDR_RANGE, "a branch target", env, op.col)
-            if op.size == "short" and not -128 <= v - next_eip <= 127:
-                # (every branch here reaches everywhere, but a short one says
-                # it is near: NASM refuses it too)
-                raise env.loc.error(f"short jump is out of range: the target is "
-                                    f"{v - next_eip} bytes from the next instruction "
-                                    "(a short branch reaches -128..127)", op.col)
-            args.append((v - next_eip) & 0xFFFFFFFF)
+        elif kind == "rel":
+            args.append(_branch(op, env, next_eip))
+        else:
+            args.append(_immediate_value(row, kind, op, env))
     return isa.encode(row, tuple(args))
+
+
+def _immediate_value(row: isa.Insn, kind: str, op: ImmOp, env: Env) -> int:
+    """An immediate's value, read as 64 bits (as NASM's: 2**64 - 1 is -1),
+    within the bounds of its kind, as the row stores it."""
+    v = signed64(op.expr.ev(env))
+    if kind == "i8" and row.mnemonic in ("in", "out"):
+        if not PORT_RANGE[0] <= v <= PORT_RANGE[1]:
+            raise env.loc.error(f"port {_show(v)} out of range for {row.mnemonic}'s "
+                                "immediate port (0..255): put a higher port in dx", op.col)
+        return v
+    if kind == "i8" and row.mnemonic in COUNTED:
+        return check_range(v, COUNT8_RANGE, f"{row.mnemonic}'s 8-bit immediate", env, op.col)
+    if kind == "i8":
+        return check_range(v, I8_RANGE, "an 8-bit immediate", env, op.col) & 0xFF
+    if kind == "i16":
+        return check_range(v, I16_RANGE, "a 16-bit immediate", env, op.col) & 0xFFFF
+    if op.size == "byte":
+        # NASM's sign-extended imm8 ("push byte -1", "add eax, byte 5")
+        return check_range(v, SIGNED8_RANGE, "a sign-extended 8-bit immediate", env,
+                           op.col) & 0xFFFFFFFF
+    return check_range(v, I32_RANGE, "a 32-bit immediate", env, op.col) & 0xFFFFFFFF
+
+
+def _branch(op: ImmOp, env: Env, next_eip: int) -> int:
+    """A branch target, relative to the next instruction."""
+    v = check_range(op.expr.ev(env), ADDR_RANGE, "a branch target", env, op.col)
+    if op.size == "short" and not -128 <= v - next_eip <= 127:
+        # (every branch here reaches everywhere, but a short one says
+        # it is near: NASM refuses it too)
+        raise env.loc.error(f"short jump is out of range: the target is "
+                            f"{v - next_eip} bytes from the next instruction "
+                            "(a short branch reaches -128..127)", op.col)
+    return (v - next_eip) & 0xFFFFFFFF
 
 
 def _mem_value(op: MemOp, byte: bool, env: Env) -> isa.Mem:

@@ -52,6 +52,10 @@ from .stmts import (
 from .structs import STRUCT_WORDS, Structures
 
 DATA_WIDTH = {"db": 1, "dw": 2, "dd": 4, "dq": 8}
+# Directives NASM also takes in its primitive form, in brackets ([bits 32]).
+BRACKETED = frozenset(("bits", "section", "segment", "org", "use32", "global", "absolute",
+                       "extern", "common", "static", "cpu", "default", "warning", "map",
+                       "float"))
 DIRECTIVES = frozenset(("org", "align", "alignb", "times", "equ", "section", "segment",
                         "bits", "use32", "global", *DATA_WIDTH, *RES_WIDTH, *STRUCT_WORDS))
 NOT_SUPPORTED = {
@@ -143,10 +147,7 @@ class Parser:
         if not tokens:
             return
         if tokens[0].is_op("[") and tokens[-1].is_op("]") and len(tokens) > 2 and \
-                tokens[1].kind == "ident" and tokens[1].text.lower() in (
-                    "bits", "section", "segment", "org", "use32", "global", "absolute",
-                    "extern", "common", "static", "cpu", "default", "warning", "map",
-                    "float"):
+                tokens[1].kind == "ident" and tokens[1].text.lower() in BRACKETED:
             tokens = tokens[1:-1]               # [bits 32]: NASM's primitive form
         cur = Cursor(tokens, loc, self.scope)
         if self.structs.layout_line(tokens, cur):

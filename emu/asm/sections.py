@@ -111,6 +111,7 @@ def _up(value: int, align: int) -> int:
 def place(sections: list[Section], origin: int | None) -> None:
     """Give every section its load address and base (see the module doc);
     ``sections`` are in order of definition, ``.text`` first."""
+    _no_loop(sections)
     progbits = [s for s in sections if not s.nobits]
     order = _follows(progbits)
     order = _by_start(order)
@@ -137,45 +138,36 @@ def place(sections: list[Section], origin: int | None) -> None:
             end = s.start + s.size
     last = order[-1]
     by_name = {s.name: s for s in sections}
-    placing: list[Section] = []
+    placed: set[str] = set()
 
-    def place_nobits(s: Section) -> None:
-        if s.load is not None:
+    def place_nobits(s: Section) -> None:       # (no loop: _no_loop said so)
+        if s.name in placed:
             return
-        if s in placing:
-            raise _at(s).error("sections follow one another in a loop: " + " follows ".join(
-                f"'{clip(t.name)}'" for t in [*placing[placing.index(s):], s]))
-        placing.append(s)
         if s.start is None and s.vstart is None:
             if s.follows is not None:           # right after the section it names
                 after = by_name.get(s.follows)
                 if after is None:
                     raise _at(s).error(f"section '{clip(s.name)}' follows unknown section "
                                        f"'{clip(s.follows)}'")
-                if after is s:
-                    raise _at(s).error(f"section '{clip(s.name)}' follows itself")
             else:
                 after = last if s.prev is None or s.name == ".bss" else s.prev
             if after.nobits:
                 place_nobits(after)
             s.start = _up(after.base + after.size, s.align or DEFAULT_ALIGN)
         s.load = s.base = s.start if s.start is not None else s.vstart  # type: ignore[assignment]
-        placing.pop()
+        placed.add(s.name)
 
-    for s in sections:
-        if s.nobits:
-            s.load = None                       # (not placed yet)
     for s in sections:
         if s.nobits:
             place_nobits(s)
     _check(sections)
 
 
-def _follows(order: list[Section]) -> list[Section]:
-    """Move each follows= group after the section it names."""
-    order = list(order)
-    by_name = {t.name: t for t in order}
-    for s in order:                     # a loop of follows= places nothing
+def _no_loop(sections: list[Section]) -> None:
+    """No section follows= itself, nor sections that come back to it (a
+    loop of follows= places nothing), progbits or nobits."""
+    by_name = {t.name: t for t in sections}
+    for s in sections:
         chain = [s]
         while chain[-1].follows is not None and chain[-1].follows in by_name:
             chain.append(by_name[chain[-1].follows])
@@ -186,6 +178,12 @@ def _follows(order: list[Section]) -> list[Section]:
                     f"'{clip(t.name)}'" for t in chain))
             if chain[-1] in chain[:-1]:
                 break                   # (a loop without s: said from one of its own)
+
+
+def _follows(order: list[Section]) -> list[Section]:
+    """Move each follows= group after the section it names."""
+    order = list(order)
+    by_name = {t.name: t for t in order}
     # NASM's order (its bin format's): the first section with follows= that
     # is not already just after the section it names leads a group, moved
     # there; the group is that section and the ones after it, up to the
