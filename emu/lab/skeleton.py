@@ -54,7 +54,11 @@ PAGE_FAULT = '''
         #   self.hw.shadow.link(self.hw.root, pdx(va), table, gpde);
         #   spte = self.hw.shadow.set_spte(table, ptx(va), mpn,
         #                                  gpte, ppn, writable);
-        #   self.hw.filled(va, mpn, spte).{dirty}
+        #   self.hw.filled(va, mpn, spte).  The guest's entries, as its walk
+        #   left them: gpde = walk.levels[0].value_after and gpte =
+        #   walk.levels[1].value_after (a 4 MiB page's gpde is its own
+        #   gpte); with paging off the guest allows everything: both
+        #   PTE_W | PTE_U.{dirty}
         raise NotImplementedError("step 4: fill_shadow")
 '''
 
