@@ -6,7 +6,7 @@ where this assembler is stricter by design (docs/language.md, "Where emu is
 stricter than NASM").  The programs mix what a layout is made of: numbers
 in every spelling, expressions over every operator, equ constants, labels
 and local labels, `$` and `$$`, `db`/`dw`/`dd`/`dq` with strings, `times`,
-`align`, sections (`.bss` with `resX` and `alignb`), `absolute` places and
+`align`, `incbin`, sections (`.bss` with `resb` ... `resz` and `alignb`), `absolute` places and
 strucs read with `$`, and the preprocessor's `%assign`/`%define`/`%if`/
 `%rep` over numbers; a third are macro programs (``MacroProgram``) or
 layouts of sections (``layout_program``: align=, start=, vstart=, follows=,
@@ -53,6 +53,12 @@ STRICTER = ("needs numbers, not addresses", "division by zero")
 # ... and in a memory operand: registers that cancel out ([eax - eax + 5]),
 # a displacement beyond 32 bits (NASM drops the bits above).
 STRICTER_ADDRESSES = ("registers cancel out", "out of range for a displacement")
+
+
+# The files data programs include (incbin), written next to each program,
+# and the ways a file's name may be quoted.
+BLOBS = {"empty.bin": b"", "one.bin": b"\x5a", "some.bin": bytes(range(256)) + b"tail" * 20}
+QUOTES = ('"{}"', "'{}'", "`{}`")
 
 
 class Program:
@@ -192,7 +198,21 @@ class Program:
             return f"dd {where}, {where} + {r.randrange(64)}, $, $$ + {r.randrange(8)}"
         if k == 15:
             return self.layout()
+        if k == 16:
+            return self.incbin()
         return f"dd ({self.expr()}) & 0xffffffff, $ - $$"
+
+    def incbin(self) -> str:
+        """A file of ``BLOBS`` (written next to the program), whole or from
+        a skip, a count of it or all."""
+        r = self.rng
+        line = f"incbin {r.choice(QUOTES).format(r.choice(list(BLOBS)))}"
+        if r.random() < 0.7:
+            line += f", ({self.expr(numbers_only=True)}) & 0x1ff"
+            if r.random() < 0.6:
+                line += f", ({self.expr(numbers_only=True)}) & 0xff"
+        head = f"{self.label()}: " if r.random() < 0.3 else ""
+        return head + (f"times {r.randrange(3)} " if r.random() < 0.2 else "") + line
 
     def switch(self) -> str:
         sec = self.rng.choice([".text", ".data", ".bss"])
@@ -209,7 +229,7 @@ class Program:
         r = self.rng
         if k < 10:
             head = f"{self.label()}: " if r.random() < 0.5 else ""
-            return f"{head}res{r.choice('bwdq')} {r.randrange(1, 20)}"
+            return f"{head}res{r.choice('bwdqtoyz')} {r.randrange(1, 20)}"
         if k < 13:
             return f"alignb {r.choice([1, 2, 4, 8, 16])}"
         return f"resb ({self.expr(numbers_only=True)}) % 7"
@@ -223,7 +243,7 @@ class Program:
             head = [f"absolute {r.choice(['$', hex(r.randrange(0x10000)), '$ + 16'])}"]
         else:
             head = [f"struc {name}"]
-        fields = [(f".f{i}", r.choice("bwdq"), r.randrange(1, 6))
+        fields = [(f".f{i}", r.choice("bwdqtoyz"), r.randrange(1, 6))
                   for i in range(r.randint(1, 3))]
         body = [f"{field}: res{unit} {count}" for field, unit, count in fields]
         at = r.randrange(len(body) + 1)
@@ -237,7 +257,7 @@ class Program:
             # an instance: some fields, in order, each with data that fits it
             use += f"\n{name}_i: istruc {name}"
             for field, unit, count in fields:
-                if r.random() < 0.6:
+                if unit in "bwdq" and r.random() < 0.6:
                     width = {"b": 1, "w": 2, "d": 4, "q": 8}[unit]
                     items = ", ".join(str(r.randrange(1 << (8 * min(width, 4))))
                                       for _ in range(r.randint(1, count)))
@@ -432,12 +452,18 @@ def compare(seed: int, programs: int) -> tuple[collections.Counter, list[str]]:
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
         src, out = os.path.join(tmp, "p.s"), os.path.join(tmp, "p.bin")
+        for name, data in BLOBS.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(data)
         for _ in range(programs):
             text = program(rng)
             with open(src, "w") as f:
                 f.write(text)
-            done = subprocess.run([nasm, "-f", "bin", "-o", out, src], capture_output=True,
-                                  text=True, timeout=60)
+            # (NASM looks for an incbin's file in the directory it runs in --
+            # and the -i ones, but not after times; emu next to the program,
+            # as for %include)
+            done = subprocess.run([nasm, "-f", "bin", "-o", out, src], cwd=tmp,
+                                  capture_output=True, text=True, timeout=60)
             try:
                 mine, refused = flat(assemble(text, src)), None
             except AsmError as e:

@@ -809,7 +809,7 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
      "is not defined above this line", 1, 11),
     ("times 1048577 nop", "times count 1048577 too large (limit 1048576)", 1, 7),
     ("times 2 times 2 nop", "times cannot repeat times", 1, 9),
-    ("times 2 org 5", "times can only repeat an instruction, data or resb/resw/resd/resq",
+    ("times 2 org 5", "times can only repeat an instruction, data or resb ... resz",
      1, 9),
     ("org x\nx:", "an org address must be known in pass 1, but 'x' is not defined "
      "above this line", 1, 5),

@@ -24,7 +24,7 @@ ERRORS = [
     ("%pragma foo", "'%pragma' is not supported (see the language reference, "
      "docs/language.md)", 1, 1),
     ("%frob", "unknown preprocessor directive '%frob'", 1, 1),
-    ("absolute 0x100\nmov eax, 1", "only labels, resb/resw/resd/resq and alignb can "
+    ("absolute 0x100\nmov eax, 1", "only labels, resb ... resz and alignb can "
      "follow 'absolute', not 'mov' (it places nothing: a 'section' line goes back to code "
      "and data)", 2, 1),
     ("absolute", "expected an address after 'absolute', found end of line", 1, 9),
@@ -38,8 +38,18 @@ ERRORS = [
      "section is not supported", 6, 7),
     ("extern foo", "'extern' is not supported (a flat binary links nothing; see "
      "docs/language.md)", 1, 1),
-    ("incbin \"x.bin\"", "'incbin' is not supported (binary includes; see "
-     "docs/language.md)", 1, 1),
+    ("incbin \"x.bin\"", "incbin file 'x.bin' not found (searched: .)", 1, 8),
+    ("incbin", "expected a file name in quotes after incbin, found end of line", 1, 7),
+    ("incbin x.bin", "expected a file name in quotes after incbin, found 'x.bin'", 1, 8),
+    ("incbin \"x.bin\", -1", "incbin's skip must not be negative, not -1", 1, 17),
+    ("incbin \"x.bin\", 0, 2 - 3", "incbin's count must not be negative, not -1", 1, 20),
+    ("incbin \"x.bin\", 1, 2, 3", "expected end of line (incbin takes a file name, a skip "
+     "and a count), found ','", 1, 21),
+    ("l: nop\nincbin \"x.bin\", l", "incbin's skip must be a number known before assembly: "
+     "'l' is a label (an address)", 2, 17),
+    ("incbin \"x.bin\", n\nn equ 1", "incbin's skip must be known before assembly: 'n' is "
+     "not defined above this line (%define, %assign or equ)", 1, 17),
+    ("do 1", "'do' is not supported (16-byte data; see docs/language.md)", 1, 1),
     ("bits 16", "'bits 16' is not supported (the machine runs 32-bit code: write "
      "'bits 32')", 1, 1),
     ("db 1.5", "floating-point constants are not supported ('1.')", 1, 4),
@@ -136,8 +146,10 @@ ERRORS = [
     # --- sections and org ---
     ("org 0x100\norg 0x200", "program origin redefined: a program has one org (0x100); "
      "place code elsewhere with 'section NAME start=ADDR'", 2, 1),
-    ("section .bss\ndb 1", "code or data in the nobits section '.bss': only resb/resw/resd/"
-     "resq and alignb reserve space there", 2, 1),
+    ("section .bss\ndb 1", "code or data in the nobits section '.bss': only resb ... resz "
+     "and alignb reserve space there", 2, 1),
+    (f"section .bss\nincbin \"{__file__}\"", "code or data in the nobits section '.bss': only resb "
+     "... resz and alignb reserve space there", 2, 1),
     ("section x start=5\nsection x start=6", "section 'x': start= redefined", 2, 17),
     ("section x start=0x1000 follows=.text", "start= and follows= cannot both be given",
      1, 9),
@@ -178,7 +190,7 @@ ERRORS = [
     # --- structures ---
     ("struc s\n.a: resd 1", "struc 's' has no endstruc", 1, 1),
     ("endstruc", "'endstruc' without 'struc'", 1, 1),
-    ("struc s\n.a: dd 1\nendstruc", "only labels, resb/resw/resd/resq and alignb can be "
+    ("struc s\n.a: dd 1\nendstruc", "only labels, resb ... resz and alignb can be "
      "inside struc 's', not 'dd' (its fields are offsets: the bytes go in an istruc)", 2, 5),
     ("struc s\nstruc t", "'struc' inside struc 's' (close it with endstruc first)", 2, 1),
     ("struc", "expected the structure's name after 'struc', found end of line", 1, 6),
@@ -201,6 +213,53 @@ ERRORS = [
 def test_error_message_and_position(source, message, line, column):
     e = error(source)
     assert (e.message, e.line, e.column) == (message, line, column)
+
+
+def test_incbin_takes_a_files_bytes_from_a_skip_a_count_of_them(tmp_path, monkeypatch):
+    # NASM's meaning (test_nasm.py compares random ones with NASM): as many
+    # bytes as there are from the skip, none past the end; the file looked
+    # for as %include looks for one -- next to the program, then the
+    # include directories.
+    (tmp_path / "b.bin").write_bytes(b"ABCDEFGHIJ")
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "c.bin").write_bytes(b"xy")
+    (tmp_path / "p.s").write_text(
+        'bits 32\n_start: db 1\nN equ 2\nincbin "b.bin"\nincbin "b.bin", 3, 4\n'
+        'incbin \'b.bin\', 8, 100\nincbin `b.bin`, 20\nincbin "b.bin", 0, 0\n'
+        'incbin "b.bin", N + 1, N * 2\ntimes 2 incbin "c.bin"\nx: incbin "c.bin", 1\n'
+        'dd x, $ - _start\n')
+    monkeypatch.chdir(tmp_path / "inc")        # (not where the file is looked for first)
+    img = assemble_file(tmp_path / "p.s", include_dirs=[tmp_path / "inc"])
+    assert img.segments == ((0, b"\x01ABCDEFGHIJ" b"DEFG" b"IJ" b"DEFG" b"xyxy" b"y"
+                                 + (0x19).to_bytes(4, "little") + (0x1a).to_bytes(4, "little")),)
+
+
+def test_a_changed_incbin_file_is_read_again(tmp_path):
+    # The same source assembled again is the image made before only while
+    # every file it read is the same (the runs of one guest in every mode).
+    blob, src = tmp_path / "b.bin", tmp_path / "p.s"
+    src.write_text('bits 32\n_start: incbin "b.bin", 1\n')
+    blob.write_bytes(b"abc")
+    assert assemble_file(src).segments == ((0, b"bc"),)
+    blob.write_bytes(b"xyz!")
+    assert assemble_file(src).segments == ((0, b"yz!"),)
+    blob.unlink()
+    with pytest.raises(AsmError) as info:
+        assemble_file(src)
+    assert info.value.message == f"incbin file 'b.bin' not found (searched: {tmp_path})"
+
+
+@pytest.mark.parametrize("source, size", [
+    ("rest 1", 10), ("reso 2", 32), ("resy 1", 32), ("resz 3", 192), ("resb s_size", 106),
+    ("times 2 rest 1", 20),
+])
+def test_the_wide_reservations_reserve_what_nasm_does(source, size):
+    # rest, reso, resy, resz: 10, 16, 32 and 64 bytes an item, in a nobits
+    # section, a struc and times, as in NASM (test_nasm.py: at random)
+    img = assemble("bits 32\nstruc s\n.a: rest 1\n.b: reso 2\n.c: resz 1\nendstruc\n"
+                   f"section .bss\nbuf: {source}\nend_:\nsection .text\n"
+                   "dd end_ - buf, s.b, s.c")
+    assert img.segments[0][1] == b"".join(v.to_bytes(4, "little") for v in (size, 10, 42))
 
 
 def test_an_error_in_a_macro_points_at_its_line_and_names_the_call(tmp_path):

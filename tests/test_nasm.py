@@ -731,6 +731,56 @@ def test_data_assembles_to_nasms_bytes(name, tmp_path):
     assert blob(assemble(source, str(src))) == (tmp_path / "out.bin").read_bytes()
 
 
+def test_incbin_and_the_wide_reservations_assemble_to_nasms_bytes(tmp_path):
+    # incbin's skip and count at and past the file's end, times, labels,
+    # sections; rest/reso/resy/resz in .bss, a struc and absolute.  NASM
+    # runs where the files are (it looks there, and in no -i directory
+    # after times); emu finds them next to the program.
+    (tmp_path / "b.bin").write_bytes(bytes(range(200)))
+    (tmp_path / "e.bin").write_bytes(b"")
+    source = textwrap.dedent("""\
+        bits 32
+        org 0x7c00
+        N equ 3
+        start: incbin "b.bin"
+        incbin "b.bin", 199
+        incbin "b.bin", 200
+        incbin 'b.bin', 250, 4
+        incbin `b.bin`, N * 10, N
+        incbin "b.bin", 0, 0
+        incbin "e.bin"
+        incbin "e.bin", 5, 5
+        times 3 incbin "b.bin", 190, 4
+        .in: incbin "b.bin", 100, 1
+        dd .in, $ - start
+        section .data align=16
+        d: incbin "b.bin", 10, 7
+        section .bss
+        r1: rest 3
+        r2: reso 1
+        r3: resy 2
+        r4: resz 1
+        section .text
+        struc wide
+        .a: rest 1
+        .b: reso 1
+        .c: resz 2
+        endstruc
+        absolute 0x100
+        a1: resy 1
+        a2: rest 1
+        section .text
+        dd d, r1, r2, r3, r4, wide_size, wide.b, wide.c, a1, a2
+        """)
+    src = tmp_path / "p.s"
+    src.write_text(source)
+    out = tmp_path / "out.bin"
+    done = subprocess.run([shutil.which("nasm"), "-f", "bin", "-o", str(out), str(src)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert blob(assemble(source, str(src))) == out.read_bytes()
+
+
 # --- the string prefixes: each spelling means what NASM encodes -----------------------
 
 # x86's bytes of the rows (Intel SDM vol. 2): F3 is rep/repe, F2 repne.

@@ -109,8 +109,8 @@ class Assembler:
     """One assembly: preprocess, parse, lay out, place, resolve, encode."""
 
     def __init__(self, include_dirs: Iterable[str | os.PathLike] = (), listing: bool = False):
-        self.parser = Parser()
-        self.pre = Preprocessor(tuple(os.fspath(d) for d in include_dirs), listing,
+        self.parser = Parser(include_dirs=tuple(os.fspath(d) for d in include_dirs))
+        self.pre = Preprocessor(self.parser.include_dirs, listing,
                                 self.parser.constant)
         self.recorder = Recorder() if listing else None
         self.label_at: dict[str, tuple[Section, int]] = {}
@@ -256,7 +256,7 @@ class Assembler:
     def _fits(self, stmt: Stmt, sec: Section) -> None:
         if sec.nobits:
             raise stmt.loc.error(f"code or data in the nobits section '{clip(sec.name)}': "
-                                 "only resb/resw/resd/resq and alignb reserve space there",
+                                 "only resb ... resz and alignb reserve space there",
                                  stmt.col)
 
     def _reserve(self, stmt: Reserve, sec: Section, off: int) -> int:

@@ -13,7 +13,9 @@ Each line is ``[label[:]] [statement] [; comment]`` where a statement is::
                                N from the section's start; alignb pads with
                                reserved space (default resb 1)
     db/dw/dd/dq ITEM, ...      data: expressions and strings
-    resb/resw/resd/resq N      reserve N items (zeros outside a nobits section)
+    resb/resw/resd/resq N      reserve N items (zeros outside a nobits section;
+                               rest, reso, resy, resz: 10, 16, 32, 64 bytes each)
+    incbin "FILE" [,SKIP[,N]]  a file's bytes, as data (found as %include's)
     times N STMT               repeat an instruction, data or reservation
     global NAME, ...           accepted and ignored (a flat binary links nothing)
     MNEMONIC [OP, OP]          an instruction; "rep movsd" etc. are two words
@@ -33,9 +35,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import isa
-from .expr import REGISTERS, Node, parse_expr
+from .expr import REGISTERS, Node, parse_expr, signed64
 from .lexer import Cursor, Loc, Token, clip, tokenize
 from .operands import Operand, insn_length, parse_operand, select_form
+from .source import find_include, read_binary
 from .stmts import (
     RES_WIDTH,
     Align,
@@ -57,13 +60,13 @@ BRACKETED = frozenset(("bits", "section", "segment", "org", "use32", "global", "
                        "extern", "common", "static", "cpu", "default", "warning", "map",
                        "float"))
 DIRECTIVES = frozenset(("org", "align", "alignb", "times", "equ", "section", "segment",
-                        "bits", "use32", "global", *DATA_WIDTH, *RES_WIDTH, *STRUCT_WORDS))
+                        "bits", "use32", "global", "incbin", *DATA_WIDTH, *RES_WIDTH,
+                        *STRUCT_WORDS))
 NOT_SUPPORTED = {
     "dt": "10-byte floats", "do": "16-byte data", "dy": "32-byte data", "dz": "64-byte data",
-    "rest": "10-byte floats", "reso": "16-byte data", "resy": "32-byte data",
-    "resz": "64-byte data", "extern": "a flat binary links nothing",
+    "extern": "a flat binary links nothing",
     "common": "a flat binary links nothing", "static": "a flat binary links nothing",
-    "incbin": "binary includes", "cpu": "CPU levels", "default": "64-bit defaults",
+    "cpu": "CPU levels", "default": "64-bit defaults",
     "float": "floats", "warning": "warning control", "map": "map files",
     "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",
     "sectalign": "section alignment control", "list": "listing control",
@@ -93,6 +96,7 @@ class Parser:
     scope: str = ""
     equs: dict[str, EquDef] = field(default_factory=dict)    # so far
     label_names: set[str] = field(default_factory=set)       # so far
+    include_dirs: tuple[str, ...] = ()                       # incbin looks there too
 
     def __post_init__(self):
         self.structs = Structures(self)
@@ -105,6 +109,15 @@ class Parser:
         """The value of the equ constant ``name``, defined above, made of
         numbers and such constants alone (NASM's preprocessor may use those
         in %if, %rep and %assign)."""
+        return self._known(loc, col, what).lookup(name, col)
+
+    def known(self, expr: Node, loc: Loc, col: int, what: str) -> int:
+        """The value of ``expr``, made of numbers and equ constants defined
+        above (``constant``), as a 64-bit signed number."""
+        return signed64(expr.ev(self._known(loc, col, what)))
+
+    def _known(self, loc: Loc, col: int, what: str):
+        """The environment ``constant`` and ``known`` evaluate in."""
         resolving: set[str] = set()
         parser = self
 
@@ -140,7 +153,7 @@ class Parser:
                     resolving.discard(sym)
 
             lookup_rel = lookup
-        return Env(loc).lookup(name, col)
+        return Env(loc)
 
     def parse_line(self, loc: Loc) -> None:
         tokens = tokenize(loc)
@@ -214,6 +227,8 @@ class Parser:
             return self._data(cur, tok, DATA_WIDTH[word])
         if word in RES_WIDTH:
             return Reserve(loc, tok.col, RES_WIDTH[word], parse_expr(cur))
+        if word == "incbin":
+            return self._incbin(cur, tok)
         if word == "times":
             if not allow_times:
                 raise loc.error("times cannot repeat times", tok.col)
@@ -252,8 +267,8 @@ class Parser:
         inner_tok = cur.peek()
         inner = self._statement(cur, allow_times=False) if inner_tok is not None else None
         if not isinstance(inner, (Data, Instruction, Reserve)):
-            raise cur.loc.error(f"{what} can only repeat an instruction, data or resb/resw/"
-                                "resd/resq", inner_tok.col if inner_tok else tok.col)
+            raise cur.loc.error(f"{what} can only repeat an instruction, data or resb ... "
+                                "resz", inner_tok.col if inner_tok else tok.col)
         return inner
 
     def _bits(self, cur: Cursor, tok: Token, word: str) -> None:
@@ -305,6 +320,39 @@ class Parser:
                 value_tok = cur.peek()
                 attrs[key] = (parse_expr(cur), value_tok.col if value_tok else a.col)
         return SectionDecl(cur.loc, name_tok.col, name_tok.text, attrs)
+
+    def _incbin(self, cur: Cursor, tok: Token) -> Data:
+        """``incbin "FILE" [, SKIP [, COUNT]]``: the file's bytes from SKIP,
+        COUNT of them at most, as data.  FILE is looked for as ``%include``
+        looks; SKIP and COUNT are numbers known before assembly."""
+        loc = cur.loc
+        name_tok = cur.peek()
+        if name_tok is None or name_tok.kind != "str":
+            raise cur.error_here("expected a file name in quotes after incbin")
+        cur.pos += 1
+        name = name_tok.value.decode("utf-8", "replace")  # type: ignore[union-attr]
+        numbers = []
+        while cur.at_op(",") and len(numbers) < 2:
+            cur.pos += 1
+            what = "incbin's " + ("count" if numbers else "skip")
+            at = cur.peek()
+            col = at.col if at is not None else tok.col
+            value = self.known(parse_expr(cur), loc, col, what)
+            if value < 0:
+                raise loc.error(f"{what} must not be negative, not {value}", col)
+            numbers.append(value)
+        if not cur.at_end():
+            raise cur.error_here("expected end of line (incbin takes a file name, a skip "
+                                 "and a count)")
+        path, searched = find_include(name, loc.file, self.include_dirs)
+        if not path:
+            where = ", ".join(searched) if searched else "absolute path"
+            raise loc.error(f"incbin file '{clip(name)}' not found (searched: {where})",
+                            name_tok.col)
+        skip = numbers[0] if numbers else 0
+        count = numbers[1] if len(numbers) > 1 else None
+        data = read_binary(path, skip, count, path, loc, name_tok.col)
+        return Data(loc, tok.col, 1, [data] if data else [], len(data))
 
     def _data(self, cur: Cursor, tok: Token, width: int) -> Data:
         items: list[Node | bytes] = []

@@ -16,9 +16,11 @@ from ..errors import AsmError
 from .lexer import Loc
 
 MAX_SOURCE = 1 << 20        # bytes in one source file (the largest kernel is ~27 KB)
+MAX_BINARY = 64 << 20       # bytes one incbin may read (guest memory is 1 GiB at most)
 
 # What an assembly read from the file system, while one is recorded
-# (``recorded``): ("find", args, result) and ("read", path, text), in order.
+# (``recorded``): ("find", args, result), ("read", path, text) and
+# ("bin", (path, skip, count), bytes), in order.
 _record = threading.local()
 
 
@@ -50,6 +52,9 @@ def unchanged(reads: list) -> bool:
                 found = _find_include(*what)
                 if (found, os.path.realpath(found[0])) != answer:
                     return False
+            elif kind == "bin":
+                if _read_binary(*what, what[0]) != answer:
+                    return False
             elif _read_source(what, what) != answer:
                 return False
     except AsmError:
@@ -64,6 +69,42 @@ def read_source(path: str, display: str, named_at: Loc | None = None,
     text = _read_source(path, display, named_at, col)
     _note(("read", path, text))
     return text
+
+
+def read_binary(path: str, skip: int, count: int | None, display: str,
+                named_at: Loc | None = None, col: int = 0) -> bytes:
+    """``count`` bytes (None: all) of the file ``path`` from byte ``skip``
+    (``incbin``): as many as there are, none past its end.  Noted when the
+    assembly is recorded."""
+    data = _read_binary(path, skip, count, display, named_at, col)
+    _note(("bin", (path, skip, count), data))
+    return data
+
+
+def _read_binary(path: str, skip: int, count: int | None, display: str,
+                 named_at: Loc | None = None, col: int = 0) -> bytes:
+    def whole(message: str) -> AsmError:
+        if named_at is None:
+            return AsmError(message, display, 0, 0, "")
+        return named_at.error(message, col)
+
+    if os.path.isdir(path):
+        raise whole(f"'{display}' is a directory, not a file to include")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise whole(f"'{display}' is not a regular file")
+    want = MAX_BINARY + 1 if count is None else min(count, MAX_BINARY + 1)
+    try:
+        with open(path, "rb") as f:
+            f.seek(skip)
+            data = f.read(want)
+    except FileNotFoundError:
+        raise whole(f"cannot open '{display}': no such file") from None
+    except (OSError, OverflowError) as e:
+        raise whole(f"cannot read '{display}': {getattr(e, 'strerror', None) or e}") from None
+    if len(data) > MAX_BINARY:
+        raise whole(f"incbin of '{display}' is too large "
+                    f"(more than {MAX_BINARY >> 20} MiB)")
+    return data
 
 
 def _read_source(path: str, display: str, named_at: Loc | None = None,

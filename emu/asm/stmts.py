@@ -67,7 +67,9 @@ class Data(Stmt):
         return bytes(out)
 
 
-RES_WIDTH = {"resb": 1, "resw": 2, "resd": 4, "resq": 8}   # bytes an item of each reserves
+# bytes an item of each reserves
+RES_WIDTH = {"resb": 1, "resw": 2, "resd": 4, "resq": 8, "rest": 10, "reso": 16, "resy": 32,
+             "resz": 64}
 
 
 @dataclass

@@ -174,12 +174,12 @@ class Structures:
                                  Num(n, tok.col), tok.col), cur, tok.col)
         elif self.layout.name is None:
             raise cur.loc.error(
-                f"only labels, resb/resw/resd/resq and alignb can follow 'absolute', not "
+                f"only labels, resb ... resz and alignb can follow 'absolute', not "
                 f"'{clip(tok.text)}' (it places nothing: a 'section' line goes back to "
                 "code and data)", tok.col)
         else:
             raise cur.loc.error(
-                f"only labels, resb/resw/resd/resq and alignb can be inside struc "
+                f"only labels, resb ... resz and alignb can be inside struc "
                 f"'{clip(self.layout.name)}', not '{clip(tok.text)}' (its fields are "
                 "offsets: the bytes go in an istruc)", tok.col)
         self._end_here(cur)
