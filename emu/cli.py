@@ -335,9 +335,13 @@ def _demo() -> int:
 
 
 def load(program: str, listing: bool = False):
-    """Assemble a program: a path, or the name of a bundled one."""
-    return assemble_file(programs.resolve(program), include_dirs=[programs.include_dir()],
-                         listing=listing)
+    """Assemble a program: a path, or the name of a bundled one.  What the
+    assembly says and goes on after (``%warning``) goes to stderr."""
+    image = assemble_file(programs.resolve(program), include_dirs=[programs.include_dir()],
+                          listing=listing)
+    for warning in image.warnings:
+        print(f"emu: {warning}", file=sys.stderr)
+    return image
 
 
 def bounded(text: str, lo: int, hi: int, bad: str, outside: str) -> int:

@@ -5,6 +5,8 @@ Architectural events (page faults, #GP ...) are not errors: they are
 are what reaches the command line, which prints ``str(err)`` on one line.
 """
 
+from dataclasses import dataclass
+
 
 class EmuError(Exception):
     """Base of every error the emulator reports to its user."""
@@ -52,6 +54,19 @@ class AsmError(EmuError):
             text = text[start:start + EXCERPT_WIDTH]
             col -= start
         return f"    {text}\n    {' ' * col}^"
+
+
+@dataclass(frozen=True)
+class AsmWarning:
+    """What an assembly says and goes on after (``%warning``): file:line:column."""
+
+    message: str
+    file: str = "<input>"
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: warning: {printable(self.message)}"
 
 
 class ConfigError(EmuError):

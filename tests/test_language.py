@@ -262,6 +262,25 @@ def test_the_wide_reservations_reserve_what_nasm_does(source, size):
     assert img.segments[0][1] == b"".join(v.to_bytes(4, "little") for v in (size, 10, 42))
 
 
+def test_a_warning_is_said_and_the_assembly_goes_on(tmp_path, capsys):
+    # %warning: the message as %error makes it (macros expanded, one string
+    # unquoted), where it was written and the macro call that made it; the
+    # command line prints each on stderr and goes on.
+    p = tmp_path / "w.s"
+    p.write_text("bits 32\n%define SIZE 5000\n%macro check 0\n%if SIZE > 4096\n"
+                 "%warning table of SIZE bytes: more than a page\n%endif\n%endmacro\n"
+                 "%if 0\n%warning never\n%endif\n_start: check\n%warning `done\\n`\n"
+                 "mov eax, 0\nout 0xF4, eax\n")
+    img = assemble_file(p)
+    assert [str(w) for w in img.warnings] == [
+        f"{p}:5:1: warning: %warning: table of 5000 bytes: more than a page "
+        f"(in macro 'check' called at {p}:11)",
+        f"{p}:12:1: warning: %warning: done?"]
+    assert main(["run", str(p), "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"emu: {w}" for w in img.warnings]
+
+
 def test_an_error_in_a_macro_points_at_its_line_and_names_the_call(tmp_path):
     (tmp_path / "m.inc").write_text("%macro load 1\n    mov eax, %1 +\n%endmacro\n")
     (tmp_path / "p.s").write_text('bits 32\n%include "m.inc"\n_start:\n    load 5\n')

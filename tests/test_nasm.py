@@ -28,6 +28,7 @@ import pytest
 
 from emu import isa
 from emu.asm import Image, assemble, assemble_file
+from emu.errors import AsmError
 from emu.system import MODES, Config, System
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -779,6 +780,32 @@ def test_incbin_and_the_wide_reservations_assemble_to_nasms_bytes(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (0, "")
     assert blob(assemble(source, str(src))) == out.read_bytes()
+
+
+MESSAGES = ['"a" X', 'X "a"', "`tab\\there`", "  X  ", '"X"', "X ; comment", '"a", "b"',
+            "X + X", "'quoted'", "Y(2)"]
+
+
+@pytest.mark.parametrize("directive", ["warning", "error"])
+def test_warning_and_error_messages_are_nasms(directive, tmp_path):
+    # single-line macros expanded, one string alone unquoted: NASM's words
+    lines = [f"%{directive} {m}" for m in MESSAGES]
+    source = "bits 32\n%define X 5\n%define Y(a) a*a\n_start: db 1\n" + "\n".join(lines) + "\n"
+    src = tmp_path / "m.s"
+    src.write_text(source)
+    done = nasm(src, tmp_path / "out.bin")
+    theirs = [line.split(f": {directive}: ", 1)[1].removesuffix(" [-w+user]")
+              for line in done.stderr.splitlines()]
+    if directive == "error":
+        ours = []
+        for line in lines:
+            with pytest.raises(AsmError) as info:
+                assemble(f"%define X 5\n%define Y(a) a*a\n{line}\n")
+            ours.append(info.value.message.removeprefix("%error: "))
+    else:
+        ours = [w.message.removeprefix("%warning: ")
+                for w in assemble(source, str(src)).warnings]
+    assert ours == theirs
 
 
 # --- the string prefixes: each spelling means what NASM encodes -----------------------

@@ -325,7 +325,7 @@ class Assembler:
             listing = self.recorder.lines(self.pre.rows,
                                           len(self.pre.rows) >= preproc.MAX_ROWS)
         return Image(segments, entry, symbols, dict(self.labels), lines, filename, infos,
-                     listing, data)
+                     listing, data, tuple(self.pre.warnings))
 
     # --- pass 2: bytes -----------------------------------------------------
 

@@ -15,7 +15,7 @@ from .macros import quoted, strip_comment
 NOT_SUPPORTED = frozenset((
     "defalias", "undefalias", "iassign",
     "line", "pragma", "use", "clear",
-    "depend", "warning", "while", "endwhile", "exitwhile",
+    "depend", "while", "endwhile", "exitwhile",
     "pathsearch", "null", "aliases"))
 # A token of %ifidn's texts: a string, a word or number, one other character
 # (white space between tokens is not compared, as in NASM).

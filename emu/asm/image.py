@@ -6,6 +6,8 @@ import bisect
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..errors import AsmWarning
+
 # The constants of a struc's running offset (asm/structs.py): its fields show
 # them, nothing else does.
 HIDDEN_OFFSET = "..@struc."
@@ -69,6 +71,7 @@ class Image:
     sections   every section's place (SectionInfo), in address order
     listing    the source lines with what each made (``assemble(...,
                listing=True)``), else None
+    warnings   what the assembly said and went on after (``%warning``)
     """
 
     segments: tuple[tuple[int, bytes], ...]
@@ -80,6 +83,7 @@ class Image:
     sections: tuple[SectionInfo, ...] = ()
     listing: tuple[ListingLine, ...] | None = None
     data: dict[int, tuple[SourceLine, int]] = field(default_factory=dict)
+    warnings: tuple[AsmWarning, ...] = ()       # %warning's, in order
     # Labels sorted by address; at one address non-local labels come first,
     # then by name: "main" is preferred to "main.loop".
     _addrs: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())

@@ -14,7 +14,7 @@ macros expanded).  Supported, with NASM's meaning::
     %if EXPR / %ifdef NAME / %ifidn A, B / %ifidni / %ifid / %ifnum / %ifstr /
     %iftoken / %ifempty TEXT, each with its %ifn form (%ifndef ...), their
     %elif forms, %else, %endif
-    %include "FILE"             %error MESSAGE, %fatal MESSAGE
+    %include "FILE"             %error MESSAGE, %fatal MESSAGE, %warning MESSAGE
     %rotate N, %ifmacro, %unmacro, %push/%pop/%repl, %$name, %ifctx
                                 (macrocalls.py: the macros and the context stack)
 
@@ -40,6 +40,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
+from ..errors import AsmError, AsmWarning
 from .directives import (
     NOT_SUPPORTED,
     PreEnv,
@@ -107,6 +108,7 @@ class Preprocessor(MacroCalls):
         self.macros: dict[str, list[Macro]] = {}
         self.imacros: dict[str, list[Macro]] = {}
         self.source_bytes = 0
+        self.warnings: list[AsmWarning] = []     # %warning's, in order
         self.expanded = 0
         self.text = 0           # characters of expanded lines
         self.unique = 0
@@ -275,10 +277,10 @@ class Preprocessor(MacroCalls):
         elif word in ("unmacro", "unimacro"):
             self._unmacro(strip_comment(rest), rest_col, loc, word)
         elif word in ("error", "fatal"):
-            message = rest.strip()
-            if len(message) >= 2 and message[0] == message[-1] and message[0] in "\"'`":
-                message = message[1:-1]
-            raise loc.error(f"%{word}: {message}", col)
+            raise loc.error(f"%{word}: {self._message(rest, loc)}", col)
+        elif word == "warning":
+            e = loc.error(f"%warning: {self._message(rest, loc)}", col)
+            self.warnings.append(AsmWarning(e.message, e.file, e.line, e.column))
         elif word == "exitrep":
             if not self.reps:
                 raise loc.error("%exitrep outside %rep", col)
@@ -300,6 +302,19 @@ class Preprocessor(MacroCalls):
                             "docs/language.md)", col)
         else:
             raise loc.error(f"unknown preprocessor directive '%{clip(word)}'", col)
+
+    def _message(self, rest: str, loc: Loc) -> str:
+        """The message of an %error, %fatal or %warning line: its text with
+        single-line macros expanded -- the string alone, unquoted, when it
+        is one string (as NASM prints it)."""
+        text = self.defines.expand(strip_comment(rest), loc).strip()
+        try:
+            tokens = tokenize(replace(loc, text=text))
+        except AsmError:
+            return text
+        if len(tokens) == 1 and tokens[0].kind == "str":
+            return tokens[0].value.decode("utf-8", "replace")  # type: ignore[union-attr]
+        return text
 
     def _value(self, loc: Loc, col: int, what: str) -> int:
         """The value of the expression that starts at column ``col`` of ``loc``."""
