@@ -273,8 +273,9 @@ class Program:
 
 class MacroProgram:
     """A random program of the preprocessor's: multi-line macros with every
-    kind of parameter list (defaults, ``N-*``, greedy ``N+``), ``%0``,
-    ``%N``, ``%{N}``, ``%%`` labels, ``%rotate``, single-line macros with parameters,
+    kind of parameter list (defaults, ``N-*``, greedy ``N+``, ``.nolist``),
+    ``%0``, ``%N``, ``%{N}``, ranges ``%{A:B}``, ``%%`` labels, ``%rotate``,
+    ``%00`` and labels before calls, ``%[...]``, single-line macros with parameters,
     ``%rep`` with ``%assign``, ``%ifdef``/``%elifdef``, ``%undef``, the
     context stack (``%push``, ``%$name``, ``%$$name``, ``%ifctx``, ``%pop``)."""
 
@@ -312,9 +313,11 @@ class MacroProgram:
         else:
             lo = max(lo, 1)
             spec, hi, greedy = f"{lo}+", lo, True
+        if r.random() < 0.1:
+            spec = spec.replace(" ", ".nolist ", 1) if " " in spec else spec + ".nolist"
         body = []
         for _ in range(r.randint(1, 4)):
-            b = r.randrange(8)
+            b = r.randrange(10)
             if b == 0:
                 body.append("db %0")
             elif b == 1 and lo >= 1:
@@ -332,6 +335,12 @@ class MacroProgram:
             elif b == 7 and lo >= 1:
                 body.append(r.choice(["%rep %0\ndb %1\n%rotate 1\n%endrep",
                                       "%rotate -1\ndb %1", f"%rotate {r.randint(-3, 5)}"]))
+            elif b == 8 and "%00" not in "".join(body):
+                # the label before the call: passed, and so defined here
+                body.append("%ifnempty %00\n%00: db 7\n%else\ndb 8\n%endif")
+            elif b == 9 and lo >= 1:
+                ends = [r.choice([i, i - lo - 1]) for i in (r.randint(1, lo), r.randint(1, lo))]
+                body.append(f"db %{{{ends[0]}:{ends[1]}}}")
             else:
                 body.append(f"db {self.value()}")
         self.macros.append((name, lo, hi, greedy))
@@ -346,7 +355,11 @@ class MacroProgram:
         if k < 5:
             name, lo, hi, greedy = r.choice(self.macros)
             count = r.randint(lo, lo + 2 if greedy else hi)
-            return f"{name} " + ", ".join(self.value() for _ in range(count))
+            call = f"{name} " + ", ".join(self.value() for _ in range(count))
+            if r.random() < 0.3:        # a label before it, with or without a colon
+                label = f"L{self.n}"
+                call = f"{label}{r.choice([':', ''])} {call}\ndd {label}"
+            return call
         if k == 5:
             name, params = f"S{self.n}", r.choice([0, 0, 1, 2])
             names = [f"p{i}" for i in range(params)]
@@ -362,6 +375,10 @@ class MacroProgram:
         if k == 8 and self.smacros:
             name, _ = self.smacros.pop(r.randrange(len(self.smacros)))
             return f"%undef {name}\n%ifndef {name}\ndb 4\n%endif"
+        if k == 9 and r.random() < 0.2:
+            i, v = r.randrange(10), self.value()
+            return (f"%assign J{self.n} {i}\n%define V{self.n}_%[J{self.n}] {v}\n"
+                    f"%define W{self.n} %[V{self.n}_{i}]\ndb V{self.n}_{i}, W{self.n}")
         if k == 9 and r.random() < 0.5:
             ctx, other = f"c{self.n}", r.choice(["x", f"c{self.n}"])
             inner = (f"%push {other}\n%define %$v {self.value()}\ndb %$v, %$$v\n"

@@ -50,6 +50,14 @@ ERRORS = [
     ("incbin \"x.bin\", n\nn equ 1", "incbin's skip must be known before assembly: 'n' is "
      "not defined above this line (%define, %assign or equ)", 1, 17),
     ("do 1", "'do' is not supported (16-byte data; see docs/language.md)", 1, 1),
+    ("db %eval(1 + 2)", "'%eval()' is not supported (NASM's preprocessor functions; see "
+     "docs/language.md)", 1, 4),
+    ("%assign x %abs(-3)", "'%abs()' is not supported (NASM's preprocessor functions; see "
+     "docs/language.md)", 1, 11),
+    ("%macro m 1-*\ndb %{2:3}\n%endmacro\nm 1, 2", "'%{2:3}': macro parameters out of "
+     "range (the call has 2) (in macro 'm' called at t.s:4)", 2, 4),
+    ("%macro m 0\ndb 1\n%endmacro\npush m", "undefined symbol 'm'", 4, 6),
+    ("db %[X", "'%[' without its ']'", 1, 4),
     ("bits 16", "'bits 16' is not supported (the machine runs 32-bit code: write "
      "'bits 32')", 1, 1),
     ("db 1.5", "floating-point constants are not supported ('1.')", 1, 4),
@@ -87,7 +95,8 @@ ERRORS = [
     ("repe nop", "expected movsd, stosd, movsb, stosb, scasb, scasd, cmpsb or cmpsd after "
      "'repe', found 'nop'", 1, 6),
     ("%macro m 1\n%!x\n%endmacro\nm 1", "'%!' is not supported in macros (parameters are "
-     "%1 .. %N, %+N, %-N, %0, %?, %?? and %%label) (in macro 'm' called at t.s:4)", 2, 1),
+     "%1 .. %N, %{A:B}, %+N, %-N, %0, %00, %?, %?? and %%label) (in macro 'm' called at "
+     "t.s:4)", 2, 1),
     ("%deftok T `a\\nb`", "%deftok T: the string holds a control character", 1, 8),
     ("%macro m 1\nj%-1 $\n%endmacro\nm eax", "'%-1' needs a condition code (e, ne, a, "
      "be ...), not 'eax' (in macro 'm' called at t.s:4)", 2, 2),
@@ -260,6 +269,14 @@ def test_the_wide_reservations_reserve_what_nasm_does(source, size):
                    f"section .bss\nbuf: {source}\nend_:\nsection .text\n"
                    "dd end_ - buf, s.b, s.c")
     assert img.segments[0][1] == b"".join(v.to_bytes(4, "little") for v in (size, 10, 42))
+
+
+def test_nasms_version_macros_name_the_nasm_whose_language_this_is():
+    img = assemble("dd __NASM_MAJOR__, __?NASM_MINOR?__, __NASM_SUBMINOR__, "
+                   "__?NASM_PATCHLEVEL?__, __NASM_VERSION_ID__\ndb __?NASM_VER?__\n"
+                   "%if __?NASM_VERSION_ID?__ >= 0x020F0000\ndb 1\n%endif")
+    assert img.segments[0][1] == (b"".join(v.to_bytes(4, "little") for v in
+                                           (2, 16, 1, 0, 0x02100100)) + b"2.16.01\x01")
 
 
 def test_a_warning_is_said_and_the_assembly_goes_on(tmp_path, capsys):

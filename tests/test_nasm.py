@@ -689,6 +689,63 @@ DATA = {
             db 'V'
         %endif
         """,
+    "call_labels": """
+        %macro named 0
+        %ifnempty %00
+        %00: db 5
+        %else
+        db 6
+        %endif
+        %endmacro
+        %macro plain 1
+        db %1
+        %endmacro
+        %macro pair 1
+        %00 equ %1
+        %endmacro
+        named
+        first: named
+        second named
+        third: plain 7
+        fourth plain 8
+        five pair 5
+        dd first, second, third, fourth, five
+        """,
+    "param_ranges": """
+        %macro r 1-*.nolist
+        db %{1:3}, %{3:1}, %{2:-1}, %{-1:-3}, %{2:2}, %{1:-1}
+        %endmacro
+        r 1, 2, 3, 4
+        r {5, 6}, 7, 8
+        %macro s 1+.nolist
+        %defstr t %{1:1}
+        db t
+        %endmacro
+        s 9, 10
+        """,
+    "indirect": """
+        %assign i 3
+        %define name%[i] 9
+        %define A B
+        %define B 7
+        %define W 5
+        %define P %[W]
+        %undef W
+        %define W 6
+        db name3, %[A], P
+        %assign j 1
+        %rep 3
+        %xdefine r%[j] j * 2
+        %define q%[j] j * 2
+        %assign j j + 1
+        %endrep
+        db r1, r2, r3, q1, q3
+        %macro v 1
+        %define v%[%1] %1 + 1
+        db v%1
+        %endmacro
+        v 4
+        """,
     "structures": """
         struc proc, 4
             .pid:    resd 1

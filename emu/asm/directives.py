@@ -126,7 +126,10 @@ def define_parts(rest: str, col: int, loc: Loc, word: str,
 
 def param_count(spec: str, loc: Loc, col: int) -> tuple[int, int | None, bool]:
     """(lowest, highest or None for ``*``, greedy) from ``N``, ``N-M``,
-    ``N-*`` with an optional ``+``."""
+    ``N-*`` with an optional ``+``, and NASM's ``.nolist`` after them (which
+    keeps a macro's lines out of NASM's listing: ignored here)."""
+    if spec.lower().endswith(".nolist"):
+        spec = spec[:-len(".nolist")]
     greedy = spec.endswith("+")
     spec = spec.rstrip("+")
     lo_text, _, hi_text = spec.partition("-")

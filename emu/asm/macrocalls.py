@@ -14,6 +14,12 @@ from .directives import after_word, is_name, param_count
 from .expr import signed64
 from .lexer import Loc, clip
 from .macros import Macro, expand_body_line, scan, split_args, strip_comment
+from .parser import KEYWORDS as _KEYWORDS
+from .parser import RESERVED
+
+# Words a line may begin with that are not labels: before a macro's name,
+# an instruction's operand (``push m``), not a label as NASM takes it.
+KEYWORDS = _KEYWORDS | RESERVED
 
 MAX_MACRO_DEPTH = 64        # macro calls and %rep blocks inside each other
 Chain = tuple[tuple[str, str], ...]   # (real path, name) of a file and those including it
@@ -32,6 +38,7 @@ class _Call:
     count: int
     unique: int
     names: tuple[str, str] = ("", "")   # the macro's name as called, as defined
+    label: str = ""                     # %00: the label before the call
 
 
 def read_body_line(loc: Loc) -> Loc:
@@ -39,7 +46,7 @@ def read_body_line(loc: Loc) -> Loc:
     call = loc.call
     assert isinstance(call, _Call)
     return replace(loc, text=expand_body_line(loc.text, call.args, call.count, call.unique,
-                                              loc, call.names), call=None)
+                                              loc, call.names, call.label), call=None)
 
 
 def context_of(what: str, at: Loc) -> tuple[str, ...]:
@@ -209,13 +216,15 @@ class MacroCalls:
             return self.imacros, name.lower()
         return self.macros, name
 
-    def _macro_call(self, text: str) -> tuple[int, str, int, str] | None:
-        """(end of a ``label:`` before it or 0, name, column, argument text)
-        when ``text`` calls a multi-line macro."""
+    def _macro_call(self, text: str) -> tuple[str, str, int, str] | None:
+        """(the label before it or "", name, column, argument text) when
+        ``text`` calls a multi-line macro.  The label is a name and a colon
+        or, as in NASM, a name alone that is not a mnemonic, a directive or
+        a register (``push m`` stays an instruction)."""
         if not self.macros and not self.imacros:
             return None
         pieces = scan(text)
-        label_end = 0
+        label = ""
         for start, end, kind in pieces:
             if kind == "other" and text[start] in " \t":
                 continue
@@ -223,15 +232,21 @@ class MacroCalls:
                 return None
             name = text[start:end]
             if name in self.macros or name.lower() in self.imacros:
-                return label_end, name, start + 1, text[end:]
-            if label_end or end >= len(text) or text[end] != ":":
+                return label, name, start + 1, text[end:]
+            if label:
                 return None
-            label_end = end + 1
-            next(pieces)                        # the ':'
+            label = name
+            if end < len(text) and text[end] == ":":
+                next(pieces)                    # the ':'
+            elif name.lower() in KEYWORDS:
+                return None
         return None
 
     def _expand(self, call: Loc, name: str, col: int, args_text: str, chain: Chain,
-                depth: int) -> Iterator[Loc]:
+                depth: int, label: str = "") -> Iterator[Loc]:
+        """The lines of a call of the macro ``name``; ``label``, the label
+        before the call, is defined before them unless the macro reads it
+        (``%00``)."""
         candidates = self.macros.get(name, []) + self.imacros.get(name.lower(), [])
         args = split_args(args_text)
         macro = next((m for m in candidates if m.takes(len(args))), None)
@@ -252,8 +267,12 @@ class MacroCalls:
             extra = macro.defaults[max(count - macro.lo, 0):top - macro.lo]
             args = [*args, *extra]
             count = len(args)
+        takes_label = macro.takes_label
+        if label and not takes_label:
+            yield replace(call, text=label + ":")
         self.unique += 1
-        state = _Call(list(args), count, self.unique, (name, macro.name))
+        state = _Call(list(args), count, self.unique, (name, macro.name),
+                      label if takes_label else "")
         context = context_of(f"macro '{name}' called", call)
         # Its lines take their parameters when they are read (``_block``), so
         # that a %rotate is seen by the lines after it, in a %rep too.

@@ -16,6 +16,7 @@ label of this expansion alone (it becomes ``..@N.name``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .lexer import Loc, clip
@@ -46,6 +47,14 @@ class Macro:
     defaults: tuple[str, ...]
     body: tuple[Loc, ...]               # the lines, as written
     at: Loc                             # the %macro line
+
+    @property
+    def takes_label(self) -> bool:
+        """Whether the body reads ``%00``, the label before a call: then the
+        call passes that label and does not define it (as in NASM)."""
+        return any(kind == "macro-ref" and line.text[start:end] == "%00"
+                   for line in self.body if "%00" in line.text
+                   for start, end, kind in scan(line.text))
 
     def takes(self, n: int) -> bool:
         return n >= self.lo and (self.greedy or self.hi is None or n <= self.hi)
@@ -206,8 +215,13 @@ class Expander:
 
 # NASM's own single-line macros (each also spelled __?NAME?__): the line
 # being read and its file -- for a line of a macro or a %rep, where the
-# line is written, as NASM 2.16 has them --, the mode, the output format.
-BUILTIN = frozenset(f"__{q}{n}{q}__" for n in ("LINE", "FILE", "BITS", "OUTPUT_FORMAT")
+# line is written, as NASM 2.16 has them --, the mode, the output format,
+# and the version of NASM whose language this is (2.16.01: what the
+# differential tests run against).
+VERSION = {"NASM_MAJOR": "2", "NASM_MINOR": "16", "NASM_SUBMINOR": "1",
+           "NASM_PATCHLEVEL": "0", "NASM_VERSION_ID": "0x02100100",
+           "NASM_VER": '"2.16.01"', "BITS": "32", "OUTPUT_FORMAT": "bin"}
+BUILTIN = frozenset(f"__{q}{n}{q}__" for n in ("LINE", "FILE", *VERSION)
                     for q in ("", "?"))
 
 
@@ -218,7 +232,7 @@ def builtin(name: str, loc: Loc) -> str:
         return str(loc.line)
     if key == "FILE":
         return quoted(loc.file.encode())
-    return "32" if key == "BITS" else "bin"
+    return VERSION[key]
 
 
 def quoted(value: bytes) -> str:
@@ -334,11 +348,27 @@ def condition(args: list[str], n: int, opposite: bool, loc: Loc, col: int) -> st
     return _OPPOSITE[cc] if opposite else cc
 
 
+_RANGE = re.compile(r"(-?\d+):(-?\d+)")
+
+
+def param_range(piece: str, args: list[str], count: int, loc: Loc, col: int) -> str:
+    """``%{A:B}``: parameters A to B (backwards when B < A; -1 is the last),
+    joined by commas, as NASM writes them."""
+    a, b = (int(x) for x in _RANGE.fullmatch(piece[2:-1]).groups())  # type: ignore[union-attr]
+    a, b = (count + 1 + x if x < 0 else x for x in (a, b))
+    if not (1 <= a <= count and 1 <= b <= count):
+        raise loc.error(f"'{clip(piece)}': macro parameters out of range (the call has "
+                        f"{count})", col)
+    step = 1 if b >= a else -1
+    return ",".join(args[i - 1] for i in range(a, b + step, step))
+
+
 def expand_body_line(text: str, args: list[str], count: int, unique: int,
-                     loc: Loc, names: tuple[str, str] = ("", "")) -> str:
+                     loc: Loc, names: tuple[str, str] = ("", ""), label: str = "") -> str:
     """One line of a macro body with ``%N``, ``%{N}``, ``%0``, ``%%name``,
-    ``%+N``/``%-N`` and ``%?``/``%??`` (``names``: the macro's name as
-    called and as defined) replaced for the call ``unique`` with ``args``."""
+    ``%+N``/``%-N``, ``%?``/``%??`` (``names``: the macro's name as called
+    and as defined) and ``%00`` (``label``: the label before the call)
+    replaced for the call ``unique`` with ``args``."""
     if "%" not in text:
         return text
     out = []
@@ -349,19 +379,23 @@ def expand_body_line(text: str, args: list[str], count: int, unique: int,
             continue
         if piece.startswith("%%"):
             out.append(f"..@{unique}.{piece[2:]}")
+        elif piece == "%00":
+            out.append(label)
         elif piece[1:].isdigit() or (piece.startswith("%{") and piece[2:-1].isdigit()):
             n = int(piece[1:] if piece[1] != "{" else piece[2:-1])
             out.append(str(count) if n == 0 else args[n - 1] if n <= len(args) else "")
+        elif piece.startswith("%{") and _RANGE.fullmatch(piece[2:-1]):
+            out.append(param_range(piece, args, count, loc, start + 1))
         elif piece[1] in "+-" and piece[2:].isdigit():
             out.append(condition(args, int(piece[2:]), piece[1] == "-", loc, start + 1))
         elif piece in ("%?", "%??"):
             out.append(names[len(piece) - 2])
-        elif piece.startswith("%$") or piece == "%+":
+        elif piece.startswith("%$") or piece in ("%+", "%["):
             out.append(piece)                   # (read with the line: the context stack's,
-            #                                      pasting)
+            #                                      pasting, indirect expansion)
         else:
-            raise loc.error(f"'{clip(piece)}' is not supported in macros "
-                            "(parameters are %1 .. %N, %+N, %-N, %0, %?, %?? and %%label)",
+            raise loc.error(f"'{clip(piece)}' is not supported in macros (parameters are "
+                            "%1 .. %N, %{A:B}, %+N, %-N, %0, %00, %?, %?? and %%label)",
                             start + 1)
         if len(out) % 64 == 0 and sum(map(len, out)) > MAX_LINE:
             break

@@ -97,6 +97,27 @@ class Row:
     level: int          # 0: read from the file; n: made by n macros / %reps
 
 
+# NASM 2.16's preprocessor functions (%eval(...) ...): refused by name.
+FUNCTIONS = frozenset(("abs", "cond", "count", "eval", "hex", "num", "sel", "str", "strcat",
+                       "strlen", "substr", "tok", "map", "chr", "depend", "pathsearch",
+                       "realpath", "isdef", "isnum", "isid", "isstr", "istoken", "isempty",
+                       "isidn", "isidni", "ismacro", "isctx", "isenv", "isusable",
+                       "isusing"))
+
+
+def _no_functions(loc: Loc) -> None:
+    """Refuse a line that calls one of NASM's preprocessor functions."""
+    text = loc.text
+    pieces = list(scan(text))
+    for k, (start, end, kind) in enumerate(pieces[:-1]):
+        nxt_start, nxt_end, nxt_kind = pieces[k + 1]
+        if (kind == "other" and text[start] == "%" and nxt_kind == "id"
+                and nxt_start == end and text[nxt_start:nxt_end].lower() in FUNCTIONS
+                and text[nxt_end:nxt_end + 1] == "("):
+            raise loc.error(f"'%{text[nxt_start:nxt_end]}()' is not supported (NASM's "
+                            "preprocessor functions; see docs/language.md)", start + 1)
+
+
 class Preprocessor(MacroCalls):
     """Turns source text into the lines to assemble; one per assembly."""
 
@@ -147,6 +168,10 @@ class Preprocessor(MacroCalls):
                 continue
             if "%$" in loc.text:                # (the context stack as it is now)
                 loc = self._in_context(loc)
+            if "%[" in loc.text:                # (the macros as they are now)
+                loc = self._indirect(loc)
+            if "(" in loc.text and "%" in loc.text:
+                _no_functions(loc)
             if word is None:
                 yield from self._line(loc, chain, depth)
             elif word in ("macro", "imacro"):
@@ -161,6 +186,33 @@ class Preprocessor(MacroCalls):
                 self._directive_line(word, col, loc)
         if conds:
             raise conds[-1].at.error(f"%{directive(conds[-1].at.text)[0]} without %endif")
+
+    def _indirect(self, loc: Loc) -> Loc:
+        """The line with each ``%[TEXT]`` replaced by TEXT with its
+        single-line macros expanded, before the line is read (as NASM
+        does: ``%define reg%[i] ...`` defines reg3 when i is 3)."""
+        text, out, pos = loc.text, [], 0
+        for start, _, kind in scan(text):
+            if kind != "macro-ref" or text[start:start + 2] != "%[" or start < pos:
+                continue
+            depth, end = 0, -1
+            for i in range(start + 1, len(text)):
+                if text[i] == "[":
+                    depth += 1
+                elif text[i] == "]":
+                    depth -= 1
+                    if depth == 0:
+                        end = i
+                        break
+            if end < 0:
+                raise loc.error("'%[' without its ']'", start + 1)
+            inner = self._indirect(replace(loc, text=text[start + 2:end])).text
+            out += [text[pos:start], self.defines.expand(inner, loc).strip()]
+            pos = end + 1
+        out.append(text[pos:])
+        expanded = "".join(out)
+        self._count(loc, 0, len(expanded))
+        return replace(loc, text=expanded)
 
     def _count(self, loc: Loc, lines: int = 1, chars: int = 0) -> None:
         self.expanded += lines
@@ -196,10 +248,8 @@ class Preprocessor(MacroCalls):
         if call is None:
             yield loc
             return
-        label_end, name, col, args_text = call
-        if label_end:
-            yield replace(loc, text=text[:label_end])
-        yield from self._expand(loc, name, col, args_text, chain, depth)
+        label, name, col, args_text = call
+        yield from self._expand(loc, name, col, args_text, chain, depth, label)
 
     # --- directives ----------------------------------------------------------
     def _conditional(self, word: str, col: int, loc: Loc, conds: list[_Cond]) -> None:
