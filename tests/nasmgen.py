@@ -130,6 +130,9 @@ class Program:
             return r.choice("-~!+") + self.expr(numbers_only, depth + 1)
         if k == 1:
             return f"({self.expr(numbers_only, depth + 1)})"
+        if k == 2 and r.random() < 0.4:     # NASM's lowest operator, in parentheses
+            cond, yes, no = (self.expr(numbers_only, depth + 1) for _ in range(3))
+            return f"({cond} ? {yes} : {no})"
         op = r.choice(OPERATORS)
         left, right = self.expr(numbers_only, depth + 1), self.expr(numbers_only, depth + 1)
         if op in ("<<", "<<<"):

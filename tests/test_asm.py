@@ -729,8 +729,12 @@ def test_assemble_file_accepts_crlf_and_bom(tmp_path):
     ("mov eax, nowhere", "undefined symbol 'nowhere'", 1, 10),
     ("mov eax, [ebx + 4 * nowhere]", "undefined symbol 'nowhere'", 1, 21),
     ("f: nop\n jmp .x", "undefined symbol 'f.x'", 2, 6),
-    ("a: nop\na: nop", "duplicate label 'a' (first defined at <input>:1)", 2, 1),
-    ("a equ 1\na equ 2", "duplicate symbol 'a' (first defined at <input>:1)", 2, 1),
+    ("a: nop\na: nop", "duplicate label 'a' (first defined at <input>:1, with another "
+     "value)", 2, 1),
+    ("a equ 1\na equ 2", "duplicate symbol 'a' (first defined at <input>:1, with another "
+     "value)", 2, 1),
+    ("section .data\nx:\nsection .text\nx:", "duplicate label 'x' (first defined at "
+     "<input>:2, with another value)", 4, 1),
     ("mov al, 256", "value 256 out of range for an 8-bit immediate (-256..255)", 1, 9),
     ("mov al, -257", "value -257 out of range for an 8-bit immediate (-256..255)", 1, 9),
     ("int -1", "value -1 out of range for int's 8-bit immediate (0..255)", 1, 5),

@@ -58,6 +58,16 @@ ERRORS = [
      "range (the call has 2) (in macro 'm' called at t.s:4)", 2, 4),
     ("%macro m 0\ndb 1\n%endmacro\npush m", "undefined symbol 'm'", 4, 6),
     ("db %[X", "'%[' without its ']'", 1, 4),
+    ("dd 3 <=> 5", "'<=>' is not supported (NASM 2.16.01 computes it wrongly: 3 <=> 5 is "
+     "not -1 there)", 1, 6),
+    ("dd 1 ? 2", "expected ':' after the value of '?', found end of line", 1, 9),
+    ("dd 1 ? 2 : 1 / 0", "division by zero", 1, 14),
+    ("x: dd x ? 1 : 2", "'?' needs numbers, not addresses: '$' and labels are addresses, "
+     "'$ - $$' and 'label - $$' are numbers", 1, 9),
+    ("dd ? 1 : 2", "'?' is not supported in expressions ('?' follows a value, as in "
+     "'A ? B : C')", 1, 4),
+    ('dw __utf16__("a")', "'__utf16__' is not supported in expressions (NASM's string "
+     "functions)", 1, 4),
     ("bits 16", "'bits 16' is not supported (the machine runs 32-bit code: write "
      "'bits 32')", 1, 1),
     ("db 1.5", "floating-point constants are not supported ('1.')", 1, 4),

@@ -689,6 +689,37 @@ DATA = {
             db 'V'
         %endif
         """,
+    "conditional_operator": """
+        N equ 3
+        dd 1 ? 2 : 3, 0 ? 2 : 3, 1 ? 2 : 0 ? 3 : 4, 0 ? 2 : 0 ? 3 : 4, 0 ? 2 : 1 ? 3 : 4
+        dd 1 + 1 ? 5 : 6, 0 || 0 ? 5 : 6, (1 ? 2 : 3) + 1, 1 ? 2 + 3 : 4
+        dd (1 ? 2 : 3) ? 4 : 5, 1 ? 0 ? 7 : 8 : 9, N > 2 ? N * 2 : -N
+        dd 0x8000000000000000 ? 1 : 2, 0x100000000 ? 3 : 4
+        x: dd 1 ? x : 0, 0 ? 0 : x + 1, ($ - $$ ? 10 : 20)
+        %if N == 3 ? 0 : 1
+        db 1
+        %else
+        db 2
+        %endif
+        %assign v N ? 3 : 4
+        times N < 5 ? 2 : 1 db v
+        """,
+    "same_value_again": """
+        x:
+        x: db 1
+        y equ 5
+        y equ 2 + 3
+        z equ 0xffffffffffffffff
+        z equ -1
+        a: db 0
+        absolute 0
+        .f: resb 1
+        section .text
+        absolute 0
+        .f: resb 1
+        section .text
+        dd x, y, z, a.f
+        """,
     "call_labels": """
         %macro named 0
         %ifnempty %00

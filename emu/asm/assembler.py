@@ -30,7 +30,7 @@ from functools import partial
 from .. import isa
 from ..errors import AsmError
 from . import preproc
-from .expr import Node, Num, Sym, walk
+from .expr import Node, Num, Sym, signed64, walk
 from .image import Image, SectionInfo, SourceLine
 from .lexer import Loc, clip
 from .listing import Recorder
@@ -120,6 +120,9 @@ class Assembler:
         self.pass1_values: dict[str, int] = {}
         self.rels: dict[str, dict] = {}
         self.defined_at: dict[str, Loc] = {}
+        # Names defined again (the second definition, its section and offset):
+        # as in NASM, an error only if the value differs (``_redefinitions``).
+        self.again: list[tuple[str, Stmt, Section, int]] = []
         self.resolving: set[str] = set()
         self.layout: list[tuple[Section, int, int]] = []        # section, offset, count
         self.sections: list[Section] = []
@@ -174,12 +177,31 @@ class Assembler:
         circular definition."""
         return _Guard(self.resolving, name, col, loc)
 
-    def _define(self, name: str, stmt: Stmt, what: str) -> None:
-        first = self.defined_at.get(name)
-        if first is not None:
-            raise stmt.loc.error(f"duplicate {what} '{clip(name)}' (first defined at "
-                                 f"{first.file}:{first.line})", stmt.col)
+    def _define(self, name: str, stmt: Stmt, sec: Section, off: int) -> bool:
+        """Whether ``name`` is defined here for the first time (a second
+        definition is checked once every value is known)."""
+        if name in self.defined_at:
+            self.again.append((name, stmt, sec, off))
+            return False
         self.defined_at[name] = stmt.loc
+        return True
+
+    def _redefinitions(self) -> None:
+        """A name defined twice must have the same value both times, in the
+        same section, as NASM has it (``x:`` twice at one place is fine)."""
+        for name, stmt, sec, off in self.again:
+            env = _Env(self, stmt.loc, sec.base + off, sec.base, sec, False)
+            if isinstance(stmt, LabelDef):
+                value, rel = sec.base + off, {sec: 1}
+            else:
+                value, rel = stmt.expr.ev(env), stmt.expr.rel(env)  # type: ignore[attr-defined]
+            first = (self.labels[name], {self.label_at[name][0]: 1}) if name in self.labels \
+                else (self.values[name], self.lookup_rel(name, stmt.col, stmt.loc, False))
+            if (signed64(value), rel) != (signed64(first[0]), first[1]):
+                at = self.defined_at[name]
+                what = "label" if isinstance(stmt, LabelDef) else "symbol"
+                raise stmt.loc.error(f"duplicate {what} '{clip(name)}' (first defined at "
+                                     f"{at.file}:{at.line}, with another value)", stmt.col)
 
     def critical(self, expr: Node, what: str, loc: Loc, section: Section, offset: int) -> int:
         """A value that decides the layout: a number, known at this line."""
@@ -205,11 +227,11 @@ class Assembler:
             off = sec.size
             count = size = 0
             if isinstance(stmt, LabelDef):
-                self._define(stmt.name, stmt, "label")
-                self.label_at[stmt.name] = (sec, off)
+                if self._define(stmt.name, stmt, sec, off):
+                    self.label_at[stmt.name] = (sec, off)
             elif isinstance(stmt, EquDef):
-                self._define(stmt.name, stmt, "symbol")
-                self.equs[stmt.name] = (stmt, sec, off)
+                if self._define(stmt.name, stmt, sec, off):
+                    self.equs[stmt.name] = (stmt, sec, off)
             elif isinstance(stmt, SectionDecl):
                 sec = declare(self.sections, stmt, partial(
                     self._attribute, stmt.loc, sec))
@@ -306,8 +328,10 @@ class Assembler:
         place(self.sections, self.origin)
         self.labels = {name: sec.base + off for name, (sec, off) in self.label_at.items()}
         for stmt in stmts:
-            if isinstance(stmt, EquDef) and stmt.name not in self.values:
+            if isinstance(stmt, EquDef) and stmt.name not in self.values \
+                    and self.equs.get(stmt.name, (None,))[0] is stmt:
                 self._equ(stmt.name, stmt.col, stmt.loc, False)
+        self._redefinitions()
         lines, data = self.pass2(stmts)
         segments = tuple(sorted((s.load, bytes(s.data)) for s in self.sections if s.data))
         symbols = {**self.values, **self.labels}

@@ -259,6 +259,32 @@ class Binary(Node):
         raise env.loc.error(f"'{op}' {NUMBERS_ONLY}", self.col)
 
 
+class Cond(Node):
+    """``cond ? yes : no``: ``yes`` where ``cond`` is not 0 (a number).
+    Both are computed, as NASM computes them (``1 ? 2 : 1/0`` is a
+    division by zero)."""
+
+    __slots__ = ("cond", "no", "yes")
+
+    def __init__(self, cond: Node, yes: Node, no: Node, col: int):
+        self.cond, self.yes, self.no, self.col = cond, yes, no, col
+        self.start = cond.start
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.cond, self.yes, self.no)
+
+    def ev(self, env: Env) -> int:
+        taken = self.cond.ev(env) & MASK64
+        yes, no = self.yes.ev(env), self.no.ev(env)
+        return yes if taken else no
+
+    def rel(self, env: Env) -> Rel:
+        if self.cond.rel(env):
+            raise env.loc.error(f"'?' {NUMBERS_ONLY}", self.col)
+        yes, no = self.yes.rel(env), self.no.rel(env)
+        return yes if self.cond.ev(env) & MASK64 else no
+
+
 def signed64(v: int) -> int:
     """``v`` as a signed 64-bit value."""
     return ((v + (1 << 63)) & MASK64) - (1 << 63)
@@ -317,7 +343,26 @@ def uses_here(node: Node) -> bool:
 
 def parse_expr(cur: Cursor) -> Node:
     """Parse one expression at the cursor (it stops at ``,``, ``]`` etc.)."""
-    return _parse_binary(cur, 1, 0)[0]
+    return _parse_cond(cur, 0)[0]
+
+
+def _parse_cond(cur: Cursor, nesting: int) -> tuple[Node, int]:
+    """``A ? B : C``, NASM's lowest operator (``A ? B : C ? D : E`` is
+    ``A ? B : (C ? D : E)``), or an expression without one."""
+    node, depth = _parse_binary(cur, 1, nesting)
+    tok = cur.peek()
+    if tok is None or tok.kind != "ident" or tok.text != "?":
+        return node, depth
+    if nesting >= MAX_NESTING:
+        raise cur.loc.error(f"expression nested too deeply (limit {MAX_NESTING})", tok.col)
+    cur.pos += 1
+    yes, ydepth = _parse_cond(cur, nesting + 1)
+    colon = cur.peek()
+    if colon is None or not colon.is_op(":"):
+        raise cur.error_here("expected ':' after the value of '?'")
+    cur.pos += 1
+    no, ndepth = _parse_cond(cur, nesting + 1)
+    return Cond(node, yes, no, tok.col), max(depth, ydepth, ndepth) + 1
 
 
 def _parse_binary(cur: Cursor, min_prec: int, nesting: int) -> tuple[Node, int]:
@@ -325,6 +370,9 @@ def _parse_binary(cur: Cursor, min_prec: int, nesting: int) -> tuple[Node, int]:
     while True:
         tok = cur.peek()
         if tok is None or tok.kind != "op" or tok.text not in _BINARY_PREC:
+            if tok is not None and tok.is_op("<=>"):
+                raise cur.loc.error("'<=>' is not supported (NASM 2.16.01 computes it "
+                                    "wrongly: 3 <=> 5 is not -1 there)", tok.col)
             return left, depth
         prec = _BINARY_PREC[tok.text]
         if prec < min_prec:
@@ -346,7 +394,7 @@ def _parse_unary(cur: Cursor, nesting: int) -> tuple[Node, int]:
                 f"expression nested too deeply (limit {MAX_NESTING})", tok.col)
         cur.pos += 1
         if tok.text == "(":
-            inner, depth = _parse_binary(cur, 1, nesting + 1)
+            inner, depth = _parse_cond(cur, nesting + 1)
             cur.expect_op(")", "to close '('")
             inner.start = tok.col
             return inner, depth
@@ -392,7 +440,10 @@ def _parse_primary(cur: Cursor) -> Node:
 
 UNSUPPORTED_WORDS = {"seg": "a flat binary has no segments",
                      "wrt": "a flat binary has no segments",
-                     "?": "there is no conditional operator"}
+                     "?": "'?' follows a value, as in 'A ? B : C'",
+                     **{f"__{q}{f}{e}{q}__": "NASM's string functions"
+                        for f in ("utf16", "utf32") for e in ("", "le", "be")
+                        for q in ("", "?")}}
 
 
 def char_value(tok: Token, loc: Loc) -> int:

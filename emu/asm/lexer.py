@@ -31,7 +31,7 @@ _IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.
 _IDENT_CHARS = _IDENT_START | frozenset("0123456789$#~")
 _NUM_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_$")
 _SPACE = frozenset(" \t\r\f\v")
-_OPS = ("<<<", ">>>", "<<", ">>", "//", "%%", "&&", "||", "^^", "==", "!=", "<>",
+_OPS = ("<=>", "<<<", ">>>", "<<", ">>", "//", "%%", "&&", "||", "^^", "==", "!=", "<>",
         "<=", ">=", "$$", "+", "-", "*", "/", "%", "&", "^", "|", "~", "!", "=", "<",
         ">", "(", ")", "[", "]", ",", ":", "$")
 _OPS_BY_CHAR: dict[str, tuple[str, ...]] = {}
