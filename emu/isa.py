@@ -93,7 +93,7 @@ ALIASES = {**JCC_ALIASES,
            **{"cmov" + a: "cmov" + c for a, c in CONDITION_ALIASES.items()},
            "sal": "shl", "pusha": "pushad", "popa": "popad",
            "pushf": "pushfd", "popf": "popfd", "iretd": "iret",
-           "loopz": "loope", "loopnz": "loopne"}
+           "loopz": "loope", "loopnz": "loopne", "retn": "ret"}
 # The string instructions and their prefixed rows.  F3 is one prefix with
 # three names: rep on movs and stos, repe on cmps and scas (which stop when
 # ZF says the elements differ); F2 (repne) exists on cmps and scas only.

@@ -52,7 +52,8 @@ STRINGS = ["'ab'", '"xyz"', "'a'", "`a\\n`", "``", '"it\'s"']
 STRICTER = ("needs numbers, not addresses", "division by zero")
 # ... and in a memory operand: registers that cancel out ([eax - eax + 5]),
 # a displacement beyond 32 bits (NASM drops the bits above).
-STRICTER_ADDRESSES = ("registers cancel out", "out of range for a displacement")
+STRICTER_ADDRESSES = ("registers cancel out", "out of range for a displacement",
+                      "out of range for a byte displacement")
 
 
 # The files data programs include (incbin), written next to each program,
@@ -532,6 +533,8 @@ def address(rng: random.Random) -> str:
     for _ in range(rng.randint(0, 3)):
         t = address_term(rng)
         out += f" {'+' if t[0].isalpha() or rng.random() < 0.7 else '-'} {t}"
+    if rng.random() < 0.15:     # NASM's hints: the displacement's size, nosplit
+        out = " ".join(rng.sample(["byte", "dword", "nosplit"], rng.randint(1, 2))) + " " + out
     return out
 
 
@@ -657,7 +660,10 @@ def instruction(rng: random.Random, isa) -> str:
             ops.append(rng.choice({"r": REGS, "b": isa.REGS8, "w": ("ax", "cx", "dx", "bx"),
                                    "c": ("cr0", "cr2", "cr3", "cr4"),
                                    "rel": ("here",)}.get(kind, (kind,))))
-    return f"{row.mnemonic} {', '.join(ops)}".strip()
+        if kind in ("i", "i8", "i16", "rel") and rng.random() < 0.1:
+            ops[-1] = "strict " + ops[-1]       # NASM's "this size": no other meaning
+    mnemonic = "retn" if row.mnemonic == "ret" and rng.random() < 0.3 else row.mnemonic
+    return f"{mnemonic} {', '.join(ops)}".strip()
 
 
 def _ours(d, isa) -> tuple:

@@ -58,6 +58,11 @@ ERRORS = [
      "range (the call has 2) (in macro 'm' called at t.s:4)", 2, 4),
     ("%macro m 0\ndb 1\n%endmacro\npush m", "undefined symbol 'm'", 4, 6),
     ("db %[X", "'%[' without its ']'", 1, 4),
+    ("mov eax, [byte ebx + 1000]", "value 1000 out of range for a byte displacement "
+     "(-128..127)", 1, 10),
+    ("retf", "'retf' is not supported (far returns: there are no segments; see "
+     "docs/language.md)", 1, 1),
+    ("strict: nop", "'strict' is a reserved word, not a symbol name", 1, 1),
     ("dd 3 <=> 5", "'<=>' is not supported (NASM 2.16.01 computes it wrongly: 3 <=> 5 is "
      "not -1 there)", 1, 6),
     ("dd 1 ? 2", "expected ':' after the value of '?', found end of line", 1, 9),
@@ -279,6 +284,26 @@ def test_the_wide_reservations_reserve_what_nasm_does(source, size):
                    f"section .bss\nbuf: {source}\nend_:\nsection .text\n"
                    "dd end_ - buf, s.b, s.c")
     assert img.segments[0][1] == b"".join(v.to_bytes(4, "little") for v in (size, 10, 42))
+
+
+@pytest.mark.parametrize("hinted, plain", [
+    ("mov eax, [dword ebx + 5]", "mov eax, [ebx + 5]"),
+    ("mov eax, [byte ebx - 128]", "mov eax, [ebx - 128]"),
+    ("mov eax, [nosplit ebx*2 + 4]", "mov eax, [ebx*2 + 4]"),
+    ("mov eax, [dword nosplit ebx*2]", "mov eax, [ebx*2]"),
+    ("lea eax, [byte esp]", "lea eax, [esp]"),
+    ("mov eax, strict dword 5", "mov eax, 5"),
+    ("add eax, strict byte 5", "add eax, byte 5"),
+    ("push strict dword 5", "push dword 5"),
+    ("jmp strict short $", "jmp short $"),
+    ("retn", "ret"),
+    ("retn 8", "ret 8"),
+])
+def test_nasms_hints_mean_what_they_mean_there(hinted, plain):
+    # a displacement's size, nosplit and strict choose among x86's encodings
+    # in NASM; here an instruction has one, so the same bytes (test_nasm.py
+    # checks the addresses against NASM at random)
+    assert assemble(hinted).segments == assemble(plain).segments
 
 
 def test_nasms_version_macros_name_the_nasm_whose_language_this_is():

@@ -71,6 +71,7 @@ class MemOp:
     disp: tuple[tuple[Node, int], ...]  # (term, +1 or -1)
     col: int
     text: str = ""                    # the source text, "[" to "]"
+    disp_hint: str | None = None      # [byte ...] / [dword ...]: NASM's displacement size
 
     @property
     def has_index(self) -> bool:
@@ -87,6 +88,10 @@ def parse_operand(cur: Cursor) -> Operand:
     """Parse one operand at the cursor."""
     tok = cur.next()
     size = None
+    if tok.kind == "ident" and tok.text.lower() == "strict" and cur.peek() is not None:
+        # NASM's "keep this size, do not optimise": what follows is the
+        # operand (every encoding here is the one its form says)
+        tok = cur.next()
     if tok.kind == "ident" and tok.text.lower() in ("byte", "dword"):
         size = tok.text.lower()
         nxt = cur.peek()
@@ -151,6 +156,17 @@ _BAD = "bad memory operand: "
 
 
 def _memory(cur: Cursor, size: str | None, col: int) -> MemOp:
+    hint = None
+    while True:     # NASM's hints: the displacement's size, and nosplit
+        tok = cur.peek()
+        word = tok.text.lower() if tok is not None and tok.kind == "ident" else ""
+        if word not in ("byte", "dword", "nosplit") or cur.peek(1) is None \
+                or cur.peek(1).is_op("]"):
+            break
+        cur.pos += 1
+        if word != "nosplit":
+            # (the encoding here always holds 32 bits; a byte one must fit)
+            hint = word
     expr = parse_expr(cur)
     close = cur.expect_op("]", "to close the memory operand")
     text = cur.loc.text[col - 1:close.col]
@@ -169,7 +185,7 @@ def _memory(cur: Cursor, size: str | None, col: int) -> MemOp:
             raise cur.loc.error(_BAD + f"'{reg.name}' is not a 32-bit register",
                                 reg.col)
         regs.append((reg.num, factor, sign, reg.col))
-    return MemOp(size, tuple(regs), tuple(disp), col, text)
+    return MemOp(size, tuple(regs), tuple(disp), col, text, hint)
 
 
 _SCALES = (1, 2, 4, 8)
@@ -409,6 +425,8 @@ def _mem_value(op: MemOp, byte: bool, env: Env) -> isa.Mem:
         disp += sign * signed64(term.ev(env))
     disp = check_range(disp, I32_RANGE, "a displacement", env, op.col)
     disp = (disp + (1 << 31)) % (1 << 32) - (1 << 31)   # as a signed 32-bit value
+    if op.disp_hint == "byte":
+        check_range(disp, (-128, 127), "a byte displacement", env, op.col)
     base, index, scale = _registers(op, env)
     if index == isa.ESP:
         # x86 cannot index with esp: unscaled, it is the base ([eax+esp] is

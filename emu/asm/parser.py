@@ -66,7 +66,7 @@ NOT_SUPPORTED = {
     "dt": "10-byte floats", "do": "16-byte data", "dy": "32-byte data", "dz": "64-byte data",
     "extern": "a flat binary links nothing",
     "common": "a flat binary links nothing", "static": "a flat binary links nothing",
-    "cpu": "CPU levels", "default": "64-bit defaults",
+    "cpu": "CPU levels", "retf": "far returns: there are no segments", "default": "64-bit defaults",
     "float": "floats", "warning": "warning control", "map": "map files",
     "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",
     "sectalign": "section alignment control", "list": "listing control",
@@ -84,7 +84,7 @@ NOT_SUPPORTED = {
 REP_WORDS = ("rep", "repe", "repz", "repne", "repnz")
 F2_WORDS = ("repne", "repnz")
 STRING_INSNS = (*isa.MOVE_STRINGS, *isa.COMPARE_STRINGS)
-RESERVED = frozenset(REGISTERS) | {"byte", "dword", "ptr", "word", "qword"}
+RESERVED = frozenset(REGISTERS) | {"byte", "dword", "ptr", "word", "qword", "strict", "nosplit"}
 KEYWORDS = DIRECTIVES | isa.MNEMONICS | frozenset(isa.ALIASES) | set(REP_WORDS) | set(NOT_SUPPORTED)
 
 
