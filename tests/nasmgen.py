@@ -191,7 +191,8 @@ class Program:
             return f"%assign {name} {self.expr(numbers_only=True)}\ndd ({name}) & 0xffffffff"
         if k == 11:
             a, b = self.expr(numbers_only=True), self.expr(numbers_only=True)
-            return f"%if {a}\ndb 1\n%elif {b}\ndb 2\n%else\ndb 3\n%endif"
+            n1, n2 = (r.choice(["", "n"]) for _ in range(2))
+            return f"%if{n1} {a}\ndb 1\n%elif{n2} {b}\ndb 2\n%else\ndb 3\n%endif"
         if k == 12:
             return f"%rep ({self.number()}) % 4\ndb ($ - $$) & 0xff\n%endrep"
         if k == 13:
@@ -347,8 +348,16 @@ class MacroProgram:
                 body.append(f"db %{{{ends[0]}:{ends[1]}}}")
             else:
                 body.append(f"db {self.value()}")
+        word = "macro"
+        if lo >= 1 and not greedy and r.random() < 0.15:   # calls itself, counting down
+            word = "rmacro"
+            rest = ", ".join(f"%{i}" for i in range(2, lo + 1))
+            # (first: before a %rotate of its own turns the count)
+            body.insert(0, f"%if (%1) > 0 && (%1) < 4\n{name} (%1) - 1"
+                        f"{', ' + rest if rest else ''}\n%endif")
         self.macros.append((name, lo, hi, greedy))
-        return f"%macro {name} {spec}\n" + "\n".join(body) + "\n%endmacro"
+        return (f"%{word} {name} {spec}\n" + "\n".join(body)
+                + f"\n%{r.choice(['endmacro', 'endmacro', 'endm'])}")
 
     def statement(self) -> str:
         r = self.rng
@@ -371,8 +380,9 @@ class MacroProgram:
             self.smacros.append((name, params))
             return f"%define {name}{'(' + ', '.join(names) + ')' if params else ''} ({body})"
         if k == 6:
-            return (f"%assign I 0\n%rep {r.randrange(4)}\ndb I\n"
-                    f"%assign I I + {r.randrange(1, 4)}\n%endrep")
+            word = r.choice(["assign", "iassign"])
+            return (f"%{word} I 0\n%rep {r.randrange(4)}\ndb {r.choice('Ii')}\n"
+                    f"%{word} I I + {r.randrange(1, 4)}\n%endrep")
         if k == 7 and self.smacros:
             return (f"%ifdef {r.choice(self.smacros)[0]}\ndb 1\n%elifdef NOPE\ndb 2\n"
                     "%else\ndb 3\n%endif")
@@ -483,8 +493,12 @@ def compare(seed: int, programs: int) -> tuple[collections.Counter, list[str]]:
             # (NASM looks for an incbin's file in the directory it runs in --
             # and the -i ones, but not after times; emu next to the program,
             # as for %include)
-            done = subprocess.run([nasm, "-f", "bin", "-o", out, src], cwd=tmp,
-                                  capture_output=True, text=True, timeout=60)
+            try:
+                done = subprocess.run([nasm, "-f", "bin", "-o", out, src], cwd=tmp,
+                                      capture_output=True, text=True, timeout=60)
+            except subprocess.TimeoutExpired:
+                counts["NASM refuses or warns"] += 1    # (it did not finish)
+                continue
             try:
                 mine, refused = flat(assemble(text, src)), None
             except AsmError as e:

@@ -63,6 +63,11 @@ ERRORS = [
     ("retf", "'retf' is not supported (far returns: there are no segments; see "
      "docs/language.md)", 1, 1),
     ("strict: nop", "'strict' is a reserved word, not a symbol name", 1, 1),
+    ("%macro m 1\ndb %1\nm %1\n%endmacro\nm 1", "unknown mnemonic 'm' (in macro 'm' "
+     "called at t.s:5)", 3, 1),
+    ("%if 0\n%ifenv X\n%endif\n%endif", "'%ifenv' is not supported (the conditionals are "
+     "%if, %ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty, %ifmacro and "
+     "%ifctx, each with its %ifn form, their %elif forms, %else and %endif)", 2, 1),
     ("dd 3 <=> 5", "'<=>' is not supported (NASM 2.16.01 computes it wrongly: 3 <=> 5 is "
      "not -1 there)", 1, 6),
     ("dd 1 ? 2", "expected ':' after the value of '?', found end of line", 1, 9),
@@ -158,7 +163,9 @@ ERRORS = [
     ("%macro a 0\n b\n%endmacro\n%macro b 0\n db 1, x\n%endmacro\na",
      "undefined symbol 'x' (in macro 'b' called at t.s:2, in macro 'a' called at t.s:7)",
      5, 8),
-    ("%macro m 0\nm\n%endmacro\nm", "macros nested too deeply (limit 64): does 'm' call "
+    ("%macro m 0\nm\n%endmacro\nm", "unknown mnemonic 'm' (a label needs a ':' after its "
+     "name) (in macro 'm' called at t.s:4)", 2, 1),
+    ("%rmacro m 0\nm\n%endmacro\nm", "macros nested too deeply (limit 64): does 'm' call "
      "itself without end? (in macro 'm' called at t.s:2, in macro 'm' called at t.s:2, in "
      "macro 'm' called at t.s:2, ... 60 more ..., in macro 'm' called at t.s:4)", 2, 1),
     ("%rep 2000\n%rep 2000\n%endrep\n%endrep", "more than 200,000 lines and %rep "

@@ -720,6 +720,39 @@ DATA = {
         section .text
         dd x, y, z, a.f
         """,
+    # (one %rmacro, and no %if after its calls: NASM 2.16.01 fails to read
+    # the expression of a later macro's %if once one has called itself --
+    # "expression syntax error")
+    "more_directives": """
+        %ifn 0
+        db 1
+        %endif
+        %if 0
+        %elifn 0
+        db 2
+        %endif
+        %ifn 1
+        db 3
+        %elifn 1
+        db 4
+        %else
+        db 5
+        %endif
+        %iassign count 5
+        %iassign COUNT count + 1
+        db Count
+        %macro twice 1
+        db %1, %1
+        %endm
+        twice 6
+        %irmacro UP 2
+        db %1
+        %if %1 < %2
+        up %1 + 1, %2
+        %endif
+        %endmacro
+        Up 1, 3
+        """,
     "call_labels": """
         %macro named 0
         %ifnempty %00

@@ -13,7 +13,7 @@ from .lexer import Cursor, Loc, clip, tokenize
 from .macros import quoted, strip_comment
 
 NOT_SUPPORTED = frozenset((
-    "defalias", "undefalias", "iassign",
+    "defalias", "undefalias",
     "line", "pragma", "use", "clear",
     "depend", "while", "endwhile", "exitwhile",
     "pathsearch", "null", "aliases"))

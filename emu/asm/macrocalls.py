@@ -53,6 +53,9 @@ def context_of(what: str, at: Loc) -> tuple[str, ...]:
     return (f"{what} at {at.file}:{at.line}", *at.context)
 
 
+# The directives that define a multi-line macro (%rmacro: one that may call
+# itself; i: any case).
+MACRO_WORDS = ("macro", "imacro", "rmacro", "irmacro")
 _SLOT = {"byte": 4, "word": 4, "dword": 4, "qword": 8}   # %arg/%local: bytes each takes
 
 
@@ -201,18 +204,18 @@ class MacroCalls:
         name = parts[0]
         lo, hi, greedy = param_count(parts[1] if len(parts) > 1 else "0", loc, rest_col)
         defaults = tuple(split_args(parts[2])) if len(parts) > 2 else ()
-        body = self._collect(it, loc, depth, ("macro", "imacro"), "endmacro")
+        body = self._collect(it, loc, depth, MACRO_WORDS, ("endmacro", "endm"))
         # (a macro defined by a macro's lines: %1 ... in its body are its own
         # call's, as in NASM, not the outer call's)
         body = tuple(replace(b, call=None) if b.call is not None else b for b in body)
-        macro = Macro(name, lo, hi, greedy, defaults, body, loc)
+        macro = Macro(name, lo, hi, greedy, defaults, body, loc, "rmacro" in word)
         table, key = self._table(word, name)
         table[key] = [m for m in table.get(key, []) if (m.lo, m.hi) != (lo, hi)] + [macro]
 
     def _table(self, word: str, name: str) -> tuple[dict[str, list[Macro]], str]:
         """The table a macro of ``%word`` (%macro, %unmacro; %imacro,
         %unimacro) is in, and its key there."""
-        if word.startswith(("imacro", "unimacro")):
+        if word.startswith(("imacro", "irmacro", "unimacro")):
             return self.imacros, name.lower()
         return self.macros, name
 
@@ -242,18 +245,27 @@ class MacroCalls:
                 return None
         return None
 
-    def _expand(self, call: Loc, name: str, col: int, args_text: str, chain: Chain,
-                depth: int, label: str = "") -> Iterator[Loc]:
-        """The lines of a call of the macro ``name``; ``label``, the label
-        before the call, is defined before them unless the macro reads it
-        (``%00``)."""
+    def _callee(self, call: Loc, name: str, col: int, args_text: str) -> Macro | None:
+        """The macro a call of ``name`` with these arguments expands; None
+        when that macro is being expanded and is not an %rmacro: as in
+        NASM, the line is then not a call of it (nor of itself through
+        another macro)."""
         candidates = self.macros.get(name, []) + self.imacros.get(name.lower(), [])
-        args = split_args(args_text)
-        macro = next((m for m in candidates if m.takes(len(args))), None)
+        n = len(split_args(args_text))
+        macro = next((m for m in candidates if m.takes(n)), None)
         if macro is None:
             shapes = " or ".join(m.shape() for m in candidates)
-            raise call.error(f"macro '{clip(name)}' takes {shapes} parameters, not "
-                             f"{len(args)}", col)
+            raise call.error(f"macro '{clip(name)}' takes {shapes} parameters, not {n}", col)
+        if not macro.recursive and any(m is macro for m in self.expanding):
+            return None
+        return macro
+
+    def _expand(self, call: Loc, macro: Macro, name: str, col: int, args_text: str,
+                chain: Chain, depth: int, label: str = "") -> Iterator[Loc]:
+        """The lines of a call of ``macro`` (called ``name``); ``label``, the
+        label before the call, is defined before them unless the macro reads
+        it (``%00``)."""
+        args = split_args(args_text)
         if depth >= MAX_MACRO_DEPTH:
             raise call.error(f"macros nested too deeply (limit {MAX_MACRO_DEPTH}): does "
                              f"'{clip(name)}' call itself without end?", col)
@@ -277,11 +289,11 @@ class MacroCalls:
         # Its lines take their parameters when they are read (``_block``), so
         # that a %rotate is seen by the lines after it, in a %rep too.
         lines = (replace(b, context=context, call=state) for b in macro.body)
-        self.in_macros += 1
+        self.expanding.append(macro)
         try:
             yield from self._block(lines, chain, depth + 1)
         except ExitMacro:
             pass
         finally:
-            self.in_macros -= 1
+            self.expanding.pop()
 

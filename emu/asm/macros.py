@@ -47,6 +47,7 @@ class Macro:
     defaults: tuple[str, ...]
     body: tuple[Loc, ...]               # the lines, as written
     at: Loc                             # the %macro line
+    recursive: bool = False             # %rmacro: it may be called from its own lines
 
     @property
     def takes_label(self) -> bool:

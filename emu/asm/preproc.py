@@ -9,7 +9,8 @@ macros expanded).  Supported, with NASM's meaning::
     %strlen NAME 'STRING'       NAME becomes the string's length
     %defstr NAME TEXT, %idefstr, %strcat NAME 'A', 'B' ..., %substr NAME 'S' I[, N]
                                 NAME becomes a quoted string
-    %macro NAME N[-M|-*][+] [defaults] .. [%exitmacro] .. %endmacro  (%imacro)
+    %macro NAME N[-M|-*][+] [defaults] .. [%exitmacro] .. %endmacro  (%imacro,
+                                %rmacro, %irmacro; %endm)
     %rep COUNT .. [%exitrep] .. %endrep
     %if EXPR / %ifdef NAME / %ifidn A, B / %ifidni / %ifid / %ifnum / %ifstr /
     %iftoken / %ifempty TEXT, each with its %ifn form (%ifndef ...), their
@@ -56,7 +57,15 @@ from .directives import (
 )
 from .expr import parse_expr, signed64
 from .lexer import Cursor, Loc, clip, tokenize
-from .macrocalls import MAX_MACRO_DEPTH, Chain, ExitMacro, MacroCalls, context_of, read_body_line
+from .macrocalls import (
+    MACRO_WORDS,
+    MAX_MACRO_DEPTH,
+    Chain,
+    ExitMacro,
+    MacroCalls,
+    context_of,
+    read_body_line,
+)
 from .macros import Expander, Macro, pasted, scan, strip_comment
 from .source import find_include, read_source
 
@@ -69,7 +78,7 @@ MAX_ROWS = 100_000          # lines a listing shows (the rest are assembled, not
 Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> value
 
 TOKEN_TESTS = ("id", "num", "str", "token", "empty")
-CONDITIONS = ("", "def", "ndef", "idn", "idni", "nidn", "nidni", *TOKEN_TESTS,
+CONDITIONS = ("", "n", "def", "ndef", "idn", "idni", "nidn", "nidni", *TOKEN_TESTS,
               *(f"n{t}" for t in TOKEN_TESTS), "macro", "nmacro", "ctx", "nctx")
 CONDITIONALS = frozenset((*(f"{w}{c}" for w in ("if", "elif") for c in CONDITIONS), "else",
                           "endif"))
@@ -134,7 +143,7 @@ class Preprocessor(MacroCalls):
         self.text = 0           # characters of expanded lines
         self.unique = 0
         self.reps = 0           # %rep blocks being expanded (for %exitrep)
-        self.in_macros = 0      # macro expansions under way (for %exitmacro)
+        self.expanding: list[Macro] = []   # the macros being expanded, outermost first
         self.rows: list[Row] | None = [] if listing else None
         self.contexts: list[tuple[str, int]] = []   # %push's stack: (name, its number)
         self.frame: list[int] | None = None  # %stacksize flat's next %arg and %local offsets
@@ -164,6 +173,9 @@ class Preprocessor(MacroCalls):
             if word in CONDITIONALS:
                 self._conditional(word, col, loc, conds)
                 continue
+            if word is not None and word.startswith(("if", "elif")):
+                # (one NASM knows opens or goes on a block: never passed over)
+                self._directive_line(word, col, loc)
             if conds and not all(c.taking for c in conds):
                 continue
             if "%$" in loc.text:                # (the context stack as it is now)
@@ -174,7 +186,7 @@ class Preprocessor(MacroCalls):
                 _no_functions(loc)
             if word is None:
                 yield from self._line(loc, chain, depth)
-            elif word in ("macro", "imacro"):
+            elif word in MACRO_WORDS:
                 self._define_macro(loc, col, word, it, depth)
             elif word == "rep":
                 yield from self._rep(loc, col, it, chain, depth)
@@ -249,7 +261,11 @@ class Preprocessor(MacroCalls):
             yield loc
             return
         label, name, col, args_text = call
-        yield from self._expand(loc, name, col, args_text, chain, depth, label)
+        macro = self._callee(loc, name, col, args_text)
+        if macro is None:
+            yield loc
+            return
+        yield from self._expand(loc, macro, name, col, args_text, chain, depth, label)
 
     # --- directives ----------------------------------------------------------
     def _conditional(self, word: str, col: int, loc: Loc, conds: list[_Cond]) -> None:
@@ -278,8 +294,8 @@ class Preprocessor(MacroCalls):
         if "%$" in loc.text:
             loc = self._in_context(loc)
         rest, rest_col = after_word(loc.text, col, word)
-        if kind == "if":
-            return self._value(loc, rest_col, f"%{word}") != 0
+        if kind in ("if", "ifn"):
+            return (self._value(loc, rest_col, f"%{word}") != 0) != (kind == "ifn")
         if kind.endswith(("idn", "idni")):
             a, b = two_texts(self.defines.expand(strip_comment(rest), loc), rest_col, loc, word)
             return same_text(a, b, kind.endswith("i")) != kind.startswith("ifn")
@@ -315,11 +331,11 @@ class Preprocessor(MacroCalls):
             self.defines.define(name, body, fold=word == "idefstr")
         elif word == "undef":
             self.defines.undef(one_name(rest, rest_col, loc, word))
-        elif word == "assign":
+        elif word in ("assign", "iassign"):
             name, _, _ = define_parts(rest, rest_col, loc, word, params=False)
             after = rest_col + len(rest) - len(rest.lstrip()) + len(name)
-            value = self._value(loc, after, "%assign")
-            self.defines.define(name, str(signed64(value)))
+            value = self._value(loc, after, f"%{word}")
+            self.defines.define(name, str(signed64(value)), fold=word == "iassign")
         elif word in ("push", "pop", "repl"):
             self._context_line(word, rest, rest_col, loc)
         elif word in ("stacksize", "arg", "local"):
@@ -336,11 +352,11 @@ class Preprocessor(MacroCalls):
                 raise loc.error("%exitrep outside %rep", col)
             raise _ExitRep
         elif word == "exitmacro":
-            if not self.in_macros:
+            if not self.expanding:
                 raise loc.error("%exitmacro outside a macro", col)
             raise ExitMacro
-        elif word in ("endmacro", "endrep"):
-            opening = "%macro" if word == "endmacro" else "%rep"
+        elif word in ("endmacro", "endm", "endrep"):
+            opening = "%rep" if word == "endrep" else "%macro"
             raise loc.error(f"%{word} without {opening}", col)
         elif word.startswith(("if", "elif")):
             raise loc.error(f"'%{clip(word)}' is not supported (the conditionals are %if, "
@@ -418,7 +434,7 @@ class Preprocessor(MacroCalls):
             raise loc.error(f"%rep count {count} is negative", rest_col)
         if count > MAX_REP:
             raise loc.error(f"%rep count {count:,} too large (limit {MAX_REP:,})", rest_col)
-        body = self._collect(it, loc, depth, ("rep",), "endrep")
+        body = self._collect(it, loc, depth, ("rep",), ("endrep",))
         if depth >= MAX_MACRO_DEPTH:
             raise loc.error(f"macros and %rep nested too deeply (limit {MAX_MACRO_DEPTH})",
                             col)
@@ -436,9 +452,9 @@ class Preprocessor(MacroCalls):
             self.reps -= 1
 
     def _collect(self, it: Iterator[Loc], start: Loc, depth: int, opening: tuple[str, ...],
-                 closing: str) -> tuple[Loc, ...]:
-        """The lines up to the ``%closing`` that matches ``start`` (nested
-        blocks of the same kind included)."""
+                 closing: tuple[str, ...]) -> tuple[Loc, ...]:
+        """The lines up to the ``%closing`` (one of its spellings) that
+        matches ``start`` (nested blocks of the same kind included)."""
         body: list[Loc] = []
         nest = 0
         for loc in it:
@@ -447,13 +463,13 @@ class Preprocessor(MacroCalls):
             word, _ = directive(loc.text)
             if word in opening:
                 nest += 1
-            elif word == closing:
+            elif word in closing:
                 if nest == 0:
                     return tuple(body)
                 nest -= 1
             body.append(loc)
         first = directive(start.text)[0]
-        raise start.error(f"%{first} without %{closing}", directive(start.text)[1])
+        raise start.error(f"%{first} without %{closing[0]}", directive(start.text)[1])
 
 def _joined(split: list[str], display: str) -> Iterator[Loc]:
     """The lines of a file, a line that ends in a backslash joined to the
