@@ -234,6 +234,8 @@ class Program:
         r = self.rng
         if k < 10:
             head = f"{self.label()}: " if r.random() < 0.5 else ""
+            if r.random() < 0.2:        # NASM's items left unset: space, as resX
+                return f"{head}d{r.choice('bwdq')} " + ", ".join("?" * r.randint(1, 3))
             return f"{head}res{r.choice('bwdqtoyz')} {r.randrange(1, 20)}"
         if k < 13:
             return f"alignb {r.choice([1, 2, 4, 8, 16])}"
@@ -250,7 +252,8 @@ class Program:
             head = [f"struc {name}"]
         fields = [(f".f{i}", r.choice("bwdqtoyz"), r.randrange(1, 6))
                   for i in range(r.randint(1, 3))]
-        body = [f"{field}: res{unit} {count}" for field, unit, count in fields]
+        body = [f"{field}: res{unit} {count}" if unit not in "bwdq" or r.random() < 0.7
+                else f"{field}: d{unit} " + ", ".join("?" * count) for field, unit, count in fields]
         at = r.randrange(len(body) + 1)
         body.insert(at, f"{name}_here equ $ - $$ + 0")
         tail = ["endstruc"] if head[0].startswith("struc") else []

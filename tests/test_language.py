@@ -313,6 +313,19 @@ def test_nasms_hints_mean_what_they_mean_there(hinted, plain):
     assert assemble(hinted).segments == assemble(plain).segments
 
 
+def test_an_unset_item_is_zeros_and_unset_items_alone_reserve_space():
+    # NASM's '?': zeros among values (NASM warns outside a nobits section,
+    # as it does for resb there); items all '?' are a reservation
+    img = assemble("db ?, 'a', ?\nx: dd ?, 5\ntimes 2 dw ?\ny:\ndd y - x\n"
+                   "section .bss\nb: dq ?, ?\nc:\nsection .text\ndd c - b")
+    assert img.segments[0][1] == (b"\x00a\x00" + bytes(4) + (5).to_bytes(4, "little")
+                                  + bytes(4) + (12).to_bytes(4, "little")
+                                  + (16).to_bytes(4, "little"))
+    e = error("section .bss\ndd ?, 5")
+    assert e.message == ("code or data in the nobits section '.bss': only resb ... resz and "
+                         "alignb reserve space there")
+
+
 def test_nasms_version_macros_name_the_nasm_whose_language_this_is():
     img = assemble("dd __NASM_MAJOR__, __?NASM_MINOR?__, __NASM_SUBMINOR__, "
                    "__?NASM_PATCHLEVEL?__, __NASM_VERSION_ID__\ndb __?NASM_VER?__\n"

@@ -753,6 +753,23 @@ DATA = {
         %endmacro
         Up 1, 3
         """,
+    "unset_items": """
+        struc s
+        .a: dd ?
+        .b: db ?, ?
+        .c dw ?
+        endstruc
+        absolute 0x100
+        p1: dd ?
+        p2: db ?
+        section .bss
+        x: dd ?
+        y: db ?, ?
+        times 3 dw ?
+        z:
+        section .text
+        dd s_size, s.b, s.c, p1, p2, y - x, z - x
+        """,
     "call_labels": """
         %macro named 0
         %ifnempty %00

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import isa
-from .expr import REGISTERS, Node, parse_expr, signed64
+from .expr import REGISTERS, Node, Num, parse_expr, signed64
 from .lexer import Cursor, Loc, Token, clip, tokenize
 from .operands import Operand, insn_length, parse_operand, select_form
 from .source import find_include, read_binary
@@ -354,8 +354,11 @@ class Parser:
         data = read_binary(path, skip, count, path, loc, name_tok.col)
         return Data(loc, tok.col, 1, [data] if data else [], len(data))
 
-    def _data(self, cur: Cursor, tok: Token, width: int) -> Data:
-        items: list[Node | bytes] = []
+    def _data(self, cur: Cursor, tok: Token, width: int) -> Data | Reserve:
+        """``db``/``dw``/``dd``/``dq``: values and strings; ``?``, as in
+        NASM, is an item left uninitialised (zeros; items all ``?`` reserve
+        space, as ``resX`` does, so they may go in a nobits section)."""
+        items: list[Node | bytes | None] = []
         if cur.at_end():
             raise cur.loc.error(f"'{clip(tok.text)}' needs at least one value", tok.col)
         while True:
@@ -364,11 +367,17 @@ class Parser:
             if item is not None and item.kind == "str" and (after is None or after.is_op(",")):
                 cur.pos += 1
                 items.append(item.value)  # type: ignore[arg-type]
+            elif item is not None and item.kind == "ident" and item.text == "?" and (
+                    after is None or after.is_op(",")):
+                cur.pos += 1
+                items.append(None)
             else:
                 items.append(parse_expr(cur))
             if not cur.at_op(","):
                 break
             cur.pos += 1
+        if all(it is None for it in items):
+            return Reserve(cur.loc, tok.col, width, Num(len(items), tok.col))
         size = sum(-(-len(it) // width) * width if isinstance(it, bytes) else width
                    for it in items)
         return Data(cur.loc, tok.col, width, items, size)

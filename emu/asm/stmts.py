@@ -47,7 +47,7 @@ class SectionDecl(Stmt):
 @dataclass
 class Data(Stmt):
     width: int                             # 1, 2, 4 or 8 bytes per value
-    items: list[Node | bytes]              # expressions and strings
+    items: list[Node | bytes | None]       # expressions, strings, None for '?' (zeros)
     size: int = 0
 
     def encode(self, env) -> bytes:
@@ -56,6 +56,9 @@ class Data(Stmt):
         lo, hi = -(1 << bits), (1 << bits) - 1   # NASM's: it warns only outside these
         name = {1: "db", 2: "dw", 4: "dd", 8: "dq"}[self.width]
         for item in self.items:
+            if item is None:
+                out += bytes(self.width)
+                continue
             if isinstance(item, bytes):
                 out += item + bytes(-len(item) % self.width)
                 continue

@@ -32,6 +32,9 @@ from .image import HIDDEN_OFFSET
 from .lexer import Cursor, Loc, Token, clip
 from .stmts import RES_WIDTH, Data, EquDef, LabelDef, Times
 
+# Data words whose items may be left unset (``dd ?``) inside a struc.
+_UNSET = {"db": 1, "dw": 2, "dd": 4, "dq": 8}
+
 STRUCT_WORDS = ("struc", "endstruc", "istruc", "at", "iend", "absolute")
 
 
@@ -148,7 +151,7 @@ class Structures:
         parser = self.parser
         has_label = first.kind == "ident" and len(tokens) > 1 and (
             tokens[1].is_op(":") or tokens[1].kind == "ident"
-            and tokens[1].text.lower() in (*RES_WIDTH, "alignb"))
+            and tokens[1].text.lower() in (*RES_WIDTH, *_UNSET, "alignb"))
         if has_label:
             name = parser._define_name(first, cur)
             cur.pos = 2 if len(tokens) > 1 and tokens[1].is_op(":") else 1
@@ -163,6 +166,11 @@ class Structures:
         if word in RES_WIDTH:
             count = placed(parse_expr(cur), self.layout)
             self._advance(Binary("+", offset, Binary("*", Num(RES_WIDTH[word], tok.col), count,
+                                                     tok.col), tok.col), cur, tok.col)
+        elif word in _UNSET and self._unset(cur):
+            # dd ?, ?: as many items left unset, as NASM takes it in a struc
+            count = Num(self._unset(cur, take=True), tok.col)
+            self._advance(Binary("+", offset, Binary("*", Num(_UNSET[word], tok.col), count,
                                                      tok.col), tok.col), cur, tok.col)
         elif word == "alignb":
             n = parse_expr(cur).ev(PreEnv(cur.loc, "an alignb in a struc",
@@ -183,6 +191,28 @@ class Structures:
                 f"'{clip(self.layout.name)}', not '{clip(tok.text)}' (its fields are "
                 "offsets: the bytes go in an istruc)", tok.col)
         self._end_here(cur)
+
+    @staticmethod
+    def _unset(cur: Cursor, take: bool = False) -> int:
+        """How many ``?`` items, and nothing else, the rest of the line is
+        (0: it is something else); ``take`` moves the cursor past them."""
+        pos, n = cur.pos, 0
+        while True:
+            tok = cur.peek()
+            if tok is None or tok.kind != "ident" or tok.text != "?":
+                cur.pos = pos
+                return 0
+            cur.pos += 1
+            n += 1
+            if cur.at_end():
+                break
+            if not cur.at_op(","):
+                cur.pos = pos
+                return 0
+            cur.pos += 1
+        if not take:
+            cur.pos = pos
+        return n
 
     def _close(self, cur: Cursor, tok: Token) -> None:
         layout, self.layout = self.layout, None

@@ -25,7 +25,7 @@ def check_value(rel: dict, env: Env, col: int) -> None:
 def check_stmt(stmt, env: Env) -> None:
     """Raise the error of the first value of ``stmt`` that is not storable."""
     for item in getattr(stmt, "items", ()):
-        if not isinstance(item, bytes):
+        if item is not None and not isinstance(item, bytes):
             check_value(item.rel(env), env, item.start)
     for op in getattr(stmt, "ops", ()):
         if isinstance(op, ImmOp):
