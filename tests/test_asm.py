@@ -885,7 +885,8 @@ _PIECES = ["mov", "eax", "al", "cr3", "dx", "[", "]", ",", "+", "-", "*", "/", "
            "<<", "(", ")", "$", "$$", "times", "org", "align", "db", "dw", "dd",
            '"', "'", "\\", ":", ".x", "equ", "1 << 63", "%include", "include",
            "byte", "ptr", "\n", ";", "0FFh", "0x", "rep", "9" * 30, "\t", "\x00",
-           "é", "_start", "msg", "-1", "1048577", "jmp", "loop"]
+           "é", "_start", "msg", "-1", "1048577", "jmp", "loop", "?", "incbin", '"x.bin"',
+           "%[", "%00", "%{1:2}", "nosplit", "strict", "retn", "%warning", "<=>", "resz"]
 
 
 def _fuzz_inputs(seed: int, count: int):
