@@ -94,6 +94,11 @@ ALIASES = {**JCC_ALIASES,
            "sal": "shl", "pusha": "pushad", "popa": "popad",
            "pushf": "pushfd", "popf": "popfd", "iretd": "iret",
            "loopz": "loope", "loopnz": "loopne", "retn": "ret"}
+# The first x86 generation with each instruction that came after the 386
+# (NASM's ``cpu`` levels, checked against NASM in tests/test_nasm.py): 4 is
+# the 486, 5 the Pentium, 6 the Pentium Pro.  Every other row is a 386's.
+CPU_LEVEL = {"xadd": 4, "bswap": 4, "invlpg": 4, "cmpxchg": 5,
+             **{"cmov" + c: 6 for c in CONDITIONS}}
 # The string instructions and their prefixed rows.  F3 is one prefix with
 # three names: rep on movs and stos, repe on cmps and scas (which stop when
 # ZF says the elements differ); F2 (repne) exists on cmps and scas only.

@@ -68,6 +68,12 @@ ERRORS = [
     ("%if 0\n%ifenv X\n%endif\n%endif", "'%ifenv' is not supported (the conditionals are "
      "%if, %ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty, %ifmacro and "
      "%ifctx, each with its %ifn form, their %elif forms, %else and %endif)", 2, 1),
+    ("cpu 486\ncmove eax, ebx", "'cmove' needs cpu 686 or later (no instruction for this "
+     "cpu level, as NASM says)", 2, 1),
+    ("[cpu 386]\nbswap eax", "'bswap' needs cpu 486 or later (no instruction for this cpu "
+     "level, as NASM says)", 2, 1),
+    ("cpu 286", "'cpu 286' is not supported (the machine runs 32-bit code: 386 or later)", 1, 1),
+    ("cpu z80", "unknown CPU level 'z80' (386, 486, 586, 686, p2, p3, p4, x64 ...)", 1, 1),
     ("dd 3 <=> 5", "'<=>' is not supported (NASM 2.16.01 computes it wrongly: 3 <=> 5 is "
      "not -1 there)", 1, 6),
     ("dd 1 ? 2", "expected ':' after the value of '?', found end of line", 1, 9),

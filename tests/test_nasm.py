@@ -946,6 +946,44 @@ def test_warning_and_error_messages_are_nasms(directive, tmp_path):
     assert ours == theirs
 
 
+# One text of each row of the ISA table (a memory operand sized, but where
+# NASM takes no size: the descriptor tables' and invlpg's).
+_ROW_OPERAND = {"r": "eax", "b": "al", "m": "dword [ebx]", "mb": "byte [ebx]", "i": "dword 5",
+                "i8": "1", "i16": "8", "rel": "$", "c": "cr0", "dx": "dx", "cl": "cl",
+                "al": "al", "w": "ax"}
+_UNSIZED = ("lidt", "lgdt", "invlpg")
+
+
+def _row_text(row) -> str:
+    ops = [_ROW_OPERAND.get(k, k) for k in row.operands]
+    if row.mnemonic in _UNSIZED:
+        ops = [o.replace("dword ", "") for o in ops]
+    return f"{row.mnemonic} {', '.join(ops)}".strip()
+
+
+@pytest.mark.parametrize("level", ["386", "486", "586", "pentium", "686", "p2", "p3", "p4",
+                                   "x64", "x86-64", "ia64", "nehalem", "default", "all"])
+def test_cpu_levels_refuse_what_nasm_refuses(level, tmp_path):
+    # `cpu LEVEL`: every row of the ISA table, the ones NASM refuses at that
+    # level refused here, the others taken (486: xadd, bswap, invlpg; 586:
+    # cmpxchg; 686: cmovcc)
+    texts = [_row_text(row) for row in isa.TABLE]
+    src = tmp_path / "cpu.s"
+    src.write_text(f"bits 32\ncpu {level}\n" + "\n".join(texts) + "\n")
+    done = nasm(src, tmp_path / "out.bin")
+    refused = {int(line.split(":")[1]) - 3 for line in done.stderr.splitlines()
+               if ": error: " in line}
+    ours = set()
+    for i, text in enumerate(texts):
+        try:
+            assemble(f"bits 32\ncpu {level}\n{text}\n")
+        except AsmError as e:
+            assert "cpu" in e.message, (text, e.message)
+            ours.add(i)
+    assert {texts[i] for i in ours} == {texts[i] for i in refused}
+    assert len(refused) == {"386": 38, "486": 34, "586": 32, "pentium": 32}.get(level, 0)
+
+
 # --- the string prefixes: each spelling means what NASM encodes -----------------------
 
 # x86's bytes of the rows (Intel SDM vol. 2): F3 is rep/repe, F2 repne.

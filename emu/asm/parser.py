@@ -18,6 +18,7 @@ Each line is ``[label[:]] [statement] [; comment]`` where a statement is::
     incbin "FILE" [,SKIP[,N]]  a file's bytes, as data (found as %include's)
     times N STMT               repeat an instruction, data or reservation
     global NAME, ...           accepted and ignored (a flat binary links nothing)
+    cpu NAME                   instructions of a later x86 than NAME are refused
     MNEMONIC [OP, OP]          an instruction; "rep movsd" etc. are two words
 
 ``[bits 32]``, ``[section .x]`` and ``[org N]`` (NASM's primitive forms)
@@ -55,18 +56,25 @@ from .stmts import (
 from .structs import STRUCT_WORDS, Structures
 
 DATA_WIDTH = {"db": 1, "dw": 2, "dd": 4, "dq": 8}
+# NASM's CPU levels (``cpu NAME``), as the generation each stands for: 3 is
+# the 386 (isa.CPU_LEVEL says which rows need more); every later name takes
+# every row.  The 16-bit ones are refused: the machine runs 32-bit code.
+CPU_NAMES = {"386": 3, "486": 4, "586": 5, "pentium": 5,
+             **dict.fromkeys(("686", "ppro", "p2", "p6", "p3", "katmai", "p4", "willamette",
+                              "prescott", "x64", "x86-64", "ia64", "nehalem", "westmere",
+                              "sandybridge", "ivybridge", "default", "any", "all"), 9)}
 # Directives NASM also takes in its primitive form, in brackets ([bits 32]).
 BRACKETED = frozenset(("bits", "section", "segment", "org", "use32", "global", "absolute",
                        "extern", "common", "static", "cpu", "default", "warning", "map",
                        "float"))
 DIRECTIVES = frozenset(("org", "align", "alignb", "times", "equ", "section", "segment",
-                        "bits", "use32", "global", "incbin", *DATA_WIDTH, *RES_WIDTH,
+                        "bits", "use32", "global", "incbin", "cpu", *DATA_WIDTH, *RES_WIDTH,
                         *STRUCT_WORDS))
 NOT_SUPPORTED = {
     "dt": "10-byte floats", "do": "16-byte data", "dy": "32-byte data", "dz": "64-byte data",
     "extern": "a flat binary links nothing",
     "common": "a flat binary links nothing", "static": "a flat binary links nothing",
-    "cpu": "CPU levels", "retf": "far returns: there are no segments", "default": "64-bit defaults",
+    "retf": "far returns: there are no segments", "default": "64-bit defaults",
     "float": "floats", "warning": "warning control", "map": "map files",
     "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",
     "sectalign": "section alignment control", "list": "listing control",
@@ -97,6 +105,7 @@ class Parser:
     equs: dict[str, EquDef] = field(default_factory=dict)    # so far
     label_names: set[str] = field(default_factory=set)       # so far
     include_dirs: tuple[str, ...] = ()                       # incbin looks there too
+    cpu: int = 9                                             # the cpu line's level
 
     def __post_init__(self):
         self.structs = Structures(self)
@@ -251,6 +260,9 @@ class Parser:
         if word == "global":
             self._names(cur, tok)
             return None
+        if word == "cpu":
+            self._cpu(cur, tok)
+            return None
         if word in STRUCT_WORDS:
             self.structs.instance_statement(word, tok, cur)
             return None
@@ -280,6 +292,21 @@ class Parser:
             if mode.value != 32:
                 raise cur.loc.error(f"'bits {mode.value}' is not supported (the machine runs "
                                     "32-bit code: write 'bits 32')", tok.col)
+
+    def _cpu(self, cur: Cursor, tok: Token) -> None:
+        """``cpu NAME``: from here, instructions of a later x86 than NAME
+        are refused, as NASM refuses them."""
+        words = []
+        while not cur.at_end():
+            words.append(cur.next().text)
+        name = "".join(words).lower()
+        if name in ("8086", "186", "286"):
+            raise cur.loc.error(f"'cpu {name}' is not supported (the machine runs 32-bit "
+                                "code: 386 or later)", tok.col)
+        if name not in CPU_NAMES:
+            raise cur.loc.error(f"unknown CPU level '{clip(name)}' (386, 486, 586, 686, p2, "
+                                "p3, p4, x64 ...)", tok.col)
+        self.cpu = CPU_NAMES[name]
 
     def _names(self, cur: Cursor, tok: Token) -> None:
         while True:
@@ -417,5 +444,10 @@ class Parser:
                     break
                 cur.pos += 1
         row = select_form(mnemonic, ops, cur, tok.col)
+        need = isa.CPU_LEVEL.get(row.mnemonic, 3)
+        if need > self.cpu:
+            level = {4: "486", 5: "586", 6: "686"}[need]
+            raise cur.loc.error(f"'{clip(tok.text)}' needs cpu {level} or later (no "
+                                "instruction for this cpu level, as NASM says)", tok.col)
         return Instruction(cur.loc, tok.col, row, ops, insn_length(row, ops))
 
