@@ -21,8 +21,14 @@ def error(source: str, **kw) -> AsmError:
 
 ERRORS = [
     # --- outside the subset: refused by name ---
-    ("%pragma foo", "'%pragma' is not supported (see the language reference, "
+    ("%pragma preproc sane_empty_expansion true", "'%pragma preproc' is not supported (it "
+     "changes what is assembled; see docs/language.md)", 1, 1),
+    ("%line 5 x.s", "'%line' is not supported (see the language reference, "
      "docs/language.md)", 1, 1),
+    ("warning -user", "'warning' is not supported (NASM takes it in brackets: "
+     "[warning -user]; see docs/language.md)", 1, 1),
+    ("default foo", "expected rel, abs, bnd or nobnd after 'default'", 1, 9),
+    ("[warning error=user]\n%warning stop", "%warning: stop", 2, 1),
     ("%frob", "unknown preprocessor directive '%frob'", 1, 1),
     ("absolute 0x100\nmov eax, 1", "only labels, resb ... resz and alignb can "
      "follow 'absolute', not 'mov' (it places nothing: a 'section' line goes back to code "

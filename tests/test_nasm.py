@@ -920,6 +920,31 @@ def test_incbin_and_the_wide_reservations_assemble_to_nasms_bytes(tmp_path):
     assert blob(assemble(source, str(src))) == out.read_bytes()
 
 
+@pytest.mark.parametrize("control", [
+    "", "[warning -user]", "[warning -user]\n[warning +user]", "[warning -all]",
+    "[warning push]\n[warning -user]\n%warning inside\n[warning pop]",
+    "[warning -w-user]", "[warning *user]", "[warning -nosuch]", "[warning -error=user]",
+    "[warning error=user]", "[warning +error=user]", "[warning error]", "[warning pop]",
+    "%pragma list options\n%pragma limit passes 5\n[warning -user]\n[warning *all]",
+])
+def test_warning_control_is_nasms(control, tmp_path):
+    # [warning ...] on %warning: said, silenced or an error, as NASM has it
+    source = f"bits 32\n_start: db 1\n{control}\n%warning last\ndb 2\n"
+    src = tmp_path / "w.s"
+    src.write_text(source)
+    done = nasm(src, tmp_path / "out.bin")
+    theirs = (done.returncode != 0, [line.split(": warning: ")[1].removesuffix(" [-w+user]")
+                                     for line in done.stderr.splitlines()
+                                     if ": warning: " in line and "[-w+user]" in line])
+    try:
+        ours = (False, [w.message.removeprefix("%warning: ")
+                        for w in assemble(source, str(src)).warnings])
+    except AsmError as e:
+        assert e.message == "%warning: last"
+        ours = (True, [])
+    assert ours == (theirs[0], [] if theirs[0] else theirs[1])
+
+
 MESSAGES = ['"a" X', 'X "a"', "`tab\\there`", "  X  ", '"X"', "X ; comment", '"a", "b"',
             "X + X", "'quoted'", "Y(2)"]
 

@@ -112,6 +112,7 @@ class Assembler:
         self.parser = Parser(include_dirs=tuple(os.fspath(d) for d in include_dirs))
         self.pre = Preprocessor(self.parser.include_dirs, listing,
                                 self.parser.constant)
+        self.parser.user_warnings = self.pre.user
         self.recorder = Recorder() if listing else None
         self.label_at: dict[str, tuple[Section, int]] = {}
         self.labels: dict[str, int] = {}

@@ -68,14 +68,15 @@ BRACKETED = frozenset(("bits", "section", "segment", "org", "use32", "global", "
                        "extern", "common", "static", "cpu", "default", "warning", "map",
                        "float"))
 DIRECTIVES = frozenset(("org", "align", "alignb", "times", "equ", "section", "segment",
-                        "bits", "use32", "global", "incbin", "cpu", *DATA_WIDTH, *RES_WIDTH,
-                        *STRUCT_WORDS))
+                        "bits", "use32", "global", "incbin", "cpu", "default", *DATA_WIDTH,
+                        *RES_WIDTH, *STRUCT_WORDS))
 NOT_SUPPORTED = {
     "dt": "10-byte floats", "do": "16-byte data", "dy": "32-byte data", "dz": "64-byte data",
     "extern": "a flat binary links nothing",
     "common": "a flat binary links nothing", "static": "a flat binary links nothing",
-    "retf": "far returns: there are no segments", "default": "64-bit defaults",
-    "float": "floats", "warning": "warning control", "map": "map files",
+    "retf": "far returns: there are no segments",
+    "float": "floats", "warning": "NASM takes it in brackets: [warning -user]",
+    "map": "map files",
     "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",
     "sectalign": "section alignment control", "list": "listing control",
     # prefixes (rep/repe/repz and repne/repnz are read with their instruction)
@@ -106,6 +107,7 @@ class Parser:
     label_names: set[str] = field(default_factory=set)       # so far
     include_dirs: tuple[str, ...] = ()                       # incbin looks there too
     cpu: int = 9                                             # the cpu line's level
+    user_warnings: object = None                             # [warning ...] (preproc's)
 
     def __post_init__(self):
         self.structs = Structures(self)
@@ -171,6 +173,10 @@ class Parser:
         if tokens[0].is_op("[") and tokens[-1].is_op("]") and len(tokens) > 2 and \
                 tokens[1].kind == "ident" and tokens[1].text.lower() in BRACKETED:
             tokens = tokens[1:-1]               # [bits 32]: NASM's primitive form
+            if tokens[0].text.lower() == "warning":
+                if self.user_warnings is not None:
+                    self.user_warnings.apply("".join(t.text for t in tokens[1:]))
+                return
         cur = Cursor(tokens, loc, self.scope)
         if self.structs.layout_line(tokens, cur):
             return
@@ -262,6 +268,13 @@ class Parser:
             return None
         if word == "cpu":
             self._cpu(cur, tok)
+            return None
+        if word == "default":
+            # (rel and bnd are 64-bit mode's: in 32-bit code they change nothing)
+            arg = cur.next()
+            if arg.text.lower() not in ("rel", "abs", "bnd", "nobnd") or not cur.at_end():
+                raise cur.loc.error("expected rel, abs, bnd or nobnd after 'default'",
+                                    arg.col)
             return None
         if word in STRUCT_WORDS:
             self.structs.instance_statement(word, tok, cur)

@@ -127,6 +127,39 @@ def _no_functions(loc: Loc) -> None:
                             "preprocessor functions; see docs/language.md)", start + 1)
 
 
+class UserWarnings:
+    """NASM's control of ``%warning`` by ``[warning ...]`` (the assembler
+    reads those lines, in order with the preprocessor's): ``-user`` (or
+    ``-all``) silences it, ``+user`` says it again, ``+error=user`` (or
+    ``error``) makes it an error and ``-error=user`` a warning again,
+    ``*user`` the default; ``push`` and ``pop`` keep and restore the state.
+    Other classes are taken and change nothing: emu says no other warning."""
+
+    def __init__(self):
+        self.state = "on"               # on, off or error
+        self.stack: list[str] = []
+
+    def apply(self, spec: str) -> None:
+        s = spec.lower()
+        if s == "push":
+            self.stack.append(self.state)
+            return
+        if s == "pop":
+            if self.stack:
+                self.state = self.stack.pop()
+            return
+        sign = s[0] if s[:1] in ("+", "-", "*") else ""
+        s = s[len(sign):]
+        error = s == "error" or s.startswith("error=")
+        name = "all" if s == "error" else s.removeprefix("error=")
+        if name not in ("user", "all"):
+            return
+        if error:
+            self.state = "on" if sign == "-" else "error" if sign != "*" else "on"
+        else:
+            self.state = "off" if sign == "-" else "on"
+
+
 class Preprocessor(MacroCalls):
     """Turns source text into the lines to assemble; one per assembly."""
 
@@ -139,6 +172,7 @@ class Preprocessor(MacroCalls):
         self.imacros: dict[str, list[Macro]] = {}
         self.source_bytes = 0
         self.warnings: list[AsmWarning] = []     # %warning's, in order
+        self.user = UserWarnings()               # [warning ...]: what %warning does
         self.expanded = 0
         self.text = 0           # characters of expanded lines
         self.unique = 0
@@ -344,8 +378,19 @@ class Preprocessor(MacroCalls):
             self._unmacro(strip_comment(rest), rest_col, loc, word)
         elif word in ("error", "fatal"):
             raise loc.error(f"%{word}: {self._message(rest, loc)}", col)
+        elif word == "pragma":
+            space = strip_comment(rest).split()[:1]
+            if space and space[0].lower() in ("preproc", "asm", "output", "bin"):
+                raise loc.error(f"'%pragma {space[0]}' is not supported (it changes what "
+                                "is assembled; see docs/language.md)", col)
+            # (any other namespace: NASM's listing, limits, debug formats and
+            # other output formats' -- nothing a flat binary is made of)
         elif word == "warning":
+            if self.user.state == "off":
+                return
             e = loc.error(f"%warning: {self._message(rest, loc)}", col)
+            if self.user.state == "error":
+                raise e
             self.warnings.append(AsmWarning(e.message, e.file, e.line, e.column))
         elif word == "exitrep":
             if not self.reps:
