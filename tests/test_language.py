@@ -338,6 +338,17 @@ def test_an_unset_item_is_zeros_and_unset_items_alone_reserve_space():
                          "alignb reserve space there")
 
 
+def test_an_rmacro_calls_itself_and_what_follows_is_assembled():
+    # NASM's manual's meaning.  NASM 2.16.01 itself makes only 00 of this
+    # program: after such a call it drops the rest of the macro's lines
+    # and of the file, without a word (or fails on a later %if)
+    img = assemble("%rmacro m 1\n%if %1 > 0\nm %1 - 1\n%endif\ndb %1\n%endmacro\n"
+                   "m 2\ndb 9\nm 1\ndb 8")
+    assert img.segments[0][1] == bytes([0, 1, 2, 9, 0, 1, 8])
+    e = error("%macro m 1\n%if %1 > 0\nm %1 - 1\n%endif\n%endmacro\nm 1")
+    assert (e.message, e.line) == ("unknown mnemonic 'm' (in macro 'm' called at t.s:6)", 3)
+
+
 def test_nasms_version_macros_name_the_nasm_whose_language_this_is():
     img = assemble("dd __NASM_MAJOR__, __?NASM_MINOR?__, __NASM_SUBMINOR__, "
                    "__?NASM_PATCHLEVEL?__, __NASM_VERSION_ID__\ndb __?NASM_VER?__\n"
