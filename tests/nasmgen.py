@@ -283,7 +283,8 @@ class MacroProgram:
     """A random program of the preprocessor's: multi-line macros with every
     kind of parameter list (defaults, ``N-*``, greedy ``N+``, ``.nolist``),
     ``%0``, ``%N``, ``%{N}``, ranges ``%{A:B}``, ``%%`` labels, ``%rotate``,
-    ``%00`` and labels before calls, ``%[...]``, single-line macros with parameters,
+    ``%00`` and labels before calls, ``%[...]``, NASM 2.16's functions
+    (``%eval()``, ``%str()`` ...), single-line macros with parameters,
     ``%rep`` with ``%assign``, ``%ifdef``/``%elifdef``, ``%undef``, the
     context stack (``%push``, ``%$name``, ``%$$name``, ``%ifctx``, ``%pop``)."""
 
@@ -388,6 +389,8 @@ class MacroProgram:
         if k == 8 and self.smacros:
             name, _ = self.smacros.pop(r.randrange(len(self.smacros)))
             return f"%undef {name}\n%ifndef {name}\ndb 4\n%endif"
+        if k == 9 and r.random() < 0.25:
+            return self.functions()
         if k == 9 and r.random() < 0.2:
             i, v = r.randrange(10), self.value()
             return (f"%assign J{self.n} {i}\n%define V{self.n}_%[J{self.n}] {v}\n"
@@ -399,6 +402,26 @@ class MacroProgram:
             return (f"%push {ctx}\n%assign %$v {self.value()}\n%$l: db %$v\n{inner}"
                     f"%ifnctx {other}\ndb 6\n%endif\ndb $ - %$l\n%pop {ctx}")
         return f"db {self.value()}"
+
+    def functions(self) -> str:
+        """NASM 2.16's preprocessor functions, over values, strings and
+        names this program has."""
+        r = self.rng
+        v = self.value
+        word = r.choice(["abc", "x y", "'q'", '"a,b"', "5", ""])
+        name = r.choice([n for n, _ in self.smacros] + ["NOPE", "abc"])
+        calls = [f"dq %eval({v()})", f"dq %eval({v()}, {v()})", f"dq %abs({v()} - 100)",
+                 f"db %num({v()}{', ' + str(r.randint(-1, 6)) if r.random() < 0.6 else ''}"
+                 f"{', ' + str(r.choice([2, 8, 10, 16, 36])) if r.random() < 0.5 else ''})",
+                 f"db %str({word}), %strlen({word}), 0", f"db %strcat({word}, 'z', {word})",
+                 f"db %tok('{r.randrange(9)} + {r.randrange(9)}')",
+                 f"db %cond({v()} > 100, {v()}, {v()}), %cond(0, 1)2",
+                 f"db %sel({r.randint(1, 3)}, {v()}, {v()}, {v()})",
+                 f"db %count({', '.join(v() for _ in range(r.randint(1, 4)))})",
+                 f"db %isdef({name}), %isndef({name}), %isnum({word}), %isid({word}), "
+                 f"%isstr({word}), %isempty({word}), %istoken({word}), %is({v()} & 1)",
+                 f"db %isidn({word}, abc), %isnidni({word}, ABC), %ismacro(m1)"]
+        return r.choice(calls)
 
     def text(self, statements: int) -> str:
         for _ in range(statements):

@@ -886,7 +886,8 @@ _PIECES = ["mov", "eax", "al", "cr3", "dx", "[", "]", ",", "+", "-", "*", "/", "
            '"', "'", "\\", ":", ".x", "equ", "1 << 63", "%include", "include",
            "byte", "ptr", "\n", ";", "0FFh", "0x", "rep", "9" * 30, "\t", "\x00",
            "é", "_start", "msg", "-1", "1048577", "jmp", "loop", "?", "incbin", '"x.bin"',
-           "%[", "%00", "%{1:2}", "nosplit", "strict", "retn", "%warning", "<=>", "resz"]
+           "%[", "%00", "%{1:2}", "nosplit", "strict", "retn", "%warning", "<=>", "resz",
+           "%eval(", "%num(", "%str(", "%sel(", "%cond(", "%isdef(", "%tok("]
 
 
 def _fuzz_inputs(seed: int, count: int):

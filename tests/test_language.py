@@ -56,10 +56,15 @@ ERRORS = [
     ("incbin \"x.bin\", n\nn equ 1", "incbin's skip must be known before assembly: 'n' is "
      "not defined above this line (%define, %assign or equ)", 1, 17),
     ("do 1", "'do' is not supported (16-byte data; see docs/language.md)", 1, 1),
-    ("db %eval(1 + 2)", "'%eval()' is not supported (NASM's preprocessor functions; see "
-     "docs/language.md)", 1, 4),
-    ("%assign x %abs(-3)", "'%abs()' is not supported (NASM's preprocessor functions; see "
-     "docs/language.md)", 1, 11),
+    ("db %substr('abc', 2)", "'%substr()' is not supported (NASM's preprocessor functions "
+     "here are %eval, %abs, %num, %str, %strlen, %strcat, %tok, %cond, %sel, %count and "
+     "%is...; see docs/language.md)", 1, 4),
+    ("db %eval()", "%eval() needs a value", 1, 4),
+    ("db %eval(1, x)", "%eval() must be known before assembly: 'x' is not defined above "
+     "this line (%define, %assign or equ)", 1, 4),
+    ("db %sel(3, 1, 2)", "%sel(3) exceeds the number of arguments (2)", 1, 4),
+    ("db %num(5, 2, 37)", "invalid base 37 given to %num() (2 to 36)", 1, 4),
+    ("db %cond(1)", "%cond() takes 2 to 3 arguments, not 1", 1, 4),
     ("%macro m 1-*\ndb %{2:3}\n%endmacro\nm 1, 2", "'%{2:3}': macro parameters out of "
      "range (the call has 2) (in macro 'm' called at t.s:4)", 2, 4),
     ("%macro m 0\ndb 1\n%endmacro\npush m", "undefined symbol 'm'", 4, 6),

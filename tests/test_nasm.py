@@ -749,6 +749,36 @@ DATA = {
         %endmacro
         Up 1, 3
         """,
+    "functions": """
+        %define N 3
+        %define A "hi"
+        %define T "A"
+        %define FOO
+        %macro mm 1
+        db %str(%1), %eval(%1 * 2)
+        %endmacro
+        dq %eval(1 + 2), %eval(-5), %eval(0xffffffffffffffff), %abs(-5)
+        db %eval(1 + 2, 3 * 4), %eval(N * 2), %EVAL(1), %eval (1)
+        db %num(5), %num(255, 4, 16), %num(255, 0, 16), %num(10, 8, 2), %num(255, -1, 16)
+        db %num(65536, 1, 16), %num(5, 3), %num(0), %num(0, 0), %num(12, 4, 10), %num(-5)
+        db %str(abc), %str(a, b), %str( a  b ), %str("q"), %str(), %str(%eval(1 + 1))
+        db %strlen("abc"), %strlen(abc), %strlen(A), %strlen(), %eval(%strlen("ab") * 2)
+        db %strcat("a", 'b', `c`), %strcat(A, "x"), %strcat(a, 5), %strcat("it's", 'say "x"')
+        db %tok('5'), %tok("1 + 2"), %tok(T), %tok(5)
+        db %cond(1, 7, 8), %cond(0, 7, 8), %cond(N > 2, 1, 2), %cond(0, 7) 9
+        db %sel(2, 5, 6, 7), %sel(1 + 1, 5, 6), %count(a b, c), %count(a), %count()
+        db %isdef(FOO), %isdef(BAR), %isndef(BAR), %isnum(5), %isnum(x), %isid(abc)
+        db %isstr("a"), %istoken(a), %isempty(), %isidn(a, a), %isidni(a, A), %isnidn(a, b)
+        db %ismacro(mm), %ismacro(x), %isctx(foo), %is(0), %is(2), %isn(2), %isnstr(5)
+        mm 3
+        %if %isdef(Q) || %eval(N) != 3
+        db 1
+        %else
+        db 2
+        %endif
+        %assign v %eval(5) + %abs(-2)
+        db v
+        """,
     "unset_items": """
         struc s
         .a: dd ?

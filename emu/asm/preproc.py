@@ -66,7 +66,16 @@ from .macrocalls import (
     context_of,
     read_body_line,
 )
-from .macros import Expander, Macro, pasted, scan, strip_comment
+from .macros import (
+    REFUSED_FUNCTIONS,
+    Expander,
+    Macro,
+    call_args,
+    pasted,
+    quoted,
+    scan,
+    strip_comment,
+)
 from .source import find_include, read_source
 
 MAX_INCLUDE_DEPTH = 16
@@ -104,27 +113,6 @@ class Row:
     line: int
     text: str
     level: int          # 0: read from the file; n: made by n macros / %reps
-
-
-# NASM 2.16's preprocessor functions (%eval(...) ...): refused by name.
-FUNCTIONS = frozenset(("abs", "cond", "count", "eval", "hex", "num", "sel", "str", "strcat",
-                       "strlen", "substr", "tok", "map", "chr", "depend", "pathsearch",
-                       "realpath", "isdef", "isnum", "isid", "isstr", "istoken", "isempty",
-                       "isidn", "isidni", "ismacro", "isctx", "isenv", "isusable",
-                       "isusing"))
-
-
-def _no_functions(loc: Loc) -> None:
-    """Refuse a line that calls one of NASM's preprocessor functions."""
-    text = loc.text
-    pieces = list(scan(text))
-    for k, (start, end, kind) in enumerate(pieces[:-1]):
-        nxt_start, nxt_end, nxt_kind = pieces[k + 1]
-        if (kind == "other" and text[start] == "%" and nxt_kind == "id"
-                and nxt_start == end and text[nxt_start:nxt_end].lower() in FUNCTIONS
-                and text[nxt_end:nxt_end + 1] == "("):
-            raise loc.error(f"'%{text[nxt_start:nxt_end]}()' is not supported (NASM's "
-                            "preprocessor functions; see docs/language.md)", start + 1)
 
 
 class UserWarnings:
@@ -168,6 +156,7 @@ class Preprocessor(MacroCalls):
         self.include_dirs = include_dirs
         self.constant = constant
         self.defines = Expander()
+        self.defines.function = self._function
         self.macros: dict[str, list[Macro]] = {}
         self.imacros: dict[str, list[Macro]] = {}
         self.source_bytes = 0
@@ -216,8 +205,6 @@ class Preprocessor(MacroCalls):
                 loc = self._in_context(loc)
             if "%[" in loc.text:                # (the macros as they are now)
                 loc = self._indirect(loc)
-            if "(" in loc.text and "%" in loc.text:
-                _no_functions(loc)
             if word is None:
                 yield from self._line(loc, chain, depth)
             elif word in MACRO_WORDS:
@@ -426,6 +413,83 @@ class Preprocessor(MacroCalls):
         if len(tokens) == 1 and tokens[0].kind == "str":
             return tokens[0].value.decode("utf-8", "replace")  # type: ignore[union-attr]
         return text
+
+    # --- NASM's preprocessor functions -------------------------------------------
+    def _function(self, name: str, inner: str, loc: Loc, col: int) -> str:
+        """What ``%name(inner)`` makes, as NASM 2.16 makes it: a number, a
+        string or the text of an argument (expanded further by the caller)."""
+        if name in REFUSED_FUNCTIONS:
+            raise loc.error(f"'%{name}()' is not supported (NASM's preprocessor functions "
+                            "here are %eval, %abs, %num, %str, %strlen, %strcat, %tok, "
+                            "%cond, %sel, %count and %is...; see docs/language.md)", col)
+        what = f"%{name}()"
+        got = call_args("(" + inner + ")", 0)
+        args = got[0] if got is not None else [inner]
+
+        def number(text: str) -> int:
+            try:
+                return signed64(self._value(replace(loc, text=" " + text), 2, what))
+            except AsmError as e:
+                raise loc.error(e.message if e.message.startswith(what) else
+                                f"{what}: {e.message}", col) from None
+
+        def string(text: str) -> bytes:
+            """A string's bytes; anything else, its text (as NASM takes it)."""
+            text = self.defines.expand(text, loc).strip()
+            tokens = tokenize(replace(loc, text=text))
+            if len(tokens) == 1 and tokens[0].kind == "str":
+                return tokens[0].value      # type: ignore[return-value]
+            return text.encode()
+
+        def count(lo: int, hi: int) -> None:
+            if not lo <= len(args) <= hi:
+                raise loc.error(f"{what} takes {lo}" + (f" to {hi}" if hi > lo else "")
+                                + f" arguments, not {len(args)}", col)
+
+        if name == "eval":
+            return ",".join(str(number(a)) for a in args)
+        if name == "abs":
+            count(1, 1)
+            return str(abs(number(args[0])))
+        if name == "num":
+            count(1, 3)
+            value = number(args[0]) & ((1 << 64) - 1)
+            digits = number(args[1]) if len(args) > 1 else -1
+            base = number(args[2]) if len(args) > 2 else 10
+            if not 2 <= base <= 36:
+                raise loc.error(f"invalid base {base} given to %num() (2 to 36)", col)
+            text = ""                       # (0 has no digits of its own)
+            while value:
+                text = "0123456789abcdefghijklmnopqrstuvwxyz"[value % base] + text
+                value //= base
+            if digits > 0:                  # exactly so many: padded, or the last ones
+                text = text.rjust(digits, "0")[-digits:]
+            elif digits < 0 and not text:   # (the default: at least one)
+                text = "0"
+            return quoted(text.encode())
+        if name == "str":
+            return quoted(" ".join(self.defines.expand(inner, loc).split()).encode())
+        if name == "strlen":
+            count(1, 1)
+            return str(len(string(args[0])))
+        if name == "strcat":
+            return quoted(b"".join(string(a) for a in args))
+        if name == "tok":
+            count(1, 1)
+            return string(args[0]).decode("latin-1")
+        if name == "cond":
+            count(2, 3)
+            return args[1] if number(args[0]) else (args[2] if len(args) > 2 else "")
+        if name == "sel":
+            n = number(args[0])
+            if not 1 <= n < len(args):
+                raise loc.error(f"%sel({n}) exceeds the number of arguments "
+                                f"({len(args) - 1})", col)
+            return args[n]
+        if name == "count":
+            return str(len(args))
+        kind = "if" + name[2:]              # %isdef(...) is %ifdef's test, as a number
+        return str(int(self._condition(kind, kind, 1, replace(loc, text=f"%{kind} {inner}"))))
 
     def _value(self, loc: Loc, col: int, what: str) -> int:
         """The value of the expression that starts at column ``col`` of ``loc``."""
