@@ -88,12 +88,14 @@ def parse_operand(cur: Cursor) -> Operand:
     """Parse one operand at the cursor."""
     tok = cur.next()
     size = None
-    if tok.kind == "ident" and tok.text.lower() == "strict" and cur.peek() is not None:
+    low = tok.text.lower() if tok.kind == "ident" else ""
+    if low == "strict" and cur.peek() is not None:
         # NASM's "keep this size, do not optimise": what follows is the
         # operand (every encoding here is the one its form says)
         tok = cur.next()
-    if tok.kind == "ident" and tok.text.lower() in ("byte", "dword"):
-        size = tok.text.lower()
+        low = tok.text.lower() if tok.kind == "ident" else ""
+    if low in ("byte", "dword"):
+        size = low
         nxt = cur.peek()
         if nxt is not None and nxt.is_word("ptr"):
             cur.pos += 1
@@ -104,19 +106,16 @@ def parse_operand(cur: Cursor) -> Operand:
             imm = _immediate(cur)       # "push dword 5", "push byte 5"
             return ImmOp(imm.expr, imm.col, size)
         tok = cur.next()
-    elif tok.kind == "ident" and tok.text.lower() in ("short", "near") and \
-            not cur.at_op("[") and cur.peek() is not None:
+    elif low in ("short", "near") and not cur.at_op("[") and cur.peek() is not None:
         # "jmp short .next": a branch's reach, for NASM's encodings; every
         # branch here reaches everywhere (rel32): only a branch takes it
         imm = _immediate(cur)
-        return ImmOp(imm.expr, imm.col, tok.text.lower())
-    elif tok.kind == "ident" and tok.text.lower() in ("word", "qword", "short",
-                                                       "near", "far"):
+        return ImmOp(imm.expr, imm.col, low)
+    elif low in ("word", "qword", "short", "near", "far"):
         raise cur.loc.error(f"'{tok.text}' is not supported (sizes are byte and dword)",
                             tok.col)
     if tok.is_op("["):
         return _memory(cur, size, tok.col)
-    low = tok.text.lower() if tok.kind == "ident" else ""
     nxt = cur.peek()
     if low in REGISTERS and (nxt is None or nxt.is_op(",")):
         kind, num = REGISTERS[low]
@@ -159,7 +158,9 @@ def _memory(cur: Cursor, size: str | None, col: int) -> MemOp:
     hint = None
     while True:     # NASM's hints: the displacement's size, and nosplit
         tok = cur.peek()
-        word = tok.text.lower() if tok is not None and tok.kind == "ident" else ""
+        if tok is None or tok.kind != "ident":
+            break
+        word = tok.text.lower()
         if word not in ("byte", "dword", "nosplit") or cur.peek(1) is None \
                 or cur.peek(1).is_op("]"):
             break

@@ -457,7 +457,7 @@ class Parser:
                     break
                 cur.pos += 1
         row = select_form(mnemonic, ops, cur, tok.col)
-        need = isa.CPU_LEVEL.get(row.mnemonic, 3)
+        need = isa.CPU_LEVEL.get(row.mnemonic, 3) if self.cpu < 6 else 0
         if need > self.cpu:
             level = {4: "486", 5: "586", 6: "686"}[need]
             raise cur.loc.error(f"'{clip(tok.text)}' needs cpu {level} or later (no "
