@@ -147,9 +147,9 @@ class Expander:
     def __init__(self):
         self.defines: dict[str, Define] = {}
         self.idefines: dict[str, Define] = {}     # %idefine, by lower-case name
-        # NASM's preprocessor functions (%eval(...) ...): (name, its argument
-        # text, loc, column) -> what the call becomes (the preprocessor's)
-        self.function: Callable[[str, str, Loc, int], str] | None = None
+        # NASM's preprocessor functions (%eval(...) ...): (text, loc, column)
+        # -> the text with each call made (the preprocessor's: pptext.py)
+        self.functions: Callable[[str, Loc, int], str] | None = None
 
     def get(self, name: str) -> Define | None:
         d = self.defines.get(name)
@@ -176,8 +176,8 @@ class Expander:
                depth: int = 0, col: int = 0) -> str:
         """``text`` with every single-line macro expanded (``col``: the column
         of the outermost macro, for errors inside its expansion)."""
-        if "%" in text and self.function is not None and "(" in text:
-            text = self._functions(text, loc, col)
+        if "%" in text and self.functions is not None and "(" in text:
+            text = self.functions(text, loc, col)
         if not self.defines and not self.idefines and "__" not in text:
             return text
         out: list[str] = []
@@ -218,44 +218,6 @@ class Expander:
             return text
         out.append(text[pos:])
         return "".join(out)
-
-
-    def _functions(self, text: str, loc: Loc, col: int) -> str:
-        """``text`` with each call of a preprocessor function replaced by what
-        it makes (``%NAME(...)``, the name in any case, as NASM has them)."""
-        out, pos = [], 0
-        pieces = list(scan(text))
-        for k, (start, end, kind) in enumerate(pieces[:-1]):
-            if start < pos or kind != "other" or text[start] != "%":
-                continue
-            nstart, nend, nkind = pieces[k + 1]
-            name = text[nstart:nend].lower()
-            if nkind != "id" or nstart != end or name not in FUNCTIONS:
-                continue
-            got = call_args(text, nend)
-            if got is None:
-                continue
-            _, after = got
-            inner = text[text.index("(", nend) + 1:after - 1]
-            assert self.function is not None
-            out += [text[pos:start], self.function(name, inner, loc, col or start + 1)]
-            pos = after
-        if not out:
-            return text
-        out.append(text[pos:])
-        return "".join(out)
-
-
-# NASM 2.16's preprocessor functions that are here, and those refused by name.
-FUNCTIONS = frozenset(("eval", "abs", "num", "str", "strlen", "strcat", "tok", "cond", "sel",
-                       "count", "is", "isn", *(f"is{n}{c}" for n in ("", "n") for c in (
-                           "def", "idn", "idni", "id", "num", "str", "token", "empty",
-                           "macro", "ctx")),
-                       "substr", "hex", "map", "chr", "depend", "pathsearch", "realpath",
-                       "isenv", "isnenv", "isusable", "isnusable", "isusing", "isnusing"))
-REFUSED_FUNCTIONS = frozenset(("substr", "hex", "map", "chr", "depend", "pathsearch",
-                               "realpath", "isenv", "isnenv", "isusable", "isnusable",
-                               "isusing", "isnusing"))
 
 
 # NASM's own single-line macros (each also spelled __?NAME?__): the line

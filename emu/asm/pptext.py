@@ -10,7 +10,18 @@ from dataclasses import replace
 from ..errors import AsmError
 from .expr import signed64
 from .lexer import Loc, tokenize
-from .macros import REFUSED_FUNCTIONS, call_args, quoted, scan, strip_comment
+from .macros import call_args, quoted, scan, strip_comment
+
+# NASM 2.16's preprocessor functions that are here, and those refused by name.
+FUNCTIONS = frozenset(("eval", "abs", "num", "str", "strlen", "strcat", "tok", "cond", "sel",
+                       "count", "is", "isn", *(f"is{n}{c}" for n in ("", "n") for c in (
+                           "def", "idn", "idni", "id", "num", "str", "token", "empty",
+                           "macro", "ctx")),
+                       "substr", "hex", "map", "chr", "depend", "pathsearch", "realpath",
+                       "isenv", "isnenv", "isusable", "isnusable", "isusing", "isnusing"))
+REFUSED_FUNCTIONS = frozenset(("substr", "hex", "map", "chr", "depend", "pathsearch",
+                               "realpath", "isenv", "isnenv", "isusable", "isnusable",
+                               "isusing", "isnusing"))
 
 
 class UserWarnings:
@@ -49,6 +60,30 @@ class UserWarnings:
 class TextFunctions:
     """What ``Preprocessor`` makes of text (a mixin: it uses the
     preprocessor's ``defines``, ``_value``, ``_condition`` and ``_count``)."""
+
+    def _functions(self, text: str, loc: Loc, col: int) -> str:
+        """``text`` with each call of a preprocessor function replaced by what
+        it makes (``%NAME(...)``, the name in any case, as NASM has them)."""
+        out, pos = [], 0
+        pieces = list(scan(text))
+        for k, (start, end, kind) in enumerate(pieces[:-1]):
+            if start < pos or kind != "other" or text[start] != "%":
+                continue
+            nstart, nend, nkind = pieces[k + 1]
+            name = text[nstart:nend].lower()
+            if nkind != "id" or nstart != end or name not in FUNCTIONS:
+                continue
+            got = call_args(text, nend)
+            if got is None:
+                continue
+            _, after = got
+            inner = text[text.index("(", nend) + 1:after - 1]
+            out += [text[pos:start], self._function(name, inner, loc, col or start + 1)]
+            pos = after
+        if not out:
+            return text
+        out.append(text[pos:])
+        return "".join(out)
 
     def _indirect(self, loc: Loc) -> Loc:
         """The line with each ``%[TEXT]`` replaced by TEXT with its

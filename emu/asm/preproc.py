@@ -125,7 +125,7 @@ class Preprocessor(MacroCalls, TextFunctions):
         self.include_dirs = include_dirs
         self.constant = constant
         self.defines = Expander()
-        self.defines.function = self._function
+        self.defines.functions = self._functions
         self.macros: dict[str, list[Macro]] = {}
         self.imacros: dict[str, list[Macro]] = {}
         self.source_bytes = 0
