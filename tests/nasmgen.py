@@ -48,8 +48,10 @@ OPERATORS = ["+", "-", "*", "/", "//", "%", "%%", "<<", ">>", ">>>", "<<<", "&",
 STRINGS = ["'ab'", '"xyz"', "'a'", "`a\\n`", "``", '"it\'s"']
 # Where this assembler stops and NASM goes on (each documented): `==`/`<>`
 # of two addresses (NASM compares their sections and offsets), an error
-# inside an `%elif` NASM does not see.
-STRICTER = ("needs numbers, not addresses", "division by zero")
+# inside an `%elif` NASM does not see (a division by zero, an
+# __?ilog2e?__ of a number that is not a power of two).
+STRICTER = ("needs numbers, not addresses", "division by zero",
+            "ilog2 argument is not a power of two")
 # ... and in a memory operand: registers that cancel out ([eax - eax + 5]),
 # a displacement beyond 32 bits (NASM drops the bits above).
 STRICTER_ADDRESSES = ("registers cancel out", "out of range for a displacement",
@@ -131,6 +133,9 @@ class Program:
             return r.choice("-~!+") + self.expr(numbers_only, depth + 1)
         if k == 1:
             return f"({self.expr(numbers_only, depth + 1)})"
+        if k == 3 and r.random() < 0.3:     # NASM's base-2 logarithms
+            kind = r.choice(["f", "c", "e", "f", "c"])
+            return f"__?ilog2{kind}?__({self.expr(True, depth + 1)})"
         if k == 2 and r.random() < 0.4:     # NASM's lowest operator, in parentheses
             cond, yes, no = (self.expr(numbers_only, depth + 1) for _ in range(3))
             return f"({cond} ? {yes} : {no})"

@@ -85,6 +85,13 @@ ERRORS = [
      "level, as NASM says)", 2, 1),
     ("cpu 286", "'cpu 286' is not supported (the machine runs 32-bit code: 386 or later)", 1, 1),
     ("cpu z80", "unknown CPU level 'z80' (386, 486, 586, 686, p2, p3, p4, x64 ...)", 1, 1),
+    ("db __?ilog2e?__(6)", "ilog2 argument is not a power of two", 1, 4),
+    ("%use ifunc\ndb ilog2w(6)", "ilog2 argument is not a power of two", 2, 5),
+    ("x: dd __?ilog2f?__(x)", "ilog2 needs numbers, not addresses: '$' and labels are "
+     "addresses, '$ - $$' and 'label - $$' are numbers", 1, 7),
+    ("%use altreg", "'%use altreg' is not supported (64-bit register names)", 1, 1),
+    ("%use fancy", "unknown %use package 'fancy' (ifunc, smartalign)", 1, 1),
+    ("%use", "%use needs a package name", 1, 5),
     ("dd 3 <=> 5", "'<=>' is not supported (NASM 2.16.01 computes it wrongly: 3 <=> 5 is "
      "not -1 there)", 1, 6),
     ("dd 1 ? 2", "expected ':' after the value of '?', found end of line", 1, 9),

@@ -779,6 +779,29 @@ DATA = {
         %assign v %eval(5) + %abs(-2)
         db v
         """,
+    "packages": """
+        %ifusable ifunc
+        db 9
+        %endif
+        %use ifunc
+        %use "IFUNC"
+        %use smartalign
+        PAGE_SIZE equ 4096
+        PAGE_SHIFT equ ilog2e(PAGE_SIZE)
+        dd PAGE_SHIFT, 1 << ilog2c(3000), __?ilog2f?__(-1), __ilog2c__(0)
+        db ilog2(8), ILOG2E(8), ilog2f(6), ilog2c(6), ilog2w(16), ilog2f(0), ilog2c(1)
+        %if ilog2e(64) == 6
+        db 1
+        %endif
+        alignmode p6, 16
+        ALIGNMODE generic
+        %ifusing smartalign
+        db 3
+        %endif
+        %ifnusing altreg
+        db 4
+        %endif
+        """,
     "unset_items": """
         struc s
         .a: dd ?

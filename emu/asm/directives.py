@@ -14,7 +14,7 @@ from .macros import quoted, strip_comment
 
 NOT_SUPPORTED = frozenset((
     "defalias", "undefalias",
-    "line", "use", "clear",
+    "line", "clear",
     "depend", "while", "endwhile", "exitwhile",
     "pathsearch", "null", "aliases"))
 # A token of %ifidn's texts: a string, a word or number, one other character

@@ -259,6 +259,38 @@ class Binary(Node):
         raise env.loc.error(f"'{op}' {NUMBERS_ONLY}", self.col)
 
 
+# NASM's integer base-2 logarithms (``__?ilog2e?__(x)`` ...; ``%use ifunc``
+# names them ilog2e ...): e exact, f rounded down, c up; w, fw, cw as e, f,
+# c where NASM warns of a value that is not a power of two (an error here).
+ILOG2 = {f"__{q}ilog2{k}{q}__": k for k in ("e", "w", "f", "c", "fw", "cw") for q in ("", "?")}
+
+
+class Log2(Node):
+    """``__?ilog2X?__(arg)``: the base-2 logarithm of a number, as 64 bits."""
+
+    __slots__ = ("arg", "kind")
+
+    def __init__(self, kind: str, arg: Node, col: int):
+        self.kind, self.arg, self.col = kind, arg, col
+        self.start = col
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.arg,)
+
+    def ev(self, env: Env) -> int:
+        v = self.arg.ev(env) & MASK64
+        floor = v.bit_length() - 1 if v else 0
+        exact = v & (v - 1) == 0
+        if not exact and self.kind != "f" and self.kind != "c":
+            raise env.loc.error("ilog2 argument is not a power of two", self.col)
+        return floor + (1 if "c" in self.kind and not exact else 0)
+
+    def rel(self, env: Env) -> Rel:
+        if self.arg.rel(env):
+            raise env.loc.error(f"ilog2 {NUMBERS_ONLY}", self.col)
+        return {}
+
+
 class Cond(Node):
     """``cond ? yes : no``: ``yes`` where ``cond`` is not 0 (a number).
     Both are computed, as NASM computes them (``1 ? 2 : 1/0`` is a
@@ -428,6 +460,11 @@ def _parse_primary(cur: Cursor) -> Node:
         if low in UNSUPPORTED_WORDS:
             raise cur.loc.error(f"'{tok.text}' is not supported in expressions "
                                 f"({UNSUPPORTED_WORDS[low]})", tok.col)
+        if low in ILOG2 and cur.at_op("("):
+            cur.pos += 1
+            arg = _parse_cond(cur, 0)[0]
+            cur.expect_op(")", f"to close {tok.text}(")
+            return Log2(ILOG2[low], arg, tok.col)
         return Sym(cur.full_name(tok.text), tok.col)
     if tok.is_op("$"):
         cur.pos += 1

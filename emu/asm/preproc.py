@@ -89,8 +89,23 @@ MAX_ROWS = 100_000          # lines a listing shows (the rest are assembled, not
 Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> value
 
 TOKEN_TESTS = ("id", "num", "str", "token", "empty")
+# NASM's standard macro packages (%use NAME): those here, as the source they
+# are read as, and those refused (what they define cannot be honoured).
+PACKAGES = {
+    "ifunc": "%idefine ilog2(x) (__?ilog2e?__(x))\n" + "\n".join(
+        f"%idefine ilog2{k}(x) (__?ilog2{k}?__(x))" for k in ("e", "w", "f", "c", "fw", "cw")),
+    # (NASM's align becomes long nops; here a nop is one instruction either way)
+    "smartalign": "%imacro alignmode 1-2.nolist\n"
+                  "%ifnidni %1, generic\n%ifnidni %1, nop\n%ifnidni %1, k7\n"
+                  "%ifnidni %1, k8\n%ifnidni %1, p6\n"
+                  "%error unknown alignment mode: %1\n"
+                  "%endif\n%endif\n%endif\n%endif\n%endif\n%endmacro",
+}
+REFUSED_PACKAGES = {"altreg": "64-bit register names", "fp": "floating-point constants",
+                    "masm": "MASM's syntax"}
 CONDITIONS = ("", "n", "def", "ndef", "idn", "idni", "nidn", "nidni", *TOKEN_TESTS,
-              *(f"n{t}" for t in TOKEN_TESTS), "macro", "nmacro", "ctx", "nctx")
+              *(f"n{t}" for t in TOKEN_TESTS), "macro", "nmacro", "ctx", "nctx", "using",
+              "nusing", "usable", "nusable")
 CONDITIONALS = frozenset((*(f"{w}{c}" for w in ("if", "elif") for c in CONDITIONS), "else",
                           "endif"))
 
@@ -130,6 +145,7 @@ class Preprocessor(MacroCalls, TextFunctions):
         self.imacros: dict[str, list[Macro]] = {}
         self.source_bytes = 0
         self.warnings: list[AsmWarning] = []     # %warning's, in order
+        self.used: set[str] = set()              # %use's packages
         self.user = UserWarnings()               # [warning ...]: what %warning does
         self.expanded = 0
         self.text = 0           # characters of expanded lines
@@ -182,6 +198,8 @@ class Preprocessor(MacroCalls, TextFunctions):
                 yield from self._rep(loc, col, it, chain, depth)
             elif word == "include":
                 yield from self._include(loc, chain)
+            elif word == "use":
+                yield from self._use(loc, col, chain)
             elif word == "rotate":
                 self._rotate(loc, col, call)
             else:
@@ -268,6 +286,11 @@ class Preprocessor(MacroCalls, TextFunctions):
                 raise loc.error(f"%{word} needs context names", rest_col)
             top = self.contexts[-1][0] if self.contexts else None
             return (top in names) != (kind == "ifnctx")
+        if kind.endswith(("using", "usable")):
+            name = package_name(rest, rest_col, loc, word)
+            known = name in (self.used if kind.endswith("using") else
+                             (*PACKAGES, *REFUSED_PACKAGES))
+            return known != kind.startswith("ifn")
         if kind.endswith("macro"):
             return self._is_macro(strip_comment(rest), rest_col, loc, word) != (
                 kind == "ifnmacro")
@@ -356,6 +379,19 @@ class Preprocessor(MacroCalls, TextFunctions):
             raise cur.error_here("expected end of line")
         return expr.ev(PreEnv(line, what, self.constant))
 
+    def _use(self, loc: Loc, col: int, chain: Chain) -> Iterator[Loc]:
+        """``%use NAME``: one of NASM's standard macro packages, read (once)
+        as the source NASM's is."""
+        rest, rest_col = after_word(loc.text, col, "use")
+        name = package_name(rest, rest_col, loc, "use")
+        if name in REFUSED_PACKAGES:
+            raise loc.error(f"'%use {name}' is not supported ({REFUSED_PACKAGES[name]})", col)
+        if name not in PACKAGES:
+            raise loc.error(f"unknown %use package '{clip(name)}' (ifunc, smartalign)", col)
+        if name not in self.used:
+            self.used.add(name)
+            yield from self.run(PACKAGES[name], f"<{name}>", chain)
+
     def _include(self, loc: Loc, chain: Chain) -> Iterator[Loc]:
         tokens = tokenize(replace(loc, text=strip_comment(loc.text)))
         cur = Cursor(tokens, loc)
@@ -431,6 +467,15 @@ class Preprocessor(MacroCalls, TextFunctions):
             body.append(loc)
         first = directive(start.text)[0]
         raise start.error(f"%{first} without %{closing[0]}", directive(start.text)[1])
+
+
+def package_name(rest: str, col: int, loc: Loc, word: str) -> str:
+    """The package a %use (%ifusing ...) line names: a word, quoted or not."""
+    name = strip_comment(rest).strip().strip("\"'`").lower()
+    if not name:
+        raise loc.error(f"%{word} needs a package name", col)
+    return name.split()[0]
+
 
 def _joined(split: list[str], display: str) -> Iterator[Loc]:
     """The lines of a file, a line that ends in a backslash joined to the
