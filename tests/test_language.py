@@ -90,7 +90,9 @@ ERRORS = [
     ("x: dd __?ilog2f?__(x)", "ilog2 needs numbers, not addresses: '$' and labels are "
      "addresses, '$ - $$' and 'label - $$' are numbers", 1, 7),
     ("%use altreg", "'%use altreg' is not supported (64-bit register names)", 1, 1),
-    ("%use fancy", "unknown %use package 'fancy' (ifunc, smartalign)", 1, 1),
+    ("%use smartalign", "'%use smartalign' is not supported (its align pads with long nops, "
+     "0F 1F and 66 90, which this machine does not have)", 1, 1),
+    ("%use fancy", "unknown %use package 'fancy' (ifunc)", 1, 1),
     ("%use", "%use needs a package name", 1, 5),
     ("dd 3 <=> 5", "'<=>' is not supported (NASM 2.16.01 computes it wrongly: 3 <=> 5 is "
      "not -1 there)", 1, 6),

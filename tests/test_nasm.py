@@ -785,7 +785,6 @@ DATA = {
         %endif
         %use ifunc
         %use "IFUNC"
-        %use smartalign
         PAGE_SIZE equ 4096
         PAGE_SHIFT equ ilog2e(PAGE_SIZE)
         dd PAGE_SHIFT, 1 << ilog2c(3000), __?ilog2f?__(-1), __ilog2c__(0)
@@ -793,10 +792,14 @@ DATA = {
         %if ilog2e(64) == 6
         db 1
         %endif
-        alignmode p6, 16
-        ALIGNMODE generic
-        %ifusing smartalign
+        %ifusing ifunc
         db 3
+        %endif
+        %ifusable smartalign
+        db 5
+        %endif
+        %ifnusing smartalign
+        db 6
         %endif
         %ifnusing altreg
         db 4

@@ -94,15 +94,11 @@ TOKEN_TESTS = ("id", "num", "str", "token", "empty")
 PACKAGES = {
     "ifunc": "%idefine ilog2(x) (__?ilog2e?__(x))\n" + "\n".join(
         f"%idefine ilog2{k}(x) (__?ilog2{k}?__(x))" for k in ("e", "w", "f", "c", "fw", "cw")),
-    # (NASM's align becomes long nops; here a nop is one instruction either way)
-    "smartalign": "%imacro alignmode 1-2.nolist\n"
-                  "%ifnidni %1, generic\n%ifnidni %1, nop\n%ifnidni %1, k7\n"
-                  "%ifnidni %1, k8\n%ifnidni %1, p6\n"
-                  "%error unknown alignment mode: %1\n"
-                  "%endif\n%endif\n%endif\n%endif\n%endif\n%endmacro",
 }
 REFUSED_PACKAGES = {"altreg": "64-bit register names", "fp": "floating-point constants",
-                    "masm": "MASM's syntax"}
+                    "masm": "MASM's syntax",
+                    "smartalign": "its align pads with long nops, 0F 1F and 66 90, which "
+                                  "this machine does not have"}
 CONDITIONS = ("", "n", "def", "ndef", "idn", "idni", "nidn", "nidni", *TOKEN_TESTS,
               *(f"n{t}" for t in TOKEN_TESTS), "macro", "nmacro", "ctx", "nctx", "using",
               "nusing", "usable", "nusable")
@@ -387,7 +383,7 @@ class Preprocessor(MacroCalls, TextFunctions):
         if name in REFUSED_PACKAGES:
             raise loc.error(f"'%use {name}' is not supported ({REFUSED_PACKAGES[name]})", col)
         if name not in PACKAGES:
-            raise loc.error(f"unknown %use package '{clip(name)}' (ifunc, smartalign)", col)
+            raise loc.error(f"unknown %use package '{clip(name)}' (ifunc)", col)
         if name not in self.used:
             self.used.add(name)
             yield from self.run(PACKAGES[name], f"<{name}>", chain)
