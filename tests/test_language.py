@@ -77,8 +77,9 @@ ERRORS = [
     ("%macro m 1\ndb %1\nm %1\n%endmacro\nm 1", "unknown mnemonic 'm' (in macro 'm' "
      "called at t.s:5)", 3, 1),
     ("%if 0\n%ifenv X\n%endif\n%endif", "'%ifenv' is not supported (the conditionals are "
-     "%if, %ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty, %ifmacro and "
-     "%ifctx, each with its %ifn form, their %elif forms, %else and %endif)", 2, 1),
+     "%if, %ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty, %ifmacro, "
+     "%ifctx, %ifusing and %ifusable, each with its %ifn form, their %elif forms, %else and "
+     "%endif)", 2, 1),
     ("cpu 486\ncmove eax, ebx", "'cmove' needs cpu 686 or later (no instruction for this "
      "cpu level, as NASM says)", 2, 1),
     ("[cpu 386]\nbswap eax", "'bswap' needs cpu 486 or later (no instruction for this cpu "
@@ -238,8 +239,9 @@ ERRORS = [
     ("%substr L 'abc'", "%substr L needs a start after the string", 1, 1),
     ("%strlen L 'a' 'b'", "%strlen L: expected end of line after ''a' 'b''", 1, 8),
     ("%ifenv m\n%endif", "'%ifenv' is not supported (the conditionals are %if, "
-     "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty, %ifmacro and "
-     "%ifctx, each with its %ifn form, their %elif forms, %else and %endif)", 1, 1),
+     "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, %ifempty, %ifmacro, "
+     "%ifctx, %ifusing and %ifusable, each with its %ifn form, their %elif forms, %else and "
+     "%endif)", 1, 1),
     ("%ifmacro\n%endif", "%ifmacro needs a macro name (and a parameter count, or none)",
      1, 9),
     ("%unmacro m", "%unmacro needs a macro name and a parameter count", 1, 9),

@@ -354,7 +354,8 @@ class Preprocessor(MacroCalls, TextFunctions):
         elif word.startswith(("if", "elif")):
             raise loc.error(f"'%{clip(word)}' is not supported (the conditionals are %if, "
                             "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, "
-                            "%ifempty, %ifmacro and %ifctx, each with its %ifn form, their "
+                            "%ifempty, %ifmacro, %ifctx, %ifusing and %ifusable, each with its "
+                            "%ifn form, their "
                             "%elif forms, %else and %endif)", col)
         elif word in NOT_SUPPORTED:
             raise loc.error(f"'%{word}' is not supported (see the language reference, "
