@@ -6,9 +6,9 @@ where this assembler is stricter by design (docs/language.md, "Where emu is
 stricter than NASM").  The programs mix what a layout is made of: numbers
 in every spelling, expressions over every operator, equ constants, labels
 and local labels, `$` and `$$`, `db`/`dw`/`dd`/`dq` with strings, `times`,
-`align`, `incbin`, sections (`.bss` with `resb` ... `resz` and `alignb`), `absolute` places and
-strucs read with `$`, and the preprocessor's `%assign`/`%define`/`%if`/
-`%rep` over numbers; a third are macro programs (``MacroProgram``) or
+`align`, `sectalign`, `incbin`, sections (`.bss` with `resb` ... `resz` and
+`alignb`), `absolute` places and strucs read with `$`, and the preprocessor's
+`%assign`/`%define`/`%if`/`%rep` over numbers; a third are macro programs (``MacroProgram``) or
 layouts of sections (``layout_program``: align=, start=, vstart=, follows=,
 nobits).
 
@@ -233,7 +233,13 @@ class Program:
             self.sections.add(sec)
             if self.rng.random() < 0.3:
                 attrs = f" align={self.rng.choice([4, 8, 16, 32])}"
-        return f"section {sec}{attrs}"
+        line = f"section {sec}{attrs}"
+        k = self.rng.randrange(8)
+        if k == 0:          # the section's alignment raised, or align's raise turned off/on
+            line += f"\nsectalign {self.rng.choice([1, 2, 4, 8, 16, 32, 64])}"
+        elif k == 1:
+            line += f"\nsectalign {self.rng.choice(['off', 'on', 'OFF'])}"
+        return line
 
     def reserve(self, k: int) -> str:
         r = self.rng

@@ -91,6 +91,14 @@ ERRORS = [
     ("x: dd __?ilog2f?__(x)", "ilog2 needs numbers, not addresses: '$' and labels are "
      "addresses, '$ - $$' and 'label - $$' are numbers", 1, 7),
     ("%use altreg", "'%use altreg' is not supported (64-bit register names)", 1, 1),
+    ("sectalign 3", "sectalign 3 is not a power of two", 1, 11),
+    ("sectalign", "expected a boundary, 'on' or 'off' after 'sectalign', found end of line",
+     1, 10),
+    ("sectalign n\nn equ 8", "a section alignment must be known in pass 1, but 'n' is not "
+     "defined above this line", 1, 11),
+    ("sectalign 8, 4", "expected end of line, found ','", 1, 12),
+    ("struc s\nsectalign 8\nendstruc", "only labels, resb ... resz and alignb can be inside "
+     "struc 's', not 'sectalign' (its fields are offsets: the bytes go in an istruc)", 2, 1),
     ("%use smartalign", "'%use smartalign' is not supported (its align pads with long nops, "
      "0F 1F and 66 90, which this machine does not have)", 1, 1),
     ("%use fancy", "unknown %use package 'fancy' (ifunc)", 1, 1),

@@ -779,6 +779,33 @@ DATA = {
         %assign v %eval(5) + %abs(-2)
         db v
         """,
+    "sectalign": """
+        db 1
+        section .a
+        db 2
+        sectalign 16
+        section .b align=64
+        sectalign 8
+        db 3
+        section .c
+        sectalign off
+        align 32, db 0xaa
+        alignb 16
+        db 4
+        section .d
+        SECTALIGN ON
+        align 8, db 0xbb
+        db 5
+        section .e align=2
+        [sectalign 1 << 5]
+        db 6
+        section .bss
+        resb 1
+        sectalign 128
+        section .f
+        sectalign $ - $$ + 4
+        dd $$
+        """,
     "packages": """
         %ifusable ifunc
         db 9

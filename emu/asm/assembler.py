@@ -47,6 +47,7 @@ from .stmts import (
     LabelDef,
     Org,
     Reserve,
+    SectAlign,
     SectionDecl,
     Stmt,
     Times,
@@ -238,6 +239,11 @@ class Assembler:
                     self._attribute, stmt.loc, sec))
             elif isinstance(stmt, Org):
                 self._org(stmt, sec)
+            elif isinstance(stmt, SectAlign):
+                n = self.critical(stmt.n, "a section alignment", stmt.loc, sec, off)
+                if n <= 0 or n & (n - 1):
+                    raise stmt.loc.error(f"sectalign {n} is not a power of two", stmt.n.start)
+                sec.raise_align(n)
             elif isinstance(stmt, (Align, Times)):
                 count, size = self._repeat(stmt, sec, off)
                 items += count if isinstance(stmt, Times) else 0
@@ -302,7 +308,8 @@ class Assembler:
             n = self.critical(stmt.n, "an align boundary", stmt.loc, sec, off)
             if n <= 0 or n & (n - 1):
                 raise stmt.loc.error(f"align {n} is not a power of two", stmt.n.start)
-            sec.raise_align(n)
+            if stmt.sect:
+                sec.raise_align(n)
             count = -off % n
             if stmt.inner is None:
                 if stmt.reserve or sec.nobits:
@@ -367,7 +374,7 @@ class Assembler:
                     rec.symbol(stmt, addr, self.values.get(stmt.name)
                                if isinstance(stmt, EquDef) else None)
                 continue
-            if isinstance(stmt, (SectionDecl, Org)):
+            if isinstance(stmt, (SectionDecl, Org, SectAlign)):
                 continue
             env = _Env(self, stmt.loc, addr, sec.base, sec)
             inner = stmt.inner if isinstance(stmt, (Times, Align)) else stmt

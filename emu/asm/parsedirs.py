@@ -1,12 +1,13 @@
 """The parser's directive statements (a part of ``Parser``): data and
-``?``, ``incbin``, ``section``, ``bits``, ``cpu`` and ``global``."""
+``?``, ``incbin``, ``section``, ``sectalign``, ``bits``, ``cpu`` and
+``global``."""
 
 from __future__ import annotations
 
 from .expr import Node, Num, parse_expr
 from .lexer import Cursor, Token, clip
 from .source import find_include, read_binary
-from .stmts import Data, Reserve, SectionDecl
+from .stmts import Data, Reserve, SectAlign, SectionDecl
 
 # NASM's CPU levels (``cpu NAME``), as the generation each stands for: 3 is
 # the 386 (isa.CPU_LEVEL says which rows need more); every later name takes
@@ -44,6 +45,20 @@ class DirectiveStatements:
             raise cur.loc.error(f"unknown CPU level '{clip(name)}' (386, 486, 586, 686, p2, "
                                 "p3, p4, x64 ...)", tok.col)
         self.cpu = CPU_NAMES[name]
+
+    def _sectalign(self, cur: Cursor, tok: Token) -> SectAlign | None:
+        """``sectalign N``: the section's alignment raised to N, as ``align
+        N`` raises it; ``sectalign off`` / ``on``: from here, ``align`` and
+        ``alignb`` leave the alignment of their section as it is (or raise
+        it again), in every section -- NASM's meaning."""
+        word = cur.peek()
+        if word is not None and word.kind == "ident" and word.text.lower() in ("on", "off"):
+            cur.pos += 1
+            self.sectalign = word.text.lower() == "on"
+            return None
+        if cur.at_end():
+            raise cur.error_here("expected a boundary, 'on' or 'off' after 'sectalign'")
+        return SectAlign(cur.loc, tok.col, parse_expr(cur))
 
     def _names(self, cur: Cursor, tok: Token) -> None:
         while True:

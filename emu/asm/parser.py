@@ -58,9 +58,10 @@ DATA_WIDTH = {"db": 1, "dw": 2, "dd": 4, "dq": 8}
 # Directives NASM also takes in its primitive form, in brackets ([bits 32]).
 BRACKETED = frozenset(("bits", "section", "segment", "org", "use32", "global", "absolute",
                        "extern", "common", "static", "cpu", "default", "warning", "map",
-                       "float"))
+                       "float", "sectalign"))
 DIRECTIVES = frozenset(("org", "align", "alignb", "times", "equ", "section", "segment",
-                        "bits", "use32", "global", "incbin", "cpu", "default", *DATA_WIDTH,
+                        "bits", "use32", "global", "incbin", "cpu", "default", "sectalign",
+                        *DATA_WIDTH,
                         *RES_WIDTH, *STRUCT_WORDS))
 NOT_SUPPORTED = {
     "dt": "10-byte floats", "do": "16-byte data", "dy": "32-byte data", "dz": "64-byte data",
@@ -70,7 +71,7 @@ NOT_SUPPORTED = {
     "float": "floats", "warning": "NASM takes it in brackets: [warning -user]",
     "map": "map files",
     "use16": "16-bit code", "use64": "64-bit code", "group": "segment groups",
-    "sectalign": "section alignment control", "list": "listing control",
+    "list": "listing control",
     # prefixes (rep/repe/repz and repne/repnz are read with their instruction)
     "lock": "the LOCK prefix: one CPU, no bus to lock",
     "o16": "operand-size prefixes", "o32": "operand-size prefixes",
@@ -100,6 +101,7 @@ class Parser(DirectiveStatements):
     include_dirs: tuple[str, ...] = ()                       # incbin looks there too
     cpu: int = 9                                             # the cpu line's level
     user_warnings: object = None                             # [warning ...] (preproc's)
+    sectalign: bool = True          # align raises its section's alignment (sectalign on)
 
     def __post_init__(self):
         self.structs = Structures(self)
@@ -247,7 +249,9 @@ class Parser(DirectiveStatements):
             if cur.at_op(","):
                 cur.pos += 1
                 inner = self._repeatable(cur, tok, word)
-            return Align(loc, tok.col, n, inner, word == "alignb")
+            return Align(loc, tok.col, n, inner, word == "alignb", self.sectalign)
+        if word == "sectalign":
+            return self._sectalign(cur, tok)
         if word == "org":
             return Org(loc, tok.col, parse_expr(cur))
         if word in ("section", "segment"):

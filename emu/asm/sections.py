@@ -12,8 +12,9 @@ known and ``place`` gives each an address:
   ``_follows``), to just after section NAME; sections with ``start=`` are
   ordered by address, each with the sections defined after it;
 * every other progbits section starts after the one before it in that
-  order, aligned to its ``align=`` (default 4; ``align N`` inside a section
-  raises it to N, as NASM's ``sectalign`` does);
+  order, aligned to its ``align=`` (default 4; ``sectalign N`` or ``align N``
+  inside a section raises it to N, unless a ``sectalign off`` came before
+  the ``align``);
 * nobits sections (``.bss``, or ``nobits``) hold no bytes: ``.bss`` follows
   the last progbits section, any other follows the section defined just
   before it, each aligned the same way; ``start=`` places one anywhere,

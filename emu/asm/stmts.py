@@ -112,3 +112,10 @@ class Align(Stmt):
     n: Node
     inner: Data | Instruction | Reserve | None  # None: nop (align), resb 1 (alignb)
     reserve: bool                               # alignb
+    sect: bool = True                           # raises its section's alignment too
+
+
+@dataclass
+class SectAlign(Stmt):
+    """``sectalign N``: the section's alignment raised to N (no bytes)."""
+    n: Node
