@@ -74,6 +74,7 @@ class Program:
         self.labels: list[str] = []         # labels of the current section
         self.scope: str | None = None       # the last non-local label
         self.section = ".text"
+        self.sect = ".text"                 # the section __?SECT?__ names
         self.sections = {".text"}
         self.lines = ["bits 32", f"org {rng.choice([0, 0x1000, 0x7c00, 0x100000])}"]
 
@@ -225,15 +226,26 @@ class Program:
         return head + (f"times {r.randrange(3)} " if r.random() < 0.2 else "") + line
 
     def switch(self) -> str:
+        """A section line: NASM's user-level one (which __?SECT?__ then
+        names), its primitive form in brackets (which it does not), or the
+        line __?SECT?__ (back to the last user-level one)."""
+        self.labels, self.scope = [], None     # (labels of one section: their differences)
+        k = self.rng.randrange(10)
+        if k == 0:
+            self.section = self.sect
+            return self.rng.choice(["__?SECT?__", "__SECT__"])
         sec = self.rng.choice([".text", ".data", ".bss"])
         self.section = sec
-        self.labels, self.scope = [], None     # (labels of one section: their differences)
         attrs = ""
         if sec not in self.sections:
             self.sections.add(sec)
             if self.rng.random() < 0.3:
                 attrs = f" align={self.rng.choice([4, 8, 16, 32])}"
-        line = f"section {sec}{attrs}"
+        if k < 4:
+            line = f"[section {sec}{attrs}]"
+        else:
+            line = f"section {sec}{attrs}"
+            self.sect = sec
         k = self.rng.randrange(8)
         if k == 0:          # the section's alignment raised, or align's raise turned off/on
             line += f"\nsectalign {self.rng.choice([1, 2, 4, 8, 16, 32, 64])}"
@@ -270,7 +282,15 @@ class Program:
         tail = ["endstruc"] if head[0].startswith("struc") else []
         self.scope = None
         self.labels = []
-        back = f"section {self.section}"
+        # back: a section line, or after endstruc none: NASM's endstruc goes
+        # back to __?SECT?__ (after absolute, which sets __?SECT?__ to itself,
+        # only a section line leaves it)
+        if not tail or r.random() < 0.5:
+            back = f"section {self.section}"
+            self.sect = self.section
+        else:
+            back = ""
+            self.section = self.sect
         use = f"dd {name}_here" + (f", {name}_size" if tail else "")
         if tail and self.section != ".bss" and r.random() < 0.7:
             # an instance: some fields, in order, each with data that fits it
@@ -282,7 +302,7 @@ class Program:
                                       for _ in range(r.randint(1, count)))
                     use += f"\nat {name}{field}, d{unit} {items}"
             use += f"\niend\ndd {name}_i, $ - {name}_i"
-        return "\n".join(head + body + tail + [back, use])
+        return "\n".join(head + body + tail + [back] * bool(back) + [use])
 
     def text(self, statements: int) -> str:
         for _ in range(statements):

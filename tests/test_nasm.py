@@ -779,6 +779,56 @@ DATA = {
         %assign v %eval(5) + %abs(-2)
         db v
         """,
+    "sect": """
+        %defstr S0 __?SECT?__
+        db S0, __?PASS?__, __PASS__
+        x: section .data   align=8 ; the operands' spaces made one
+        %defstr S1 __SECT__
+        db S1
+        [section .text]
+        db 1
+        struc pair
+        .a: resb 1
+        endstruc
+        db 2
+        [section .text]
+        __?SECT?__
+        db 3
+        %macro string 1
+        [section .rodata]
+        %%s: db %1, 0
+        __?SECT?__
+        dd %%s
+        %endmacro
+        string 'hi'
+        %define __SECT__ [section .other]
+        __?SECT?__
+        db 4
+        segment .data
+        %defstr S2 __?SECT?__
+        db S2
+        %define __LINE__ 77
+        db __?LINE?__
+        %undef __?BITS?__
+        %ifndef __BITS__
+        db 5
+        %endif
+        absolute $
+        a: resb 4
+        struc s
+        .x: resb 2
+        endstruc
+        b: resb 1
+        absolute 0x100
+        %defstr S3 __?SECT?__
+        section .data
+        dd a, b, s.x
+        db S3
+        %use ifunc
+        %ifdef __?USE_IFUNC?__
+        db 6
+        %endif
+        """,
     "sectalign": """
         db 1
         section .a

@@ -150,6 +150,10 @@ class Expander:
         # NASM's preprocessor functions (%eval(...) ...): (text, loc, column)
         # -> the text with each call made (the preprocessor's: pptext.py)
         self.functions: Callable[[str, Loc, int], str] | None = None
+        # __?SECT?__: the last section line, as NASM's section macro defines
+        # it (the directive in brackets: NASM's primitive form)
+        self.sect = FIRST_SECT
+        self.removed: set[str] = set()      # NASM's own macros %undef'd
 
     def get(self, name: str) -> Define | None:
         d = self.defines.get(name)
@@ -157,20 +161,35 @@ class Expander:
 
     def defined(self, name: str) -> bool:
         """Whether ``name`` is a single-line macro (one of NASM's own too)."""
-        return self.get(name) is not None or name in BUILTIN
+        return self.get(name) is not None or (name in BUILTIN and name not in self.removed)
 
     def undef(self, name: str) -> None:
-        self.defines.pop(name, None)
-        self.idefines.pop(name.lower(), None)
+        for each in spellings(name):
+            self.defines.pop(each, None)
+            self.idefines.pop(each.lower(), None)
+            if each in BUILTIN:
+                self.removed.add(each)
 
     def define(self, name: str, body: str, params: tuple[str, ...] | None = None,
                fold: bool = False) -> None:
         """(Re)define ``name`` (``fold``: ignoring case, as %idefine does)."""
-        self.undef(name)
-        if fold:
-            self.idefines[name.lower()] = Define(params, body)
-        else:
-            self.defines[name] = Define(params, body)
+        for each in spellings(name):
+            self.defines.pop(each, None)
+            self.idefines.pop(each.lower(), None)
+            self.removed.discard(each)
+            if fold:
+                self.idefines[each.lower()] = Define(params, body)
+            else:
+                self.defines[each] = Define(params, body)
+
+    def section(self, sect: str) -> None:
+        """A section line: ``__?SECT?__`` is ``sect`` (a user's definition of
+        it ends, as NASM's section macro redefines it)."""
+        self.sect = sect
+        for each in spellings("__?SECT?__"):
+            self.defines.pop(each, None)
+            self.idefines.pop(each.lower(), None)
+            self.removed.discard(each)
 
     def expand(self, text: str, loc: Loc, active: frozenset = frozenset(),
                depth: int = 0, col: int = 0) -> str:
@@ -187,8 +206,8 @@ class Expander:
                 continue
             name = text[start:end]
             d = self.get(name)
-            if d is None and name in BUILTIN:
-                d = Define(None, builtin(name, loc))
+            if d is None and name in BUILTIN and name not in self.removed:
+                d = Define(None, builtin(name, loc, self.sect))
             if d is None or name in active:
                 continue
             at = col or start + 1
@@ -222,23 +241,37 @@ class Expander:
 
 # NASM's own single-line macros (each also spelled __?NAME?__): the line
 # being read and its file -- for a line of a macro or a %rep, where the
-# line is written, as NASM 2.16 has them --, the mode, the output format,
-# and the version of NASM whose language this is (2.16.01: what the
-# differential tests run against).
+# line is written, as NASM 2.16 has them --, the section the last section
+# line named (``Expander.sect``), the mode, the output format, the pass
+# (2: the bytes are the final pass's), and the version of NASM whose
+# language this is (2.16.01: what the differential tests run against).
 VERSION = {"NASM_MAJOR": "2", "NASM_MINOR": "16", "NASM_SUBMINOR": "1",
            "NASM_PATCHLEVEL": "0", "NASM_VERSION_ID": "0x02100100",
-           "NASM_VER": '"2.16.01"', "BITS": "32", "OUTPUT_FORMAT": "bin"}
-BUILTIN = frozenset(f"__{q}{n}{q}__" for n in ("LINE", "FILE", *VERSION)
+           "NASM_VER": '"2.16.01"', "BITS": "32", "OUTPUT_FORMAT": "bin", "PASS": "2"}
+BUILTIN = frozenset(f"__{q}{n}{q}__" for n in ("LINE", "FILE", "SECT", *VERSION)
                     for q in ("", "?"))
+FIRST_SECT = "[section .text]"
 
 
-def builtin(name: str, loc: Loc) -> str:
-    """The body of NASM's macro ``name`` on the line ``loc``."""
+def spellings(name: str) -> tuple[str, ...]:
+    """The names ``name`` is: one of NASM's own macros has two, __X__ and
+    __?X?__ (one macro: defining or removing one does both)."""
+    if name not in BUILTIN:
+        return (name,)
+    key = name.strip("_?")
+    return (f"__{key}__", f"__?{key}?__")
+
+
+def builtin(name: str, loc: Loc, sect: str) -> str:
+    """The body of NASM's macro ``name`` on the line ``loc`` (``sect``:
+    what ``__?SECT?__`` is there)."""
     key = name.strip("_?")
     if key == "LINE":
         return str(loc.line)
     if key == "FILE":
         return quoted(loc.file.encode())
+    if key == "SECT":
+        return sect
     return VERSION[key]
 
 

@@ -42,6 +42,7 @@ A listing shows the first ``MAX_ROWS`` lines.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -89,10 +90,15 @@ MAX_ROWS = 100_000          # lines a listing shows (the rest are assembled, not
 Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> value
 
 TOKEN_TESTS = ("id", "num", "str", "token", "empty")
+# A line NASM's standard macros read: section, segment and absolute (which
+# define __?SECT?__ as the directive in brackets, its operands' spaces made
+# one), endstruc (which goes back to it); a label may come first.
+SECTION_LINE = re.compile(r"\s*(?:[A-Za-z_.?$@][\w.?$@#~]*\s*:\s*)?"
+                          r"(section|segment|absolute|endstruc)\b(.*)", re.I | re.S)
 # NASM's standard macro packages (%use NAME): those here, as the source they
 # are read as, and those refused (what they define cannot be honoured).
 PACKAGES = {
-    "ifunc": "%idefine ilog2(x) (__?ilog2e?__(x))\n" + "\n".join(
+    "ifunc": "%define __?USE_IFUNC?__\n%idefine ilog2(x) (__?ilog2e?__(x))\n" + "\n".join(
         f"%idefine ilog2{k}(x) (__?ilog2{k}?__(x))" for k in ("e", "w", "f", "c", "fw", "cw")),
 }
 REFUSED_PACKAGES = {"altreg": "64-bit register names", "fp": "floating-point constants",
@@ -234,15 +240,27 @@ class Preprocessor(MacroCalls, TextFunctions):
                     raise loc.error(f"'{clip(ref)}' can only be used inside a %macro",
                                     start + 1)
         call = self._macro_call(text)
-        if call is None:
-            yield loc
-            return
-        label, name, col, args_text = call
-        macro = self._callee(loc, name, col, args_text)
+        macro = None if call is None else self._callee(loc, call[1], call[2], call[3])
         if macro is None:
             yield loc
+            if SECTION_LINE.match(text):
+                yield from self._section_line(loc, text)
             return
+        assert call is not None
+        label, name, col, args_text = call
         yield from self._expand(loc, macro, name, col, args_text, chain, depth, label)
+
+    def _section_line(self, loc: Loc, text: str) -> Iterator[Loc]:
+        """After a section, segment or absolute line, ``__?SECT?__`` is it,
+        in brackets (a user's definition of it ends); after ``endstruc``,
+        the line ``__?SECT?__`` is -- NASM's standard macros."""
+        match = SECTION_LINE.match(text)
+        assert match is not None
+        word, rest = match.group(1).lower(), " ".join(strip_comment(match.group(2)).split())
+        if word == "endstruc":
+            yield replace(loc, text=self.defines.sect)
+        elif rest:
+            self.defines.section(f"[{word} {rest}]")
 
     # --- directives ----------------------------------------------------------
     def _conditional(self, word: str, col: int, loc: Loc, conds: list[_Cond]) -> None:

@@ -69,6 +69,7 @@ class Structures:
         self.parser = parser
         self.layout: Layout | None = None
         self.instance: Instance | None = None
+        self.closed: Layout | None = None   # the struc the line before closed
         self.made = self.steps = 0
 
     # --- struc ... endstruc ----------------------------------------------------------
@@ -77,7 +78,9 @@ class Structures:
         inside one."""
         first = tokens[0]
         word = first.text.lower() if first.kind == "ident" else ""
-        before = self.layout
+        # (after endstruc, where NASM goes back to __?SECT?__, an absolute
+        # section's '$' is the struc's end)
+        before, self.closed = self.layout or self.closed, None
         if self.layout is not None and self.layout.name is None and word in (
                 "section", "segment", "absolute", "struc"):
             self.layout = None                  # the absolute section ends here
@@ -216,6 +219,7 @@ class Structures:
 
     def _close(self, cur: Cursor, tok: Token) -> None:
         layout, self.layout = self.layout, None
+        self.closed = layout
         self._constant(f"{layout.name}_size",
                        Binary("-", layout.offset, layout.base, tok.col), cur, tok.col)
 
