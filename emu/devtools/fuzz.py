@@ -52,6 +52,7 @@ from ..cli import EXIT_INTERNAL
 from ..cli import main as cli_main
 from ..compare import compare, differences
 from ..errors import AsmError, EmuError
+from ..hw import strings
 from ..system import Config, System
 from ..vmm.shadow import POLICIES
 from .fuzzinputs import absurd_argv, garbage_kernel, mutate, random_source
@@ -212,7 +213,7 @@ class Fuzzer:
         native = results[0]
         self.figures["guest_" + native.outcome] += 1
         try:
-            stale = not smc and native.outcome != "budget" and self._tlb_dependent(image, native)
+            stale = not smc and self._tlb_dependent(image, native)
         except Hang as e:
             self.fail("guest", f"hang: {e}", code)
             return
@@ -240,16 +241,32 @@ class Fuzzer:
 
     def _tlb_dependent(self, image, native) -> bool:
         """Does the guest end otherwise natively when nothing stays in the
-        TLB from one instruction to the next (every access walks)?"""
+        TLB from one instruction to the next, nor from one element of a
+        ``rep movs``/``stos`` to the next (every access walks)?  A native run
+        that ran out of its budget: does the walking one end instead (a
+        stale entry kept it going -- a rep that wrote over the directory
+        entry of its own pages, say)?"""
         system = System(image, Config(mode="native", mem_mib=8, max_cycles=4 * GUEST_BUDGET))
         run, flush = system.cpu.run, system.mmu.flush_all
 
         def one_at_a_time(max_insns, max_cycles, irq=True):
             flush()
             return run(1, max_cycles, irq)
+
+        def element_at_a_time(cpu, limit, size, move):
+            step = -size if cpu.df else size
+            while cpu.string_done < limit:
+                flush()
+                strings.element_wise(cpu, 1, size, move, step)
         system.cpu.run = one_at_a_time
-        with deadline(DEADLINE):
-            walked = system.run()
+        page_at_a_time, strings.run = strings.run, element_at_a_time
+        try:
+            with deadline(DEADLINE):
+                walked = system.run()
+        finally:
+            strings.run = page_at_a_time
+        if native.outcome == "budget":
+            return walked.outcome != "budget"
         return walked.guest_visible() != native.guest_visible()
 
     # --- a campaign --------------------------------------------------------------------
