@@ -326,13 +326,16 @@ class MacroProgram:
         self.smacros: list[tuple[str, int]] = []             # name, parameters
         self.lines = ["bits 32"]
 
-    def value(self) -> str:
+    def value(self, depth: int = 0) -> str:
         r = self.rng
         k = r.randrange(6)
         if k == 0 and self.smacros:
+            # a call, its arguments calls too at times (of the same macro:
+            # NASM makes the inner one only inside a macro's body)
             name, params = r.choice(self.smacros)
-            return f"{name}({', '.join(str(r.randrange(100)) for _ in range(params))})" \
-                if params else name
+            args = (self.value(depth + 1) if depth < 2 and r.random() < 0.3
+                    else str(r.randrange(100)) for _ in range(params))
+            return f"{name}({', '.join(args)})" if params else name
         if k == 1:
             return f"({r.randrange(50)} + {r.randrange(50)})"
         return str(r.randrange(200))
@@ -408,6 +411,10 @@ class MacroProgram:
             name, params = f"S{self.n}", r.choice([0, 0, 1, 2])
             names = [f"p{i}" for i in range(params)]
             body = " + ".join(names + [str(r.randrange(20))]) if params else self.value()
+            if params and self.smacros and r.random() < 0.4:   # a body that calls macros
+                callee, n = r.choice(self.smacros)
+                inner = [r.choice(names + [self.value(1)]) for _ in range(n)]
+                body += f" + {callee}({', '.join(inner)})" if n else f" + {callee}"
             self.smacros.append((name, params))
             return f"%define {name}{'(' + ', '.join(names) + ')' if params else ''} ({body})"
         if k == 6:

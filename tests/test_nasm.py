@@ -779,6 +779,49 @@ DATA = {
         %assign v %eval(5) + %abs(-2)
         db v
         """,
+    "nested_calls": """
+        %define A(x) (x+1)
+        %define B A(A(1))
+        %define C A(A(A(0)))
+        %define D(y) A(A(y))
+        db B, C, D(2), D(A(1))
+        %defstr S1 A(A(1)) A(A(1))
+        %xdefine X A(A(1))
+        %defstr S2 X
+        db S1, S2
+        %define f(x) x
+        %define g(y) f(y)
+        %defstr S3 f(g(3)) g(f(2))
+        %define Z f(g(3))
+        db S3, Z
+        %define sq(x) x*x
+        %defstr S4 sq(sq(2))
+        %xdefine Q sq(sq(2))
+        db S4, Q
+        %define a(x) 1+a(x)
+        %defstr S5 a(a(3))
+        %define Y a(3)
+        %defstr S6 Y
+        %xdefine W a(3)
+        %defstr S7 W
+        db S5, S6, S7
+        %define p(x) [b(x)]
+        %define b(x) (p(x))
+        %define V p(3)
+        %defstr S8 V p(4)
+        db S8
+        %define m(x) x
+        %define k m
+        %define q m(
+        db k(3)
+        db 1, q 4)
+        %define MAX(x, y) ((x) > (y) ? (x) : (y))
+        %define MAX3(x, y, z) MAX(MAX(x, y), z)
+        db MAX3(1, 7, 3), %eval(MAX3(9, 2, 4))
+        %define s(x) %str(s x)
+        %define T(x) %str(x)
+        db s(1), T(A(A(1)))
+        """,
     "sect": """
         %defstr S0 __?SECT?__
         db S0, __?PASS?__, __PASS__

@@ -4,8 +4,10 @@ macros, and the scanning of a line they need.
 A single-line macro is expanded wherever its name appears as an identifier
 outside strings and comments; one with parameters only where ``(`` follows
 its name.  Its body is scanned again for more macros, but a macro is never
-expanded inside its own expansion (so ``%define x x+1`` is safe).  Names
-are case-sensitive; ``%idefine`` makes one that is not.
+expanded inside its own expansion (so ``%define x x+1`` is safe), and a
+name a body brings is never expanded again by a macro it came from
+(``Expander._made``).  Names are case-sensitive; ``%idefine`` makes one
+that is not.
 
 A multi-line macro is called by its name at the start of a line (after an
 optional ``label:``); its arguments are separated by commas, and braces
@@ -67,11 +69,12 @@ class Macro:
         return f"{self.lo}-{'*' if self.hi is None else self.hi}" + ("+" if self.greedy else "")
 
 
-def scan(text: str):
-    """The pieces of a line: (start, end, kind), kind one of "id", "str",
-    "num", "comment" or "other" (anything else, one character at a time,
-    ``%`` with what makes it a macro reference: ``%1``, ``%%x``, ``%{1}``)."""
-    i, n = 0, len(text)
+def scan(text: str, i: int = 0):
+    """The pieces of a line (from ``i``, where a piece begins): (start, end,
+    kind), kind one of "id", "str", "num", "comment" or "other" (anything
+    else, one character at a time, ``%`` with what makes it a macro
+    reference: ``%1``, ``%%x``, ``%{1}``)."""
+    n = len(text)
     while i < n:
         c = text[i]
         if c == ";":
@@ -154,6 +157,11 @@ class Expander:
         # it (the directive in brackets: NASM's primitive form)
         self.sect = FIRST_SECT
         self.removed: set[str] = set()      # NASM's own macros %undef'd
+        # the sets of macros marked names came from (``_mark``), while a
+        # line (``_lines`` of them, nested through functions) is expanded
+        self._hides: list[frozenset] = []
+        self._hide_keys: dict[frozenset, int] = {}
+        self._lines = 0
 
     def get(self, name: str) -> Define | None:
         d = self.defines.get(name)
@@ -191,52 +199,132 @@ class Expander:
             self.idefines.pop(each.lower(), None)
             self.removed.discard(each)
 
-    def expand(self, text: str, loc: Loc, active: frozenset = frozenset(),
-               depth: int = 0, col: int = 0) -> str:
-        """``text`` with every single-line macro expanded (``col``: the column
-        of the outermost macro, for errors inside its expansion)."""
-        if "%" in text and self.functions is not None and "(" in text:
-            text = self.functions(text, loc, col)
-        if not self.defines and not self.idefines and "__" not in text:
-            return text
+    def expand(self, text: str, loc: Loc) -> str:
+        """``text`` (a line, or what a directive expands) with its single-line
+        macros expanded as NASM expands a line: one pass from left to right,
+        each call replaced by its body made (``_made``), the pass going on
+        after it.  NASM's functions (``%eval(...)`` ...) come first: their
+        arguments are expanded so too."""
+        self._lines += 1
+        try:
+            if "%" in text and self.functions is not None and "(" in text:
+                text = self.functions(text, loc, 0)
+            if not self.defines and not self.idefines and "__" not in text:
+                return text
+            text = self._pass(text, loc, frozenset(), 0, 0)[0]
+        finally:
+            self._lines -= 1
+            if not self._lines:
+                self._hides.clear()
+                self._hide_keys.clear()
+        return _unmarked(text) if MARK in text else text
+
+    def _made(self, body: str, loc: Loc, active: frozenset, depth: int, col: int) -> str:
+        """A macro's body, its arguments in place, made: passes over it until
+        one changes nothing, the macros being expanded (``active``) left as
+        they are.  So a call of a macro inside an argument of the same macro
+        is made once its own call is done -- ``%define B A(A(1))`` is
+        ``((1+1)+1)`` where the line ``A(A(1))`` is ``(A(1)+1)``, as in
+        NASM -- while a body's own call of a macro that made it stays (each
+        name in a body carries the macros it came from: ``_mark``)."""
+        while True:
+            body, changed = self._pass(body, loc, active, depth, col)
+            if not changed:
+                break
+        if "%" in body and self.functions is not None and "(" in body:
+            body = self.functions(body, loc, col)
+        return body
+
+    def _pass(self, text: str, loc: Loc, active: frozenset, depth: int,
+              col: int) -> tuple[str, bool]:
+        """One pass over ``text``: each call made (``_made``) and what it made
+        read again from its start, with the macro that made it left alone up
+        to its end (a name it ends with may take the ``(...)`` after it).
+        Returns the text and whether anything was made."""
+        changed = False
+        pos = 0
+        made: list[tuple[str, int]] = []   # (macro, where what it made ends)
+        while True:
+            for start, end, kind in scan(text, pos):
+                if kind != "id":
+                    continue
+                name = text[start:end]
+                d = self.get(name)
+                if d is None and name in BUILTIN and name not in self.removed:
+                    d = Define(None, builtin(name, loc, self.sect))
+                if d is None or name in active or any(
+                        m == name and start < e for m, e in made):
+                    continue
+                hidden, head = frozenset(), start
+                if start and text[start - 1] == MARK_END:
+                    head = text.rindex(MARK, 0, start)
+                    hidden = self._hides[int(text[head + 1:start - 1])]
+                    if name in hidden:
+                        continue                # (made by itself)
+                at = col or start + 1
+                if d.params is None:
+                    body, after = self._mark(d.body, hidden | {name}, ()), end
+                else:
+                    got = call_args(text, end)
+                    if got is None:
+                        continue                # no "(": not a call
+                    args, after = got
+                    if args == [""] and not d.params:
+                        args = []
+                    if len(args) != len(d.params):
+                        raise loc.error(f"'{clip(name)}' takes {len(d.params)} "
+                                        f"arguments, not {len(args)}", at)
+                    body = _substitute(self._mark(d.body, hidden | {name}, d.params),
+                                       dict(zip(d.params, args, strict=True)))
+                if depth >= MAX_DEFINE_DEPTH:
+                    raise loc.error(f"'{clip(name)}' expands too deeply (limit "
+                                    f"{MAX_DEFINE_DEPTH} macros inside each other)", at)
+                body = self._made(body, loc, active | {name}, depth + 1, at)
+                if len(text) - (after - head) + len(body) > MAX_LINE:
+                    raise loc.error(f"line too long after macro expansion (limit "
+                                    f"{MAX_LINE:,} characters)", at)
+                text = text[:head] + body + text[after:]
+                shift, stop = len(body) - (after - head), head + len(body)
+                made = [(m, stop if e < after else e + shift) for m, e in made if e > head]
+                made.append((name, stop))
+                pos, changed = head, True
+                break
+            else:
+                return text, changed
+
+    def _mark(self, body: str, hidden: frozenset, params: tuple[str, ...]) -> str:
+        """``body`` with each name in it that is a single-line macro marked
+        with ``hidden``: the macros it came from, which it does not call
+        again (the parameters are not the body's: what replaces them keeps
+        its own marks)."""
+        key = self._hide_keys.get(hidden)
         out: list[str] = []
         pos = 0
-        for start, end, kind in scan(text):
-            if kind != "id" or start < pos:     # (pieces of an argument list: done)
+        for start, end, kind in scan(body):
+            if kind != "id":
                 continue
-            name = text[start:end]
-            d = self.get(name)
-            if d is None and name in BUILTIN and name not in self.removed:
-                d = Define(None, builtin(name, loc, self.sect))
-            if d is None or name in active:
+            name = body[start:end]
+            if name in params or (self.get(name) is None and name not in BUILTIN):
                 continue
-            at = col or start + 1
-            if d.params is None:
-                body, after = d.body, end
-            else:
-                got = call_args(text, end)
-                if got is None:
-                    continue                    # no "(": not a call
-                args, after = got
-                if args == [""] and not d.params:
-                    args = []
-                if len(args) != len(d.params):
-                    raise loc.error(f"'{clip(name)}' takes {len(d.params)} arguments, "
-                                    f"not {len(args)}", at)
-                body = _substitute(d.body, dict(zip(d.params, args, strict=True)))
-            if depth >= MAX_DEFINE_DEPTH:
-                raise loc.error(f"'{clip(name)}' expands too deeply (limit "
-                                f"{MAX_DEFINE_DEPTH} macros inside each other)", at)
-            out.append(text[pos:start])
-            out.append(self.expand(body, loc, active | {name}, depth + 1, at))
-            pos = after
-            if sum(map(len, out)) > MAX_LINE:
-                raise loc.error(f"line too long after macro expansion (limit {MAX_LINE:,} "
-                                "characters)", at)
+            if key is None:
+                key = self._hide_keys[hidden] = len(self._hides)
+                self._hides.append(hidden)
+            out += [body[pos:start], f"{MARK}{key}{MARK_END}"]
+            pos = start
         if not out:
-            return text
-        out.append(text[pos:])
+            return body
+        out.append(body[pos:])
         return "".join(out)
+
+
+# A name's marks inside an expansion (``Expander._mark``): MARK, the number
+# of its set of macros, MARK_END, then the name; none leaves ``expand``.
+MARK, MARK_END = "\x01", "\x02"
+_MARKS = re.compile("\x01[0-9]*\x02")
+
+
+def _unmarked(text: str) -> str:
+    return _MARKS.sub("", text)
 
 
 # NASM's own single-line macros (each also spelled __?NAME?__): the line
