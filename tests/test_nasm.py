@@ -921,6 +921,7 @@ DATA = {
         %ifnusing smartalign
         db 6
         %endif
+        db %isusing(ifunc), %isusable(smartalign), %isnusing(IFUNC), %isusing(altreg)
         %ifnusing altreg
         db 4
         %endif

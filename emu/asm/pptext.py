@@ -10,18 +10,18 @@ from dataclasses import replace
 from ..errors import AsmError
 from .expr import signed64
 from .lexer import Loc, tokenize
-from .macros import call_args, quoted, scan, strip_comment
+from .macros import quoted, scan, strip_comment
+from .smacros import call_args
 
 # NASM 2.16's preprocessor functions that are here, and those refused by name.
 FUNCTIONS = frozenset(("eval", "abs", "num", "str", "strlen", "strcat", "tok", "cond", "sel",
                        "count", "is", "isn", *(f"is{n}{c}" for n in ("", "n") for c in (
                            "def", "idn", "idni", "id", "num", "str", "token", "empty",
-                           "macro", "ctx")),
+                           "macro", "ctx", "using", "usable")),
                        "substr", "hex", "map", "chr", "depend", "pathsearch", "realpath",
-                       "isenv", "isnenv", "isusable", "isnusable", "isusing", "isnusing"))
+                       "isenv", "isnenv"))
 REFUSED_FUNCTIONS = frozenset(("substr", "hex", "map", "chr", "depend", "pathsearch",
-                               "realpath", "isenv", "isnenv", "isusable", "isnusable",
-                               "isusing", "isnusing"))
+                               "realpath", "isenv", "isnenv"))
 
 
 class UserWarnings:

@@ -35,14 +35,13 @@ and %rep blocks nested ``MAX_MACRO_DEPTH`` deep (a macro that calls itself
 without end), a %rep count of at most ``MAX_REP``, ``MAX_EXPANDED`` lines
 and %rep iterations made by macros and %rep in one assembly, ``MAX_TEXT``
 characters of lines changed by macros; a single-line macro expands at most
-``macros.MAX_DEFINE_DEPTH`` deep, into at most ``macros.MAX_LINE`` characters.
+``smacros.MAX_DEFINE_DEPTH`` deep, into at most ``macros.MAX_LINE`` characters.
 A listing shows the first ``MAX_ROWS`` lines.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -71,14 +70,10 @@ from .macrocalls import (
     context_of,
     read_body_line,
 )
-from .macros import (
-    Expander,
-    Macro,
-    pasted,
-    scan,
-    strip_comment,
-)
+from .macros import Macro, pasted, scan, strip_comment
+from .ppstandard import SECTION_LINE, StandardMacros
 from .pptext import TextFunctions, UserWarnings
+from .smacros import Expander
 from .source import find_include, read_source
 
 MAX_INCLUDE_DEPTH = 16
@@ -90,21 +85,6 @@ MAX_ROWS = 100_000          # lines a listing shows (the rest are assembled, not
 Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> value
 
 TOKEN_TESTS = ("id", "num", "str", "token", "empty")
-# A line NASM's standard macros read: section, segment and absolute (which
-# define __?SECT?__ as the directive in brackets, its operands' spaces made
-# one), endstruc (which goes back to it); a label may come first.
-SECTION_LINE = re.compile(r"\s*(?:[A-Za-z_.?$@][\w.?$@#~]*\s*:\s*)?"
-                          r"(section|segment|absolute|endstruc)\b(.*)", re.I | re.S)
-# NASM's standard macro packages (%use NAME): those here, as the source they
-# are read as, and those refused (what they define cannot be honoured).
-PACKAGES = {
-    "ifunc": "%define __?USE_IFUNC?__\n%idefine ilog2(x) (__?ilog2e?__(x))\n" + "\n".join(
-        f"%idefine ilog2{k}(x) (__?ilog2{k}?__(x))" for k in ("e", "w", "f", "c", "fw", "cw")),
-}
-REFUSED_PACKAGES = {"altreg": "64-bit register names", "fp": "floating-point constants",
-                    "masm": "MASM's syntax",
-                    "smartalign": "its align pads with long nops, 0F 1F and 66 90, which "
-                                  "this machine does not have"}
 CONDITIONS = ("", "n", "def", "ndef", "idn", "idni", "nidn", "nidni", *TOKEN_TESTS,
               *(f"n{t}" for t in TOKEN_TESTS), "macro", "nmacro", "ctx", "nctx", "using",
               "nusing", "usable", "nusable")
@@ -134,7 +114,7 @@ class Row:
     level: int          # 0: read from the file; n: made by n macros / %reps
 
 
-class Preprocessor(MacroCalls, TextFunctions):
+class Preprocessor(MacroCalls, TextFunctions, StandardMacros):
     """Turns source text into the lines to assemble; one per assembly."""
 
     def __init__(self, include_dirs: tuple[str, ...] = (), listing: bool = False,
@@ -250,18 +230,6 @@ class Preprocessor(MacroCalls, TextFunctions):
         label, name, col, args_text = call
         yield from self._expand(loc, macro, name, col, args_text, chain, depth, label)
 
-    def _section_line(self, loc: Loc, text: str) -> Iterator[Loc]:
-        """After a section, segment or absolute line, ``__?SECT?__`` is it,
-        in brackets (a user's definition of it ends); after ``endstruc``,
-        the line ``__?SECT?__`` is -- NASM's standard macros."""
-        match = SECTION_LINE.match(text)
-        assert match is not None
-        word, rest = match.group(1).lower(), " ".join(strip_comment(match.group(2)).split())
-        if word == "endstruc":
-            yield replace(loc, text=self.defines.sect)
-        elif rest:
-            self.defines.section(f"[{word} {rest}]")
-
     # --- directives ----------------------------------------------------------
     def _conditional(self, word: str, col: int, loc: Loc, conds: list[_Cond]) -> None:
         outer = all(c.taking for c in conds[:-1]) if word.startswith(("el", "end")) \
@@ -301,10 +269,7 @@ class Preprocessor(MacroCalls, TextFunctions):
             top = self.contexts[-1][0] if self.contexts else None
             return (top in names) != (kind == "ifnctx")
         if kind.endswith(("using", "usable")):
-            name = package_name(rest, rest_col, loc, word)
-            known = name in (self.used if kind.endswith("using") else
-                             (*PACKAGES, *REFUSED_PACKAGES))
-            return known != kind.startswith("ifn")
+            return self._using(kind, rest, rest_col, loc, word)
         if kind.endswith("macro"):
             return self._is_macro(strip_comment(rest), rest_col, loc, word) != (
                 kind == "ifnmacro")
@@ -394,19 +359,6 @@ class Preprocessor(MacroCalls, TextFunctions):
             raise cur.error_here("expected end of line")
         return expr.ev(PreEnv(line, what, self.constant))
 
-    def _use(self, loc: Loc, col: int, chain: Chain) -> Iterator[Loc]:
-        """``%use NAME``: one of NASM's standard macro packages, read (once)
-        as the source NASM's is."""
-        rest, rest_col = after_word(loc.text, col, "use")
-        name = package_name(rest, rest_col, loc, "use")
-        if name in REFUSED_PACKAGES:
-            raise loc.error(f"'%use {name}' is not supported ({REFUSED_PACKAGES[name]})", col)
-        if name not in PACKAGES:
-            raise loc.error(f"unknown %use package '{clip(name)}' (ifunc)", col)
-        if name not in self.used:
-            self.used.add(name)
-            yield from self.run(PACKAGES[name], f"<{name}>", chain)
-
     def _include(self, loc: Loc, chain: Chain) -> Iterator[Loc]:
         tokens = tokenize(replace(loc, text=strip_comment(loc.text)))
         cur = Cursor(tokens, loc)
@@ -482,14 +434,6 @@ class Preprocessor(MacroCalls, TextFunctions):
             body.append(loc)
         first = directive(start.text)[0]
         raise start.error(f"%{first} without %{closing[0]}", directive(start.text)[1])
-
-
-def package_name(rest: str, col: int, loc: Loc, word: str) -> str:
-    """The package a %use (%ifusing ...) line names: a word, quoted or not."""
-    name = strip_comment(rest).strip().strip("\"'`").lower()
-    if not name:
-        raise loc.error(f"%{word} needs a package name", col)
-    return name.split()[0]
 
 
 def _joined(split: list[str], display: str) -> Iterator[Loc]:
