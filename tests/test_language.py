@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from emu.asm import assemble, assemble_file, preproc
+from emu.asm import assemble, assemble_file, preproc, smacros
 from emu.cli import main
 from emu.errors import AsmError
 
@@ -416,6 +416,15 @@ def test_the_expansion_limit_is_counted_over_the_whole_assembly(monkeypatch):
     e = error("%macro two 0\nnop\nnop\n%endmacro\ntwo\ntwo\ntwo\ntwo\ntwo\ntwo")
     assert (e.message, e.line) == ("more than 10 lines and %rep iterations made by macros "
                                    "and %rep (the limit) (in macro 'two' called at t.s:10)", 2)
+
+
+def test_the_calls_a_line_makes_are_limited_and_counted_per_line(monkeypatch):
+    monkeypatch.setattr(smacros, "MAX_CALLS", 8)
+    ok = "%define z(x) x\n%define B z(z(z(1)))\ndb B, B\ndb B, B\n"
+    assert assemble(ok).segments[0][1] == bytes([1, 1, 1, 1])    # 8 calls a line
+    e = error(ok + "db B, B, z(1)")
+    assert (e.message, e.line, e.column) == (
+        "more than 8 single-line macro calls made for one line (the limit)", 5, 10)
 
 
 # --- the entry point ----------------------------------------------------------------

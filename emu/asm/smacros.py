@@ -20,6 +20,7 @@ from .lexer import Loc, clip
 from .macros import MAX_LINE, quoted, scan
 
 MAX_DEFINE_DEPTH = 64       # single-line macros expanding inside each other
+MAX_CALLS = 100_000         # single-line macro calls made for one line
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Expander:
         self._hides: list[frozenset] = []
         self._hide_keys: dict[frozenset, int] = {}
         self._lines = 0
+        self._calls = 0                     # ... and the calls made for it
 
     def get(self, name: str) -> Define | None:
         d = self.defines.get(name)
@@ -101,6 +103,7 @@ class Expander:
         finally:
             self._lines -= 1
             if not self._lines:
+                self._calls = 0
                 self._hides.clear()
                 self._hide_keys.clear()
         return _unmarked(text) if MARK in text else text
@@ -165,11 +168,15 @@ class Expander:
                 if depth >= MAX_DEFINE_DEPTH:
                     raise loc.error(f"'{clip(name)}' expands too deeply (limit "
                                     f"{MAX_DEFINE_DEPTH} macros inside each other)", at)
+                self._calls += 1
+                if self._calls > MAX_CALLS:
+                    raise loc.error(f"more than {MAX_CALLS:,} single-line macro calls made "
+                                    "for one line (the limit)", at)
                 body = self._made(body, loc, active | {name}, depth + 1, at)
-                if len(text) - (after - head) + len(body) > MAX_LINE:
+                text = text[:head] + body + text[after:]
+                if len(text) > MAX_LINE and len(_unmarked(text)) > MAX_LINE:
                     raise loc.error(f"line too long after macro expansion (limit "
                                     f"{MAX_LINE:,} characters)", at)
-                text = text[:head] + body + text[after:]
                 shift, stop = len(body) - (after - head), head + len(body)
                 made = [(m, stop if e < after else e + shift) for m, e in made if e > head]
                 made.append((name, stop))
