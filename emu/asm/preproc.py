@@ -35,7 +35,8 @@ and %rep blocks nested ``MAX_MACRO_DEPTH`` deep (a macro that calls itself
 without end), a %rep count of at most ``MAX_REP``, ``MAX_EXPANDED`` lines
 and %rep iterations made by macros and %rep in one assembly, ``MAX_TEXT``
 characters of lines changed by macros; a single-line macro expands at most
-``smacros.MAX_DEFINE_DEPTH`` deep, into at most ``macros.MAX_LINE`` characters.
+``smacros.MAX_DEFINE_DEPTH`` deep, into at most ``macros.MAX_LINE`` characters,
+with at most ``smacros.MAX_CALLS`` calls for one line.
 A listing shows the first ``MAX_ROWS`` lines.
 """
 
