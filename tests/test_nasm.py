@@ -871,6 +871,10 @@ DATA = {
         %ifdef __?USE_IFUNC?__
         db 6
         %endif
+        z section .zz
+        %defstr S4 __?SECT?__
+        db S4
+        dd z
         """,
     "sectalign": """
         db 1

@@ -15,8 +15,9 @@ from .macros import strip_comment
 
 # A line NASM's standard macros read: section, segment and absolute (which
 # define __?SECT?__ as the directive in brackets, its operands' spaces made
-# one), endstruc (which goes back to it); a label may come first.
-SECTION_LINE = re.compile(r"\s*(?:[A-Za-z_.?$@][\w.?$@#~]*\s*:\s*)?"
+# one), endstruc (which goes back to it); a label may come first, with or
+# without its colon.
+SECTION_LINE = re.compile(r"\s*(?:[A-Za-z_.?$@][\w.?$@#~]*(?:\s*:\s*|\s+))?"
                           r"(section|segment|absolute|endstruc)\b(.*)", re.I | re.S)
 # NASM's standard macro packages (%use NAME): those here, as the source they
 # are read as, and those refused (what they define cannot be honoured).
