@@ -875,6 +875,12 @@ DATA = {
         %defstr S4 __?SECT?__
         db S4
         dd z
+        %define __?SECT?__ [absolute 5]
+        struc t
+        endstruc
+        y: resb 1
+        section .zz
+        dd y
         """,
     "sectalign": """
         db 1

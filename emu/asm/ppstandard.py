@@ -38,12 +38,13 @@ class StandardMacros:
     def _section_line(self, loc: Loc, text: str) -> Iterator[Loc]:
         """After a section, segment or absolute line, ``__?SECT?__`` is it,
         in brackets (a user's definition of it ends); after ``endstruc``,
-        the line ``__?SECT?__`` is -- NASM's standard macros."""
+        the line ``__?SECT?__`` is, as the macro is then (a user's
+        definition too) -- NASM's standard macros."""
         match = SECTION_LINE.match(text)
         assert match is not None
         word, rest = match.group(1).lower(), " ".join(strip_comment(match.group(2)).split())
-        if word == "endstruc":
-            yield replace(loc, text=self.defines.sect)
+        if word == "endstruc":              # (the macro as it is: a user's too)
+            yield replace(loc, text=self.defines.expand("__?SECT?__", loc))
         elif rest:
             self.defines.section(f"[{word} {rest}]")
 
