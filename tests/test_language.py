@@ -103,6 +103,9 @@ ERRORS = [
      "0F 1F and 66 90, which this machine does not have)", 1, 1),
     ("%use fancy", "unknown %use package 'fancy' (ifunc)", 1, 1),
     ("%use", "%use needs a package name", 1, 5),
+    ("%use ifunc extra", "%use takes one package name, not 'ifunc extra'", 1, 6),
+    ("%use 'ifunc", "%use takes one package name, not ''ifunc'", 1, 6),
+    ("%ifusing a b\n%endif", "%ifusing takes one package name, not 'a b'", 1, 10),
     ("dd 3 <=> 5", "'<=>' is not supported (NASM 2.16.01 computes it wrongly: 3 <=> 5 is "
      "not -1 there)", 1, 6),
     ("dd 1 ? 2", "expected ':' after the value of '?', found end of line", 1, 9),

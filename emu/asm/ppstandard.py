@@ -19,6 +19,7 @@ from .macros import strip_comment
 # without its colon.
 SECTION_LINE = re.compile(r"\s*(?:[A-Za-z_.?$@][\w.?$@#~]*(?:\s*:\s*|\s+))?"
                           r"(section|segment|absolute|endstruc)\b(.*)", re.I | re.S)
+PACKAGE_NAME = re.compile(r"([\"'`])(\w+)\1|(\w+)")
 # NASM's standard macro packages (%use NAME): those here, as the source they
 # are read as, and those refused (what they define cannot be honoured).
 PACKAGES = {
@@ -71,8 +72,13 @@ class StandardMacros:
 
 
 def package_name(rest: str, col: int, loc: Loc, word: str) -> str:
-    """The package a %use (%ifusing ...) line names: a word, quoted or not."""
-    name = strip_comment(rest).strip().strip("\"'`").lower()
-    if not name:
+    """The package a %use (%ifusing ...) line names: a word, quoted or not,
+    alone (NASM warns of what follows it and passes it over)."""
+    text = strip_comment(rest).strip()
+    if not text:
         raise loc.error(f"%{word} needs a package name", col)
-    return name.split()[0]
+    match = PACKAGE_NAME.fullmatch(text)
+    if match is None:
+        raise loc.error(f"%{word} takes one package name, not '{clip(text)}'",
+                        col + len(rest) - len(rest.lstrip()))
+    return (match.group(2) or match.group(3)).lower()
