@@ -100,6 +100,15 @@ def test_an_included_file_is_named_where_its_lines_start(tmp_path):
     ]
 
 
+def test_a_package_of_use_is_not_listed_as_in_nasm():
+    text = source_listing(assemble("%use ifunc\n_start: db ilog2(64)\n", "u.s",
+                                   listing=True))
+    assert text.splitlines()[:2] == [
+        f"{1:>6}{'':39}%use ifunc",
+        f"{2:>6}     00000000 06{'':22}_start: db ilog2(64)",
+    ]
+
+
 def test_a_section_loaded_elsewhere_names_both_addresses():
     text = source_listing(assemble(
         "_start: nop\nsection hi start=0x2000 vstart=0x400000\nx: dd x\n", "v.s",

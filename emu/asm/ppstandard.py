@@ -59,7 +59,7 @@ class StandardMacros:
 
     def _use(self, loc: Loc, col: int, chain: Chain) -> Iterator[Loc]:
         """``%use NAME``: one of NASM's standard macro packages, read (once)
-        as the source NASM's is."""
+        as the source NASM's is -- and, as in NASM's listing, not listed."""
         rest, rest_col = after_word(loc.text, col, "use")
         name = package_name(rest, rest_col, loc, "use")
         if name in REFUSED_PACKAGES:
@@ -68,7 +68,11 @@ class StandardMacros:
             raise loc.error(f"unknown %use package '{clip(name)}' (ifunc)", col)
         if name not in self.used:
             self.used.add(name)
-            yield from self.run(PACKAGES[name], f"<{name}>", chain)
+            rows, self.rows = self.rows, None
+            try:
+                yield from self.run(PACKAGES[name], f"<{name}>", chain)
+            finally:
+                self.rows = rows
 
 
 def package_name(rest: str, col: int, loc: Loc, word: str) -> str:
