@@ -105,7 +105,7 @@ def test_a_package_of_use_is_not_listed_as_in_nasm():
                                    listing=True))
     assert text.splitlines()[:2] == [
         f"{1:>6}{'':39}%use ifunc",
-        f"{2:>6}     00000000 06{'':22}_start: db ilog2(64)",
+        f"{2:>6}     00000000 06{'':23}_start: db ilog2(64)",
     ]
 
 
