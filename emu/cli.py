@@ -97,6 +97,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def add_include_option(p: argparse.ArgumentParser) -> None:
+    """``-I DIR``: where ``%include`` and ``incbin`` look, after the
+    program's own directory (as NASM's ``-I``)."""
+    p.add_argument("-I", "--include", metavar="DIR", action="append", default=[],
+                   help="look for %%include and incbin files in DIR too, after the "
+                        "program's directory (repeatable; the bundled include directory "
+                        "comes last)")
+
+
 def add_machine_options(p: argparse.ArgumentParser, every: bool = False) -> None:
     """The options of a machine.  ``every``: no mode or shadow policy by
     default (``emu compare`` runs every one)."""
@@ -187,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("more", nargs="*", metavar="PROGRAM",
                    help="more programs: run them all together, one VM each, on one "
                         "machine (--machine-mib sets its memory)")
+    add_include_option(r)
     add_machine_options(r)
     r.add_argument("--stats-json", metavar="FILE",
                    help="write the result and counters as JSON ('-': standard output)")
@@ -203,12 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the run as Chrome trace-event JSON (Perfetto, chrome://tracing)")
     a = sub.add_parser("asm", help="assemble a program")
     a.add_argument("program")
+    add_include_option(a)
     a.add_argument("-o", "--output", metavar="FILE",
                    help="write the bytes of the image (from its lowest address) to FILE")
     a.add_argument("--elf", metavar="OUT",
                    help="write an ELF32 i386 file with the labels and source lines, for gdb")
     d = sub.add_parser("disasm", help="disassemble a program")
     d.add_argument("program", help="a .s file, or a raw binary with --org")
+    add_include_option(d)
     d.add_argument("--org", type=_address, default=None,
                    help="load address of a raw binary (up to 1 MiB of it)")
     c = sub.add_parser("compare", help="run a guest natively, under shadow paging (each "
@@ -216,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Native is the reference; --mode keeps one mode beside "
                                    "it, --shadow-policy one shadow policy.")
     c.add_argument("program")
+    add_include_option(c)
     add_machine_options(c, every=True)      # none given: every configuration
     c.add_argument("--width", type=_positive, default=None,
                    help="columns of the table and chart (default: the terminal's, or 80)")
@@ -226,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--html", metavar="FILE", help="save the table and chart as HTML")
     st = sub.add_parser("step", help="step through a guest run, one fault step at a time")
     st.add_argument("program")
+    add_include_option(st)
     add_machine_options(st)
     st.add_argument("--script", metavar="FILE",
                     help="run the commands in FILE (one a line) without a terminal, then exit")
@@ -334,11 +348,16 @@ def _demo() -> int:
     return main(["run", DEMO_PROGRAM, "--mode", "shadow", "--narrate=brief"])
 
 
-def load(program: str, listing: bool = False):
-    """Assemble a program: a path, or the name of a bundled one.  What the
-    assembly says and goes on after (``%warning``) goes to stderr."""
-    image = assemble_file(programs.resolve(program), include_dirs=[programs.include_dir()],
-                          listing=listing)
+def load(program: str, listing: bool = False, include: list[str] | tuple = ()):
+    """Assemble a program: a path, or the name of a bundled one; ``include``:
+    directories ``%include`` and ``incbin`` look in (``-I``), before the
+    bundled one.  What the assembly says and goes on after (``%warning``)
+    goes to stderr."""
+    for folder in include:
+        if not os.path.isdir(folder):
+            raise EmuError(f"-I {folder}: no such directory")
+    image = assemble_file(programs.resolve(program),
+                          include_dirs=[*include, programs.include_dir()], listing=listing)
     for warning in image.warnings:
         print(f"emu: {warning}", file=sys.stderr)
     return image
@@ -375,7 +394,8 @@ def cmd_step(args) -> int:
         check_output(path)
     if args.svg_each is not None:
         check_folder(args.svg_each)
-    return run(load(args.program), config_from(args), script=args.script, svg=args.svg,
+    return run(load(args.program, include=args.include), config_from(args),
+               script=args.script, svg=args.svg,
                html=args.html, width=args.width, svg_each=args.svg_each,
                snapshot_mib=args.snapshot_mib)
 

@@ -143,7 +143,7 @@ def cmd_run(args) -> int:
     from .system import System
     config = config_from(args)
     screen = _screen([args.stats_json, args.trace, args.stories, args.timeline])
-    image = load(args.program)
+    image = load(args.program, include=args.include)
     out = Streamer(screen)
     system = System(image, config, console_sink=out)
     if args.narrate:
@@ -224,7 +224,7 @@ def cmd_run_many(args) -> int:
         changes["machine_mib"] = len(programs_) * (config.machine_bytes >> 20)
     config = config.with_(**changes).validate()
     screen = _screen([args.stats_json, args.trace, args.stories, args.timeline])
-    images = [load(p) for p in programs_]
+    images = [load(p, include=args.include) for p in programs_]
     names = vm_names(programs_)
 
     def write(text: str) -> None:
@@ -339,7 +339,7 @@ def cmd_compare(args) -> int:
     screen = _screen([args.json, args.svg, args.html])
     if args.width is not None and args.width < 40:
         raise UsageError(f"--width must be at least 40 columns, not {args.width}")
-    image = load(args.program)
+    image = load(args.program, include=args.include)
     progress = _CompareProgress() if sys.stderr.isatty() else None
     width = args.width or (Console(file=screen).width if screen.isatty() else 80)
     try:

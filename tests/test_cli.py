@@ -230,3 +230,41 @@ def test_every_command_that_runs_a_program_reads_its_emu_options_line(command):
     argv = [command, "bad_runaway", "--max-cycles", "5000"]
     args = with_program_options(argv, build_parser().parse_args(argv))
     assert args.max_cycles == 5000
+
+
+def _course(tmp_path):
+    """A program in prog/ whose %include and incbin files are in lib/."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "prog").mkdir()
+    (tmp_path / "lib" / "course.inc").write_text("STATUS equ 7\n")
+    (tmp_path / "lib" / "table.bin").write_bytes(b"\x05")
+    program = tmp_path / "prog" / "p.s"
+    program.write_text('bits 32\n%include "kernel.inc"\n%include "course.inc"\norg 0x1000\n'
+                       '_start:\n    mov eax, STATUS\n    add eax, [table]\n'
+                       '    out POWER, eax\ntable: incbin "table.bin"\n')
+    return program, tmp_path / "lib"
+
+
+def test_include_directories_are_searched_after_the_programs_own(tmp_path, capsys):
+    program, lib = _course(tmp_path)
+    assert main(["run", str(program), "--quiet"]) == 1
+    assert "include file 'course.inc' not found" in capsys.readouterr().err
+    assert main(["run", str(program), "-I", str(lib), "--quiet"]) == 12
+    assert main(["run", str(program), str(program), "--include", str(lib), "--quiet"]) == 12
+    capsys.readouterr()
+    assert main(["asm", "-I", str(lib), str(program)]) == 0
+    assert "mov eax, STATUS" in capsys.readouterr().out
+    assert main(["disasm", str(program), "-I", str(lib)]) == 0
+    assert "mov eax, 7" in capsys.readouterr().out
+    assert main(["compare", str(program), "-I", str(lib), "--mode", "shadow"]) == 0
+    script = tmp_path / "q.txt"
+    script.write_text("q\n")
+    assert main(["step", str(program), "-I", str(lib), "--script", str(script)]) == 0
+    from emu.cli import build_parser
+    assert build_parser().parse_args(["gdb", "p.s", "-I", "a", "-I", "b"]).include == ["a", "b"]
+
+
+def test_an_include_directory_that_is_not_there(tmp_path):
+    program, _ = _course(tmp_path)
+    line = one_line_error(emu("run", program, "-I", tmp_path / "nope"), 1)
+    assert line == f"emu: error: -I {tmp_path / 'nope'}: no such directory"

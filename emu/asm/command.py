@@ -16,7 +16,7 @@ MAX_BINARY = 1 << 20      # bytes of a raw binary emu disasm reads
 def cmd_asm(args) -> int:
     """A listing of the program, or its bytes to a file (``-o``), or an ELF
     file for gdb (``--elf``)."""
-    image = load(args.program, listing=not args.output)
+    image = load(args.program, listing=not args.output, include=args.include)
     if args.elf:
         from .elf import write_elf
         print(write_elf(image, args.elf, args.program))
@@ -42,7 +42,7 @@ def cmd_asm(args) -> int:
 def cmd_disasm(args) -> int:
     """Disassemble a program, or a raw binary loaded at ``--org``."""
     if args.org is None:
-        image = load(args.program)
+        image = load(args.program, include=args.include)
         sys.stdout.write(format_listing(image))
         return 0
     path = args.program

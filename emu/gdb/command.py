@@ -28,9 +28,10 @@ def _mib(text: str) -> int:
 
 
 def add_parser(subparsers, name: str) -> None:
-    from ..cli import add_machine_options
+    from ..cli import add_include_option, add_machine_options
     p = subparsers.add_parser(name, help="serve a guest run to GDB (remote protocol)")
     p.add_argument("program", help="a .s file, or the name of a bundled guest program")
+    add_include_option(p)
     p.add_argument("--port", type=_port, default=DEFAULT_PORT,
                    help="TCP port to listen on; 0 picks a free one (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
@@ -47,7 +48,7 @@ def main(args) -> int:
     from .server import Server
     from .target import Target
     config = config_from(args)
-    image = load(args.program)
+    image = load(args.program, include=args.include)
     session = Session(image, config, store=SnapshotStore(args.snapshot_mib << 20))
 
     def log(line: str) -> None:
