@@ -301,15 +301,15 @@ def main(argv: list[str] | None = None, watch: bool = False) -> int:
             return {"asm": command.cmd_asm, "disasm": command.cmd_disasm}[args.command](args)
         return {"step": cmd_step, "list": cmd_list}[args.command](args)
     except AsmError as e:
-        print(f"emu: {e}", file=sys.stderr)
+        print(f"emu: {one_line(str(e))}", file=sys.stderr)
         if e.excerpt() and e.text.replace("\t", " ").isprintable():
             print(e.excerpt(), file=sys.stderr)   # (not the "line" of a binary file)
         return EXIT_INPUT
     except (UsageError, ConfigError) as e:
-        print(f"emu: error: {e}", file=sys.stderr)
+        print(f"emu: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except EmuError as e:
-        print(f"emu: error: {e}", file=sys.stderr)
+        print(f"emu: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("emu: interrupted", file=sys.stderr)
@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None, watch: bool = False) -> int:
         return 0
     except OSError as e:     # a file that fails part way (a full disk ...)
         what = f" {e.filename}" if e.filename else ""
-        print(f"emu: error: cannot read or write{what}: {e.strerror or e}", file=sys.stderr)
+        print(one_line(f"emu: error: cannot read or write{what}: {e.strerror or e}"),
+              file=sys.stderr)
         return EXIT_INPUT
     except Exception as e:   # a bug: still one line, unless asked for more
         if os.environ.get("EMU_DEBUG"):
@@ -346,6 +347,14 @@ def _demo() -> int:
           f"(the first fault of each kind in full; 'emu run {DEMO_PROGRAM} --narrate' tells "
           "them all)\n")
     return main(["run", DEMO_PROGRAM, "--mode", "shadow", "--narrate=brief"])
+
+
+def one_line(text: str) -> str:
+    """A message on one line: a control character in it (a file name's
+    newline) written as Python writes it in a string, ``\\n``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
 
 
 def load(program: str, listing: bool = False, include: list[str] | tuple = ()):

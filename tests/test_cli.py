@@ -268,3 +268,11 @@ def test_an_include_directory_that_is_not_there(tmp_path):
     program, _ = _course(tmp_path)
     line = one_line_error(emu("run", program, "-I", tmp_path / "nope"), 1)
     assert line == f"emu: error: -I {tmp_path / 'nope'}: no such directory"
+
+
+def test_a_control_character_in_a_name_stays_on_one_line(tmp_path):
+    line = one_line_error(emu("run", "a\nb.s"), 1)
+    assert line == ("emu: error: a\\nb.s: no such file (and no bundled guest program of "
+                    "that name; 'emu list' shows them)")
+    assert one_line_error(emu("asm", "hello", "-I", "x\x1by"), 1) == \
+        "emu: error: -I x\\x1by: no such directory"
