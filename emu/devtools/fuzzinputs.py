@@ -82,6 +82,10 @@ def absurd_argv(rng: random.Random, program: str) -> tuple[list[str], bool]:
             argv += [rng.choice(("--stats-json", "--trace")), rng.choice(BAD_FILES)]
     if argv[0] == "step":
         argv += ["--script", rng.choice((os.devnull, os.devnull, "/dev/zero", "/"))]
+    if rng.random() < 0.15:                 # an include directory, or not one
+        folder = rng.choice((*BAD_FILES, *BAD_WORDS, "/", "a\nb"))
+        argv += ["-I", folder]
+        refuse = refuse or not os.path.isdir(folder)
     return argv, refuse
 
 
