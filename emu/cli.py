@@ -24,7 +24,7 @@ import sys
 from . import __version__, programs
 from .asm import assemble_file
 from .asm.lexer import clip
-from .errors import AsmError, ConfigError, EmuError
+from .errors import AsmError, ConfigError, EmuError, one_line
 from .hw.tlb import POLICIES
 from .outputs import check_folder, check_output, write_json_atomic
 from .system import CLOCKS, MODES, SHADOW_POLICIES, TLB_KINDS, Config
@@ -349,14 +349,6 @@ def _demo() -> int:
     return main(["run", DEMO_PROGRAM, "--mode", "shadow", "--narrate=brief"])
 
 
-def one_line(text: str) -> str:
-    """A message on one line: a control character in it (a file name's
-    newline) written as Python writes it in a string, ``\\n``."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
-
-
 def load(program: str, listing: bool = False, include: list[str] | tuple = ()):
     """Assemble a program: a path, or the name of a bundled one; ``include``:
     directories ``%include`` and ``incbin`` look in (``-I``), before the
@@ -404,9 +396,8 @@ def cmd_step(args) -> int:
     if args.svg_each is not None:
         check_folder(args.svg_each)
     return run(load(args.program, include=args.include), config_from(args),
-               script=args.script, svg=args.svg,
-               html=args.html, width=args.width, svg_each=args.svg_each,
-               snapshot_mib=args.snapshot_mib)
+               script=args.script, svg=args.svg, html=args.html, width=args.width,
+               svg_each=args.svg_each, snapshot_mib=args.snapshot_mib)
 
 
 def cmd_list(args) -> int:

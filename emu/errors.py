@@ -21,6 +21,15 @@ def printable(text: str) -> str:
     return "".join(" " if c == "\t" else c if c.isprintable() else "?" for c in text)
 
 
+def one_line(text: str) -> str:
+    """A message on one line: a control character in it (a file name's
+    newline) written as Python writes it in a string, ``\\n`` (where no
+    column has to match, unlike ``printable``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+
+
 class AsmError(EmuError):
     """A source file that does not assemble; names file:line:column."""
 

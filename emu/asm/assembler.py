@@ -240,10 +240,8 @@ class Assembler:
             elif isinstance(stmt, Org):
                 self._org(stmt, sec)
             elif isinstance(stmt, SectAlign):
-                n = self.critical(stmt.n, "a section alignment", stmt.loc, sec, off)
-                if n <= 0 or n & (n - 1):
-                    raise stmt.loc.error(f"sectalign {n} is not a power of two", stmt.n.start)
-                sec.raise_align(n)
+                sec.raise_align(self._boundary(stmt.n, "a section alignment", "sectalign",
+                                               stmt.loc, sec, off))
             elif isinstance(stmt, (Align, Times)):
                 count, size = self._repeat(stmt, sec, off)
                 items += count if isinstance(stmt, Times) else 0
@@ -264,6 +262,14 @@ class Assembler:
                 if off + size > ADDRESS_END:
                     raise stmt.loc.error("output goes past address 0xffffffff", stmt.col)
                 sec.size += size
+
+    def _boundary(self, node: Node, what: str, word: str, loc: Loc, sec: Section,
+                  off: int) -> int:
+        """An alignment (``align N``, ``sectalign N``): a power of two."""
+        n = self.critical(node, what, loc, sec, off)
+        if n <= 0 or n & (n - 1):
+            raise loc.error(f"{word} {n} is not a power of two", node.start)
+        return n
 
     def _attribute(self, loc: Loc, sec: Section, node: Node, what: str) -> int:
         return self.critical(node, what, loc, sec, sec.size)
@@ -305,9 +311,7 @@ class Assembler:
                 raise stmt.loc.error(f"times count {count} too large (limit {MAX_TIMES})",
                                      stmt.count.start)
         else:
-            n = self.critical(stmt.n, "an align boundary", stmt.loc, sec, off)
-            if n <= 0 or n & (n - 1):
-                raise stmt.loc.error(f"align {n} is not a power of two", stmt.n.start)
+            n = self._boundary(stmt.n, "an align boundary", "align", stmt.loc, sec, off)
             if stmt.sect:
                 sec.raise_align(n)
             count = -off % n

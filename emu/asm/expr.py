@@ -281,7 +281,7 @@ class Log2(Node):
         v = self.arg.ev(env) & MASK64
         floor = v.bit_length() - 1 if v else 0
         exact = v & (v - 1) == 0
-        if not exact and self.kind != "f" and self.kind != "c":
+        if not exact and self.kind not in ("f", "c"):
             raise env.loc.error("ilog2 argument is not a power of two", self.col)
         return floor + (1 if "c" in self.kind and not exact else 0)
 

@@ -36,15 +36,14 @@ class StandardMacros:
     """(a mixin: it uses the preprocessor's ``defines``, ``used`` and
     ``run``)"""
 
-    def _section_line(self, loc: Loc, text: str) -> Iterator[Loc]:
+    def _section_line(self, loc: Loc, match: re.Match) -> Iterator[Loc]:
         """After a section, segment or absolute line, ``__?SECT?__`` is it,
         in brackets (a user's definition of it ends); after ``endstruc``,
         the line ``__?SECT?__`` is, as the macro is then (a user's
-        definition too) -- NASM's standard macros."""
-        match = SECTION_LINE.match(text)
-        assert match is not None
+        definition too) -- NASM's standard macros.  ``match``: the line's
+        match of ``SECTION_LINE``."""
         word, rest = match.group(1).lower(), " ".join(strip_comment(match.group(2)).split())
-        if word == "endstruc":              # (the macro as it is: a user's too)
+        if word == "endstruc":
             yield replace(loc, text=self.defines.expand("__?SECT?__", loc))
         elif rest:
             self.defines.section(f"[{word} {rest}]")

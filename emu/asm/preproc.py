@@ -221,15 +221,16 @@ class Preprocessor(MacroCalls, TextFunctions, StandardMacros):
                     raise loc.error(f"'{clip(ref)}' can only be used inside a %macro",
                                     start + 1)
         call = self._macro_call(text)
-        macro = None if call is None else self._callee(loc, call[1], call[2], call[3])
-        if macro is None:
-            yield loc
-            if SECTION_LINE.match(text):
-                yield from self._section_line(loc, text)
-            return
-        assert call is not None
-        label, name, col, args_text = call
-        yield from self._expand(loc, macro, name, col, args_text, chain, depth, label)
+        if call is not None:
+            label, name, col, args_text = call
+            macro = self._callee(loc, name, col, args_text)
+            if macro is not None:
+                yield from self._expand(loc, macro, name, col, args_text, chain, depth, label)
+                return
+        yield loc
+        section = SECTION_LINE.match(text)
+        if section is not None:
+            yield from self._section_line(loc, section)
 
     # --- directives ----------------------------------------------------------
     def _conditional(self, word: str, col: int, loc: Loc, conds: list[_Cond]) -> None:
@@ -339,8 +340,7 @@ class Preprocessor(MacroCalls, TextFunctions, StandardMacros):
             raise loc.error(f"'%{clip(word)}' is not supported (the conditionals are %if, "
                             "%ifdef, %ifidn, %ifidni, %ifid, %ifnum, %ifstr, %iftoken, "
                             "%ifempty, %ifmacro, %ifctx, %ifusing and %ifusable, each with its "
-                            "%ifn form, their "
-                            "%elif forms, %else and %endif)", col)
+                            "%ifn form, their %elif forms, %else and %endif)", col)
         elif word in NOT_SUPPORTED:
             raise loc.error(f"'%{word}' is not supported (see the language reference, "
                             "docs/language.md)", col)

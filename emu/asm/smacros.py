@@ -59,44 +59,52 @@ class Expander:
         """Whether ``name`` is a single-line macro (one of NASM's own too)."""
         return self.get(name) is not None or (name in BUILTIN and name not in self.removed)
 
-    def undef(self, name: str) -> None:
-        for each in spellings(name):
+    def _forget(self, name: str) -> tuple[str, ...]:
+        """No definition of ``name`` (under each of its names) is left but
+        NASM's own; returns those names."""
+        names = spellings(name)
+        for each in names:
             self.defines.pop(each, None)
             self.idefines.pop(each.lower(), None)
-            if each in BUILTIN:
-                self.removed.add(each)
+            self.removed.discard(each)
+        return names
+
+    def undef(self, name: str) -> None:
+        names = self._forget(name)
+        if name in BUILTIN:
+            self.removed.update(names)
 
     def define(self, name: str, body: str, params: tuple[str, ...] | None = None,
                fold: bool = False) -> None:
         """(Re)define ``name`` (``fold``: ignoring case, as %idefine does)."""
-        for each in spellings(name):
-            self.defines.pop(each, None)
-            self.idefines.pop(each.lower(), None)
-            self.removed.discard(each)
+        d = Define(params, body)
+        for each in self._forget(name):
             if fold:
-                self.idefines[each.lower()] = Define(params, body)
+                self.idefines[each.lower()] = d
             else:
-                self.defines[each] = Define(params, body)
+                self.defines[each] = d
 
     def section(self, sect: str) -> None:
         """A section line: ``__?SECT?__`` is ``sect`` (a user's definition of
         it ends, as NASM's section macro redefines it)."""
         self.sect = sect
-        for each in spellings("__?SECT?__"):
-            self.defines.pop(each, None)
-            self.idefines.pop(each.lower(), None)
-            self.removed.discard(each)
+        self._forget("__?SECT?__")
+
+    def _functions(self, text: str, loc: Loc, col: int) -> str:
+        """``text`` with NASM's functions (``%eval(...)`` ...) made."""
+        if "%" in text and self.functions is not None and "(" in text:
+            return self.functions(text, loc, col)
+        return text
 
     def expand(self, text: str, loc: Loc) -> str:
         """``text`` (a line, or what a directive expands) with its single-line
-        macros expanded as NASM expands a line: one pass from left to right,
-        each call replaced by its body made (``_made``), the pass going on
-        after it.  NASM's functions (``%eval(...)`` ...) come first: their
-        arguments are expanded so too."""
+        macros expanded as NASM expands a line: one pass from left to right
+        (``_pass``), each call replaced by its body made (``_made``).  NASM's
+        functions (``%eval(...)`` ...) come first: their arguments are
+        expanded so too."""
         self._lines += 1
         try:
-            if "%" in text and self.functions is not None and "(" in text:
-                text = self.functions(text, loc, 0)
+            text = self._functions(text, loc, 0)
             if not self.defines and not self.idefines and "__" not in text:
                 return text
             text = self._pass(text, loc, frozenset(), 0, 0)[0]
@@ -119,10 +127,7 @@ class Expander:
         while True:
             body, changed = self._pass(body, loc, active, depth, col)
             if not changed:
-                break
-        if "%" in body and self.functions is not None and "(" in body:
-            body = self.functions(body, loc, col)
-        return body
+                return self._functions(body, loc, col)
 
     def _pass(self, text: str, loc: Loc, active: frozenset, depth: int,
               col: int) -> tuple[str, bool]:
