@@ -230,6 +230,9 @@ def test_the_worked_level_1_solution_passes_level_1_and_not_level_3():
      "{p}: defines 2 VMM classes (A, B): keep one"),
     ("import no_such_module_here\n", "your VMM raised ModuleNotFoundError: No module named "
      "'no_such_module_here' at {p}:1 in <module> while importing it"),
+    # (no Ctrl-C came: the module's own error, not the end of the command)
+    ("raise KeyboardInterrupt\n", "your VMM raised KeyboardInterrupt at {p}:1 in <module> "
+     "while importing it"),
 ])
 def test_a_bad_vmm_file_is_one_line(tmp_path, text, message):
     p = tmp_path / "vmm.py"
@@ -383,6 +386,20 @@ def test_a_ctrl_c_still_stops_the_grading(vmm, to, tmp_path):
     finally:
         p.kill()
     assert (p.returncode, err) == (130, "emu: interrupted\n")
+
+
+def test_a_keyboardinterrupt_is_the_students_where_sigint_is_ignored():
+    # A grader started in the background (a script's `emu lab check ... &`,
+    # nohup) ignores SIGINT: no Ctrl-C can come, so the KeyboardInterrupt
+    # a VMM raises is its own error, graded -- not the end of the grading.
+    import signal
+    path = str(MUTANTS / "interrupts.py")
+    p = subprocess.run([sys.executable, "-m", "emu", "lab", "check", path, "--level", "1",
+                        "--only"], capture_output=True, text=True, timeout=300,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert (p.returncode, p.stderr) == (1, "")
+    assert (f"  lab_touch: handle_page_fault: your VMM raised KeyboardInterrupt at {path}:8 "
+            "in handle_page_fault (the #PF exit at va 0x00001240, fetch, kernel)\n") in p.stdout
 
 
 def test_a_run_that_crashes_says_how_it_ended(tmp_path):

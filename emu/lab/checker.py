@@ -22,7 +22,7 @@ from ..vmm.api import VmmError
 from ..vmm.host import Host
 from .checked import checked
 from .levels import LEVELS, Case, Level
-from .loader import student_error
+from .loader import interrupts_seen, student_error
 from .referee import Finding, Referee, Violation
 
 GUESTS = Path(__file__).parent / "guests"
@@ -157,34 +157,6 @@ def _run(vmm_class, lv: Level, test: Case, path: str | None) -> Finding | None:
                            f"VMM takes {theirs:,} with the {lv.policy} policy: "
                            f"at most {test.efficiency:g}x that is expected ({lv.writes})")
     return None
-
-
-class interrupts_seen:
-    """``with interrupts_seen() as seen:`` -- ``seen.count``: the SIGINTs
-    this process received meanwhile (the main thread only; elsewhere none
-    are watched, and any KeyboardInterrupt counts as one).  A
-    KeyboardInterrupt without one was raised by code: the student's."""
-
-    def __enter__(self):
-        import signal
-        import threading
-        self.count = 0
-        self.old = None
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            def received(signum, frame):
-                self.count += 1
-                raise KeyboardInterrupt
-            self.old = signal.signal(signal.SIGINT, received)
-        else:
-            self.count = 1
-        return self
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            import signal
-            signal.signal(signal.SIGINT, self.old)
-        return False
 
 
 def _crashed(e: BaseException, path: str | None, referees) -> Finding:

@@ -60,8 +60,9 @@ def load_vmm(path: str) -> type:
     spec = importlib.util.spec_from_file_location(name, real)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    seen = interrupts_seen()
     try:
-        with time_limit(IMPORT_LIMIT, "importing it"):
+        with seen, time_limit(IMPORT_LIMIT, "importing it"):
             spec.loader.exec_module(module)
     except SyntaxError as e:
         sys.modules.pop(name, None)
@@ -69,8 +70,8 @@ def load_vmm(path: str) -> type:
         raise StudentError(f"{where}: syntax error: {e.msg}") from None
     except BaseException as e:     # the student's module-level code
         sys.modules.pop(name, None)
-        if isinstance(e, KeyboardInterrupt):
-            raise
+        if isinstance(e, KeyboardInterrupt) and seen.count:
+            raise                   # a Ctrl-C, not the module's own
         raise StudentError(student_error(e, path, "while importing it")) from None
     found = [v for v in vars(module).values()
              if isinstance(v, type) and issubclass(v, ShadowVmm) and v.__module__ == name]
@@ -174,4 +175,35 @@ class time_limit:
             signal.signal(signal.SIGALRM, self.old)
         if isinstance(exc, HandlerAlarm):
             raise HandlerTimeout(str(exc)).with_traceback(tb) from None
+        return False
+
+
+class interrupts_seen:
+    """``with interrupts_seen() as seen:`` -- ``seen.count``: the SIGINTs
+    this process received meanwhile (the main thread only; elsewhere none
+    are watched, and any KeyboardInterrupt counts as one, as it does under
+    a SIGINT handler not Python's own).  A KeyboardInterrupt without one
+    was raised by code: the student's -- always so where SIGINT is ignored
+    (a grader started in the background), since no Ctrl-C can come."""
+
+    def __enter__(self):
+        import threading
+        self.count = 0
+        self.old = None
+        if threading.current_thread() is not threading.main_thread():
+            self.count = 1
+            return self
+        current = signal.getsignal(signal.SIGINT)
+        if current is signal.default_int_handler:
+            def received(signum, frame):
+                self.count += 1
+                raise KeyboardInterrupt
+            self.old = signal.signal(signal.SIGINT, received)
+        elif current not in (signal.SIG_IGN, signal.SIG_DFL):
+            self.count = 1      # someone else's handler: it may raise one
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
         return False

@@ -156,7 +156,8 @@ class Stepper(cmd.Cmd):
             self.message = fn()
         finally:
             if self.interactive:
-                signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+                signal.signal(signal.SIGINT, signal.default_int_handler if previous is None
+                              else previous)   # (None: not set from Python)
         self.draw()
         return False
 
