@@ -422,12 +422,24 @@ def _runs_student_code(args) -> bool:
 
 def entry() -> None:
     """The console script."""
+    _lenient(sys.stdout)
     try:
         code = main(watch=True)
         sys.stdout.flush()
     except BrokenPipeError:
         code = 0
     sys.exit(code)
+
+
+def _lenient(stream) -> None:
+    """A character the output's encoding lacks (a terminal in Latin-1, an
+    ASCII locale) is written as '?', not a crash at the first dash.
+    (stderr does so already, as Python sets it up: backslashes.)"""
+    try:
+        if stream.errors == "strict":
+            stream.reconfigure(errors="replace")
+    except (AttributeError, ValueError):    # (not a text file of io's: left as it is)
+        pass
 
 
 if __name__ == "__main__":

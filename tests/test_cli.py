@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -34,6 +35,24 @@ def test_run_prints_the_guest_console_and_a_summary():
     assert done.returncode == 0
     assert done.stdout.startswith("Hello from a guest kernel!\n")
     assert "run poweroff" in done.stdout and "instructions" in done.stdout
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_an_output_without_unicode_gets_question_marks_not_a_crash(encoding):
+    # A terminal in Latin-1 or an ASCII locale: the dash of the summary and
+    # the narration's rules are written as '?', and the tables are drawn
+    # in ASCII.
+    env = dict(os.environ, PYTHONIOENCODING=encoding)
+    done = subprocess.run([sys.executable, "-m", "emu", "run", "hello", "--narrate"],
+                          capture_output=True, text=True, env=env, encoding=encoding)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "\nrun poweroff ? powered off with status 0\n" in done.stdout
+    assert "?? hidden fault at va 0x00001000 (fetch, kernel) ?? cycle 20\n" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "emu", "step", "demand"], input="n\nq\n",
+                          capture_output=True, text=True, env=env, encoding=encoding)
+    assert (done.returncode, done.stderr) == (0, "")
+    dot = "?" if encoding == "ascii" else "\u00b7"     # (Latin-1 has the middle dot)
+    assert f"+- code {dot} eip 0x00001000 <_start> --" in done.stdout
 
 
 def test_quiet_prints_only_the_console():
