@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 
 from rich.console import Console
 
@@ -26,7 +27,9 @@ from ..ui.commands import address_value
 from ..ui.probe import Probe
 
 WIDTH = 100
-HELP = __doc__.split("\n\n", 1)[1].rstrip() + "\n"
+# (the list as the module doc shows it: Python 3.13 strips a docstring's
+# indentation, earlier versions keep it)
+HELP = textwrap.indent(textwrap.dedent(__doc__.split("\n\n", 1)[1]).rstrip(), "    ") + "\n"
 
 
 def _text(*renderables) -> str:
