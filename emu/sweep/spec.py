@@ -188,10 +188,7 @@ def _flat(table: dict, where: str) -> dict:
 
 def read_spec(path: str) -> Spec:
     """Read a TOML spec file; every mistake is a SpecError naming the file."""
-    try:
-        import tomllib
-    except ImportError:                 # Python 3.10: the same parser, from PyPI
-        import tomli as tomllib
+    import tomllib
     try:
         with open(path, "rb") as fh:
             data = tomllib.loads(fh.read(1 << 20).decode("utf-8"))
