@@ -200,14 +200,14 @@ class Cpu(EventDelivery, SystemInstructions):
                             b = blocks.get(eip | SINGLE) or self._translate(eip, True)
                             fn, n, c, d, loop, _ = b
                         if loop:
-                            eip = fn(max_insns - icount, max_cycles - cycles)
+                            eip = fn(max_insns - icount, max_cycles - cycles, eip)
                             it = self.iters
                             icount += n * it
                             cycles += c * it
                             drefs += d * it
                             ilookups += it - 1     # one fetch per iteration
                         else:
-                            eip = fn()
+                            eip = fn(eip)
                             icount += n
                             cycles += c
                             drefs += d
@@ -376,7 +376,7 @@ class Cpu(EventDelivery, SystemInstructions):
         if kind == "system":
             return self._system_block(what, eip)
 
-        def undefined():
+        def undefined(E):
             raise GuestFault(UD)
         return Block(undefined, 1, 1, 0, False, None)
 
@@ -393,7 +393,7 @@ class Cpu(EventDelivery, SystemInstructions):
         priv = d.insn.kind == isa.PRIV
         next_eip = eip + d.length
 
-        def system():
+        def system(E):
             if priv and self.cpl != 0:
                 raise GuestFault(GP, 0)
             return op(d, eip, next_eip)

@@ -51,7 +51,7 @@ class BlockMeta(NamedTuple):
 
 
 class Block(NamedTuple):
-    fn: object          # () -> next eip; a loop block: (max_insns, max_cycles) -> next eip
+    fn: object          # (eip) -> next eip; a loop block: (max_insns, max_cycles, eip) -> ...
     ninsns: int
     cycles: int
     drefs: int
