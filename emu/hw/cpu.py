@@ -372,7 +372,7 @@ class Cpu(EventDelivery, SystemInstructions):
         """This CPU's block made from a recipe (``_translate``)."""
         kind, what = recipe
         if kind == "block":
-            return bind_block(what, self, eip)
+            return bind_block(what, self)
         if kind == "system":
             return self._system_block(what, eip)
 
@@ -386,7 +386,7 @@ class Cpu(EventDelivery, SystemInstructions):
             self.mmu.itlb.lookups += 1
         if d.insn.kind in (isa.SYSTEM, isa.PRIV):
             return self._system_block(d, eip)
-        return translate(self, [d], eip, self.costs, self.loop_blocks)
+        return translate(self, [d], self.costs, self.loop_blocks)
 
     def _system_block(self, d: isa.Decoded, eip: int) -> Block:
         op = self._system[d.insn.opcode]

@@ -16,7 +16,7 @@ of its instructions retired and re-raises; the CPU accounts for them.
 A translation is a ``Block`` tuple ``(fn, ninsns, cycles, drefs, meta)``: the
 dispatcher adds the counts after each call.  The code of a block does not
 depend on where it is: its addresses are offsets from ``E``, the block's
-first eip, which its function gets as a default argument -- so the same
+first eip, which the dispatcher passes its function -- so the same
 instructions at another address (a library routine in another guest, a
 test's harness at another ``org``) are compiled once per process.
 
@@ -87,15 +87,15 @@ def decode_block(fetch, eip: int, single: bool):
 # offsets for addresses).  Code is generated and compiled once per process
 # for every run that meets it (every mode and policy of a guest, a page
 # written and translated again, the same instructions elsewhere); only the
-# function is made anew, in the CPU's environment, at its address.
+# function is made anew, in the CPU's environment.
 _MADE: dict = {}
 MADE_LIMIT = 50_000
 
 
-def translate(cpu, decoded: list, eip: int, costs, loops: bool = True) -> Block:
-    """The block for ``decoded`` at ``eip`` (generated and compiled, or
-    found already made)."""
-    return bind_block(made_block(decoded, costs, loops), cpu, eip)
+def translate(cpu, decoded: list, costs, loops: bool = True) -> Block:
+    """The block for ``decoded`` (generated and compiled, or found already
+    made), bound to ``cpu``."""
+    return bind_block(made_block(decoded, costs, loops), cpu)
 
 
 def made_block(decoded: list, costs, loops: bool = True) -> tuple:
@@ -110,10 +110,10 @@ def made_block(decoded: list, costs, loops: bool = True) -> tuple:
     return made
 
 
-def bind_block(made: tuple, cpu, eip: int) -> Block:
-    """The ``Block`` of a compiled block for ``cpu``, at ``eip``."""
+def bind_block(made: tuple, cpu) -> Block:
+    """The ``Block`` of a compiled block for ``cpu``."""
     code, n, cycles, drefs, loop, meta = made
-    return _new(Block, (_bind(code, cpu, eip), n, cycles, drefs, loop, meta))
+    return _new(Block, (_bind(code, cpu), n, cycles, drefs, loop, meta))
 
 
 def _generate(decoded: list, costs, loops: bool) -> tuple:
@@ -183,14 +183,14 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
     if loop:
         # A loop block runs its back edge itself, as many iterations as the
         # budgets allow; cpu.iters tells the dispatcher how many ran.
-        head = ["def block(max_insns, max_cycles, E=0):", *_indent(load, 1),
+        head = ["def block(max_insns, max_cycles, E):", *_indent(load, 1),
                 "    it = 0",
                 f"    limit = min(max_insns // {n}, -(-max_cycles // {max(cycles, 1)}))"]
         inner = ["while True:", *_indent(body, 1), "    it += 1",
                  "    if _next != E or it >= limit:", "        break"]
         store = store + ["cpu.iters = it"]
     else:
-        head = ["def block(E=0):", *_indent(load, 1)]
+        head = ["def block(E):", *_indent(load, 1)]
         inner = body
     lines = list(head)
     if may_fault:
@@ -245,11 +245,12 @@ def _indent(lines: list[str], level: int) -> list[str]:
     return [pad + line for line in lines]
 
 
-def _bind(code, cpu, eip: int):
-    """The block's function at ``eip`` (its ``E``), its globals the CPU's
-    environment."""
+def _bind(code, cpu):
+    """The block's function, its globals the CPU's environment (the
+    dispatcher passes it its address, ``E``: every argument, so that no
+    call fills in a default -- see DECISIONS)."""
     env = cpu.mmu.env           # shared by all blocks: the MMU rebinds rd32 ...
     if "cpu" not in env:
         env.update(cpu=cpu, r=cpu.r, GuestFault=GuestFault, CodeWritten=CodeWritten,
                    PFB=PFB)
-    return FunctionType(code, env, "block", (eip,))
+    return FunctionType(code, env, "block")
