@@ -223,8 +223,10 @@ class VcpuMixin:
         return cpu.cycles - self._direct_c0 + cpu.mmu.stall + cost <= self._direct_slack
 
     def _console_direct(self, value: int) -> bool:
-        """Natively: write the character."""
-        if not self._direct_room(0):
+        """Natively: write the character (``_direct_room(0)``, inline: one
+        call for every character a guest prints)."""
+        cpu = self.cpu
+        if cpu.cycles - self._direct_c0 + cpu.mmu.stall > self._direct_slack:
             return False
         self.io.write_console(value)
         return True

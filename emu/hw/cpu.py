@@ -27,14 +27,14 @@ from __future__ import annotations
 from .. import isa
 from .devices import CONSOLE_PORT
 from .events import EventDelivery
-from .exceptions import GP, UD, CodeWritten, GuestFault
+from .exceptions import GP, UD, BudgetEnd, CodeWritten, GuestFault
 from .memory import PAGE_SIZE, BusError
 from .mmu import Mmu
 from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen
 from .stops import INTERCEPTS, Stop  # noqa: F401  (the CPU's public surface)
 from .stops import StopRun as _StopRun
 from .sysinsns import SystemInstructions, _opname
-from .translate import SINGLE, Block, bind_block, decode_block, made_block, translate
+from .translate import PRE, SINGLE, Block, bind_block, decode_block, made_block, translate
 
 KNOWN_LIMIT = 20_000     # blocks remembered by their bytes (see ``_translate``)
 # block key (eip, or eip | SINGLE) -> (costs, loop blocks, the bytes it was
@@ -175,6 +175,7 @@ class Cpu(EventDelivery, SystemInstructions):
         stop = None
         eip = self.eip
         mmu.env["_smc"] = False
+        self.partial = None
         try:
             while stop is None:
                 try:
@@ -194,10 +195,10 @@ class Cpu(EventDelivery, SystemInstructions):
                             itouch(eip >> 12)
                         b = blocks.get(eip)
                         if b is None:
-                            b = self._translate(eip, False)
+                            b = self._translate(eip, 0)
                         fn, n, c, d, loop, _ = b
                         if n > max_insns - icount:
-                            b = blocks.get(eip | SINGLE) or self._translate(eip, True)
+                            b = self._fitting(blocks, eip, b, max_insns - icount)
                             fn, n, c, d, loop, _ = b
                         if loop:
                             eip = fn(max_insns - icount, max_cycles - cycles, eip)
@@ -233,10 +234,24 @@ class Cpu(EventDelivery, SystemInstructions):
                         # translated anew.
                         mmu.env["_smc"] = False
                         continue
+                    if f.__class__ is BudgetEnd:
+                        stop = Stop("budget")   # between two pieces of a block
+                        continue
                     stop = self._exception(f, eip)
                 except _StopRun as s:
                     icount += s.retired
-                    if b is not None:
+                    k = self.partial
+                    if k is not None:
+                        # An out inside a block (``inline_out``): what ran
+                        # before it, and the out's own cycles.
+                        self.partial = None
+                        meta = b.meta
+                        icount += k
+                        cycles += (meta.cycles_before[k + 1] if k + 1 < b.ninsns
+                                   else b.cycles)
+                        drefs += meta.drefs_before[k]
+                        eip += meta.offsets[k]
+                    elif b is not None:
                         cycles += b.cycles
                     b = None
                     detail = s.detail
@@ -288,12 +303,25 @@ class Cpu(EventDelivery, SystemInstructions):
         stop.cycles = self.cycles - cycles0
         return stop
 
-    def _translate(self, eip: int, single: bool) -> Block:
-        """Translate the block at ``eip`` (one instruction if ``single``)."""
+    def _fitting(self, blocks: dict, eip: int, b: Block, room: int) -> Block:
+        """The translation to run at ``eip`` where block ``b`` holds more
+        instructions than the batch has ``room`` for: the piece before its
+        first out to the console if that fits (the block it would have been
+        without the out), else one instruction."""
+        first = b.meta.first_piece if b.meta is not None else 0
+        if 1 < first <= room:
+            return blocks.get(eip | PRE) or self._translate(eip, PRE)
+        return blocks.get(eip | SINGLE) or self._translate(eip, SINGLE)
+
+    def _translate(self, eip: int, kind: int) -> Block:
+        """Translate the block at ``eip``: ``kind`` 0, the block; ``SINGLE``,
+        one instruction; ``PRE``, the block as it would be without outs to
+        the console (``decode_block``)."""
         mmu = self.mmu
         page, pn = mmu.translate(eip, False, True, False)
         vpn = eip >> 12
-        key = eip | SINGLE if single else eip
+        single = kind == SINGLE
+        key = eip | kind
         off = eip & 0xFFF
         # The same bytes at the same place were translated before: by this
         # CPU (their page was written since, elsewhere), the same block; by
@@ -325,7 +353,7 @@ class Cpu(EventDelivery, SystemInstructions):
                     outside.append(va)
                     return mmu.fetch_byte(va)
 
-                decoded = decode_block(fetch, eip, single)
+                decoded = decode_block(fetch, eip, single, self.loop_blocks and kind == 0)
                 if decoded:
                     recipe = ("block", made_block(decoded, self.costs, self.loop_blocks))
                 else:
@@ -350,10 +378,10 @@ class Cpu(EventDelivery, SystemInstructions):
                 if len(self._known) >= KNOWN_LIMIT:
                     self._known.clear()
                 self._known[(pn, key)] = (raw, block)
-        self.blocks_translated += 1
         if not blocks:
             mmu.code_page_used(pn)
         blocks[key] = block
+        self.blocks_translated += _count(blocks, key if single else eip, block)
         mmu.mark_code(pn, off, max(hi, off + 1))
         return block
 
@@ -406,6 +434,27 @@ class Cpu(EventDelivery, SystemInstructions):
                 "interrupts": self.interrupts,
                 "blocks_translated": self.blocks_translated}
 
+
+
+COUNTED = 4 << 32     # key offset of a page's marks of the blocks counted
+
+
+def _count(blocks: dict, at: int, block: Block) -> int:
+    """``blocks_translated``'s count of a translation just made at ``at``
+    (the block's address; a one-instruction one's key): the blocks it
+    stands for -- a block with outs to the console, the separate blocks
+    of its pieces (``translate``) -- that the page's code has not counted
+    yet.  So a block made at a piece of one already counted (where a batch
+    ended at an out, or inside) counts nothing, and the figure is the same
+    wherever the batches end: watched or not, snapshot taken or not.  The
+    marks go with the page's code."""
+    meta = block.meta
+    new = 0
+    for start in (at, *(at + off for off in meta.pieces)) if meta is not None else (at,):
+        if start | COUNTED not in blocks:
+            blocks[start | COUNTED] = True
+            new += 1
+    return new
 
 
 # The method of each system instruction's row, by opcode (``Cpu._system``).

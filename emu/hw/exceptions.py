@@ -34,6 +34,13 @@ class CodeWritten(Exception):
     ``cpu.partial`` holds how many of the block's instructions retired."""
 
 
+class BudgetEnd(CodeWritten):
+    """Raised by a block that holds an out to the console (``translate``)
+    where the batch's cycle budget runs out between its pieces: the batch
+    ends there, as it would have between separate blocks.  ``cpu.partial``
+    holds how many of the block's instructions retired."""
+
+
 class GuestFault(Exception):
     """An exception raised by the guest's instruction stream."""
 

@@ -198,6 +198,25 @@ class SystemInstructions:
         value = self.r[reg] & 0xFF if d.insn.operands[1] == "al" else self.r[reg]
         return self._io(eip, nxt, port, value, None)
 
+    def inline_out(self, value: int, eip: int, nxt: int, fetched: int, then: bool) -> None:
+        """An out to the console inside a translated block (``translate``'s
+        ``_gen_out``): what the dispatcher and ``_op_out`` would have done
+        -- the out's fetch, if ``fetched`` (it is not the block's first
+        instruction), its privilege check, the character written in place
+        and, if ``then``, the next piece's fetch -- or the out's stop, as
+        ``_io`` makes it (the block's counts are the dispatcher's)."""
+        mmu = self.mmu
+        if fetched and mmu.paging:
+            mmu.itlb.lookups += 1
+        if self.cpl != 0:
+            raise GuestFault(GP, 0)
+        direct = self.console_direct
+        if direct is not None and direct(value):
+            if then and mmu.paging:
+                mmu.itlb.lookups += 1
+            return
+        self._io(eip, nxt, CONSOLE_PORT, value, None)
+
     def port_in(self, reg, value: int) -> None:
         """The value an ``in`` read (the system layer performs the access):
         into a 32-bit register, or into al ("al")."""

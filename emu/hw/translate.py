@@ -3,12 +3,15 @@
 A block is a run of instructions from one eip to the first branch (which
 ends it, included), system instruction (which ends it, excluded: the CPU
 executes those itself), page boundary, undecodable byte or ``MAX_BLOCK``
-instructions.  Its function loads the registers and flags it touches into
-locals, runs straight-line code generated from ``semantics.py``, stores what
-it wrote back and returns the next eip.  Flags nobody reads before they are
-overwritten are not computed (liveness within the block; at the end of a
-block and before every instruction that may fault, all flags are live, so a
-fault always sees exact flags).
+instructions.  An out to the console is the exception among system
+instructions: the block holds it and goes on (``_gen_out``), with the
+counts of the separate blocks it stands for.  Its function loads the
+registers and flags it touches into locals, runs straight-line code
+generated from ``semantics.py``, stores what it wrote back and returns the
+next eip.  Flags nobody reads before they are overwritten are not computed
+(liveness within the block; at the end of a block and before every
+instruction that may fault, all flags are live, so a fault always sees
+exact flags).
 
 On a fault the function stores its state, records in ``cpu.partial`` how many
 of its instructions retired and re-raises; the CPU accounts for them.
@@ -36,11 +39,13 @@ from types import CodeType, FunctionType
 from typing import NamedTuple
 
 from .. import isa
-from .exceptions import CodeWritten, GuestFault
-from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen
+from .devices import CONSOLE_PORT
+from .exceptions import BudgetEnd, CodeWritten, GuestFault
+from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen, Sem
 
 MAX_BLOCK = 32
 SINGLE = 1 << 32   # key offset of one-instruction translations (exact stepping)
+PRE = 2 << 32      # key offset of a block's piece before its first out (see below)
 
 
 class BlockMeta(NamedTuple):
@@ -48,10 +53,14 @@ class BlockMeta(NamedTuple):
     cycles_before: tuple[int, ...]  # cycles of the instructions before each one
     drefs_before: tuple[int, ...]  # data references before each one
     source: str                    # the generated Python (for the curious)
+    first_piece: int = 0           # a block with an out: the instructions before the first
+    pieces: tuple[int, ...] = ()   # ... and the offsets of its other pieces (each out, and
+                                   # each run of other instructions after one)
 
 
 class Block(NamedTuple):
-    fn: object          # (eip) -> next eip; a loop block: (max_insns, max_cycles, eip) -> ...
+    fn: object          # (eip) -> next eip; a loop block (or one with an out):
+                        # (max_insns, max_cycles, eip) -> next eip, cpu.iters its iterations
     ninsns: int
     cycles: int
     drefs: int
@@ -59,9 +68,15 @@ class Block(NamedTuple):
     meta: BlockMeta | None
 
 
-def decode_block(fetch, eip: int, single: bool):
+def decode_block(fetch, eip: int, single: bool, outs: bool = False):
     """Decode instructions from ``eip``: a list of ``isa.Decoded`` that can
-    be translated together, and what stopped the block."""
+    be translated together, and what stopped the block.
+
+    With ``outs``, an ``out`` of a register to the console's port (an
+    immediate port) does not stop the block: the block holds it and goes
+    on, and the instructions after it may be ``MAX_BLOCK`` more -- so the
+    block is, piece by piece, the blocks it would have been without it
+    (``_generate`` keeps their counts)."""
     out = []
     page = eip >> 12
     pos = eip
@@ -74,12 +89,20 @@ def decode_block(fetch, eip: int, single: bool):
         if (pos + d.length - 1) >> 12 != page:
             break  # crosses the page: executed on its own
         if d.insn.kind in (isa.SYSTEM, isa.PRIV):
-            break
+            if not (outs and console_out(d)):
+                break
+            limit = len(out) + 1 + MAX_BLOCK
         out.append(d)
         pos += d.length
         if d.insn.kind == isa.BRANCH:
             break
     return out
+
+
+def console_out(d) -> bool:
+    """Is ``d`` an ``out`` of a register to the console's port, an immediate?"""
+    return (d.insn.mnemonic == "out" and d.insn.operands[0] == "i8"
+            and d.args[0] == CONSOLE_PORT)
 
 
 # Translations already made, by what determines them: (loops, costs, the
@@ -123,7 +146,9 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
     # Liveness of flags after each instruction.
     live_after = [ALL_FLAGS] * n
     live = ALL_FLAGS
-    sems = [SEMANTICS[d.insn.mnemonic] for d in decoded]
+    sems = [_OUT if d.insn.kind in (isa.SYSTEM, isa.PRIV) else SEMANTICS[d.insn.mnemonic]
+            for d in decoded]
+    outs = [i for i, s in enumerate(sems) if s is _OUT]
     for i in range(n - 1, -1, -1):
         # (an instruction that may write memory may end the block after it
         # -- CodeWritten -- so all flags are live after it too)
@@ -142,7 +167,10 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
     for i, d in enumerate(decoded):
         nxt = pos + d.length
         g = Gen(d.insn, d.args, pos, nxt, live_after[i])
-        sems[i].gen(g)
+        if sems[i] is _OUT:
+            _gen_out(g, i, i == n - 1 or sems[i + 1] is _OUT, cycles, cycles + d.insn.cycles)
+        else:
+            sems[i].gen(g)
         may_fault = g.mem_refs > 0 or sems[i].faults
         if may_fault:
             body.append(f"k = {i}")
@@ -166,8 +194,8 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
             raise AssertionError("only the last instruction of a block branches")
         pos = nxt
     last = decoded[-1]
-    loop = (loops and last.insn.kind == isa.BRANCH and last.insn.operands == ("rel",)
-            and (pos + last.args[0]) & 0xFFFFFFFF == 0)
+    loop = (loops and not outs and last.insn.kind == isa.BRANCH
+            and last.insn.operands == ("rel",) and (pos + last.args[0]) & 0xFFFFFFFF == 0)
     regs = sorted(regs_read | regs_written)
     flags = sorted(flags_used)
     fresh = _set_before_use(body, {isa.REGS32[r] for r in regs} | set(flags))
@@ -189,6 +217,11 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
         inner = ["while True:", *_indent(body, 1), "    it += 1",
                  "    if _next != E or it >= limit:", "        break"]
         store = store + ["cpu.iters = it"]
+    elif outs:
+        # Called as a loop block is (its budgets tell it where the batch
+        # would have ended between its pieces), one iteration.
+        head = ["def block(max_insns, max_cycles, E):", *_indent(load, 1)]
+        inner = body + ["cpu.iters = 1"]
     else:
         head = ["def block(E):", *_indent(load, 1)]
         inner = body
@@ -197,17 +230,52 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
         # The state goes back to the CPU on the way out, a fault's way too
         # (written once: the compiler copies a finally clause to each exit).
         lines += ["    try:", *_indent(inner, 2), "    except Exception:",
-                  "        cpu.partial = k", "        raise"]
+                  "        cpu.partial = k", *(["        cpu.iters = 0"] if outs else []),
+                  "        raise"]
         if store:
             lines += ["    finally:", *_indent(store, 2)]
     else:
         lines += [*_indent(inner, 1), *_indent(store, 1)]
     lines.append("    return _next")
     source = "\n".join(lines)
-    meta = BlockMeta(tuple(offsets), tuple(cyc_before), tuple(drefs_before), source)
+    pieces = tuple(offsets[i] for i in range(1, n) if i in outs or i - 1 in outs)
+    meta = BlockMeta(tuple(offsets), tuple(cyc_before), tuple(drefs_before), source,
+                     outs[0] if outs else 0, pieces)
     module = compile(source, "<block>", "exec")
     code = next(c for c in module.co_consts if isinstance(c, CodeType))
-    return code, n, cycles, drefs, loop, meta
+    return code, n, cycles, drefs, loop or bool(outs), meta
+
+
+# An out to the console inside a block.  Without it the block would be
+# pieces: the instructions before the out, the out (a system instruction,
+# executed by the CPU), those after it -- each fetched by the dispatcher
+# (an ITLB lookup), each begun only while the batch's cycle budget lasts.
+# The block does what the dispatcher would have between them: it ends
+# (``BudgetEnd``) where the budget ends, and ``_out`` (``Cpu.inline_out``)
+# counts the out's fetch and the next piece's, and writes the character
+# in place -- or, where the system cannot take it so, ends the batch as
+# the out would have (an I/O stop or exit).  A block with an out is never
+# a loop block; one that does not fit the batch's instruction budget runs
+# its first piece alone (``PRE``), as the dispatcher would have.
+_OUT = Sem(None, (), (), True)
+
+
+def _gen_out(g: Gen, i: int, last: bool, before: int, after: int) -> None:
+    """The code of the out at index ``i`` of a block: ``before`` and
+    ``after`` are the block's cycles before and after it; ``last``: no
+    piece of other instructions follows it in the block (the block ends,
+    or another out comes, which counts its own fetch)."""
+    reg = g.reg(g.args[1])
+    value = f"{reg} & 0xFF" if g.insn.operands[1] == "al" else reg
+    if i:
+        g.emit(f"if max_cycles <= {before}:")
+        g.emit("    raise BudgetEnd")
+    then = "False" if last else f"max_cycles > {after}"
+    g.emit(f"_out({value}, {Gen.at(g.pos)}, {Gen.at(g.next_pos)}, {1 if i else 0}, {then})")
+    if not last:
+        g.emit(f"k = {i + 1}")
+        g.emit(f"if max_cycles <= {after}:")
+        g.emit("    raise BudgetEnd")
 
 
 _NAME = re.compile(r"(?<![.\w])[a-z_]\w*")
@@ -252,5 +320,5 @@ def _bind(code, cpu):
     env = cpu.mmu.env           # shared by all blocks: the MMU rebinds rd32 ...
     if "cpu" not in env:
         env.update(cpu=cpu, r=cpu.r, GuestFault=GuestFault, CodeWritten=CodeWritten,
-                   PFB=PFB)
+                   PFB=PFB, BudgetEnd=BudgetEnd, _out=cpu.inline_out)
     return FunctionType(code, env, "block")
