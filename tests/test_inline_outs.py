@@ -134,7 +134,7 @@ def test_the_comparisons_compare_something(monkeypatch):
     assert any(key & PRE for blocks in system.mmu.code.values() for key in blocks)
 
 
-def test_a_block_holds_its_outs_and_its_pieces_counts():
+def test_a_block_holds_one_out_and_its_pieces_counts():
     image = assemble("bits 32\norg 0x1000\nmov eax, 1\nout 0xE9, al\ninc eax\n"
                      "out 0xE9, eax\nout 0xE9, al\njmp 0x1000\n", "<t>")
     (addr, code), = image.segments
@@ -142,13 +142,41 @@ def test_a_block_holds_its_outs_and_its_pieces_counts():
     def fetch(va):
         return code[va - addr]
     decoded = translate.decode_block(fetch, addr, False, True)
-    assert [d.insn.mnemonic for d in decoded] == ["mov", "out", "inc", "out", "out", "jmp"]
+    assert [d.insn.mnemonic for d in decoded] == ["mov", "out", "inc"]
     assert [d.insn.mnemonic for d in translate.decode_block(fetch, addr, False)] == ["mov"]
     assert [d.insn.mnemonic for d in translate.decode_block(fetch, addr, True, True)] == ["mov"]
-    _code, n, cycles, drefs, convention, meta = translate.made_block(
-        decoded, _guest("hello", "native").cpu.costs)
-    assert (n, convention, meta.first_piece) == (6, True, 1)
-    assert "_out(eax & 0xFF" in meta.source and "_out(eax," in meta.source
+    costs = _guest("hello", "native").cpu.costs
+    _code, n, cycles, drefs, convention, meta = translate.made_block(decoded, costs)
+    assert (n, convention, meta.first_piece, meta.pieces) == (3, True, 1, (6, 9))
+    assert "_out(eax & 0xFF, (E + 6) & 0xFFFFFFFF, (E + 9) & 0xFFFFFFFF, 1, " in meta.source
+    # an out to another port, or through dx, ends the block as before
+    image = assemble("bits 32\norg 0x1000\ninc eax\nout 0xF4, al\ninc eax\n", "<t>")
+    (addr, code), = image.segments
+    assert [d.insn.mnemonic for d in translate.decode_block(fetch, addr, False, True)] == ["inc"]
+
+
+def test_code_that_prints_many_characters_is_made_once(monkeypatch):
+    """One out a block: where every character ends its batch (nobody may
+    take it in place), the blocks made from the piece after each out are
+    as many as the outs, not one for every suffix of the code."""
+    body = "".join(f"    mov al, {65 + i % 26}\n    out CONSOLE, al\n" for i in range(120))
+    image = assemble(f"bits 32\n%include \"kernel.inc\"\norg 0x1000\n_start:\n{body}"
+                     "    mov eax, 0\n    out POWER, eax\n", "<t>",
+                     include_dirs=[str(programs.include_dir())])
+    made = []
+    real = translate._generate
+
+    def counting(decoded, costs, loops):
+        made.append(len(decoded))
+        return real(decoded, costs, loops)
+    monkeypatch.setattr(translate, "_generate", counting)
+    monkeypatch.setattr(translate, "_MADE", {})
+    monkeypatch.setattr(cpu_module, "_SEEN", {})
+    from emu.system_vcpu import VcpuMixin
+    monkeypatch.setattr(VcpuMixin, "CONSOLE_IN_PLACE", False)
+    r = System(image, _guest("hello", "native").config).run()
+    assert r.console == "".join(chr(65 + i % 26) for i in range(120))
+    assert max(made) <= 3 and sum(made) <= 3 * 240
 
 
 def test_a_store_into_a_later_piece_ends_the_block_one_fetch_more(monkeypatch):

@@ -72,15 +72,19 @@ def decode_block(fetch, eip: int, single: bool, outs: bool = False):
     """Decode instructions from ``eip``: a list of ``isa.Decoded`` that can
     be translated together, and what stopped the block.
 
-    With ``outs``, an ``out`` of a register to the console's port (an
+    With ``outs``, one ``out`` of a register to the console's port (an
     immediate port) does not stop the block: the block holds it and goes
     on, and the instructions after it may be ``MAX_BLOCK`` more -- so the
     block is, piece by piece, the blocks it would have been without it
-    (``_generate`` keeps their counts)."""
+    (``_generate`` keeps their counts).  One only: where a batch ends at
+    an out (the character not taken in place), the next begins at the
+    piece after it, a block of its own -- with more outs in a block, code
+    that prints N characters would be made N times, each time longer."""
     out = []
     page = eip >> 12
     pos = eip
     limit = 1 if single else MAX_BLOCK
+    held = False
     while len(out) < limit:
         try:
             d = isa.decode(fetch, pos)
@@ -89,8 +93,9 @@ def decode_block(fetch, eip: int, single: bool, outs: bool = False):
         if (pos + d.length - 1) >> 12 != page:
             break  # crosses the page: executed on its own
         if d.insn.kind in (isa.SYSTEM, isa.PRIV):
-            if not (outs and console_out(d)):
+            if held or not (outs and console_out(d)):
                 break
+            held = True
             limit = len(out) + 1 + MAX_BLOCK
         out.append(d)
         pos += d.length
@@ -168,7 +173,7 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
         nxt = pos + d.length
         g = Gen(d.insn, d.args, pos, nxt, live_after[i])
         if sems[i] is _OUT:
-            _gen_out(g, i, i == n - 1 or sems[i + 1] is _OUT, cycles, cycles + d.insn.cycles)
+            _gen_out(g, i, i == n - 1, cycles, cycles + d.insn.cycles)
         else:
             sems[i].gen(g)
         may_fault = g.mem_refs > 0 or sems[i].faults
@@ -261,10 +266,9 @@ _OUT = Sem(None, (), (), True)
 
 
 def _gen_out(g: Gen, i: int, last: bool, before: int, after: int) -> None:
-    """The code of the out at index ``i`` of a block: ``before`` and
-    ``after`` are the block's cycles before and after it; ``last``: no
-    piece of other instructions follows it in the block (the block ends,
-    or another out comes, which counts its own fetch)."""
+    """The code of the out at index ``i`` of a block (``last``: the
+    block's last instruction): ``before`` and ``after`` are the block's
+    cycles before and after it."""
     reg = g.reg(g.args[1])
     value = f"{reg} & 0xFF" if g.insn.operands[1] == "al" else reg
     if i:

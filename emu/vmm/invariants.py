@@ -258,20 +258,19 @@ def check_host(host, only: str | None = None) -> int:
 
 def _translations_ok(vm, machine) -> bool:
     """``_check_translations`` finds nothing wrong (it says what is, when
-    this is False): the same tests, without the words.  (Each page is
-    asked of the PMap, as there: a VM holds a few dozen translations, and
-    the pages change between two checks more often than not.)"""
+    this is False): the same tests, without the words, each page asked of
+    the PMap once (a page is held by a TLB entry and a fast map or two)."""
     hooks = vm.hooks
     if not hasattr(hooks, "mmu"):
         return False
-    owns = hooks.pmap.owns
-    pages, state = machine.mem.pages, machine.state
-    for _, pn, page, writable in hooks.translations(describe=False):
-        if pn is None or not owns(pn) \
-                or (page is not None and pages.get(pn) is not page) \
-                or (writable and state.get(pn) == SHARED_PAGE):
-            return False
-    return True
+    held = hooks.translations(describe=False)
+    pns = {pn for _, pn, _, _ in held}
+    if None in pns or not all(map(hooks.pmap.owns, pns)):
+        return False
+    get, state = machine.mem.pages.get, machine.state
+    return not any((page is not None and get(pn) is not page)
+                   or (writable and state.get(pn) == SHARED_PAGE)
+                   for _, pn, page, writable in held)
 
 
 def _check_pages(host) -> None:

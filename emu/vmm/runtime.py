@@ -353,27 +353,28 @@ class Monitor:
         return mpn
 
     # --- the host's view of this VM ----------------------------------------------------
-    def translations(self, describe: bool = True):
+    def translations(self, describe: bool = True) -> list:
         """(what, mpn, page bytes, writable) of every translation the
         hardware holds for this VM: TLB entries and the CPU's fast maps,
         which are a view of the TLB (an entry without one: mpn None).
         ``describe`` False: ``what`` is None (a check that finds nothing
-        wrong needs no words)."""
+        wrong needs no words; it runs after every exit of a checked run)."""
         mmu = self.mmu
+        out = []
         for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values():
-            for e in t.valid_entries():
-                if e.gpn is not None and e.page is None:
-                    continue            # detached: it reaches no page (Mmu.detach_pn)
-                yield (f"{t.name} entry for va {e.vpn << 12:#010x}" if describe else None,
-                       e.pn, e.page, e.writable and e.dirty and e.gpn is None)
-        probe = mmu.dtlb.probe
+            name = t.name
+            # (a detached entry reaches no page: Mmu.detach_pn)
+            out += [(f"{name} entry for va {e.vpn << 12:#010x}" if describe else None,
+                     e.pn, e.page, e.writable and e.dirty and e.gpn is None)
+                    for e in t.valid_entries() if e.gpn is None or e.page is not None]
+        probe_each = mmu.dtlb.probe_each
         code_pages = {vpn: page for vpn, (page, _) in mmu.cwfast.items()}
         for kind, fast in (("read", mmu.rfast), ("write", mmu.wfast), ("write", code_pages)):
-            for vpn, page in fast.items():
-                e = probe(vpn)
-                pn = None if e is None else e.pn + (vpn - e.vpn if e.large else 0)
-                yield (f"{kind} fast map of va {vpn << 12:#010x}" if describe else None,
-                       pn, page, kind == "write")
+            write = kind == "write"
+            out += [(f"{kind} fast map of va {vpn << 12:#010x}" if describe else None,
+                     None if e is None else e.pn + (vpn - e.vpn if e.large else 0), page, write)
+                    for (vpn, page), e in zip(fast.items(), probe_each(fast))]
+        return out
 
     # --- statistics -------------------------------------------------------------------
     def stats(self) -> dict:
