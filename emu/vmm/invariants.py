@@ -267,10 +267,11 @@ def _translations_ok(vm, machine) -> bool:
     pns = {pn for _, pn, _, _ in held}
     if None in pns or not all(map(hooks.pmap.owns, pns)):
         return False
-    get, state = machine.mem.pages.get, machine.state
-    return not any((page is not None and get(pn) is not page)
-                   or (writable and state.get(pn) == SHARED_PAGE)
-                   for _, pn, page, writable in held)
+    get = machine.mem.pages.get
+    if [pn for _, pn, page, _ in held if page is not None and get(pn) is not page]:
+        return False
+    state = machine.state
+    return SHARED_PAGE not in {state.get(pn) for _, pn, _, writable in held if writable}
 
 
 def _check_pages(host) -> None:
