@@ -448,12 +448,16 @@ def _count(blocks: dict, at: int, block: Block) -> int:
     ended at an out, or inside) counts nothing, and the figure is the same
     wherever the batches end: watched or not, snapshot taken or not.  The
     marks go with the page's code."""
-    meta = block.meta
     new = 0
-    for start in (at, *(at + off for off in meta.pieces)) if meta is not None else (at,):
-        if start | COUNTED not in blocks:
-            blocks[start | COUNTED] = True
-            new += 1
+    if at | COUNTED not in blocks:
+        blocks[at | COUNTED] = True
+        new = 1
+    meta = block.meta
+    if meta is not None:
+        for off in meta.pieces:
+            if (at + off) | COUNTED not in blocks:
+                blocks[(at + off) | COUNTED] = True
+                new += 1
     return new
 
 
