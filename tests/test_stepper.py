@@ -518,3 +518,42 @@ def test_reverse_step_from_a_crash_goes_to_the_faulting_instruction(guest, mode)
     session.reverse_step()
     assert session.reverse_step().startswith(
         f"reverse-step: back one instruction; at {end[0] - 1:,} instructions")
+
+
+def _after_system_instructions(name: str, mode: str, limit: int) -> dict[int, int]:
+    """The places (eip -> the instruction count where it is first reached)
+    reached right after a system instruction -- one the VMM may retire
+    itself (port I/O, a CR write, invlpg) -- in the first ``limit``
+    instructions of a run, stepped one instruction at a time."""
+    from emu import isa
+    image = load(name)
+    code = {a + i: b for a, seg in image.segments for i, b in enumerate(seg)}
+    session = Session(image, Config(mode=mode))
+    cpu = session.system.cpu
+    first = {cpu.eip: 0}
+    after = set()
+    while not session.finished and cpu.icount < limit:
+        eip = cpu.eip
+        session.step(1)
+        first.setdefault(cpu.eip, cpu.icount)
+        if isa.decode(code.__getitem__, eip).insn.kind in (isa.SYSTEM, isa.PRIV):
+            after.add(cpu.eip)
+    return {eip: first[eip] for eip in sorted(after)}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name, limit, least", [("hello", 200, 2), ("paging", 3000, 5)])
+def test_continue_stops_at_a_breakpoint_after_an_instruction_the_vmm_retired(
+        name, limit, least, mode):
+    """Under a VMM an out, a CR write or invlpg is retired by the VMM at
+    its exit; the instruction after it is a place of its own: ``continue``
+    stops there, where stepping reaches it first."""
+    places = _after_system_instructions(name, mode, limit)
+    assert len(places) >= least
+    for eip, icount in places.items():
+        session = Session(load(name), Config(mode=mode))
+        session.add_breakpoint("addr", eip, f"{eip:#x}")
+        why = session.cont()
+        cpu = session.system.cpu
+        assert (cpu.eip, cpu.icount) == (eip, icount), why
+        assert why.startswith("breakpoint 1"), why

@@ -55,7 +55,10 @@ class StopLoopMixin:
                 self._settle()
                 self.shown = self.nevents
                 return None
-            if hold and not s.held:
+            if (hold or addrs) and not s.held:
+                # After an instruction the VMM retired itself (port I/O, a
+                # CR write), hold before the next one: its eip is a place of
+                # its own, where an address breakpoint must be seen.
                 limit = 0
             elif fine or refine:
                 limit = 1
