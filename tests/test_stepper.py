@@ -542,7 +542,7 @@ def _after_system_instructions(name: str, mode: str, limit: int) -> dict[int, in
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name, limit, least", [("hello", 200, 2), ("paging", 3000, 5)])
+@pytest.mark.parametrize("name, limit, least", [("hello", 200, 2), ("paging", 700, 5)])
 def test_continue_stops_at_a_breakpoint_after_an_instruction_the_vmm_retired(
         name, limit, least, mode):
     """Under a VMM an out, a CR write or invlpg is retired by the VMM at
