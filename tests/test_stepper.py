@@ -557,3 +557,23 @@ def test_continue_stops_at_a_breakpoint_after_an_instruction_the_vmm_retired(
         cpu = session.system.cpu
         assert (cpu.eip, cpu.icount) == (eip, icount), why
         assert why.startswith("breakpoint 1"), why
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_breakpoint_on_a_handler_says_whether_its_first_instruction_ran(mode):
+    """Where the hardware delivers the #PF (natively, nested paging) the
+    CPU runs the handler's first instruction with the delivery; where the
+    VMM injects it (shadow paging) the vCPU is held at the handler, and the
+    stop says only that an event delivery entered it."""
+    image = load("demand")
+    handler = image.labels["vec14"]
+    session = Session(image, Config(mode=mode))
+    session.add_breakpoint("addr", handler, "vec14")
+    why = session.cont()
+    eip = session.system.cpu.eip
+    assert why.startswith(f"breakpoint 1 at {handler:#010x} (vec14) (entered by an event delivery")
+    if mode == "shadow":
+        assert eip == handler and why.endswith("(entered by an event delivery)")
+    else:
+        assert eip != handler and why.endswith("the CPU ran the handler's first instruction "
+                                               "with it)")

@@ -95,10 +95,17 @@ class StopLoopMixin:
                     s, cpu = self.system, self.system.cpu     # a new System
                     refine = True
                     continue
-                if hit[2] is not None:
-                    hit[2].hits += 1
+                why, bp = hit[1], hit[2]
+                if bp is not None:
+                    bp.hits += 1
+                    if bp.kind == "addr" and cpu.eip == bp.value:
+                        # Delivered by the VMM (an injected exception): the
+                        # vCPU is held at the handler, its first instruction
+                        # not run -- not so where the hardware delivers.
+                        why = (f"breakpoint {bp.number} {bp.describe()} "
+                               "(entered by an event delivery)")
                 self.shown = hit[0] + 1
-                return hit[1]
+                return why
             now = (cpu.icount, cpu.eip)
             if fine and now != here:
                 here = now
