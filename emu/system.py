@@ -250,6 +250,10 @@ class System(VcpuMixin):
         # can stop after a VM entry, before the guest runs again.
         self.max_batch_insns: int | None = None
         self.held = False
+        # Why the last batch stopped ("exit": the VMM answers it before the
+        # next batch, which may retire the instruction -- a driver that
+        # stops at addresses holds the vCPU after it).
+        self.last_stop: str | None = None
         self._wake: simpy.Event | None = None
         self._timer_changed: simpy.Event | None = None
         self.host_seconds = 0.0

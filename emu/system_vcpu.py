@@ -95,7 +95,7 @@ class VcpuMixin:
             cpu.console_direct = cpu.rep_in_place = None
             if stop.insns > self._direct_outs and release is not None:
                 release(name)           # progress: its exits' pages may go
-            reason = stop.reason
+            reason = self.last_stop = stop.reason
             # The batch's time is owed, and taken now only if something
             # else could happen first or somebody looks (vmm/runtime.py).
             owed = self._owed + stop.cycles

@@ -55,10 +55,11 @@ class StopLoopMixin:
                 self._settle()
                 self.shown = self.nevents
                 return None
-            if (hold or addrs) and not s.held:
-                # After an instruction the VMM retired itself (port I/O, a
-                # CR write), hold before the next one: its eip is a place of
-                # its own, where an address breakpoint must be seen.
+            if (hold or (addrs and s.last_stop == "exit")) and not s.held:
+                # After an exit, hold before the next batch: the VMM may
+                # retire the instruction itself (port I/O, a CR write), and
+                # the next one's eip is a place of its own, where an address
+                # breakpoint must be seen.
                 limit = 0
             elif fine or refine:
                 limit = 1
