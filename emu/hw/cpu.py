@@ -34,7 +34,16 @@ from .semantics import ALL_FLAGS, PFB, SEMANTICS, Gen
 from .stops import INTERCEPTS, Stop  # noqa: F401  (the CPU's public surface)
 from .stops import StopRun as _StopRun
 from .sysinsns import SystemInstructions, _opname
-from .translate import PRE, SINGLE, Block, bind_block, decode_block, made_block, translate
+from .translate import (
+    PRE,
+    SINGLE,
+    Block,
+    bind_block,
+    count_new,
+    decode_block,
+    made_block,
+    translate,
+)
 
 KNOWN_LIMIT = 20_000     # blocks remembered by their bytes (see ``_translate``)
 # block key (eip, or eip | SINGLE) -> (costs, loop blocks, the bytes it was
@@ -381,7 +390,7 @@ class Cpu(EventDelivery, SystemInstructions):
         if not blocks:
             mmu.code_page_used(pn)
         blocks[key] = block
-        self.blocks_translated += _count(blocks, key if single else eip, block)
+        self.blocks_translated += count_new(blocks, key if single else eip, block)
         mmu.mark_code(pn, off, max(hi, off + 1))
         return block
 
@@ -434,31 +443,6 @@ class Cpu(EventDelivery, SystemInstructions):
                 "interrupts": self.interrupts,
                 "blocks_translated": self.blocks_translated}
 
-
-
-COUNTED = 4 << 32     # key offset of a page's marks of the blocks counted
-
-
-def _count(blocks: dict, at: int, block: Block) -> int:
-    """``blocks_translated``'s count of a translation just made at ``at``
-    (the block's address; a one-instruction one's key): the blocks it
-    stands for -- a block with outs to the console, the separate blocks
-    of its pieces (``translate``) -- that the page's code has not counted
-    yet.  So a block made at a piece of one already counted (where a batch
-    ended at an out, or inside) counts nothing, and the figure is the same
-    wherever the batches end: watched or not, snapshot taken or not.  The
-    marks go with the page's code."""
-    new = 0
-    if at | COUNTED not in blocks:
-        blocks[at | COUNTED] = True
-        new = 1
-    meta = block.meta
-    if meta is not None:
-        for off in meta.pieces:
-            if (at + off) | COUNTED not in blocks:
-                blocks[(at + off) | COUNTED] = True
-                new += 1
-    return new
 
 
 # The method of each system instruction's row, by opcode (``Cpu._system``).

@@ -282,6 +282,31 @@ def _gen_out(g: Gen, i: int, last: bool, before: int, after: int) -> None:
         g.emit("    raise BudgetEnd")
 
 
+COUNTED = 4 << 32     # key offset of a page's marks of the blocks counted
+
+
+def count_new(blocks: dict, at: int, block: Block) -> int:
+    """``blocks_translated``'s count of a translation just made at ``at``
+    (the block's address; a one-instruction one's key): the blocks it
+    stands for -- a block with an out to the console, the separate blocks
+    of its pieces -- that the page's code has not counted
+    yet.  So a block made at a piece of one already counted (where a batch
+    ended at an out, or inside) counts nothing, and the figure is the same
+    wherever the batches end: watched or not, snapshot taken or not.  The
+    marks go with the page's code."""
+    new = 0
+    if at | COUNTED not in blocks:
+        blocks[at | COUNTED] = True
+        new = 1
+    meta = block.meta
+    if meta is not None:
+        for off in meta.pieces:
+            if (at + off) | COUNTED not in blocks:
+                blocks[(at + off) | COUNTED] = True
+                new += 1
+    return new
+
+
 _NAME = re.compile(r"(?<![.\w])[a-z_]\w*")
 _SET = re.compile(r"([a-z_]\w*) = (.*)")
 
