@@ -223,10 +223,8 @@ class VcpuMixin:
         return cpu.cycles - self._direct_c0 + cpu.mmu.stall + cost <= self._direct_slack
 
     def _console_direct(self, value: int) -> bool:
-        """Natively: write the character (``_direct_room(0)``, inline: one
-        call for every character a guest prints)."""
-        cpu = self.cpu
-        if cpu.cycles - self._direct_c0 + cpu.mmu.stall > self._direct_slack:
+        """Natively: write the character."""
+        if not self._direct_room(0):
             return False
         self.io.write_console(value)
         return True

@@ -259,7 +259,6 @@ class Cpu(EventDelivery, SystemInstructions):
                         cycles += (meta.cycles_before[k + 1] if k + 1 < b.ninsns
                                    else b.cycles)
                         drefs += meta.drefs_before[k]
-                        eip += meta.offsets[k]
                     elif b is not None:
                         cycles += b.cycles
                     b = None

@@ -210,12 +210,9 @@ class SystemInstructions:
             mmu.itlb.lookups += 1
         if self.cpl != 0:
             raise GuestFault(GP, 0)
-        direct = self.console_direct
-        if direct is not None and direct(value):
-            if then and mmu.paging:
-                mmu.itlb.lookups += 1
-            return
-        self._io(eip, nxt, CONSOLE_PORT, value, None)
+        self._io(eip, nxt, CONSOLE_PORT, value, None)   # (returns only if written in place)
+        if then and mmu.paging:
+            mmu.itlb.lookups += 1
 
     def port_in(self, reg, value: int) -> None:
         """The value an ``in`` read (the system layer performs the access):

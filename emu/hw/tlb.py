@@ -130,10 +130,7 @@ class Tlb:
     def probe_each(self, vpns) -> list[TlbEntry | None]:
         """``probe`` of each of ``vpns``, in order (a view of many pages at
         once: the host's check of what a VM's hardware holds)."""
-        sets, mask, large = self.sets, self.set_mask, self.large
-        if not large:
-            return [sets[vpn & mask].get(vpn) for vpn in vpns]
-        return [sets[vpn & mask].get(vpn) or large.get(vpn >> 10) for vpn in vpns]
+        return list(map(self.probe, vpns))
 
     def touch(self, vpn: int) -> None:
         """Record a use of ``vpn`` made on the MMU's hit path (LRU only:

@@ -53,9 +53,21 @@ class BlockMeta(NamedTuple):
     cycles_before: tuple[int, ...]  # cycles of the instructions before each one
     drefs_before: tuple[int, ...]  # data references before each one
     source: str                    # the generated Python (for the curious)
-    first_piece: int = 0           # a block with an out: the instructions before the first
-    pieces: tuple[int, ...] = ()   # ... and the offsets of its other pieces (each out, and
-                                   # each run of other instructions after one)
+    out: int = -1                  # the index of its out to the console, if any
+
+    @property
+    def first_piece(self) -> int:
+        """The instructions before the out (0: none, or no out)."""
+        return max(self.out, 0)
+
+    @property
+    def pieces(self) -> tuple[int, ...]:
+        """The offsets of the pieces after the first: the out, unless it
+        begins the block, and the instructions after it, if any."""
+        i, offsets = self.out, self.offsets
+        if i < 0:
+            return ()
+        return offsets[i:i + 2] if i else offsets[i + 1:i + 2]
 
 
 class Block(NamedTuple):
@@ -153,7 +165,7 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
     live = ALL_FLAGS
     sems = [_OUT if d.insn.kind in (isa.SYSTEM, isa.PRIV) else SEMANTICS[d.insn.mnemonic]
             for d in decoded]
-    outs = [i for i, s in enumerate(sems) if s is _OUT]
+    out = next((i for i, s in enumerate(sems) if s is _OUT), -1)   # (one at most)
     for i in range(n - 1, -1, -1):
         # (an instruction that may write memory may end the block after it
         # -- CodeWritten -- so all flags are live after it too)
@@ -199,7 +211,7 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
             raise AssertionError("only the last instruction of a block branches")
         pos = nxt
     last = decoded[-1]
-    loop = (loops and not outs and last.insn.kind == isa.BRANCH
+    loop = (loops and out < 0 and last.insn.kind == isa.BRANCH
             and last.insn.operands == ("rel",) and (pos + last.args[0]) & 0xFFFFFFFF == 0)
     regs = sorted(regs_read | regs_written)
     flags = sorted(flags_used)
@@ -222,7 +234,7 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
         inner = ["while True:", *_indent(body, 1), "    it += 1",
                  "    if _next != E or it >= limit:", "        break"]
         store = store + ["cpu.iters = it"]
-    elif outs:
+    elif out >= 0:
         # Called as a loop block is (its budgets tell it where the batch
         # would have ended between its pieces), one iteration.
         head = ["def block(max_insns, max_cycles, E):", *_indent(load, 1)]
@@ -235,7 +247,7 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
         # The state goes back to the CPU on the way out, a fault's way too
         # (written once: the compiler copies a finally clause to each exit).
         lines += ["    try:", *_indent(inner, 2), "    except Exception:",
-                  "        cpu.partial = k", *(["        cpu.iters = 0"] if outs else []),
+                  "        cpu.partial = k", *(["        cpu.iters = 0"] if out >= 0 else []),
                   "        raise"]
         if store:
             lines += ["    finally:", *_indent(store, 2)]
@@ -243,12 +255,10 @@ def _generate(decoded: list, costs, loops: bool) -> tuple:
         lines += [*_indent(inner, 1), *_indent(store, 1)]
     lines.append("    return _next")
     source = "\n".join(lines)
-    pieces = tuple(offsets[i] for i in range(1, n) if i in outs or i - 1 in outs)
-    meta = BlockMeta(tuple(offsets), tuple(cyc_before), tuple(drefs_before), source,
-                     outs[0] if outs else 0, pieces)
+    meta = BlockMeta(tuple(offsets), tuple(cyc_before), tuple(drefs_before), source, out)
     module = compile(source, "<block>", "exec")
     code = next(c for c in module.co_consts if isinstance(c, CodeType))
-    return code, n, cycles, drefs, loop or bool(outs), meta
+    return code, n, cycles, drefs, loop or out >= 0, meta
 
 
 # An out to the console inside a block.  Without it the block would be

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import signal
 import sys
+import threading
 import traceback
 
 from ..errors import EmuError
@@ -187,7 +188,6 @@ class interrupts_seen:
     (a grader started in the background), since no Ctrl-C can come."""
 
     def __enter__(self):
-        import threading
         self.count = 0
         self.old = None
         if threading.current_thread() is not threading.main_thread():

@@ -97,8 +97,11 @@ class Breakpoints:
         return gone
 
 
-def event_hit(ev, event_bps, addrs):
-    """(why, breakpoint) if ``ev`` hits an event breakpoint, else (None, None)."""
+def event_hit(ev, event_bps, addrs, eip=None):
+    """(why, breakpoint) if ``ev`` hits an event breakpoint, else (None, None).
+    ``eip``, where the vCPU is now: at the handler a delivery entered (the
+    VMM's injection, the vCPU held there), its first instruction has not run
+    -- where the hardware delivers, the CPU ran it with the delivery."""
     kind, data = ev.kind, ev.data
     for bp in event_bps:
         if bp.kind == "exit":
@@ -112,6 +115,6 @@ def event_hit(ev, event_bps, addrs):
             return f"breakpoint {bp.number} {bp.describe()}", bp
     if kind == "deliver" and data.get("handler") in addrs:
         bp = addrs[data["handler"]]
-        return (f"breakpoint {bp.number} {bp.describe()} (entered by an event "
-                "delivery; the CPU ran the handler's first instruction with it)"), bp
+        ran = "" if eip == bp.value else "; the CPU ran the handler's first instruction with it"
+        return f"breakpoint {bp.number} {bp.describe()} (entered by an event delivery{ran})", bp
     return None, None

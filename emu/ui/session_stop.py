@@ -84,7 +84,7 @@ class StopLoopMixin:
                 why = stop(ev) if stop is not None else None
                 bp = None
                 if why is None:
-                    why, bp = event_hit(ev, event_bps, addrs)
+                    why, bp = event_hit(ev, event_bps, addrs, cpu.eip)
                 if why is not None:
                     hit = (i, why, bp)
                     break
@@ -96,17 +96,10 @@ class StopLoopMixin:
                     s, cpu = self.system, self.system.cpu     # a new System
                     refine = True
                     continue
-                why, bp = hit[1], hit[2]
-                if bp is not None:
-                    bp.hits += 1
-                    if bp.kind == "addr" and cpu.eip == bp.value:
-                        # Delivered by the VMM (an injected exception): the
-                        # vCPU is held at the handler, its first instruction
-                        # not run -- not so where the hardware delivers.
-                        why = (f"breakpoint {bp.number} {bp.describe()} "
-                               "(entered by an event delivery)")
+                if hit[2] is not None:
+                    hit[2].hits += 1
                 self.shown = hit[0] + 1
-                return why
+                return hit[1]
             now = (cpu.icount, cpu.eip)
             if fine and now != here:
                 here = now
