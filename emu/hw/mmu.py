@@ -236,8 +236,14 @@ class Mmu(InvalidationMixin):
                 missed.discard(key)
                 if large:       # (nested only, where the TLB holds 4 KiB entries)
                     self.split_regions.add(vpn >> 10)
-                return self._filled(tlb, vpn, pn, writable, user_ok, dirty,
-                                    global_ and self.pge, fetch)
+                page = self.mem.pages.get(pn)
+                if page is None:
+                    page = self.mem.page(pn)
+                tlb.insert(TlbEntry(vpn, pn, page, writable, user_ok, dirty,
+                                    global_ and self.pge))
+                self.tlb_fills += 1
+                self._fill_fast(vpn, pn, page, writable, user_ok, dirty, fetch)
+                return page, pn
         try:
             w = self._walker(self.mem, self.cr3, va, write, user, fetch, self.wp, self.pse)
         except GuestFault as f:   # an EPT violation in the middle of a 2D walk
@@ -281,18 +287,6 @@ class Mmu(InvalidationMixin):
         self.tlb_fills += 1
         if hooks and self.on_fill is not None:
             self.on_fill(entry, fetch)
-        self._fill_fast(vpn, pn, page, writable, user_ok, dirty, fetch)
-        return page, pn
-
-    def _filled(self, tlb: Tlb, vpn: int, pn: int, writable: bool, user_ok: bool,
-                dirty: bool, global_: bool, fetch: bool) -> tuple[bytearray, int]:
-        """The TLB fill and fast maps after a walk of a 4 KiB page made
-        without its record (``translate``)."""
-        page = self.mem.pages.get(pn)
-        if page is None:
-            page = self.mem.page(pn)
-        tlb.insert(TlbEntry(vpn, pn, page, writable, user_ok, dirty, global_))
-        self.tlb_fills += 1
         self._fill_fast(vpn, pn, page, writable, user_ok, dirty, fetch)
         return page, pn
 

@@ -148,8 +148,25 @@ class Tlb:
         """Cache ``entry``; returns the entry it evicted, if any."""
         if entry.large:
             return self._insert_in(self.large, entry.vpn >> 10, entry, self.large_entries)
-        return self._insert_in(self.sets[entry.vpn & self.set_mask], entry.vpn,
-                               entry, self.ways)
+        # (a 4 KiB entry, every miss of every guest: _insert_in, inline)
+        vpn = entry.vpn
+        s = self.sets[vpn & self.set_mask]
+        self.recent = -1
+        victim = None
+        old = s.pop(vpn, None)
+        if old is not None:
+            if self.on_drop is not None:
+                self.on_drop(old)
+        elif len(s) >= self.ways:
+            if self.policy == "random":
+                victim = s.pop(list(s)[self.rng.randrange(len(s))])
+            else:
+                victim = s.popitem(last=False)[1]
+            self.evictions += 1
+            if self.on_drop is not None:
+                self.on_drop(victim)
+        s[vpn] = entry
+        return victim
 
     def _insert_in(self, s: OrderedDict, key: int, entry: TlbEntry, ways: int):
         self.recent = -1
