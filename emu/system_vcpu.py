@@ -224,7 +224,8 @@ class VcpuMixin:
 
     def _console_direct(self, value: int) -> bool:
         """Natively: write the character."""
-        if not self._direct_room(0):
+        cpu = self.cpu                  # (_direct_room(0), inline: every character)
+        if cpu.cycles - self._direct_c0 + cpu.mmu.stall > self._direct_slack:
             return False
         self.io.write_console(value)
         return True

@@ -103,7 +103,11 @@ class IoBus:
     def write_console(self, value: int) -> None:
         """``write(CONSOLE_PORT, value, now)``, which needs no clock."""
         self.writes += 1
-        self.console.write(value)
+        console = self.console              # (Console.write, inline: every character)
+        b = value & 0xFF
+        console.out.append(b)
+        if console.sink is not None:
+            console.sink(chr(b))
 
     def read(self, port: int) -> int:
         self.reads += 1

@@ -210,7 +210,9 @@ class SystemInstructions:
             mmu.itlb.lookups += 1
         if self.cpl != 0:
             raise GuestFault(GP, 0)
-        self._io(eip, nxt, CONSOLE_PORT, value, None)   # (returns only if written in place)
+        direct = self.console_direct        # (``_io``'s first look, inline)
+        if direct is None or not direct(value):
+            self._io_stop(eip, nxt, CONSOLE_PORT, value, None)
         if then and mmu.paging:
             mmu.itlb.lookups += 1
 
@@ -227,6 +229,10 @@ class SystemInstructions:
             direct = self.console_direct
             if direct is not None and direct(value):
                 return nxt                  # written (and the exit answered) in place
+        return self._io_stop(eip, nxt, port, value, reg)
+
+    def _io_stop(self, eip, nxt, port, value, reg):
+        """The stop (or VM exit) of an access ``_io`` did not make in place."""
         if "io" in self.intercepts:
             self.eip = eip
             if port == CONSOLE_PORT and value is not None and self.console_out is not None:
