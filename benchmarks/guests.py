@@ -86,16 +86,17 @@ def timed_run(image, config: Config, clock) -> tuple[float, object]:
 
 
 def measure(image, config: Config, repeat: int, clock) -> dict:
-    """The median of ``repeat`` runs -- more for a run shorter than
+    """The median of ``repeat`` runs -- more for runs shorter than
     ``SHORT`` seconds: as many as take ``SHORT`` in all, up to ``MOST``
     (one run of a small guest is a fraction of a millisecond, and a garbage
     collection or a clock tick in it would be its figure) -- after one that
     is not counted (the blocks it translates are reused by every later run
     in the process, so no mode pays for translating the guest's code and
-    the next gets it for free)."""
-    first, _ = timed_run(image, config, clock)
+    the next gets it for free).  How many is decided by the runs counted,
+    not by the first: it translates, and may take many times as long."""
+    timed_run(image, config, clock)
     times, system = [], None
-    for _ in range(max(repeat, min(MOST, int(SHORT / max(first, 1e-6))))):
+    while len(times) < repeat or (sum(times) < SHORT and len(times) < MOST):
         t, system = timed_run(image, config, clock)
         times.append(t)
     seconds = statistics.median(times)
