@@ -1,0 +1,33 @@
+"""Hand-written kernels at corners of IA-32 paging (``tests/programs/``):
+a page directory that maps itself, global entries across CR3 loads, a
+4 MiB page's A and D bits, a backward ``rep movsb`` whose first store
+faults, code rewritten through another mapping of its page.  Each line of
+their output is what the SDM's rules give -- every program's header says
+why -- and it is the same natively, under shadow paging with each policy
+and under nested paging."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from emu import programs
+from emu.asm.assembler import assemble_file
+from emu.system import Config, System
+from emu.vmm.shadow import POLICIES
+
+HERE = pathlib.Path(__file__).resolve().parent
+NAMES = ("selfmap", "global_pages", "alias_code")
+MODES = [("native", {}), *((f"shadow-{p}", {"shadow_policy": p}) for p in POLICIES),
+         ("nested", {})]
+
+
+@pytest.mark.parametrize("mode, extra", MODES, ids=[m for m, _ in MODES])
+@pytest.mark.parametrize("name", NAMES)
+def test_each_line_is_the_sdms_in_every_mode(name, mode, extra):
+    image = assemble_file(HERE / "programs" / f"{name}.s",
+                          include_dirs=[programs.include_dir()])
+    r = System(image, Config(mode=mode.split("-")[0], **extra)).run()
+    assert (r.outcome, r.exit_status) == ("poweroff", 0), r.message
+    assert r.console == (HERE / "expected" / f"{name}.txt").read_text()
