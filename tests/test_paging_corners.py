@@ -1,5 +1,6 @@
 """Hand-written kernels at corners of IA-32 paging (``tests/programs/``):
-a page directory that maps itself, global entries across CR3 loads, a
+rights combined from the PDE and the PTE with their error codes, a page
+directory that maps itself, global entries across CR3 loads, a
 4 MiB page's A and D bits, a backward ``rep movsb`` whose first store
 faults, code rewritten through another mapping of its page.  Each line of
 their output is what the SDM's rules give -- every program's header says
@@ -18,7 +19,7 @@ from emu.system import Config, System
 from emu.vmm.shadow import POLICIES
 
 HERE = pathlib.Path(__file__).resolve().parent
-NAMES = ("selfmap", "global_pages", "alias_code")
+NAMES = ("selfmap", "global_pages", "alias_code", "rights")
 MODES = [("native", {}), *((f"shadow-{p}", {"shadow_policy": p}) for p in POLICIES),
          ("nested", {})]
 
