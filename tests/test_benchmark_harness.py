@@ -54,3 +54,40 @@ def test_short_runs_are_repeated_by_what_the_counted_runs_take(monkeypatch):
         m = guests.measure(None, None, 3 if runs == 3 else 1, None)
         assert 1001 - sum(1 for _ in taken) == runs + 1
         assert m["seconds"] == later and m["instructions"] == 7
+
+
+def test_a_guests_modes_are_measured_in_rounds(monkeypatch):
+    """One run of each mode in turn, after one uncounted run of each: a
+    slower spell falls on every mode alike.  The rounds go on until every
+    mode has run ``SHORT`` seconds (the fastest decides)."""
+    guests = _load("guests")
+    done = types.SimpleNamespace(vmm=None, cpu=types.SimpleNamespace(icount=7),
+                                 outcome="poweroff")
+    took = {"native": 0.02, "shadow": 0.03}
+    order = []
+
+    def run(image, config, clock):
+        order.append(config)
+        return took[config], done
+    monkeypatch.setattr(guests, "timed_run", run)
+    m = guests.measure_rounds([("n", None, "native"), ("s", None, "shadow")], 1, None)
+    assert order == ["native", "shadow"] * 4      # 1 uncounted, then 3 rounds (60 ms)
+    assert (m["n"]["seconds"], m["s"]["seconds"]) == (0.02, 0.03)
+
+
+def test_the_loop_joins_the_first_rounds_only(monkeypatch):
+    """The compute loop (a long run) is timed in the first ``repeat``
+    rounds of a guest, between its modes' runs, and no more."""
+    guests = _load("guests")
+    done = types.SimpleNamespace(vmm=None, cpu=types.SimpleNamespace(icount=7),
+                                 outcome="poweroff")
+    order = []
+
+    def run(image, config, clock):
+        order.append(config)
+        return {"native": 0.015625, "loop": 0.5}[config], done
+    monkeypatch.setattr(guests, "timed_run", run)
+    m = guests.measure_rounds([("n", None, "native")], 2, None,
+                              reference=("loop", None, "loop"))
+    assert order == ["native"] + ["native", "loop"] * 2 + ["native"] * 2   # 4 x 15.6 ms
+    assert (m["n"]["seconds"], m["loop"]["seconds"]) == (0.015625, 0.5)
