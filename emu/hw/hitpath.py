@@ -3,12 +3,14 @@ calls for every data access (see ``mmu.py``'s module doc).
 
 Each makes ONE dict lookup in the fast maps when the access hits; a write
 to a page with translated code looks in ``cwfast`` next and checks the
-bytes it writes (``Mmu.code_bytes``); anything else goes to ``Mmu.read`` /
-``Mmu.write``.  Two sets are built per MMU: one that tells an LRU TLB of
-each use, one that does not (paging off, or another policy); the MMU binds
-the one its state asks for (``Mmu._bind_hit_path``).  They are closures
-over the MMU's own dicts, copied by hand rather than shared through a
-helper: every call here is one guest memory access.
+bytes it writes (``Mmu.code_bytes``); anything else goes to the slow path:
+a read within one page to ``Mmu.translate`` itself (what ``Mmu.read``
+would do, a call shorter), the rest to ``Mmu.read`` / ``Mmu.write``.  Two
+sets are built per MMU: one that tells an LRU TLB of each use, one that
+does not (paging off, or another policy); the MMU binds the one its state
+asks for (``Mmu._bind_hit_path``).  They are closures over the MMU's own
+dicts, copied by hand rather than shared through a helper: every call
+here is one guest memory access.
 """
 
 from __future__ import annotations
