@@ -36,3 +36,16 @@ def test_each_line_is_the_sdms_in_every_mode(name, mode, extra):
     r = System(image, Config(mode=mode.split("-")[0], **extra)).run()
     assert (r.outcome, r.exit_status) == ("poweroff", 0), r.message
     assert r.console == (HERE / "expected" / f"{name}.txt").read_text()
+
+
+@pytest.mark.parametrize("mode, extra", MODES, ids=[m for m, _ in MODES])
+def test_a_hidden_fault_drops_a_stale_itlb_entry_natively_kept(mode, extra):
+    """Where a guest breaks the TLB rules, shadow paging shows: a data read
+    of a remapped code page faults (hidden) under shadow paging only, and
+    the #PF drops the stale ITLB entry the other modes still run from
+    (``tests/programs/stale_itlb.s``)."""
+    image = assemble_file(HERE / "programs" / "stale_itlb.s",
+                          include_dirs=[programs.include_dir()])
+    r = System(image, Config(mode=mode.split("-")[0], **extra)).run()
+    third = "0x0000000b" if mode.startswith("shadow") else "0x0000000a"
+    assert r.console.split() == ["0x0000000a", "0x0000000a", third, "0x0000000b"]
