@@ -5,11 +5,11 @@ page's A and D bits, a backward ``rep movsb`` whose first store faults,
 code rewritten through another mapping of its page, a page table shared by
 two directories and written as data, events from ring 3 delivered onto
 kernel stack pages never touched, paging turned off and on with a global
-entry cached, entries made present without invlpg.  Each line of their
-output is what the SDM's rules give (where they leave a choice, the one
-docs/DECISIONS.md states) -- every program's header says why -- and it is
-the same natively, under shadow paging with each policy and under nested
-paging."""
+entry cached, entries made present without invlpg, a live table rewritten
+by string instructions.  Each line of their output is what the SDM's rules
+give (where they leave a choice, the one docs/DECISIONS.md states) --
+every program's header says why -- and it is the same natively, under
+shadow paging with each policy and under nested paging."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from emu.vmm.shadow import POLICIES
 
 HERE = pathlib.Path(__file__).resolve().parent
 NAMES = ("selfmap", "global_pages", "alias_code", "rights", "shared_table", "delivery",
-         "paging_toggle", "present_without_invlpg")
+         "paging_toggle", "present_without_invlpg", "string_tables")
 MODES = [("native", {}), *((f"shadow-{p}", {"shadow_policy": p}) for p in POLICIES),
          ("nested", {})]
 
