@@ -6,7 +6,7 @@ code rewritten through another mapping of its page, a page table shared by
 two directories and written as data, events from ring 3 delivered onto
 kernel stack pages never touched, paging turned off and on with a global
 entry cached, entries made present without invlpg, a live table rewritten
-by string instructions.  Each line of their output is what the SDM's rules
+by string instructions, from ring 3 and by misaligned stores.  Each line of their output is what the SDM's rules
 give (where they leave a choice, the one docs/DECISIONS.md states) --
 every program's header says why -- and it is the same natively, under
 shadow paging with each policy and under nested paging."""
@@ -24,7 +24,8 @@ from emu.vmm.shadow import POLICIES
 
 HERE = pathlib.Path(__file__).resolve().parent
 NAMES = ("selfmap", "global_pages", "alias_code", "rights", "shared_table", "delivery",
-         "paging_toggle", "present_without_invlpg", "string_tables")
+         "paging_toggle", "present_without_invlpg", "string_tables",
+         "table_writes")
 MODES = [("native", {}), *((f"shadow-{p}", {"shadow_policy": p}) for p in POLICIES),
          ("nested", {})]
 
