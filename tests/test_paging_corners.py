@@ -6,10 +6,11 @@ code rewritten through another mapping of its page, a page table shared by
 two directories and written as data, events from ring 3 delivered onto
 kernel stack pages never touched, paging turned off and on with a global
 entry cached, entries made present without invlpg, a live table rewritten
-by string instructions, from ring 3 and by misaligned stores.  Each line of their output is what the SDM's rules
-give (where they leave a choice, the one docs/DECISIONS.md states) --
-every program's header says why -- and it is the same natively, under
-shadow paging with each policy and under nested paging."""
+by string instructions, from ring 3 and by misaligned stores.  Each line
+of their output is what the SDM's rules give (where they leave a choice,
+the one docs/DECISIONS.md states) -- every program's header says why --
+and it is the same natively, under shadow paging with each policy and
+under nested paging."""
 
 from __future__ import annotations
 
