@@ -52,3 +52,18 @@ def test_a_hidden_fault_drops_a_stale_itlb_entry_natively_kept(mode, extra):
     r = System(image, Config(mode=mode.split("-")[0], **extra)).run()
     third = "0x0000000b" if mode.startswith("shadow") else "0x0000000a"
     assert r.console.split() == ["0x0000000a", "0x0000000a", third, "0x0000000b"]
+
+
+@pytest.mark.parametrize("mode, extra", [("native", {}), ("shadow", {}),
+                                         ("shadow", {"shadow_policy": "oos-cache"}),
+                                         ("nested", {})],
+                         ids=["native", "shadow", "shadow-oos-cache", "nested"])
+@pytest.mark.parametrize("name", [*NAMES, "stale_itlb"])
+def test_a_restored_run_goes_on_exactly(name, mode, extra):
+    """Snapshots taken at a fifth, half and four fifths of each corner
+    kernel, each restored and run on: the rest of the trace and the result
+    are those of the run that took them (time travel at the corners)."""
+    from test_snapshot import check_restores
+    image = assemble_file(HERE / "programs" / f"{name}.s",
+                          include_dirs=[programs.include_dir()])
+    check_restores(image, Config(mode=mode, **extra), fractions=(0.2, 0.5, 0.8))
