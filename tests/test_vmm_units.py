@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from emu.hw.memory import BusError, PhysMem
 from emu.hw.paging import PTE_A, PTE_D, PTE_G, PTE_P, PTE_PWT, PTE_U, PTE_W
+from emu.hw.tlb import Tlb, TlbEntry
 from emu.vmm.api import VmmError
 from emu.vmm.invariants import InvariantError, check_shadow
 from emu.vmm.pmap import (
@@ -187,10 +188,12 @@ def test_ensure_write_protects_existing_mappings_of_the_guest_table():
     assert st.set_spte(data, 3, table_mpn, PWU | PTE_D, 5, True) == (
         table_mpn << 12) | PWU
     protected = []
-    st.on_protect = protected.append
+    st.on_protect = lambda gppn, mpn: protected.append((gppn, mpn))
     st.ensure(("pt", 5))                     # ppn 5 becomes a shadowed table
     assert data.entry(3) == (table_mpn << 12) | PTE_P | PTE_U
-    assert protected == [table_mpn]
+    assert protected == [(5, table_mpn)]
+    st.ensure(("pt", 9))                     # not resident: the TLB is told too
+    assert protected == [(5, table_mpn), (9, None)]
 
 
 def test_link_copies_the_gpdes_w_and_u():
@@ -364,7 +367,28 @@ def vm(policy: str = "trace-cache"):
     for idx, ppn in ((3, 9), (4, 2)):        # entry 4 maps the guest table ppn 2
         mpn, _ = pm.back(ppn)
         st.set_spte(pt, idx, mpn, PWU | PTE_D, ppn, True)
-    return SimpleNamespace(shadow=st, pmap=pm, machine=m), pd, pt
+    tlbs = SimpleNamespace(itlb=Tlb(name="itlb"), dtlb=Tlb(name="dtlb"))
+    return SimpleNamespace(shadow=st, pmap=pm, machine=m, mmu=tlbs), pd, pt
+
+
+def test_check_shadow_catches_a_tlb_entry_that_writes_a_protected_table():
+    """A TLB entry may not write a shadowed guest table in sync either:
+    one to its machine page, or one the host detached from it (the CLOCK
+    hand testing its A bit), which gets its rights back when reattached."""
+    mon, _, _ = vm()
+    table = mon.pmap.mpn_of[2]
+    check_shadow(mon)
+    mon.mmu.dtlb.insert(TlbEntry(0x40, 0x777, None, False, True, True, False, gpn=2))
+    check_shadow(mon)                        # read-only, detached: fine
+    mon.mmu.dtlb.insert(TlbEntry(0x40, -1, None, True, True, True, False, gpn=2))
+    with pytest.raises(InvariantError, match=r"dtlb entry for va 0x00040000 lets the guest "
+                       r"write its page table at ppn 0x2 \(detached from its page\)"):
+        check_shadow(mon)
+    mon.mmu.dtlb.invlpg(0x40)
+    mon.mmu.itlb.insert(TlbEntry(0x41, table, None, True, True, True, False))
+    with pytest.raises(InvariantError, match=r"itlb entry for va 0x00041000 lets the guest "
+                       r"write its page table at ppn 0x2$"):
+        check_shadow(mon)
 
 
 def test_check_shadow_passes_on_a_clean_vm():

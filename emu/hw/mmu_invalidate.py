@@ -3,7 +3,7 @@
 ``InvalidationMixin``: INVLPG and the other ways a translation leaves the
 TLBs and the fast maps (``invlpg``, ``invlpg_range``, ``drop_page``,
 ``flush_all``, ``forget_pn``), the VMM taking a write permission back
-(``downgrade``, ``downgrade_pn``), the code-page bookkeeping of the fast
+(``downgrade``, ``downgrade_pn``, ``downgrade_gpn``), the code-page bookkeeping of the fast
 write map (``code_written``, ``code_page_used``), and the TLBs' ``on_drop``
 hooks that keep the fast maps a view of the TLBs.  None of it is on the
 per-access path.  ``mmu.py`` holds the rest of the MMU (its state, the
@@ -92,6 +92,14 @@ class InvalidationMixin:
                 e.writable = False
                 self.wfast.pop(e.vpn + (pn - e.pn), None)
                 self.cwfast.pop(e.vpn + (pn - e.pn), None)
+
+    def downgrade_gpn(self, gpn: int) -> None:
+        """Make read-only every cached translation detached from the guest's
+        page ``gpn`` (``detach_pn``): reattached, it may not write."""
+        for t in self._tlbs():
+            for e in t.valid_entries():
+                if e.gpn == gpn and e.writable:
+                    e.writable = False
 
     def forget_pn(self, pn: int) -> None:
         """Page ``pn`` left its owner: no translation or code may use it."""

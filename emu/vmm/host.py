@@ -301,15 +301,19 @@ class Host(SharingMixin):
         self.swap_outs += 1
         self.disk.writes += 1
         yield from self.disk.transfer()
-        del pmap.in_flight[ppn]
         freed = None
         if io.settled:
-            pass                            # the VMM took it back already (back_now)
+            # The VMM took it back already (``back_now``, which dropped this
+            # transfer from ``in_flight``): the page may even be on its way
+            # out again, a transfer of its own there now.
+            pass
         elif io.rescue:
+            del pmap.in_flight[ppn]
             self.machine.set_state(mpn, MAPPED)
             pmap.bind(ppn, mpn)
             self.rescued += 1
         else:
+            del pmap.in_flight[ppn]
             self.disk.store[key] = io.data
             pmap.swapped[ppn] = key
             self.machine.free(mpn)
@@ -332,8 +336,8 @@ class Host(SharingMixin):
         pmap.in_flight[ppn] = io
         self.disk.reads += 1
         yield from self.disk.transfer()
-        del pmap.in_flight[ppn]
-        if not io.settled:
+        if not io.settled:                  # (settled: ``back_now`` finished it)
+            del pmap.in_flight[ppn]
             self.machine.mem.page(mpn)[:] = self.disk.store.pop(key)
             self.machine.set_state(mpn, MAPPED)
             pmap.bind(ppn, mpn)
@@ -342,7 +346,8 @@ class Host(SharingMixin):
             vm.bus.emit("swap_in", ppn=ppn, mpn=mpn, waited=self.disk.cost)
         io.done.succeed()
         self._checked()
-        return pmap.mpn_of[ppn]
+        # None: settled, and taken again since (the caller looks once more)
+        return pmap.mpn_of.get(ppn)
 
     # --- synchronous paths (the VMM reading guest tables, loading images) ------------
     def peek(self, pmap: PMap, ppn: int) -> bytes:

@@ -8,7 +8,9 @@
 * every present spte maps a machine page the VM's PMap owns -- never a
   shadow page, another VM's page or a free page;
 * no spte lets the guest write a shadowed guest table page that is in sync
-  (a write to it must exit; under oos, an out-of-sync page may be written);
+  (a write to it must exit; under oos, an out-of-sync page may be written),
+  and no TLB entry does either -- one to its machine page, or one the host
+  detached from it, which takes its rights back with it when reattached;
 * the reverse map counts exactly the present sptes of each machine page.
 
 ``check_host(host)`` verifies the whole machine: every machine page and
@@ -44,6 +46,7 @@ def check_shadow(monitor) -> int:
     entry by entry check below finds the first and says what.)"""
     shadow, pmap = monitor.shadow, monitor.pmap
     owner = monitor.machine.owner
+    _check_tlb_writes(monitor)
     tables, checked = [], 0
     for sp in shadow.pages.values():
         if owner.get(sp.mpn) != "vmm":
@@ -87,6 +90,25 @@ def check_shadow(monitor) -> int:
         return _check_shadow_entries(monitor)
     monitor.invariant_checks = getattr(monitor, "invariant_checks", 0) + 1
     return checked
+
+
+def _check_tlb_writes(monitor) -> None:
+    """No TLB entry lets the guest write a shadowed table page in sync:
+    neither one to its machine page nor one detached from it (``Mmu.detach_pn``:
+    reattached, it translates to the page with the rights it had)."""
+    shadow, pmap, mmu = monitor.shadow, monitor.pmap, monitor.mmu
+    if not shadow.tracked:
+        return
+    for t in {id(mmu.itlb): mmu.itlb, id(mmu.dtlb): mmu.dtlb}.values():
+        for e in t.valid_entries():
+            if not (e.writable and e.dirty):
+                continue
+            gppn = e.gpn if e.gpn is not None else pmap.ppn_of.get(e.pn)
+            if gppn is not None and shadow.is_protected(gppn):
+                raise InvariantError(
+                    f"check_shadow: the {t.name} entry for va {e.vpn << 12:#010x} lets the "
+                    f"guest write its page table at ppn {gppn:#x}" + (
+                        " (detached from its page)" if e.gpn is not None else ""))
 
 
 def _owned(monitor) -> np.ndarray:

@@ -218,7 +218,7 @@ class ShadowMonitor(Monitor):
     def __init__(self, *, vmm_class, policy: str, **collaborators):
         super().__init__(**collaborators)
         self.shadow = ShadowTables(self.machine, self.pmap, policy)
-        self.shadow.on_protect = self.mmu.downgrade_pn
+        self.shadow.on_protect = self._write_protected
         self.guest_view = GuestView(self)
         self.pmap_view = PMapView(self)
         self.tlb = TlbView(self)
@@ -234,6 +234,16 @@ class ShadowMonitor(Monitor):
     def root(self):
         """The shadow page directory the hardware walks now."""
         return self.shadow.by_mpn.get(self.mmu.cr3 >> 12)
+
+    def _write_protected(self, gppn: int, mpn: int | None) -> None:
+        """Guest page ``gppn`` (in machine page ``mpn``, or not resident) is
+        a shadowed table now: no cached translation may write it -- those
+        to its machine page, and those the host detached from it (the CLOCK
+        hand testing its accessed bit, a reclaim), which would take their
+        write permission back with them when reattached."""
+        if mpn is not None:
+            self.mmu.downgrade_pn(mpn)
+        self.mmu.downgrade_gpn(gppn)
 
     # --- the host's hooks: the VMM's ------------------------------------------------------
     def evictable(self, ppn: int, mpn: int) -> bool:

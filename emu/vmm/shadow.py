@@ -129,7 +129,9 @@ class ShadowTables(OutOfSyncTables):
         self.unsync: set[int] = set()
         # stale records: (shadow page, index) -> the vpns whose TLB entry they stand for
         self.stale: dict[tuple[ShadowPage, int], frozenset[int]] = {}
-        self.on_protect = None     # callable(mpn): the TLB must not keep it writable
+        # callable(gppn, mpn): the TLB must not keep guest page gppn -- in
+        # machine page mpn, or None while it is not resident -- writable
+        self.on_protect = None
         self.created = 0
         self.peak = 0
         self.filled = 0
@@ -312,14 +314,15 @@ class ShadowTables(OutOfSyncTables):
         """Write-protect every spte that maps the guest table page ``gppn``."""
         mpn = self.pmap.mpn_of.get(gppn)
         self.protected_count += 1
-        if mpn is None:
-            return
-        for sp, idx in self.rmap.get(mpn, ()):
-            e = sp.entry(idx)
-            if e & PTE_W:
-                _U32.pack_into(sp.page, idx * 4, e & ~PTE_W)
+        if mpn is not None:
+            for sp, idx in self.rmap.get(mpn, ()):
+                e = sp.entry(idx)
+                if e & PTE_W:
+                    _U32.pack_into(sp.page, idx * 4, e & ~PTE_W)
+        # (the TLB too when the page is not resident: an entry the host
+        # detached from it still stands for it, and may be reattached)
         if self.on_protect is not None:
-            self.on_protect(mpn)
+            self.on_protect(gppn, mpn)
 
     # --- stale records (see the module doc) --------------------------------------
     def keep_stale(self, sp: ShadowPage, idx: int, record: int, vpns) -> None:
