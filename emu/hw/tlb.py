@@ -145,43 +145,28 @@ class Tlb:
         self.recent = vpn
 
     def insert(self, entry: TlbEntry) -> TlbEntry | None:
-        """Cache ``entry``; returns the entry it evicted, if any."""
+        """Cache ``entry``; returns the entry it evicted, if any.  (One
+        body for both kinds of entry, without helper calls: every miss of
+        every guest comes here.)"""
         if entry.large:
-            return self._insert_in(self.large, entry.vpn >> 10, entry, self.large_entries)
-        # (a 4 KiB entry, every miss of every guest: _insert_in, inline)
-        vpn = entry.vpn
-        s = self.sets[vpn & self.set_mask]
-        self.recent = -1
-        victim = None
-        old = s.pop(vpn, None)
-        if old is not None:
-            if self.on_drop is not None:
-                self.on_drop(old)
-        elif len(s) >= self.ways:
-            if self.policy == "random":
-                victim = s.pop(list(s)[self.rng.randrange(len(s))])
-            else:
-                victim = s.popitem(last=False)[1]
-            self.evictions += 1
-            if self.on_drop is not None:
-                self.on_drop(victim)
-        s[vpn] = entry
-        return victim
-
-    def _insert_in(self, s: OrderedDict, key: int, entry: TlbEntry, ways: int):
+            s, key, ways = self.large, entry.vpn >> 10, self.large_entries
+        else:
+            key = entry.vpn
+            s, ways = self.sets[key & self.set_mask], self.ways
         self.recent = -1
         victim = None
         old = s.pop(key, None)
         if old is not None:
-            self._dropped(old)
+            if self.on_drop is not None:
+                self.on_drop(old)
         elif len(s) >= ways:
             if self.policy == "random":
-                vpn = list(s)[self.rng.randrange(len(s))]
-                victim = s.pop(vpn)
+                victim = s.pop(list(s)[self.rng.randrange(len(s))])
             else:   # lru and fifo both evict the front: least recent / oldest
-                _, victim = s.popitem(last=False)
+                victim = s.popitem(last=False)[1]
             self.evictions += 1
-            self._dropped(victim)
+            if self.on_drop is not None:
+                self.on_drop(victim)
         s[key] = entry
         return victim
 

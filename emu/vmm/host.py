@@ -302,22 +302,20 @@ class Host(SharingMixin):
         self.disk.writes += 1
         yield from self.disk.transfer()
         freed = None
-        if io.settled:
-            # The VMM took it back already (``back_now``, which dropped this
-            # transfer from ``in_flight``): the page may even be on its way
-            # out again, a transfer of its own there now.
-            pass
-        elif io.rescue:
+        # Settled: the VMM took the page back already (``back_now``, which
+        # dropped this transfer from ``in_flight``); the page may even be on
+        # its way out again, a transfer of its own there now.
+        if not io.settled:
             del pmap.in_flight[ppn]
-            self.machine.set_state(mpn, MAPPED)
-            pmap.bind(ppn, mpn)
-            self.rescued += 1
-        else:
-            del pmap.in_flight[ppn]
-            self.disk.store[key] = io.data
-            pmap.swapped[ppn] = key
-            self.machine.free(mpn)
-            freed = mpn
+            if io.rescue:
+                self.machine.set_state(mpn, MAPPED)
+                pmap.bind(ppn, mpn)
+                self.rescued += 1
+            else:
+                self.disk.store[key] = io.data
+                pmap.swapped[ppn] = key
+                self.machine.free(mpn)
+                freed = mpn
         io.done.succeed()
         self._checked()
         return freed
