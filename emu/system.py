@@ -175,6 +175,7 @@ class System(VcpuMixin):
         self.name = name
         self.vmm_class = vmm_class
         self._own_host = host is None
+        self._ended = None      # (memory, figures) once the VM has left a shared host
         self.bus = bus or TraceBus()
         self.env = host.env if host is not None else Environment()
         self.bus.clock = lambda: int(self.env.now)
@@ -317,10 +318,25 @@ class System(VcpuMixin):
         self.guest.write(pa, data)
 
     def guest_read(self, pa: int, n: int) -> bytes:
+        if self._ended is not None:
+            return self._ended[0].read(pa, n)
         return self.guest.read(pa, n)
 
     def guest_memory_sha256(self) -> str:
-        return self.guest.sha256()
+        return self.guest_image().sha256()
+
+    def guest_image(self):
+        """Guest-physical memory now (as it ended, once the VM left its host)."""
+        return self._ended[0] if self._ended is not None else self.guest.image()
+
+    def _leave_host(self) -> None:
+        """The run has ended on a machine it shares with other VMs: what it
+        ended with is kept (its memory and its figures), and the host takes
+        every machine page it held back for the VMs still running."""
+        stats = self.stats()
+        del stats["host"]
+        self._ended = (self.guest.image(), stats)
+        self.host.detach(self.name)
 
     # --- running -------------------------------------------------------------
     def start(self):
@@ -354,9 +370,11 @@ class System(VcpuMixin):
             console=self.console.text(), instructions=self.cpu.icount,
             cycles=int(self.env.now), host_seconds=round(self.host_seconds, 6),
             registers=self.cpu.registers(),
-            memory=self.guest.image(), stats=self.stats())
+            memory=self.guest_image(), stats=self.stats())
 
     def stats(self) -> dict:
+        if self._ended is not None:
+            return {**self._ended[1], "host": self.host.stats()}
         out = {"cpu": self.cpu.stats(), "mmu": self.mmu.stats(),
                "timer": self.timer.stats(), "console": self.console.stats(),
                "io": self.io.stats(), "memory": {"pages_touched": self.mem.touched()},

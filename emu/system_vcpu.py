@@ -371,3 +371,5 @@ class VcpuMixin:
         self.message = message
         if self.bus.active:
             self.bus.emit("run_end", outcome=outcome, message=message)
+        if self.vmm is not None and not self._own_host:
+            self._leave_host()

@@ -14,6 +14,9 @@ progress.  After every step:
   reaching a page it may not, no mapping holding a freed page's bytes;
 * every VM's memory equals the model's: nothing lost, nothing crossed.
 
+A VM may also end (``Host.detach``): every page it held comes back, even
+one with its write to the disk in flight for another VM's fault.
+
 A guest write through a stale mapping (a page reclaimed or shared without
 its mappings zapped first) would land in bytes nobody reads again: the
 model catches the loss even where the invariant would not.
@@ -65,6 +68,9 @@ class StandInVmm:
     def unmap_page(self, ppn: int, mpn: int) -> None:
         for p in [p for p, m in self.maps.items() if m[0] == mpn]:
             del self.maps[p]
+
+    def power_off(self) -> None:
+        self.maps.clear()            # the VM has ended: its hardware holds nothing
 
     def translations(self):
         for ppn, (mpn, page, writable) in sorted(self.maps.items()):
@@ -148,6 +154,28 @@ class HostMachine(RuleBasedStateMachine):
     @rule(cycles=st.sampled_from([1, 50, 1_000, 30_000]))
     def time_passes(self, cycles):
         self.env.run(until=self.env.now + cycles)
+
+    @precondition(lambda self: hasattr(self, "host") and len(self.vmms) > 1)
+    @rule(data=st.data())
+    def vm_ends(self, data):
+        """An idle VM ends (never one in a fault: its vCPU is in the exit):
+        every machine page it held and every swap slot of its pages come
+        back, the other VMs' memory untouched (``consistent``)."""
+        idle = sorted(set(self.vmms) - self.busy)
+        if not idle:
+            return
+        name = data.draw(st.sampled_from(idle))
+        machine = self.host.machine
+        held = sum(1 for who in machine.owner.values() if who == name)
+        free = machine.free_pages()
+        freed = self.host.detach(name)
+        assert name not in machine.owner.values()
+        assert not [key for key in self.host.disk.store if key[0] == name]
+        assert not [ref for refs in self.host.sharers.values() for ref in refs
+                    if ref[0] == name]
+        assert freed == machine.free_pages() - free >= held
+        for table in (self.vmms, self.guests, self.model):
+            del table[name]
 
     @precondition(lambda self: hasattr(self, "host"))
     @rule(data=st.data())
@@ -278,3 +306,34 @@ def test_a_pin_ends_with_its_page_and_a_page_stays_pinned_while_any_holder_is():
     host._pin("b", again)
     host.release("a")
     assert host.pinned == {mpn: {"b"}}
+
+
+def test_a_page_evicted_again_after_the_vmm_took_it_back_mid_write_keeps_its_record():
+    """The VMM writes a page whose write-out is in flight (``back_now``
+    takes it back and settles that transfer); the page is evicted again
+    before the first transfer ends.  The first transfer's end leaves the
+    second's in-flight record alone (it once deleted it: the page looked
+    unbacked, and the second transfer's end failed)."""
+    env = simpy.Environment()
+    host = Host(env, 16 * PAGE, reserve=1, swap_latency=20_000)
+    host.check = check_host
+    pmap = PMap("a", GUEST_PAGES * PAGE, host.machine)
+    host.attach("a", pmap, StandInVmm("a", host.machine), _Quiet(), lambda: False)
+    guest = GuestPhys(pmap)
+    guest.write32(5 * PAGE, 0x55)
+    vm, mpn = host.vms["a"], pmap.mpn_of[5]
+    ends = []
+
+    def evict(mpn):
+        ends.append((yield from host._evict(vm, 5, mpn)))
+    env.process(evict(mpn))
+    env.run(until=100)                              # the first write is on its way
+    guest.write32(5 * PAGE + 4, 0x66)               # the VMM writes: taken back
+    assert pmap.state(5) == "resident" and host.rescued == 1
+    env.process(evict(pmap.mpn_of[5]))             # out again, behind the first
+    env.run(until=100 + host.disk.cost)             # the first transfer ends
+    assert ends == [None] and pmap.state(5) == "writing-out"
+    env.run()
+    assert ends == [None, mpn] and pmap.state(5) == "swapped"
+    assert (guest.read32(5 * PAGE), guest.read32(5 * PAGE + 4)) == (0x55, 0x66)
+    check_host(host)

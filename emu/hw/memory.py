@@ -146,6 +146,19 @@ class MemoryImage:
         self.present = tuple((pn, bytes(data)) for pn, data in pages if data != ZERO_PAGE)
         self._digest: str | None = None
 
+    def read(self, addr: int, n: int) -> bytes:
+        """``n`` bytes from ``addr`` as they were (zeros where no page is kept)."""
+        pages = dict(self.present)
+        out = bytearray()
+        while n > 0:
+            off = addr & PAGE_MASK
+            chunk = min(n, PAGE_SIZE - off)
+            data = pages.get(addr >> PAGE_SHIFT)
+            out += data[off:off + chunk] if data is not None else bytes(chunk)
+            addr += chunk
+            n -= chunk
+        return bytes(out)
+
     def sha256(self) -> str:
         if self._digest is None:
             self._digest = _sha256_of(self.npages, self.present)

@@ -118,8 +118,10 @@ def multi_summary(multi, config) -> Group:
                                                  f"{h['swap_outs']:,} / {h['swap_ins']:,}"),
                  ("zero pages dropped", h["zero_dropped"]),
                  ("swap disk busy cycles", h["disk"]["busy_cycles"]),
-                 ("shared pages (saving)", f"{h['shared_pages']:,} ({h['sharing_saved']:,})"),
+                 ("pages saved by sharing (most)",
+                  f"{h['sharing_saved']:,} ({h['sharing_saved_peak']:,})"),
                  ("zero pages shared", h["zero_shared"]), ("COW breaks", h["cow_breaks"]),
-                 ("sharing scans", h["scans"])):
+                 ("sharing scans", h["scans"]),
+                 ("given back by VMs that ended", h["released"])):
         ht.add_row(k, _n(v))
     return Group(t, ht)

@@ -33,10 +33,11 @@ machine); the host makes the transitions, in this order:
   every VM makes progress (docs/design.md says what is guaranteed).
 * Ballooning is not modelled: it needs a cooperating driver in the guest.
 
-A VM is attached with its PMap and its VMM's three reclaim hooks
-(``evictable``, ``referenced``, ``unmap_page``); the host reaches nothing
-else of it.  The VMM's own tables (shadow and nested) come from the
-reserve and are never reclaimed.  ``check`` (``--check-invariants``) runs
+A VM is attached with its PMap and its VMM's hooks -- three for reclaim
+(``evictable``, ``referenced``, ``unmap_page``) and ``power_off`` when it
+ends (``detach``: everything it held comes back) -- the host reaches
+nothing else of it.  The VMM's own tables (shadow and nested) come from the
+reserve and are not reclaimed while the VM runs.  ``check`` (``--check-invariants``) runs
 after every host event: each reclaim, I/O completion and sharing scan.
 """
 
@@ -66,7 +67,8 @@ class Guest:
 
     name: str
     pmap: PMap
-    hooks: object          # evictable(ppn, mpn), referenced(ppn, mpn), unmap_page(ppn, mpn)
+    hooks: object          # evictable(ppn, mpn), referenced(ppn, mpn), unmap_page(ppn, mpn),
+                           # power_off()
     bus: object
     finished: object       # callable() -> bool
 
@@ -84,9 +86,12 @@ class Host(SharingMixin):
         "clock_scanned": "machine pages the clock hand looked at",
         "shared_pages": "machine pages currently shared",
         "sharing_saved": "machine pages saved by sharing right now",
+        "sharing_saved_peak": "most machine pages saved by sharing at once (after a scan)",
         "zero_shared": "guest pages mapped to a shared zero page",
         "cow_breaks": "writes to a shared page that got a private copy",
         "scans": "sharing scans",
+        "released": "machine pages given back by VMs that ended (their memory, "
+                    "their VMM's tables)",
     }
 
     def __init__(self, env, machine_bytes: int, *, reserve: int = 16,
@@ -111,12 +116,55 @@ class Host(SharingMixin):
         self.reclaimed = self.swap_outs = self.swap_ins = self.zero_dropped = 0
         self.clock_scanned = self.zero_shared = self.cow_breaks = self.scans = 0
         self.rescued = 0
+        self.released = 0
+        self.saved_peak = 0
         self.shared_ever = 0
 
     # --- VMs --------------------------------------------------------------------
     def attach(self, name: str, pmap: PMap, hooks, bus, finished) -> None:
         self.vms[name] = Guest(name, pmap, hooks, bus, finished)
         pmap.host = self
+
+    def detach(self, name: str) -> int:
+        """VM ``name`` has ended (powered off, crashed, out of budget): it
+        leaves the machine, and every machine page it held comes back --
+        private pages, its part of shared ones, pages with its swap I/O in
+        flight (the transfer goes on and its end does nothing) -- with its
+        swap slots; and first its VMM's own tables (``power_off``, the
+        VMM's fourth hook: the hardware keeps no translation either).  A
+        host frees a VM's memory when it ends; kept, a finished VM's pages
+        could be neither reclaimed nor shared, and the VMs still running
+        ran out of memory beside them.  Returns the pages freed."""
+        machine = self.machine
+        before = machine.free_pages()
+        vm = self.vms.pop(name)
+        vm.hooks.power_off()
+        self.release(name)
+        pmap, store = vm.pmap, self.disk.store
+        for _, io in sorted(pmap.in_flight.items()):
+            io.settled = True
+            if io.kind == READING_IN:
+                machine.set_state(io.mpn, MAPPED)
+                store.pop(io.key, None)
+            machine.free(io.mpn)
+        for ppn in sorted(pmap.shared):
+            mpn = pmap.mpn_of[ppn]
+            refs = self.sharers[mpn]
+            refs.discard((name, ppn))
+            if not refs:
+                self._drop_shared(mpn)
+        for mpn in sorted(pmap.ppn_of):
+            machine.free(mpn)
+        for key in pmap.swapped.values():
+            del store[key]
+        for table in (pmap.mpn_of, pmap.ppn_of, pmap.shared, pmap.shared_mpns,
+                      pmap.swapped, pmap.in_flight):
+            table.clear()
+        pmap.version += 1
+        freed = machine.free_pages() - before
+        self.released += freed
+        self._checked()
+        return freed
 
     def start(self) -> None:
         if self.share_interval:
@@ -418,8 +466,10 @@ class Host(SharingMixin):
                 "swap_ins": self.swap_ins, "rescued": self.rescued,
                 "zero_dropped": self.zero_dropped,
                 "clock_scanned": self.clock_scanned, "shared_pages": len(self.sharers),
-                "sharing_saved": saved, "zero_shared": self.zero_shared,
+                "sharing_saved": saved, "sharing_saved_peak": max(self.saved_peak, saved),
+                "zero_shared": self.zero_shared,
                 "cow_breaks": self.cow_breaks, "scans": self.scans,
+                "released": self.released,
                 "disk": self.disk.stats(), "machine": self.machine.stats()}
 
 

@@ -161,6 +161,8 @@ class SharingMixin:
                 if vm.bus.active:
                     vm.bus.emit("page_shared", ppn=ppn, mpn=shared, freed=mpn, zero=zero)
         self.by_content = {d: m for d, m in self.by_content.items() if m >= 0}
+        saved = sum(len(refs) - 1 for refs in self.sharers.values())
+        self.saved_peak = max(self.saved_peak, saved)
         self._checked()
         return hashed
 

@@ -13,6 +13,9 @@
   detached from it, which takes its rights back with it when reattached;
 * the reverse map counts exactly the present sptes of each machine page.
 
+Once a VM has ended and left the machine, ``check_vmm`` verifies that its
+VMM holds no table and its hardware no translation.
+
 ``check_host(host)`` verifies the whole machine: every machine page and
 guest page in one consistent state (pmap.py), reference counts exact, swap
 slots accounted for, and for every VM that every translation it holds --
@@ -254,10 +257,27 @@ def _check_nested_entries(monitor) -> int:
 
 
 def check_vmm(monitor) -> int:
-    """The check of ``monitor``'s mode: shadow tables or the nested table."""
+    """The check of ``monitor``'s mode: shadow tables or the nested table
+    (once its VM has ended and left the machine: that it holds neither)."""
+    if monitor.left:
+        return _check_left(monitor)
     if hasattr(monitor, "shadow"):
         return check_shadow(monitor)
     return check_nested(monitor)
+
+
+def _check_left(monitor) -> int:
+    """A VM that has ended gave every table and translation back."""
+    shadow, nested = getattr(monitor, "shadow", None), getattr(monitor, "nested", None)
+    if (shadow is not None and shadow.pages) or (
+            nested is not None and (nested.root is not None or nested.tables)):
+        raise InvariantError(f"check_vmm: {monitor.name} has ended, and its VMM still "
+                             "holds tables")
+    held = monitor.translations(describe=True)
+    if held:
+        raise InvariantError(f"check_vmm: {monitor.name} has ended, and its hardware "
+                             f"still holds the {held[0][0]}")
+    return 0
 
 
 def check_host(host, only: str | None = None) -> int:

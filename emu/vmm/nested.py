@@ -107,8 +107,16 @@ class NestedTables:
                 if npte & PTE_P:
                     yield (pdx << 10) | i, npte
 
+    def free_all(self) -> None:
+        """Give every page of the table back (the VM has ended)."""
+        for mpn in (*self.tables.values(), self.root):
+            self.machine.free(mpn)
+        self.tables.clear()
+        self.root = None
+
     def stats(self) -> dict:
-        return {"nested_pages": 1 + len(self.tables), "nptes": self.nptes}
+        return {"nested_pages": len(self.tables) + (self.root is not None),
+                "nptes": self.nptes}
 
 
 class NestedMonitor(Monitor):
@@ -150,6 +158,9 @@ class NestedMonitor(Monitor):
             bus.emit("nested_fill", va=va, step=4, ppn=ppn, mpn=mpn, npte=npte)
         self.mmu.restart_vpn = va >> 12          # step 5 (expect_restart)
         return RESUMED
+
+    def release_tables(self) -> None:
+        self.nested.free_all()
 
     # --- the host's hooks: reclaim and sharing -----------------------------------------
     def evictable(self, ppn: int, mpn: int) -> bool:

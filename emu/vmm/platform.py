@@ -260,6 +260,9 @@ class ShadowMonitor(Monitor):
         for sp, idx in self.shadow.sptes_mapping(mpn):   # used: A, for the CLOCK
             sp.page[idx * 4] |= PTE_A
 
+    def release_tables(self) -> None:
+        self.shadow.drop_all()
+
     def step1(self, exit: PageFaultExit) -> None:
         self.emit("shadow_walk", va=exit.va, step=1, error_code=exit.error_code,
                   walk=walk_json(exit.walk))

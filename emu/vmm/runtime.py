@@ -105,6 +105,7 @@ class Monitor:
         self._main = None
         self._msg = None           # what the handler asked when it began to wait
         self._outcome: Outcome | None = None   # set by a handler that ends the exit early
+        self.left = False          # the VM has ended and left its host (power_off)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -333,6 +334,17 @@ class Monitor:
         the entries cannot say which they stand for and go."""
         if self.pmap.shared_mpns.get(mpn, 1) == 1:
             self.mmu.detach_pn(mpn, ppn)
+
+    def power_off(self) -> None:
+        """The VM has ended and leaves the machine (``Host.detach``): the
+        VMM gives back its own tables (``release_tables``), and the hardware
+        keeps no translation of the pages the host takes back next."""
+        self.release_tables()
+        self.mmu.flush_all()
+        self.left = True
+
+    def release_tables(self) -> None:
+        """Free the VMM's own tables (the shadow or nested paging's)."""
 
     # --- the PMap (step 3) -----------------------------------------------------------
     def obtain(self, ppn: int, va: int, write: bool) -> int:
