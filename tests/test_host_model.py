@@ -337,3 +337,40 @@ def test_a_page_evicted_again_after_the_vmm_took_it_back_mid_write_keeps_its_rec
     assert ends == [None, mpn] and pmap.state(5) == "swapped"
     assert (guest.read32(5 * PAGE), guest.read32(5 * PAGE + 4)) == (0x55, 0x66)
     check_host(host)
+
+
+def test_a_shared_page_let_go_and_shared_anew_during_its_write_keeps_the_new_contents():
+    """All the sharers of a shared page being written to the disk break
+    away, the page is freed, and its number becomes a shared page again
+    with other contents before the write ends.  The write's end leaves the
+    new page alone: the new sharers keep their own contents (the old ones
+    once went to their swap slots, and they read another page's bytes)."""
+    env = simpy.Environment()
+    host = Host(env, 24 * PAGE, reserve=1, swap_latency=20_000)
+    host.check = check_host
+    guests = {}
+    for name in ("a", "b"):
+        pmap = PMap(name, GUEST_PAGES * PAGE, host.machine)
+        host.attach(name, pmap, StandInVmm(name, host.machine), _Quiet(), lambda: False)
+        guests[name] = GuestPhys(pmap)
+        guests[name].write32(5 * PAGE, 0x1111)
+    host.scan()
+    (old,) = host.sharers
+    got = []
+
+    def evict():
+        got.append((yield from host._evict(None, None, old)))
+    env.process(evict())
+    env.run(until=100)                               # the old contents on their way
+    for name in ("a", "b"):
+        guests[name].write32(5 * PAGE, 0x2222)       # copy-on-write: the page is freed
+    assert old not in host.sharers
+    for name in ("a", "b"):
+        guests[name].write32(9 * PAGE, 0x3333)       # a's gets the freed number
+    host.scan()
+    assert host.sharers.get(old) == {("a", 9), ("b", 9)}
+    env.run()
+    assert got == [None]
+    for name in ("a", "b"):
+        assert (guests[name].read32(5 * PAGE), guests[name].read32(9 * PAGE)) == (0x2222, 0x3333)
+    check_host(host)

@@ -69,13 +69,18 @@ class SharingMixin:
     def _evict_shared(self, mpn: int):
         """Take the shared page ``mpn`` back from every sharer (a generator):
         the freed mpn, or None when it stopped being shared or was pinned
-        while its contents went to the disk."""
+        while its contents went to the disk.  Its sharers may all break
+        away meanwhile and the page be shared again, with other contents:
+        the set of references, made anew for each shared page, tells (the
+        number alone once sent the old contents to the new sharers' swap
+        slots)."""
         data = bytes(self.machine.mem.page(mpn))
         if any(data):
             self.swap_outs += 1
             self.disk.writes += 1
+            refs = self.sharers[mpn]
             yield from self.disk.transfer()
-            if mpn not in self.sharers or mpn in self.pinned:
+            if self.sharers.get(mpn) is not refs or mpn in self.pinned:
                 return None
         return self._let_shared_go(mpn, data)
 
