@@ -116,3 +116,27 @@ def test_vms_that_end_give_their_memory_to_those_still_running():
     "machine memory exhausted".)"""
     host = _many_on_one_small_machine(2, "shadow", 0, shadow_policy="oos-cache")
     assert host["released"] > host["machine"]["machine_pages"]
+
+
+SPACES_CASES = [*((m, e, None) for m, e in MODES), *((m, e, 1) for m, e in MODES[1:])]
+
+
+@pytest.mark.parametrize("mode, extra, machine_mib", SPACES_CASES,
+                         ids=[m + ("-1mib" if mib else "") for m, _, mib in SPACES_CASES])
+def test_a_hundred_address_spaces_on_a_machine_too_small_for_their_tables(
+        mode, extra, machine_mib):
+    """``many_spaces.s``: a hundred page directories visited in turn.  On
+    1 MiB under shadow paging their shadows and the guest tables they
+    protect do not fit; when no guest page can go, the VMM gives shadow
+    pages back (``Host._shrink_tables``) -- before, the run ended with
+    "machine memory exhausted" under the cache policies."""
+    image = assemble_file(HERE / "programs" / "many_spaces.s",
+                          include_dirs=[programs.include_dir()])
+    config = Config(mode=mode.split("-")[0], machine_mib=machine_mib,
+                    check_invariants=machine_mib is not None, **extra)
+    r = System(image, config).run()
+    expected = (HERE / "expected" / "many_spaces.txt").read_text()
+    assert (r.outcome, r.console) == ("poweroff", expected)
+    if machine_mib and mode.endswith("cache"):
+        assert r.stats["host"]["tables_shrunk"] > 0
+        assert r.stats["vmm"]["shadow"]["shrunk"] == r.stats["host"]["tables_shrunk"]

@@ -28,7 +28,7 @@ from emu.vmm.pmap import (
     OutOfMachineMemory,
     PMap,
 )
-from emu.vmm.shadow import _U32, ShadowTables
+from emu.vmm.shadow import _U32, SPTE_STALE, ShadowTables
 
 PAGE = 4096
 PWU = PTE_P | PTE_W | PTE_U
@@ -302,6 +302,35 @@ def test_drop_all_frees_every_shadow_page():
     assert st.pages == {} and st.by_mpn == {} and st.tracked == {} and st.rmap == {}
     assert m.owner == {mpn: "vm0"}
     assert st.stats()["drops_all"] == 1 and st.stats()["shadow_pages_peak"] == 3
+
+
+def test_shrink_frees_the_unreached_oldest_first_and_keeps_roots_and_stale_records():
+    m, pm, st = tables()
+    active, _ = st.ensure(("pd", 1))          # the root the hardware walks
+    other, _ = st.ensure(("pd", 3))           # another address space's root
+    used, _ = st.ensure(("pt", 2))            # reached from the active root
+    idle, _ = st.ensure(("pt", 4))            # reached from the other root only
+    stale, _ = st.ensure(("pt", 6))           # holds a stale record
+    mpn, _ = pm.back(9)
+    st.link(active, 0, used, PWU)
+    st.link(other, 0, idle, PWU)
+    st.set_spte(used, 0, mpn, PWU, 9, True)
+    st.keep_stale(stale, 5, (9 << 12) | SPTE_STALE | PTE_W, [5])
+    assert st.shrink({active}, lambda: False) == 3
+    assert set(st.pages) == {("pd", 1), ("pt", 6)}
+    assert active.entry(0) == 0 and not st.is_protected(2) and st.is_protected(1)
+    assert st.rmap == {} and st.stats()["shrunk"] == 3
+    # ``enough`` stops it: the unreached before the reached, oldest first
+    _, pm, st = tables()
+    active, _ = st.ensure(("pd", 1))
+    used, _ = st.ensure(("pt", 2))
+    old, _ = st.ensure(("pd", 3))
+    young, _ = st.ensure(("pd", 5))
+    st.link(active, 0, used, PWU)
+    freed = []
+    assert st.shrink({active}, lambda: len(freed) == 2 or freed.append(0)) == 2
+    assert set(st.pages) == {("pd", 1), ("pt", 2)}
+    assert st.shrink({active}, lambda: False) == 1 and set(st.pages) == {("pd", 1)}
 
 
 def test_oos_unsync_unprotects_and_resync_zaps_and_protects_again():

@@ -159,6 +159,16 @@ class ShadowVmm:
         must go, and every TLB entry."""
         raise NotImplementedError("unmap_page: drop every mapping of a page the host takes")
 
+    def shrink_tables(self, enough) -> int:
+        """Optional.  Machine memory has run out and no guest page can go:
+        free shadow pages the hardware is not walking now (they are a
+        cache) until ``enough()`` says so; returns how many were freed.  The
+        host may ask in the middle of any exit, this VM's own included, so
+        only a VMM that keeps no shadow page between its own steps may free
+        them (the built-in one keeps the root it loaded and its
+        physical-mode root).  By default none is freed."""
+        return 0
+
     # --- statistics -----------------------------------------------------------------
     def stats(self) -> dict:
         """Counters of the VMM's own (merged into the run's statistics)."""

@@ -53,5 +53,10 @@ class BuiltinShadowVmm(PageFaultPath, Emulation, ControlPath, ShadowVmm):
         self.hw.shadow.drop_mappings(mpn)
         self.hw.tlb.forget_page(mpn)
 
+    def shrink_tables(self, enough) -> int:
+        # Every step finds its shadow pages anew (``ensure``, ``get``), and
+        # the emulation checks that the page it forced is still there.
+        return self.hw.shadow.shrink({self.hw.root, self.phys_root}, enough)
+
 
 __all__ = ["BuiltinShadowVmm"]

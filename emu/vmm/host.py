@@ -34,10 +34,12 @@ machine); the host makes the transitions, in this order:
 * Ballooning is not modelled: it needs a cooperating driver in the guest.
 
 A VM is attached with its PMap and its VMM's hooks -- three for reclaim
-(``evictable``, ``referenced``, ``unmap_page``) and ``power_off`` when it
-ends (``detach``: everything it held comes back) -- the host reaches
-nothing else of it.  The VMM's own tables (shadow and nested) come from the
-reserve and are not reclaimed while the VM runs.  ``check`` (``--check-invariants``) runs
+(``evictable``, ``referenced``, ``unmap_page``), ``shrink_tables`` when no
+guest page can go, and ``power_off`` when it ends (``detach``: everything
+it held comes back) -- the host reaches nothing else of it.  The VMM's own
+tables (shadow and nested) come from the reserve; when nothing else is
+left, the VMMs free those their hardware is not walking
+(``_shrink_tables``).  ``check`` (``--check-invariants``) runs
 after every host event: each reclaim, I/O completion and sharing scan.
 """
 
@@ -92,6 +94,7 @@ class Host(SharingMixin):
         "scans": "sharing scans",
         "released": "machine pages given back by VMs that ended (their memory, "
                     "their VMM's tables)",
+        "tables_shrunk": "VMM table pages freed when no guest page could go",
     }
 
     def __init__(self, env, machine_bytes: int, *, reserve: int = 16,
@@ -117,6 +120,8 @@ class Host(SharingMixin):
         self.clock_scanned = self.zero_shared = self.cow_breaks = self.scans = 0
         self.rescued = 0
         self.released = 0
+        self.tables_shrunk = 0
+        self.shrink_next = 0
         self.saved_peak = 0
         self.shared_ever = 0
 
@@ -279,6 +284,8 @@ class Host(SharingMixin):
         while machine.free_pages() <= self.reserve:
             victim = self._pick()
             if victim is None:
+                if self._shrink_tables():
+                    continue               # the VMMs gave tables back
                 break                      # nothing reclaimable: the reserve pays
             mpn = yield from self._evict(*victim)
             if mpn is not None:
@@ -440,7 +447,7 @@ class Host(SharingMixin):
         Returns False when nothing is reclaimable."""
         victim = self._pick()
         if victim is None:
-            return False
+            return self._shrink_tables() > 0
         vm, ppn, mpn = victim
         machine = self.machine
         if vm is None:
@@ -460,6 +467,28 @@ class Host(SharingMixin):
         machine.free(mpn)
         return True
 
+    def _shrink_tables(self) -> int:
+        """No guest page can go and the reserve is reached: ask the VMMs to
+        free tables their hardware is not walking (as KVM's shrinker does
+        with shadow pages) until more than the reserve is free -- the VMs in
+        turn, from the one after the last asked.  A shadow table's guest
+        page table is then no longer protected, and may go too.  Returns
+        the pages freed."""
+        names = sorted(self.vms)
+        if not names:
+            return 0
+        start = self.shrink_next % len(names)
+        self.shrink_next += 1
+        machine, reserve = self.machine, self.reserve
+        enough = lambda: machine.free_pages() > reserve   # noqa: E731
+        freed = 0
+        for name in names[start:] + names[:start]:
+            if enough():
+                break
+            freed += self.vms[name].hooks.shrink_tables(enough)
+        self.tables_shrunk += freed
+        return freed
+
     def stats(self) -> dict:
         saved = sum(len(r) - 1 for r in self.sharers.values())
         return {"reclaimed": self.reclaimed, "swap_outs": self.swap_outs,
@@ -469,7 +498,7 @@ class Host(SharingMixin):
                 "sharing_saved": saved, "sharing_saved_peak": max(self.saved_peak, saved),
                 "zero_shared": self.zero_shared,
                 "cow_breaks": self.cow_breaks, "scans": self.scans,
-                "released": self.released,
+                "released": self.released, "tables_shrunk": self.tables_shrunk,
                 "disk": self.disk.stats(), "machine": self.machine.stats()}
 
 

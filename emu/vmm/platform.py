@@ -263,6 +263,9 @@ class ShadowMonitor(Monitor):
     def release_tables(self) -> None:
         self.shadow.drop_all()
 
+    def shrink_tables(self, enough) -> int:
+        return self.vmm.shrink_tables(enough)
+
     def step1(self, exit: PageFaultExit) -> None:
         self.emit("shadow_walk", va=exit.va, step=1, error_code=exit.error_code,
                   walk=walk_json(exit.walk))

@@ -346,6 +346,11 @@ class Monitor:
     def release_tables(self) -> None:
         """Free the VMM's own tables (the shadow or nested paging's)."""
 
+    def shrink_tables(self, enough) -> int:
+        """Machine memory has run out: free what of the VMM's own tables it
+        can until ``enough()`` (a hook of the host's); returns the pages."""
+        return 0
+
     # --- the PMap (step 3) -----------------------------------------------------------
     def obtain(self, ppn: int, va: int, write: bool) -> int:
         """The machine page for ``ppn``, for a fault at ``va`` about to map

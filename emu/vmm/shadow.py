@@ -112,6 +112,7 @@ class ShadowTables(OutOfSyncTables):
         "unsynced": "table pages let out of sync (oos policy)",
         "resyncs": "out-of-sync pages brought back in sync",
         "drops_all": "times every shadow was dropped (drop policy, CR0/CR4 changes)",
+        "shrunk": "shadow pages freed because machine memory ran out",
     }
 
     def __init__(self, machine: MachineMemory, pmap: PMap, policy: str = "trace-cache"):
@@ -140,6 +141,7 @@ class ShadowTables(OutOfSyncTables):
         self.unsynced = 0
         self.resyncs = 0
         self.drops_all = 0
+        self.shrunk = 0
 
     # --- shadow pages ---------------------------------------------------------
     def get(self, key: tuple) -> ShadowPage | None:
@@ -197,6 +199,36 @@ class ShadowTables(OutOfSyncTables):
         self.stale.clear()
         self.drops_all += 1
         return n
+
+    def shrink(self, keep, enough) -> int:
+        """Machine memory has run out: free shadow pages -- a cache, rebuilt
+        from the guest's tables on demand -- oldest first, those no entry
+        of a kept root reaches before those it does, until ``enough()``.
+        The pages in ``keep`` (the root the hardware walks, and any the VMM
+        holds between exits) stay, and so do pages holding stale records
+        (they stand for TLB entries: rebuilt, they would not).  A guest
+        table page left with no shadow is no longer write-protected.
+        Returns the pages freed."""
+        reached = set()
+        for root in keep:
+            if root is not None and root.role in DIRECTORY_ROLES and root.present:
+                for idx in range(1024):
+                    spde = root.entry(idx)
+                    if spde & PTE_P:
+                        reached.add(spde >> 12)
+        stale = {sp for sp, _ in self.stale}
+        order = [sp for sp in self.pages.values() if sp not in keep and sp not in stale]
+        order.sort(key=lambda sp: sp.mpn in reached)       # (stable: oldest first)
+        freed = 0
+        for sp in order:
+            if enough():
+                break
+            if self.pages.get(sp.key) is sp:
+                n = len(self.pages)
+                self.free(sp)
+                freed += n - len(self.pages)
+        self.shrunk += freed
+        return freed
 
     # --- entries ----------------------------------------------------------------
     def _write(self, sp: ShadowPage, idx: int, value: int) -> None:
@@ -359,7 +391,7 @@ class ShadowTables(OutOfSyncTables):
                 "shadow_pages_created": self.created, "sptes_filled": self.filled,
                 "sptes_dropped": self.dropped, "write_protected": self.protected_count,
                 "unsynced": self.unsynced, "resyncs": self.resyncs,
-                "drops_all": self.drops_all}
+                "drops_all": self.drops_all, "shrunk": self.shrunk}
 
 
 def isolation_message(pmap: PMap, mpn: int, what: str) -> str:
