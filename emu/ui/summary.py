@@ -122,6 +122,7 @@ def multi_summary(multi, config) -> Group:
                   f"{h['sharing_saved']:,} ({h['sharing_saved_peak']:,})"),
                  ("zero pages shared", h["zero_shared"]), ("COW breaks", h["cow_breaks"]),
                  ("sharing scans", h["scans"]),
+                 ("VMM tables freed for room", h["tables_shrunk"]),
                  ("given back by VMs that ended", h["released"])):
         ht.add_row(k, _n(v))
     return Group(t, ht)
