@@ -140,3 +140,14 @@ def test_a_hundred_address_spaces_on_a_machine_too_small_for_their_tables(
     if machine_mib and mode.endswith("cache"):
         assert r.stats["host"]["tables_shrunk"] > 0
         assert r.stats["vmm"]["shadow"]["shrunk"] == r.stats["host"]["tables_shrunk"]
+
+
+@pytest.mark.parametrize("policy", ["trace-cache", "oos-cache"])
+def test_a_restored_run_goes_on_exactly_while_the_vmm_frees_tables(policy):
+    """Time travel across the VMM freeing shadow pages for room: snapshots
+    of ``many_spaces.s`` on 1 MiB, restored, give the rest of the run."""
+    from test_snapshot import check_restores
+    image = assemble_file(HERE / "programs" / "many_spaces.s",
+                          include_dirs=[programs.include_dir()])
+    check_restores(image, Config(mode="shadow", shadow_policy=policy, machine_mib=1),
+                   fractions=(0.3, 0.7))
