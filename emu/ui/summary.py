@@ -73,6 +73,8 @@ def vmm_table(r: Result) -> Table | None:
             t.add_row(f"{kind} faults", _n(n))
     if "shadow" in v:
         t.add_row("shadow pages (peak)", _n(v["shadow"]["shadow_pages_peak"]))
+        if v["shadow"]["shrunk"]:
+            t.add_row("shadow pages freed for room", _n(v["shadow"]["shrunk"]))
     t.add_row("PMap pages allocated", _n(v["pmap"]["allocated"]))
     return t
 
