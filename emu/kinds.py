@@ -42,6 +42,7 @@ EVENT_KINDS: dict[str, str] = {
     "swap_in": "the host read a guest page back from the swap disk",
     "cow_break": "a write to a shared page got a private copy",
     "page_shared": "the sharing scan merged identical pages",
+    "tables_freed": "no guest page could go: the VMM freed shadow pages it was not walking",
     # the run
     "run_end": "the run ended: outcome and message",
 }

@@ -19,6 +19,7 @@ import subprocess
 import emu
 from emu import EVENT_KINDS, Config, System, assemble, assemble_file, find_program
 from emu.multi import build
+from emu.programs import include_dir
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 API = ROOT / "docs" / "api.md"
@@ -129,6 +130,9 @@ def test_event_kinds_are_exactly_those_the_runs_emit():
         seen |= kinds_of(demand, mode=mode, shadow_policy=policy)
     seen |= kinds_of(assemble_file(find_program("syscalls")))        # timer ticks
     seen |= kinds_of(assemble(WP0, "wp0.s"))                         # CR0.WP=0
+    seen |= kinds_of(assemble_file(pathlib.Path(__file__).parent / "programs" / "many_spaces.s",
+                                   include_dirs=[include_dir()]),
+                     mode="shadow", machine_mib=1)                     # tables freed
     swap, hello = assemble(SWAP, "swap.s"), assemble_file(find_program("hello"))
     for images, config in (([swap, swap], Config(machine_mib=1, swap_latency=100)),
                            ([hello, hello], Config(share_interval=2000))):

@@ -437,6 +437,27 @@ def test_cr3_and_invlpg_lines_agree_with_their_events(runs):
             assert line.startswith(f"· VM exit: INVLPG {e.va:#010x}; the VMM invalidates it")
 
 
+def test_the_vmm_freeing_tables_for_room_is_told_with_its_figures():
+    import pathlib
+
+    from emu.programs import include_dir
+    image = assemble_file(pathlib.Path(__file__).parent / "programs" / "many_spaces.s",
+                          include_dirs=[include_dir()])
+    system = System(image, Config(mode="shadow", machine_mib=1))
+    told: list[str] = []
+    freed = []
+    system.bus.subscribe(Narrator(told.append, "shadow", brief=True))
+    system.bus.subscribe(lambda ev: ev.kind == "tables_freed" and freed.append(ev.data))
+    r = system.run()
+    lines = [line for line in "".join(told).splitlines() if "memory ran out" in line]
+    assert freed and len(lines) == len(freed)
+    assert sum(d["pages"] for d in freed) == r.stats["vmm"]["shadow"]["shrunk"]
+    for line, d in zip(lines, freed):
+        assert line == (f"· machine memory ran out and no guest page could go: the VMM freed "
+                        f"{d['pages']} shadow pages the hardware was not walking "
+                        f"({d['left']} left; the next faults rebuild what is used)")
+
+
 # --- the stepper's access labels under nested paging ---------------------------------
 def test_nested_stories_name_the_access_the_shadow_run_names():
     """An EPT violation's error code has only the write bit; fetches come

@@ -269,7 +269,7 @@ class Narrator:
     def __call__(self, ev) -> None:
         for story in self.builder.feed(ev):
             self._emit(self._tell(story))
-        if ev.kind in ("cr3_load", "invlpg"):
+        if ev.kind in ("cr3_load", "invlpg", "tables_freed"):
             self._emit([self._one_line(ev)])
 
     def _tell(self, story: FaultStory) -> list[str]:
@@ -284,6 +284,10 @@ class Narrator:
 
     def _one_line(self, ev) -> str:
         d = ev.data
+        if ev.kind == "tables_freed":
+            return (f"· machine memory ran out and no guest page could go: the VMM "
+                    f"freed {d['pages']} shadow pages the hardware was not walking "
+                    f"({d['left']} left; the next faults rebuild what is used)")
         if ev.kind == "cr3_load":
             extra = f", {d['resynced']} out-of-sync entries dropped" if d.get("resynced") else ""
             if not d.get("paging"):

@@ -197,6 +197,9 @@ def describe(ev) -> str:
     if k == "cow_break":
         return (f"copy-on-write break: ppn {_pn(d.get('ppn'))} leaves shared mpn "
                 f"{_pn(d.get('shared'))} for mpn {_pn(d.get('mpn'))}")
+    if k == "tables_freed":
+        return (f"machine memory ran out: the VMM freed {d.get('pages')} shadow pages "
+                f"({d.get('left')} left; they refill on the next faults)")
     if k == "page_shared":
         what = "a zero page" if d.get("zero") else "identical content"
         return (f"page shared: ppn {_pn(d.get('ppn'))} -> mpn {_pn(d.get('mpn'))} ({what}), "

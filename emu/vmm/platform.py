@@ -264,7 +264,10 @@ class ShadowMonitor(Monitor):
         self.shadow.drop_all()
 
     def shrink_tables(self, enough) -> int:
-        return self.vmm.shrink_tables(enough)
+        freed = self.vmm.shrink_tables(enough)
+        if freed and self.bus.active:
+            self.bus.emit("tables_freed", pages=freed, left=len(self.shadow.pages))
+        return freed
 
     def step1(self, exit: PageFaultExit) -> None:
         self.emit("shadow_walk", va=exit.va, step=1, error_code=exit.error_code,
