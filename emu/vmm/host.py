@@ -45,10 +45,9 @@ after every host event: each reclaim, I/O completion and sharing scan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..hw.memory import ZERO_PAGE
 from .host_sharing import SharingMixin
+from .host_vms import Guest, VmsMixin
 from .pmap import (
     FREE,
     MAPPED,
@@ -62,22 +61,10 @@ from .pmap import (
 from .swap import SwapDisk, SwapIo
 
 
-@dataclass(eq=False)
-class Guest:
-    """What the host knows of one VM: its PMap, its VMM's reclaim hooks, its
-    trace bus, and whether its run is over."""
-
-    name: str
-    pmap: PMap
-    hooks: object          # evictable(ppn, mpn), referenced(ppn, mpn), unmap_page(ppn, mpn),
-                           # power_off()
-    bus: object
-    finished: object       # callable() -> bool
-
-
-class Host(SharingMixin):
+class Host(SharingMixin, VmsMixin):
     """Machine memory, swap disk and sharing for every VM on the machine
-    (sharing and COW breaks: ``SharingMixin``, in ``host_sharing.py``)."""
+    (sharing and COW breaks: ``SharingMixin``, in ``host_sharing.py``; VMs
+    coming, leaving and giving tables back: ``VmsMixin``, in ``host_vms.py``)."""
 
     STATS = {
         "reclaimed": "guest pages taken back (to the swap disk, or dropped if zero)",
@@ -124,52 +111,6 @@ class Host(SharingMixin):
         self.shrink_next = 0
         self.saved_peak = 0
         self.shared_ever = 0
-
-    # --- VMs --------------------------------------------------------------------
-    def attach(self, name: str, pmap: PMap, hooks, bus, finished) -> None:
-        self.vms[name] = Guest(name, pmap, hooks, bus, finished)
-        pmap.host = self
-
-    def detach(self, name: str) -> int:
-        """VM ``name`` has ended (powered off, crashed, out of budget): it
-        leaves the machine, and every machine page it held comes back --
-        private pages, its part of shared ones, pages with its swap I/O in
-        flight (the transfer goes on and its end does nothing) -- with its
-        swap slots; and first its VMM's own tables (``power_off``, the
-        VMM's fourth hook: the hardware keeps no translation either).  A
-        host frees a VM's memory when it ends; kept, a finished VM's pages
-        could be neither reclaimed nor shared, and the VMs still running
-        ran out of memory beside them.  Returns the pages freed."""
-        machine = self.machine
-        before = machine.free_pages()
-        vm = self.vms.pop(name)
-        vm.hooks.power_off()
-        self.release(name)
-        pmap, store = vm.pmap, self.disk.store
-        for _, io in sorted(pmap.in_flight.items()):
-            io.settled = True
-            if io.kind == READING_IN:
-                machine.set_state(io.mpn, MAPPED)
-                store.pop(io.key, None)
-            machine.free(io.mpn)
-        for ppn in sorted(pmap.shared):
-            mpn = pmap.mpn_of[ppn]
-            refs = self.sharers[mpn]
-            refs.discard((name, ppn))
-            if not refs:
-                self._drop_shared(mpn)
-        for mpn in sorted(pmap.ppn_of):
-            machine.free(mpn)
-        for key in pmap.swapped.values():
-            del store[key]
-        for table in (pmap.mpn_of, pmap.ppn_of, pmap.shared, pmap.shared_mpns,
-                      pmap.swapped, pmap.in_flight):
-            table.clear()
-        pmap.version += 1
-        freed = machine.free_pages() - before
-        self.released += freed
-        self._checked()
-        return freed
 
     def start(self) -> None:
         if self.share_interval:
@@ -466,28 +407,6 @@ class Host(SharingMixin):
             self.zero_dropped += 1
         machine.free(mpn)
         return True
-
-    def _shrink_tables(self) -> int:
-        """No guest page can go and the reserve is reached: ask the VMMs to
-        free tables their hardware is not walking (as KVM's shrinker does
-        with shadow pages) until more than the reserve is free -- the VMs in
-        turn, from the one after the last asked.  A shadow table's guest
-        page table is then no longer protected, and may go too.  Returns
-        the pages freed."""
-        names = sorted(self.vms)
-        if not names:
-            return 0
-        start = self.shrink_next % len(names)
-        self.shrink_next += 1
-        machine, reserve = self.machine, self.reserve
-        enough = lambda: machine.free_pages() > reserve   # noqa: E731
-        freed = 0
-        for name in names[start:] + names[:start]:
-            if enough():
-                break
-            freed += self.vms[name].hooks.shrink_tables(enough)
-        self.tables_shrunk += freed
-        return freed
 
     def stats(self) -> dict:
         saved = sum(len(r) - 1 for r in self.sharers.values())
