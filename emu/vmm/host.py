@@ -409,7 +409,7 @@ class Host(SharingMixin, VmsMixin):
         return True
 
     def stats(self) -> dict:
-        saved = sum(len(r) - 1 for r in self.sharers.values())
+        saved = self.sharing_saved()
         return {"reclaimed": self.reclaimed, "swap_outs": self.swap_outs,
                 "swap_ins": self.swap_ins, "rescued": self.rescued,
                 "zero_dropped": self.zero_dropped,

@@ -107,6 +107,11 @@ class SharingMixin:
         self._checked()
         return mpn
 
+    def sharing_saved(self) -> int:
+        """Machine pages sharing saves right now (each shared page stands for
+        as many guest pages as reference it)."""
+        return sum(len(refs) - 1 for refs in self.sharers.values())
+
     def _drop_shared(self, mpn: int) -> None:
         del self.sharers[mpn]
         for digest, m in list(self.by_content.items()):
@@ -166,8 +171,7 @@ class SharingMixin:
                 if vm.bus.active:
                     vm.bus.emit("page_shared", ppn=ppn, mpn=shared, freed=mpn, zero=zero)
         self.by_content = {d: m for d, m in self.by_content.items() if m >= 0}
-        saved = sum(len(refs) - 1 for refs in self.sharers.values())
-        self.saved_peak = max(self.saved_peak, saved)
+        self.saved_peak = max(self.saved_peak, self.sharing_saved())
         self._checked()
         return hashed
 

@@ -124,19 +124,4 @@ enter_space:
     mov cr3, eax
     ret
 
-show:
-    call print_hex
-    call newline
-    ret
-
-trap:
-    mov ebx, eax
-    mov esi, msg_trap
-    call puts
-    mov eax, [ebx + TF_VEC]
-    call print_dec
-    call newline
-    mov eax, 9
-    call poweroff
-msg_trap: db "trap ", 0
-%include "lib.inc"
+%include "show_trap.inc"

@@ -114,19 +114,4 @@ _start:
     mov eax, 0
     call poweroff
 
-show:
-    call print_hex
-    call newline
-    ret
-
-trap:
-    mov ebx, eax
-    mov esi, msg_trap
-    call puts
-    mov eax, [ebx + TF_VEC]
-    call print_dec
-    call newline
-    mov eax, 9
-    call poweroff
-msg_trap: db "trap ", 0
-%include "lib.inc"
+%include "show_trap.inc"
