@@ -43,8 +43,10 @@ PROGRAMS = sorted(
 def nasm(path: pathlib.Path, out: pathlib.Path) -> subprocess.CompletedProcess:
     exe = shutil.which("nasm")
     assert exe is not None, "nasm is not installed (scripts/system-tools installs it)"
-    return subprocess.run([exe, "-f", "bin", f"-i{INCLUDE}/", f"-i{NASM_DIR}/", "-o", str(out),
-                           str(path)], capture_output=True, text=True, timeout=60)
+    # (-i the program's own folder: emu looks for an include there first)
+    return subprocess.run([exe, "-f", "bin", f"-i{path.parent}/", f"-i{INCLUDE}/",
+                           f"-i{NASM_DIR}/", "-o", str(out), str(path)],
+                          capture_output=True, text=True, timeout=60)
 
 
 def example_sources() -> list[tuple[str, str]]:
