@@ -80,7 +80,7 @@ def build(images: list, names: list[str], config: Config, write=None):
                 swap_latency=config.swap_latency, swap_bandwidth=config.swap_bandwidth,
                 share_interval=share)
     if config.check_invariants:
-        from .vmm.invariants import check_host
+        from .vmm.host_invariants import check_host
         host.check = check_host
     systems = []
     for image, name in zip(images, names):

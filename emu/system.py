@@ -231,7 +231,8 @@ class System(VcpuMixin):
             self.guest.on_write = self.mmu.code_written
             self.host.attach(name, self.pmap, self.vmm, self.bus, lambda: self.finished)
             if c.check_invariants:
-                from .vmm.invariants import check_host, check_vmm
+                from .vmm.host_invariants import check_host
+                from .vmm.invariants import check_vmm
                 self.vmm.check = lambda: (check_vmm(self.vmm), check_host(self.host, name))
                 if self._own_host:
                     self.host.check = check_host

@@ -38,7 +38,7 @@ from hypothesis.stateful import (
 )
 
 from emu.vmm.host import Host
-from emu.vmm.invariants import check_host
+from emu.vmm.host_invariants import check_host
 from emu.vmm.pmap import SHARED, GuestPhys, PMap
 
 PAGE = 4096

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from .expr import parse_expr
+from .exprparse import parse_expr
 from .lexer import Cursor, Loc, clip, tokenize
 from .macros import quoted, strip_comment
 

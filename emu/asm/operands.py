@@ -28,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import isa
-from .expr import REGISTERS, Binary, Env, Node, Reg, Unary, parse_expr, signed64, walk
+from .expr import REGISTERS, Binary, Env, Node, Reg, Unary, signed64, walk
+from .exprparse import parse_expr
 from .lexer import Cursor
 
 # NASM's bounds, beyond which it warns (here: an error).  An 8-bit or

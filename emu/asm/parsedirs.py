@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from .expr import Node, Num, parse_expr
+from .expr import Node, Num
+from .exprparse import parse_expr
 from .lexer import Cursor, Token, clip
 from .source import find_include, read_binary
 from .stmts import Data, Reserve, SectAlign, SectionDecl

@@ -36,7 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import isa
-from .expr import REGISTERS, Node, parse_expr, signed64
+from .expr import REGISTERS, Node, signed64
+from .exprparse import parse_expr
 from .lexer import Cursor, Loc, Token, clip, tokenize
 from .operands import Operand, insn_length, parse_operand, select_form
 from .parsedirs import DirectiveStatements

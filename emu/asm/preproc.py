@@ -60,7 +60,8 @@ from .directives import (
     token_test,
     two_texts,
 )
-from .expr import parse_expr, signed64
+from .expr import signed64
+from .exprparse import parse_expr
 from .lexer import Cursor, Loc, clip, tokenize
 from .macrocalls import (
     MACRO_WORDS,

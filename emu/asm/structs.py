@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .directives import PreEnv
-from .expr import Binary, Here, Node, Num, SegStart, Sym, Unary, parse_expr
+from .expr import Binary, Here, Node, Num, SegStart, Sym, Unary
+from .exprparse import parse_expr
 from .image import HIDDEN_OFFSET
 from .lexer import Cursor, Loc, Token, clip
 from .stmts import RES_WIDTH, Data, EquDef, LabelDef, Times

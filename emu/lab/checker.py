@@ -174,7 +174,7 @@ def _build(vmm_class, referees, config: Config, test: Case) -> list[System]:
     host = Host(env, config.machine_bytes, reserve=config.reserve_pages,
                 swap_latency=config.swap_latency, swap_bandwidth=config.swap_bandwidth,
                 share_interval=config.share_interval)
-    from ..vmm.invariants import check_host
+    from ..vmm.host_invariants import check_host
     host.check = check_host
     return [System(image, config, host=host, name=f"vm{i + 1}",
                    vmm_class=checked(vmm_class, ref)) for i, ref in enumerate(referees)]
