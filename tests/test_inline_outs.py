@@ -18,7 +18,7 @@ from emu import programs
 from emu.asm.assembler import assemble
 from emu.cli import build_parser, config_from
 from emu.hw import cpu as cpu_module
-from emu.hw import exceptions, translate
+from emu.hw import cpu_blocks, exceptions, translate
 from emu.hw.translate import PRE
 from emu.system import System
 
@@ -37,7 +37,7 @@ def _separate_outs(mp: pytest.MonkeyPatch) -> None:
     """Every out ends its block, as a system instruction (and nothing
     translated the other way is found again)."""
     mp.setattr(translate, "console_out", lambda d: False)
-    mp.setattr(cpu_module, "_SEEN", {})
+    mp.setattr(cpu_blocks, "_SEEN", {})
 
 
 def _guest(name: str, mode: str, **changes) -> System:
@@ -171,7 +171,7 @@ def test_code_that_prints_many_characters_is_made_once(monkeypatch):
         return real(decoded, costs, loops)
     monkeypatch.setattr(translate, "_generate", counting)
     monkeypatch.setattr(translate, "_MADE", {})
-    monkeypatch.setattr(cpu_module, "_SEEN", {})
+    monkeypatch.setattr(cpu_blocks, "_SEEN", {})
     from emu.system_vcpu import VcpuMixin
     monkeypatch.setattr(VcpuMixin, "CONSOLE_IN_PLACE", False)
     r = System(image, _guest("hello", "native").config).run()

@@ -42,10 +42,10 @@ def test_the_comparison_sees_a_wrong_flag(monkeypatch):
     # A flag the CPU got wrong must show: make inc compute AF as 0 (in
     # translations made for this test alone: the process keeps what it
     # compiled, wherever it ran).
-    from emu.hw import cpu, semantics, translate
+    from emu.hw import cpu_blocks, semantics, translate
 
     monkeypatch.setattr(translate, "_MADE", {})
-    monkeypatch.setattr(cpu, "_SEEN", {})
+    monkeypatch.setattr(cpu_blocks, "_SEEN", {})
 
     original = semantics.Gen.flag
 
