@@ -275,6 +275,28 @@ DATA = {
         unless 1, 6
         unless 0, 7
         """,
+    "strings compared by value": """
+        %macro same 2
+        %ifidn %1, %2
+            db 1
+        %elifidni %1, %2
+            db 2
+        %else
+            db 0
+        %endif
+        %endmacro
+        same 'abc', "abc"
+        same 'abc', `abc`
+        same 'ABC', "abc"
+        same `a\\x41`, 'aA'
+        same 'a\\n', `a\\n`
+        same 'a', 'a '
+        same "it's", 'it''s'
+        same 'eax', eax
+        same '', ""
+        %defstr D hello
+        same D, "hello"
+        """,
     "absolute": """
         org 0x1000
         dd buffer, buffer.end, count, table, table.two, later, buf_len, N
@@ -1309,7 +1331,8 @@ def test_new_instructions_mean_what_nasm_encodes(tmp_path):
 
 TOKENS = ["5", "-5", "+ 7", "0x1f", "1fh", "$12", "abc", ".x", "$x", "$", "$$", "'s'",
           '"t"', "[eax]", "a b", "", "1 + 2", "- -3", "_q", "@w", "?z"]
-TEXTS = ["eax", "EAX", "[eax+1]", "[ eax + 1 ]", "'a,b'", "x y", "xy", "1"]
+TEXTS = ["eax", "EAX", "[eax+1]", "[ eax + 1 ]", "'a,b'", "x y", "xy", "1", '"a,b"', "`A,b`",
+         "`a\\x2cb`", "'a\\n'", "`a\\n`", "a,b", "'eax'"]
 
 
 def _random_directive(rng) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from ..errors import AsmError
 from .exprparse import parse_expr
-from .lexer import Cursor, Loc, clip, tokenize
+from .lexer import Cursor, Loc, clip, string_token, tokenize
 from .macros import quoted, strip_comment
 
 NOT_SUPPORTED = frozenset((
@@ -22,11 +23,26 @@ NOT_SUPPORTED = frozenset((
 _TOKEN = re.compile(r"""'[^']*'|"[^"]*"|`(?:[^`\\]|\\.)*`|[A-Za-z0-9_.$@?#~]+|\S""")
 
 
-def same_text(a: str, b: str, fold: bool) -> bool:
-    """%ifidn (``fold``: %ifidni): the same tokens, white space aside."""
-    if fold:
-        a, b = a.lower(), b.lower()
-    return _TOKEN.findall(a) == _TOKEN.findall(b)
+def same_text(a: str, b: str, fold: bool, loc: Loc, col: int) -> bool:
+    """%ifidn (``fold``: %ifidni): the same tokens, white space aside; a
+    string is its value, whatever its quotes (NASM's: 'a' and "a" are the
+    same text, 'a\\n' and `a\\n` are not), compared without case too by
+    %ifidni."""
+    return _compared(a, fold, loc, col) == _compared(b, fold, loc, col)
+
+
+def _compared(text: str, fold: bool, loc: Loc, col: int) -> list:
+    out: list = []
+    for tok in _TOKEN.findall(text):
+        if len(tok) > 1 and tok[0] in "'\"`" and tok[-1] == tok[0]:
+            try:
+                value = string_token(tok)
+            except AsmError as e:
+                raise loc.error(f"{e.message} (in {clip(tok)})", col) from None
+            out.append((value.lower() if fold else value,))
+        else:
+            out.append(tok.lower() if fold else tok)
+    return out
 
 
 def token_test(test: str, text: str) -> bool:

@@ -271,6 +271,11 @@ def _string(loc: Loc, start: int) -> tuple[Token, int]:
     raise loc.error("unterminated string", start + 1)
 
 
+def string_token(text: str) -> bytes:
+    """The value of a whole string token's text (its quotes included)."""
+    return _string(Loc("<string>", 0, text), 0)[0].value
+
+
 def _escape(loc: Loc, text: str, i: int, out: bytearray) -> int:
     """Append the value of the escape at ``text[i]`` (a backslash) to ``out``;
     return the index after it."""

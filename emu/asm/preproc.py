@@ -264,7 +264,7 @@ class Preprocessor(MacroCalls, TextFunctions, StandardMacros):
             return (self._value(loc, rest_col, f"%{word}") != 0) != (kind == "ifn")
         if kind.endswith(("idn", "idni")):
             a, b = two_texts(self.defines.expand(strip_comment(rest), loc), rest_col, loc, word)
-            return same_text(a, b, kind.endswith("i")) != kind.startswith("ifn")
+            return same_text(a, b, kind.endswith("i"), loc, rest_col) != kind.startswith("ifn")
         if kind.endswith("ctx"):
             names = strip_comment(rest).split()
             if not names or not all(is_name(n) for n in names):
