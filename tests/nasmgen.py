@@ -1,16 +1,18 @@
 """Random data programs in NASM's language, and their comparison with NASM.
 
-NASM is the model: every program NASM assembles without a word must
-assemble here to NASM's bytes, or be refused with one of the messages
-where this assembler is stricter by design (docs/language.md, "Where emu is
-stricter than NASM").  The programs mix what a layout is made of: numbers
-in every spelling, expressions over every operator, equ constants, labels
-and local labels, `$` and `$$`, `db`/`dw`/`dd`/`dq` with strings, `times`,
-`align`, `sectalign`, `incbin`, sections (`.bss` with `resb` ... `resz` and
-`alignb`), `absolute` places and strucs read with `$`, and the preprocessor's
-`%assign`/`%define`/`%if`/`%rep` over numbers; a third are macro programs (``MacroProgram``) or
-layouts of sections (``layout_program``: align=, start=, vstart=, follows=,
-nobits).
+NASM is the model: every program NASM assembles without a word must assemble
+here to NASM's bytes, or be refused with one of the messages where this
+assembler is stricter by design (docs/language.md, "Where emu is stricter than
+NASM"); every program NASM refuses with an error must be refused here too (but
+for a local label before the first non-local one, which NASM's later passes
+scope differently from its first). The programs mix what a layout is made of:
+numbers in every spelling, expressions over every operator, equ constants,
+labels and local labels, `$` and `$$`, `db`/`dw`/`dd`/`dq` with strings,
+`times`, `align`, `sectalign`, `incbin`, sections (`.bss` with `resb` ...
+`resz` and `alignb`), `absolute` places and strucs read with `$`, and the
+preprocessor's `%assign`/`%define`/`%if`/`%rep` over numbers; a third are
+macro programs (``MacroProgram``) or layouts of sections (``layout_program``:
+align=, start=, vstart=, follows=, nobits).
 
     python tests/nasmgen.py --programs N --addresses M --instructions K [--seed S]
 
@@ -523,6 +525,27 @@ def _nobits_overlap(message: str, text: str) -> bool:
     return bool(named) and bool(set(named[0]) & nobits)
 
 
+def _rescoped_by_nasms_passes(stderr: str, text: str) -> bool:
+    """Whether NASM's only error is a local label defined before the
+    program's first non-local label, "inconsistently redefined": NASM's
+    later passes start with the scope its previous pass ended in (the last
+    non-local label of the file), its first with none.  Here such a label
+    has no scope, as in NASM's first pass (docs/language.md)."""
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    if len(errors) != 1 or "inconsistently redefined" not in errors[0]:
+        return False
+    local = re.search(r"label `[^`']*?(\.[A-Za-z_0-9]+)'", errors[0])
+    if local is None:
+        return False
+    for line in text.splitlines():
+        word = line.split(":")[0].strip() if ":" in line else ""
+        if word == local.group(1):
+            return True
+        if word and not word.startswith(".") and " " not in word and word[0].isalpha():
+            return False
+    return False
+
+
 def flat(image) -> bytes:
     """The image as NASM's bin file: from the lowest byte to the highest."""
     if not image.segments:
@@ -563,6 +586,13 @@ def compare(seed: int, programs: int) -> tuple[collections.Counter, list[str]]:
                 mine, refused = flat(assemble(text, src)), None
             except AsmError as e:
                 mine, refused = None, str(e)
+            if done.returncode and refused is None and "error:" in done.stderr:
+                if _rescoped_by_nasms_passes(done.stderr, text):
+                    counts["NASM refuses, its passes disagree (documented)"] += 1
+                    continue
+                counts["NASM refuses, emu assembles"] += 1
+                reports.append(f"NASM refuses, emu assembles:\n{done.stderr}\n{text}")
+                continue
             if done.returncode or done.stderr:
                 counts["NASM refuses or warns"] += 1
                 continue

@@ -87,6 +87,14 @@ ERRORS = [
     ("cpu 286", "'cpu 286' is not supported (the machine runs 32-bit code: 386 or later)", 1, 1),
     ("cpu z80", "unknown CPU level 'z80' (386, 486, 586, 686, p2, p3, p4, x64 ...)", 1, 1),
     ("db __?ilog2e?__(6)", "ilog2 argument is not a power of two", 1, 4),
+    ("db __?ilog2e?__(0)", "ilog2 argument is not a power of two", 1, 4),
+    ("dd 5 - u\nsection .data\nu: db 0", "value is neither a number nor an address plus a "
+     "number: it subtracts an address of another section from a number", 1, 4),
+    ("mov eax, [ebx - u]\nsection .data\nu: db 0", "value is neither a number nor an "
+     "address plus a number: it subtracts an address of another section from a number", 1, 10),
+    ("dd section.user.start - u\nsection user vstart=0x9000\nu: db 0", "value is neither a "
+     "number nor an address plus a number: it subtracts an address of another section from "
+     "a number", 1, 4),
     ("%use ifunc\ndb ilog2w(6)", "ilog2 argument is not a power of two", 2, 5),
     ("x: dd __?ilog2f?__(x)", "ilog2 needs numbers, not addresses: '$' and labels are "
      "addresses, '$ - $$' and 'label - $$' are numbers", 1, 7),

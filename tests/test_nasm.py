@@ -1064,6 +1064,24 @@ DATA = {
         dd tbl, pt, empty, $ - tbl
         .after: dd .after, tbl + proc.kids - proc
         """,
+    "section symbols": """
+        org 0x1000
+        db 1, 2, 3
+        dd section..text.start, section..text.vstart, -start, 5 - start
+        start: dd section..data.start, section..data.vstart, section.user.start
+        dd section.user.vstart, section..bss.start, section..bss.vstart
+        dd section..data.vstart + 4, here - section..data.vstart
+        dd __?ilog2f?__(0), __?ilog2c?__(0), __?ilog2c?__(5), __?ilog2f?__(5)
+        section .data
+        db 4, 5
+        here: dw section..data.vstart - here
+        section user start=0x3000 vstart=0x8000
+        db 7
+        u: db 8
+        dd u - section.user.vstart, -u
+        section .bss
+        resb 10
+        """,
 }
 
 

@@ -254,10 +254,10 @@ class Log2(Node):
     def ev(self, env: Env) -> int:
         v = self.arg.ev(env) & MASK64
         floor = v.bit_length() - 1 if v else 0
-        exact = v & (v - 1) == 0
+        exact = v != 0 and v & (v - 1) == 0      # (0 is no power of two: NASM's)
         if not exact and self.kind not in ("f", "c"):
             raise env.loc.error("ilog2 argument is not a power of two", self.col)
-        return floor + (1 if "c" in self.kind and not exact else 0)
+        return floor + (1 if "c" in self.kind and v and not exact else 0)
 
     def rel(self, env: Env) -> Rel:
         if self.arg.rel(env):

@@ -1,9 +1,11 @@
 """What a program may store: a number, or one address plus or minus a number.
 
 NASM's bin format resolves an address of a section (``label``, ``$``,
-``label + 4``, even ``-label``) and any number; it refuses values that add
-two addresses (``a + b``), multiply one (``2*label``) or subtract addresses
-of different sections, since none of them is an address in the program.
+``label + 4``, even ``-label`` of the statement's own section) and any
+number; it refuses values that add two addresses (``a + b``), multiply one
+(``2*label``), subtract addresses of different sections or negate an
+address of another section than the statement's (``5 - label``), since
+none of them is an address in the program.
 ``check_stmt`` applies that rule to every value of a statement once, before
 it is encoded (see ``expr`` for how a value's addresses are counted).
 """
@@ -15,11 +17,19 @@ from .operands import ImmOp, MemOp
 
 NOT_SIMPLE = ("value is neither a number nor an address plus a number: it adds or "
               "multiplies addresses, or subtracts addresses of different sections")
+NEGATED = ("value is neither a number nor an address plus a number: it subtracts an "
+           "address of another section from a number")
 
 
 def check_value(rel: dict, env: Env, col: int) -> None:
-    if rel and (len(rel) > 1 or abs(next(iter(rel.values()))) != 1):
-        raise env.loc.error(NOT_SIMPLE, col)
+    if not rel:
+        return
+    (section, k), = rel.items() if len(rel) == 1 else ((None, 0),)
+    if k == 1:
+        return
+    if k == -1 and section is env.section:
+        return
+    raise env.loc.error(NEGATED if k == -1 else NOT_SIMPLE, col)
 
 
 def check_stmt(stmt, env: Env) -> None:
