@@ -532,18 +532,18 @@ def _rescoped_by_nasms_passes(stderr: str, text: str) -> bool:
     non-local label of the file), its first with none.  Here such a label
     has no scope, as in NASM's first pass (docs/language.md)."""
     errors = [line for line in stderr.splitlines() if "error:" in line]
-    if len(errors) != 1 or "inconsistently redefined" not in errors[0]:
-        return False
-    local = re.search(r"label `[^`']*?(\.[A-Za-z_0-9]+)'", errors[0])
-    if local is None:
-        return False
+    before = set()          # the local labels defined before the first non-local one
     for line in text.splitlines():
         word = line.split(":")[0].strip() if ":" in line else ""
-        if word == local.group(1):
-            return True
-        if word and not word.startswith(".") and " " not in word and word[0].isalpha():
+        if word.startswith("."):
+            before.add(word)
+        elif word and " " not in word and word[0].isalpha():
+            break
+    for error in errors:
+        local = re.search(r"label `[^`']*?(\.[A-Za-z_0-9]+)' inconsistently redefined", error)
+        if local is None or local.group(1) not in before:
             return False
-    return False
+    return bool(errors)
 
 
 def flat(image) -> bytes:
