@@ -149,8 +149,10 @@ _DIFFERS = {
     "lgdt": "only the TSS descriptor of the GDT is ever read (segments are not modelled)",
     "ltr": "sets the TSS base for ring switches; no segment state",
     "invlpg": "acts on the project's TLB (checked against the paging model instead)",
-    "in": "reads the project's devices (console, timer, power-off), not a PC's",
-    "out": "writes the project's devices (console, timer, power-off), not a PC's",
+    "in": ("reads the project's devices (console, timer, power-off), not a PC's; into "
+           "any 32-bit register (x86: eax only)"),
+    "out": ("writes the project's devices (console, timer, power-off), not a PC's; from "
+            "any 32-bit register (x86: eax only)"),
     "mov cr": "paging state; checked against the paging conformance vectors instead",
 }
 
