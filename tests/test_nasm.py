@@ -296,6 +296,9 @@ DATA = {
         same '', ""
         %defstr D hello
         same D, "hello"
+        same `a\\`,b`, 'a`,b'
+        %defstr E x `a\\`  b`   y
+        db E
         """,
     "absolute": """
         org 0x1000
@@ -1349,16 +1352,24 @@ def test_new_instructions_mean_what_nasm_encodes(tmp_path):
 
 TOKENS = ["5", "-5", "+ 7", "0x1f", "1fh", "$12", "abc", ".x", "$x", "$", "$$", "'s'",
           '"t"', "[eax]", "a b", "", "1 + 2", "- -3", "_q", "@w", "?z"]
+BACKQUOTED = ["\\n", "\\t", "\\x41", "\\101", "\\\\", "\\'", '\\"', "\\`", "\\e", "\\u00e9",
+              "a", "b", " ", ","]
+DEFTOKS = [r"`'ab'`", r"""'"x y"'""", r"`\`a\\n\``", r"'0x41'", r'"12"', r"`\`\\u00e9\``",
+           r"`'\xff'`", r"`\`\u00e9\x80\``", r"`'\x7f'`"]
 TEXTS = ["eax", "EAX", "[eax+1]", "[ eax + 1 ]", "'a,b'", "x y", "xy", "1", '"a,b"', "`A,b`",
-         "`a\\x2cb`", "'a\\n'", "`a\\n`", "a,b", "'eax'"]
+         "`a\\x2cb`", "'a\\n'", "`a\\n`", "a,b", "'eax'", r"`a\`,b`", r"'a`,b'"]
 
 
 def _random_directive(rng) -> str:
     """One line (or %if block) that defines V as a string."""
     def string():
-        q = rng.choice("'\"")
+        q = rng.choice("'\"`")
+        if q == "`":                        # (escapes: NASM's values, quotes inside)
+            return q + "".join(rng.choice(BACKQUOTED) for _ in range(rng.randint(0, 5))) + q
         return q + "".join(rng.choice("abxyz 12") for _ in range(rng.randint(0, 6))) + q
-    kind = rng.randrange(6)
+    kind = rng.randrange(7)
+    if kind == 6:                           # a string's text read as tokens
+        return f"%deftok V {rng.choice(DEFTOKS)}"
     if kind == 0:
         return (f"%substr V {string()} {rng.randint(-3, 8)}"
                 + (f", {rng.randint(-8, 8)}" if rng.random() < 0.7 else ""))

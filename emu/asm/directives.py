@@ -70,9 +70,12 @@ def token_test(test: str, text: str) -> bool:
 def two_texts(rest: str, col: int, loc: Loc, word: str) -> tuple[str, str]:
     """The two comma-separated texts of %ifidn (a comma inside a string or
     brackets does not count)."""
-    depth, quote = 0, None
+    depth, quote, escaped = 0, None, False
     for i, c in enumerate(rest):
-        if quote:
+        if escaped:                 # (a backquoted string's \` is not its end)
+            escaped = False
+        elif quote:
+            escaped = quote == "`" and c == "\\"
             quote = None if c == quote else quote
         elif c in "'\"`":
             quote = c
@@ -209,7 +212,9 @@ def string_macro(word: str, name: str, text: str, loc: Loc, col: int, constant) 
     if word == "deftok":
         if any(b < 32 and b != 9 for b in strings[0]):
             raise loc.error(f"%deftok {name}: the string holds a control character", col)
-        value = strings[0].decode("latin-1")    # its text, read as tokens
+        # its text, read as tokens: UTF-8 as a source line is, any other byte
+        # kept as it is (the lexer gives a string's bytes back exactly)
+        value = strings[0].decode("utf-8", "surrogateescape")
     elif word == "strlen":
         value = str(len(strings[0]))
     elif word == "strcat":
@@ -241,7 +246,7 @@ def _substring(string: bytes, cur: Cursor, line: Loc, name: str, constant) -> by
 def _one_space(text: str) -> str:
     """``text`` with each run of white space outside strings made one space
     (its tokens, as NASM puts them back together)."""
-    out, quote, space = [], None, False
+    out, quote, space, escaped = [], None, False, False
     for c in text:
         if quote is None and c in " \t":
             space = True
@@ -250,8 +255,12 @@ def _one_space(text: str) -> str:
             out.append(" ")
             space = False
         out.append(c)
-        if quote is None and c in "'\"`":
+        if escaped:                 # (a backquoted string's \` is not its end)
+            escaped = False
+        elif quote is None and c in "'\"`":
             quote = c
         elif c == quote:
             quote = None
+        elif quote == "`" and c == "\\":
+            escaped = True
     return "".join(out)

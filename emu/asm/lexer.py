@@ -204,7 +204,9 @@ def _tokenize(loc: Loc) -> list[Token]:
                     i += len(op)
                     break
             else:
-                raise loc.error(f"unexpected character {c!r}", i + 1)
+                what = (f"byte 0x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff"
+                        else f"character {c!r}")     # (a byte %deftok made a token of)
+                raise loc.error(f"unexpected {what}", i + 1)
     return out
 
 
@@ -255,7 +257,7 @@ def _string(loc: Loc, start: int) -> tuple[Token, int]:
         if end < 0:
             raise loc.error("unterminated string", start + 1)
         raw = text[start + 1:end]
-        value = raw.encode("utf-8", "surrogatepass")
+        value = raw.encode("utf-8", "surrogateescape")
         return Token("str", text[start:end + 1], start + 1, value, quote), end + 1
     out = bytearray()
     i, n = start + 1, len(text)
@@ -264,7 +266,7 @@ def _string(loc: Loc, start: int) -> tuple[Token, int]:
         if c == "`":
             return Token("str", text[start:i + 1], start + 1, bytes(out), quote), i + 1
         if c != "\\":
-            out += c.encode("utf-8", "surrogatepass")
+            out += c.encode("utf-8", "surrogateescape")
             i += 1
             continue
         i = _escape(loc, text, i, out)
