@@ -472,7 +472,8 @@ class MacroProgram:
 def layout_program(rng: random.Random) -> str:
     """A program of several sections laid out by their attributes -- align=,
     start=, vstart=, follows= (progbits and nobits), nobits -- with labels
-    in each and references to them across sections."""
+    in each, references to them across sections, and each section's
+    ``section.NAME.start`` and ``.vstart``."""
     names = [".data", ".rodata", ".bss", "extra", "user"]
     rng.shuffle(names)
     used = [".text", *names[:rng.randint(1, 4)]]
@@ -503,6 +504,9 @@ def layout_program(rng: random.Random) -> str:
             if rng.random() < 0.5:
                 lines.append(f"dd {rng.choice(labels)}, $$, $ - $$")
     lines += ["section .text", "dd " + ", ".join(rng.sample(labels, min(len(labels), 6)))]
+    # NASM's symbols of each section: where its bytes are, where its labels count from
+    symbols = [f"section.{name}.{which}" for name in used for which in ("start", "vstart")]
+    lines.append("dd " + ", ".join(rng.sample(symbols, min(len(symbols), 4))))
     return "\n".join(lines) + "\n"
 
 
