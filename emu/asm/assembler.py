@@ -179,7 +179,7 @@ class Assembler:
         first byte for labels: the start, unless ``vstart=`` moves it), as
         (the section, vstart); None for any other name.  They are not
         labels: no listing or disassembly names an address by them."""
-        if not name.startswith("section.") or not name.endswith(("start", ".vstart")):
+        if not name.startswith("section.") or not name.endswith("start"):
             return None
         head, _, which = name.rpartition(".")
         if which not in ("start", "vstart"):

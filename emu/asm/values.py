@@ -24,12 +24,13 @@ NEGATED = ("value is neither a number nor an address plus a number: it subtracts
 def check_value(rel: dict, env: Env, col: int) -> None:
     if not rel:
         return
-    (section, k), = rel.items() if len(rel) == 1 else ((None, 0),)
-    if k == 1:
-        return
-    if k == -1 and section is env.section:
-        return
-    raise env.loc.error(NEGATED if k == -1 else NOT_SIMPLE, col)
+    if len(rel) == 1:
+        (section, k), = rel.items()
+        if k == 1 or (k == -1 and section is env.section):
+            return
+        if k == -1:
+            raise env.loc.error(NEGATED, col)
+    raise env.loc.error(NOT_SIMPLE, col)
 
 
 def check_stmt(stmt, env: Env) -> None:
