@@ -448,13 +448,18 @@ class MacroProgram:
         names this program has."""
         r = self.rng
         v = self.value
-        word = r.choice(["abc", "x y", "'q'", '"a,b"', "5", ""])
+        word = r.choice(["abc", "x y", "'q'", '"a,b"', "5", "", "`a\\x80\\`,b`", '"  x  "',
+                         "`\\u00e9`"])
         name = r.choice([n for n, _ in self.smacros] + ["NOPE", "abc"])
         calls = [f"dq %eval({v()})", f"dq %eval({v()}, {v()})", f"dq %abs({v()} - 100)",
                  f"db %num({v()}{', ' + str(r.randint(-1, 6)) if r.random() < 0.6 else ''}"
                  f"{', ' + str(r.choice([2, 8, 10, 16, 36])) if r.random() < 0.5 else ''})",
                  f"db %str({word}), %strlen({word}), 0", f"db %strcat({word}, 'z', {word})",
                  f"db %tok('{r.randrange(9)} + {r.randrange(9)}')",
+                 f"db %tok(`'{word.strip(chr(96))}'`), 0" if word.startswith("`") else
+                 f"db %str({word}   {word}), 0",
+                 f"db %substr({word}, {r.randint(-1, 5)}"
+                 f"{', ' + str(r.randint(-3, 4)) if r.random() < 0.6 else ''}), 0",
                  f"db %cond({v()} > 100, {v()}, {v()}), %cond(0, 1)2",
                  f"db %sel({r.randint(1, 3)}, {v()}, {v()}, {v()})",
                  f"db %count({', '.join(v() for _ in range(r.randint(1, 4)))})",

@@ -56,9 +56,10 @@ ERRORS = [
     ("incbin \"x.bin\", n\nn equ 1", "incbin's skip must be known before assembly: 'n' is "
      "not defined above this line (%define, %assign or equ)", 1, 17),
     ("do 1", "'do' is not supported (16-byte data; see docs/language.md)", 1, 1),
-    ("db %substr('abc', 2)", "'%substr()' is not supported (NASM's preprocessor functions "
-     "here are %eval, %abs, %num, %str, %strlen, %strcat, %tok, %cond, %sel, %count and "
+    ("db %hex(5)", "'%hex()' is not supported (NASM's preprocessor functions here are "
+     "%eval, %abs, %num, %str, %strlen, %strcat, %substr, %tok, %cond, %sel, %count and "
      "%is...; see docs/language.md)", 1, 4),
+    ("db %substr('abc')", "%substr() takes 2 to 3 arguments, not 1", 1, 4),
     ("db %eval()", "%eval() needs a value", 1, 4),
     ("db %eval(1, x)", "%eval() must be known before assembly: 'x' is not defined above "
      "this line (%define, %assign or equ)", 1, 4),

@@ -191,12 +191,19 @@ class PreEnv:
 
 # --- the string directives: %strlen, %defstr, %strcat, %substr ----------------------
 
+def token_text(value: bytes) -> str:
+    """A string's bytes as text to read as tokens (%deftok, %tok()): UTF-8
+    as a source line is, any other byte kept as it is (the lexer gives a
+    string's bytes back exactly)."""
+    return value.decode("utf-8", "surrogateescape")
+
+
 def string_macro(word: str, name: str, text: str, loc: Loc, col: int, constant) -> str:
     """The body %strlen, %defstr (%idefstr), %strcat, %substr or %deftok gives
     ``name``; ``text``: what follows it, macros expanded; ``constant``: the
     equ constants above, for %substr's numbers."""
     if word.endswith("defstr"):
-        return quoted(_one_space(text).encode())
+        return quoted(one_space(text).encode())
     line = replace(loc, text=text)
     cur = Cursor(tokenize(line), line)
     strings = []
@@ -212,9 +219,7 @@ def string_macro(word: str, name: str, text: str, loc: Loc, col: int, constant) 
     if word == "deftok":
         if any(b < 32 and b != 9 for b in strings[0]):
             raise loc.error(f"%deftok {name}: the string holds a control character", col)
-        # its text, read as tokens: UTF-8 as a source line is, any other byte
-        # kept as it is (the lexer gives a string's bytes back exactly)
-        value = strings[0].decode("utf-8", "surrogateescape")
+        value = token_text(strings[0])
     elif word == "strlen":
         value = str(len(strings[0]))
     elif word == "strcat":
@@ -237,13 +242,20 @@ def _substring(string: bytes, cur: Cursor, line: Loc, name: str, constant) -> by
     if cur.at_op(","):
         cur.pos += 1
         length = parse_expr(cur).ev(env)
-    rest = string[max(start, 1) - 1:]         # (a start below 1 is 1, as NASM takes it)
+    return substring(string, start, length)
+
+
+def substring(string: bytes, start: int, length: int) -> bytes:
+    """NASM's substring: from ``start`` (1-based; below 1 is 1, as NASM
+    takes it), ``length`` bytes, a negative length counting back from the
+    end (-1: up to the last byte)."""
+    rest = string[max(start, 1) - 1:]
     if length < 0:
         length = max(len(rest) + length + 1, 0)
     return rest[:length]
 
 
-def _one_space(text: str) -> str:
+def one_space(text: str) -> str:
     """``text`` with each run of white space outside strings made one space
     (its tokens, as NASM puts them back together)."""
     out, quote, space, escaped = [], None, False, False

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import AsmError
+from .directives import one_space, substring, token_text
 from .expr import signed64
 from .lexer import Loc, tokenize
 from .macros import quoted, scan, strip_comment
@@ -20,7 +21,7 @@ FUNCTIONS = frozenset(("eval", "abs", "num", "str", "strlen", "strcat", "tok", "
                            "macro", "ctx", "using", "usable")),
                        "substr", "hex", "map", "chr", "depend", "pathsearch", "realpath",
                        "isenv", "isnenv"))
-REFUSED_FUNCTIONS = frozenset(("substr", "hex", "map", "chr", "depend", "pathsearch",
+REFUSED_FUNCTIONS = frozenset(("hex", "map", "chr", "depend", "pathsearch",
                                "realpath", "isenv", "isnenv"))
 
 
@@ -131,8 +132,8 @@ class TextFunctions:
         string or the text of an argument (expanded further by the caller)."""
         if name in REFUSED_FUNCTIONS:
             raise loc.error(f"'%{name}()' is not supported (NASM's preprocessor functions "
-                            "here are %eval, %abs, %num, %str, %strlen, %strcat, %tok, "
-                            "%cond, %sel, %count and %is...; see docs/language.md)", col)
+                            "here are %eval, %abs, %num, %str, %strlen, %strcat, %substr, "
+                            "%tok, %cond, %sel, %count and %is...; see docs/language.md)", col)
         what = f"%{name}()"
         got = call_args("(" + inner + ")", 0)
         args = got[0] if got is not None else [inner]
@@ -179,15 +180,19 @@ class TextFunctions:
                 text = "0"
             return quoted(text.encode())
         if name == "str":
-            return quoted(" ".join(self.defines.expand(inner, loc).split()).encode())
+            return quoted(one_space(self.defines.expand(inner, loc)).strip().encode())
         if name == "strlen":
             count(1, 1)
             return str(len(string(args[0])))
         if name == "strcat":
             return quoted(b"".join(string(a) for a in args))
+        if name == "substr":                # (to the end unless a length is given)
+            count(2, 3)
+            length = number(args[2]) if len(args) > 2 else -1
+            return quoted(substring(string(args[0]), number(args[1]), length))
         if name == "tok":
             count(1, 1)
-            return string(args[0]).decode("latin-1")
+            return token_text(string(args[0]))
         if name == "cond":
             count(2, 3)
             return args[1] if number(args[0]) else (args[2] if len(args) > 2 else "")
