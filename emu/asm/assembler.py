@@ -37,7 +37,7 @@ from .listing import Recorder
 from .macros import strip_comment
 from .parser import Parser
 from .preproc import Preprocessor
-from .sections import ADDRESS_END, Section, declare, place
+from .sections import ADDRESS_END, Section, declare, in_section, place, section_symbol
 from .source import read_source, recorded, unchanged
 from .stmts import (
     Align,
@@ -139,8 +139,8 @@ class Assembler:
                 return self.label_at[name][1]
             if name in self.equs:
                 return self._equ(name, col, loc, True)
-            found = self._section_symbol(name)
-            if found is not None and self._in_section(found):
+            found = section_symbol(self.sections, name)
+            if found is not None and in_section(found):
                 return 0
             raise _NotYet(name)
         if name in self.labels:
@@ -149,7 +149,7 @@ class Assembler:
             return self.values[name]
         if name in self.equs:
             return self._equ(name, col, loc, False)
-        found = self._section_symbol(name)
+        found = section_symbol(self.sections, name)
         if found is not None:
             sec, vstart = found
             return sec.base if vstart else sec.load
@@ -166,36 +166,12 @@ class Assembler:
                 rel = stmt.expr.rel(_Env(self, stmt.loc, offset, 0, section, pass1))
             self.rels[name] = rel
             return rel
-        found = self._section_symbol(name)
+        found = section_symbol(self.sections, name)
         if found is not None:
-            return {found[0]: 1} if self._in_section(found) else {}
+            return {found[0]: 1} if in_section(found) else {}
         if pass1:
             raise _NotYet(name)
         raise loc.error(f"undefined symbol '{clip(name)}'", col)
-
-    def _section_symbol(self, name: str) -> tuple[Section, bool] | None:
-        """NASM's symbols of a section: ``section.NAME.start`` (where its
-        bytes are loaded) and ``section.NAME.vstart`` (the address of its
-        first byte for labels: the start, unless ``vstart=`` moves it), as
-        (the section, vstart); None for any other name.  They are not
-        labels: no listing or disassembly names an address by them."""
-        if not name.startswith("section.") or not name.endswith("start"):
-            return None
-        head, _, which = name.rpartition(".")
-        if which not in ("start", "vstart"):
-            return None
-        sec_name = head[len("section."):]
-        sec = next((s for s in self.sections if s.name == sec_name), None)
-        return None if sec is None else (sec, which == "vstart")
-
-    @staticmethod
-    def _in_section(found: tuple[Section, bool]) -> bool:
-        """The symbol is an address of its section's own (its first byte):
-        a difference with a label of it is a number.  A ``vstart=``
-        section's start is a number: where its bytes are, not an address
-        its labels count from."""
-        sec, vstart = found
-        return vstart or sec.vstart is None
 
     def _equ(self, name: str, col: int, loc: Loc, pass1: bool) -> int:
         cache = self.pass1_values if pass1 else self.values

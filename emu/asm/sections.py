@@ -27,6 +27,9 @@ known and ``place`` gives each an address:
 No two sections may overlap where they are loaded (NASM lets nobits
 sections overlap; here that is an error too), no section may start below
 the origin, and nothing may lie beyond 0xffffffff.
+
+Each section has NASM's two symbols, ``section.NAME.start`` and
+``section.NAME.vstart`` (``section_symbol``).
 """
 
 from __future__ import annotations
@@ -259,3 +262,27 @@ def _check(sections: list[Section]) -> None:
 
 def _at(s: Section) -> Loc:
     return s.defined_at
+
+
+def section_symbol(sections: list[Section], name: str) -> tuple[Section, bool] | None:
+    """NASM's symbols of a section: ``section.NAME.start`` (where its bytes
+    are loaded) and ``section.NAME.vstart`` (the address of its first byte
+    for labels: the start, unless ``vstart=`` moves it), as (the section,
+    vstart); None for any other name or a section not (yet) declared.  The
+    assembler looks them up where a label is not found: they are not
+    labels, and no listing or disassembly names an address by them."""
+    if not name.startswith("section.") or not name.endswith("start"):
+        return None
+    head, _, which = name.rpartition(".")
+    if which not in ("start", "vstart"):
+        return None
+    sec = next((s for s in sections if s.name == head[len("section."):]), None)
+    return None if sec is None else (sec, which == "vstart")
+
+
+def in_section(found: tuple[Section, bool]) -> bool:
+    """A section symbol is an address of its section (its first byte: a
+    difference with a label of it is a number) -- but a ``vstart=``
+    section's start, which is where its bytes are, a number."""
+    sec, vstart = found
+    return vstart or sec.vstart is None
