@@ -65,9 +65,9 @@ DEFAULT_SHARE = 200_000             # emu.multi.DEFAULT_SHARE_INTERVAL
 LATENCIES = (DEFAULT_LATENCY, 0, 1, 100)
 SHARE_INTERVALS = (0, 2000, 20_000, DEFAULT_SHARE)
 TLBS = ((64, 4, "split", 8), (8, 2, "split", 1), (4, 4, "unified", 2), (16, 1, "unified", 4))
-# the bundled guests with the most pages and address spaces (crowds draw them twice as often)
+# the guests with the most pages and address spaces (crowds draw them twice as often)
 HEAVY_BUNDLED = ("multiproc", "pager", "forkwait", "demand", "mprotect", "tlbthrash",
-                 "bigpages")
+                 "bigpages", "lab_swap")
 SHORT_BUNDLED = ("hello", "paging", "stale_tlb", "exceptions", "syscalls", "bad_triple",
                  "bad_cr3_outside", "bad_pt_outside", "mprotect", "demand")
 
@@ -384,9 +384,13 @@ def check(group: Group, every: int = 1) -> Report:
 
 # --- the strategies -------------------------------------------------------------------------
 def bundled_names(short: bool) -> tuple[str, ...]:
+    """The guests a member may be: the bundled ones and the lab's (long runs;
+    ``short``: the suite's few quick ones)."""
     from emu import programs
     names = tuple(n for n, _ in programs.catalogue() if n != "bad_runaway")
-    return tuple(n for n in SHORT_BUNDLED if n in names) if short else names
+    if short:
+        return tuple(n for n in SHORT_BUNDLED if n in names)
+    return names + tuple(n for n, _ in programs.lab_catalogue())
 
 
 @st.composite

@@ -2,11 +2,11 @@
 gives alone, the resource-control invariant holds after every exit, and
 every guest makes progress.
 
-The groups come from ``tests/multigen.py`` (random bundled guests, paging
-kernels from ``guestgen`` and memory-hungry kernels on 1-8 MiB machines,
-every swap latency, sharing interval, shadow policy and nested paging; in
-the long run, a quarter are crowds: up to sixteen copies of one to three
-bundled guests on 1-2 MiB).  A
+The groups come from ``tests/multigen.py`` (random bundled guests -- the
+lab's too, in the long run -- paging kernels from ``guestgen`` and
+memory-hungry kernels on 1-8 MiB machines, every swap latency, sharing
+interval, shadow policy and nested paging; in the long run, a quarter are
+crowds: up to sixteen copies of one to three such guests on 1-2 MiB).  A
 failing group shrinks (hypothesis) to a minimal one, which is saved to
 ``tests/multi_regressions/`` as a JSON data file and replayed from then on.
 A saved group that still fails carries ``"xfail": "<reason>"``: a strict
