@@ -24,20 +24,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import partial
 
 from .. import isa
 from ..errors import AsmError
 from . import preproc
-from .expr import Node, Num, Sym, signed64, walk
+from .expr import Node, Num
 from .image import Image, SectionInfo, SourceLine
 from .lexer import Loc, clip
 from .listing import Recorder
 from .macros import strip_comment
 from .parser import Parser
 from .preproc import Preprocessor
-from .sections import ADDRESS_END, Section, declare, in_section, place, section_symbol
+from .sections import ADDRESS_END, Section, declare, place
 from .source import read_source, recorded, unchanged
 from .stmts import (
     Align,
@@ -52,6 +51,7 @@ from .stmts import (
     Stmt,
     Times,
 )
+from .symbols import ExprEnv, SymbolTable
 from .values import check_stmt
 
 MAX_IMAGE = 16 << 20        # bytes in all sections together
@@ -62,52 +62,9 @@ EMPTY = "the program is empty: there is no code to run (execution starts at the 
 NO_START = "no '_start' label: execution starts at _start (put '_start:' where the program begins)"
 
 
-class _NotYet(Exception):
-    """Pass 1 needed a symbol that is not defined above the current line."""
-
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.name = name
-
-
-@dataclass
-class _Env:
-    """What an expression sees: ``$``, ``$$``, its section and the symbols."""
-
-    asm: Assembler
-    loc: Loc
-    here: int
-    seg_start: int
-    section: Section
-    pass1: bool = False
-
-    def lookup(self, name: str, col: int) -> int:
-        return self.asm.lookup(name, col, self.loc, self.pass1)
-
-    def lookup_rel(self, name: str, col: int) -> dict:
-        return self.asm.lookup_rel(name, col, self.loc, self.pass1)
-
-
-class _Guard:
-    """``Assembler._guard``'s context."""
-
-    __slots__ = ("resolving", "name", "col", "loc")
-
-    def __init__(self, resolving: set, name: str, col: int, loc: Loc):
-        self.resolving, self.name, self.col, self.loc = resolving, name, col, loc
-
-    def __enter__(self) -> None:
-        if self.name in self.resolving:
-            raise self.loc.error(f"circular definition: '{clip(self.name)}' depends on "
-                                 "itself", self.col)
-        self.resolving.add(self.name)
-
-    def __exit__(self, *exc) -> None:
-        self.resolving.discard(self.name)
-
-
-class Assembler:
-    """One assembly: preprocess, parse, lay out, place, resolve, encode."""
+class Assembler(SymbolTable):
+    """One assembly: preprocess, parse, lay out, place, resolve, encode
+    (its symbols: ``symbols.SymbolTable``)."""
 
     def __init__(self, include_dirs: Iterable[str | os.PathLike] = (), listing: bool = False):
         self.parser = Parser(include_dirs=tuple(os.fspath(d) for d in include_dirs))
@@ -130,104 +87,6 @@ class Assembler:
         self.sections: list[Section] = []
         self.origin: int | None = None
         self.placed = False
-
-    # --- symbols -----------------------------------------------------------
-
-    def lookup(self, name: str, col: int, loc: Loc, pass1: bool) -> int:
-        if pass1:
-            if name in self.label_at:
-                return self.label_at[name][1]
-            if name in self.equs:
-                return self._equ(name, col, loc, True)
-            found = section_symbol(self.sections, name)
-            if found is not None and in_section(found):
-                return 0
-            raise _NotYet(name)
-        if name in self.labels:
-            return self.labels[name]
-        if name in self.values:
-            return self.values[name]
-        if name in self.equs:
-            return self._equ(name, col, loc, False)
-        found = section_symbol(self.sections, name)
-        if found is not None:
-            sec, vstart = found
-            return sec.base if vstart else sec.load
-        raise loc.error(f"undefined symbol '{clip(name)}'", col)
-
-    def lookup_rel(self, name: str, col: int, loc: Loc, pass1: bool) -> dict:
-        if name in self.label_at:
-            return {self.label_at[name][0]: 1}
-        if name in self.rels:
-            return self.rels[name]
-        if name in self.equs:
-            stmt, section, offset = self.equs[name]
-            with self._guard(name, col, loc):
-                rel = stmt.expr.rel(_Env(self, stmt.loc, offset, 0, section, pass1))
-            self.rels[name] = rel
-            return rel
-        found = section_symbol(self.sections, name)
-        if found is not None:
-            return {found[0]: 1} if in_section(found) else {}
-        if pass1:
-            raise _NotYet(name)
-        raise loc.error(f"undefined symbol '{clip(name)}'", col)
-
-    def _equ(self, name: str, col: int, loc: Loc, pass1: bool) -> int:
-        cache = self.pass1_values if pass1 else self.values
-        if name in cache:
-            return cache[name]
-        stmt, section, offset = self.equs[name]
-        base = 0 if pass1 else section.base
-        with self._guard(name, col, loc):
-            value = stmt.expr.ev(_Env(self, stmt.loc, base + offset, base, section, pass1))
-        cache[name] = value
-        return value
-
-    def _guard(self, name: str, col: int, loc: Loc) -> _Guard:
-        """A context that resolves ``name``: entering it again inside is a
-        circular definition."""
-        return _Guard(self.resolving, name, col, loc)
-
-    def _define(self, name: str, stmt: Stmt, sec: Section, off: int) -> bool:
-        """Whether ``name`` is defined here for the first time (a second
-        definition is checked once every value is known)."""
-        if name in self.defined_at:
-            self.again.append((name, stmt, sec, off))
-            return False
-        self.defined_at[name] = stmt.loc
-        return True
-
-    def _redefinitions(self) -> None:
-        """A name defined twice must have the same value both times, in the
-        same section, as NASM has it (``x:`` twice at one place is fine)."""
-        for name, stmt, sec, off in self.again:
-            env = _Env(self, stmt.loc, sec.base + off, sec.base, sec, False)
-            if isinstance(stmt, LabelDef):
-                value, rel = sec.base + off, {sec: 1}
-            else:
-                value, rel = stmt.expr.ev(env), stmt.expr.rel(env)  # type: ignore[attr-defined]
-            first = (self.labels[name], {self.label_at[name][0]: 1}) if name in self.labels \
-                else (self.values[name], self.lookup_rel(name, stmt.col, stmt.loc, False))
-            if (signed64(value), rel) != (signed64(first[0]), first[1]):
-                at = self.defined_at[name]
-                what = "label" if isinstance(stmt, LabelDef) else "symbol"
-                raise stmt.loc.error(f"duplicate {what} '{clip(name)}' (first defined at "
-                                     f"{at.file}:{at.line}, with another value)", stmt.col)
-
-    def critical(self, expr: Node, what: str, loc: Loc, section: Section, offset: int) -> int:
-        """A value that decides the layout: a number, known at this line."""
-        env = _Env(self, loc, offset, 0, section, pass1=True)
-        try:
-            if expr.rel(env):
-                raise loc.error(f"{what} must be a number, not an address ('$ - $$' and "
-                                "'label - $$' are numbers)", expr.start)
-            return expr.ev(env)
-        except _NotYet as e:
-            col = next((n.col for n in walk(expr)
-                        if isinstance(n, Sym) and n.name == e.name), expr.start)
-            raise loc.error(f"{what} must be known in pass 1, but '{e.name}' is not "
-                            "defined above this line", col) from None
 
     # --- pass 1: each section's layout ---------------------------------------
 
@@ -390,7 +249,7 @@ class Assembler:
                 continue
             if isinstance(stmt, (SectionDecl, Org, SectAlign)):
                 continue
-            env = _Env(self, stmt.loc, addr, sec.base, sec)
+            env = ExprEnv(self, stmt.loc, addr, sec.base, sec)
             inner = stmt.inner if isinstance(stmt, (Times, Align)) else stmt
             if not isinstance(stmt, (Times, Align)):
                 count = 1
