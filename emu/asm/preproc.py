@@ -53,12 +53,8 @@ from .directives import (
     after_word,
     define_parts,
     directive,
-    is_name,
     one_name,
-    same_text,
     string_macro,
-    token_test,
-    two_texts,
 )
 from .expr import signed64
 from .exprparse import parse_expr
@@ -73,6 +69,7 @@ from .macrocalls import (
     read_body_line,
 )
 from .macros import Macro, pasted, scan, strip_comment
+from .ppconditions import CONDITIONALS, Cond, Conditions
 from .ppstandard import SECTION_LINE, StandardMacros
 from .pptext import TextFunctions, UserWarnings
 from .smacros import Expander
@@ -86,24 +83,8 @@ MAX_TEXT = 16 << 20         # characters of lines after macro expansion, in all
 MAX_ROWS = 100_000          # lines a listing shows (the rest are assembled, not listed)
 Constant = Callable[[str, Loc, int, str], int]   # name, where, column, what -> value
 
-TOKEN_TESTS = ("id", "num", "str", "token", "empty")
-CONDITIONS = ("", "n", "def", "ndef", "idn", "idni", "nidn", "nidni", *TOKEN_TESTS,
-              *(f"n{t}" for t in TOKEN_TESTS), "macro", "nmacro", "ctx", "nctx", "using",
-              "nusing", "usable", "nusable")
-CONDITIONALS = frozenset((*(f"{w}{c}" for w in ("if", "elif") for c in CONDITIONS), "else",
-                          "endif"))
-
-
 class _ExitRep(Exception):
     """%exitrep: leave the innermost %rep."""
-
-
-@dataclass
-class _Cond:
-    taking: bool        # lines of the current branch are assembled
-    taken: bool         # some branch of this %if was taken
-    at: Loc
-    seen_else: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +97,7 @@ class Row:
     level: int          # 0: read from the file; n: made by n macros / %reps
 
 
-class Preprocessor(MacroCalls, TextFunctions, StandardMacros):
+class Preprocessor(MacroCalls, TextFunctions, StandardMacros, Conditions):
     """Turns source text into the lines to assemble; one per assembly."""
 
     def __init__(self, include_dirs: tuple[str, ...] = (), listing: bool = False,
@@ -151,7 +132,7 @@ class Preprocessor(MacroCalls, TextFunctions, StandardMacros):
 
     # --- a block of lines: a file, a macro body, a %rep body -------------------
     def _block(self, lines: Iterable[Loc], chain: Chain, depth: int) -> Iterator[Loc]:
-        conds: list[_Cond] = []
+        conds: list[Cond] = []
         it = iter(lines)
         for loc in it:
             call = loc.call
@@ -234,57 +215,6 @@ class Preprocessor(MacroCalls, TextFunctions, StandardMacros):
             yield from self._section_line(loc, section)
 
     # --- directives ----------------------------------------------------------
-    def _conditional(self, word: str, col: int, loc: Loc, conds: list[_Cond]) -> None:
-        outer = all(c.taking for c in conds[:-1]) if word.startswith(("el", "end")) \
-            else all(c.taking for c in conds)
-        if word.startswith("if"):
-            value = outer and self._condition(word, word, col, loc)
-            conds.append(_Cond(value, value or not outer, loc))
-            return
-        if not conds:
-            raise loc.error(f"%{word} without %if", col)
-        top = conds[-1]
-        if word == "endif":
-            conds.pop()
-        elif top.seen_else:
-            raise loc.error(f"%{word} after %else", col)
-        elif word == "else":
-            top.taking, top.taken, top.seen_else = not top.taken, True, True
-        else:
-            value = not top.taken and outer and self._condition(word[2:], word, col, loc)
-            top.taking = value
-            top.taken = top.taken or value
-
-    def _condition(self, kind: str, word: str, col: int, loc: Loc) -> bool:
-        """The value of %if/%ifdef/%ifndef (``kind``), written ``%word``."""
-        if "%$" in loc.text:
-            loc = self._in_context(loc)
-        rest, rest_col = after_word(loc.text, col, word)
-        if kind in ("if", "ifn"):
-            return (self._value(loc, rest_col, f"%{word}") != 0) != (kind == "ifn")
-        if kind.endswith(("idn", "idni")):
-            a, b = two_texts(self.defines.expand(strip_comment(rest), loc), rest_col, loc, word)
-            return same_text(a, b, kind.endswith("i"), loc, rest_col) != kind.startswith("ifn")
-        if kind.endswith("ctx"):
-            names = strip_comment(rest).split()
-            if not names or not all(is_name(n) for n in names):
-                raise loc.error(f"%{word} needs context names", rest_col)
-            top = self.contexts[-1][0] if self.contexts else None
-            return (top in names) != (kind == "ifnctx")
-        if kind.endswith(("using", "usable")):
-            return self._using(kind, rest, rest_col, loc, word)
-        if kind.endswith("macro"):
-            return self._is_macro(strip_comment(rest), rest_col, loc, word) != (
-                kind == "ifnmacro")
-        negated = kind[2:] not in TOKEN_TESTS and kind[3:] in TOKEN_TESTS
-        test = kind[3:] if negated else kind[2:]
-        if test in TOKEN_TESTS:
-            return token_test(test, self.defines.expand(strip_comment(rest), loc)) != negated
-        name = strip_comment(rest).strip()
-        if not name or not is_name(name):
-            raise loc.error(f"%{word} needs one macro name", rest_col)
-        return self.defines.defined(name) == (kind == "ifdef")
-
     def _directive_line(self, word: str, col: int, loc: Loc) -> None:
         rest, rest_col = after_word(loc.text, col, word)
         if word in ("define", "idefine", "xdefine", "ixdefine"):
