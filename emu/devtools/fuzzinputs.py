@@ -69,6 +69,11 @@ def absurd_argv(rng: random.Random, program: str) -> tuple[list[str], bool]:
     must be refused (a bad choice or no program; an odd number such as
     "-0", "1_000" or "１２" may be a fine number, a device may take output)."""
     argv = [rng.choice(("run", "compare", "asm", "disasm", "step", "run")), program]
+    if argv[0] in ("run", "compare"):
+        # a budget first, which an absurd --max-cycles after it replaces: a
+        # mutant that runs away would take minutes to its default budget,
+        # six times over under compare, and look hung
+        argv += ["--max-cycles", "300000"]
     refuse = program in ("", "/", "nope.s", "/dev/zero")
     for _ in range(rng.randint(1, 2)):
         if rng.random() < 0.6:
