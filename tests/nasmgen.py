@@ -535,7 +535,7 @@ def _nobits_overlap(message: str, text: str) -> bool:
 
 
 def _rescoped_by_nasms_passes(stderr: str, text: str) -> bool:
-    """Whether NASM's only error is a local label defined before the
+    """Whether NASM's only errors are local labels defined before the
     program's first non-local label, "inconsistently redefined": NASM's
     later passes start with the scope its previous pass ended in (the last
     non-local label of the file), its first with none.  Here such a label

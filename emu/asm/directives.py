@@ -11,7 +11,7 @@ from dataclasses import replace
 from ..errors import AsmError
 from .exprparse import parse_expr
 from .lexer import Cursor, Loc, clip, string_token, tokenize
-from .macros import quoted, strip_comment
+from .macros import quoted, scan, strip_comment
 
 NOT_SUPPORTED = frozenset((
     "defalias", "undefalias",
@@ -70,16 +70,12 @@ def token_test(test: str, text: str) -> bool:
 def two_texts(rest: str, col: int, loc: Loc, word: str) -> tuple[str, str]:
     """The two comma-separated texts of %ifidn (a comma inside a string or
     brackets does not count)."""
-    depth, quote, escaped = 0, None, False
+    depth = 0
+    inside = _in_strings(rest)
     for i, c in enumerate(rest):
-        if escaped:                 # (a backquoted string's \` is not its end)
-            escaped = False
-        elif quote:
-            escaped = quote == "`" and c == "\\"
-            quote = None if c == quote else quote
-        elif c in "'\"`":
-            quote = c
-        elif c in "([{":
+        if inside[i]:
+            continue
+        if c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
@@ -258,21 +254,25 @@ def substring(string: bytes, start: int, length: int) -> bytes:
 def one_space(text: str) -> str:
     """``text`` with each run of white space outside strings made one space
     (its tokens, as NASM puts them back together)."""
-    out, quote, space, escaped = [], None, False, False
-    for c in text:
-        if quote is None and c in " \t":
+    out, space = [], False
+    inside = _in_strings(text)
+    for i, c in enumerate(text):
+        if not inside[i] and c in " \t":
             space = True
             continue
         if space:
             out.append(" ")
             space = False
         out.append(c)
-        if escaped:                 # (a backquoted string's \` is not its end)
-            escaped = False
-        elif quote is None and c in "'\"`":
-            quote = c
-        elif c == quote:
-            quote = None
-        elif quote == "`" and c == "\\":
-            escaped = True
     return "".join(out)
+
+
+def _in_strings(text: str) -> list[bool]:
+    """For each character of ``text`` (comment-stripped): whether it is part
+    of a string, quotes included -- ``scan``'s strings (a backquoted
+    string's escaped backquote does not end it)."""
+    inside = [False] * len(text)
+    for start, end, kind in scan(text):
+        if kind == "str":
+            inside[start:end] = [True] * (end - start)
+    return inside
